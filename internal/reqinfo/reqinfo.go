@@ -1,0 +1,107 @@
+// Package reqinfo carries per-request facts through the edge chain: the
+// request id, the client address as the edge established it (never a
+// client-sent header from an untrusted peer), the route, and the fields the
+// access log prints at the end (cache status, upstream, identity, rate-limit
+// decision).
+package reqinfo
+
+import (
+	"context"
+	"net/netip"
+	"sync"
+)
+
+// Info is created by the edge listener for each request.
+type Info struct {
+	ID       string     // X-Request-ID, sanitized or generated
+	ClientIP netip.Addr // socket peer, or the forwarded client when the peer is a trusted proxy
+	PeerIP   netip.Addr // socket peer, always
+	Trusted  bool       // PeerIP is a configured trusted proxy
+	TLS      bool       // the client connection is TLS
+
+	// mu guards the log fields below; handlers deeper in the chain (and the
+	// cache's background refresh) may set them from other goroutines.
+	mu     sync.Mutex
+	route  string
+	fields map[string]string
+}
+
+type ctxKey struct{}
+
+// With returns a context carrying info.
+func With(ctx context.Context, info *Info) context.Context {
+	return context.WithValue(ctx, ctxKey{}, info)
+}
+
+// From returns the Info in ctx, or nil.
+func From(ctx context.Context) *Info {
+	i, _ := ctx.Value(ctxKey{}).(*Info)
+	return i
+}
+
+// SetRoute records the matched route name.
+func (i *Info) SetRoute(name string) {
+	if i == nil {
+		return
+	}
+	i.mu.Lock()
+	i.route = name
+	i.mu.Unlock()
+}
+
+// Route returns the matched route name.
+func (i *Info) Route() string {
+	if i == nil {
+		return ""
+	}
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.route
+}
+
+// Well-known log field names.
+const (
+	FieldCache     = "cache"      // HIT, MISS, STALE, REVALIDATED, BYPASS
+	FieldUpstream  = "upstream"   // backend address that served the request
+	FieldUser      = "user_id"    // authenticated user
+	FieldKeyID     = "key_id"     // API key id (never the key)
+	FieldRateLimit = "rate_limit" // limiter decision, e.g. "allow" or "deny"
+	FieldAuthFail  = "auth_error" // authentication failure reason
+)
+
+// Set records a log field; safe on a nil Info.
+func (i *Info) Set(key, value string) {
+	if i == nil {
+		return
+	}
+	i.mu.Lock()
+	if i.fields == nil {
+		i.fields = make(map[string]string, 4)
+	}
+	i.fields[key] = value
+	i.mu.Unlock()
+}
+
+// Get returns a log field.
+func (i *Info) Get(key string) string {
+	if i == nil {
+		return ""
+	}
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.fields[key]
+}
+
+// Fields returns a copy of the log fields.
+func (i *Info) Fields() map[string]string {
+	if i == nil {
+		return nil
+	}
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	out := make(map[string]string, len(i.fields))
+	for k, v := range i.fields {
+		out[k] = v
+	}
+	return out
+}
