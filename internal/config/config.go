@@ -1,0 +1,214 @@
+// Package config loads the node's one YAML file: strictly (unknown keys are
+// errors), with ${ENV_VAR} expansion for secrets, defaults and validation
+// delegated to each package's own section, and every error pointing at
+// file, line and field.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/outpost-edge/outpost/internal/admin"
+	"github.com/outpost-edge/outpost/internal/cluster"
+	"github.com/outpost-edge/outpost/internal/configerr"
+	"github.com/outpost-edge/outpost/internal/edge"
+)
+
+// Config is the whole node configuration. Every node of a cluster reads the
+// same file; --node (or `node:`) says which entry of `nodes:` is this one.
+type Config struct {
+	// Node names this node among `nodes:`. Overridden by --node or OUTPOST_NODE.
+	Node string `yaml:"node"`
+	// DataDir holds the cache, keys, certificates and other state. Default "/var/lib/outpost".
+	DataDir string `yaml:"data_dir"`
+	// Log configures the process log.
+	Log LogConfig `yaml:"log"`
+	// Nodes lists every edge node of the cluster (for DNS steering, health
+	// probes, purge fan-out).
+	Nodes []cluster.Node `yaml:"nodes"`
+	// Edge is the HTTP listener.
+	Edge edge.Config `yaml:"edge"`
+	// Admin is the operator API.
+	Admin admin.Config `yaml:"admin"`
+	// Routes map host + path prefix to upstreams, with optional cache and
+	// gateway policy.
+	Routes []Route `yaml:"routes"`
+	// Redis, when addr is set, is shared cluster state (global rate limits, ...).
+	Redis RedisConfig `yaml:"redis"`
+
+	sections
+}
+
+// LogConfig configures the process log.
+type LogConfig struct {
+	// Level is debug, info, warn or error. Default info.
+	Level string `yaml:"level"`
+	// Format is json or text. Default json.
+	Format string `yaml:"format"`
+}
+
+// RedisConfig points at an optional Redis server.
+type RedisConfig struct {
+	// Addr is host:port; empty disables Redis.
+	Addr string `yaml:"addr"`
+	// Password for AUTH; use ${ENV_VAR}.
+	Password string `yaml:"password"`
+	// DB number. Default 0.
+	DB int `yaml:"db"`
+}
+
+// Route is one `routes:` entry: the edge's match and upstream, plus the
+// optional blocks owned by the cache and the gateway.
+type Route struct {
+	edge.Route `yaml:",inline"`
+	routeSections
+}
+
+// SetDefaults fills unset fields everywhere.
+func (c *Config) SetDefaults() {
+	if c.DataDir == "" {
+		c.DataDir = "/var/lib/outpost"
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "json"
+	}
+	c.Edge.SetDefaults()
+	c.Admin.SetDefaults()
+	for i := range c.Nodes {
+		if c.Nodes[i].Weight == 0 {
+			c.Nodes[i].Weight = 1
+		}
+	}
+	for i := range c.Routes {
+		c.Routes[i].Route.SetDefaults()
+	}
+	c.sectionDefaults()
+	_, port, _ := strings.Cut(c.Edge.Listen, ":")
+	for i := range c.Nodes {
+		n := &c.Nodes[i]
+		if n.Health == "" && n.IPv4.IsValid() {
+			n.Health = (&url.URL{Scheme: "http", Host: n.IPv4.String() + ":" + port, Path: edge.HealthPath}).String()
+		}
+	}
+}
+
+// Validate checks everything, collecting all errors.
+func (c *Config) Validate() error {
+	var l configerr.List
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		l.Addf("log.level", "unknown level %q (want debug, info, warn, error)", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "json", "text":
+	default:
+		l.Addf("log.format", "unknown format %q (want json, text)", c.Log.Format)
+	}
+	names := map[string]bool{}
+	for i := range c.Nodes {
+		p := fmt.Sprintf("nodes[%d]", i)
+		l.Merge(p, c.Nodes[i].Validate())
+		if names[c.Nodes[i].Name] {
+			l.Addf(p+".name", "duplicate node name %q", c.Nodes[i].Name)
+		}
+		names[c.Nodes[i].Name] = true
+	}
+	if c.Node != "" && len(c.Nodes) > 0 && !names[c.Node] {
+		l.Addf("node", "unknown node %q (want one of the names under nodes:)", c.Node)
+	}
+	l.Merge("edge", c.Edge.Validate())
+	l.Merge("admin", c.Admin.Validate())
+	pools := c.poolNames()
+	routeNames := map[string]bool{}
+	for i := range c.Routes {
+		p := fmt.Sprintf("routes[%d]", i)
+		r := &c.Routes[i]
+		l.Merge(p, r.Route.Validate(pools))
+		if r.Name != "" && routeNames[r.Name] {
+			l.Addf(p+".name", "duplicate route name %q", r.Name)
+		}
+		routeNames[r.Name] = true
+		r.validateSections(p, &l)
+	}
+	if c.Redis.Addr != "" && !strings.Contains(c.Redis.Addr, ":") {
+		l.Addf("redis.addr", "want host:port, got %q", c.Redis.Addr)
+	}
+	c.validateSections(&l)
+	return l.Err()
+}
+
+// SelfNode returns this node's entry, if the cluster lists one.
+func (c *Config) SelfNode() (cluster.Node, bool) {
+	for _, n := range c.Nodes {
+		if n.Name == c.Node {
+			return n, true
+		}
+	}
+	return cluster.Node{}, false
+}
+
+// Load reads, decodes, defaults and validates the file at path. node, when
+// not empty, overrides `node:`. Errors carry file:line: field.
+func Load(path, node string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(filepath.Base(path), data, node, os.LookupEnv)
+}
+
+// Parse is Load on bytes; name labels errors, lookup resolves ${VARS}.
+func Parse(name string, data []byte, node string, lookup func(string) (string, bool)) (*Config, error) {
+	d := newDecoder(name, lookup)
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		fe := &configerr.FieldError{File: name, Line: lineOf(msg), Msg: trimYAMLLine(msg)}
+		return nil, errors.Join(fe)
+	}
+	cfg := &Config{}
+	d.decode(&root, cfg)
+	if d.errs.Len() > 0 {
+		return nil, d.errs.Err()
+	}
+	if node != "" {
+		cfg.Node = node
+	} else if env, ok := lookup("OUTPOST_NODE"); ok && env != "" && cfg.Node == "" {
+		cfg.Node = env
+	}
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		var l configerr.List
+		for _, fe := range configerr.Fields(err) {
+			c := *fe
+			c.File = name
+			c.Line = d.lineFor(c.Path)
+			l.Merge("", &c)
+		}
+		return nil, l.Err()
+	}
+	return cfg, nil
+}
+
+// Format renders an error from Load as one line per problem, sorted by line.
+func Format(err error) string {
+	fields := configerr.Fields(err)
+	sort.SliceStable(fields, func(i, j int) bool { return fields[i].Line < fields[j].Line })
+	var b strings.Builder
+	for _, f := range fields {
+		b.WriteString(f.Error())
+		b.WriteByte('\n')
+	}
+	return b.String()
+}

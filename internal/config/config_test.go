@@ -1,0 +1,130 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestParseValid(t *testing.T) {
+	src := `
+node: eu
+data_dir: /tmp/x
+nodes:
+  - name: eu
+    ipv4: 127.0.0.11
+    region: eu
+    lat: 50
+    lon: 8
+edge:
+  listen: 127.0.0.1:8080
+  trusted_proxies: [10.0.0.0/8]
+  read_header_timeout: 5s
+  max_header_bytes: 32KiB
+admin:
+  token: ${ADMIN_TOKEN}
+routes:
+  - name: app
+    hosts: [www.example.com, "*.example.org"]
+    upstream: http://127.0.0.1:9001
+`
+	cfg, err := Parse("outpost.yaml", []byte(src), "", env(map[string]string{"ADMIN_TOKEN": "0123456789abcdef-secret"}))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if cfg.Admin.Token != "0123456789abcdef-secret" {
+		t.Errorf("token not expanded: %q", cfg.Admin.Token)
+	}
+	if cfg.Edge.ReadHeaderTimeout.D().Seconds() != 5 || cfg.Edge.MaxHeaderBytes != 32<<10 {
+		t.Errorf("units: %v %v", cfg.Edge.ReadHeaderTimeout, cfg.Edge.MaxHeaderBytes)
+	}
+	if cfg.Routes[0].PathPrefix != "/" || cfg.Routes[0].Timeout.D().Seconds() != 30 {
+		t.Errorf("route defaults: %+v", cfg.Routes[0].Route)
+	}
+	if got, want := cfg.Nodes[0].Health, "http://127.0.0.11:8080/_outpost/healthz"; got != want {
+		t.Errorf("health default = %q, want %q", got, want)
+	}
+	if cfg.Admin.Listen != "127.0.0.1:9090" {
+		t.Errorf("admin listen default: %q", cfg.Admin.Listen)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	cases := []struct {
+		name string
+		src  string
+		env  map[string]string
+		want []string // each must appear in the formatted errors
+	}{
+		{
+			name: "unknown top-level key",
+			src:  "edge:\n  listen: :80\nroutez: []\n",
+			want: []string{`outpost.yaml:3: routez: unknown key "routez" (want one of admin, data_dir, edge, log, node, nodes, redis, routes)`},
+		},
+		{
+			name: "unknown nested key",
+			src:  "edge:\n  listen: :80\n  idle: 3s\n",
+			want: []string{`outpost.yaml:3: edge.idle: unknown key "idle"`},
+		},
+		{
+			name: "bad duration",
+			src:  "edge:\n  idle_timeout: 10\n",
+			want: []string{`outpost.yaml:2: edge.idle_timeout: want a duration such as "30s" or "5m", got "10"`},
+		},
+		{
+			name: "bad type",
+			src:  "nodes:\n  - name: a\n    ipv4: 1.2.3.4\n    lat: north\n",
+			want: []string{`outpost.yaml:4: nodes[0].lat: want a number, got "north"`},
+		},
+		{
+			name: "missing env",
+			src:  "admin:\n  token: ${NOPE}\n",
+			want: []string{`outpost.yaml:2: admin.token: environment variable NOPE is not set`},
+		},
+		{
+			name: "route without upstream, bad log level; all listed",
+			src:  "log:\n  level: loud\nroutes:\n  - name: r\n    path_prefix: /x\n",
+			want: []string{
+				`outpost.yaml:2: log.level: unknown level "loud" (want debug, info, warn, error)`,
+				`outpost.yaml:4: routes[0].upstream: a route needs an upstream URL or a pool`,
+			},
+		},
+		{
+			name: "admin beyond loopback without token",
+			src:  "admin:\n  listen: 0.0.0.0:9090\n",
+			want: []string{`outpost.yaml:2: admin.listen: "0.0.0.0:9090" is not a loopback address, so admin.token is required`},
+		},
+		{
+			name: "unknown pool",
+			src:  "routes:\n  - name: api\n    pool: nope\n",
+			want: []string{`outpost.yaml:3: routes[0].pool: unknown pool "nope"`},
+		},
+		{
+			name: "yaml syntax",
+			src:  "edge:\n  listen: [\n",
+			want: []string{`outpost.yaml:`},
+		},
+		{
+			name: "duplicate node",
+			src:  "nodes:\n  - {name: a, ipv4: 1.2.3.4}\n  - {name: a, ipv4: 1.2.3.5}\n",
+			want: []string{`outpost.yaml:3: nodes[1].name: duplicate node name "a"`},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("outpost.yaml", []byte(tc.src), "", env(tc.env))
+			if err == nil {
+				t.Fatal("Parse succeeded, want errors")
+			}
+			got := Format(err)
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("errors:\n%s\nwant a line containing:\n%s", got, w)
+				}
+			}
+		})
+	}
+}

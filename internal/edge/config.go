@@ -1,0 +1,157 @@
+package edge
+
+import (
+	"net/netip"
+	"net/url"
+	"strings"
+
+	"github.com/outpost-edge/outpost/internal/configerr"
+	"github.com/outpost-edge/outpost/internal/units"
+)
+
+// Config is the edge HTTP listener (YAML section `edge:`).
+type Config struct {
+	// Listen is the plain-HTTP address. Default ":80".
+	Listen string `yaml:"listen"`
+	// ReadHeaderTimeout bounds reading request headers (slowloris). Default 10s.
+	ReadHeaderTimeout units.Duration `yaml:"read_header_timeout"`
+	// ReadTimeout bounds reading a whole request including its body; 0
+	// (default) leaves large uploads to the idle and upstream timeouts.
+	ReadTimeout units.Duration `yaml:"read_timeout"`
+	// WriteTimeout bounds writing a response; 0 (default) so large cached
+	// objects can stream to slow clients.
+	WriteTimeout units.Duration `yaml:"write_timeout"`
+	// IdleTimeout closes idle keep-alive connections. Default 120s.
+	IdleTimeout units.Duration `yaml:"idle_timeout"`
+	// MaxHeaderBytes caps request line plus headers. Default 64KiB.
+	MaxHeaderBytes units.Size `yaml:"max_header_bytes"`
+	// ShutdownTimeout is how long in-flight requests may run after SIGTERM. Default 30s.
+	ShutdownTimeout units.Duration `yaml:"shutdown_timeout"`
+	// TrustedProxies lists peers (CIDRs) whose X-Forwarded-For,
+	// X-Forwarded-Proto, X-Forwarded-Host and X-Request-ID are believed.
+	// Default: none — client-sent forwarding headers are replaced.
+	TrustedProxies []netip.Prefix `yaml:"trusted_proxies"`
+	// Via is the pseudonym in the Via header. Default: the node name.
+	Via string `yaml:"via"`
+	// AccessLog turns the per-request JSON log on. Default true.
+	AccessLog *bool `yaml:"access_log"`
+}
+
+// SetDefaults fills unset fields.
+func (c *Config) SetDefaults() {
+	if c.Listen == "" {
+		c.Listen = ":80"
+	}
+	if c.ReadHeaderTimeout == 0 {
+		c.ReadHeaderTimeout = units.Duration(10e9)
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = units.Duration(120e9)
+	}
+	if c.MaxHeaderBytes == 0 {
+		c.MaxHeaderBytes = 64 << 10
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = units.Duration(30e9)
+	}
+	if c.AccessLog == nil {
+		t := true
+		c.AccessLog = &t
+	}
+}
+
+// Validate checks the section.
+func (c *Config) Validate() error {
+	var l configerr.List
+	if !validHostPort(c.Listen) {
+		l.Addf("listen", "want host:port, got %q", c.Listen)
+	}
+	if c.MaxHeaderBytes < 1024 {
+		l.Addf("max_header_bytes", "must be at least 1KiB, got %d", c.MaxHeaderBytes)
+	}
+	for name, d := range map[string]units.Duration{"read_header_timeout": c.ReadHeaderTimeout, "read_timeout": c.ReadTimeout,
+		"write_timeout": c.WriteTimeout, "idle_timeout": c.IdleTimeout, "shutdown_timeout": c.ShutdownTimeout} {
+		if d < 0 {
+			l.Addf(name, "must not be negative, got %s", d)
+		}
+	}
+	return l.Err()
+}
+
+func validHostPort(s string) bool {
+	i := strings.LastIndexByte(s, ':')
+	return i >= 0 && i < len(s)-1
+}
+
+// Route maps a host and path prefix to a handler chain (YAML `routes:` items).
+// The cache and gateway blocks belong to those packages and are held here
+// as decoded values; the node wiring passes them on.
+type Route struct {
+	// Name identifies the route in logs and metrics. Required, unique.
+	Name string `yaml:"name"`
+	// Hosts the route answers for: exact names or "*.example.com"
+	// wildcards. Empty means any host.
+	Hosts []string `yaml:"hosts"`
+	// PathPrefix the path must start with. Default "/". The longest
+	// matching prefix wins.
+	PathPrefix string `yaml:"path_prefix"`
+	// Upstream is one origin URL to proxy to (when no pool is named).
+	Upstream string `yaml:"upstream"`
+	// Pool names a load-balancer pool from `pools:`.
+	Pool string `yaml:"pool"`
+	// Timeout bounds the wait for the upstream's response headers. Default 30s.
+	Timeout units.Duration `yaml:"timeout"`
+}
+
+// SetDefaults fills unset fields.
+func (r *Route) SetDefaults() {
+	if r.PathPrefix == "" {
+		r.PathPrefix = "/"
+	}
+	if r.Timeout == 0 {
+		r.Timeout = units.Duration(30e9)
+	}
+	for i, h := range r.Hosts {
+		r.Hosts[i] = strings.ToLower(strings.TrimSuffix(h, "."))
+	}
+}
+
+// Validate checks one route; pools lists the configured pool names.
+func (r *Route) Validate(pools map[string]bool) error {
+	var l configerr.List
+	if r.Name == "" {
+		l.Addf("name", "required")
+	}
+	if !strings.HasPrefix(r.PathPrefix, "/") {
+		l.Addf("path_prefix", "must start with \"/\", got %q", r.PathPrefix)
+	}
+	switch {
+	case r.Upstream == "" && r.Pool == "":
+		l.Addf("upstream", "a route needs an upstream URL or a pool")
+	case r.Upstream != "" && r.Pool != "":
+		l.Addf("pool", "set either upstream or pool, not both")
+	case r.Upstream != "":
+		u, err := url.Parse(r.Upstream)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			l.Addf("upstream", "want an http(s) URL, got %q", r.Upstream)
+		}
+	case !pools[r.Pool]:
+		l.Addf("pool", "unknown pool %q (want one of the names under pools:)", r.Pool)
+	}
+	for i, h := range r.Hosts {
+		if h == "" || strings.ContainsAny(h, "/ :") || strings.Count(h, "*") > 1 || (strings.Contains(h, "*") && !strings.HasPrefix(h, "*.")) {
+			l.Addf("hosts["+itoa(i)+"]", "want a host name or \"*.domain\", got %q", h)
+		}
+	}
+	if r.Timeout < 0 {
+		l.Addf("timeout", "must not be negative")
+	}
+	return l.Err()
+}
+
+func itoa(i int) string {
+	if i < 10 {
+		return string(rune('0' + i))
+	}
+	return itoa(i/10) + string(rune('0'+i%10))
+}

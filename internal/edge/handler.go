@@ -1,0 +1,263 @@
+// Package edge is the node's front door: the HTTP listener with sane limits,
+// the per-request frame (request id, client address, access log, metrics,
+// panic recovery) and the router from host + path prefix to a route.
+package edge
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/outpost-edge/outpost/internal/httperr"
+	"github.com/outpost-edge/outpost/internal/reqinfo"
+)
+
+// HealthPath is answered by every edge listener itself, before routing:
+// other nodes probe it to steer DNS away from a dead node.
+const HealthPath = "/_outpost/healthz"
+
+// Handler is the per-request frame around a Router. It is immutable; a
+// reload builds a new one.
+type Handler struct {
+	Node      string
+	Router    *Router
+	Trusted   []netip.Prefix
+	Metrics   *Metrics
+	AccessLog *slog.Logger // nil disables the access log
+	// Healthy reports whether this node should call itself healthy; nil
+	// means always.
+	Healthy func() bool
+}
+
+func (h *Handler) trusted(a netip.Addr) bool {
+	for _, p := range h.Trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	info := &reqinfo.Info{TLS: r.TLS != nil}
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		info.PeerIP = ap.Addr().Unmap()
+	}
+	info.ClientIP = info.PeerIP
+	if info.PeerIP.IsValid() && h.trusted(info.PeerIP) {
+		info.Trusted = true
+		info.ClientIP = h.forwardedClient(r.Header.Values("X-Forwarded-For"), info.PeerIP)
+		if p := r.Header.Get("X-Forwarded-Proto"); p == "https" {
+			info.TLS = true
+		}
+	}
+	if id := r.Header.Get("X-Request-ID"); info.Trusted && validRequestID(id) {
+		info.ID = id
+	} else {
+		info.ID = newRequestID()
+		r.Header.Set("X-Request-ID", info.ID)
+	}
+	w.Header().Set("X-Request-ID", info.ID)
+	r = r.WithContext(reqinfo.With(r.Context(), info))
+
+	rec := &recorder{ResponseWriter: w}
+	if h.Metrics != nil {
+		h.Metrics.inflight.Inc()
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				h.finish(rec, r, info, start)
+				panic(p)
+			}
+			if h.AccessLog != nil {
+				h.AccessLog.Error("handler panic", "panic", p, "request_id", info.ID)
+			}
+			if !rec.wroteHeader {
+				httperr.Write(rec, r, http.StatusInternalServerError, "internal_error", "internal error")
+			}
+		}
+		h.finish(rec, r, info, start)
+	}()
+
+	if r.URL.Path == HealthPath {
+		info.SetRoute("_health")
+		if h.Healthy != nil && !h.Healthy() {
+			http.Error(rec, "unhealthy\n", http.StatusServiceUnavailable)
+			return
+		}
+		rec.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		rec.Header().Set("Cache-Control", "no-store")
+		_, _ = rec.Write([]byte("ok\n"))
+		return
+	}
+	name, next, ok := h.Router.Match(r.Host, r.URL.Path)
+	if !ok {
+		info.SetRoute("_none")
+		httperr.Write(rec, r, http.StatusNotFound, "no_route", "no route for this host and path")
+		return
+	}
+	info.SetRoute(name)
+	next.ServeHTTP(rec, r)
+}
+
+func (h *Handler) finish(rec *recorder, r *http.Request, info *reqinfo.Info, start time.Time) {
+	d := time.Since(start)
+	status := rec.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	route := info.Route()
+	if h.Metrics != nil {
+		h.Metrics.inflight.Dec()
+		h.Metrics.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
+		h.Metrics.duration.WithLabelValues(route).Observe(d.Seconds())
+	}
+	if h.AccessLog == nil {
+		return
+	}
+	attrs := make([]slog.Attr, 0, 16)
+	attrs = append(attrs,
+		slog.String("node", h.Node),
+		slog.String("route", route),
+		slog.String("method", r.Method),
+		slog.String("host", r.Host),
+		slog.String("path", r.URL.Path),
+		slog.Int("status", status),
+		slog.Int64("bytes", rec.bytes),
+		slog.Float64("duration_ms", float64(d.Microseconds())/1000),
+		slog.String("client", info.ClientIP.String()),
+		slog.String("request_id", info.ID),
+	)
+	for k, v := range info.Fields() {
+		attrs = append(attrs, slog.String(k, v))
+	}
+	h.AccessLog.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+}
+
+// forwardedClient walks X-Forwarded-For from the right, skipping trusted
+// proxies: the first untrusted address is the client. Garbage stops the
+// walk and the last trusted hop is used instead.
+func (h *Handler) forwardedClient(values []string, peer netip.Addr) netip.Addr {
+	client := peer
+	for i := len(values) - 1; i >= 0; i-- {
+		parts := strings.Split(values[i], ",")
+		for j := len(parts) - 1; j >= 0; j-- {
+			a, err := netip.ParseAddr(strings.TrimSpace(parts[j]))
+			if err != nil {
+				return client
+			}
+			client = a.Unmap()
+			if !h.trusted(client) {
+				return client
+			}
+		}
+	}
+	return client
+}
+
+// validRequestID accepts 1–128 characters of [A-Za-z0-9._:-]: enough for
+// UUIDs and most tracing ids, nothing that could break a log line.
+func validRequestID(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':') {
+			return false
+		}
+	}
+	return true
+}
+
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// recorder captures status and size while passing everything through; it
+// unwraps for http.ResponseController (flush, deadlines, hijack).
+type recorder struct {
+	http.ResponseWriter
+	status      int
+	bytes       int64
+	wroteHeader bool
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if !r.wroteHeader && code >= 200 {
+		r.status = code
+		r.wroteHeader = true
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if !r.wroteHeader {
+		r.status = http.StatusOK
+		r.wroteHeader = true
+	}
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
+}
+
+func (r *recorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// NewServer returns an http.Server with the configured limits; handler is
+// typically a *Swapper so reloads don't touch the listener.
+func NewServer(cfg *Config, handler http.Handler, errLog *slog.Logger) *http.Server {
+	s := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout.D(),
+		ReadTimeout:       cfg.ReadTimeout.D(),
+		WriteTimeout:      cfg.WriteTimeout.D(),
+		IdleTimeout:       cfg.IdleTimeout.D(),
+		MaxHeaderBytes:    int(cfg.MaxHeaderBytes),
+	}
+	if errLog != nil {
+		s.ErrorLog = slog.NewLogLogger(errLog.Handler(), slog.LevelWarn)
+	}
+	return s
+}
+
+// Listen opens a TCP listener and names the address in the error, so a
+// port in use reads as such instead of a stack trace.
+func Listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, &ListenError{Addr: addr, Err: err}
+	}
+	return ln, nil
+}
+
+// ListenError explains a failed listen.
+type ListenError struct {
+	Addr string
+	Err  error
+}
+
+func (e *ListenError) Error() string {
+	if strings.Contains(e.Err.Error(), "address already in use") {
+		return "cannot listen on " + e.Addr + ": the address is already in use (is another outpost or server running on that port?)"
+	}
+	return "cannot listen on " + e.Addr + ": " + e.Err.Error()
+}
+
+func (e *ListenError) Unwrap() error { return e.Err }

@@ -1,0 +1,36 @@
+package edge
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the edge listener's Prometheus metrics. Create them once per
+// process (they outlive config reloads) and pass them to every Handler.
+type Metrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	inflight prometheus.Gauge
+}
+
+// NewMetrics registers the edge metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "outpost", Subsystem: "http", Name: "requests_total",
+			Help: "Edge HTTP requests by route and status code.",
+		}, []string{"route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "outpost", Subsystem: "http", Name: "request_duration_seconds",
+			Help:    "Edge HTTP request duration (until the handler returns) by route.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"route"}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "outpost", Subsystem: "http", Name: "requests_in_flight",
+			Help: "Edge HTTP requests being served.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.requests, m.duration, m.inflight)
+	}
+	return m
+}

@@ -1,0 +1,234 @@
+// Package proxy is the edge's reverse proxy: it builds the outbound request
+// (hop-by-hop headers removed, forwarding headers set from what the edge
+// established, never from what an untrusted client claimed), streams bodies
+// and trailers both ways, and turns upstream failures into 502/503/504 JSON
+// errors instead of hangs.
+//
+// It is net/http/httputil.ReverseProxy with a Rewrite hook: the standard
+// library already gets hop-by-hop removal, trailers, 1xx, protocol upgrades
+// and flushing right, and is what we would otherwise rewrite.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/outpost-edge/outpost/internal/httperr"
+	"github.com/outpost-edge/outpost/internal/reqinfo"
+)
+
+// Options configure a proxy Handler.
+type Options struct {
+	// Target is the upstream for a single-origin route. Nil when the
+	// Transport chooses the backend itself (an lb.Pool).
+	Target *url.URL
+	// Transport sends the request. Required.
+	Transport http.RoundTripper
+	// Via is this proxy's pseudonym in the Via header.
+	Via string
+	// Logger receives upstream errors.
+	Logger *slog.Logger
+}
+
+// StatusCoder is implemented by transport errors that know which status a
+// client should see (an lb pool with no healthy backend says 503).
+type StatusCoder interface {
+	HTTPStatus() int
+}
+
+// New returns a reverse proxy handler.
+func New(o Options) http.Handler {
+	via := "1.1 " + o.Via
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	target := o.Target
+	rp := &httputil.ReverseProxy{
+		Transport:     o.Transport,
+		BufferPool:    bufPool{},
+		FlushInterval: -1, // stream: flush every write, so slow origins trickle through
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			rewrite(pr, target, via)
+		},
+		ModifyResponse: func(resp *http.Response) error {
+			appendVia(resp.Header, via)
+			return nil
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			status, code, msg := classify(r.Context(), err)
+			log.LogAttrs(r.Context(), slog.LevelWarn, "upstream error",
+				slog.String("request_id", idOf(r)), slog.String("host", r.Host),
+				slog.String("path", r.URL.Path), slog.Int("status", status), slog.String("error", err.Error()))
+			if status == 0 { // client went away: nobody to answer
+				return
+			}
+			httperr.Write(w, r, status, code, msg)
+		},
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	return rp
+}
+
+func idOf(r *http.Request) string {
+	if info := reqinfo.From(r.Context()); info != nil {
+		return info.ID
+	}
+	return ""
+}
+
+// classify maps a transport error to the status the client sees.
+func classify(ctx context.Context, err error) (int, string, string) {
+	var sc StatusCoder
+	if errors.As(err, &sc) {
+		s := sc.HTTPStatus()
+		switch s {
+		case http.StatusServiceUnavailable:
+			return s, "no_backend", "no healthy upstream is available"
+		case http.StatusGatewayTimeout:
+			return s, "upstream_timeout", "the upstream did not answer in time"
+		}
+		return s, "bad_gateway", "the upstream could not be reached"
+	}
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		return 0, "", ""
+	}
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		return http.StatusGatewayTimeout, "upstream_timeout", "the upstream did not answer in time"
+	}
+	return http.StatusBadGateway, "bad_gateway", "the upstream could not be reached"
+}
+
+func rewrite(pr *httputil.ProxyRequest, target *url.URL, via string) {
+	in, out := pr.In, pr.Out
+	info := reqinfo.From(in.Context())
+	if target != nil {
+		out.URL.Scheme = target.Scheme
+		out.URL.Host = target.Host
+		out.URL.Path, out.URL.RawPath = joinPath(target, in.URL)
+		if target.RawQuery != "" && in.URL.RawQuery != "" {
+			out.URL.RawQuery = target.RawQuery + "&" + in.URL.RawQuery
+		} else if target.RawQuery != "" {
+			out.URL.RawQuery = target.RawQuery
+		}
+	} else {
+		out.URL.Scheme = "http"
+		out.URL.Host = ""
+	}
+	// The origin sees the host the client asked for, like HAProxy and
+	// Varnish do by default: virtual hosting at the origin keeps working.
+	out.Host = in.Host
+
+	// Rewrite mode has already removed X-Forwarded-* from out. Forwarded
+	// (RFC 7239) and X-Real-IP are not ours to pass on from strangers.
+	h := out.Header
+	trusted := info != nil && info.Trusted
+	if !trusted {
+		h.Del("Forwarded")
+		h.Del("X-Real-Ip")
+	}
+	peer := ""
+	if info != nil && info.PeerIP.IsValid() {
+		peer = info.PeerIP.String()
+	} else if host, _, err := net.SplitHostPort(in.RemoteAddr); err == nil {
+		peer = host
+	}
+	if prior := in.Header.Values("X-Forwarded-For"); trusted && len(prior) > 0 {
+		h.Set("X-Forwarded-For", strings.Join(prior, ", ")+", "+peer)
+	} else if peer != "" {
+		h.Set("X-Forwarded-For", peer)
+	}
+	if p := in.Header.Get("X-Forwarded-Proto"); trusted && (p == "http" || p == "https") {
+		h.Set("X-Forwarded-Proto", p)
+	} else if in.TLS != nil || (info != nil && info.TLS) {
+		h.Set("X-Forwarded-Proto", "https")
+	} else {
+		h.Set("X-Forwarded-Proto", "http")
+	}
+	if fh := in.Header.Get("X-Forwarded-Host"); trusted && fh != "" {
+		h.Set("X-Forwarded-Host", fh)
+	} else {
+		h.Set("X-Forwarded-Host", in.Host)
+	}
+	if info != nil && info.ID != "" {
+		h.Set("X-Request-ID", info.ID)
+	}
+	appendVia(h, via)
+	// Go's client adds a User-Agent when none is set; keep "none" as none.
+	if _, ok := in.Header["User-Agent"]; !ok {
+		h.Set("User-Agent", "")
+	}
+}
+
+func appendVia(h http.Header, via string) {
+	if prior := h.Values("Via"); len(prior) > 0 {
+		h.Set("Via", strings.Join(prior, ", ")+", "+via)
+		return
+	}
+	h.Set("Via", via)
+}
+
+// joinPath joins the target's base path and the request path with exactly
+// one slash, preserving escaping.
+func joinPath(a, b *url.URL) (path, rawpath string) {
+	if a.RawPath == "" && b.RawPath == "" {
+		return singleJoiningSlash(a.Path, b.Path), ""
+	}
+	apath, bpath := a.EscapedPath(), b.EscapedPath()
+	aslash, bslash := strings.HasSuffix(apath, "/"), strings.HasPrefix(bpath, "/")
+	switch {
+	case aslash && bslash:
+		return a.Path + b.Path[1:], apath + bpath[1:]
+	case !aslash && !bslash:
+		return a.Path + "/" + b.Path, apath + "/" + bpath
+	}
+	return a.Path + b.Path, apath + bpath
+}
+
+func singleJoiningSlash(a, b string) string {
+	if a == "" || a == "/" {
+		if b == "" {
+			return "/"
+		}
+		return b
+	}
+	aslash, bslash := strings.HasSuffix(a, "/"), strings.HasPrefix(b, "/")
+	switch {
+	case aslash && bslash:
+		return a + b[1:]
+	case !aslash && !bslash:
+		return a + "/" + b
+	}
+	return a + b
+}
+
+type bufPool struct{}
+
+var pool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufPool) Get() []byte  { return *(pool.Get().(*[]byte)) }
+func (bufPool) Put(b []byte) { pool.Put(&b) }
+
+// NewTransport returns the transport for single-upstream routes: pooled
+// keep-alive connections and a bound on waiting for response headers.
+func NewTransport(responseHeaderTimeout time.Duration) *http.Transport {
+	return &http.Transport{
+		Proxy:                 nil, // never an environment proxy between edge and origin
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: responseHeaderTimeout,
+		ExpectContinueTimeout: time.Second,
+		ForceAttemptHTTP2:     false,
+	}
+}
