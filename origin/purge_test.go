@@ -102,4 +102,3 @@ func TestPurgeClientUnreachable(t *testing.T) {
 		t.Fatalf("error leaks the token: %v", err)
 	}
 }
-
