@@ -25,6 +25,8 @@ type command struct {
 // commands lists every subcommand. Keep sorted by name in help output.
 func commands() []*command {
 	return []*command{
+		checkConfigCommand(),
+		serveCommand(),
 		versionCommand(),
 	}
 }

@@ -178,25 +178,24 @@ func Parse(name string, data []byte, node string, lookup func(string) (string, b
 		return nil, errors.Join(fe)
 	}
 	cfg := &Config{}
-	d.decode(&root, cfg)
-	if d.errs.Len() > 0 {
+	if !d.decode(&root, cfg) {
 		return nil, d.errs.Err()
 	}
 	if node != "" {
 		cfg.Node = node
-	} else if env, ok := lookup("OUTPOST_NODE"); ok && env != "" && cfg.Node == "" {
+	} else if env, ok := d.lookup("OUTPOST_NODE"); ok && env != "" && cfg.Node == "" {
 		cfg.Node = env
 	}
 	cfg.SetDefaults()
-	if err := cfg.Validate(); err != nil {
-		var l configerr.List
-		for _, fe := range configerr.Fields(err) {
-			c := *fe
-			c.File = name
-			c.Line = d.lineFor(c.Path)
-			l.Merge("", &c)
-		}
-		return nil, l.Err()
+	l := d.errs
+	for _, fe := range configerr.Fields(cfg.Validate()) {
+		c := *fe
+		c.File = name
+		c.Line = d.lineFor(c.Path)
+		l.Merge("", &c)
+	}
+	if err := l.Err(); err != nil {
+		return nil, err
 	}
 	return cfg, nil
 }

@@ -64,17 +64,17 @@ func (d *decoder) addAt(path string, line int, msg string) {
 }
 
 // decode checks n against v's type (recording unknown keys and lines) and
-// then decodes it into v.
-func (d *decoder) decode(n *yaml.Node, v any) {
+// then decodes it into v. It reports whether v is worth validating.
+func (d *decoder) decode(n *yaml.Node, v any) bool {
 	if n.Kind == yaml.DocumentNode {
 		if len(n.Content) == 0 {
-			return
+			return true
 		}
 		n = n.Content[0]
 	}
 	ok := d.walk(n, reflect.TypeOf(v).Elem(), "")
 	if !ok {
-		return
+		return false
 	}
 	if err := n.Decode(v); err != nil {
 		// Type errors the walk did not catch (custom unmarshalers).
@@ -82,10 +82,12 @@ func (d *decoder) decode(n *yaml.Node, v any) {
 			for _, e := range te.Errors {
 				d.addAt("", lineOf(e), trimYAMLLine(e))
 			}
-			return
+			return false
 		}
 		d.addAt("", 0, err.Error())
+		return false
 	}
+	return true
 }
 
 var yamlLine = regexp.MustCompile(`^line (\d+): `)
@@ -150,8 +152,9 @@ func (d *decoder) walk(n *yaml.Node, t reflect.Type, path string) bool {
 			d.lines[p] = k.Line
 			f, found := fields[k.Value]
 			if !found {
+				// Not fatal: decoding ignores the key, so validation can
+				// still report every other problem in the same run.
 				d.addAt(p, k.Line, fmt.Sprintf("unknown key %q (want one of %s)", k.Value, strings.Join(sortedKeys(fields), ", ")))
-				ok = false
 				continue
 			}
 			if seen[k.Value] {

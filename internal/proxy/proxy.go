@@ -124,6 +124,9 @@ func rewrite(pr *httputil.ProxyRequest, target *url.URL, via string) {
 		out.URL.Scheme = "http"
 		out.URL.Host = ""
 	}
+	// Request.Clone copied the trailer map before the body was read; share
+	// the inbound one so trailers that arrive at body EOF are forwarded.
+	out.Trailer = in.Trailer
 	// The origin sees the host the client asked for, like HAProxy and
 	// Varnish do by default: virtual hosting at the origin keeps working.
 	out.Host = in.Host

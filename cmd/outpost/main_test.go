@@ -1,0 +1,177 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestMain lets tests run the real binary: the test executable re-execs
+// itself with OUTPOST_MAIN=1 and behaves as `outpost`.
+func TestMain(m *testing.M) {
+	if os.Getenv("OUTPOST_MAIN") == "1" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+func outpost(args ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "OUTPOST_MAIN=1")
+	return cmd
+}
+
+func TestHelpDocumentsEveryCommand(t *testing.T) {
+	var out bytes.Buffer
+	if code := run([]string{"help"}, &out, io.Discard); code != 0 {
+		t.Fatalf("help exit %d", code)
+	}
+	for _, c := range commands() {
+		if !strings.Contains(out.String(), c.name) {
+			t.Errorf("help does not list %s", c.name)
+		}
+		var h bytes.Buffer
+		if code := run([]string{"help", c.name}, &h, io.Discard); code != 0 || !strings.Contains(h.String(), "usage: outpost "+c.name) {
+			t.Errorf("help %s: exit %d, %q", c.name, code, h.String())
+		}
+	}
+	if code := run([]string{"frobnicate"}, io.Discard, io.Discard); code != 2 {
+		t.Errorf("unknown command exit %d, want 2", code)
+	}
+}
+
+func TestCheckConfig(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(good, []byte("edge:\n  listen: 127.0.0.1:8080\nroutes:\n  - {name: a, upstream: \"http://127.0.0.1:9001\"}\n"), 0o644)
+	os.WriteFile(bad, []byte("edge:\n  listen: 127.0.0.1:8080\n  bogus: 1\nlog:\n  level: loud\n"), 0o644)
+
+	out, err := outpost("check-config", good).CombinedOutput()
+	if err != nil {
+		t.Fatalf("valid config: %v\n%s", err, out)
+	}
+	cmd := outpost("check-config", bad)
+	out, err = cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("invalid config: exit %v\n%s", err, out)
+	}
+	for _, want := range []string{"bad.yaml:3: edge.bogus: unknown key", "bad.yaml:5: log.level: unknown level"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func freePort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestServeReloadAndSignals runs `outpost serve`, reloads it with SIGHUP
+// and POST /v1/reload (a broken file is rejected and the old config stays),
+// then stops it with SIGTERM and expects exit status 0.
+func TestServeReloadAndSignals(t *testing.T) {
+	a := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "a") }))
+	defer a.Close()
+	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "b") }))
+	defer b.Close()
+	edgeAddr, adminAddr := freePort(t), freePort(t)
+	const token = "test-token-0123456789"
+	path := filepath.Join(t.TempDir(), "outpost.yaml")
+	write := func(upstream string, extra string) {
+		cfg := fmt.Sprintf("node: n1\nlog: {level: info}\nedge: {listen: %q}\nadmin: {listen: %q, token: %q}\nroutes:\n  - {name: app, upstream: %q}\n%s",
+			edgeAddr, adminAddr, token, upstream, extra)
+		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(a.URL, "")
+	cmd := outpost("serve", "--config", path)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	logs := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			logs <- sc.Text()
+		}
+		close(logs)
+	}()
+	defer cmd.Process.Kill()
+
+	get := func() string {
+		resp, err := http.Get("http://" + edgeAddr + "/")
+		if err != nil {
+			return "error: " + err.Error()
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return string(body)
+	}
+	waitFor := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for get() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("never served %q (last %q)", want, get())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitFor("a")
+
+	write(b.URL, "")
+	cmd.Process.Signal(syscall.SIGHUP)
+	waitFor("b")
+
+	// A broken config through the admin API: 422 with the errors, old config stays.
+	write(a.URL, "bogus: true\n")
+	req, _ := http.NewRequest("POST", "http://"+adminAddr+"/v1/reload", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 422 || !strings.Contains(string(body), `unknown key \"bogus\"`) {
+		t.Errorf("bad reload: %d %s", resp.StatusCode, body)
+	}
+	if got := get(); got != "b" {
+		t.Errorf("after rejected reload served %q, want b", got)
+	}
+
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() {
+		for range logs {
+		}
+		done <- cmd.Wait()
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not exit after SIGTERM")
+	}
+}

@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/outpost-edge/outpost/internal/admin"
+	"github.com/outpost-edge/outpost/internal/buildinfo"
+	"github.com/outpost-edge/outpost/internal/config"
+	"github.com/outpost-edge/outpost/internal/edge"
+	"github.com/outpost-edge/outpost/internal/node"
+	"github.com/outpost-edge/outpost/internal/telemetry"
+)
+
+func serveCommand() *command {
+	return &command{
+		name:    "serve",
+		usage:   "--config FILE [--node NAME]",
+		summary: "run an edge node from a config file (SIGHUP reloads, SIGTERM drains and exits)",
+		flags: func(fs *flag.FlagSet) func([]string) int {
+			path := fs.String("config", "", "config `FILE` (YAML); required")
+			name := fs.String("node", "", "this node's `NAME` among the config's nodes: (default: config node: or $OUTPOST_NODE)")
+			return func([]string) int {
+				if *path == "" {
+					fmt.Fprintln(os.Stderr, "outpost serve: --config is required")
+					return 2
+				}
+				return serve(*path, *name, os.Stderr)
+			}
+		},
+	}
+}
+
+func checkConfigCommand() *command {
+	return &command{
+		name:    "check-config",
+		usage:   "FILE [--node NAME]",
+		summary: "validate a config file: exit 0 when valid, 1 with every error listed",
+		flags: func(fs *flag.FlagSet) func([]string) int {
+			name := fs.String("node", "", "validate as node `NAME`")
+			return func(args []string) int {
+				if len(args) != 1 {
+					fmt.Fprintln(os.Stderr, "usage: outpost check-config FILE")
+					return 2
+				}
+				if _, err := config.Load(args[0], *name); err != nil {
+					fmt.Fprint(os.Stderr, formatLoadError(args[0], err))
+					return 1
+				}
+				fmt.Fprintf(os.Stdout, "%s: ok\n", args[0])
+				return 0
+			}
+		},
+	}
+}
+
+func formatLoadError(path string, err error) string {
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) {
+		return fmt.Sprintf("%s: %v\n", path, err)
+	}
+	return config.Format(err)
+}
+
+// serve runs one node until SIGINT/SIGTERM.
+func serve(path, nodeName string, stderr io.Writer) int {
+	cfg, err := config.Load(path, nodeName)
+	if err != nil {
+		fmt.Fprint(stderr, formatLoadError(path, err))
+		return 1
+	}
+	log := telemetry.NewLogger(stderr, cfg.Log.Level, cfg.Log.Format)
+	reg := telemetry.NewRegistry()
+	n, err := node.New(cfg, node.Options{Logger: log, Registerer: reg})
+	if err != nil {
+		fmt.Fprintf(stderr, "outpost: %v\n", err)
+		return 1
+	}
+	reload := func() (uint64, error) {
+		newCfg, err := config.Load(path, nodeName)
+		if err != nil {
+			log.Error("reload rejected; the old config stays", "errors", config.Format(err))
+			return n.Generation(), err
+		}
+		gen, err := n.Apply(newCfg)
+		if err != nil {
+			log.Error("reload failed; the old config stays", "error", err)
+		}
+		return gen, err
+	}
+	adm := newAdmin(cfg.Admin.Token, log, reg, reload, func() any { return nodeStatus(n) })
+	n.MountAdmin(adm)
+
+	if err := admin.CheckListen(cfg.Admin.Listen, cfg.Admin.Token); err != nil {
+		fmt.Fprintf(stderr, "outpost: %v\n", err)
+		return 1
+	}
+	adminLn, err := edge.Listen(cfg.Admin.Listen)
+	if err != nil {
+		fmt.Fprintf(stderr, "outpost: admin API: %v\n", err)
+		return 1
+	}
+	if err := n.Start(); err != nil {
+		adminLn.Close()
+		fmt.Fprintf(stderr, "outpost: %v\n", err)
+		return 1
+	}
+	adminSrv := newAdminServer(adm)
+	go adminSrv.Serve(adminLn)
+	log.Info("outpost started", "version", buildinfo.Version(), "node", cfg.Node, "edge", n.Addr().String(), "admin", adminLn.Addr().String())
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	for sig := range sigs {
+		if sig == syscall.SIGHUP {
+			log.Info("SIGHUP: reloading config", "path", path)
+			_, _ = reload()
+			continue
+		}
+		log.Info("shutting down", "signal", sig.String(), "deadline", n.Config().Edge.ShutdownTimeout.String())
+		break
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), n.Config().Edge.ShutdownTimeout.D())
+	defer cancel()
+	code := 0
+	if err := n.Shutdown(ctx); err != nil {
+		log.Warn("in-flight requests cut at the shutdown deadline", "error", err)
+	}
+	_ = adminSrv.Shutdown(ctx)
+	log.Info("stopped")
+	return code
+}
+
+func nodeStatus(n *node.Node) admin.Status {
+	st := n.Status()
+	up := time.Since(startTime)
+	return admin.Status{
+		Node:       n.Name(),
+		Version:    buildinfo.Version(),
+		StartedAt:  startTime.UTC(),
+		Uptime:     up.Round(time.Second).String(),
+		UptimeSecs: up.Seconds(),
+		Generation: n.Generation(),
+		Extra:      st,
+	}
+}
+
+var startTime = time.Now()
+
+// newAdmin builds the admin API with the endpoints every process has.
+func newAdmin(token string, log *slog.Logger, gatherer prometheus.Gatherer, reload admin.ReloadFunc, status admin.StatusFunc) *admin.Server {
+	a := admin.New(token, log.With("component", "admin"))
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		admin.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	a.HandlePublic("GET /healthz", ok)
+	a.HandlePublic("GET /readyz", ok)
+	a.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	a.Handle("GET /v1/status", admin.JSONHandler(status))
+	a.Handle("POST /v1/reload", admin.ReloadHandler(reload))
+	return a
+}
+
+func newAdminServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		BaseContext:       func(net.Listener) context.Context { return context.Background() },
+	}
+}

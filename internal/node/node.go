@@ -1,0 +1,270 @@
+// Package node wires one edge node together from a config: the edge
+// listener and its per-route chains (gateway → cache → proxy → pool), the
+// long-lived state those chains share (cache store, pools, limiters, DNS
+// server), and the node's admin endpoints. It owns reload: a new config
+// builds a new chain that is swapped in atomically.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/outpost-edge/outpost/internal/config"
+	"github.com/outpost-edge/outpost/internal/edge"
+	"github.com/outpost-edge/outpost/internal/proxy"
+)
+
+// Options are the process-level dependencies of a node.
+type Options struct {
+	Logger     *slog.Logger
+	AccessLog  *slog.Logger // nil: derived from Logger
+	Registerer prometheus.Registerer
+	// EdgeListener, when set, is used instead of listening on edge.listen.
+	EdgeListener net.Listener
+}
+
+// Node is one running edge node.
+type Node struct {
+	name      string
+	log       *slog.Logger
+	accessLog *slog.Logger
+	reg       prometheus.Registerer
+	metrics   *edge.Metrics
+	swap      *edge.Swapper
+	started   time.Time
+
+	srv *http.Server
+	ln  net.Listener
+
+	// mu guards cfg, gen and transports; the request path never takes it.
+	mu         sync.Mutex
+	cfg        *config.Config
+	gen        uint64
+	transports map[string]*http.Transport
+
+	sub subsystems
+}
+
+// New builds a node from a validated config. Nothing listens until Start.
+func New(cfg *config.Config, o Options) (*Node, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.AccessLog == nil {
+		o.AccessLog = o.Logger.With("component", "access")
+	}
+	if o.Registerer == nil {
+		o.Registerer = prometheus.NewRegistry()
+	}
+	n := &Node{
+		name:       cfg.Node,
+		log:        o.Logger.With("component", "node", "node", cfg.Node),
+		accessLog:  o.AccessLog,
+		reg:        o.Registerer,
+		metrics:    edge.NewMetrics(o.Registerer),
+		started:    time.Now(),
+		transports: map[string]*http.Transport{},
+		ln:         o.EdgeListener,
+	}
+	if err := n.openSubsystems(cfg, o); err != nil {
+		n.closeSubsystems()
+		return nil, err
+	}
+	h, err := n.build(cfg)
+	if err != nil {
+		n.closeSubsystems()
+		return nil, err
+	}
+	n.swap = edge.NewSwapper(h)
+	n.cfg = cfg
+	n.gen = 1
+	n.srv = edge.NewServer(&cfg.Edge, n.swap, o.Logger.With("component", "edge"))
+	return n, nil
+}
+
+// Name returns the node name.
+func (n *Node) Name() string { return n.name }
+
+// Config returns the config in force.
+func (n *Node) Config() *config.Config {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.cfg
+}
+
+// Generation counts applied configs, starting at 1.
+func (n *Node) Generation() uint64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.gen
+}
+
+// Apply swaps in a new validated config. On error the old one stays.
+// Listener addresses and the data directory are fixed at start.
+func (n *Node) Apply(cfg *config.Config) (uint64, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if cfg.Edge.Listen != n.cfg.Edge.Listen {
+		n.log.Warn("edge.listen changed; takes effect on restart", "old", n.cfg.Edge.Listen, "new", cfg.Edge.Listen)
+	}
+	if err := n.reloadSubsystems(cfg); err != nil {
+		return n.gen, err
+	}
+	h, err := n.buildLocked(cfg)
+	if err != nil {
+		return n.gen, err
+	}
+	n.swap.Store(h)
+	n.cfg = cfg
+	n.gen++
+	n.log.Info("config applied", "generation", n.gen)
+	return n.gen, nil
+}
+
+func (n *Node) build(cfg *config.Config) (http.Handler, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.buildLocked(cfg)
+}
+
+// buildLocked builds the edge handler for cfg. Callers hold mu.
+func (n *Node) buildLocked(cfg *config.Config) (http.Handler, error) {
+	rt := edge.NewRouter()
+	via := cfg.Edge.Via
+	if via == "" {
+		via = cfg.Node
+	}
+	if via == "" {
+		via = "outpost"
+	}
+	for i := range cfg.Routes {
+		r := &cfg.Routes[i]
+		h, err := n.routeHandler(cfg, r, via)
+		if err != nil {
+			return nil, fmt.Errorf("routes[%d] (%s): %w", i, r.Name, err)
+		}
+		rt.Handle(r.Name, r.Hosts, r.PathPrefix, h)
+	}
+	var access *slog.Logger
+	if *cfg.Edge.AccessLog {
+		access = n.accessLog
+	}
+	return &edge.Handler{
+		Node:      cfg.Node,
+		Router:    rt,
+		Trusted:   cfg.Edge.TrustedProxies,
+		Metrics:   n.metrics,
+		AccessLog: access,
+		Healthy:   n.healthy,
+	}, nil
+}
+
+func (n *Node) routeHandler(cfg *config.Config, r *config.Route, via string) (http.Handler, error) {
+	po := proxy.Options{Via: via, Logger: n.log.With("route", r.Name)}
+	if r.Upstream != "" {
+		u, err := url.Parse(r.Upstream)
+		if err != nil {
+			return nil, err
+		}
+		po.Target = u
+		po.Transport = n.transport(u, r.Timeout.D())
+	} else {
+		rt, err := n.poolTransport(r.Pool)
+		if err != nil {
+			return nil, err
+		}
+		po.Transport = rt
+	}
+	h := proxy.New(po)
+	return n.wrapRoute(cfg, r, h)
+}
+
+// transport returns the shared transport for an upstream host and timeout,
+// so reloads reuse warm connections instead of leaking idle ones.
+func (n *Node) transport(u *url.URL, timeout time.Duration) *http.Transport {
+	key := u.Scheme + "://" + u.Host + "|" + timeout.String()
+	if t, ok := n.transports[key]; ok {
+		return t
+	}
+	t := proxy.NewTransport(timeout)
+	n.transports[key] = t
+	return t
+}
+
+// Start opens the edge listener (unless one was given) and the node's
+// other listeners, and serves in the background.
+func (n *Node) Start() error {
+	if n.ln == nil {
+		ln, err := edge.Listen(n.Config().Edge.Listen)
+		if err != nil {
+			return err
+		}
+		n.ln = ln
+	}
+	if err := n.startSubsystems(); err != nil {
+		n.ln.Close()
+		return err
+	}
+	go func() {
+		if err := n.srv.Serve(n.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("edge listener stopped", "error", err)
+		}
+	}()
+	n.log.Info("edge listening", "addr", n.ln.Addr().String())
+	return nil
+}
+
+// Addr is the edge listener's address (after Start).
+func (n *Node) Addr() net.Addr {
+	if n.ln == nil {
+		return nil
+	}
+	return n.ln.Addr()
+}
+
+// Shutdown stops accepting, lets in-flight requests finish until ctx ends,
+// then closes what is left and releases long-lived state.
+func (n *Node) Shutdown(ctx context.Context) error {
+	err := n.srv.Shutdown(ctx)
+	if err != nil {
+		n.srv.Close()
+	}
+	n.shutdownSubsystems(ctx)
+	n.mu.Lock()
+	for _, t := range n.transports {
+		t.CloseIdleConnections()
+	}
+	n.mu.Unlock()
+	n.closeSubsystems()
+	return err
+}
+
+// healthy is what this node reports on its health endpoint.
+func (n *Node) healthy() bool { return true }
+
+// Status is the node's part of GET /v1/status.
+func (n *Node) Status() map[string]any {
+	n.mu.Lock()
+	gen := n.gen
+	n.mu.Unlock()
+	st := map[string]any{
+		"node":              n.name,
+		"config_generation": gen,
+		"started_at":        n.started.UTC().Format(time.RFC3339),
+		"uptime_seconds":    time.Since(n.started).Seconds(),
+	}
+	if a := n.Addr(); a != nil {
+		st["edge"] = a.String()
+	}
+	n.subsystemStatus(st)
+	return st
+}
