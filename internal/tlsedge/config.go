@@ -372,10 +372,7 @@ func validName(n string) error {
 	if n != strings.ToLower(n) {
 		return fmt.Errorf("want lower case, got %q", n)
 	}
-	rest := n
-	if strings.HasPrefix(rest, "*.") {
-		rest = rest[2:]
-	}
+	rest := strings.TrimPrefix(n, "*.")
 	if strings.ContainsAny(rest, "*") {
 		return fmt.Errorf("a wildcard must be the whole left-most label, got %q", n)
 	}

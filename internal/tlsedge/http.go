@@ -1,0 +1,158 @@
+package tlsedge
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/quic-go/quic-go/http3"
+
+	"github.com/outpost-edge/outpost/internal/httperr"
+)
+
+// HTTPHandler is the plain-HTTP (port 80) handler: it answers ACME HTTP-01
+// challenges and redirects everything else to HTTPS with 308, which keeps
+// the method and body.
+func (m *Manager) HTTPHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/.well-known/acme-challenge/") {
+			if m.src.HandleHTTPChallenge(w, r) {
+				return
+			}
+			httperr.Write(w, r, http.StatusNotFound, "unknown_challenge", "no such ACME challenge")
+			return
+		}
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		if !validRedirectHost(host) {
+			httperr.Write(w, r, http.StatusBadRequest, "bad_host", "missing or invalid Host header")
+			return
+		}
+		if strings.Contains(host, ":") { // IPv6 literal
+			host = "[" + host + "]"
+		}
+		target := "https://" + host + m.https + r.URL.RequestURI()
+		w.Header().Set("Location", target)
+		w.Header().Set("Connection", "close")
+		w.WriteHeader(http.StatusPermanentRedirect)
+	})
+}
+
+// validRedirectHost accepts DNS names and IP literals only, so a hostile
+// Host header cannot turn the redirect into one to another authority
+// ("evil.com/@", userinfo, paths).
+func validRedirectHost(h string) bool {
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	if ip := net.ParseIP(h); ip != nil {
+		return true
+	}
+	for _, r := range h {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// Headers wraps the HTTPS handler: on TLS requests it advertises HTTP/3
+// (Alt-Svc, when enabled) and sends the default HSTS policy (when
+// enabled). Values are rendered once, so the request path only sets two
+// header slots.
+func (m *Manager) Headers(next http.Handler) http.Handler {
+	altSvc, hsts := headerValue(m.altSvc), headerValue(m.hsts)
+	if altSvc == nil && hsts == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS != nil {
+			h := w.Header()
+			if altSvc != nil && r.ProtoMajor < 3 {
+				h["Alt-Svc"] = altSvc
+			}
+			if hsts != nil {
+				h["Strict-Transport-Security"] = hsts
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// HSTS wraps next with a per-route Strict-Transport-Security policy; it is
+// sent only over HTTPS (RFC 6797 §7.2). A disabled policy returns next.
+func HSTS(next http.Handler, policy HSTSConfig) http.Handler {
+	if !policy.Enabled {
+		return next
+	}
+	policy.SetDefaults()
+	v := headerValue(policy.HeaderValue())
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS != nil {
+			w.Header()["Strict-Transport-Security"] = v
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// headerValue pre-builds a header value slice; callers must not modify it
+// (net/http only reads header slices it did not create).
+func headerValue(v string) []string {
+	if v == "" {
+		return nil
+	}
+	return []string{v}
+}
+
+// HTTP3Server is an HTTP/3 listener started by ListenHTTP3.
+type HTTP3Server struct {
+	srv  *http3.Server
+	conn net.PacketConn
+	done chan struct{}
+	err  error
+}
+
+// ListenHTTP3 binds addr (UDP) and serves handler over HTTP/3 with the
+// manager's certificates until Close or Shutdown.
+func (m *Manager) ListenHTTP3(addr string, handler http.Handler) (*HTTP3Server, error) {
+	conn, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return nil, err
+	}
+	tc := m.TLSConfig()
+	tc.MinVersion = tls.VersionTLS13 // QUIC is TLS 1.3 only
+	s := &HTTP3Server{
+		srv:  &http3.Server{Handler: handler, TLSConfig: http3.ConfigureTLSConfig(tc), Logger: m.log},
+		conn: conn,
+		done: make(chan struct{}),
+	}
+	go func() {
+		defer close(s.done)
+		s.err = s.srv.Serve(conn)
+	}()
+	return s, nil
+}
+
+// Addr is the bound UDP address.
+func (s *HTTP3Server) Addr() net.Addr { return s.conn.LocalAddr() }
+
+// Close stops serving at once and releases the socket.
+func (s *HTTP3Server) Close() error {
+	err := s.srv.Close()
+	s.conn.Close()
+	<-s.done
+	return err
+}
+
+// Shutdown stops accepting connections and waits for requests in flight
+// until ctx ends, then closes.
+func (s *HTTP3Server) Shutdown(ctx context.Context) error {
+	err := s.srv.Shutdown(ctx)
+	s.conn.Close()
+	<-s.done
+	return err
+}
