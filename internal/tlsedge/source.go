@@ -64,8 +64,8 @@ type magicParams struct {
 	zlog     *zap.Logger
 	onEvent  func(ctx context.Context, event string, data map[string]any) error
 	decision func(ctx context.Context, name string) error // nil: no on-demand
-	internal certmagic.Issuer                           // set in internal mode
-	dnsProv  certmagic.DNSProvider                      // nil: dns-01 unavailable
+	internal certmagic.Issuer                             // set in internal mode
+	dnsProv  certmagic.DNSProvider                        // nil: dns-01 unavailable
 }
 
 func newMagicSource(p magicParams) (*magicSource, error) {
