@@ -1,0 +1,96 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+)
+
+func purgeCommand() *command {
+	return &command{
+		name:    "purge",
+		usage:   "[--admin URL] [--token TOKEN] [--soft] [--all | --prefix P ... | --tag T ... | URL ...]",
+		summary: "purge cached content through the admin API (on every node it manages)",
+		flags: func(fs *flag.FlagSet) func([]string) int {
+			adminURL := fs.String("admin", envOr("OUTPOST_ADMIN", "http://127.0.0.1:9090"), "admin API base `URL` (env OUTPOST_ADMIN)")
+			token := fs.String("token", "", "admin bearer `TOKEN` (default $OUTPOST_ADMIN_TOKEN)")
+			soft := fs.Bool("soft", false, "mark entries stale instead of deleting them (served stale while revalidating)")
+			all := fs.Bool("all", false, "purge everything")
+			var prefixes, tags stringList
+			fs.Var(&prefixes, "prefix", "purge every URL starting with `URL-PREFIX` (repeatable)")
+			fs.Var(&tags, "tag", "purge every object carrying surrogate key `TAG` (repeatable)")
+			return func(urls []string) int {
+				if *token == "" {
+					*token = os.Getenv("OUTPOST_ADMIN_TOKEN")
+				}
+				req := map[string]any{}
+				if len(urls) > 0 {
+					req["urls"] = urls
+				}
+				if len(prefixes) > 0 {
+					req["prefixes"] = []string(prefixes)
+				}
+				if len(tags) > 0 {
+					req["tags"] = []string(tags)
+				}
+				if *all {
+					req["all"] = true
+				}
+				if len(req) == 0 {
+					fmt.Fprintln(os.Stderr, "outpost purge: say what to purge: URLs, --prefix, --tag or --all")
+					return 2
+				}
+				if *soft {
+					req["soft"] = true
+				}
+				out, code := adminCall(http.MethodPost, *adminURL, "/v1/purge", *token, req)
+				fmt.Fprint(os.Stdout, out)
+				return code
+			}
+		},
+	}
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// adminCall sends one JSON request to the admin API and returns the
+// response body and an exit code (0 for 2xx, 1 otherwise).
+func adminCall(method, base, path, token string, body any) (string, int) {
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(base, "/")+path, rd)
+	if err != nil {
+		return fmt.Sprintf("outpost: %v\n", err), 1
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Sprintf("outpost: admin API unreachable: %v\n", err), 1
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Sprintf("%s%s", b, ""), 1
+	}
+	return string(b), 0
+}
