@@ -1,0 +1,367 @@
+package lb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"sync/atomic"
+	"time"
+
+	"github.com/outpost-edge/outpost/internal/reqinfo"
+)
+
+// errTotalTimeout is the cancel cause when timeouts.total expires before
+// response headers.
+var errTotalTimeout = errors.New("lb: total timeout")
+
+// errBodyDetached is returned by a request body wrapper that a retry has
+// taken over; the abandoned try must not consume the client's bytes.
+var errBodyDetached = errors.New("lb: request body moved to a retry")
+
+// RoundTrip sends req to a backend of the pool. req is the outbound request
+// built by the proxy; its URL's scheme and host are filled in here, and the
+// backend's path prefix is prepended. A connect failure, or a failure of an
+// idempotent request before response headers, is retried on another backend
+// within max_tries, the retry budget and timeouts.total; a request whose
+// body was partly sent is retried only when req.GetBody can replay it.
+//
+// Errors: ErrNoBackend (answer 503), timeouts that match
+// context.DeadlineExceeded (504), or the last try's error (502).
+func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
+	if p.closedFlag.Load() {
+		closeBody(req.Body)
+		return nil, ErrClosed
+	}
+	st := p.state.Load()
+	parent := req.Context()
+	info := reqinfo.From(parent)
+	sel := Selection{Req: req, Backends: st.backends, slowStart: st.slowStart, rand: p.rand}
+	sel.now = p.now().UnixNano()
+	if info != nil {
+		sel.ClientIP = info.ClientIP
+	}
+	var pinned *Backend
+	if st.sticky.enabled {
+		pinned = st.sticky.lookup(req, st.byID)
+	}
+	p.budget.deposit()
+
+	c := &call{pool: p}
+	ctx, cancel := context.WithCancelCause(parent)
+	c.cancel = cancel
+	c.timer = time.AfterFunc(st.cfg.Timeouts.Total.D(), c.totalExpired)
+
+	body := req.Body
+	if body == http.NoBody {
+		body = nil
+	}
+	var lastErr error
+	var lastKind int
+	var last *Backend
+	tries := st.cfg.Retries.MaxTries
+	for try := 0; try < tries; try++ {
+		var b *Backend
+		if try == 0 && pinned != nil && pinned.usable(sel.now) {
+			b = pinned
+		} else {
+			b = st.policy.Pick(&sel)
+		}
+		if b == nil {
+			break
+		}
+		if try > 0 {
+			if !p.budget.withdraw() || !p.backoff(ctx, st.cfg.Retries, try) {
+				break
+			}
+			b.metrics.retries.Inc()
+		}
+		sel.exclude(b)
+
+		out := req.WithContext(ctx)
+		u := *req.URL
+		u.Scheme, u.Host = b.url.Scheme, b.url.Host
+		joinPrefix(&u, b.url)
+		out.URL = &u
+		var rb *reqBody
+		if body != nil {
+			rb = &reqBody{rc: body}
+			out.Body = rb
+		}
+		info.Set(reqinfo.FieldUpstream, b.url.Host)
+		b.inflight.Add(1)
+		b.requests.Add(1)
+		b.metrics.requests.Inc()
+		start := p.now()
+		resp, err := b.transport.Load().RoundTrip(out)
+		if err == nil {
+			c.headers.Store(true)
+			c.timer.Stop()
+			lat := p.now().Sub(start)
+			b.observeLatency(lat)
+			b.metrics.latency.Observe(lat.Seconds())
+			failed := resp.StatusCode >= 500
+			if failed {
+				b.metrics.err5xx.Inc()
+			}
+			p.recordOutcome(st, b, failed)
+			if rb != nil {
+				rb.release()
+			}
+			if st.sticky.enabled && b != pinned {
+				secure := req.TLS != nil || (info != nil && info.TLS)
+				resp.Header.Add("Set-Cookie", st.sticky.cookie(b, secure))
+			}
+			c.backend = b
+			c.body = resp.Body
+			if resp.StatusCode == http.StatusSwitchingProtocols {
+				if _, ok := resp.Body.(io.Writer); ok {
+					resp.Body = &upgradeBody{c}
+					return resp, nil
+				}
+			}
+			resp.Body = c
+			return resp, nil
+		}
+		b.inflight.Add(-1)
+		if parent.Err() != nil {
+			// The client went away; not the backend's fault.
+			lastErr, lastKind, last = parent.Err(), kindOther, b
+			break
+		}
+		if context.Cause(ctx) == errTotalTimeout {
+			lastErr, lastKind, last = errTotalTimeout, kindTimeout, b
+			break
+		}
+		lastKind = errorKind(err)
+		lastErr, last = err, b
+		switch lastKind {
+		case kindConnect:
+			b.metrics.errConn.Inc()
+		case kindTimeout:
+			b.metrics.errTime.Inc()
+		default:
+			b.metrics.errOther.Inc()
+		}
+		p.recordOutcome(st, b, true)
+		if lastKind != kindConnect && !idempotent(req) {
+			break
+		}
+		if rb != nil && !rb.detach() {
+			// Some of the body went to the failed backend: only an
+			// idempotent request with a replayable body may go again.
+			if req.GetBody == nil || !idempotent(req) {
+				break
+			}
+			nb, gerr := req.GetBody()
+			if gerr != nil {
+				break
+			}
+			body = nb
+		}
+	}
+	c.timer.Stop()
+	cancel(nil)
+	closeBody(body)
+	switch {
+	case lastErr == nil:
+		return nil, fmt.Errorf("lb: pool %q: %w", p.name, ErrNoBackend)
+	case parent.Err() != nil:
+		return nil, lastErr
+	case lastKind == kindTimeout:
+		return nil, fmt.Errorf("lb: pool %q: backend %s: %w: %w", p.name, last.id, ErrTimeout, lastErr)
+	}
+	return nil, fmt.Errorf("lb: pool %q: backend %s: %w", p.name, last.id, lastErr)
+}
+
+// backoff waits before retry number try (1-based) with full jitter. It
+// reports false when ctx ended first.
+func (p *Pool) backoff(ctx context.Context, c RetryConfig, try int) bool {
+	d := c.Backoff.D()
+	for i := 1; i < try && d < c.MaxBackoff.D(); i++ {
+		d *= 2
+	}
+	d = min(d, c.MaxBackoff.D())
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	d = time.Duration(p.rand() % uint64(d))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// joinPrefix prepends the backend URL's path prefix to u's path.
+func joinPrefix(u *url.URL, backend *url.URL) {
+	if backend.Path == "" {
+		return
+	}
+	path := u.Path
+	if path == "" || path[0] != '/' {
+		path = "/" + path
+	}
+	if u.RawPath == "" {
+		u.Path = backend.Path + path
+		return
+	}
+	ep := u.EscapedPath()
+	if ep == "" || ep[0] != '/' {
+		ep = "/" + ep
+	}
+	u.Path = backend.Path + path
+	u.RawPath = backend.EscapedPath() + ep
+}
+
+// idempotent reports whether req may be repeated after it reached a backend
+// (RFC 9110 section 9.2.2, or an Idempotency-Key header).
+func idempotent(req *http.Request) bool {
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	_, k1 := req.Header["Idempotency-Key"]
+	_, k2 := req.Header["X-Idempotency-Key"]
+	return k1 || k2
+}
+
+// Error kinds of one try.
+const (
+	kindOther = iota
+	kindConnect
+	kindTimeout
+)
+
+func errorKind(err error) int {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return kindConnect
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {
+		return kindTimeout
+	}
+	return kindOther
+}
+
+func closeBody(b io.ReadCloser) {
+	if b != nil {
+		_ = b.Close()
+	}
+}
+
+// reqBody wraps the request body for one try. It records whether the
+// transport read any of it: http.Transport closes the body even when the dial
+// fails, so the wrapper holds that Close back until the pool knows whether a
+// retry will reuse the untouched body.
+type reqBody struct {
+	rc          io.ReadCloser
+	state       atomic.Int32 // bodyUntouched, bodyRead or bodyDetached
+	closeWanted atomic.Bool  // the transport called Close while untouched
+	released    atomic.Bool  // the try succeeded; Close passes through
+	closed      atomic.Bool
+}
+
+const (
+	bodyUntouched int32 = iota
+	bodyRead
+	bodyDetached
+)
+
+func (r *reqBody) Read(p []byte) (int, error) {
+	for {
+		switch r.state.Load() {
+		case bodyDetached:
+			return 0, errBodyDetached
+		case bodyRead:
+			return r.rc.Read(p)
+		}
+		if r.state.CompareAndSwap(bodyUntouched, bodyRead) {
+			return r.rc.Read(p)
+		}
+	}
+}
+
+func (r *reqBody) Close() error {
+	if r.state.Load() == bodyDetached {
+		return nil
+	}
+	r.closeWanted.Store(true)
+	if r.state.Load() == bodyRead || r.released.Load() {
+		r.closeUnderlying()
+	}
+	return nil
+}
+
+// detach takes the untouched body back for a retry, reporting false if the
+// transport already read from it.
+func (r *reqBody) detach() bool {
+	return r.state.CompareAndSwap(bodyUntouched, bodyDetached)
+}
+
+// release hands the body to the transport for good after a successful try.
+func (r *reqBody) release() {
+	r.released.Store(true)
+	if r.closeWanted.Load() {
+		r.closeUnderlying()
+	}
+}
+
+func (r *reqBody) closeUnderlying() {
+	if r.closed.CompareAndSwap(false, true) {
+		_ = r.rc.Close()
+	}
+}
+
+// call is one request's state after its response headers: it wraps the
+// response body so the backend's in-flight count drops, and the request's
+// context is released, when the body is done.
+type call struct {
+	pool    *Pool
+	backend *Backend
+	body    io.ReadCloser
+	cancel  context.CancelCauseFunc
+	timer   *time.Timer
+	headers atomic.Bool
+	done    atomic.Bool
+}
+
+func (c *call) totalExpired() {
+	if !c.headers.Load() {
+		c.cancel(errTotalTimeout)
+	}
+}
+
+func (c *call) Read(p []byte) (int, error) {
+	n, err := c.body.Read(p)
+	if err == io.EOF {
+		c.finish()
+	}
+	return n, err
+}
+
+func (c *call) Close() error {
+	err := c.body.Close()
+	c.finish()
+	return err
+}
+
+func (c *call) finish() {
+	if c.done.CompareAndSwap(false, true) {
+		c.backend.inflight.Add(-1)
+		c.cancel(nil)
+	}
+}
+
+// upgradeBody keeps the io.Writer of a 101 Switching Protocols body, which
+// reverse proxies need for WebSocket tunnels.
+type upgradeBody struct{ *call }
+
+func (u *upgradeBody) Write(p []byte) (int, error) { return u.body.(io.Writer).Write(p) }
