@@ -1,0 +1,254 @@
+package gateway
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// KeyPrefix starts every API key the gateway generates, so keys are
+// recognisable in a leak scan and never mistaken for JWTs.
+const KeyPrefix = "opk_"
+
+var keysBucket = []byte("api_keys")
+
+// KeyRecord is a stored API key: everything but the key itself.
+type KeyRecord struct {
+	ID        string     `json:"id"`
+	Hash      string     `json:"hash"` // hex SHA-256 of the key
+	Owner     string     `json:"owner"`
+	Tier      string     `json:"tier,omitempty"`
+	Scopes    []string   `json:"scopes,omitempty"`
+	Roles     []string   `json:"roles,omitempty"`
+	CreatedAt time.Time  `json:"created_at"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+}
+
+// KeySpec describes a key to create.
+type KeySpec struct {
+	ID        string     `json:"id,omitempty"` // optional; generated when empty
+	Owner     string     `json:"owner"`
+	Tier      string     `json:"tier,omitempty"`
+	Scopes    []string   `json:"scopes,omitempty"`
+	Roles     []string   `json:"roles,omitempty"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+}
+
+// SpecError is a KeySpec problem: the caller's fault, safe to show.
+type SpecError string
+
+func (e SpecError) Error() string { return string(e) }
+
+// Key store errors.
+var (
+	ErrKeyExists   = errors.New("gateway: key id already exists")
+	ErrKeyNotFound = errors.New("gateway: no such key")
+)
+
+// KeyStore holds API keys created through the admin API, persisted in
+// bbolt and mirrored in memory so a lookup never touches disk and a
+// revocation is visible to the very next request. It is long-lived: open it
+// once per process and pass it in StateOptions.
+type KeyStore struct {
+	db   *bolt.DB
+	rand io.Reader
+	now  func() time.Time
+
+	mu     sync.RWMutex // guards byHash and byID
+	byHash map[[32]byte]*KeyRecord
+	byID   map[string]*KeyRecord
+}
+
+// OpenKeyStore opens (creating if needed) the key database at path.
+func OpenKeyStore(path string) (*KeyStore, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("gateway: open key store: %w", err)
+	}
+	s := &KeyStore{db: db, rand: rand.Reader, now: time.Now, byHash: map[[32]byte]*KeyRecord{}, byID: map[string]*KeyRecord{}}
+	err = db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(keysBucket)
+		if err != nil {
+			return err
+		}
+		return b.ForEach(func(k, v []byte) error {
+			var rec KeyRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return fmt.Errorf("key %q: %w", k, err)
+			}
+			return s.index(&rec)
+		})
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("gateway: load key store: %w", err)
+	}
+	return s, nil
+}
+
+// SetClock replaces the clock and randomness source (tests).
+func (s *KeyStore) SetClock(now func() time.Time, r io.Reader) {
+	s.now, s.rand = now, r
+}
+
+// Close closes the database.
+func (s *KeyStore) Close() error { return s.db.Close() }
+
+func (s *KeyStore) index(rec *KeyRecord) error {
+	h, err := hex.DecodeString(rec.Hash)
+	if err != nil || len(h) != 32 {
+		return fmt.Errorf("key %q: bad hash", rec.ID)
+	}
+	s.byHash[[32]byte(h)] = rec
+	s.byID[rec.ID] = rec
+	return nil
+}
+
+// lookup finds a key by the SHA-256 of its plaintext. The returned record
+// must not be modified.
+func (s *KeyStore) lookup(sum [32]byte) *KeyRecord {
+	if s == nil {
+		return nil
+	}
+	s.mu.RLock()
+	rec := s.byHash[sum]
+	s.mu.RUnlock()
+	return rec
+}
+
+// Create generates a key for spec, stores its hash and returns the
+// plaintext key (shown once, never stored) with the record.
+func (s *KeyStore) Create(spec KeySpec) (string, KeyRecord, error) {
+	if spec.Owner == "" || !cleanWord(spec.Owner) {
+		return "", KeyRecord{}, SpecError("owner must be a non-empty word")
+	}
+	if spec.Tier != "" && !cleanWord(spec.Tier) {
+		return "", KeyRecord{}, SpecError("tier must be a word")
+	}
+	for _, w := range append(slices.Clone(spec.Scopes), spec.Roles...) {
+		if !cleanWord(w) {
+			return "", KeyRecord{}, SpecError(fmt.Sprintf("scope or role %q must be a non-empty word", w))
+		}
+	}
+	var secret [32]byte
+	if _, err := io.ReadFull(s.rand, secret[:]); err != nil {
+		return "", KeyRecord{}, fmt.Errorf("gateway: key generation: %w", err)
+	}
+	id := spec.ID
+	if id == "" {
+		var b [8]byte
+		if _, err := io.ReadFull(s.rand, b[:]); err != nil {
+			return "", KeyRecord{}, fmt.Errorf("gateway: key generation: %w", err)
+		}
+		id = "k_" + hex.EncodeToString(b[:])
+	} else if !validKeyID(id) {
+		return "", KeyRecord{}, SpecError("id must be 1-64 characters of [A-Za-z0-9_.-]")
+	}
+	plain := KeyPrefix + base64.RawURLEncoding.EncodeToString(secret[:])
+	sum := sha256.Sum256([]byte(plain))
+	rec := &KeyRecord{
+		ID:        id,
+		Hash:      hex.EncodeToString(sum[:]),
+		Owner:     spec.Owner,
+		Tier:      spec.Tier,
+		Scopes:    slices.Clone(spec.Scopes),
+		Roles:     slices.Clone(spec.Roles),
+		CreatedAt: s.now().UTC().Truncate(time.Second),
+		ExpiresAt: spec.ExpiresAt,
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, dup := s.byID[id]; dup {
+		return "", KeyRecord{}, ErrKeyExists
+	}
+	if err := s.put(rec); err != nil {
+		return "", KeyRecord{}, err
+	}
+	s.byHash[sum] = rec
+	s.byID[id] = rec
+	return plain, *rec, nil
+}
+
+// put writes rec; s.mu must be held so disk and memory change together.
+func (s *KeyStore) put(rec *KeyRecord) error {
+	v, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(keysBucket).Put([]byte(rec.ID), v)
+	})
+}
+
+// Revoke marks the key revoked; the next request using it is refused.
+// Revoking a revoked key is a no-op that returns the record.
+func (s *KeyStore) Revoke(id string) (KeyRecord, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.byID[id]
+	if old == nil {
+		return KeyRecord{}, ErrKeyNotFound
+	}
+	if old.RevokedAt != nil {
+		return *old, nil
+	}
+	// Records are shared with readers, so revocation swaps in a copy.
+	rec := *old
+	now := s.now().UTC().Truncate(time.Second)
+	rec.RevokedAt = &now
+	if err := s.put(&rec); err != nil {
+		return KeyRecord{}, err
+	}
+	if err := s.index(&rec); err != nil {
+		return KeyRecord{}, err
+	}
+	return rec, nil
+}
+
+// Get returns one record.
+func (s *KeyStore) Get(id string) (KeyRecord, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	rec := s.byID[id]
+	if rec == nil {
+		return KeyRecord{}, false
+	}
+	return *rec, true
+}
+
+// List returns every record, sorted by id.
+func (s *KeyStore) List() []KeyRecord {
+	s.mu.RLock()
+	out := make([]KeyRecord, 0, len(s.byID))
+	for _, r := range s.byID {
+		out = append(out, *r)
+	}
+	s.mu.RUnlock()
+	slices.SortFunc(out, func(a, b KeyRecord) int {
+		switch {
+		case a.ID < b.ID:
+			return -1
+		case a.ID > b.ID:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// HashKey returns the hex SHA-256 of a key, the form config stores.
+func HashKey(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:])
+}

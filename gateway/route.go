@@ -1,0 +1,406 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/outpost-edge/outpost/internal/httperr"
+	"github.com/outpost-edge/outpost/internal/reqinfo"
+	"github.com/outpost-edge/outpost/origin/identity"
+)
+
+// route is one compiled route policy; it is the http.Handler that
+// Gateway.Handler returns.
+type route struct {
+	g    *Gateway
+	name string
+	next http.Handler
+	log  *slog.Logger
+
+	methods     []string // nil = any
+	allow       string   // Allow header for 405
+	patterns    []pattern
+	stripPrefix string
+	rewrite     *regexp.Regexp
+	replace     string
+	timeout     time.Duration
+	maxBody     int64
+
+	mode         string
+	allowKey     bool
+	allowJWT     bool
+	scopes       []string
+	roles        []string
+	adminOnly    bool
+	forwardCreds bool
+	challenge    string // WWW-Authenticate for a missing credential
+
+	limits       bool               // any rate limit applies on the route
+	tierPolicies map[string]*policy // tier → policy
+	routePolicy  *policy            // route-wide limit for tiers not listed
+
+	sem chan struct{} // concurrency slots; nil = unlimited
+
+	reqOps  headerOps
+	query   [][2]string
+	respOps *headerOps
+	cors    *cors
+
+	m routeMetrics
+}
+
+// Handler builds the policy handler for one route. next is the rest of
+// the chain (cache, proxy to the route's pool); it receives a new
+// outbound request with the path rewritten, credentials removed unless
+// forwarded, and the signed identity set.
+func (g *Gateway) Handler(routeName string, rc RouteConfig, next http.Handler) (http.Handler, error) {
+	if next == nil {
+		return nil, fmt.Errorf("gateway: route %q: nil next handler", routeName)
+	}
+	if err := rc.Validate(); err != nil {
+		return nil, err
+	}
+	rt := &route{
+		g:            g,
+		name:         routeName,
+		next:         next,
+		log:          g.st.log.With("route", routeName),
+		patterns:     make([]pattern, 0, len(rc.Paths)),
+		stripPrefix:  strings.TrimSuffix(rc.StripPrefix, "/"),
+		timeout:      rc.Timeout.D(),
+		maxBody:      rc.MaxBody.Int64(),
+		mode:         rc.Auth.Mode,
+		scopes:       rc.Auth.Scopes,
+		roles:        rc.Auth.Roles,
+		adminOnly:    rc.Auth.AdminOnly,
+		forwardCreds: rc.Auth.ForwardCredentials,
+		reqOps:       compileOps(rc.Request.HeaderOps),
+		cors:         compileCORS(rc.CORS, rc.Methods),
+		m:            g.st.metrics.forRoute(routeName),
+		tierPolicies: map[string]*policy{},
+	}
+	for _, m := range rc.Methods {
+		rt.methods = append(rt.methods, strings.ToUpper(m))
+	}
+	if len(rt.methods) > 0 {
+		if slices.Contains(rt.methods, http.MethodGet) && !slices.Contains(rt.methods, http.MethodHead) {
+			rt.methods = append(rt.methods, http.MethodHead)
+		}
+		if rt.cors != nil && !slices.Contains(rt.methods, http.MethodOptions) {
+			rt.allow = strings.Join(append(slices.Clone(rt.methods), http.MethodOptions), ", ")
+		} else {
+			rt.allow = strings.Join(rt.methods, ", ")
+		}
+	}
+	for _, p := range rc.Paths {
+		pt, _ := compilePattern(p) // Validate checked it
+		rt.patterns = append(rt.patterns, pt)
+	}
+	if rc.Rewrite != nil {
+		rt.rewrite = regexp.MustCompile(rc.Rewrite.Match) // Validate checked it
+		rt.replace = rc.Rewrite.Replace
+	}
+	if rt.mode == "" {
+		rt.mode = ModeRequired
+	}
+	methods := rc.Auth.Methods
+	if len(methods) == 0 {
+		methods = []string{MethodAPIKey, MethodJWT}
+	}
+	rt.allowKey = slices.Contains(methods, MethodAPIKey)
+	rt.allowJWT = slices.Contains(methods, MethodJWT) && g.jwt.enabled()
+	if rt.mode != ModeNone && !rt.allowKey && !rt.allowJWT {
+		return nil, fmt.Errorf("gateway: route %q accepts only jwt but gateway.jwt has no keys or jwks", routeName)
+	}
+	rt.challenge = `Bearer realm="` + g.cfg.Realm + `"`
+	for k, v := range rc.Request.Query {
+		rt.query = append(rt.query, [2]string{k, v})
+	}
+	slices.SortFunc(rt.query, func(a, b [2]string) int { return strings.Compare(a[0], b[0]) })
+	if ops := compileOps(rc.Response); !ops.empty() {
+		rt.respOps = &ops
+	}
+	if rc.Concurrency > 0 {
+		rt.sem = make(chan struct{}, rc.Concurrency)
+	}
+	rt.buildPolicies(rc.RateLimit)
+	return rt, nil
+}
+
+// buildPolicies resolves which limit applies to each tier: the route's
+// tier override, else the route-wide limit, else the node-wide tier limit.
+// Route limits count per route; tier limits count across all routes.
+func (rt *route) buildPolicies(rl *RouteRateLimit) {
+	g := rt.g
+	if rl != nil && rl.Disabled {
+		return
+	}
+	maps.Copy(rt.tierPolicies, g.tiers)
+	if rl != nil {
+		if rl.Requests > 0 {
+			rt.routePolicy = newPolicy(rt.name, "r:"+rt.name+":*:", rl.RateLimit)
+			for name := range rt.tierPolicies {
+				rt.tierPolicies[name] = rt.routePolicy
+			}
+		}
+		for name, l := range rl.Tiers {
+			rt.tierPolicies[name] = newPolicy(rt.name+"/"+name, "r:"+rt.name+":"+name+":", l)
+		}
+	}
+	rt.limits = len(rt.tierPolicies) > 0 || rt.routePolicy != nil
+}
+
+func (rt *route) policyFor(tier string) *policy {
+	if p := rt.tierPolicies[tier]; p != nil {
+		return p
+	}
+	return rt.routePolicy
+}
+
+// ServeHTTP runs the policy steps in order: CORS preflight, method, path,
+// body size, authentication, authorization, rate limit, concurrency, then
+// the transformed upstream request.
+func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	info := reqinfo.From(r.Context())
+	if rt.cors != nil {
+		origin := r.Header.Get("Origin")
+		if r.Method == http.MethodOptions && origin != "" && r.Header.Get("Access-Control-Request-Method") != "" {
+			rt.cors.preflight(w, r)
+			return
+		}
+		if origin != "" {
+			rt.cors.decorate(w.Header(), origin)
+		}
+	}
+	if rt.methods != nil && !slices.Contains(rt.methods, r.Method) {
+		w.Header().Set("Allow", rt.allow)
+		writeError(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed on this route")
+		return
+	}
+	if len(rt.patterns) > 0 && !rt.matchPath(r.URL.EscapedPath()) {
+		writeError(w, r, http.StatusNotFound, "no_route", "no route for this path")
+		return
+	}
+	if rt.maxBody > 0 && r.ContentLength > rt.maxBody {
+		writeError(w, r, http.StatusRequestEntityTooLarge, "body_too_large", "request body too large")
+		return
+	}
+
+	id, cred, ok := rt.authenticate(w, r, info)
+	if !ok {
+		return
+	}
+	if !rt.authorize(w, r, id) {
+		return
+	}
+	if !rt.rateLimit(w, r, info, id) {
+		return
+	}
+	if rt.sem != nil {
+		select {
+		case rt.sem <- struct{}{}:
+			defer func() { <-rt.sem }()
+		default:
+			rt.m.concRefused.Inc()
+			w.Header().Set("Retry-After", "1")
+			writeError(w, r, http.StatusServiceUnavailable, "concurrency_limited", "too many concurrent requests on this route")
+			return
+		}
+	}
+	rt.forward(w, r, info, id, cred)
+}
+
+func (rt *route) matchPath(p string) bool {
+	for _, pt := range rt.patterns {
+		if pt.match(p) {
+			return true
+		}
+	}
+	return false
+}
+
+// forward builds the outbound request and calls next.
+func (rt *route) forward(w http.ResponseWriter, r *http.Request, info *reqinfo.Info, id *identity.Identity, cred credKind) {
+	ctx := r.Context()
+	if rt.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, rt.timeout)
+		defer cancel()
+	}
+	out := r.WithContext(ctx)
+	out.Header = r.Header.Clone()
+	u := *r.URL
+	out.URL = &u
+	h := out.Header
+
+	if cred != credNone && !rt.forwardCreds {
+		h.Del("Authorization")
+		h.Del("X-Api-Key")
+	}
+	if rt.stripPrefix != "" || rt.rewrite != nil {
+		rt.rewritePath(out.URL)
+	}
+	if len(rt.query) > 0 {
+		q := out.URL.Query()
+		for _, kv := range rt.query {
+			q.Set(kv[0], kv[1])
+		}
+		out.URL.RawQuery = q.Encode()
+	}
+	rt.reqOps.apply(h)
+	if info != nil && info.ID != "" {
+		h.Set("X-Request-Id", info.ID)
+	}
+	// The identity headers are always rebuilt by the gateway: whatever the
+	// client sent under these names is dropped, on every route and mode.
+	if len(rt.g.secret) > 0 {
+		if id == nil {
+			id = &identity.Identity{Tier: rt.g.cfg.AnonymousTier}
+		}
+		identity.Sign(out, id, rt.g.secret, rt.g.st.now())
+	} else {
+		identity.Strip(h)
+	}
+
+	var tripped *atomic.Bool
+	if rt.maxBody > 0 && out.ContentLength < 0 && out.Body != nil && out.Body != http.NoBody {
+		tripped = new(atomic.Bool)
+		out.Body = &bodyLimit{rc: out.Body, left: rt.maxBody, tripped: tripped}
+	}
+	if rt.respOps == nil && tripped == nil {
+		rt.next.ServeHTTP(w, out)
+		return
+	}
+	rw := &respWriter{ResponseWriter: w, r: r, ops: rt.respOps, tripped: tripped}
+	rt.next.ServeHTTP(rw, out)
+}
+
+// rewritePath applies strip_prefix and rewrite to the escaped path, so
+// encoded slashes survive, then re-derives the decoded path.
+func (rt *route) rewritePath(u *url.URL) {
+	p := u.EscapedPath()
+	if rt.stripPrefix != "" {
+		if p == rt.stripPrefix {
+			p = "/"
+		} else if strings.HasPrefix(p, rt.stripPrefix+"/") {
+			p = p[len(rt.stripPrefix):]
+		}
+	}
+	if rt.rewrite != nil {
+		p = rt.rewrite.ReplaceAllString(p, rt.replace)
+	}
+	if !strings.HasPrefix(p, "/") {
+		p = "/" + p
+	}
+	dec, err := url.PathUnescape(p)
+	if err != nil {
+		// The client's escaping was valid; a replacement broke it. Keep
+		// the raw form so the request still goes out as configured.
+		dec = p
+	}
+	u.Path, u.RawPath = dec, ""
+	if dec != p {
+		u.RawPath = p
+	}
+}
+
+// rateLimit applies the caller's policy and writes the RateLimit fields.
+func (rt *route) rateLimit(w http.ResponseWriter, r *http.Request, info *reqinfo.Info, id *identity.Identity) bool {
+	if !rt.limits {
+		return true
+	}
+	tier := rt.g.cfg.AnonymousTier
+	var key string
+	switch {
+	case id == nil:
+		key = "ip:" + clientKey(r, info)
+	case id.KeyID != "":
+		tier, key = id.Tier, "k:"+id.KeyID
+	default:
+		tier, key = id.Tier, "u:"+id.User
+	}
+	p := rt.policyFor(tier)
+	if p == nil {
+		return true
+	}
+	key = p.keyPrefix + key
+	d, fallback := rt.decide(r.Context(), key, p)
+	h := w.Header()
+	h.Set("RateLimit-Policy", p.header)
+	t := ceilSeconds(d.Reset)
+	if !d.Allowed {
+		t = ceilSeconds(d.RetryAfter)
+	}
+	h.Set("RateLimit", strconv.Quote(p.name)+";r="+strconv.Itoa(d.Remaining)+";t="+strconv.FormatInt(t, 10))
+	verdict := "allow"
+	if !d.Allowed {
+		verdict = "deny"
+	}
+	if fallback {
+		verdict += "_local"
+	}
+	info.Set(reqinfo.FieldRateLimit, verdict)
+	if d.Allowed {
+		return true
+	}
+	rt.m.rateRefused.Inc()
+	h.Set("Retry-After", strconv.FormatInt(max(ceilSeconds(d.RetryAfter), 1), 10))
+	writeError(w, r, http.StatusTooManyRequests, "rate_limited", "rate limit exceeded")
+	return false
+}
+
+// decide asks Redis when configured and reachable, else the local
+// limiter. fallback reports a local decision made because Redis was not.
+func (rt *route) decide(ctx context.Context, key string, p *policy) (Decision, bool) {
+	if rt.g.useRedis {
+		d, err := rt.g.st.redis.Allow(ctx, key, p)
+		if err == nil {
+			return d, false
+		}
+		rt.m.redisFallback.Inc()
+		return rt.g.st.local.allow(key, p), true
+	}
+	return rt.g.st.local.allow(key, p), false
+}
+
+// clientKey is the anonymous limiter key: the edge-established client
+// address (never X-Forwarded-For), IPv6 grouped by /64 since one host
+// usually owns a whole /64.
+func clientKey(r *http.Request, info *reqinfo.Info) string {
+	var ip netip.Addr
+	if info != nil && info.ClientIP.IsValid() {
+		ip = info.ClientIP
+	} else if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		ip = ap.Addr()
+	}
+	ip = ip.Unmap()
+	if ip.Is6() {
+		if pfx, err := ip.Prefix(64); err == nil {
+			return pfx.String()
+		}
+	}
+	return ip.String()
+}
+
+func ceilSeconds(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64((d + time.Second - 1) / time.Second)
+}
+
+// writeError writes the JSON error shape.
+func writeError(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
+	httperr.Write(w, r, status, code, msg)
+}
