@@ -82,8 +82,7 @@ func AdminHandler(s *KeyStore, log *slog.Logger) http.Handler {
 		writeJSON(w, http.StatusOK, rec)
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h, pattern := mux.Handler(r)
-		if pattern == "" {
+		if _, pattern := mux.Handler(r); pattern == "" {
 			// Keep the JSON error shape for unknown paths and methods.
 			if r.URL.Path == "/v1/keys" || strings.HasPrefix(r.URL.Path, "/v1/keys/") {
 				httperr.Write(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed")
@@ -92,7 +91,7 @@ func AdminHandler(s *KeyStore, log *slog.Logger) http.Handler {
 			httperr.Write(w, r, http.StatusNotFound, "not_found", "no such endpoint")
 			return
 		}
-		h.ServeHTTP(w, r)
+		mux.ServeHTTP(w, r) // sets the {id} path value
 	})
 }
 

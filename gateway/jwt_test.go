@@ -1,0 +1,220 @@
+package gateway
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// TestJWTMatrix sends real requests with each token variant through the
+// gateway to the origin.
+func TestJWTMatrix(t *testing.T) {
+	k := keys(t)
+	e := newEnv(t, envOpts{
+		cfg:   Config{JWT: k.jwtConfig(), Tiers: map[string]RateLimit{"free": {Requests: 1000}, "pro": {Requests: 5000}}},
+		route: RouteConfig{Auth: AuthConfig{Methods: []string{MethodJWT}}},
+	})
+	now := e.clock.Now()
+	with := func(mut func(c jwt.MapClaims)) jwt.MapClaims {
+		c := stdClaims(now)
+		mut(c)
+		return c
+	}
+	std := stdClaims(now)
+	valid := sign(t, jwt.SigningMethodHS256, k.hmacKID, k.hmac, std)
+	parts := strings.Split(valid, ".")
+	// Tamper: flip one claim, keep the old signature.
+	tamperedClaims, _ := json.Marshal(with(func(c jwt.MapClaims) { c["sub"] = "mallory" }))
+	tampered := parts[0] + "." + base64.RawURLEncoding.EncodeToString(tamperedClaims) + "." + parts[2]
+	badSig := parts[0] + "." + parts[1] + "." + strings.Repeat("A", len(parts[2]))
+	// alg none, unsigned.
+	noneTok, err := jwt.NewWithClaims(jwt.SigningMethodNone, std).SignedString(jwt.UnsafeAllowNoneSignatureType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// HS/RS confusion: an HS256 token "signed" with the RSA public key
+	// PEM as the HMAC secret, naming the RSA key's kid.
+	confused := sign(t, jwt.SigningMethodHS256, k.rsaKID, []byte(k.rsaPEM), std)
+	// Same with no kid at all.
+	confusedNoKID := sign(t, jwt.SigningMethodHS256, "", []byte(k.rsaPEM), std)
+	otherEC, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+
+	tests := []struct {
+		name   string
+		token  string
+		status int
+		reason string
+	}{
+		{"HS256 valid", valid, 200, ""},
+		{"RS256 valid", sign(t, jwt.SigningMethodRS256, k.rsaKID, k.rsa, std), 200, ""},
+		{"ES256 valid", sign(t, jwt.SigningMethodES256, k.ecKID, k.ec, std), 200, ""},
+		{"EdDSA valid", sign(t, jwt.SigningMethodEdDSA, k.edKID, k.ed, std), 200, ""},
+		{"expired", sign(t, jwt.SigningMethodHS256, k.hmacKID, k.hmac, with(func(c jwt.MapClaims) { c["exp"] = now.Add(-time.Minute).Unix() })), 401, "expired"},
+		{"expired within leeway", sign(t, jwt.SigningMethodHS256, k.hmacKID, k.hmac, with(func(c jwt.MapClaims) { c["exp"] = now.Add(-10 * time.Second).Unix() })), 200, ""},
+		{"not yet valid", sign(t, jwt.SigningMethodHS256, k.hmacKID, k.hmac, with(func(c jwt.MapClaims) { c["nbf"] = now.Add(time.Minute).Unix() })), 401, "not_yet_valid"},
+		{"issued in the future", sign(t, jwt.SigningMethodHS256, k.hmacKID, k.hmac, with(func(c jwt.MapClaims) { c["iat"] = now.Add(time.Minute).Unix() })), 401, "not_yet_valid"},
+		{"no exp", sign(t, jwt.SigningMethodHS256, k.hmacKID, k.hmac, with(func(c jwt.MapClaims) { delete(c, "exp") })), 401, "missing_claim"},
+		{"no sub", sign(t, jwt.SigningMethodHS256, k.hmacKID, k.hmac, with(func(c jwt.MapClaims) { delete(c, "sub") })), 401, "missing_claim"},
+		{"sub with newline", sign(t, jwt.SigningMethodHS256, k.hmacKID, k.hmac, with(func(c jwt.MapClaims) { c["sub"] = "a\nX-Evil: 1" })), 401, "bad_claim"},
+		{"wrong aud", sign(t, jwt.SigningMethodHS256, k.hmacKID, k.hmac, with(func(c jwt.MapClaims) { c["aud"] = "other" })), 401, "bad_audience"},
+		{"aud list with ours", sign(t, jwt.SigningMethodHS256, k.hmacKID, k.hmac, with(func(c jwt.MapClaims) { c["aud"] = []string{"x", "api.demo.test"} })), 200, ""},
+		{"wrong iss", sign(t, jwt.SigningMethodHS256, k.hmacKID, k.hmac, with(func(c jwt.MapClaims) { c["iss"] = "https://evil.test" })), 401, "bad_issuer"},
+		{"alg none", noneTok, 401, "alg_not_allowed"},
+		{"HS/RS confusion", confused, 401, "key_mismatch"},
+		{"HS/RS confusion without kid", confusedNoKID, 401, "unknown_kid"},
+		{"tampered claims", tampered, 401, "bad_signature"},
+		{"bad signature", badSig, 401, "bad_signature"},
+		{"wrong EC key", sign(t, jwt.SigningMethodES256, k.ecKID, otherEC, std), 401, "bad_signature"},
+		{"unknown kid", sign(t, jwt.SigningMethodHS256, "nope", k.hmac, std), 401, "unknown_kid"},
+		{"oversized", sign(t, jwt.SigningMethodHS256, k.hmacKID, k.hmac, with(func(c jwt.MapClaims) { c["pad"] = strings.Repeat("x", 9000) })), 401, "too_large"},
+		{"garbage", "a.b.c", 401, "malformed"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := e.do("GET", "/v1/posts", bearer(tc.token), nil)
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status = %d, want %d (%s)", resp.StatusCode, tc.status, bodyOf(resp))
+			}
+			if tc.status == 401 {
+				if got := e.info.fields()["auth_error"]; got != tc.reason {
+					t.Errorf("auth_error = %q, want %q", got, tc.reason)
+				}
+				if wa := resp.Header.Get("WWW-Authenticate"); !strings.HasPrefix(wa, `Bearer realm="outpost"`) || !strings.Contains(wa, `error="invalid_token"`) {
+					t.Errorf("WWW-Authenticate = %q", wa)
+				}
+				if errCode(t, resp) != "unauthorized" {
+					t.Errorf("error code wrong")
+				}
+				return
+			}
+			o := e.origin.last(t)
+			if o.IDErr != nil || o.Identity.User != "alice" || o.Identity.Tier != "pro" || !o.Identity.HasScope("posts:write") || !o.Identity.HasRole("editor") {
+				t.Fatalf("origin identity = %+v, err %v", o.Identity, o.IDErr)
+			}
+			if o.Header.Get("Authorization") != "" {
+				t.Error("bearer token forwarded to the origin")
+			}
+			if f := e.info.fields(); f["user_id"] != "alice" {
+				t.Errorf("log fields = %v", f)
+			}
+		})
+	}
+	if n := testutil.ToFloat64(e.st.metrics.authFailures.WithLabelValues("api", "expired")); n != 1 {
+		t.Errorf("auth failure metric expired = %v, want 1", n)
+	}
+}
+
+// jwksServer serves a mutable key set and counts fetches.
+type jwksServer struct {
+	srv     *httptest.Server
+	mu      sync.Mutex
+	set     jose.JSONWebKeySet
+	fetches atomic.Int32
+}
+
+func newJWKSServer(t *testing.T) *jwksServer {
+	j := &jwksServer{}
+	j.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		j.fetches.Add(1)
+		j.mu.Lock()
+		defer j.mu.Unlock()
+		_ = json.NewEncoder(w).Encode(j.set)
+	}))
+	t.Cleanup(j.srv.Close)
+	return j
+}
+
+func (j *jwksServer) publish(keys ...jose.JSONWebKey) {
+	j.mu.Lock()
+	j.set = jose.JSONWebKeySet{Keys: keys}
+	j.mu.Unlock()
+}
+
+// TestJWKSRotation: a token with a new kid is accepted once the set is
+// refetched; unknown kids refetch at most once per min_refresh_interval.
+func TestJWKSRotation(t *testing.T) {
+	k := keys(t)
+	js := newJWKSServer(t)
+	js.publish(jose.JSONWebKey{Key: k.rsa.Public(), KeyID: "old", Algorithm: "RS256", Use: "sig"},
+		// Symmetric keys from a URL are ignored.
+		jose.JSONWebKey{Key: k.hmac, KeyID: "sym", Algorithm: "HS256"})
+	e := newEnv(t, envOpts{
+		cfg: Config{JWT: JWTConfig{
+			Issuers: []string{"https://auth.demo.test"},
+			JWKS:    []JWKSConfig{{URL: js.srv.URL}},
+		}},
+		route: RouteConfig{Auth: AuthConfig{Methods: []string{MethodJWT}}},
+	})
+	std := stdClaims(e.clock.Now())
+	if r := e.do("GET", "/x", bearer(sign(t, jwt.SigningMethodRS256, "old", k.rsa, std)), nil); r.StatusCode != 200 {
+		t.Fatalf("old kid: %d %s", r.StatusCode, bodyOf(r))
+	}
+	if r := e.do("GET", "/x", bearer(sign(t, jwt.SigningMethodHS256, "sym", k.hmac, std)), nil); r.StatusCode != 401 {
+		t.Fatalf("symmetric JWKS key accepted: %d", r.StatusCode)
+	}
+	before := js.fetches.Load()
+
+	// Rotate: the IdP now signs with an EC key under a new kid.
+	js.publish(jose.JSONWebKey{Key: k.rsa.Public(), KeyID: "old", Algorithm: "RS256"},
+		jose.JSONWebKey{Key: k.ec.Public(), KeyID: "new", Algorithm: "ES256"})
+	newTok := sign(t, jwt.SigningMethodES256, "new", k.ec, std)
+	// Within min_refresh_interval of the last fetch: no refetch, refused.
+	if r := e.do("GET", "/x", bearer(newTok), nil); r.StatusCode != 401 {
+		t.Fatalf("new kid before interval: %d", r.StatusCode)
+	}
+	if got := js.fetches.Load(); got != before {
+		t.Fatalf("refetched within the interval: %d fetches, want %d", got, before)
+	}
+	e.clock.Advance(31 * time.Second)
+	std = stdClaims(e.clock.Now())
+	newTok = sign(t, jwt.SigningMethodES256, "new", k.ec, std)
+	if r := e.do("GET", "/x", bearer(newTok), nil); r.StatusCode != 200 {
+		t.Fatalf("new kid after refresh: %d %s", r.StatusCode, bodyOf(r))
+	}
+	// A flood of unknown kids causes at most one more fetch per interval.
+	after := js.fetches.Load()
+	e.clock.Advance(31 * time.Second)
+	std = stdClaims(e.clock.Now())
+	for i := range 20 {
+		tok := sign(t, jwt.SigningMethodES256, "bogus"+string(rune('a'+i)), k.ec, std)
+		if r := e.do("GET", "/x", bearer(tok), nil); r.StatusCode != 401 {
+			t.Fatalf("bogus kid accepted")
+		}
+	}
+	if got := js.fetches.Load(); got != after+1 {
+		t.Fatalf("unknown-kid flood caused %d fetches, want 1", got-after)
+	}
+	// The alg bound to a JWKS key is enforced: RS256 key, ES256 token.
+	if r := e.do("GET", "/x", bearer(sign(t, jwt.SigningMethodES256, "old", k.ec, std)), nil); r.StatusCode != 401 || e.info.fields()["auth_error"] != "key_mismatch" {
+		t.Fatalf("alg mismatch on JWKS key: %d %v", r.StatusCode, e.info.fields())
+	}
+}
+
+func TestParseJWKSSkipsJunk(t *testing.T) {
+	k := keys(t)
+	good, _ := json.Marshal(jose.JSONWebKey{Key: k.ed.Public(), KeyID: "ed"})
+	doc := `{"keys":[{"kty":"RSA","kid":"broken","n":"!!"},{"kty":"weird","kid":"w"},` + string(good) + `]}`
+	got, err := parseJWKS([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got["ed"].alg != "EdDSA" {
+		t.Fatalf("parsed %v", got)
+	}
+	if _, err := parseJWKS([]byte("not json")); err == nil {
+		t.Fatal("want error for non-JSON")
+	}
+}
