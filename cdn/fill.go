@@ -1,0 +1,150 @@
+package cdn
+
+import (
+	"io"
+	"net/http"
+	"os"
+	"sync"
+
+	"github.com/outpost-edge/outpost/cdn/store"
+)
+
+// fillOutcome is what a coalesced fetch turned into, as seen by followers.
+type fillOutcome int
+
+const (
+	outcomePending fillOutcome = iota
+	outcomeStoring             // body streams into tempPath; header is the client header
+	outcomePass                // not storable: each follower fetches for itself
+	outcomeLookup              // answered from the store: look up again (or serve stale)
+)
+
+// fill is one in-flight origin fetch that concurrent requests for the same
+// object share. The leader sets the outcome fields before closing ready;
+// they are read-only afterwards.
+type fill struct {
+	ready chan struct{} // closed once the outcome is known
+	done  chan struct{} // closed when the fetch has ended
+
+	outcome  fillOutcome
+	status   int
+	header   http.Header  // client-ready header (outcomeStoring)
+	vary     []string     // Vary of the response being stored
+	variant  string       // its variant key
+	tempPath string       // body being written (outcomeStoring)
+	stale    *store.Entry // entry to serve stale (outcomeLookup after an origin error)
+	xcache   string       // what followers report (outcomeLookup)
+
+	mu       sync.Mutex // guards the progress fields below
+	written  int64
+	complete bool
+	failed   bool
+	notify   chan struct{} // closed and replaced on progress
+	readyOne sync.Once
+}
+
+func newFill() *fill {
+	return &fill{ready: make(chan struct{}), done: make(chan struct{}), notify: make(chan struct{})}
+}
+
+// setReady publishes the outcome (once).
+func (f *fill) setReady(o fillOutcome) {
+	f.readyOne.Do(func() {
+		f.outcome = o
+		close(f.ready)
+	})
+}
+
+func (f *fill) progress(n int64, complete, failed bool) {
+	f.mu.Lock()
+	f.written = n
+	f.complete = f.complete || complete
+	f.failed = f.failed || failed
+	close(f.notify)
+	f.notify = make(chan struct{})
+	f.mu.Unlock()
+}
+
+func (f *fill) snapshot() (n int64, complete, failed bool, ch chan struct{}) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.written, f.complete, f.failed, f.notify
+}
+
+// join returns the fill for key and whether the caller leads it.
+func (c *Cache) join(key string) (*fill, bool) {
+	c.fillMu.Lock()
+	defer c.fillMu.Unlock()
+	if f := c.fills[key]; f != nil {
+		return f, false
+	}
+	f := newFill()
+	c.fills[key] = f
+	return f, true
+}
+
+// tryJoin starts a fill for key only if none is running.
+func (c *Cache) tryJoin(key string) (*fill, bool) {
+	f, leader := c.join(key)
+	if !leader {
+		return nil, false
+	}
+	return f, true
+}
+
+// release ends a fill; it is safe after a panic: followers still waiting
+// for an outcome are told to fetch for themselves.
+func (c *Cache) release(key string, f *fill) {
+	c.fillMu.Lock()
+	if c.fills[key] == f {
+		delete(c.fills, key)
+	}
+	c.fillMu.Unlock()
+	f.setReady(outcomePass)
+	f.mu.Lock()
+	if !f.complete {
+		f.failed = true
+	}
+	close(f.notify)
+	f.notify = make(chan struct{})
+	f.mu.Unlock()
+	close(f.done)
+}
+
+// follow copies a body being written by a fill to w, waiting for more
+// bytes as they arrive. It returns false when the fill failed before the
+// body was complete (the caller must cut the connection).
+func (f *fill) follow(w io.Writer, file *os.File, cancel <-chan struct{}) bool {
+	buf := make([]byte, 32<<10)
+	var off int64
+	for {
+		n, complete, failed, ch := f.snapshot()
+		for off < n {
+			want := min(int64(len(buf)), n-off)
+			m, err := file.ReadAt(buf[:want], off)
+			if m > 0 {
+				if _, werr := w.Write(buf[:m]); werr != nil {
+					return true // client gone; nothing more to do
+				}
+				off += int64(m)
+			}
+			if err != nil && err != io.EOF {
+				return false
+			}
+			if m == 0 {
+				break
+			}
+		}
+		if off >= n && complete {
+			return true
+		}
+		if failed {
+			return false
+		}
+		select {
+		case <-ch:
+		case <-cancel:
+			return true
+		}
+	}
+}

@@ -1,0 +1,233 @@
+package cdn
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/outpost-edge/outpost/internal/reqinfo"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// fakeClock is an injected clock tests advance instead of sleeping.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *fakeClock { return &fakeClock{t: time.Now().Truncate(time.Second)} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// origin is a real HTTP server on 127.0.0.1 that counts its hits.
+type origin struct {
+	srv  *httptest.Server
+	hits atomic.Int64
+	mu   sync.Mutex
+	fn   http.HandlerFunc
+	last http.Header // last request header seen
+}
+
+func newOrigin(t testing.TB, fn http.HandlerFunc) *origin {
+	o := &origin{fn: fn}
+	o.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		o.hits.Add(1)
+		o.mu.Lock()
+		fn := o.fn
+		o.last = r.Header.Clone()
+		o.mu.Unlock()
+		fn(w, r)
+	}))
+	t.Cleanup(o.srv.Close)
+	return o
+}
+
+func (o *origin) set(fn http.HandlerFunc) {
+	o.mu.Lock()
+	o.fn = fn
+	o.mu.Unlock()
+}
+
+func (o *origin) lastHeader() http.Header {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.last
+}
+
+// env is a cache in front of a reverse proxy to an origin, served on a
+// real listener.
+type env struct {
+	t      testing.TB
+	cfg    Config
+	rc     RouteConfig
+	cache  *Cache
+	origin *origin
+	front  *httptest.Server
+	clock  *fakeClock
+	reg    *prometheus.Registry
+	client *http.Client
+	h      atomic.Pointer[http.Handler]
+}
+
+type envOpt func(*env)
+
+func withConfig(f func(*Config)) envOpt      { return func(e *env) { f(&e.cfg) } }
+func withRoute(f func(*RouteConfig)) envOpt { return func(e *env) { f(&e.rc) } }
+
+func newEnv(t testing.TB, fn http.HandlerFunc, opts ...envOpt) *env {
+	e := &env{t: t, clock: newClock(), reg: prometheus.NewRegistry()}
+	e.cfg.Dir = t.TempDir()
+	e.cfg.MaxSize = 64 << 20
+	e.cfg.Compression.MinSize = 64
+	for _, o := range opts {
+		o(e)
+	}
+	e.cfg.SetDefaults()
+	e.rc.SetDefaults()
+	if err := e.rc.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	e.origin = newOrigin(t, fn)
+	e.open(Options{})
+	e.front = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r = r.WithContext(reqinfo.With(r.Context(), &reqinfo.Info{ID: "t"}))
+		(*e.h.Load()).ServeHTTP(w, r)
+	}))
+	t.Cleanup(e.front.Close)
+	e.client = &http.Client{Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 200}}
+	t.Cleanup(e.client.CloseIdleConnections)
+	return e
+}
+
+func (e *env) upstream() http.Handler {
+	u, _ := url.Parse(e.origin.srv.URL)
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.ErrorLog = nil
+	rp.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadGateway)
+		io.WriteString(w, `{"error":{"status":502,"code":"bad_gateway"}}`)
+	}
+	return rp
+}
+
+// open (re)opens the cache on the env's directory.
+func (e *env) open(o Options) {
+	if o.Clock == nil {
+		o.Clock = e.clock.Now
+	}
+	if o.Registerer == nil {
+		e.reg = prometheus.NewRegistry()
+		o.Registerer = e.reg
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	c, err := New(e.cfg, o)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.cache = c
+	e.t.Cleanup(func() { c.Close() })
+	var h http.Handler = c.Handler("test", e.rc, e.upstream())
+	e.h.Store(&h)
+}
+
+type resp struct {
+	*http.Response
+	body string
+}
+
+// get sends a request; hdr is "Name: value" pairs.
+func (e *env) do(method, path string, hdr ...string) resp {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.front.URL+path, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, h := range hdr {
+		k, v, _ := strings.Cut(h, ":")
+		if strings.EqualFold(k, "Host") {
+			req.Host = strings.TrimSpace(v)
+			continue
+		}
+		req.Header.Add(k, strings.TrimSpace(v))
+	}
+	res, err := e.client.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	b, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	if err != nil {
+		e.t.Fatalf("%s %s: reading body: %v", method, path, err)
+	}
+	return resp{res, string(b)}
+}
+
+func (e *env) get(path string, hdr ...string) resp { return e.do("GET", path, hdr...) }
+
+func (e *env) hits() int64 { return e.origin.hits.Load() }
+
+// counter reads a metric from the env's registry.
+func (e *env) metric(name string, labels ...string) float64 {
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
+						found = true
+					}
+				}
+				if !found {
+					continue next
+				}
+			}
+			if m.Counter != nil {
+				return m.Counter.GetValue()
+			}
+			if m.Gauge != nil {
+				return m.Gauge.GetValue()
+			}
+		}
+	}
+	return 0
+}
+
+// static returns an origin handler sending body with the given headers.
+func static(body string, hdr ...string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		for _, h := range hdr {
+			k, v, _ := strings.Cut(h, ":")
+			w.Header().Add(k, strings.TrimSpace(v))
+		}
+		io.WriteString(w, body)
+	}
+}

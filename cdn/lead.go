@@ -1,0 +1,348 @@
+package cdn
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/outpost-edge/outpost/cdn/store"
+	"github.com/outpost-edge/outpost/internal/reqinfo"
+)
+
+// leadMode is what the leader does with the origin response.
+type leadMode int
+
+const (
+	modeNone        leadMode = iota
+	modeStore                // tee: to the store and (unless deferred) the client
+	modePass                 // not storable: straight to the client
+	modeRevalidated          // 304 for the stale entry: refresh and serve it
+	modeStaleError           // origin error with a usable stale entry: serve it
+	modeRetryPass            // range too large to fill: pass the original request
+)
+
+// conditionalHeaders are removed from fill requests: the cache wants the
+// full object, and answers the client's conditionals itself.
+var conditionalHeaders = []string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range", "Range"}
+
+// lead performs the origin fetch for a fill. w is nil for a background
+// refresh. It must be called with a deferred release of f.
+func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key string, stale *store.Entry, bg bool) {
+	c := h.c
+	deferClient := bg || needsEntry(r)
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	defer cancel()
+	out := r.Clone(ctx)
+	out.Method = http.MethodGet
+	out.Body = http.NoBody
+	out.ContentLength = 0
+	for _, k := range conditionalHeaders {
+		out.Header.Del(k)
+	}
+	kind := "fill"
+	if stale != nil {
+		kind = "revalidate"
+		if et := stale.Header.Get("ETag"); et != "" {
+			out.Header.Set("If-None-Match", et)
+		}
+		if lm := stale.Header.Get("Last-Modified"); lm != "" {
+			out.Header.Set("If-Modified-Since", lm)
+		}
+	}
+	if bg {
+		kind = "background"
+	}
+	c.m.fetches.WithLabelValues(kind).Inc()
+
+	cw := &captureWriter{header: make(http.Header), f: f}
+	purgeSeq := c.purgeSeq.Load()
+	reqTime := c.now()
+	var dec storeDecision
+	var respTime time.Time
+	var hdr http.Header
+	cw.onHeader = func(status int, hd http.Header) {
+		respTime = c.now()
+		hdr = hd
+		switch {
+		case stale != nil && status == http.StatusNotModified:
+			cw.mode = modeRevalidated
+			return
+		case stale != nil && status >= 500 && c.staleOnError(stale, respTime):
+			cw.mode = modeStaleError
+			return
+		}
+		dec = h.decide(r, key, status, hd, reqTime, respTime)
+		if !dec.ok {
+			cw.mode = modePass
+			f.setReady(outcomePass)
+			if !bg {
+				cw.client = w
+				h.cleanHeader(hd, false)
+				copyHeader(w.Header(), hd)
+				w.Header().Set("X-Cache", resMiss)
+				w.Header().Set("Cache-Status", "Outpost; fwd=uri-miss; detail="+dec.reason)
+				cw.clientBody = r.Method != http.MethodHead
+				reqinfo.From(r.Context()).Set(reqinfo.FieldCache, resMiss)
+				c.m.requests.WithLabelValues("miss").Inc()
+				w.WriteHeader(status)
+			}
+			return
+		}
+		if !bg && r.Header.Get("Range") != "" {
+			if n, ok := parseContentLength(hd.Get("Content-Length")); ok && n > c.cfg.RangeFetchLimit.Int64() {
+				cw.mode = modeRetryPass
+				f.setReady(outcomePass)
+				cancel()
+				return
+			}
+		}
+		wr, err := c.store.Create()
+		if err != nil {
+			c.ioError("create", key, err)
+			cw.mode = modePass
+			f.setReady(outcomePass)
+			if !bg {
+				cw.client = w
+				h.cleanHeader(hd, false)
+				copyHeader(w.Header(), hd)
+				w.Header().Set("X-Cache", resMiss)
+				w.Header().Set("Cache-Status", "Outpost; fwd=uri-miss; detail=store-error")
+				cw.clientBody = r.Method != http.MethodHead
+				reqinfo.From(r.Context()).Set(reqinfo.FieldCache, resMiss)
+				c.m.requests.WithLabelValues("miss").Inc()
+				w.WriteHeader(status)
+			}
+			return
+		}
+		cw.mode = modeStore
+		cw.storing.Store(true)
+		cw.file = wr
+		ch := make(http.Header, len(hd)+3)
+		copyHeader(ch, hd)
+		h.cleanHeader(ch, h.rc.StripSetCookie)
+		if dec.meta.InitialAge >= time.Second {
+			ch.Set("Age", strconv.FormatInt(int64(dec.meta.InitialAge/time.Second), 10))
+		}
+		if dec.meta.Compressible {
+			addVary(ch, "Accept-Encoding")
+		}
+		f.status, f.header, f.vary, f.variant, f.tempPath = status, ch, dec.meta.Vary, dec.meta.Variant, wr.TempPath()
+		f.setReady(outcomeStoring)
+		if !deferClient {
+			cw.client = w
+			copyHeader(w.Header(), ch)
+			w.Header().Set("X-Cache", resMiss)
+			w.Header().Set("Cache-Status", "Outpost; fwd=miss; stored")
+			cw.clientBody = r.Method != http.MethodHead
+			reqinfo.From(r.Context()).Set(reqinfo.FieldCache, resMiss)
+			c.m.requests.WithLabelValues("miss").Inc()
+			w.WriteHeader(status)
+		}
+	}
+	// A foreground fetch is cancelled when its client leaves, unless the
+	// body is being stored: then it completes for the cache's sake.
+	if !bg {
+		stop := context.AfterFunc(r.Context(), func() {
+			if !cw.storing.Load() {
+				cancel()
+			}
+		})
+		defer stop()
+	}
+
+	ok := false
+	defer func() {
+		if !ok && cw.file != nil {
+			cw.file.Abort()
+		}
+	}()
+	h.up.ServeHTTP(cw, out)
+	if !cw.wroteHeader {
+		cw.WriteHeader(http.StatusOK)
+	}
+	ok = true
+
+	switch cw.mode {
+	case modeStore:
+		h.commit(w, r, f, cw, dec, hdr, purgeSeq, deferClient, bg)
+	case modeRevalidated:
+		e, err := h.revalidated(r, key, stale, hdr, reqTime, respTime)
+		if err != nil {
+			e = stale
+		}
+		f.xcache = resRevalidated
+		f.setReady(outcomeLookup)
+		if !bg {
+			h.serveEntry(w, r, e, resRevalidated, "fwd=stale; fwd-status=304", c.now())
+		}
+	case modeStaleError:
+		f.stale = stale
+		f.setReady(outcomeLookup)
+		if !bg {
+			c.log.Warn("origin failed, serving stale", "key", key, "status", cw.status)
+			h.serveEntry(w, r, stale, resStale, "hit; detail=stale-if-error; fwd-status="+strconv.Itoa(cw.status), c.now())
+		}
+	case modeRetryPass:
+		if !bg {
+			h.pass(w, r, resMiss, "range-too-large")
+		}
+	case modePass:
+		if stale != nil && cw.status < 400 {
+			// The origin no longer lets this be stored: drop the old copy.
+			c.store.Remove([]*store.Entry{stale})
+		}
+	}
+}
+
+// commit finishes a stored body and, for deferred clients, serves it.
+func (h *handler) commit(w http.ResponseWriter, r *http.Request, f *fill, cw *captureWriter, dec storeDecision, hdr http.Header, purgeSeq uint64, deferClient, bg bool) {
+	c := h.c
+	wr := cw.file
+	var err error
+	if n, ok := parseContentLength(hdr.Get("Content-Length")); ok && n != wr.Written() && wr.Err() == nil {
+		err = errors.New("origin body shorter than Content-Length")
+	} else if werr := wr.Err(); werr != nil {
+		err = werr
+		if !errors.Is(werr, store.ErrTooLarge) {
+			c.ioError("write", dec.meta.Key, werr)
+		}
+	}
+	if err != nil {
+		wr.Abort()
+		cw.file = nil
+		f.progress(wr.Written(), false, true)
+	} else {
+		f.progress(wr.Written(), true, false)
+		m := dec.meta
+		if c.purgeSeq.Load() != purgeSeq {
+			// A purge ran while this was fetched; keep it but revalidate.
+			m.Invalidated = true
+		}
+		e, cerr := wr.Commit(m)
+		cw.file = nil
+		if cerr != nil {
+			c.ioError("commit", dec.meta.Key, cerr)
+		} else if deferClient && !bg {
+			h.serveEntry(w, r, e, resMiss, "fwd=miss; stored", c.now())
+			return
+		}
+	}
+	if deferClient && !bg {
+		// Nothing was written to this client yet: fetch it for them.
+		h.pass(w, r, resMiss, "store-error")
+	}
+}
+
+// revalidated applies a 304 to the stale entry: stored header fields are
+// replaced by the 304's (except Content-Length) and freshness restarts.
+func (h *handler) revalidated(r *http.Request, key string, stale *store.Entry, h304 http.Header, reqTime, respTime time.Time) (*store.Entry, error) {
+	merged := store.CloneHeader(stale.Header)
+	d := responseDirectives(h304)
+	upd := storedHeader(h304, d, h.rc.StripSetCookie)
+	for k, v := range upd {
+		if k == "Content-Length" || k == "Set-Cookie" {
+			continue
+		}
+		merged[k] = v
+	}
+	// Targeted fields govern freshness; the 304's replace the stored ones.
+	probe := store.CloneHeader(merged)
+	for _, k := range []string{hdrOutpostCC, hdrCDNCC, "Age"} {
+		if v, ok := h304[k]; ok {
+			probe[k] = v
+		}
+	}
+	dec := h.decide(r, key, stale.Status, probe, reqTime, respTime)
+	if !dec.ok {
+		h.c.store.Remove([]*store.Entry{stale})
+		return nil, errors.New("no longer storable")
+	}
+	return h.c.store.Update(stale, func(m *store.Meta) {
+		m.Header = merged
+		m.RequestTime, m.ResponseTime = reqTime, respTime
+		m.InitialAge, m.Lifetime = dec.meta.InitialAge, dec.meta.Lifetime
+		m.SWR, m.SIE = dec.meta.SWR, dec.meta.SIE
+		m.MustRevalidate, m.SharedMaxAge, m.NoCache = dec.meta.MustRevalidate, dec.meta.SharedMaxAge, dec.meta.NoCache
+		m.Tags = dec.meta.Tags
+		m.Invalidated = false
+	})
+}
+
+func (c *Cache) ioError(op, key string, err error) {
+	c.m.ioErrors.WithLabelValues(op).Inc()
+	c.log.Error("cache store error; serving uncached", "op", op, "key", key, "err", err)
+}
+
+func copyHeader(dst, src http.Header) {
+	for k, v := range src {
+		dst[k] = v
+	}
+}
+
+// captureWriter is the ResponseWriter the upstream writes into on a fill.
+// onHeader decides, once, where the body goes.
+type captureWriter struct {
+	header      http.Header
+	onHeader    func(status int, h http.Header)
+	wroteHeader bool
+	status      int
+	mode        leadMode
+	storing     atomic.Bool // mode == modeStore, readable from other goroutines
+
+	f          *fill
+	file       *store.Writer
+	fileFailed bool
+	client     http.ResponseWriter
+	clientBody bool
+	clientErr  error
+}
+
+func (cw *captureWriter) Header() http.Header { return cw.header }
+
+func (cw *captureWriter) WriteHeader(code int) {
+	if cw.wroteHeader {
+		return
+	}
+	if code >= 100 && code < 200 {
+		return // informational responses are not relayed through the cache
+	}
+	cw.wroteHeader = true
+	cw.status = code
+	cw.onHeader(code, cw.header)
+}
+
+func (cw *captureWriter) Write(p []byte) (int, error) {
+	if !cw.wroteHeader {
+		cw.WriteHeader(http.StatusOK)
+	}
+	if cw.file != nil && !cw.fileFailed {
+		if _, err := cw.file.Write(p); err != nil {
+			cw.fileFailed = true
+			cw.f.progress(cw.file.Written(), false, true)
+		} else {
+			cw.f.progress(cw.file.Written(), false, false)
+		}
+	}
+	if cw.client != nil && cw.clientBody && cw.clientErr == nil {
+		if _, err := cw.client.Write(p); err != nil {
+			cw.clientErr = err
+		}
+	}
+	if cw.mode == modeStore && cw.fileFailed && (cw.client == nil || cw.clientErr != nil) {
+		return 0, errors.New("cdn: nobody to write to")
+	}
+	return len(p), nil
+}
+
+// Flush forwards to the client for streamed pass-through responses.
+func (cw *captureWriter) Flush() {
+	if !cw.wroteHeader {
+		cw.WriteHeader(http.StatusOK)
+	}
+	if cw.client != nil {
+		_ = http.NewResponseController(cw.client).Flush()
+	}
+}

@@ -1,0 +1,198 @@
+package cdn
+
+import (
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/outpost-edge/outpost/cdn/store"
+	"github.com/outpost-edge/outpost/internal/reqinfo"
+)
+
+func openFile(path string) (*os.File, error) { return os.Open(path) }
+
+// compressEntry stores the enc rendition of e and returns the updated
+// entry, or nil when another request is already compressing it (this one is
+// then served identity) or compression failed.
+func (h *handler) compressEntry(e *store.Entry, enc string) *store.Entry {
+	c := h.c
+	fk := "z\x00" + e.Key + "\x00" + e.Variant + "\x00" + enc
+	f, ok := c.tryJoin(fk)
+	if !ok {
+		return nil
+	}
+	defer c.release(fk, f)
+	src, err := openFile(e.Path())
+	if err != nil {
+		return nil
+	}
+	defer src.Close()
+	wr, err := c.store.Create()
+	if err != nil {
+		c.ioError("create", e.Key, err)
+		return nil
+	}
+	if err := c.enc.compress(enc, wr, src); err != nil {
+		wr.Abort()
+		if wr.Err() != nil {
+			c.ioError("write", e.Key, err)
+		}
+		return nil
+	}
+	ne, err := wr.CommitEncoding(e, enc)
+	if err != nil {
+		if err != store.ErrStale {
+			c.ioError("commit", e.Key, err)
+		}
+		return nil
+	}
+	c.m.compress.WithLabelValues(enc).Inc()
+	return ne
+}
+
+// serveEntry answers r from a stored entry: headers with Age, X-Cache and
+// Cache-Status, conditionals (304), HEAD, ranges on the identity body, and
+// a compressed rendition when the client accepts one.
+func (h *handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.Entry, xcache, status string, now time.Time) {
+	c := h.c
+	enc := ""
+	if e.Compressible && r.Header.Get("Range") == "" &&
+		e.Size >= c.cfg.Compression.MinSize.Int64() && e.Size <= c.cfg.Compression.MaxSize.Int64() {
+		enc = negotiate(r.Header.Get("Accept-Encoding"), c.cfg.Compression.Encodings)
+		if enc != "" {
+			if _, ok := e.Encoding(enc); !ok {
+				if ne := h.compressEntry(e, enc); ne != nil {
+					e = ne
+				} else {
+					enc = ""
+				}
+			}
+		}
+	}
+	path, size := e.Path(), e.Size
+	if enc != "" {
+		rend, _ := e.Encoding(enc)
+		path, size = e.EncodingPath(enc), rend.Size
+	}
+	file, err := openFile(path)
+	if err != nil {
+		// Evicted or purged between lookup and open: fetch it instead.
+		c.ioError("read", e.Key, err)
+		h.pass(w, r, resMiss, "store-read")
+		return
+	}
+	defer file.Close()
+
+	reqinfo.From(r.Context()).Set(reqinfo.FieldCache, xcache)
+	c.m.requests.WithLabelValues(strings.ToLower(xcache)).Inc()
+	hdr := w.Header()
+	pass := c.cfg.PassSurrogateHeaders
+	for k, v := range e.Header {
+		if !pass && (k == "Surrogate-Key" || k == "Cache-Tag") {
+			continue
+		}
+		hdr[k] = v
+	}
+	if h.rc.StripSetCookie {
+		delete(hdr, "Set-Cookie")
+	}
+	age := c.currentAge(e, now) / time.Second
+	hdr["Age"] = []string{strconv.FormatInt(int64(age), 10)}
+	hdr["X-Cache"] = []string{xcache}
+	ttl := int64((e.Lifetime - c.currentAge(e, now)) / time.Second)
+	if strings.HasPrefix(status, "hit") {
+		hdr["Cache-Status"] = []string{"Outpost; " + status + "; ttl=" + strconv.FormatInt(ttl, 10)}
+	} else {
+		hdr["Cache-Status"] = []string{"Outpost; " + status}
+	}
+	if e.Compressible {
+		addVary(hdr, "Accept-Encoding")
+	}
+	if enc != "" {
+		hdr["Content-Encoding"] = []string{enc}
+		if et := e.Header.Get("ETag"); et != "" {
+			hdr["Etag"] = []string{suffixETag(et, enc)}
+		}
+	}
+	if e.Status == http.StatusOK && enc == "" {
+		if _, ok := hdr["Content-Type"]; !ok {
+			hdr["Content-Type"] = nil // no sniffing: serve what the origin sent
+		}
+		delete(hdr, "Content-Length")
+		var lm time.Time
+		if t, ok := parseHTTPDate(e.Header.Get("Last-Modified")); ok {
+			lm = t
+		}
+		cw := &countingWriter{ResponseWriter: w}
+		http.ServeContent(cw, r, "", lm, file)
+		c.m.servedB.Add(float64(cw.n))
+		return
+	}
+	if notModified(r, hdr) {
+		for _, k := range []string{"Content-Type", "Content-Length", "Content-Encoding"} {
+			delete(hdr, k)
+		}
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	hdr["Content-Length"] = []string{strconv.FormatInt(size, 10)}
+	w.WriteHeader(e.Status)
+	if r.Method == http.MethodHead || e.Status == http.StatusNoContent {
+		return
+	}
+	n, _ := io.Copy(w, file)
+	c.m.servedB.Add(float64(n))
+}
+
+// notModified evaluates If-None-Match (weak comparison) and, without it,
+// If-Modified-Since against the response header (RFC 9110 §13.2.2).
+func notModified(r *http.Request, hdr http.Header) bool {
+	if inm := r.Header.Get("If-None-Match"); inm != "" {
+		et := hdr.Get("Etag")
+		if et == "" {
+			return false
+		}
+		for _, c := range strings.Split(inm, ",") {
+			c = strings.TrimSpace(c)
+			if c == "*" || strings.TrimPrefix(c, "W/") == strings.TrimPrefix(et, "W/") {
+				return true
+			}
+		}
+		return false
+	}
+	ims, ok := parseHTTPDate(r.Header.Get("If-Modified-Since"))
+	if !ok {
+		return false
+	}
+	lm, ok := parseHTTPDate(hdr.Get("Last-Modified"))
+	return ok && !lm.After(ims)
+}
+
+type countingWriter struct {
+	http.ResponseWriter
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// ReadFrom keeps sendfile(2) for large bodies.
+func (c *countingWriter) ReadFrom(r io.Reader) (int64, error) {
+	var n int64
+	var err error
+	if rf, ok := c.ResponseWriter.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(r)
+	} else {
+		n, err = io.Copy(struct{ io.Writer }{c.ResponseWriter}, r)
+	}
+	c.n += n
+	return n, err
+}
+
+func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
