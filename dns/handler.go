@@ -1,0 +1,218 @@
+package dns
+
+import (
+	"net"
+	"net/netip"
+	"strings"
+
+	mdns "github.com/miekg/dns"
+)
+
+var _ mdns.Handler = (*Server)(nil)
+
+// query is the per-query state the answer path shares with steering.
+type query struct {
+	steer   *steering
+	client  netip.Addr // ECS address when given, else the source address
+	scope   int        // ECS scope the steered answer depends on
+	steered bool
+	picked  [16]int
+}
+
+// steerInto appends the steered records of sn for qtype to m, reporting
+// false when no node has an address of that family.
+func (q *query) steerInto(m *mdns.Msg, sn *steeredName, qtype uint16) bool {
+	rrs := sn.a
+	if qtype == mdns.TypeAAAA {
+		rrs = sn.aaaa
+	}
+	if q.steer == nil || len(rrs) == 0 {
+		return false
+	}
+	cands, scope := q.steer.locate(q.client)
+	picked := q.steer.pick(cands, rrs, sn.answers, q.picked[:0])
+	q.steered, q.scope = true, scope
+	for _, i := range picked {
+		m.Answer = append(m.Answer, rrs[i])
+		if c := q.steer.nodes[i].counter; c != nil {
+			c.Inc()
+		}
+	}
+	return len(picked) > 0
+}
+
+// ServeDNS answers one query. It implements mdns.Handler.
+func (s *Server) ServeDNS(w mdns.ResponseWriter, r *mdns.Msg) {
+	sn := s.snap.Load()
+	m := new(mdns.Msg)
+	m.SetReply(r)
+	m.Compress = true
+	qtype := uint16(0)
+	if len(r.Question) == 1 {
+		qtype = r.Question[0].Qtype
+	}
+	_, isTCP := w.RemoteAddr().(*net.TCPAddr)
+
+	if r.Opcode != mdns.OpcodeQuery {
+		m.Rcode = mdns.RcodeNotImplemented
+		s.finish(w, r, m, qtype)
+		return
+	}
+	if len(r.Question) != 1 {
+		m.Rcode = mdns.RcodeFormatError
+		s.finish(w, r, m, qtype)
+		return
+	}
+
+	// EDNS0 (RFC 6891): at most one OPT; version 0 only.
+	var opt *mdns.OPT
+	nOpt := 0
+	for _, rr := range r.Extra {
+		if o, ok := rr.(*mdns.OPT); ok {
+			opt = o
+			nOpt++
+		}
+	}
+	udpSize := mdns.MinMsgSize
+	var ecs *mdns.EDNS0_SUBNET
+	if nOpt > 1 || (opt != nil && opt.Hdr.Name != ".") {
+		m.Rcode = mdns.RcodeFormatError
+		s.finish(w, r, m, qtype)
+		return
+	}
+	if opt != nil {
+		ro := &mdns.OPT{Hdr: mdns.RR_Header{Name: ".", Rrtype: mdns.TypeOPT}}
+		ro.SetUDPSize(sn.ednsSize)
+		if opt.Do() {
+			ro.SetDo()
+		}
+		m.Extra = append(m.Extra, ro)
+		if opt.Version() != 0 {
+			m.Rcode = mdns.RcodeBadVers
+			s.finish(w, r, m, qtype)
+			return
+		}
+		udpSize = max(mdns.MinMsgSize, min(int(opt.UDPSize()), int(sn.ednsSize)))
+		for _, o := range opt.Option {
+			if e, ok := o.(*mdns.EDNS0_SUBNET); ok {
+				if !validECS(e) {
+					m.Rcode = mdns.RcodeFormatError
+					s.finish(w, r, m, qtype)
+					return
+				}
+				ecs = e
+			}
+		}
+	}
+
+	q := r.Question[0]
+	switch {
+	case q.Qclass != mdns.ClassINET:
+		m.Rcode = mdns.RcodeRefused
+	case qtype == mdns.TypeAXFR || qtype == mdns.TypeIXFR:
+		s.transfer(w, r, m, sn, isTCP)
+		return
+	case qtype == mdns.TypeOPT || qtype == mdns.TypeTSIG || qtype == mdns.TypeTKEY:
+		m.Rcode = mdns.RcodeFormatError
+	default:
+		lname := strings.ToLower(q.Name)
+		z := sn.findZone(lname)
+		if z == nil {
+			m.Rcode = mdns.RcodeRefused
+			break
+		}
+		qs := query{steer: sn.steer}
+		src := remoteAddr(w)
+		qs.client = src
+		if ecs != nil && ecs.SourceNetmask > 0 {
+			if a, ok := netip.AddrFromSlice(ecs.Address); ok {
+				qs.client = a.Unmap()
+			}
+		}
+		z.answer(m, q.Name, lname, qtype, &qs)
+		if ecs != nil {
+			scope := 0
+			if qs.steered && ecs.SourceNetmask > 0 {
+				scope = qs.scope
+			}
+			m.Extra[0].(*mdns.OPT).Option = []mdns.EDNS0{&mdns.EDNS0_SUBNET{
+				Code: mdns.EDNS0SUBNET, Family: ecs.Family, SourceNetmask: ecs.SourceNetmask,
+				SourceScope: uint8(scope), Address: ecs.Address,
+			}}
+		}
+		if !isTCP {
+			switch s.rrl.check(src) {
+			case rrlDrop:
+				s.metrics.rrlDrop.Inc()
+				return
+			case rrlSlip:
+				s.metrics.rrlSlip.Inc()
+				m.Answer, m.Ns = nil, nil
+				m.Extra = m.Extra[:min(len(m.Extra), 1)]
+				m.Truncated = true
+			}
+		}
+	}
+	if !isTCP {
+		m.Truncate(udpSize)
+	}
+	s.finish(w, r, m, qtype)
+}
+
+// finish signs (when the query was signed) and writes m.
+func (s *Server) finish(w mdns.ResponseWriter, r, m *mdns.Msg, qtype uint16) {
+	if t := r.IsTsig(); t != nil {
+		if w.TsigStatus() != nil {
+			// RFC 8945 §5.2: an unverifiable request gets NOTAUTH, unsigned.
+			m.Answer, m.Ns = nil, nil
+			m.Extra = m.Extra[:0]
+			m.Rcode = mdns.RcodeNotAuth
+		} else {
+			m.SetTsig(t.Hdr.Name, t.Algorithm, 300, s.now().Unix())
+		}
+	}
+	if err := w.WriteMsg(m); err != nil {
+		s.log.Debug("write failed", "error", err)
+	}
+	s.metrics.query(qtype, m.Rcode)
+}
+
+// validECS checks an EDNS Client Subnet option per RFC 7871 §6: a known
+// family, a prefix that fits it, and no address bits beyond the prefix.
+func validECS(e *mdns.EDNS0_SUBNET) bool {
+	var bits int
+	switch e.Family {
+	case 1:
+		bits = 32
+	case 2:
+		bits = 128
+	default:
+		return false
+	}
+	if int(e.SourceNetmask) > bits {
+		return false
+	}
+	a, ok := netip.AddrFromSlice(e.Address)
+	if !ok {
+		return e.SourceNetmask == 0
+	}
+	a = a.Unmap()
+	if (bits == 32) != a.Is4() {
+		return false
+	}
+	p, err := a.Prefix(int(e.SourceNetmask))
+	return err == nil && p.Addr() == a
+}
+
+// remoteAddr is the client's source address.
+func remoteAddr(w mdns.ResponseWriter) netip.Addr {
+	switch a := w.RemoteAddr().(type) {
+	case *net.UDPAddr:
+		ip, _ := netip.AddrFromSlice(a.IP)
+		return ip.Unmap()
+	case *net.TCPAddr:
+		ip, _ := netip.AddrFromSlice(a.IP)
+		return ip.Unmap()
+	}
+	return netip.Addr{}
+}
