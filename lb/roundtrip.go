@@ -168,14 +168,40 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 	closeBody(body)
 	switch {
 	case lastErr == nil:
-		return nil, fmt.Errorf("lb: pool %q: %w", p.name, ErrNoBackend)
+		return nil, &Error{Pool: p.name, Err: ErrNoBackend}
 	case parent.Err() != nil:
 		return nil, lastErr
 	case lastKind == kindTimeout:
-		return nil, fmt.Errorf("lb: pool %q: backend %s: %w: %w", p.name, last.id, ErrTimeout, lastErr)
+		return nil, &Error{Pool: p.name, Backend: last.id, Err: fmt.Errorf("%w: %w", ErrTimeout, lastErr), timeout: true}
 	}
-	return nil, fmt.Errorf("lb: pool %q: backend %s: %w", p.name, last.id, lastErr)
+	return nil, &Error{Pool: p.name, Backend: last.id, Err: lastErr}
 }
+
+// Error is a failed RoundTrip: which pool, which backend was tried last, and
+// why. Match its cause with errors.Is (ErrNoBackend, ErrTimeout,
+// context.DeadlineExceeded); Timeout reports timeouts even through
+// *url.Error. Backend ids and causes are for logs, not for clients.
+type Error struct {
+	Pool    string
+	Backend string // last backend tried; "" when none was available
+	Err     error
+	timeout bool
+}
+
+func (e *Error) Error() string {
+	if e.Backend == "" {
+		return fmt.Sprintf("lb: pool %q: %v", e.Pool, e.Err)
+	}
+	return fmt.Sprintf("lb: pool %q: backend %s: %v", e.Pool, e.Backend, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Timeout reports whether the request timed out (net.Error).
+func (e *Error) Timeout() bool { return e.timeout }
+
+// Temporary is part of net.Error.
+func (e *Error) Temporary() bool { return e.timeout }
 
 // backoff waits before retry number try (1-based) with full jitter. It
 // reports false when ctx ended first.
