@@ -20,8 +20,8 @@ type Metrics struct {
 
 	// byType caches the query counters of common types and rcodes so the
 	// answer path does no label hashing.
-	byType map[uint16]*[rcodeSlots]prometheus.Counter
-	other  *[rcodeSlots]prometheus.Counter
+	byType           map[uint16]*[rcodeSlots]prometheus.Counter
+	other            *[rcodeSlots]prometheus.Counter
 	rrlDrop, rrlSlip prometheus.Counter
 }
 
