@@ -39,7 +39,7 @@ type Tweet struct {
 	AuthorID  string    `json:"author_id"`
 	Text      string    `json:"text"`
 	Media     []string  `json:"media,omitempty"`    // /static/media/... URLs
-	Mentions  []string  `json:"mentions,omitempty"` // user ids
+	Mentions  []string  `json:"mentions,omitempty"` // usernames (they never change)
 	CreatedAt time.Time `json:"created_at"`
 }
 
