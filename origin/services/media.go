@@ -7,7 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"image"
-	_ "image/gif" // registers the GIF decoder for upload validation
+	_ "image/gif"  // registers the GIF decoder for upload validation
 	_ "image/jpeg" // registers the JPEG decoder for upload validation
 	_ "image/png"  // registers the PNG decoder for upload validation
 	"io"
