@@ -1,0 +1,212 @@
+package gateway
+
+import (
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/outpost-edge/outpost/internal/units"
+)
+
+func TestRoutingAndTransforms(t *testing.T) {
+	e := newEnv(t, envOpts{route: RouteConfig{
+		Methods:     []string{"GET", "post"},
+		Paths:       []string{"/api/users/{id}", "/api/posts/**", "/api/%2Fodd/*"},
+		StripPrefix: "/api",
+		Rewrite:     &RewriteConfig{Match: `^/users/(\w+)$`, Replace: "/v2/users/$1"},
+		Auth:        AuthConfig{Mode: ModeNone},
+		Request: RequestTransform{
+			HeaderOps: HeaderOps{Add: map[string]string{"X-Added": "a"}, Set: map[string]string{"X-Client": "gw"}, Remove: []string{"X-Secret"}},
+			Query:     map[string]string{"api_version": "2"},
+		},
+		Response: HeaderOps{Set: map[string]string{"X-Frame-Options": "DENY"}, Remove: []string{"Server-Timing"}},
+	}})
+	tests := []struct {
+		name, method, path string
+		status             int
+		upstream           string // path the origin saw
+		query              string
+	}{
+		{"rewritten", "GET", "/api/users/42", 200, "/v2/users/42", "api_version=2"},
+		{"stripped", "POST", "/api/posts/1/comments?x=1", 200, "/posts/1/comments", "api_version=2&x=1"},
+		{"HEAD allowed with GET", "HEAD", "/api/posts/1", 200, "/posts/1", "api_version=2"},
+		{"query injection overrides client", "GET", "/api/posts?api_version=9", 200, "/posts", "api_version=2"},
+		{"wrong method", "DELETE", "/api/users/42", 405, "", ""},
+		{"no pattern match", "GET", "/api/other", 404, "", ""},
+		{"one-segment wildcard is one segment", "GET", "/api/users/42/extra", 404, "", ""},
+		{"encoded slash stays in its segment", "GET", "/api/users/a%2Fb", 200, "/users/a/b", "api_version=2"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := e.origin.count()
+			r := e.do(tc.method, tc.path, map[string]string{"X-Secret": "s", "X-Client": "c"}, nil)
+			if r.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d", r.StatusCode, tc.status)
+			}
+			switch tc.status {
+			case 405:
+				if r.Header.Get("Allow") != "GET, POST, HEAD" || errCode(t, r) != "method_not_allowed" {
+					t.Errorf("Allow %q", r.Header.Get("Allow"))
+				}
+			case 404:
+				if errCode(t, r) != "no_route" {
+					t.Error("wrong code")
+				}
+			}
+			if tc.status != 200 {
+				if e.origin.count() != before {
+					t.Error("refused request reached the origin")
+				}
+				return
+			}
+			o := e.origin.last(t)
+			if o.Path != tc.upstream || o.RawQuery != tc.query {
+				t.Errorf("origin saw %s?%s, want %s?%s", o.Path, o.RawQuery, tc.upstream, tc.query)
+			}
+			if o.Header.Get("X-Added") != "a" || o.Header.Get("X-Client") != "gw" || o.Header.Get("X-Secret") != "" {
+				t.Errorf("request headers %v", o.Header)
+			}
+			if o.Header.Get("X-Request-Id") == "" {
+				t.Error("request id not propagated")
+			}
+			if o.IDErr != nil {
+				t.Errorf("signature over the rewritten path fails: %v", o.IDErr)
+			}
+			if r.Header.Get("X-Frame-Options") != "DENY" || r.Header.Get("Server-Timing") != "" || r.Header.Get("X-Origin") != "yes" {
+				t.Errorf("response headers %v", r.Header)
+			}
+		})
+	}
+}
+
+func TestPatterns(t *testing.T) {
+	tests := []struct {
+		pattern, path string
+		want          bool
+	}{
+		{"/", "/", true},
+		{"/", "/a", false},
+		{"/a/{id}", "/a/1", true},
+		{"/a/{id}", "/a/", false},
+		{"/a/{id}", "/a", false},
+		{"/a/*/c", "/a/b/c", true},
+		{"/a/*/c", "/a/b/d", false},
+		{"/a/{rest...}", "/a", true},
+		{"/a/{rest...}", "/a/b/c/", true},
+		{"/a/**", "/ab", false},
+		{"/**", "/anything/at/all", true},
+		{"/a", "/a/", false},
+		{"/a/", "/a/", true},
+	}
+	for _, tc := range tests {
+		pt, err := compilePattern(tc.pattern)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := pt.match(tc.path); got != tc.want {
+			t.Errorf("%s ~ %s = %v, want %v", tc.pattern, tc.path, got, tc.want)
+		}
+	}
+	for _, bad := range []string{"a", "/a/**/b", "/a{b}", "/x*"} {
+		if _, err := compilePattern(bad); err == nil {
+			t.Errorf("pattern %q accepted", bad)
+		}
+	}
+}
+
+func TestCORS(t *testing.T) {
+	e := newEnv(t, envOpts{route: RouteConfig{
+		Methods: []string{"GET", "PUT"},
+		CORS:    &CORSConfig{AllowOrigins: []string{"https://app.demo.test"}, AllowCredentials: true},
+	}})
+	// Preflight: answered by the gateway, no credentials needed.
+	r := e.do("OPTIONS", "/x", map[string]string{"Origin": "https://app.demo.test", "Access-Control-Request-Method": "PUT"}, nil)
+	if r.StatusCode != 204 || r.Header.Get("Access-Control-Allow-Origin") != "https://app.demo.test" ||
+		r.Header.Get("Access-Control-Allow-Methods") != "GET, PUT" || r.Header.Get("Access-Control-Allow-Credentials") != "true" ||
+		!strings.Contains(r.Header.Get("Access-Control-Allow-Headers"), "Authorization") || r.Header.Get("Access-Control-Max-Age") != "600" {
+		t.Fatalf("preflight: %d %v", r.StatusCode, r.Header)
+	}
+	if e.origin.count() != 0 {
+		t.Fatal("preflight reached the origin")
+	}
+	r = e.do("OPTIONS", "/x", map[string]string{"Origin": "https://evil.test", "Access-Control-Request-Method": "PUT"}, nil)
+	if r.StatusCode != 403 || r.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Fatalf("preflight from a foreign origin: %d %v", r.StatusCode, r.Header)
+	}
+	// Actual request: still authenticated; the 401 carries CORS fields so
+	// the browser app can read it.
+	r = e.do("GET", "/x", map[string]string{"Origin": "https://app.demo.test"}, nil)
+	if r.StatusCode != 401 || r.Header.Get("Access-Control-Allow-Origin") != "https://app.demo.test" || !strings.Contains(r.Header.Get("Access-Control-Expose-Headers"), "RateLimit") {
+		t.Fatalf("CORS request: %d %v", r.StatusCode, r.Header)
+	}
+	r = e.do("DELETE", "/x", nil, nil)
+	if r.StatusCode != 405 || r.Header.Get("Allow") != "GET, PUT, HEAD, OPTIONS" {
+		t.Fatalf("405 Allow with CORS: %q", r.Header.Get("Allow"))
+	}
+}
+
+// chunked hides the length so the body is streamed with chunked encoding.
+type chunked struct{ r io.Reader }
+
+func (c chunked) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+func TestMaxBody(t *testing.T) {
+	e := newEnv(t, envOpts{route: RouteConfig{Auth: AuthConfig{Mode: ModeNone}, MaxBody: 1024}})
+	tests := []struct {
+		name   string
+		body   io.Reader
+		status int
+	}{
+		{"at limit, with length", strings.NewReader(strings.Repeat("a", 1024)), 200},
+		{"over limit, with length", strings.NewReader(strings.Repeat("a", 1025)), 413},
+		{"at limit, chunked", chunked{strings.NewReader(strings.Repeat("a", 1024))}, 200},
+		{"over limit, chunked", chunked{strings.NewReader(strings.Repeat("a", 5000))}, 413},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.do("POST", "/upload", nil, tc.body)
+			if r.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d: %s", r.StatusCode, tc.status, bodyOf(r))
+			}
+			if tc.status == 413 && errCode(t, r) != "body_too_large" {
+				t.Error("wrong code")
+			}
+			if tc.status == 200 && len(e.origin.last(t).Body) != 1024 {
+				t.Errorf("origin got %d bytes", len(e.origin.last(t).Body))
+			}
+		})
+	}
+}
+
+func TestTimeoutAndConcurrency(t *testing.T) {
+	o := newOrigin(t)
+	o.delay = 300 * time.Millisecond
+	e := newEnv(t, envOpts{origin: o, route: RouteConfig{Auth: AuthConfig{Mode: ModeNone}, Timeout: units.Duration(50 * time.Millisecond)}})
+	if r := e.do("GET", "/slow", nil, nil); r.StatusCode != 504 {
+		t.Fatalf("timeout: %d", r.StatusCode)
+	}
+
+	o2 := newOrigin(t)
+	o2.delay = 300 * time.Millisecond
+	e2 := newEnv(t, envOpts{origin: o2, route: RouteConfig{Auth: AuthConfig{Mode: ModeNone}, Concurrency: 2}})
+	var wg sync.WaitGroup
+	statuses := make(chan int, 5)
+	for range 5 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			statuses <- e2.do("GET", "/busy", nil, nil).StatusCode
+		}()
+	}
+	wg.Wait()
+	close(statuses)
+	count := map[int]int{}
+	for s := range statuses {
+		count[s]++
+	}
+	if count[200] != 2 || count[503] != 3 {
+		t.Fatalf("statuses %v, want 2×200 and 3×503", count)
+	}
+}
