@@ -1,0 +1,199 @@
+package dns
+
+import (
+	"encoding/binary"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	mdns "github.com/miekg/dns"
+
+	"github.com/outpost-edge/outpost/internal/units"
+)
+
+// rawUDP sends b and returns the reply, or nil when none came in time.
+func rawUDP(t *testing.T, addr string, b []byte, wait time.Duration) []byte {
+	t.Helper()
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(wait))
+	buf := make([]byte, 65535)
+	n, err := c.Read(buf)
+	if err != nil {
+		return nil
+	}
+	return buf[:n]
+}
+
+func TestProtocol(t *testing.T) {
+	cfg := testConfig(ZoneConfig{File: testdata("example.com.zone")})
+	_, addr := startServer(t, cfg, nil, Options{})
+
+	t.Run("EDNS advertised size", func(t *testing.T) {
+		m := newQuery("www.example.com.", mdns.TypeA)
+		m.SetEdns0(4096, true)
+		r := exchange(t, addr, "udp", m)
+		opt := r.IsEdns0()
+		if opt == nil || opt.UDPSize() != DefaultEDNSSize || !opt.Do() || opt.Version() != 0 {
+			t.Fatalf("OPT = %v, want size %d, DO echoed", opt, DefaultEDNSSize)
+		}
+	})
+	t.Run("no EDNS no OPT", func(t *testing.T) {
+		r := exchange(t, addr, "udp", newQuery("www.example.com.", mdns.TypeA))
+		if r.IsEdns0() != nil {
+			t.Fatal("OPT in the answer to a query without EDNS")
+		}
+	})
+	t.Run("BADVERS", func(t *testing.T) {
+		m := newQuery("www.example.com.", mdns.TypeA)
+		m.SetEdns0(1232, false)
+		m.IsEdns0().SetVersion(1)
+		r := exchange(t, addr, "udp", m)
+		if r.Rcode != mdns.RcodeBadVers || len(r.Answer) != 0 {
+			t.Fatalf("rcode %d answer %v, want BADVERS and no answer", r.Rcode, r.Answer)
+		}
+		if opt := r.IsEdns0(); opt == nil || opt.Version() != 0 {
+			t.Fatalf("OPT %v, want version 0", opt)
+		}
+	})
+	t.Run("truncation then TCP", func(t *testing.T) {
+		m := newQuery("big.example.com.", mdns.TypeTXT) // ~650 bytes > 512
+		r := exchange(t, addr, "udp", m)
+		if !r.Truncated {
+			t.Fatalf("TC clear on a %d-record answer over 512-byte UDP", len(r.Answer))
+		}
+		r = exchange(t, addr, "tcp", m)
+		if r.Truncated || len(r.Answer) != 6 {
+			t.Fatalf("TCP: TC=%v answers=%d, want 6", r.Truncated, len(r.Answer))
+		}
+		m.SetEdns0(1232, false)
+		r = exchange(t, addr, "udp", m)
+		if r.Truncated || len(r.Answer) != 6 {
+			t.Fatalf("EDNS 1232: TC=%v answers=%d, want 6", r.Truncated, len(r.Answer))
+		}
+	})
+	t.Run("client size capped by ours", func(t *testing.T) {
+		// Our 1232 cap applies even when the client offers more.
+		m := newQuery("big.example.com.", mdns.TypeTXT)
+		m.SetEdns0(512, false)
+		if r := exchange(t, addr, "udp", m); !r.Truncated {
+			t.Fatal("TC clear for EDNS size 512")
+		}
+	})
+	t.Run("NOTIMP", func(t *testing.T) {
+		for _, op := range []int{mdns.OpcodeStatus, mdns.OpcodeUpdate, mdns.OpcodeNotify, 3} {
+			m := newQuery("example.com.", mdns.TypeSOA)
+			m.Opcode = op
+			r := exchange(t, addr, "udp", m)
+			if r.Rcode != mdns.RcodeNotImplemented {
+				t.Errorf("opcode %d: rcode %s, want NOTIMP", op, mdns.RcodeToString[r.Rcode])
+			}
+		}
+	})
+	t.Run("class CH refused", func(t *testing.T) {
+		m := newQuery("version.bind.", mdns.TypeTXT)
+		m.Question[0].Qclass = mdns.ClassCHAOS
+		if r := exchange(t, addr, "udp", m); r.Rcode != mdns.RcodeRefused {
+			t.Fatalf("rcode %s", mdns.RcodeToString[r.Rcode])
+		}
+	})
+	t.Run("FORMERR", func(t *testing.T) {
+		two := newQuery("www.example.com.", mdns.TypeA)
+		two.Question = append(two.Question, two.Question[0])
+		dupOpt := newQuery("www.example.com.", mdns.TypeA)
+		dupOpt.SetEdns0(1232, false)
+		dupOpt.Extra = append(dupOpt.Extra, dupOpt.Extra[0])
+		badECS := newQuery("www.example.com.", mdns.TypeA)
+		badECS.SetEdns0(1232, false)
+		// Raw option bytes: miekg/dns would mask the address when packing.
+		// Family 1, source /20, scope 0, address 10.1.255 (host bits set).
+		badECS.IsEdns0().Option = []mdns.EDNS0{&mdns.EDNS0_LOCAL{Code: mdns.EDNS0SUBNET, Data: []byte{0, 1, 20, 0, 10, 1, 255}}}
+		for name, m := range map[string]*mdns.Msg{"two questions": two, "two OPT": dupOpt, "ECS host bits": badECS} {
+			r := exchange(t, addr, "udp", m)
+			if r.Rcode != mdns.RcodeFormatError {
+				t.Errorf("%s: rcode %s, want FORMERR", name, mdns.RcodeToString[r.Rcode])
+			}
+		}
+		// A truncated question section.
+		b, _ := newQuery("www.example.com.", mdns.TypeA).Pack()
+		resp := rawUDP(t, addr, b[:len(b)-3], 2*time.Second)
+		var r mdns.Msg
+		if resp == nil || r.Unpack(resp) != nil || r.Rcode != mdns.RcodeFormatError {
+			t.Errorf("truncated question: reply %v (rcode %d), want FORMERR", resp, r.Rcode)
+		}
+	})
+	t.Run("responses are ignored", func(t *testing.T) {
+		m := newQuery("www.example.com.", mdns.TypeA)
+		m.Response = true
+		b, _ := m.Pack()
+		if resp := rawUDP(t, addr, b, 300*time.Millisecond); resp != nil {
+			t.Fatal("server answered a response")
+		}
+		if resp := rawUDP(t, addr, []byte{1, 2, 3}, 300*time.Millisecond); resp != nil {
+			t.Fatal("server answered a 3-byte packet")
+		}
+	})
+	t.Run("TCP pipelining", func(t *testing.T) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		var all []byte
+		names := []string{"www.example.com.", "mail.example.com.", "ns1.example.com.", "nope.example.com."}
+		for i, n := range names {
+			m := newQuery(n, mdns.TypeA)
+			m.Id = uint16(100 + i)
+			b, _ := m.Pack()
+			all = binary.BigEndian.AppendUint16(all, uint16(len(b)))
+			all = append(all, b...)
+		}
+		if _, err := c.Write(all); err != nil { // all queries in one write
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		for i := range names {
+			var l [2]byte
+			if _, err := io.ReadFull(c, l[:]); err != nil {
+				t.Fatal(err)
+			}
+			b := make([]byte, binary.BigEndian.Uint16(l[:]))
+			if _, err := io.ReadFull(c, b); err != nil {
+				t.Fatal(err)
+			}
+			var r mdns.Msg
+			if err := r.Unpack(b); err != nil {
+				t.Fatal(err)
+			}
+			if r.Id != uint16(100+i) {
+				t.Fatalf("response %d has id %d", i, r.Id)
+			}
+		}
+	})
+}
+
+func TestTCPIdleTimeout(t *testing.T) {
+	cfg := testConfig(ZoneConfig{File: testdata("example.com.zone")})
+	cfg.TCPIdleTimeout = units.Duration(100 * time.Millisecond)
+	cfg.TCPReadTimeout = units.Duration(100 * time.Millisecond)
+	_, addr := startServer(t, cfg, nil, Options{})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// A silent client is disconnected: the read ends with EOF long
+	// before this generous deadline.
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err = c.Read(make([]byte, 1))
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("idle TCP connection was not closed")
+	}
+}
