@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/outpost-edge/outpost/internal/reqinfo"
+	"github.com/outpost-edge/outpost/internal/units"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -43,6 +44,8 @@ type origin struct {
 	hits atomic.Int64
 	mu   sync.Mutex
 	fn   http.HandlerFunc
+	// inner is the test's handler when fn wraps it (newEnv).
+	inner http.HandlerFunc
 	last http.Header // last request header seen
 }
 
@@ -62,7 +65,7 @@ func newOrigin(t testing.TB, fn http.HandlerFunc) *origin {
 
 func (o *origin) set(fn http.HandlerFunc) {
 	o.mu.Lock()
-	o.fn = fn
+	o.inner = fn
 	o.mu.Unlock()
 }
 
@@ -85,12 +88,19 @@ type env struct {
 	reg    *prometheus.Registry
 	client *http.Client
 	h      atomic.Pointer[http.Handler]
+	// entered counts requests that reached the front server.
+	entered atomic.Int64
+	// wrapUp, if set, wraps the upstream handler (to inject panics).
+	wrapUp func(http.Handler) http.Handler
 }
 
 type envOpt func(*env)
 
 func withConfig(f func(*Config)) envOpt      { return func(e *env) { f(&e.cfg) } }
 func withRoute(f func(*RouteConfig)) envOpt { return func(e *env) { f(&e.rc) } }
+func withUpstream(f func(http.Handler) http.Handler) envOpt {
+	return func(e *env) { e.wrapUp = f }
+}
 
 func newEnv(t testing.TB, fn http.HandlerFunc, opts ...envOpt) *env {
 	e := &env{t: t, clock: newClock(), reg: prometheus.NewRegistry()}
@@ -105,9 +115,19 @@ func newEnv(t testing.TB, fn http.HandlerFunc, opts ...envOpt) *env {
 	if err := e.rc.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	e.origin = newOrigin(t, fn)
+	// The origin's Date follows the test clock, as real clocks agree.
+	clk := e.clock
+	e.origin = newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Date", clk.Now().UTC().Format(http.TimeFormat))
+		e.origin.mu.Lock()
+		f := e.origin.inner
+		e.origin.mu.Unlock()
+		f(w, r)
+	})
+	e.origin.inner = fn
 	e.open(Options{})
 	e.front = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.entered.Add(1)
 		r = r.WithContext(reqinfo.With(r.Context(), &reqinfo.Info{ID: "t"}))
 		(*e.h.Load()).ServeHTTP(w, r)
 	}))
@@ -147,7 +167,11 @@ func (e *env) open(o Options) {
 	}
 	e.cache = c
 	e.t.Cleanup(func() { c.Close() })
-	var h http.Handler = c.Handler("test", e.rc, e.upstream())
+	up := e.upstream()
+	if e.wrapUp != nil {
+		up = e.wrapUp(up)
+	}
+	var h http.Handler = c.Handler("test", e.rc, up)
 	e.h.Store(&h)
 }
 
@@ -231,3 +255,5 @@ func static(body string, hdr ...string) http.HandlerFunc {
 		io.WriteString(w, body)
 	}
 }
+
+func unitsDuration(d time.Duration) units.Duration { return units.Duration(d) }

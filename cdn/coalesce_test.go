@@ -1,0 +1,268 @@
+package cdn
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// waitFor polls cond (real time) with a generous bound; it never asserts
+// wall-clock durations, it only avoids hanging forever.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func TestCoalescing100Misses(t *testing.T) {
+	release := make(chan struct{})
+	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		w.Header().Set("Cache-Control", "max-age=60")
+		io.WriteString(w, strings.Repeat("z", 50000))
+	})
+	const n = 100
+	var wg sync.WaitGroup
+	var bad atomic.Int64
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest("GET", e.front.URL+"/c", nil)
+			res, err := e.client.Do(req)
+			if err != nil {
+				bad.Add(1)
+				return
+			}
+			b, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if res.StatusCode != 200 || len(b) != 50000 {
+				bad.Add(1)
+			}
+		}()
+	}
+	waitFor(t, "all requests in", func() bool { return e.entered.Load() == n && e.hits() == 1 })
+	time.Sleep(50 * time.Millisecond) // let followers reach the fill
+	close(release)
+	wg.Wait()
+	if bad.Load() != 0 {
+		t.Fatalf("%d bad responses", bad.Load())
+	}
+	if e.hits() != 1 {
+		t.Fatalf("origin fetched %d times, want 1", e.hits())
+	}
+	if got := e.metric("outpost_cache_coalesced_total"); got < 1 {
+		t.Errorf("coalesced metric %v", got)
+	}
+}
+
+// TestCoalescingPanicSafe: the leader's upstream panics; the waiting
+// requests are released and fetch for themselves instead of hanging.
+func TestCoalescingPanicSafe(t *testing.T) {
+	var calls atomic.Int64
+	gate := make(chan struct{})
+	e := newEnv(t, static("ok", "Cache-Control: max-age=60"), withUpstream(func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if calls.Add(1) == 1 {
+				<-gate
+				panic("upstream exploded")
+			}
+			next.ServeHTTP(w, r)
+		})
+	}))
+	e.front.Config.ErrorLog = nil
+	const n = 10
+	var wg sync.WaitGroup
+	var ok atomic.Int64
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := e.client.Get(e.front.URL + "/p")
+			if err != nil {
+				return // the panicking leader's connection is cut
+			}
+			b, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if res.StatusCode == 200 && string(b) == "ok" {
+				ok.Add(1)
+			}
+		}()
+	}
+	waitFor(t, "requests in", func() bool { return e.entered.Load() == n && calls.Load() == 1 })
+	time.Sleep(50 * time.Millisecond)
+	close(gate)
+	wg.Wait()
+	if ok.Load() != n-1 {
+		t.Fatalf("%d of %d followers served", ok.Load(), n-1)
+	}
+}
+
+// TestStreamingWhileWriting: the first client, and a coalesced second one,
+// receive the beginning of the body while the origin is still sending it.
+func TestStreamingWhileWriting(t *testing.T) {
+	first := bytes.Repeat([]byte("a"), 1<<20)
+	rest := bytes.Repeat([]byte("b"), 4<<20)
+	cont := make(chan struct{})
+	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Content-Length", "5242880")
+		w.Write(first)
+		w.(http.Flusher).Flush()
+		<-cont
+		w.Write(rest)
+	})
+	type result struct {
+		body []byte
+		err  error
+	}
+	read := func(got chan<- int, done chan<- result) {
+		res, err := e.client.Get(e.front.URL + "/big")
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		defer res.Body.Close()
+		buf := make([]byte, len(first))
+		if _, err := io.ReadFull(res.Body, buf); err != nil {
+			done <- result{err: err}
+			return
+		}
+		got <- len(buf)
+		more, err := io.ReadAll(res.Body)
+		done <- result{body: append(buf, more...), err: err}
+	}
+	got1, done1 := make(chan int, 1), make(chan result, 1)
+	go read(got1, done1)
+	<-got1 // first MiB arrived while the origin is blocked
+	got2, done2 := make(chan int, 1), make(chan result, 1)
+	go read(got2, done2)
+	<-got2 // the follower streams from the growing file too
+	if e.hits() != 1 {
+		t.Fatalf("origin hits %d", e.hits())
+	}
+	close(cont)
+	for _, d := range []chan result{done1, done2} {
+		r := <-d
+		if r.err != nil || len(r.body) != 5<<20 || !bytes.Equal(r.body[len(first):], rest) {
+			t.Fatalf("body: len %d err %v", len(r.body), r.err)
+		}
+	}
+	waitFor(t, "stored", func() bool { return e.cache.Objects() == 1 })
+	r := e.get("/big")
+	if r.Header.Get("X-Cache") != "HIT" || len(r.body) != 5<<20 {
+		t.Fatalf("after: %q %d", r.Header.Get("X-Cache"), len(r.body))
+	}
+}
+
+// TestTruncatedOriginNotStored: an origin that breaks off mid-body is not
+// stored and the client sees a broken response, not a short complete one.
+func TestTruncatedOriginNotStored(t *testing.T) {
+	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Content-Length", "100000")
+		w.Write(make([]byte, 1000))
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	})
+	res, err := e.client.Get(e.front.URL + "/t")
+	if err == nil {
+		_, err = io.ReadAll(res.Body)
+		res.Body.Close()
+	}
+	if err == nil {
+		t.Fatal("truncated body read without error")
+	}
+	if e.cache.Objects() != 0 {
+		t.Fatal("truncated object stored")
+	}
+}
+
+func TestStaleWhileRevalidate(t *testing.T) {
+	var version atomic.Int64
+	version.Store(1)
+	gate := make(chan struct{})
+	var gated atomic.Bool
+	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		if gated.Load() {
+			<-gate
+		}
+		w.Header().Set("Cache-Control", "max-age=1, stale-while-revalidate=60")
+		io.WriteString(w, "v"+string(rune('0'+version.Load())))
+	})
+	if r := e.get("/s"); r.body != "v1" {
+		t.Fatal(r.body)
+	}
+	e.clock.Advance(5 * time.Second)
+	version.Store(2)
+	gated.Store(true)
+	for i := 0; i < 20; i++ {
+		r := e.get("/s")
+		if r.Header.Get("X-Cache") != "STALE" || r.body != "v1" {
+			t.Fatalf("stale %d: %q %q", i, r.Header.Get("X-Cache"), r.body)
+		}
+	}
+	if e.hits() != 2 {
+		t.Fatalf("origin hits %d, want 2 (one background refresh)", e.hits())
+	}
+	close(gate)
+	waitFor(t, "refresh", func() bool {
+		r := e.get("/s")
+		return r.body == "v2" && r.Header.Get("X-Cache") == "HIT"
+	})
+	if e.hits() != 2 {
+		t.Fatalf("origin hits %d", e.hits())
+	}
+}
+
+func TestStaleIfErrorAndGrace(t *testing.T) {
+	cases := []struct {
+		name    string
+		cc      string
+		grace   time.Duration
+		advance time.Duration
+		down    bool // origin stopped instead of 500
+		stale   bool
+	}{
+		{"stale-if-error on 500", "max-age=1, stale-if-error=60", 0, 30 * time.Second, false, true},
+		{"stale-if-error origin down", "max-age=1, stale-if-error=60", 0, 30 * time.Second, true, true},
+		{"past stale-if-error", "max-age=1, stale-if-error=60", 0, 2 * time.Minute, false, false},
+		{"grace origin down", "max-age=1", time.Hour, 30 * time.Minute, true, true},
+		{"past grace", "max-age=1", time.Hour, 2 * time.Hour, true, false},
+		{"must-revalidate forbids", "max-age=1, must-revalidate", time.Hour, time.Minute, false, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := tc.grace
+			e := newEnv(t, static("good", "Cache-Control: "+tc.cc), withConfig(func(c *Config) {
+				d := unitsDuration(g)
+				c.Grace = &d
+			}))
+			e.get("/e")
+			e.clock.Advance(tc.advance)
+			if tc.down {
+				e.origin.srv.Close()
+			} else {
+				e.origin.set(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) })
+			}
+			r := e.get("/e")
+			if tc.stale {
+				if r.StatusCode != 200 || r.body != "good" || r.Header.Get("X-Cache") != "STALE" {
+					t.Fatalf("want stale: %d %q %q", r.StatusCode, r.body, r.Header.Get("X-Cache"))
+				}
+			} else if r.StatusCode < 500 {
+				t.Fatalf("want error passed through, got %d %q", r.StatusCode, r.Header.Get("X-Cache"))
+			}
+		})
+	}
+}
