@@ -5,6 +5,7 @@ import (
 	"math"
 	"net/netip"
 	"sort"
+	"strings"
 
 	mdns "github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
@@ -62,9 +63,9 @@ type geoOverride struct {
 // nodes in order of distance.
 func newSteering(nodes []cluster.Node, overrides []GeoOverride, geo CountryLocator, health *Health, m *Metrics, rnd func(int) int) *steering {
 	s := &steering{geo: geo, rand: rnd, metrics: m, byCountry: map[string][]candidate{}, byRegion: map[string][]candidate{}}
+	centroids := parseCentroids()
 	for _, n := range nodes {
-		w := n.Weight
-		sn := steerNode{name: n.Name, region: n.Region, pos: latLon{n.Lat, n.Lon}, weight: w}
+		sn := steerNode{name: n.Name, region: n.Region, pos: nodePosition(n, centroids), weight: n.Weight}
 		if health != nil {
 			sn.health = health.state(n.Name)
 		}
@@ -76,7 +77,7 @@ func newSteering(nodes []cluster.Node, overrides []GeoOverride, geo CountryLocat
 	for i := range s.nodes {
 		s.fallback = append(s.fallback, candidate{idx: i})
 	}
-	for cc, pos := range parseCentroids() {
+	for cc, pos := range centroids {
 		s.byCountry[cc] = s.rank(pos)
 	}
 	for _, o := range overrides {
@@ -92,6 +93,36 @@ func newSteering(nodes []cluster.Node, overrides []GeoOverride, geo CountryLocat
 	// Longest prefix first, so the first match wins.
 	sort.SliceStable(s.overrides, func(i, j int) bool { return s.overrides[i].prefix.Bits() > s.overrides[j].prefix.Bits() })
 	return s
+}
+
+// nodePosition is a node's configured coordinates or, when it has none
+// (0, 0), the centre of its region label: a continent name or code ("eu",
+// "us", "ap", ...) or an ISO country code ("de").
+func nodePosition(n cluster.Node, centroids map[string]latLon) latLon {
+	if n.Lat != 0 || n.Lon != 0 {
+		return latLon{n.Lat, n.Lon}
+	}
+	r := strings.ToLower(n.Region)
+	switch r {
+	case "eu", "europe", "emea":
+		return latLon{50, 10}
+	case "us", "na", "north-america", "americas", "amer":
+		return latLon{39, -98}
+	case "sa", "south-america", "latam":
+		return latLon{-15, -60}
+	case "ap", "apac", "asia", "asia-pacific":
+		return latLon{25, 115}
+	case "af", "africa":
+		return latLon{5, 20}
+	case "oc", "oceania":
+		return latLon{-25, 140}
+	case "me", "middle-east":
+		return latLon{27, 45}
+	}
+	if c, ok := centroids[strings.ToUpper(r)]; ok {
+		return c
+	}
+	return latLon{}
 }
 
 // rank orders every node by great-circle distance from pos.

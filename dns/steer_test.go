@@ -1,0 +1,301 @@
+package dns
+
+import (
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/maxmind/mmdbwriter"
+	"github.com/maxmind/mmdbwriter/mmdbtype"
+	mdns "github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/outpost-edge/outpost/internal/cluster"
+	"github.com/outpost-edge/outpost/internal/units"
+)
+
+// writeTestGeoDB writes a small country database with mmdbwriter.
+func writeTestGeoDB(t testing.TB, rows map[string]string) string {
+	t.Helper()
+	w, err := mmdbwriter.New(mmdbwriter.Options{DatabaseType: "Outpost-Test-Country", IncludeReservedNetworks: true, RecordSize: 24})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for cidr, cc := range rows {
+		_, n, err := net.ParseCIDR(cidr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Insert(n, mmdbtype.Map{"country_code": mmdbtype.String(cc)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "test.mmdb")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WriteTo(f); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// demoNodes are three edges: Frankfurt, Ashburn, Tokyo.
+func demoNodes() []cluster.Node {
+	return []cluster.Node{
+		{Name: "eu", IPv4: netip.MustParseAddr("127.0.0.11"), IPv6: netip.MustParseAddr("fd00::11"), Region: "eu", Lat: 50.11, Lon: 8.68, Weight: 1},
+		{Name: "us", IPv4: netip.MustParseAddr("127.0.0.12"), IPv6: netip.MustParseAddr("fd00::12"), Region: "us", Lat: 39.04, Lon: -77.49, Weight: 1},
+		{Name: "ap", IPv4: netip.MustParseAddr("127.0.0.13"), Region: "ap", Lat: 35.68, Lon: 139.69, Weight: 1},
+	}
+}
+
+func steeredConfig(geoPath string) Config {
+	cfg := testConfig(ZoneConfig{Origin: "demo.test", Records: []string{
+		"@ IN NS ns1", "ns1 IN A 127.0.0.1", `www IN TXT "steered"`,
+	}})
+	cfg.Geo.Database = geoPath
+	cfg.Steered = []SteeredName{{Name: "www.demo.test"}}
+	cfg.SetDefaults()
+	return cfg
+}
+
+func ecsQuery(name string, qtype uint16, cidr string) *mdns.Msg {
+	m := newQuery(name, qtype)
+	m.SetEdns0(1232, false)
+	if cidr != "" {
+		p := netip.MustParsePrefix(cidr)
+		fam := uint16(1)
+		if p.Addr().Is6() {
+			fam = 2
+		}
+		m.IsEdns0().Option = []mdns.EDNS0{&mdns.EDNS0_SUBNET{Code: mdns.EDNS0SUBNET, Family: fam,
+			SourceNetmask: uint8(p.Bits()), Address: p.Addr().AsSlice()}}
+	}
+	return m
+}
+
+func answerAddrs(r *mdns.Msg) []string {
+	var out []string
+	for _, rr := range r.Answer {
+		switch a := rr.(type) {
+		case *mdns.A:
+			out = append(out, a.A.String())
+		case *mdns.AAAA:
+			out = append(out, a.AAAA.String())
+		}
+	}
+	return out
+}
+
+func ecsScope(r *mdns.Msg) int {
+	if opt := r.IsEdns0(); opt != nil {
+		for _, o := range opt.Option {
+			if e, ok := o.(*mdns.EDNS0_SUBNET); ok {
+				return int(e.SourceScope)
+			}
+		}
+	}
+	return -1
+}
+
+func TestSteeringECS(t *testing.T) {
+	geo := writeTestGeoDB(t, map[string]string{
+		"193.0.0.0/16": "NL", "8.8.8.0/24": "US", "133.1.0.0/16": "JP", "127.0.0.0/8": "JP", "2a00::/12": "DE",
+	})
+	cfg := steeredConfig(geo)
+	cfg.Geo.Overrides = []GeoOverride{{CIDR: "10.20.0.0/16", Region: "us"}}
+	_, addr := startServer(t, cfg, demoNodes(), Options{})
+	tests := []struct {
+		name   string
+		ecs    string
+		qtype  uint16
+		want   []string
+		scope  int
+		rcode  int
+		authNS bool
+	}{
+		{name: "NL to eu", ecs: "193.0.0.0/24", qtype: mdns.TypeA, want: []string{"127.0.0.11"}, scope: 16},
+		{name: "US to us", ecs: "8.8.8.0/24", qtype: mdns.TypeA, want: []string{"127.0.0.12"}, scope: 24},
+		{name: "JP to ap", ecs: "133.1.0.0/16", qtype: mdns.TypeA, want: []string{"127.0.0.13"}, scope: 16},
+		{name: "override", ecs: "10.20.30.0/24", qtype: mdns.TypeA, want: []string{"127.0.0.12"}, scope: 16},
+		{name: "IPv6 client to eu", ecs: "2a00:1450::/32", qtype: mdns.TypeAAAA, want: []string{"fd00::11"}, scope: 12},
+		{name: "AAAA from JP skips v4-only ap", ecs: "133.1.0.0/16", qtype: mdns.TypeAAAA, want: []string{"fd00::11"}, scope: 16},
+		{name: "no ECS: source 127.0.0.1 is JP", qtype: mdns.TypeA, want: []string{"127.0.0.13"}, scope: -1},
+		{name: "ECS /0: source address, scope 0", ecs: "0.0.0.0/0", qtype: mdns.TypeA, want: []string{"127.0.0.13"}, scope: 0},
+		{name: "other types from the zone", ecs: "193.0.0.0/24", qtype: mdns.TypeTXT, scope: 0},
+		{name: "MX is NODATA", ecs: "193.0.0.0/24", qtype: mdns.TypeMX, scope: 0, authNS: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := exchange(t, addr, "udp", ecsQuery("www.demo.test.", tc.qtype, tc.ecs))
+			if r.Rcode != tc.rcode || !r.Authoritative {
+				t.Fatalf("rcode %s AA %v", mdns.RcodeToString[r.Rcode], r.Authoritative)
+			}
+			if got := answerAddrs(r); !equalStrings(got, tc.want) {
+				t.Errorf("answer %v, want %v", got, tc.want)
+			}
+			if got := ecsScope(r); got != tc.scope {
+				t.Errorf("ECS scope %d, want %d", got, tc.scope)
+			}
+			if tc.authNS && len(r.Ns) != 1 {
+				t.Errorf("authority %v, want the SOA", r.Ns)
+			}
+			for _, rr := range r.Answer {
+				if (rr.Header().Rrtype == mdns.TypeA || rr.Header().Rrtype == mdns.TypeAAAA) && rr.Header().Ttl != 30 {
+					t.Errorf("TTL %d, want 30", rr.Header().Ttl)
+				}
+			}
+		})
+	}
+}
+
+// TestDemoMappingEmbeddedDB is the demo contract: with the embedded
+// database, NL → eu, US → us, JP → ap.
+func TestDemoMappingEmbeddedDB(t *testing.T) {
+	_, addr := startServer(t, steeredConfig(""), demoNodes(), Options{})
+	for ecs, want := range map[string]string{
+		"193.0.0.0/24": "127.0.0.11",
+		"8.8.8.0/24":   "127.0.0.12",
+		"133.1.0.0/16": "127.0.0.13",
+	} {
+		for _, network := range []string{"udp", "tcp"} {
+			r := exchange(t, addr, network, ecsQuery("www.demo.test.", mdns.TypeA, ecs))
+			if got := answerAddrs(r); len(got) != 1 || got[0] != want {
+				t.Errorf("%s %s: answer %v, want %s", network, ecs, got, want)
+			}
+			if s := ecsScope(r); s <= 0 || s > 32 {
+				t.Errorf("%s %s: scope %d", network, ecs, s)
+			}
+		}
+	}
+}
+
+func TestSteeringAnswersAndWeights(t *testing.T) {
+	geo := writeTestGeoDB(t, map[string]string{"193.0.0.0/16": "NL"})
+	cfg := steeredConfig(geo)
+	cfg.Steered[0].Answers = 3
+	cfg.Steered[0].TTL = units.Duration(10 * time.Second)
+	_, addr := startServer(t, cfg, demoNodes(), Options{})
+	r := exchange(t, addr, "udp", ecsQuery("www.demo.test.", mdns.TypeA, "193.0.0.0/24"))
+	// Nearest first: Frankfurt, then Ashburn, then Tokyo.
+	if got := answerAddrs(r); !equalStrings(got, []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}) {
+		t.Fatalf("answer %v", got)
+	}
+	if r.Answer[0].Header().Ttl != 10 {
+		t.Fatalf("TTL %d", r.Answer[0].Header().Ttl)
+	}
+
+	// Two nodes in one place: weights decide.
+	nodes := []cluster.Node{
+		{Name: "a", IPv4: netip.MustParseAddr("192.0.2.1"), Lat: 52, Lon: 5, Weight: 3},
+		{Name: "b", IPv4: netip.MustParseAddr("192.0.2.2"), Lat: 52, Lon: 5, Weight: 1},
+		{Name: "c", IPv4: netip.MustParseAddr("192.0.2.3"), Lat: 52, Lon: 5, Weight: 0},
+	}
+	st := newSteering(nodes, nil, nil, nil, nil, seqRand())
+	sn := buildSteered(SteeredName{Name: "x.test", Answers: 1, TTL: units.Duration(time.Second)}, nodes)
+	counts := map[int]int{}
+	for i := 0; i < 400; i++ {
+		got := st.pick(st.fallback, sn.a, 1, nil)
+		counts[got[0]]++
+	}
+	if counts[2] != 0 || counts[0] != 300 || counts[1] != 100 {
+		t.Fatalf("picks by node %v, want 300/100/0 for weights 3/1/0", counts)
+	}
+}
+
+// seqRand cycles deterministically through [0, n).
+func seqRand() func(int) int {
+	var i atomic.Int64
+	return func(n int) int { return int(i.Add(1)-1) % n }
+}
+
+// TestHealthSteering stops one node's health endpoint, watches it leave the
+// answers and come back, then takes all down to see the fail-open answer.
+func TestHealthSteering(t *testing.T) {
+	var up [3]atomic.Bool
+	nodes := demoNodes()
+	for i := range nodes {
+		up[i].Store(true)
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !up[i].Load() {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				return
+			}
+			w.Write([]byte("ok"))
+		}))
+		t.Cleanup(srv.Close)
+		nodes[i].Health = srv.URL + "/healthz"
+	}
+	geo := writeTestGeoDB(t, map[string]string{"193.0.0.0/16": "NL"})
+	cfg := steeredConfig(geo)
+	cfg.Health = HealthConfig{Interval: units.Duration(20 * time.Millisecond), Timeout: units.Duration(20 * time.Millisecond), Rise: 2, Fall: 2}
+	cfg.SetDefaults()
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, addr := startServer(t, cfg, nodes, Options{Metrics: m})
+	ask := func() string {
+		got := answerAddrs(exchange(t, addr, "udp", ecsQuery("www.demo.test.", mdns.TypeA, "193.0.0.0/24")))
+		if len(got) != 1 {
+			t.Fatalf("answer %v", got)
+		}
+		return got[0]
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if got := ask(); got != "127.0.0.11" {
+		t.Fatalf("initial answer %s", got)
+	}
+	up[0].Store(false)
+	waitFor("eu to leave", func() bool { return ask() == "127.0.0.12" })
+	if s.Health().Healthy("eu") || !s.Health().Healthy("us") {
+		t.Fatalf("health view %+v", s.Health().Status())
+	}
+	if v := testutil.ToFloat64(m.healthy.WithLabelValues("eu")); v != 0 {
+		t.Fatalf("node_healthy{eu} = %v", v)
+	}
+	up[0].Store(true)
+	waitFor("eu to return", func() bool { return ask() == "127.0.0.11" })
+
+	for i := range up {
+		up[i].Store(false)
+	}
+	waitFor("all down", func() bool {
+		for _, st := range s.Health().Status() {
+			if st.Healthy {
+				return false
+			}
+		}
+		return true
+	})
+	if got := ask(); got != "127.0.0.11" {
+		t.Fatalf("fail-open answer %s, want the nearest node", got)
+	}
+	if v := testutil.ToFloat64(m.failOpen); v < 1 {
+		t.Fatalf("fail-open counter %v", v)
+	}
+	if v := testutil.ToFloat64(m.steered.WithLabelValues("eu")); v < 2 {
+		t.Fatalf("steered{eu} = %v", v)
+	}
+}
