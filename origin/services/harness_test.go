@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -113,6 +114,7 @@ func newEnv(t *testing.T, instances int, tweak func(*Config)) *env {
 			Store: st, SigningKey: key, KeyID: "test-key", Issuer: "test-iss", Audience: "test-aud",
 			IdentitySecret: testSecret, Purger: e.purger, Cache: e.cache, Sessions: sessions,
 			Instance: string(rune('a' + i)), BcryptCost: bcrypt.MinCost, Clock: clk.Now,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		}
 		if tweak != nil {
 			tweak(&cfg)
