@@ -81,6 +81,9 @@ func (s *Selection) Usable(i int) bool {
 	if !b.usable(s.now) {
 		return false
 	}
+	if s.ntried == 0 {
+		return true
+	}
 	for _, t := range s.tried[:s.ntried] {
 		if t == b {
 			return false
@@ -100,6 +103,9 @@ func (s *Selection) Weight(i int) int64 {
 	}
 	b := s.Backends[i]
 	w := b.weight.Load() * weightScale
+	if s.slowStart == 0 {
+		return w
+	}
 	if f := b.rampFactor(s.now, s.slowStart); f < 1 {
 		w = int64(float64(w) * f)
 		if w < 1 {

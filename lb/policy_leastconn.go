@@ -10,6 +10,10 @@ var _ Policy = leastConnections{}
 func newLeastConnections([]*Backend, *PoolConfig) Policy { return leastConnections{} }
 
 func (leastConnections) Pick(s *Selection) *Backend {
+	// First pass: the lowest load per weight, and the total weight of the
+	// backends tied at it. Second pass: one random draw among the ties.
+	// Loads may move between the passes; the draw then lands on any usable
+	// backend, which is harmless.
 	best := -1
 	var bestLoad, bestW, tieW int64
 	for i, b := range s.Backends {
@@ -18,24 +22,30 @@ func (leastConnections) Pick(s *Selection) *Backend {
 			continue
 		}
 		load := b.inflight.Load()
-		if best < 0 {
-			best, bestLoad, bestW, tieW = i, load, w, w
-			continue
-		}
 		// Compare load/w with bestLoad/bestW without dividing.
 		switch l, r := load*bestW, bestLoad*w; {
-		case l < r:
+		case best < 0 || l < r:
 			best, bestLoad, bestW, tieW = i, load, w, w
 		case l == r:
-			// Weighted reservoir sampling among the tied backends.
 			tieW += w
-			if int64(s.Rand()%uint64(tieW)) < w {
-				best, bestLoad, bestW = i, load, w
-			}
 		}
 	}
 	if best < 0 {
 		return nil
+	}
+	if tieW == bestW {
+		return s.Backends[best]
+	}
+	r := int64(s.Rand() % uint64(tieW))
+	for i := best; i < len(s.Backends); i++ {
+		w := s.Weight(i)
+		if w == 0 || s.Backends[i].inflight.Load()*bestW != bestLoad*w {
+			continue
+		}
+		if r < w {
+			return s.Backends[i]
+		}
+		r -= w
 	}
 	return s.Backends[best]
 }
