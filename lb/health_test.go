@@ -198,8 +198,12 @@ func TestRetryBudget(t *testing.T) {
 	for range 10 {
 		b.deposit()
 	}
-	if !b.withdraw() || !b.withdraw() || b.withdraw() {
-		t.Fatal("want exactly two retries for ten requests at 20%")
+	var got []bool
+	for range 3 {
+		got = append(got, b.withdraw())
+	}
+	if !got[0] || !got[1] || got[2] {
+		t.Fatalf("withdrawals %v: want exactly two retries for ten requests at 20%%", got)
 	}
 	b.configure(RetryConfig{BudgetRatio: 0.2, MinRetriesPerSecond: 5})
 	clk.Advance(time.Second)
