@@ -15,8 +15,10 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -186,6 +188,17 @@ func (a *App) Handler() http.Handler { return a.handler }
 
 // PublicKey is the key that verifies the App's JWTs.
 func (a *App) PublicKey() ed25519.PublicKey { return a.pub }
+
+// PublicKeyPEM is PublicKey as a PKIX "PUBLIC KEY" PEM block, the form a
+// gateway's static key configuration takes.
+func (a *App) PublicKeyPEM() string {
+	der, err := x509.MarshalPKIXPublicKey(a.pub)
+	if err != nil {
+		// An Ed25519 key always marshals; keep the signature simple.
+		return ""
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+}
 
 // KeyID is the "kid" of the App's JWTs.
 func (a *App) KeyID() string { return a.kid }

@@ -2,7 +2,9 @@ package services
 
 import (
 	"crypto/ed25519"
+	"crypto/x509"
 	"encoding/base64"
+	"encoding/pem"
 	"net/http"
 	"strings"
 	"testing"
@@ -233,4 +235,19 @@ func TestProfileFollowAndPurge(t *testing.T) {
 		t.Fatalf("profile update purged %v", e.purger.tags)
 	}
 	e.must(e.do(0, "PATCH", "/api/users/me", dave, map[string]string{"display_name": ""}), 400)
+}
+
+func TestPublicKeyPEM(t *testing.T) {
+	e := newEnv(t, 1, nil)
+	block, _ := pem.Decode([]byte(e.apps[0].PublicKeyPEM()))
+	if block == nil || block.Type != "PUBLIC KEY" {
+		t.Fatal("no PUBLIC KEY block")
+	}
+	k, err := x509.ParsePKIXPublicKey(block.Bytes)
+	if err != nil || !k.(ed25519.PublicKey).Equal(e.key.Public()) {
+		t.Fatalf("pem key: %v", err)
+	}
+	if e.apps[0].KeyID() != "test-key" || string(e.apps[0].JWKS()) == "" {
+		t.Fatal("KeyID/JWKS accessors")
+	}
 }
