@@ -69,8 +69,7 @@ func obtain(t *testing.T, e *testEdge, names ...string) {
 }
 
 func TestACMEHTTP01(t *testing.T) {
-	txt := &memTXT{}
-	dnsAddr := startMemDNS(t, "example.test", txt)
+	_, dnsAddr := startOutpostDNS(t)
 	e, p := newACMENode(t, acmeSetup{challenges: []string{ChallengeHTTP01}, names: []string{"a.example.test"}, dnsAddr: dnsAddr})
 	// Start orders in the background, the way the node does.
 	if err := e.m.Start(t.Context()); err != nil {
@@ -105,8 +104,7 @@ func TestACMEHTTP01(t *testing.T) {
 }
 
 func TestACMETLSALPN01(t *testing.T) {
-	txt := &memTXT{}
-	dnsAddr := startMemDNS(t, "example.test", txt)
+	_, dnsAddr := startOutpostDNS(t)
 	e, p := newACMENode(t, acmeSetup{challenges: []string{ChallengeTLSALPN01}, names: []string{"b.example.test"}, dnsAddr: dnsAddr})
 	obtain(t, e, "b.example.test")
 	resp, _ := fetch(t, clientFor(p.roots, e.tlsAddr, true), "https://b.example.test/")
@@ -117,8 +115,7 @@ func TestACMETLSALPN01(t *testing.T) {
 }
 
 func TestOnDemandRefusesUnlistedName(t *testing.T) {
-	txt := &memTXT{}
-	dnsAddr := startMemDNS(t, "example.test", txt)
+	_, dnsAddr := startOutpostDNS(t)
 	e, p := newACMENode(t, acmeSetup{
 		challenges: []string{ChallengeHTTP01},
 		dnsAddr:    dnsAddr,
@@ -155,8 +152,7 @@ func TestOnDemandRefusesUnlistedName(t *testing.T) {
 }
 
 func TestRenewalKeepsConnections(t *testing.T) {
-	txt := &memTXT{}
-	dnsAddr := startMemDNS(t, "example.test", txt)
+	_, dnsAddr := startOutpostDNS(t)
 	e, p := newACMENode(t, acmeSetup{
 		challenges: []string{ChallengeHTTP01},
 		names:      []string{"r.example.test"},

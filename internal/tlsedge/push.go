@@ -128,30 +128,10 @@ func presentTXT(rec TXTRecord) string {
 	var b strings.Builder
 	b.WriteString(fqdn(rec.Name))
 	fmt.Fprintf(&b, " %d IN TXT", int64(rec.TTL.Seconds()))
-	text := rec.Text
-	for {
-		chunk := text
-		if len(chunk) > 255 {
-			chunk = chunk[:255]
-		}
+	for _, part := range splitTXT(rec.Text) {
 		b.WriteString(` "`)
-		for i := 0; i < len(chunk); i++ {
-			c := chunk[i]
-			switch {
-			case c == '"' || c == '\\':
-				b.WriteByte('\\')
-				b.WriteByte(c)
-			case c < 0x20 || c > 0x7e:
-				fmt.Fprintf(&b, "\\%03d", c)
-			default:
-				b.WriteByte(c)
-			}
-		}
+		b.WriteString(escapeTXT(part))
 		b.WriteByte('"')
-		text = text[len(chunk):]
-		if text == "" {
-			break
-		}
 	}
 	return b.String()
 }
