@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# passthrough.sh — pass-through scenario: wrk through Outpost and through
+# HAProxy, round robin over the same two local backends (1 KiB bodies),
+# keep-alive on both sides, runs interleaved (outpost, haproxy, outpost, ...)
+# so machine noise hits both alike. Prints requests/s and p99 per run, the
+# means, and the ratios. Target: Outpost rps >= HAProxy rps, and Outpost p99
+# <= 1.2 x HAProxy p99.
+#
+# Usage: bench/http/passthrough.sh            (from anywhere in the repo)
+# Knobs (env): DURATION=10s CONNS=64 THREADS=2 ROUNDS=3 WARMUP=2s
+#              BASE_PORT=18080 (uses BASE_PORT..BASE_PORT+3)
+# Needs: go, wrk and haproxy (Debian packages; installed with apt-get when
+# missing and running as root).
+set -euo pipefail
+
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-64}
+THREADS=${THREADS:-2}
+ROUNDS=${ROUNDS:-3}
+WARMUP=${WARMUP:-2s}
+BASE_PORT=${BASE_PORT:-18080}
+
+OUTPOST_ADDR=127.0.0.1:$BASE_PORT
+HAPROXY_ADDR=127.0.0.1:$((BASE_PORT + 1))
+B1=127.0.0.1:$((BASE_PORT + 2))
+B2=127.0.0.1:$((BASE_PORT + 3))
+
+cd "$(dirname "$0")/../.."
+WORK=$(mktemp -d /tmp/outpost-passthrough.XXXXXX)
+PIDS=()
+cleanup() {
+	for pid in "${PIDS[@]}"; do
+		kill "$pid" 2>/dev/null || true
+	done
+	wait 2>/dev/null || true
+	rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+need() {
+	command -v "$1" >/dev/null 2>&1 && return 0
+	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+		echo "installing $2 ..." >&2
+		apt-get install -y "$2" >/dev/null 2>&1 || { apt-get update >/dev/null 2>&1 && apt-get install -y "$2" >/dev/null 2>&1; }
+	fi
+	command -v "$1" >/dev/null 2>&1 || { echo "passthrough: $1 not found (apt-get install $2)" >&2; exit 1; }
+}
+need wrk wrk
+need haproxy haproxy
+
+echo "building ..." >&2
+go build -o /tmp/outpost ./cmd/outpost
+go build -o "$WORK/backend" ./bench/http/backend
+if ! /tmp/outpost help proxy >/dev/null 2>&1; then
+	echo "passthrough: 'outpost proxy' is not available in this build" >&2
+	exit 1
+fi
+
+wait_port() { # addr
+	for _ in $(seq 1 100); do
+		if curl -s -o /dev/null "http://$1/"; then return 0; fi
+		sleep 0.1
+	done
+	echo "passthrough: nothing answers on $1" >&2
+	exit 1
+}
+
+"$WORK/backend" --listen "$B1" 2>"$WORK/b1.log" & PIDS+=($!)
+"$WORK/backend" --listen "$B2" 2>"$WORK/b2.log" & PIDS+=($!)
+wait_port "$B1"
+wait_port "$B2"
+
+/tmp/outpost proxy --listen "$OUTPOST_ADDR" --origin "http://$B1" --origin "http://$B2" \
+	--policy round_robin --no-cache >"$WORK/outpost.log" 2>&1 & PIDS+=($!)
+
+cat >"$WORK/haproxy.cfg" <<EOF
+global
+	maxconn 20000
+defaults
+	mode http
+	option http-keep-alive
+	timeout connect 5s
+	timeout client 30s
+	timeout server 30s
+	timeout http-keep-alive 30s
+frontend fe
+	bind $HAPROXY_ADDR
+	default_backend be
+backend be
+	balance roundrobin
+	http-reuse always
+	server b1 $B1
+	server b2 $B2
+EOF
+haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/haproxy.log" 2>&1 & PIDS+=($!)
+
+wait_port "$OUTPOST_ADDR"
+wait_port "$HAPROXY_ADDR"
+
+# run_wrk URL -> "rps p99_ms"
+run_wrk() {
+	wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$1" | awk '
+		function ms(v) {
+			if (v ~ /us$/) { sub(/us$/, "", v); return v / 1000 }
+			if (v ~ /ms$/) { sub(/ms$/, "", v); return v + 0 }
+			if (v ~ /m$/)  { sub(/m$/, "", v);  return v * 60000 }
+			if (v ~ /s$/)  { sub(/s$/, "", v);  return v * 1000 }
+			return v
+		}
+		/Requests\/sec:/ { rps = $2 }
+		$1 == "99%" { p99 = ms($2) }
+		/Non-2xx or 3xx responses:/ { bad += $NF }
+		/Socket errors:/ { errs = $0 }
+		END {
+			if (bad > 0) printf "warning: %d non-2xx responses\n", bad > "/dev/stderr"
+			if (errs != "") print "warning: " errs > "/dev/stderr"
+			printf "%.0f %.3f\n", rps, p99
+		}'
+}
+
+echo "warm-up ($WARMUP each) ..." >&2
+wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" "http://$OUTPOST_ADDR/" >/dev/null
+wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" "http://$HAPROXY_ADDR/" >/dev/null
+
+printf '%-6s %-8s %12s %10s\n' round target 'requests/s' 'p99 ms'
+o_rps=0 o_p99=0 h_rps=0 h_p99=0
+for r in $(seq 1 "$ROUNDS"); do
+	for target in outpost haproxy; do
+		if [ "$target" = outpost ]; then addr=$OUTPOST_ADDR; else addr=$HAPROXY_ADDR; fi
+		read -r rps p99 < <(run_wrk "http://$addr/")
+		printf '%-6s %-8s %12s %10s\n' "$r" "$target" "$rps" "$p99"
+		if [ "$target" = outpost ]; then
+			o_rps=$(awk -v a="$o_rps" -v b="$rps" 'BEGIN{print a+b}')
+			o_p99=$(awk -v a="$o_p99" -v b="$p99" 'BEGIN{print a+b}')
+		else
+			h_rps=$(awk -v a="$h_rps" -v b="$rps" 'BEGIN{print a+b}')
+			h_p99=$(awk -v a="$h_p99" -v b="$p99" 'BEGIN{print a+b}')
+		fi
+	done
+done
+
+awk -v or="$o_rps" -v op="$o_p99" -v hr="$h_rps" -v hp="$h_p99" -v n="$ROUNDS" \
+	-v d="$DURATION" -v c="$CONNS" -v t="$THREADS" 'BEGIN {
+	printf "\nmean of %d interleaved runs (wrk -t%s -c%s -d%s, keep-alive, 1 KiB bodies, 2 backends, round robin)\n", n, t, c, d
+	printf "outpost: %10.0f requests/s   p99 %8.3f ms\n", or/n, op/n
+	printf "haproxy: %10.0f requests/s   p99 %8.3f ms\n", hr/n, hp/n
+	printf "ratio outpost/haproxy: requests/s %.2f (target >= 1.00), p99 %.2f (target <= 1.20)\n", or/hr, op/hp
+}'
