@@ -140,7 +140,7 @@ func newEnv(t testing.TB, fn http.HandlerFunc, opts ...envOpt) *env {
 func (e *env) upstream() http.Handler {
 	u, _ := url.Parse(e.origin.srv.URL)
 	rp := httputil.NewSingleHostReverseProxy(u)
-	rp.ErrorLog = nil
+	rp.Transport = &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 100}
 	rp.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusBadGateway)

@@ -28,6 +28,18 @@ const (
 // full object, and answers the client's conditionals itself.
 var conditionalHeaders = []string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range", "Range"}
 
+// unkeyedOverrides are request fields some origins honour to change the
+// URL, host or method they answer for. They are not part of the cache key,
+// so a fill never forwards them: one client's header must not shape the
+// stored response every other client gets (cache poisoning). The proxy
+// behind the cache sets its own X-Forwarded-* from the connection.
+var unkeyedOverrides = []string{
+	"X-Forwarded-Host", "X-Forwarded-Server", "X-Forwarded-Proto", "X-Forwarded-Scheme",
+	"X-Forwarded-Port", "X-Forwarded-Prefix", "X-Forwarded-Path", "X-Host", "X-Original-Url",
+	"X-Original-Host", "X-Rewrite-Url", "X-Http-Method-Override", "X-Http-Method",
+	"X-Method-Override", "Forwarded",
+}
+
 // lead performs the origin fetch for a fill. w is nil for a background
 // refresh. It must be called with a deferred release of f.
 func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key string, stale *store.Entry, bg bool) {
@@ -40,6 +52,9 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 	out.Body = http.NoBody
 	out.ContentLength = 0
 	for _, k := range conditionalHeaders {
+		out.Header.Del(k)
+	}
+	for _, k := range unkeyedOverrides {
 		out.Header.Del(k)
 	}
 	kind := "fill"
@@ -153,17 +168,25 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 		defer stop()
 	}
 
-	ok := false
-	defer func() {
-		if !ok && cw.file != nil {
+	p := h.callUpstream(cw, out)
+	if p != nil {
+		if cw.file != nil {
 			cw.file.Abort()
+			cw.file = nil
 		}
-	}()
-	h.up.ServeHTTP(cw, out)
-	if !cw.wroteHeader {
+		f.progress(0, false, true)
+		switch {
+		case cw.mode == modeRetryPass, cw.mode == modeRevalidated, cw.mode == modeStaleError:
+			// The body was being discarded (or cut on purpose): carry on.
+		case cw.mode == modeNone && stale != nil && c.staleOnError(stale, c.now()):
+			cw.mode = modeStaleError
+		default:
+			panic(p)
+		}
+	}
+	if p == nil && !cw.wroteHeader {
 		cw.WriteHeader(http.StatusOK)
 	}
-	ok = true
 
 	switch cw.mode {
 	case modeStore:
@@ -195,6 +218,15 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 			c.store.Remove([]*store.Entry{stale})
 		}
 	}
+}
+
+// callUpstream runs the upstream handler and returns what it panicked
+// with, if anything (httputil.ReverseProxy panics with http.ErrAbortHandler
+// when a body copy fails, including when the cache cancelled it).
+func (h *handler) callUpstream(cw *captureWriter, out *http.Request) (panicked any) {
+	defer func() { panicked = recover() }()
+	h.up.ServeHTTP(cw, out)
+	return nil
 }
 
 // commit finishes a stored body and, for deferred clients, serves it.
