@@ -52,6 +52,10 @@ type Config struct {
 	// "example.com", "*.example.com". Wildcards need the dns-01 challenge
 	// (ACME mode).
 	Names []string `yaml:"names"`
+	// DefaultSNI is the name whose certificate answers handshakes without
+	// SNI (clients connecting by IP address). Default: the first
+	// non-wildcard name in Names.
+	DefaultSNI string `yaml:"default_sni"`
 	// ACME configures the ACME issuer (mode acme).
 	ACME ACMEConfig `yaml:"acme"`
 	// OnDemand obtains certificates at the first handshake for names that
@@ -172,6 +176,14 @@ func (c *Config) SetDefaults() {
 		t := true
 		c.HTTP3 = &t
 	}
+	if c.DefaultSNI == "" {
+		for _, n := range c.Names {
+			if !strings.HasPrefix(n, "*.") {
+				c.DefaultSNI = n
+				break
+			}
+		}
+	}
 	if c.AltSvcMaxAge == 0 {
 		c.AltSvcMaxAge = units.Duration(24 * time.Hour)
 	}
@@ -252,6 +264,11 @@ func (c *Config) Validate() error {
 		}
 		if strings.HasPrefix(n, "*.") {
 			wildcard = true
+		}
+	}
+	if c.DefaultSNI != "" {
+		if err := validName(c.DefaultSNI); err != nil || strings.HasPrefix(c.DefaultSNI, "*.") {
+			l.Addf("default_sni", "want a DNS name, got %q", c.DefaultSNI)
 		}
 	}
 	if len(c.Names) == 0 && !c.OnDemand.Enabled {

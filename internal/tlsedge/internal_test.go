@@ -100,6 +100,25 @@ func TestInternalCAServesDemoNames(t *testing.T) {
 	}
 }
 
+func TestDefaultSNI(t *testing.T) {
+	e, roots := newInternal(t, nil)
+	// A client connecting by IP sends no SNI and gets the first name's
+	// certificate.
+	conn, err := tls.Dial("tcp", e.tlsAddr, &tls.Config{RootCAs: roots, ServerName: "demo.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	raw, err := tls.Dial("tcp", e.tlsAddr, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatalf("handshake without SNI: %v", err)
+	}
+	defer raw.Close()
+	if got := raw.ConnectionState().PeerCertificates[0].DNSNames; len(got) != 1 || got[0] != "demo.test" {
+		t.Fatalf("no-SNI certificate covers %v, want [demo.test]", got)
+	}
+}
+
 func TestInternalCARootPersists(t *testing.T) {
 	dir := t.TempDir()
 	ca1, err := loadOrCreateCA(dir, 24*time.Hour, time.Hour, time.Now, randReader())

@@ -80,6 +80,7 @@ func newMagicSource(p magicParams) (*magicSource, error) {
 	})
 	template := certmagic.Config{
 		RenewalWindowRatio: p.cfg.RenewalWindowRatio,
+		DefaultServerName:  p.cfg.DefaultSNI,
 		OnEvent:            p.onEvent,
 		Storage:            p.storage,
 		Logger:             p.zlog,
