@@ -73,6 +73,7 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 	c.m.fetches.WithLabelValues(kind).Inc()
 
 	cw := &captureWriter{header: make(http.Header), f: f}
+	cw.onFileErr = func(err error) { c.ioError("write", key, err) }
 	purgeSeq := c.purgeSeq.Load()
 	reqTime := c.now()
 	var dec storeDecision
@@ -178,6 +179,10 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 		switch {
 		case cw.mode == modeRetryPass, cw.mode == modeRevalidated, cw.mode == modeStaleError:
 			// The body was being discarded (or cut on purpose): carry on.
+		case cw.mode == modeStore && cw.client == nil:
+			// Nothing reached this client yet (deferred or background):
+			// fetch it for them uncached.
+			cw.mode = modeRetryPass
 		case cw.mode == modeNone && stale != nil && c.staleOnError(stale, c.now()):
 			cw.mode = modeStaleError
 		default:
@@ -238,9 +243,6 @@ func (h *handler) commit(w http.ResponseWriter, r *http.Request, f *fill, cw *ca
 		err = errors.New("origin body shorter than Content-Length")
 	} else if werr := wr.Err(); werr != nil {
 		err = werr
-		if !errors.Is(werr, store.ErrTooLarge) {
-			c.ioError("write", dec.meta.Key, werr)
-		}
 	}
 	if err != nil {
 		wr.Abort()
@@ -326,6 +328,7 @@ type captureWriter struct {
 
 	f          *fill
 	file       *store.Writer
+	onFileErr  func(error) // reports a store write error (once)
 	fileFailed bool
 	client     http.ResponseWriter
 	clientBody bool
@@ -354,6 +357,9 @@ func (cw *captureWriter) Write(p []byte) (int, error) {
 		if _, err := cw.file.Write(p); err != nil {
 			cw.fileFailed = true
 			cw.f.progress(cw.file.Written(), false, true)
+			if !errors.Is(err, store.ErrTooLarge) && cw.onFileErr != nil {
+				cw.onFileErr(err)
+			}
 		} else {
 			cw.f.progress(cw.file.Written(), false, false)
 		}
