@@ -89,14 +89,21 @@ type env struct {
 
 func newEnv(t *testing.T, instances int, tweak func(*Config)) *env {
 	t.Helper()
+	return newEnvStore(t, instances, nil, tweak)
+}
+
+// newEnvStore is newEnv with a given store (nil: a fresh bbolt file).
+func newEnvStore(t *testing.T, instances int, st store.Store, tweak func(*Config)) *env {
+	t.Helper()
 	db, err := bolt.Open(filepath.Join(t.TempDir(), "origin.db"), 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = db.Close() })
-	st, err := store.NewBolt(db)
-	if err != nil {
-		t.Fatal(err)
+	if st == nil {
+		if st, err = store.NewBolt(db); err != nil {
+			t.Fatal(err)
+		}
 	}
 	_, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/outpost-edge/outpost/origin"
 	"github.com/outpost-edge/outpost/origin/internal/redistest"
+	"github.com/outpost-edge/outpost/origin/store"
 )
 
 func TestTweetCreateDeleteByAuthorOnly(t *testing.T) {
@@ -270,4 +271,41 @@ func TestSeedIdempotent(t *testing.T) {
 	for _, acc := range DemoAccounts() {
 		e.must(e.do(0, "POST", "/api/users/login", nil, map[string]string{"username": acc.Username, "password": acc.Password}), 200)
 	}
+}
+
+// TestInstancesOnRedis runs two instances the way separate processes would:
+// store, timeline cache and sessions all in one real Redis.
+func TestInstancesOnRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	e := newEnvStore(t, 2, store.NewRedis(rdb, "svc:"), func(c *Config) {
+		c.Cache = origin.NewRedisCache(rdb, "cache:")
+		c.Sessions = origin.NewRedisSessions(rdb, "sess:", origin.SessionOptions{Now: c.Clock})
+	})
+	r := e.must(e.do(0, "POST", "/api/users/login", nil, map[string]string{"username": "bob", "password": "bob-password"}), 200)
+	var tok TokenResponse
+	r.json(t, &tok)
+	e.must(e.do(1, "POST", "/api/users/refresh", nil, map[string]string{"refresh_token": tok.RefreshToken}), 200)
+
+	if _, st := timelineOf(t, e, 0, "bob"); st != "MISS" {
+		t.Fatal(st)
+	}
+	if _, st := timelineOf(t, e, 1, "bob"); st != "HIT" {
+		t.Fatalf("instance b: %s", st)
+	}
+	r = e.must(e.do(1, "POST", "/api/tweets", e.user("alice"), map[string]string{"text": "hello @bob via redis"}), 201)
+	var tw TweetView
+	r.json(t, &tw)
+	tl, st := timelineOf(t, e, 0, "bob")
+	if st != "MISS" || tl.Tweets[0].ID != tw.ID {
+		t.Fatalf("instance a after b's write: %s %+v", st, tl.Tweets[0])
+	}
+	r = e.must(e.do(0, "GET", "/api/notifications", e.user("bob"), nil), 200)
+	var nl struct{ Notifications []NotificationView }
+	r.json(t, &nl)
+	if len(nl.Notifications) == 0 || nl.Notifications[0].TweetID != tw.ID {
+		t.Fatalf("bob's notifications %+v", nl.Notifications)
+	}
+	e.must(e.do(0, "DELETE", tw.URL, e.user("bob"), nil), 403)
+	e.must(e.do(1, "GET", e.seed.MediaURL, nil, nil), 200)
 }
