@@ -77,7 +77,9 @@ func TestConfigValidate(t *testing.T) {
 			c.Zones = []ZoneConfig{{Origin: "a.test", Records: []string{"@ IN A 192.0.2.1"}}, {Origin: "A.test.", Records: []string{"@ IN A 192.0.2.1"}}}
 		}, "zones[1].origin", "already defined"},
 		{"bad record", func(c *Config) { c.Zones = []ZoneConfig{{Origin: "a.test", Records: []string{"www IN A nope"}}} }, "zones[0].records[0]", "A"},
-		{"steered answers", func(c *Config) { c.Steered = []SteeredName{{Name: "w.a.test", Answers: 0, TTL: units.Duration(time.Second)}} }, "steered[0].answers", "[1, 16]"},
+		{"steered answers", func(c *Config) {
+			c.Steered = []SteeredName{{Name: "w.a.test", Answers: 0, TTL: units.Duration(time.Second)}}
+		}, "steered[0].answers", "[1, 16]"},
 		{"steered ttl", func(c *Config) { c.Steered = []SteeredName{{Name: "w.a.test", Answers: 1}} }, "steered[0].ttl", ">= 1s"},
 		{"override", func(c *Config) { c.Geo.Overrides = []GeoOverride{{CIDR: "10/8", Region: "eu"}} }, "geo.overrides[0].cidr", "CIDR"},
 		{"health timeout", func(c *Config) { c.Health.Timeout = units.Duration(time.Minute) }, "health.timeout", "<= interval"},

@@ -54,8 +54,9 @@ func TestRRLPolicy(t *testing.T) {
 		t.Fatal("exempt network limited")
 	}
 	clk.Add(400 * time.Millisecond) // 2 tokens back
-	if r.check(a) != rrlPass || r.check(a) != rrlPass || r.check(a) == rrlPass {
-		t.Fatal("refill is not 5 per second")
+	refill := []rrlAction{r.check(a), r.check(a), r.check(a)}
+	if refill[0] != rrlPass || refill[1] != rrlPass || refill[2] == rrlPass {
+		t.Fatalf("after 400ms: %v, want two passes then a limit (5 per second)", refill)
 	}
 	v6a, v6b := netip.MustParseAddr("2001:db8:0:ff::1"), netip.MustParseAddr("2001:db8:0:1::1")
 	for i := 0; i < 5; i++ {
