@@ -119,7 +119,9 @@ type TimeoutConfig struct {
 	// default 30s.
 	Try units.Duration `yaml:"try"`
 	// Total bounds all tries and backoff, up to the response headers; the
-	// body then streams without this limit; default 60s.
+	// body then streams without this limit; default 60s. (The first try is
+	// already bounded by connect + try when that is shorter, so the timer is
+	// only armed for retries.)
 	Total units.Duration `yaml:"total"`
 }
 

@@ -50,10 +50,16 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	p.budget.deposit()
 
+	// The first try is bounded by the connect and per-try timeouts; the
+	// total timer is armed only when those could exceed it, or before a
+	// retry, so the common request allocates no context or timer for it.
 	c := &call{pool: p}
-	ctx, cancel := context.WithCancelCause(parent)
-	c.cancel = cancel
-	c.timer = time.AfterFunc(st.cfg.Timeouts.Total.D(), c.totalExpired)
+	ctx := parent
+	start := p.now()
+	total := st.cfg.Timeouts.Total.D()
+	if st.cfg.Timeouts.Connect.D()+st.cfg.Timeouts.Try.D() > total {
+		ctx = c.arm(parent, total)
+	}
 
 	body := req.Body
 	if body == http.NoBody {
@@ -74,6 +80,14 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 			break
 		}
 		if try > 0 {
+			if c.cancel == nil {
+				left := total - p.now().Sub(start)
+				if left <= 0 {
+					lastErr, lastKind = errTotalTimeout, kindTimeout
+					break
+				}
+				ctx = c.arm(parent, left)
+			}
 			if !p.budget.withdraw() || !p.backoff(ctx, st.cfg.Retries, try) {
 				break
 			}
@@ -95,12 +109,14 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 		b.inflight.Add(1)
 		b.requests.Add(1)
 		b.metrics.requests.Inc()
-		start := p.now()
+		sent := p.now()
 		resp, err := b.transport.Load().RoundTrip(out)
 		if err == nil {
 			c.headers.Store(true)
-			c.timer.Stop()
-			lat := p.now().Sub(start)
+			if c.timer != nil {
+				c.timer.Stop()
+			}
+			lat := p.now().Sub(sent)
 			b.observeLatency(lat)
 			b.metrics.latency.Observe(lat.Seconds())
 			failed := resp.StatusCode >= 500
@@ -163,8 +179,10 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 			body = nb
 		}
 	}
-	c.timer.Stop()
-	cancel(nil)
+	if c.cancel != nil {
+		c.timer.Stop()
+		c.cancel(nil)
+	}
 	closeBody(body)
 	switch {
 	case lastErr == nil:
@@ -346,9 +364,10 @@ func (r *reqBody) closeUnderlying() {
 	}
 }
 
-// call is one request's state after its response headers: it wraps the
-// response body so the backend's in-flight count drops, and the request's
-// context is released, when the body is done.
+// call is one request's state: the total timer when armed, and after the
+// response headers the wrapper of the response body that drops the
+// backend's in-flight count, and releases the request's context, when the
+// body is done.
 type call struct {
 	pool    *Pool
 	backend *Backend
@@ -357,6 +376,14 @@ type call struct {
 	timer   *time.Timer
 	headers atomic.Bool
 	done    atomic.Bool
+}
+
+// arm starts the total timer for the remaining budget d.
+func (c *call) arm(parent context.Context, d time.Duration) context.Context {
+	ctx, cancel := context.WithCancelCause(parent)
+	c.cancel = cancel
+	c.timer = time.AfterFunc(d, c.totalExpired)
+	return ctx
 }
 
 func (c *call) totalExpired() {
@@ -382,7 +409,9 @@ func (c *call) Close() error {
 func (c *call) finish() {
 	if c.done.CompareAndSwap(false, true) {
 		c.backend.inflight.Add(-1)
-		c.cancel(nil)
+		if c.cancel != nil {
+			c.cancel(nil)
+		}
 	}
 }
 
