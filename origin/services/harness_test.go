@@ -75,7 +75,7 @@ func (p *recordingPurger) reset() {
 // env is a store shared by one or more App instances, each behind a real
 // HTTP server on 127.0.0.1.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	clk    *clock
 	db     *bolt.DB
 	store  store.Store
@@ -87,13 +87,13 @@ type env struct {
 	seed   SeedResult
 }
 
-func newEnv(t *testing.T, instances int, tweak func(*Config)) *env {
+func newEnv(t testing.TB, instances int, tweak func(*Config)) *env {
 	t.Helper()
 	return newEnvStore(t, instances, nil, tweak)
 }
 
 // newEnvStore is newEnv with a given store (nil: a fresh bbolt file).
-func newEnvStore(t *testing.T, instances int, st store.Store, tweak func(*Config)) *env {
+func newEnvStore(t testing.TB, instances int, st store.Store, tweak func(*Config)) *env {
 	t.Helper()
 	db, err := bolt.Open(filepath.Join(t.TempDir(), "origin.db"), 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
