@@ -27,6 +27,7 @@ func commands() []*command {
 	return []*command{
 		checkConfigCommand(),
 		dnsCommand(),
+		proxyCommand(),
 		purgeCommand(),
 		serveCommand(),
 		versionCommand(),

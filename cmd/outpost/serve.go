@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 
 	"github.com/outpost-edge/outpost/internal/admin"
 	"github.com/outpost-edge/outpost/internal/buildinfo"
+	"github.com/outpost-edge/outpost/internal/cluster"
 	"github.com/outpost-edge/outpost/internal/config"
 	"github.com/outpost-edge/outpost/internal/edge"
 	"github.com/outpost-edge/outpost/internal/node"
@@ -102,6 +104,19 @@ func serve(path, nodeName string, stderr io.Writer) int {
 	}
 	adm := newAdmin(cfg.Admin.Token, log, reg, reload, func() any { return nodeStatus(n) })
 	n.MountAdmin(adm)
+	fan, err := peerFanout(cfg, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "outpost: %v\n", err)
+		return 1
+	}
+	if fan != nil {
+		defer fan.Close()
+	}
+	var targets []admin.PurgeTarget
+	if c := n.Cache(); c != nil {
+		targets = append(targets, admin.PurgeTarget{Node: n.Name(), Cache: c})
+	}
+	adm.Handle("POST /v1/purge", admin.PurgeHandler(targets, fan))
 
 	if err := admin.CheckListen(cfg.Admin.Listen, cfg.Admin.Token); err != nil {
 		fmt.Fprintf(stderr, "outpost: %v\n", err)
@@ -159,6 +174,24 @@ func nodeStatus(n *node.Node) admin.Status {
 }
 
 var startTime = time.Now()
+
+// peerFanout returns the purge fan-out to the other nodes that list an
+// admin URL, or nil when there are none.
+func peerFanout(cfg *config.Config, log *slog.Logger) (*cluster.Fanout, error) {
+	var peers []cluster.Peer
+	for _, nd := range cfg.Nodes {
+		if nd.Name != cfg.Node && nd.Admin != "" {
+			peers = append(peers, cluster.Peer{Name: nd.Name, Admin: nd.Admin})
+		}
+	}
+	if len(peers) == 0 {
+		return nil, nil
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, err
+	}
+	return cluster.NewFanout(cfg.Node, peers, cfg.Admin.Token, filepath.Join(cfg.DataDir, "fanout.db"), log.With("component", "fanout"))
+}
 
 // newAdmin builds the admin API with the endpoints every process has.
 func newAdmin(token string, log *slog.Logger, gatherer prometheus.Gatherer, reload admin.ReloadFunc, status admin.StatusFunc) *admin.Server {

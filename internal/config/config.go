@@ -43,7 +43,7 @@ type Config struct {
 	// Redis, when addr is set, is shared cluster state (global rate limits, ...).
 	Redis RedisConfig `yaml:"redis"`
 
-	sections
+	Sections `yaml:",inline"`
 }
 
 // LogConfig configures the process log.
@@ -67,8 +67,8 @@ type RedisConfig struct {
 // Route is one `routes:` entry: the edge's match and upstream, plus the
 // optional blocks owned by the cache and the gateway.
 type Route struct {
-	edge.Route `yaml:",inline"`
-	routeSections
+	edge.Route    `yaml:",inline"`
+	RouteSections `yaml:",inline"`
 }
 
 // SetDefaults fills unset fields everywhere.

@@ -62,7 +62,7 @@ func TestParseErrors(t *testing.T) {
 		{
 			name: "unknown top-level key",
 			src:  "edge:\n  listen: :80\nroutez: []\n",
-			want: []string{`outpost.yaml:3: routez: unknown key "routez" (want one of admin, data_dir, edge, log, node, nodes, redis, routes)`},
+			want: []string{`outpost.yaml:3: routez: unknown key "routez" (want one of admin, cache, data_dir, dns, edge, gateway, log, node, nodes, pools, redis, routes, tls)`},
 		},
 		{
 			name: "unknown nested key",
@@ -126,5 +126,27 @@ func TestParseErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestSectionErrorsNameFileLineField(t *testing.T) {
+	src := `routes:
+  - name: api
+    pool: api
+    gateway:
+      methods: [GET]
+pools:
+  api:
+    policy: round-robbin
+    backends:
+      - url: http://127.0.0.1:9001
+`
+	_, err := Parse("outpost.yaml", []byte(src), "", nil)
+	if err == nil {
+		t.Fatal("want an error")
+	}
+	want := `outpost.yaml:8: pools.api.policy: unknown policy "round-robbin" (want round_robin, least_connections`
+	if got := Format(err); !strings.Contains(got, want) {
+		t.Errorf("got:\n%s\nwant a line containing:\n%s", got, want)
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/outpost-edge/outpost/gateway"
 	"github.com/outpost-edge/outpost/internal/config"
 	"github.com/outpost-edge/outpost/internal/edge"
 	"github.com/outpost-edge/outpost/internal/proxy"
@@ -30,6 +31,8 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// EdgeListener, when set, is used instead of listening on edge.listen.
 	EdgeListener net.Listener
+	// Shared is state shared with other nodes of this process; optional.
+	Shared *Shared
 }
 
 // Node is one running edge node.
@@ -124,6 +127,7 @@ func (n *Node) Apply(cfg *config.Config) (uint64, error) {
 		return n.gen, err
 	}
 	n.swap.Store(h)
+	n.retirePools(cfg)
 	n.cfg = cfg
 	n.gen++
 	n.log.Info("config applied", "generation", n.gen)
@@ -139,6 +143,13 @@ func (n *Node) build(cfg *config.Config) (http.Handler, error) {
 // buildLocked builds the edge handler for cfg. Callers hold mu.
 func (n *Node) buildLocked(cfg *config.Config) (http.Handler, error) {
 	rt := edge.NewRouter()
+	var gw *gateway.Gateway
+	if cfg.UsesGateway() {
+		var err error
+		if gw, err = gateway.New(cfg.Gateway, n.sub.gwState); err != nil {
+			return nil, fmt.Errorf("gateway: %w", err)
+		}
+	}
 	via := cfg.Edge.Via
 	if via == "" {
 		via = cfg.Node
@@ -148,7 +159,7 @@ func (n *Node) buildLocked(cfg *config.Config) (http.Handler, error) {
 	}
 	for i := range cfg.Routes {
 		r := &cfg.Routes[i]
-		h, err := n.routeHandler(cfg, r, via)
+		h, err := n.routeHandler(gw, r, via)
 		if err != nil {
 			return nil, fmt.Errorf("routes[%d] (%s): %w", i, r.Name, err)
 		}
@@ -168,7 +179,7 @@ func (n *Node) buildLocked(cfg *config.Config) (http.Handler, error) {
 	}, nil
 }
 
-func (n *Node) routeHandler(cfg *config.Config, r *config.Route, via string) (http.Handler, error) {
+func (n *Node) routeHandler(gw *gateway.Gateway, r *config.Route, via string) (http.Handler, error) {
 	po := proxy.Options{Via: via, Logger: n.log.With("route", r.Name)}
 	if r.Upstream != "" {
 		u, err := url.Parse(r.Upstream)
@@ -185,7 +196,7 @@ func (n *Node) routeHandler(cfg *config.Config, r *config.Route, via string) (ht
 		po.Transport = rt
 	}
 	h := proxy.New(po)
-	return n.wrapRoute(cfg, r, h)
+	return n.wrapRoute(gw, r, h)
 }
 
 // transport returns the shared transport for an upstream host and timeout,

@@ -2,33 +2,261 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/outpost-edge/outpost/cdn"
+	"github.com/outpost-edge/outpost/dns"
+	"github.com/outpost-edge/outpost/gateway"
 	"github.com/outpost-edge/outpost/internal/config"
+	"github.com/outpost-edge/outpost/lb"
 )
 
-// subsystems holds the long-lived state of the cache, pools, gateway and
-// DNS server. It is filled in as those packages are wired.
-type subsystems struct{}
-
-func (n *Node) openSubsystems(cfg *config.Config, o Options) error { return nil }
-func (n *Node) reloadSubsystems(cfg *config.Config) error          { return nil }
-func (n *Node) startSubsystems() error                             { return nil }
-func (n *Node) shutdownSubsystems(ctx context.Context)             {}
-func (n *Node) closeSubsystems()                                   {}
-func (n *Node) subsystemStatus(st map[string]any)                  {}
-
-func (n *Node) poolTransport(name string) (http.RoundTripper, error) {
-	return nil, fmt.Errorf("pool %q is not configured", name)
+// Shared is state several nodes of one process may share (the demo runs
+// three edges in one process with one API key store). Nil fields are
+// opened per node.
+type Shared struct {
+	Keys  *gateway.KeyStore
+	Redis redis.UniversalClient
 }
 
-func (n *Node) wrapRoute(cfg *config.Config, r *config.Route, h http.Handler) (http.Handler, error) {
+// subsystems holds the long-lived state of the cache, pools, gateway and
+// DNS server: created once, updated on reload, closed on shutdown.
+type subsystems struct {
+	cache     *cdn.Cache
+	lbMetrics *lb.Metrics
+	pools     map[string]*lb.Pool // guarded by Node.mu
+	gwState   *gateway.State
+	keys      *gateway.KeyStore
+	ownKeys   bool // keys opened by this node (closed by it)
+	redis     redis.UniversalClient
+	ownRedis  bool
+	dns       *dns.Server
+	dnsUp     bool
+}
+
+func (n *Node) openSubsystems(cfg *config.Config, o Options) error {
+	s := &n.sub
+	s.pools = map[string]*lb.Pool{}
+	s.lbMetrics = lb.NewMetrics(n.reg)
+	if o.Shared != nil {
+		s.keys, s.redis = o.Shared.Keys, o.Shared.Redis
+	}
+	if s.redis == nil && cfg.Redis.Addr != "" {
+		s.redis = redis.NewClient(&redis.Options{
+			Addr: cfg.Redis.Addr, Password: cfg.Redis.Password, DB: cfg.Redis.DB,
+			ContextTimeoutEnabled: true, MaxRetries: -1,
+		})
+		s.ownRedis = true
+	}
+	if cfg.UsesCache() {
+		c, err := cdn.New(cfg.Cache, cdn.Options{Logger: n.log, Registerer: n.reg})
+		if err != nil {
+			return fmt.Errorf("cache: %w", err)
+		}
+		s.cache = c
+	}
+	if cfg.UsesGateway() {
+		if s.keys == nil {
+			if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+				return fmt.Errorf("data_dir: %w", err)
+			}
+			ks, err := gateway.OpenKeyStore(filepath.Join(cfg.DataDir, "keys.db"))
+			if err != nil {
+				return err
+			}
+			s.keys, s.ownKeys = ks, true
+		}
+		st, err := gateway.NewState(gateway.StateOptions{Registerer: n.reg, Keys: s.keys, Redis: s.redis, Logger: n.log})
+		if err != nil {
+			return err
+		}
+		s.gwState = st
+	}
+	if cfg.DNS != nil {
+		dm, err := dns.NewMetrics(n.reg)
+		if err != nil {
+			return err
+		}
+		srv, err := dns.New(*cfg.DNS, cfg.Nodes, dns.Options{Logger: n.log, Metrics: dm})
+		if err != nil {
+			return fmt.Errorf("dns: %w", err)
+		}
+		s.dns = srv
+	}
+	return n.updatePools(cfg)
+}
+
+// updatePools creates new pools and updates existing ones in place, so
+// health state and warm connections survive a reload. Pools no longer in
+// the config are closed once the new chain is in place (see Apply).
+func (n *Node) updatePools(cfg *config.Config) error {
+	s := &n.sub
+	for name, pc := range cfg.Pools {
+		if p, ok := s.pools[name]; ok {
+			if err := p.Update(*pc); err != nil {
+				return err
+			}
+			continue
+		}
+		p, err := lb.New(name, *pc, lb.Options{Metrics: s.lbMetrics, Logger: n.log})
+		if err != nil {
+			return err
+		}
+		s.pools[name] = p
+	}
+	return nil
+}
+
+func (n *Node) reloadSubsystems(cfg *config.Config) error {
+	s := &n.sub
+	if cfg.UsesCache() && s.cache == nil {
+		return errors.New("cache: enabling the cache on a running node needs a restart")
+	}
+	if cfg.UsesGateway() && s.gwState == nil {
+		return errors.New("gateway: enabling the gateway on a running node needs a restart")
+	}
+	if (cfg.DNS != nil) != (s.dns != nil) {
+		return errors.New("dns: turning DNS on or off needs a restart")
+	}
+	if s.dns != nil {
+		if err := s.dns.Reload(*cfg.DNS, cfg.Nodes); err != nil {
+			return fmt.Errorf("dns: %w", err)
+		}
+	}
+	return n.updatePools(cfg)
+}
+
+// retirePools closes pools that cfg no longer names. Callers hold mu.
+func (n *Node) retirePools(cfg *config.Config) {
+	for name, p := range n.sub.pools {
+		if _, ok := cfg.Pools[name]; !ok {
+			delete(n.sub.pools, name)
+			go p.Close() // lets its in-flight requests finish
+		}
+	}
+}
+
+func (n *Node) startSubsystems() error {
+	if n.sub.dns != nil && !n.sub.dnsUp {
+		if err := n.sub.dns.Start(); err != nil {
+			return err
+		}
+		n.sub.dnsUp = true
+	}
+	return nil
+}
+
+func (n *Node) shutdownSubsystems(ctx context.Context) {
+	if n.sub.dns != nil && n.sub.dnsUp {
+		_ = n.sub.dns.Shutdown(ctx)
+	}
+}
+
+func (n *Node) closeSubsystems() {
+	s := &n.sub
+	for _, p := range s.pools {
+		p.Close()
+	}
+	if s.cache != nil {
+		_ = s.cache.Close()
+	}
+	if s.keys != nil && s.ownKeys {
+		_ = s.keys.Close()
+	}
+	if s.redis != nil && s.ownRedis {
+		_ = s.redis.Close()
+	}
+}
+
+func (n *Node) subsystemStatus(st map[string]any) {
+	s := &n.sub
+	if s.cache != nil {
+		st["cache"] = map[string]any{"objects": s.cache.Objects(), "bytes": s.cache.Bytes()}
+	}
+	n.mu.Lock()
+	names := make([]string, 0, len(s.pools))
+	for name := range s.pools {
+		names = append(names, name)
+	}
+	cfg := n.cfg
+	n.mu.Unlock()
+	sort.Strings(names)
+	if len(names) > 0 {
+		st["pools"] = names
+	}
+	if s.dns != nil && cfg != nil {
+		h := map[string]bool{}
+		for _, nd := range cfg.Nodes {
+			h[nd.Name] = s.dns.Health().Healthy(nd.Name)
+		}
+		st["dns"] = map[string]any{"zones": s.dns.Zones(), "node_health": h}
+	}
+}
+
+func (n *Node) poolTransport(name string) (http.RoundTripper, error) {
+	p, ok := n.sub.pools[name]
+	if !ok {
+		return nil, fmt.Errorf("pool %q is not configured", name)
+	}
+	return p, nil
+}
+
+// wrapRoute puts the cache and the gateway in front of the proxy:
+// gateway → cache → proxy. gw is nil when no route needs it.
+func (n *Node) wrapRoute(gw *gateway.Gateway, r *config.Route, h http.Handler) (http.Handler, error) {
+	if r.Cache != nil {
+		h = n.sub.cache.Handler(r.Name, *r.Cache, h)
+	}
+	if r.Gateway != nil {
+		var err error
+		if h, err = gw.Handler(r.Name, *r.Gateway, h); err != nil {
+			return nil, err
+		}
+	}
 	return h, nil
 }
 
+// Pools returns the current pools (for the admin API).
+func (n *Node) Pools() map[string]*lb.Pool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make(map[string]*lb.Pool, len(n.sub.pools))
+	for k, v := range n.sub.pools {
+		out[k] = v
+	}
+	return out
+}
+
+// Cache returns the node's cache, or nil.
+func (n *Node) Cache() *cdn.Cache { return n.sub.cache }
+
+// DNS returns the node's DNS server, or nil.
+func (n *Node) DNS() *dns.Server { return n.sub.dns }
+
+// Keys returns the gateway's API key store, or nil.
+func (n *Node) Keys() *gateway.KeyStore { return n.sub.keys }
+
 // MountAdmin registers the node's subsystem endpoints on the admin API.
+// Purge is mounted by the process (it fans out to other nodes).
 func (n *Node) MountAdmin(a interface {
 	Handle(pattern string, h http.Handler)
 }) {
+	ph := lb.AdminHandler(n.Pools)
+	a.Handle("/v1/pools", ph)
+	a.Handle("/v1/pools/", ph)
+	if n.sub.keys != nil {
+		kh := gateway.AdminHandler(n.sub.keys, n.log)
+		a.Handle("/v1/keys", kh)
+		a.Handle("/v1/keys/", kh)
+	}
+	if n.sub.dns != nil {
+		a.Handle("/v1/dns/records", n.sub.dns.AdminHandler())
+	}
 }

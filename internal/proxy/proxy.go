@@ -23,6 +23,7 @@ import (
 
 	"github.com/outpost-edge/outpost/internal/httperr"
 	"github.com/outpost-edge/outpost/internal/reqinfo"
+	"github.com/outpost-edge/outpost/lb"
 )
 
 // Options configure a proxy Handler.
@@ -97,6 +98,9 @@ func classify(ctx context.Context, err error) (int, string, string) {
 			return s, "upstream_timeout", "the upstream did not answer in time"
 		}
 		return s, "bad_gateway", "the upstream could not be reached"
+	}
+	if errors.Is(err, lb.ErrNoBackend) {
+		return http.StatusServiceUnavailable, "no_backend", "no healthy upstream is available"
 	}
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		return 0, "", ""
