@@ -205,7 +205,9 @@ func (p *Pool) update(cfg PoolConfig, initial bool) error {
 				// In-flight requests hold their own connections; only idle
 				// ones are closed.
 				b.transport.Load().CloseIdleConnections()
-				p.metrics.forget(p.name, b.id)
+				if st.byID[b.id] == nil { // the id may live on with a new URL
+					p.metrics.forget(p.name, b.id)
+				}
 			}
 		}
 	}
