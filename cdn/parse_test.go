@@ -1,0 +1,121 @@
+package cdn
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseDirectives(t *testing.T) {
+	cases := []struct {
+		in   string
+		want func(d directives) bool
+	}{
+		{"max-age=60", func(d directives) bool { return d.maxAge == time.Minute && d.sMaxAge == -1 }},
+		{"MAX-AGE = 60", func(d directives) bool { return d.maxAge == time.Minute }},
+		{`max-age="30"`, func(d directives) bool { return d.maxAge == 30*time.Second }},
+		{"max-age=-1", func(d directives) bool { return d.maxAge == 0 }},
+		{"max-age=abc", func(d directives) bool { return d.maxAge == 0 }},
+		{"max-age=99999999999999999999", func(d directives) bool { return d.maxAge == maxDelta }},
+		{"s-maxage=10, public", func(d directives) bool { return d.sMaxAge == 10*time.Second && d.public }},
+		{"no-store,no-cache,private", func(d directives) bool { return d.noStore && d.noCache && d.private }},
+		{`no-cache="Set-Cookie, X-A"`, func(d directives) bool {
+			return !d.noCache && len(d.noCacheFields) == 2 && d.noCacheFields[0] == "Set-Cookie" && d.noCacheFields[1] == "X-A"
+		}},
+		{`private="X-User"`, func(d directives) bool { return !d.private && d.privateFields[0] == "X-User" }},
+		{"max-stale", func(d directives) bool { return d.maxStaleAny && d.maxStale == -1 }},
+		{"max-stale=5, min-fresh=3", func(d directives) bool { return d.maxStale == 5*time.Second && d.minFresh == 3*time.Second }},
+		{"stale-while-revalidate=30, stale-if-error=600", func(d directives) bool { return d.swr == 30*time.Second && d.sie == 10*time.Minute }},
+		{"must-revalidate, proxy-revalidate, immutable, only-if-cached, no-transform", func(d directives) bool {
+			return d.mustRevalidate && d.proxyRevalidate && d.immutable && d.onlyIfCached && d.noTransform
+		}},
+		{",,, ,foo=bar, max-age=5,", func(d directives) bool { return d.maxAge == 5*time.Second }},
+		{"", func(d directives) bool { return d.maxAge == -1 && !d.noStore }},
+	}
+	for _, tc := range cases {
+		if d := parseDirectives([]string{tc.in}); !tc.want(d) {
+			t.Errorf("%q: %+v", tc.in, d)
+		}
+	}
+}
+
+func TestParseAge(t *testing.T) {
+	cases := map[string]time.Duration{"": 0, "10": 10 * time.Second, " 7 ": 7 * time.Second, "-3": 0, "x": 0, "5, 9": 5 * time.Second, "1.5": 0}
+	for in, want := range cases {
+		h := http.Header{}
+		if in != "" {
+			h.Set("Age", in)
+		}
+		if got := parseAge(h); got != want {
+			t.Errorf("Age %q: %v, want %v", in, got, want)
+		}
+	}
+}
+
+func TestNegotiate(t *testing.T) {
+	prefs := []string{"br", "zstd", "gzip"}
+	cases := map[string]string{
+		"gzip":                "gzip",
+		"GZIP":                "gzip",
+		"br;q=0.9, gzip":      "gzip",
+		"*;q=0.1":             "br",
+		"*, br;q=0":           "zstd",
+		"deflate":             "",
+		"gzip;q=abc":          "",
+		"zstd;q=1, br;q=1":    "br",
+		"identity;q=1, *;q=0": "",
+	}
+	for in, want := range cases {
+		if got := negotiate(in, prefs); got != want {
+			t.Errorf("%q: %q, want %q", in, got, want)
+		}
+	}
+}
+
+func FuzzParseDirectives(f *testing.F) {
+	for _, s := range []string{"max-age=60", `no-cache="a,b", private`, "s-maxage=1,,max-stale", `x="\"`, "max-age=99999999999999999999999"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		d := parseDirectives([]string{s})
+		for _, v := range []time.Duration{d.maxAge, d.sMaxAge, d.swr, d.sie, d.maxStale, d.minFresh} {
+			if v < -1 || v > maxDelta {
+				t.Fatalf("%q: duration out of range %v", s, v)
+			}
+		}
+		_ = parseAge(http.Header{"Age": {s}})
+		_ = negotiate(s, []string{"br", "gzip"})
+	})
+}
+
+func FuzzCacheKey(f *testing.F) {
+	f.Add("www.example.com", "/a/b?c=d")
+	f.Add("[::1]:443", "/%2e%2e/x")
+	f.Add("EXAMPLE.com.:80", "/")
+	f.Fuzz(func(t *testing.T, host, target string) {
+		r, err := http.NewRequest("GET", "http://placeholder"+target, nil)
+		if err != nil || !strings.HasPrefix(target, "/") {
+			return
+		}
+		r.Host = host
+		k, ok := cacheKey(r)
+		if !ok {
+			return
+		}
+		if !strings.HasPrefix(k, "http://") || len(k) > maxKeyLen {
+			t.Fatalf("bad key %q", k)
+		}
+		rest := strings.TrimPrefix(k, "http://")
+		h, _, _ := strings.Cut(rest, "/")
+		if strings.ContainsAny(h, "/\\\x00 ") || h != strings.ToLower(h) {
+			t.Fatalf("bad host part %q in %q", h, k)
+		}
+		// Normalisation is idempotent.
+		r2 := r.Clone(r.Context())
+		r2.Host = h
+		if k2, ok := cacheKey(r2); !ok || k2 != k {
+			t.Fatalf("not idempotent: %q -> %q", k, k2)
+		}
+	})
+}
