@@ -75,7 +75,7 @@ wait_port "$B2"
 
 cat >"$WORK/haproxy.cfg" <<EOF
 global
-	maxconn 20000
+	maxconn 4096
 defaults
 	mode http
 	option http-keep-alive
