@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -499,4 +500,25 @@ func TestWebSocketUpgrade(t *testing.T) {
 	if line != "echo:hello\n" {
 		t.Fatalf("tunnel got %q", line)
 	}
+}
+
+// TestCloseLeavesNoGoroutines: health checkers and connection goroutines end
+// with Close.
+func TestCloseLeavesNoGoroutines(t *testing.T) {
+	a := startBackend(t, "a", nil)
+	b := startBackend(t, "b", nil)
+	before := runtime.NumGoroutine()
+	cfg := poolConfig(PolicyRoundRobin, a, b)
+	cfg.Health = fastHealth()
+	p, err := New("leak", cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		if _, err := get(t, p, "/"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.Close()
+	eventually(t, "goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
 }

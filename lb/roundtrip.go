@@ -36,6 +36,10 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req.Body)
 		return nil, ErrClosed
 	}
+	if req.URL == nil {
+		closeBody(req.Body)
+		return nil, errors.New("lb: request without URL")
+	}
 	st := p.state.Load()
 	parent := req.Context()
 	info := reqinfo.From(parent)

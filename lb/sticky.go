@@ -18,6 +18,8 @@ type sticky struct {
 	maxAge  int // seconds; 0 = session cookie
 	pool    string
 	key     []byte
+	// enc decodes signatures strictly: one canonical encoding per signature.
+	enc *base64.Encoding
 }
 
 // stickySigLen is the signature length in bytes (128 bits).
@@ -30,6 +32,7 @@ func newSticky(pool string, c StickyConfig, key []byte) *sticky {
 		maxAge:  int(c.Lifetime.D().Seconds()),
 		pool:    pool,
 		key:     key,
+		enc:     base64.RawURLEncoding.Strict(),
 	}
 }
 
@@ -57,7 +60,7 @@ func (s *sticky) lookup(r *http.Request, byID map[string]*Backend) *Backend {
 		return nil
 	}
 	id := c.Value[:i]
-	got, err := base64.RawURLEncoding.DecodeString(c.Value[i+1:])
+	got, err := s.enc.DecodeString(c.Value[i+1:])
 	if err != nil || len(got) != stickySigLen {
 		return nil
 	}
