@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -195,6 +196,27 @@ func (s *BoltSessions) Sweep(ctx context.Context) (int, error) {
 		return nil
 	})
 	return n, err
+}
+
+// RunSweeper calls Sweep every interval until ctx is done, logging
+// failures to logger (nil: slog.Default()). Run it in its own goroutine.
+func (s *BoltSessions) RunSweeper(ctx context.Context, every time.Duration, logger *slog.Logger) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	logger = logger.With("component", "origin.sessions")
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
+				logger.Warn("session sweep failed", "err", err.Error())
+			}
+		}
+	}
 }
 
 // RedisSessions keeps sessions in Redis with native expiry: the store for

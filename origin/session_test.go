@@ -167,3 +167,32 @@ func TestRedisSessionsSharedAndExpiredByRedis(t *testing.T) {
 		t.Fatalf("redis down: %v, want a backend error distinct from not-found", err)
 	}
 }
+
+func TestBoltSessionsRunSweeperStops(t *testing.T) {
+	s, err := NewBoltSessions(openBolt(t), SessionOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.RunSweeper(ctx, time.Millisecond, nil); close(done) }()
+	sess, _ := s.Create(ctx, "u1", nil, time.Millisecond)
+	// The real clock: wait until the sweeper has removed the expired session.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var present bool
+		_ = s.db.View(func(tx *bolt.Tx) error {
+			present = tx.Bucket(sessionBucket).Get([]byte(sess.ID)) != nil
+			return nil
+		})
+		if !present {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("sweeper never removed the expired session")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+}
