@@ -253,6 +253,17 @@ func (m *Manager) decide(ctx context.Context, name string) error {
 // onEvent records certmagic's certificate events for the admin API and
 // metrics. It must return quickly: certmagic calls it synchronously.
 func (m *Manager) onEvent(_ context.Context, event string, data map[string]any) error {
+	if event == "cached_managed_cert" {
+		// A certificate loaded from storage (at start, or at a handshake
+		// for an on-demand name): list its names.
+		sans, _ := data["sans"].([]string)
+		m.mu.Lock()
+		for _, n := range sans {
+			m.statusLocked(n)
+		}
+		m.mu.Unlock()
+		return nil
+	}
 	name, _ := data["identifier"].(string)
 	if name == "" {
 		return nil
@@ -283,10 +294,6 @@ func (m *Manager) onEvent(_ context.Context, event string, data map[string]any) 
 		st.lastError, st.lastErrorAt = msg, time.Now()
 		m.mu.Unlock()
 		m.log.Warn("certificate order failed", "name", name, "renewal", renewal, "err", msg)
-	case "cached_managed_cert":
-		m.mu.Lock()
-		m.statusLocked(name)
-		m.mu.Unlock()
 	}
 	return nil
 }

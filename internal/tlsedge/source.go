@@ -104,6 +104,11 @@ func newMagicSource(p magicParams) (*magicSource, error) {
 	for _, c := range a.Challenges {
 		enabled[c] = true
 	}
+	// Without a port-80 listener nothing could answer HTTP-01, and
+	// certmagic would bind port 80 itself: leave the challenge out.
+	if p.cfg.HTTPListen == "off" {
+		enabled[ChallengeHTTP01] = false
+	}
 	base, err := acmeTemplate(p.cfg, p.zlog)
 	if err != nil {
 		s.cache.Stop()
