@@ -522,3 +522,18 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 	p.Close()
 	eventually(t, "goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
 }
+
+func TestErrorHTTPStatus(t *testing.T) {
+	for _, tc := range []struct {
+		err  *Error
+		want int
+	}{
+		{&Error{Err: ErrNoBackend}, http.StatusServiceUnavailable},
+		{&Error{Err: ErrTimeout, timeout: true}, http.StatusGatewayTimeout},
+		{&Error{Err: errors.New("connection reset")}, http.StatusBadGateway},
+	} {
+		if got := tc.err.HTTPStatus(); got != tc.want {
+			t.Errorf("%v: %d, want %d", tc.err, got, tc.want)
+		}
+	}
+}

@@ -225,6 +225,18 @@ func (e *Error) Timeout() bool { return e.timeout }
 // Temporary is part of net.Error.
 func (e *Error) Temporary() bool { return e.timeout }
 
+// HTTPStatus is the status a proxy should answer: 503 when no backend was
+// available, 504 on timeout, else 502.
+func (e *Error) HTTPStatus() int {
+	switch {
+	case errors.Is(e.Err, ErrNoBackend):
+		return http.StatusServiceUnavailable
+	case e.timeout:
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusBadGateway
+}
+
 // backoff waits before retry number try (1-based) with full jitter. It
 // reports false when ctx ended first.
 func (p *Pool) backoff(ctx context.Context, c RetryConfig, try int) bool {
