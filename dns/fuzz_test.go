@@ -29,11 +29,15 @@ func (w *memWriter) WriteMsg(m *mdns.Msg) error {
 	w.n++
 	return nil
 }
-func (w *memWriter) Write(b []byte) (int, error) { w.out = append(w.out[:0], b...); w.n++; return len(b), nil }
-func (w *memWriter) Close() error                { return nil }
-func (w *memWriter) TsigStatus() error           { return w.tsig }
-func (w *memWriter) TsigTimersOnly(bool)         {}
-func (w *memWriter) Hijack()                     {}
+func (w *memWriter) Write(b []byte) (int, error) {
+	w.out = append(w.out[:0], b...)
+	w.n++
+	return len(b), nil
+}
+func (w *memWriter) Close() error        { return nil }
+func (w *memWriter) TsigStatus() error   { return w.tsig }
+func (w *memWriter) TsigTimersOnly(bool) {}
+func (w *memWriter) Hijack()             {}
 
 // serveBytes runs raw query bytes through the same steps as the network
 // server: header check, accept filter, unpack (FORMERR on failure), handler.
