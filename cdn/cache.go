@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/outpost-edge/outpost/cdn/store"
+	"github.com/outpost-edge/outpost/internal/units"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -77,6 +78,8 @@ func New(cfg Config, opts Options) (*Cache, error) {
 		MaxObjects:    cfg.MaxObjects,
 		MaxObjectSize: cfg.MaxObjectSize.Int64(),
 		Policy:        cfg.Eviction,
+		MemBudget:     memBudget(cfg.MemoryBodies),
+		MemObjectMax:  cfg.MemoryBodyMax.Int64(),
 		FlushInterval: cfg.AccessFlushInterval.D(),
 		Clock:         opts.Clock,
 		Logger:        c.log,
@@ -137,4 +140,11 @@ func (c *Cache) warnOverrideOnce(route string, rule int) {
 	if !seen {
 		c.log.Warn("ttl rule overrides origin no-store/private", "route", route, "rule", rule)
 	}
+}
+
+func memBudget(s *units.Size) int64 {
+	if s == nil {
+		return 0
+	}
+	return s.Int64()
 }

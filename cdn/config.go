@@ -25,6 +25,13 @@ type Config struct {
 	// MaxObjectSize: larger responses are passed through, not stored.
 	// Default 256MiB, at most max_size.
 	MaxObjectSize units.Size `yaml:"max_object_size"`
+	// MemoryBodies bounds the memory used to keep small hot bodies (on top
+	// of their files) so a hit makes no system call. Default 64MiB; "0"
+	// disables.
+	MemoryBodies *units.Size `yaml:"memory_bodies"`
+	// MemoryBodyMax: bodies up to this size may be kept in memory.
+	// Default 64KiB.
+	MemoryBodyMax units.Size `yaml:"memory_body_max"`
 	// Eviction is the eviction/admission policy: s3fifo (default; lock-free
 	// hits, filters one-hit wonders) or lru.
 	Eviction string `yaml:"eviction"`
@@ -89,6 +96,13 @@ func (c *Config) SetDefaults() {
 			c.MaxObjectSize = c.MaxSize
 		}
 	}
+	if c.MemoryBodies == nil {
+		m := units.Size(64 << 20)
+		c.MemoryBodies = &m
+	}
+	if c.MemoryBodyMax == 0 {
+		c.MemoryBodyMax = 64 << 10
+	}
 	if c.Eviction == "" {
 		c.Eviction = store.PolicyS3FIFO
 	}
@@ -147,6 +161,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxObjectSize < 1 || c.MaxObjectSize > c.MaxSize {
 		l.Addf("max_object_size", "must be between 1 byte and max_size (%d), got %d", c.MaxSize, c.MaxObjectSize)
+	}
+	if c.MemoryBodies != nil && *c.MemoryBodies < 0 {
+		l.Addf("memory_bodies", "must be >= 0, got %d", *c.MemoryBodies)
+	}
+	if c.MemoryBodyMax < 0 {
+		l.Addf("memory_body_max", "must be >= 0, got %d", c.MemoryBodyMax)
 	}
 	if c.Eviction != store.PolicyS3FIFO && c.Eviction != store.PolicyLRU {
 		l.Addf("eviction", "unknown policy %q (want s3fifo, lru)", c.Eviction)

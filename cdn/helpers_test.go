@@ -46,7 +46,7 @@ type origin struct {
 	fn   http.HandlerFunc
 	// inner is the test's handler when fn wraps it (newEnv).
 	inner http.HandlerFunc
-	last http.Header // last request header seen
+	last  http.Header // last request header seen
 }
 
 func newOrigin(t testing.TB, fn http.HandlerFunc) *origin {
@@ -96,7 +96,7 @@ type env struct {
 
 type envOpt func(*env)
 
-func withConfig(f func(*Config)) envOpt      { return func(e *env) { f(&e.cfg) } }
+func withConfig(f func(*Config)) envOpt     { return func(e *env) { f(&e.cfg) } }
 func withRoute(f func(*RouteConfig)) envOpt { return func(e *env) { f(&e.rc) } }
 func withUpstream(f func(http.Handler) http.Handler) envOpt {
 	return func(e *env) { e.wrapUp = f }

@@ -1,6 +1,7 @@
 package cdn
 
 import (
+	"bytes"
 	"io"
 	"net/http"
 	"os"
@@ -77,14 +78,20 @@ func (h *handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 		rend, _ := e.Encoding(enc)
 		path, size = e.EncodingPath(enc), rend.Size
 	}
-	file, err := openFile(path)
-	if err != nil {
-		// Evicted or purged between lookup and open: fetch it instead.
-		c.ioError("read", e.Key, err)
-		h.pass(w, r, resMiss, "store-read")
-		return
+	var body io.ReadSeeker
+	if b := c.store.Body(e, enc); b != nil {
+		body = bytes.NewReader(b)
+	} else {
+		file, err := openFile(path)
+		if err != nil {
+			// Evicted or purged between lookup and open: fetch it instead.
+			c.ioError("read", e.Key, err)
+			h.pass(w, r, resMiss, "store-read")
+			return
+		}
+		defer file.Close()
+		body = file
 	}
-	defer file.Close()
 
 	reqinfo.From(r.Context()).Set(reqinfo.FieldCache, xcache)
 	c.m.requests.WithLabelValues(strings.ToLower(xcache)).Inc()
@@ -127,7 +134,7 @@ func (h *handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 			lm = t
 		}
 		cw := &countingWriter{ResponseWriter: w}
-		http.ServeContent(cw, r, "", lm, file)
+		http.ServeContent(cw, r, "", lm, body)
 		c.m.servedB.Add(float64(cw.n))
 		return
 	}
@@ -143,7 +150,7 @@ func (h *handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 	if r.Method == http.MethodHead || e.Status == http.StatusNoContent {
 		return
 	}
-	n, _ := io.Copy(w, file)
+	n, _ := io.Copy(w, body)
 	c.m.servedB.Add(float64(n))
 }
 

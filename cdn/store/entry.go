@@ -85,6 +85,12 @@ type Entry struct {
 	dirty    atomic.Bool  // accessed changed since the last flush
 	freq     atomic.Int32 // s3fifo access counter
 
+	// mem holds small bodies in memory so a hot hit makes no system call:
+	// index 0 is the identity body, i+1 is Encodings[i].
+	mem      [4]atomic.Pointer[[]byte]
+	memBytes atomic.Int64 // bytes charged to Store.memUsed
+	dead     atomic.Bool  // left the store; its memory must not be charged
+
 	pn      node // policy list state, guarded by the policy
 	removed bool // guarded by Store.evictMu
 }

@@ -53,6 +53,11 @@ type Options struct {
 	// CreateTemp creates a temp body file; nil means os.CreateTemp. Tests
 	// inject write faults (disk full) through it.
 	CreateTemp func(dir, pattern string) (File, error)
+	// MemBudget bounds the bytes of small bodies kept in memory (on top of
+	// their files) so hot hits need no system call. 0 disables.
+	MemBudget int64
+	// MemObjectMax: only bodies up to this size are kept in memory.
+	MemObjectMax int64
 	// OnEvict is called after entries were evicted for space.
 	OnEvict func(entries int, bytes int64)
 }
@@ -94,6 +99,7 @@ type Store struct {
 	evictMu sync.Mutex // serialises admission and eviction
 	objects atomic.Int64
 	bytes   atomic.Int64
+	memUsed atomic.Int64
 	gen     atomic.Uint64
 
 	dirty     chan *Entry
@@ -301,6 +307,54 @@ func (s *Store) account(e *Entry) {
 func (s *Store) unaccount(e *Entry) {
 	s.objects.Add(-1)
 	s.bytes.Add(-e.TotalSize())
+	e.dead.Store(true)
+	s.memUsed.Add(-e.memBytes.Swap(0))
+}
+
+// MemBytes returns the bytes of bodies held in memory.
+func (s *Store) MemBytes() int64 { return s.memUsed.Load() }
+
+// Body returns the named rendition's body ("" for identity) from memory,
+// loading it from its file when it is small and the memory budget allows;
+// nil means "read the file".
+func (s *Store) Body(e *Entry, enc string) []byte {
+	idx, path, size := 0, e.path, e.Size
+	if enc != "" {
+		idx = -1
+		for i, r := range e.Encodings {
+			if r.Name == enc {
+				idx, path, size = i+1, filepath.Join(s.objDir, r.File), r.Size
+			}
+		}
+	}
+	if idx < 0 || idx >= len(e.mem) || size > s.opts.MemObjectMax {
+		return nil
+	}
+	if p := e.mem[idx].Load(); p != nil {
+		return *p
+	}
+	if e.dead.Load() {
+		return nil
+	}
+	if s.memUsed.Add(size) > s.opts.MemBudget {
+		s.memUsed.Add(-size)
+		return nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil || int64(len(b)) != size {
+		s.memUsed.Add(-size)
+		return nil
+	}
+	if !e.mem[idx].CompareAndSwap(nil, &b) {
+		s.memUsed.Add(-size)
+		return *e.mem[idx].Load()
+	}
+	e.memBytes.Add(size)
+	if e.dead.Load() {
+		// Removed while loading: give the budget back (once, via Swap).
+		s.memUsed.Add(-e.memBytes.Swap(0))
+	}
+	return b
 }
 
 // Objects returns the number of stored entries.

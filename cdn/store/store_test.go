@@ -1,0 +1,237 @@
+package store
+
+import (
+	"encoding/json"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+func openT(t *testing.T, dir string, mod func(*Options)) *Store {
+	t.Helper()
+	o := Options{Dir: dir, MaxSize: 1 << 20, MaxObjects: 1000, FlushInterval: time.Hour}
+	if mod != nil {
+		mod(&o)
+	}
+	s, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		checkInvariants(t, s)
+		s.Close()
+	})
+	return s
+}
+
+// checkInvariants verifies memory accounting matches the index.
+func checkInvariants(t *testing.T, s *Store) {
+	t.Helper()
+	var n, b int64
+	for _, e := range s.Select(func(*Entry) bool { return true }) {
+		n++
+		b += e.TotalSize()
+		if _, err := os.Stat(e.Path()); err != nil {
+			t.Errorf("entry %q has no body file", e.Key)
+		}
+	}
+	if n != s.Objects() || b != s.Bytes() {
+		t.Errorf("accounting: %d/%d objects, %d/%d bytes", n, s.Objects(), b, s.Bytes())
+	}
+}
+
+func put(t *testing.T, s *Store, key, body string) *Entry {
+	t.Helper()
+	w, err := s.Create()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte(body))
+	e, err := w.Commit(Meta{Key: key, Status: 200, Header: http.Header{"X": {"1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func TestPutLookupReplace(t *testing.T) {
+	s := openT(t, t.TempDir(), nil)
+	e1 := put(t, s, "http://a/x", "one")
+	if got := s.Lookup("http://a/x", nil); got != e1 {
+		t.Fatal("lookup")
+	}
+	e2 := put(t, s, "http://a/x", "three")
+	if got := s.Lookup("http://a/x", nil); got != e2 || s.Objects() != 1 || s.Bytes() != 5 {
+		t.Fatalf("replace: objects %d bytes %d", s.Objects(), s.Bytes())
+	}
+	if _, err := os.Stat(e1.Path()); !os.IsNotExist(err) {
+		t.Fatal("old body kept")
+	}
+	if _, err := s.Update(e1, func(m *Meta) {}); err != ErrStale {
+		t.Fatalf("update of replaced entry: %v", err)
+	}
+	if n := s.Remove([]*Entry{e2}); n != 1 || s.Objects() != 0 {
+		t.Fatal("remove")
+	}
+}
+
+func TestReconcileDropsBrokenRecords(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(Options{Dir: dir, MaxSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := put(t, s, "http://a/good", "good")
+	trunc := put(t, s, "http://a/trunc", "truncated body")
+	gone := put(t, s, "http://a/gone", "gone")
+	s.Close()
+	os.Truncate(trunc.Path(), 3)
+	os.Remove(gone.Path())
+	orphan := filepath.Join(dir, "objects", "ab", "cd", "orphan.id.1")
+	os.MkdirAll(filepath.Dir(orphan), 0o750)
+	os.WriteFile(orphan, []byte("x"), 0o600)
+	os.WriteFile(filepath.Join(dir, "tmp", "body-123"), []byte("partial"), 0o600)
+	// A tampered record pointing outside the objects directory.
+	db, _ := bolt.Open(filepath.Join(dir, "index.db"), 0o600, nil)
+	db.Update(func(tx *bolt.Tx) error {
+		m := Meta{Key: "http://a/evil", Status: 200, File: "../../../etc/passwd", Size: 10}
+		v, _ := json.Marshal(m)
+		return tx.Bucket(bucketMeta).Put([]byte(entryID(m.Key, "")), v)
+	})
+	db.Close()
+
+	s2 := openT(t, dir, nil)
+	if s2.Lookup("http://a/good", nil) == nil || s2.Objects() != 1 {
+		t.Fatalf("objects %d", s2.Objects())
+	}
+	for _, k := range []string{"http://a/trunc", "http://a/gone", "http://a/evil"} {
+		if s2.Lookup(k, nil) != nil {
+			t.Errorf("%s served after reconcile", k)
+		}
+	}
+	if _, err := os.Stat(orphan); !os.IsNotExist(err) {
+		t.Error("orphan kept")
+	}
+	if ents, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(ents) != 0 {
+		t.Error("temp kept")
+	}
+	_ = good
+}
+
+func TestAccessTimesBatched(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Unix(1000, 0)
+	s, _ := Open(Options{Dir: dir, MaxSize: 1 << 20, FlushInterval: time.Hour, Clock: func() time.Time { return now }})
+	put(t, s, "http://a/1", "1")
+	put(t, s, "http://a/2", "2")
+	now = now.Add(time.Hour)
+	s.Lookup("http://a/1", nil) // 1 is now the most recent
+	s.Close()                   // flushes
+	s2 := openT(t, dir, func(o *Options) { o.Policy = PolicyLRU; o.MaxObjects = 1 })
+	// LRU restored by access time: 2 (older) was evicted at Open.
+	if s2.Lookup("http://a/1", nil) == nil || s2.Lookup("http://a/2", nil) != nil {
+		t.Fatal("access order not restored")
+	}
+}
+
+func TestVariants(t *testing.T) {
+	s := openT(t, t.TempDir(), nil)
+	mk := func(lang string) {
+		w, _ := s.Create()
+		w.Write([]byte(lang))
+		h := http.Header{"Accept-Language": {lang}}
+		vary := []string{"Accept-Language"}
+		if _, err := w.Commit(Meta{Key: "k", Vary: vary, Variant: VariantKey(vary, h), Status: 200}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk("en")
+	mk("fr")
+	if len(s.Variants("k")) != 2 {
+		t.Fatal("variants")
+	}
+	if e := s.Lookup("k", http.Header{"Accept-Language": {"FR"}}); e == nil || e.Size != 2 {
+		t.Fatal("variant lookup")
+	}
+	// A response with a different Vary drops the old variants.
+	w, _ := s.Create()
+	w.Write([]byte("x"))
+	w.Commit(Meta{Key: "k", Status: 200})
+	if len(s.Variants("k")) != 1 || s.Objects() != 1 {
+		t.Fatalf("vary change: %d", s.Objects())
+	}
+}
+
+// zipfTrace simulates a request stream over n objects with Zipf popularity
+// (s=1.01, like web object popularity) and returns the hit ratio of a policy
+// holding capacity objects.
+func zipfHitRatio(p Policy, n, capacity, requests int, seed uint64) float64 {
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	z := rand.NewZipf(r, 1.01, 1, uint64(n-1))
+	entries := make(map[uint64]*Entry)
+	back := make(map[*Entry]uint64)
+	hits := 0
+	for i := 0; i < requests; i++ {
+		k := z.Uint64()
+		if e, ok := entries[k]; ok {
+			p.Hit(e)
+			hits++
+			continue
+		}
+		e := &Entry{Meta: Meta{Size: 1}, id: strconv.FormatUint(k, 36)}
+		p.Admit(e)
+		entries[k] = e
+		back[e] = k
+		for len(entries) > capacity {
+			v := p.Victim()
+			delete(entries, back[v])
+			delete(back, v)
+		}
+	}
+	return float64(hits) / float64(requests)
+}
+
+// TestPolicyZipfHitRatio measures the eviction policies on a Zipf workload:
+// S3-FIFO (the default) must do at least as well as LRU.
+func TestPolicyZipfHitRatio(t *testing.T) {
+	const n, requests = 100000, 200000
+	for _, capacity := range []int{1000, 10000} {
+		s3 := zipfHitRatio(newS3FIFO(int64(capacity), capacity), n, capacity, requests, 1)
+		lr := zipfHitRatio(&lru{}, n, capacity, requests, 1)
+		t.Logf("zipf(1.01) n=%d cache=%d: s3fifo %.4f, lru %.4f", n, capacity, s3, lr)
+		if s3 < lr {
+			t.Errorf("s3fifo %.4f < lru %.4f", s3, lr)
+		}
+	}
+}
+
+func TestMemoryBodies(t *testing.T) {
+	s := openT(t, t.TempDir(), func(o *Options) { o.MemBudget = 10; o.MemObjectMax = 6 })
+	a := put(t, s, "http://a/a", "aaaaa")
+	b := put(t, s, "http://a/b", "bbbbb")
+	big := put(t, s, "http://a/big", "0123456789")
+	if string(s.Body(a, "")) != "aaaaa" || string(s.Body(b, "")) != "bbbbb" || s.MemBytes() != 10 {
+		t.Fatalf("mem %d", s.MemBytes())
+	}
+	if s.Body(big, "") != nil {
+		t.Fatal("over object max kept in memory")
+	}
+	c := put(t, s, "http://a/c", "ccccc")
+	if s.Body(c, "") != nil {
+		t.Fatal("over budget kept in memory")
+	}
+	s.Remove([]*Entry{a})
+	if s.MemBytes() != 5 {
+		t.Fatalf("after remove %d", s.MemBytes())
+	}
+	put(t, s, "http://a/b", "replaced")
+	if s.MemBytes() != 0 {
+		t.Fatalf("after replace %d", s.MemBytes())
+	}
+}
