@@ -9,6 +9,8 @@
 # Usage: bench/http/passthrough.sh            (from anywhere in the repo)
 # Knobs (env): DURATION=10s CONNS=64 THREADS=2 ROUNDS=3 WARMUP=2s
 #              BASE_PORT=18080 (uses BASE_PORT..BASE_PORT+3)
+# Outpost runs without its access log (--access-log=false), as HAProxy runs
+# here without logging.
 # Needs: go, wrk and haproxy (Debian packages; installed with apt-get when
 # missing and running as root).
 set -euo pipefail
@@ -71,7 +73,7 @@ wait_port "$B1"
 wait_port "$B2"
 
 /tmp/outpost proxy --listen "$OUTPOST_ADDR" --origin "http://$B1" --origin "http://$B2" \
-	--policy round_robin --no-cache >"$WORK/outpost.log" 2>&1 & PIDS+=($!)
+	--policy round_robin --no-cache --access-log=false >"$WORK/outpost.log" 2>&1 & PIDS+=($!)
 
 cat >"$WORK/haproxy.cfg" <<EOF
 global
