@@ -443,7 +443,7 @@ func (rc *RouteConfig) Validate() error {
 		l.Addf("max_body", "must be >= 0")
 	}
 	switch rc.Auth.Mode {
-	case ModeRequired, ModeOptional, ModeNone:
+	case "", ModeRequired, ModeOptional, ModeNone: // "" is the default, required
 	default:
 		l.Addf("auth.mode", "unknown mode %q (want required, optional, none)", rc.Auth.Mode)
 	}

@@ -151,6 +151,9 @@ type jwtVerifier struct {
 	jwks    []jwksRef
 	issuers []string
 	maxSize int
+	leeway  time.Duration
+	now     func() time.Time
+	cache   *tokenCache
 }
 
 // jwksRef is a key set used by this config, with this config's intervals.
@@ -167,6 +170,9 @@ func newJWTVerifier(c JWTConfig, cache *jwksCache, now func() time.Time) (*jwtVe
 		byAlg:   map[string][]verifyKey{},
 		issuers: c.Issuers,
 		maxSize: int(c.MaxTokenSize.Int64()),
+		leeway:  c.Leeway.D(),
+		now:     now,
+		cache:   newTokenCache(),
 	}
 	for _, kc := range c.Keys {
 		k, err := parseKey(kc)
@@ -214,6 +220,11 @@ func (v *jwtVerifier) verify(ctx context.Context, token string) (*identity.Ident
 	if len(token) > v.maxSize {
 		return nil, errTooLarge
 	}
+	now := v.now()
+	sum := tokenSum(token)
+	if id, ok := v.cache.get(sum, now); ok {
+		return id, nil
+	}
 	var claims tokenClaims
 	_, err := v.parser.ParseWithClaims(token, &claims, func(t *jwt.Token) (any, error) {
 		return v.key(ctx, t, claims.Issuer)
@@ -240,6 +251,13 @@ func (v *jwtVerifier) verify(ctx context.Context, token string) (*identity.Ident
 			id.Roles = append(id.Roles, r)
 		}
 	}
+	until := now.Add(tokenCacheTTL)
+	if claims.ExpiresAt != nil {
+		if exp := claims.ExpiresAt.Add(v.leeway); exp.Before(until) {
+			until = exp
+		}
+	}
+	v.cache.put(sum, id, until, now)
 	return id, nil
 }
 

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -216,5 +217,38 @@ func TestParseJWKSSkipsJunk(t *testing.T) {
 	}
 	if _, err := parseJWKS([]byte("not json")); err == nil {
 		t.Fatal("want error for non-JSON")
+	}
+}
+
+// TestTokenCacheHonoursExpiry: a verified token is remembered, but never
+// past its exp (plus leeway), and a tampered copy never hits the cache.
+func TestTokenCacheHonoursExpiry(t *testing.T) {
+	k := keys(t)
+	clk := newClock()
+	cfg := Config{JWT: k.jwtConfig()}
+	cfg.SetDefaults()
+	m, _ := newMetrics(nil)
+	v, err := newJWTVerifier(cfg.JWT, newJWKSCache(http.DefaultClient, clk.Now, nil, m), clk.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := stdClaims(clk.Now())
+	c["exp"] = clk.Now().Add(10 * time.Second).Unix()
+	tok := sign(t, jwt.SigningMethodHS256, k.hmacKID, k.hmac, c)
+	for range 2 {
+		if _, err := v.verify(context.Background(), tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(v.cache.m) != 1 {
+		t.Fatalf("cache has %d entries", len(v.cache.m))
+	}
+	parts := strings.Split(tok, ".")
+	if _, err := v.verify(context.Background(), parts[0]+"."+parts[1]+"x."+parts[2]); err == nil {
+		t.Fatal("tampered token accepted")
+	}
+	clk.Advance(10*time.Second + cfg.JWT.Leeway.D())
+	if _, err := v.verify(context.Background(), tok); jwtReason(err) != "expired" {
+		t.Fatalf("expired token: %v", err)
 	}
 }

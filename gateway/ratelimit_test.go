@@ -202,7 +202,9 @@ func TestRedisGlobalLimitAndFallback(t *testing.T) {
 	cfg := Config{
 		APIKeys: []APIKeyConfig{{ID: "g1", Hash: HashKey(key), Owner: "u1"}},
 		Tiers:   map[string]RateLimit{"free": {Requests: limit, Window: units.Duration(time.Hour)}},
-		Redis:   RedisConfig{Enabled: true, Cooldown: units.Duration(200 * time.Millisecond), Timeout: units.Duration(100 * time.Millisecond)},
+		// A generous timeout: on a loaded CI machine a slow answer must
+		// not be mistaken for an outage in the "global" phases.
+		Redis: RedisConfig{Enabled: true, Cooldown: units.Duration(200 * time.Millisecond), Timeout: units.Duration(2 * time.Second)},
 	}
 	o := newOrigin(t)
 	var nodes []*env
@@ -268,7 +270,7 @@ func TestRedisCircuitSkipsDeadRedis(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st.redis.configure(RedisConfig{KeyPrefix: "t:", Timeout: units.Duration(100 * time.Millisecond), Cooldown: units.Duration(time.Second)})
+	st.redis.configure(RedisConfig{KeyPrefix: "t:", Timeout: units.Duration(2 * time.Second), Cooldown: units.Duration(time.Second)})
 	p := newPolicy("p", "p:", RateLimit{Requests: 10, Window: units.Duration(time.Minute), Burst: 10})
 	if _, err := st.redis.Allow(context.Background(), "k", p); err != nil {
 		t.Fatal(err)

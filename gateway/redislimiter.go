@@ -79,14 +79,14 @@ func (l *redisLimiter) Allow(ctx context.Context, key string, p *policy) (Decisi
 		}
 		probe = true
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(l.timeout.Load()))
-	d, err := l.eval(ctx, key, p)
+	callCtx, cancel := context.WithTimeout(ctx, time.Duration(l.timeout.Load()))
+	d, err := l.eval(callCtx, key, p)
 	cancel()
 	if probe {
 		l.probing.Store(false)
 	}
 	if err != nil {
-		if ctx.Err() != nil && errors.Is(context.Cause(ctx), context.Canceled) {
+		if ctx.Err() != nil {
 			// The client went away; that says nothing about Redis.
 			return Decision{}, err
 		}
