@@ -2,6 +2,9 @@ package lb
 
 import (
 	"fmt"
+	"io"
+	"net/http/httptest"
+	"strings"
 	"math/rand/v2"
 	"net/http"
 	"net/netip"
@@ -39,4 +42,42 @@ func BenchmarkPick(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkRoundTrip compares a request through a Pool with the same
+// request through a bare http.Transport to one loopback backend: the
+// difference is the pool's own cost per request.
+func BenchmarkRoundTrip(b *testing.B) {
+	body := strings.Repeat("x", 1024)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, body)
+	}))
+	defer srv.Close()
+	run := func(b *testing.B, rt http.RoundTripper) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				req, _ := http.NewRequest(http.MethodGet, srv.URL+"/x", nil)
+				resp, err := rt.RoundTrip(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		})
+	}
+	b.Run("transport", func(b *testing.B) {
+		t := &http.Transport{MaxIdleConnsPerHost: 128, DisableCompression: true}
+		defer t.CloseIdleConnections()
+		run(b, t)
+	})
+	b.Run("pool", func(b *testing.B) {
+		p, err := New("bench", PoolConfig{Backends: []BackendConfig{{URL: srv.URL}}}, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer p.Close()
+		run(b, p)
+	})
 }

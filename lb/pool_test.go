@@ -53,6 +53,9 @@ func TestKillBackendDuringLoad(t *testing.T) {
 	bs := []*testBackend{startBackend(t, "b0", nil), startBackend(t, "b1", nil), startBackend(t, "b2", nil)}
 	cfg := poolConfig(PolicyRoundRobin, bs...)
 	cfg.Health = fastHealth()
+	// Slower checks than passive detection, so the load loop's failures
+	// eject b2 before its checks fail.
+	cfg.Health.Interval = units.Duration(100 * time.Millisecond)
 	cfg.Health.SlowStart = units.Duration(time.Minute)
 	cfg.Outlier.ConsecutiveFailures = 3
 	p := newTestPool(t, cfg, Options{})
@@ -111,8 +114,8 @@ func TestKillBackendDuringLoad(t *testing.T) {
 	if st.SlowStart <= 0 || st.SlowStart >= 0.5 {
 		t.Errorf("b2 slow start share %v, want ramping", st.SlowStart)
 	}
-	if st.Failures == 0 {
-		t.Errorf("no failures recorded for b2")
+	if st.Failures == 0 || st.Ejections == 0 {
+		t.Errorf("b2: %d failures, %d ejections; want it ejected", st.Failures, st.Ejections)
 	}
 	// While ramping b2 gets a small share of round robin.
 	before := [3]int64{bs[0].hits.Load(), bs[1].hits.Load(), bs[2].hits.Load()}
