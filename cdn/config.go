@@ -23,7 +23,7 @@ type Config struct {
 	// MaxObjects bounds the number of stored entries. Default 1000000.
 	MaxObjects int `yaml:"max_objects"`
 	// MaxObjectSize: larger responses are passed through, not stored.
-	// Default 256MiB, at most max_size.
+	// Default max_size/4 (256MiB for the default max_size).
 	MaxObjectSize units.Size `yaml:"max_object_size"`
 	// MemoryBodies bounds the memory used to keep small hot bodies (on top
 	// of their files) so a hit makes no system call. Default 64MiB; "0"
@@ -91,10 +91,7 @@ func (c *Config) SetDefaults() {
 		c.MaxObjects = 1000000
 	}
 	if c.MaxObjectSize == 0 {
-		c.MaxObjectSize = 256 << 20
-		if c.MaxObjectSize > c.MaxSize {
-			c.MaxObjectSize = c.MaxSize
-		}
+		c.MaxObjectSize = c.MaxSize / 4
 	}
 	if c.MemoryBodies == nil {
 		m := units.Size(64 << 20)

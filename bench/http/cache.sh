@@ -1,0 +1,238 @@
+#!/usr/bin/env bash
+# cache.sh — cache HIT scenario: wrk against Outpost (`outpost proxy`),
+# nginx with proxy_cache and Varnish, all three in front of the same local
+# origin (bench/http/cacheorigin), for 1 KiB, 100 KiB and 10 MiB objects.
+# Every cache is warmed first; the origin's request counter is checked after
+# the runs, so the figures are hits. Runs are interleaved (outpost, nginx,
+# varnish, outpost, ...) so machine noise hits all alike. Prints requests/s,
+# MB/s and p99 per run, the means, and Outpost's ratios to each peer.
+# Targets: Outpost >= nginx requests/s for 1 KiB hits and >= nginx MB/s for
+# 10 MiB hits.
+#
+# With BIG=1 it also serves a cached 1 GiB object to 50 concurrent clients
+# through Outpost and prints the process's peak RSS (target < 100 MiB).
+#
+# Usage: bench/http/cache.sh              (from anywhere in the repo)
+# Knobs (env): DURATION=10s CONNS=64 THREADS=2 ROUNDS=3 SIZES="1k 100k 10m"
+#              PEERS="nginx varnish" BIG=0 BASE_PORT=18180 (uses +0..+3)
+# Outpost runs without its access log, as nginx and Varnish run here without
+# logging. Needs: go, curl, wrk, nginx, varnish (Debian packages; installed
+# with apt-get when missing and running as root).
+set -euo pipefail
+
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-64}
+THREADS=${THREADS:-2}
+ROUNDS=${ROUNDS:-3}
+SIZES=${SIZES:-"1k 100k 10m"}
+PEERS=${PEERS:-"nginx varnish"}
+BIG=${BIG:-0}
+BASE_PORT=${BASE_PORT:-18180}
+
+ORIGIN=127.0.0.1:$BASE_PORT
+declare -A ADDR=(
+	[outpost]=127.0.0.1:$((BASE_PORT + 1))
+	[nginx]=127.0.0.1:$((BASE_PORT + 2))
+	[varnish]=127.0.0.1:$((BASE_PORT + 3))
+)
+
+cd "$(dirname "$0")/../.."
+WORK=$(mktemp -d /tmp/outpost-cachebench.XXXXXX)
+PIDS=()
+cleanup() {
+	for pid in "${PIDS[@]}"; do
+		kill "$pid" 2>/dev/null || true
+	done
+	wait 2>/dev/null || true
+	rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+need() { # command package
+	command -v "$1" >/dev/null 2>&1 && return 0
+	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+		echo "installing $2 ..." >&2
+		apt-get install -y "$2" >/dev/null 2>&1 || { apt-get update >/dev/null 2>&1 && apt-get install -y "$2" >/dev/null 2>&1; }
+	fi
+	command -v "$1" >/dev/null 2>&1 || { echo "cache.sh: $1 not found (apt-get install $2)" >&2; exit 1; }
+}
+need wrk wrk
+need curl curl
+for p in $PEERS; do
+	case $p in
+	nginx) need nginx nginx ;;
+	varnish) PATH=$PATH:/usr/sbin need varnishd varnish ;;
+	*) echo "cache.sh: unknown peer $p" >&2; exit 2 ;;
+	esac
+done
+export PATH=$PATH:/usr/sbin
+
+echo "building ..." >&2
+go build -o "$WORK/outpost" ./cmd/outpost
+go build -o "$WORK/cacheorigin" ./bench/http/cacheorigin
+if ! "$WORK/outpost" help proxy >/dev/null 2>&1; then
+	echo "cache.sh: 'outpost proxy' is not available in this build" >&2
+	exit 1
+fi
+
+wait_port() { # addr
+	for _ in $(seq 1 100); do
+		if curl -s -o /dev/null "http://$1/1k"; then return 0; fi
+		sleep 0.1
+	done
+	echo "cache.sh: nothing answers on $1" >&2
+	exit 1
+}
+
+"$WORK/cacheorigin" --listen "$ORIGIN" 2>"$WORK/origin.log" & PIDS+=($!)
+wait_port "$ORIGIN"
+
+"$WORK/outpost" proxy --listen "${ADDR[outpost]}" --origin "http://$ORIGIN" \
+	--cache-dir "$WORK/outpost-cache" --cache-size 8GiB --access-log=false >"$WORK/outpost.log" 2>&1 & PIDS+=($!)
+OUTPOST_PID=$!
+
+for p in $PEERS; do
+	case $p in
+	nginx)
+		mkdir -p "$WORK/nginx"
+		cat >"$WORK/nginx/nginx.conf" <<EOF
+user root;
+worker_processes auto;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+	access_log off;
+	sendfile on;
+	tcp_nopush on;
+	keepalive_requests 1000000;
+	client_body_temp_path $WORK/nginx/body;
+	proxy_temp_path $WORK/nginx/proxy;
+	fastcgi_temp_path $WORK/nginx/fcgi;
+	uwsgi_temp_path $WORK/nginx/uwsgi;
+	scgi_temp_path $WORK/nginx/scgi;
+	proxy_cache_path $WORK/nginx/cache levels=1:2 keys_zone=c:64m max_size=8g inactive=1h use_temp_path=off;
+	upstream origin { server $ORIGIN; keepalive 64; }
+	server {
+		listen ${ADDR[nginx]};
+		location / {
+			proxy_pass http://origin;
+			proxy_http_version 1.1;
+			proxy_set_header Connection "";
+			proxy_cache c;
+			proxy_cache_lock on;
+			proxy_max_temp_file_size 0;
+			add_header X-Cache \$upstream_cache_status;
+		}
+	}
+}
+EOF
+		nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" >"$WORK/nginx.log" 2>&1 & PIDS+=($!)
+		;;
+	varnish)
+		varnishd -F -j none -n "$WORK/varnish" -a "${ADDR[varnish]}" -b "$ORIGIN" \
+			-s malloc,2g -p default_ttl=3600 >"$WORK/varnish.log" 2>&1 & PIDS+=($!)
+		;;
+	esac
+done
+
+SERVERS="outpost $PEERS"
+for s in $SERVERS; do
+	wait_port "${ADDR[$s]}"
+done
+
+# Warm every cache with every object (twice: the second must be a hit).
+for size in $SIZES; do
+	for s in $SERVERS; do
+		curl -s -o /dev/null "http://${ADDR[$s]}/$size"
+		curl -s -o /dev/null "http://${ADDR[$s]}/$size"
+	done
+done
+BEFORE=$(curl -s "http://$ORIGIN/_count")
+
+# run_wrk URL -> "rps mbps p99_ms"
+run_wrk() {
+	wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$1" | awk '
+		function ms(v) {
+			if (v ~ /us$/) { sub(/us$/, "", v); return v / 1000 }
+			if (v ~ /ms$/) { sub(/ms$/, "", v); return v + 0 }
+			if (v ~ /m$/)  { sub(/m$/, "", v);  return v * 60000 }
+			if (v ~ /s$/)  { sub(/s$/, "", v);  return v * 1000 }
+			return v
+		}
+		function mb(v) {
+			if (v ~ /GB$/) { sub(/GB$/, "", v); return v * 1024 }
+			if (v ~ /MB$/) { sub(/MB$/, "", v); return v + 0 }
+			if (v ~ /KB$/) { sub(/KB$/, "", v); return v / 1024 }
+			if (v ~ /B$/)  { sub(/B$/, "", v);  return v / 1048576 }
+			return v
+		}
+		/Requests\/sec:/ { rps = $2 }
+		/Transfer\/sec:/ { tp = mb($2) }
+		$1 == "99%" { p99 = ms($2) }
+		/Non-2xx or 3xx responses:/ { bad += $NF }
+		/Socket errors:/ { errs = $0 }
+		END {
+			if (bad > 0) printf "warning: %d non-2xx responses\n", bad > "/dev/stderr"
+			if (errs != "") print "warning: " errs > "/dev/stderr"
+			printf "%.0f %.1f %.3f\n", rps, tp, p99
+		}'
+}
+
+declare -A SUM_RPS SUM_MB SUM_P99
+echo
+printf "%-6s %-5s %-8s %12s %10s %10s\n" size round server "requests/s" "MB/s" "p99 ms"
+for size in $SIZES; do
+	for s in $SERVERS; do SUM_RPS[$size.$s]=0; SUM_MB[$size.$s]=0; SUM_P99[$size.$s]=0; done
+	for round in $(seq 1 "$ROUNDS"); do
+		for s in $SERVERS; do
+			read -r rps mbps p99 < <(run_wrk "http://${ADDR[$s]}/$size")
+			printf "%-6s %-5s %-8s %12s %10s %10s\n" "$size" "$round" "$s" "$rps" "$mbps" "$p99"
+			SUM_RPS[$size.$s]=$(awk -v a="${SUM_RPS[$size.$s]}" -v b="$rps" 'BEGIN{print a+b}')
+			SUM_MB[$size.$s]=$(awk -v a="${SUM_MB[$size.$s]}" -v b="$mbps" 'BEGIN{print a+b}')
+			SUM_P99[$size.$s]=$(awk -v a="${SUM_P99[$size.$s]}" -v b="$p99" 'BEGIN{print a+b}')
+		done
+	done
+done
+AFTER=$(curl -s "http://$ORIGIN/_count")
+
+echo
+echo "means over $ROUNDS rounds ($DURATION each, $CONNS connections):"
+printf "%-6s %-8s %12s %10s %10s\n" size server "requests/s" "MB/s" "p99 ms"
+for size in $SIZES; do
+	for s in $SERVERS; do
+		awk -v size="$size" -v s="$s" -v n="$ROUNDS" -v r="${SUM_RPS[$size.$s]}" -v m="${SUM_MB[$size.$s]}" -v p="${SUM_P99[$size.$s]}" \
+			'BEGIN { printf "%-6s %-8s %12.0f %10.1f %10.3f\n", size, s, r/n, m/n, p/n }'
+	done
+done
+echo
+echo "ratios (outpost / peer; p99: lower is better):"
+for size in $SIZES; do
+	for p in $PEERS; do
+		awk -v size="$size" -v p="$p" -v or="${SUM_RPS[$size.outpost]}" -v pr="${SUM_RPS[$size.$p]}" \
+			-v om="${SUM_MB[$size.outpost]}" -v pm="${SUM_MB[$size.$p]}" -v op="${SUM_P99[$size.outpost]}" -v pp="${SUM_P99[$size.$p]}" \
+			'BEGIN { printf "%-6s vs %-8s requests/s x%.2f   MB/s x%.2f   p99 x%.2f\n", size, p, or/pr, (pm > 0 ? om/pm : 0), (pp > 0 ? op/pp : 0) }'
+	done
+done
+echo "origin requests during the runs: $((AFTER - BEFORE)) (0 means every measured request was a hit)"
+
+if [ "$BIG" = 1 ]; then
+	echo
+	echo "1 GiB object, 50 concurrent clients, through Outpost:"
+	curl -s -o /dev/null "http://${ADDR[outpost]}/1g"
+	curl -s -o /dev/null -D "$WORK/big.hdr" "http://${ADDR[outpost]}/1g"
+	grep -i '^x-cache' "$WORK/big.hdr" || true
+	for _ in $(seq 1 50); do
+		curl -s -o /dev/null "http://${ADDR[outpost]}/1g" &
+	done
+	peak=0
+	while [ "$(jobs -r | wc -l)" -gt 0 ]; do
+		rss=$(awk '/VmRSS/ {print $2}' "/proc/$OUTPOST_PID/status")
+		[ "$rss" -gt "$peak" ] && peak=$rss
+		sleep 0.2
+	done
+	wait 2>/dev/null || true
+	hwm=$(awk '/VmHWM/ {print $2}' "/proc/$OUTPOST_PID/status")
+	echo "outpost RSS while serving: peak $((peak / 1024)) MiB (VmHWM over the whole run incl. the fill: $((hwm / 1024)) MiB)"
+fi
