@@ -26,6 +26,7 @@ type command struct {
 func commands() []*command {
 	return []*command{
 		checkConfigCommand(),
+		demoCommand(),
 		dnsCommand(),
 		proxyCommand(),
 		purgeCommand(),

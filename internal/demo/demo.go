@@ -1,0 +1,380 @@
+// Package demo runs the whole Outpost edge network on loopback, as
+// `outpost demo` promises (DESIGN.md §6): authoritative DNS for demo.test,
+// three steered edge nodes (eu, us, ap), two origin service instances and
+// one admin API managing all of it.
+package demo
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/outpost-edge/outpost/configs"
+	"github.com/outpost-edge/outpost/gateway"
+	"github.com/outpost-edge/outpost/internal/config"
+	"github.com/outpost-edge/outpost/internal/edge"
+	"github.com/outpost-edge/outpost/internal/node"
+	"github.com/outpost-edge/outpost/internal/telemetry"
+	"github.com/outpost-edge/outpost/origin"
+	"github.com/outpost-edge/outpost/origin/services"
+	"github.com/outpost-edge/outpost/origin/store"
+)
+
+// The demo contract's addresses.
+const (
+	DNSAddr   = "127.0.0.1:8053"
+	AdminAddr = "127.0.0.1:9090"
+	Origin1   = "127.0.0.1:9001"
+	Origin2   = "127.0.0.1:9002"
+)
+
+// Edge is one demo edge node.
+type Edge struct {
+	Name string
+	IP   string
+}
+
+// Edges are the three regions, in contract order.
+var Edges = []Edge{{"eu", "127.0.0.11"}, {"us", "127.0.0.12"}, {"ap", "127.0.0.13"}}
+
+// EdgeAddr is an edge's HTTP address.
+func (e Edge) EdgeAddr() string { return e.IP + ":8080" }
+
+// Options configure a demo run.
+type Options struct {
+	// DataDir holds everything the demo writes. Default $TMPDIR/outpost-demo.
+	DataDir string
+	// Token is the admin token; generated when empty.
+	Token string
+	// Log receives the process log; nil writes text to stderr.
+	Log *slog.Logger
+}
+
+// Demo is a running demo network.
+type Demo struct {
+	DataDir string
+	Token   string
+	Seed    services.SeedResult
+
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	nodes    []*node.Node
+	keys     *gateway.KeyStore
+	originDB *bolt.DB
+	servers  []*http.Server // origins and admin
+	started  time.Time
+	secrets  map[string]string
+}
+
+// Start brings the network up; on error everything already started is
+// stopped again.
+func Start(o Options) (d *Demo, err error) {
+	if o.DataDir == "" {
+		o.DataDir = filepath.Join(os.TempDir(), "outpost-demo")
+	}
+	if o.Log == nil {
+		o.Log = telemetry.NewLogger(os.Stderr, "info", "text")
+	}
+	if o.Token == "" {
+		o.Token = randomHex(16)
+	}
+	d = &Demo{DataDir: o.DataDir, Token: o.Token, log: o.Log, reg: telemetry.NewRegistry(), started: time.Now()}
+	defer func() {
+		if err != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			d.Shutdown(ctx)
+			d = nil
+		}
+	}()
+
+	// Bind every TCP address first, so a port in use is named before
+	// anything starts.
+	lns := map[string]net.Listener{}
+	for _, a := range []string{Origin1, Origin2, AdminAddr, Edges[0].EdgeAddr(), Edges[1].EdgeAddr(), Edges[2].EdgeAddr()} {
+		ln, err := edge.Listen(a)
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			return d, err
+		}
+		lns[a] = ln
+	}
+	used := map[string]bool{}
+	defer func() {
+		for a, l := range lns {
+			if !used[a] {
+				l.Close()
+			}
+		}
+	}()
+
+	if err := os.MkdirAll(d.DataDir, 0o700); err != nil {
+		return d, err
+	}
+	if err := d.writeFiles(); err != nil {
+		return d, err
+	}
+	sk, err := d.signingKey()
+	if err != nil {
+		return d, err
+	}
+	pubDER, _ := x509.MarshalPKIXPublicKey(sk.Public())
+	d.secrets = map[string]string{
+		"OUTPOST_DEMO_DATA":            d.DataDir,
+		"OUTPOST_DEMO_TOKEN":           d.Token,
+		"OUTPOST_DEMO_IDENTITY_SECRET": randomHex(32),
+		"OUTPOST_DEMO_JWT_PUBLIC_KEY":  string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})),
+	}
+
+	// Origins: two stateless instances sharing one bbolt store and one
+	// timeline cache (the embedded default; see docs/origin.md).
+	d.originDB, err = bolt.Open(filepath.Join(d.DataDir, "origin.db"), 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		return d, fmt.Errorf("origin store: %w (is another demo using %s?)", err, d.DataDir)
+	}
+	st, err := store.NewBolt(d.originDB)
+	if err != nil {
+		return d, err
+	}
+	purger, err := origin.NewPurgeClient("http://"+AdminAddr, d.Token, nil)
+	if err != nil {
+		return d, err
+	}
+	cache := origin.NewMemoryCache(10000, nil)
+	var apps []*services.App
+	for i, addr := range []string{Origin1, Origin2} {
+		app, err := services.New(services.Config{
+			Store: st, SigningKey: sk, IdentitySecret: []byte(d.secrets["OUTPOST_DEMO_IDENTITY_SECRET"]),
+			Purger: purger, Cache: cache, Instance: fmt.Sprintf("origin-%d", i+1),
+			Logger: d.log.With("instance", i+1),
+		})
+		if err != nil {
+			return d, err
+		}
+		apps = append(apps, app)
+		d.secrets["OUTPOST_DEMO_JWT_KID"] = app.KeyID()
+		srv := &http.Server{Handler: app.Handler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second}
+		used[addr] = true
+		go srv.Serve(lns[addr])
+		d.servers = append(d.servers, srv)
+	}
+
+	// Edges: one config file, three nodes.
+	d.keys, err = gateway.OpenKeyStore(filepath.Join(d.DataDir, "keys.db"))
+	if err != nil {
+		return d, err
+	}
+	for _, e := range Edges {
+		cfg, err := d.nodeConfig(e)
+		if err != nil {
+			return d, err
+		}
+		reg := prometheus.WrapRegistererWith(prometheus.Labels{"outpost_node": e.Name}, d.reg)
+		n, err := node.New(cfg, node.Options{
+			Logger: d.log.With("node", e.Name), Registerer: reg,
+			EdgeListener: lns[e.EdgeAddr()], Shared: &node.Shared{Keys: d.keys},
+		})
+		if err != nil {
+			return d, fmt.Errorf("node %s: %w", e.Name, err)
+		}
+		used[e.EdgeAddr()] = true
+		d.nodes = append(d.nodes, n)
+		if err := n.Start(); err != nil {
+			return d, fmt.Errorf("node %s: %w", e.Name, err)
+		}
+	}
+
+	adm := d.adminServer()
+	srv := &http.Server{Handler: adm, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second}
+	used[AdminAddr] = true
+	go srv.Serve(lns[AdminAddr])
+	d.servers = append(d.servers, srv)
+
+	// Seed last: writes purge the edges through the admin API, which is up now.
+	seedCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	d.Seed, err = apps[0].Seed(seedCtx)
+	cancel()
+	if err != nil {
+		return d, fmt.Errorf("seed: %w", err)
+	}
+	return d, nil
+}
+
+// nodeConfig loads $DATA/demo.yaml as node e.
+func (d *Demo) nodeConfig(e Edge) (*config.Config, error) {
+	path := filepath.Join(d.DataDir, "demo.yaml")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	lookup := func(k string) (string, bool) {
+		switch k {
+		case "OUTPOST_NODE":
+			return e.Name, true
+		case "OUTPOST_NODE_IP":
+			return e.IP, true
+		}
+		if v, ok := d.secrets[k]; ok {
+			return v, true
+		}
+		return os.LookupEnv(k)
+	}
+	cfg, err := config.Parse(path, data, e.Name, lookup)
+	if err != nil {
+		return nil, errors.New(config.Format(err))
+	}
+	if e.Name == "eu" && cfg.DNS != nil {
+		// The demo's well-known DNS address is served by the eu node.
+		cfg.DNS.Listen = append(cfg.DNS.Listen, DNSAddr)
+	}
+	return cfg, nil
+}
+
+// writeFiles puts the embedded config and zone into the data directory,
+// where reload reads them (edit $DATA/demo.yaml, then POST /v1/reload).
+func (d *Demo) writeFiles() error {
+	for _, name := range []string{"demo.yaml", "demo.test.zone"} {
+		b, err := configs.FS.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(d.DataDir, name), b, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// signingKey loads or creates the user service's JWT key, so tokens stay
+// valid across demo restarts.
+func (d *Demo) signingKey() (ed25519.PrivateKey, error) {
+	path := filepath.Join(d.DataDir, "jwt-ed25519.pem")
+	if b, err := os.ReadFile(path); err == nil {
+		if blk, _ := pem.Decode(b); blk != nil {
+			if k, err := x509.ParsePKCS8PrivateKey(blk.Bytes); err == nil {
+				if sk, ok := k.(ed25519.PrivateKey); ok {
+					return sk, nil
+				}
+			}
+		}
+	}
+	_, sk, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	der, _ := x509.MarshalPKCS8PrivateKey(sk)
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		return nil, err
+	}
+	return sk, nil
+}
+
+// Reload re-reads $DATA/demo.yaml for every node; all or nothing per node.
+func (d *Demo) Reload() (uint64, error) {
+	var gen uint64
+	for i, e := range Edges {
+		cfg, err := d.nodeConfig(e)
+		if err != nil {
+			return d.nodes[0].Generation(), err
+		}
+		g, err := d.nodes[i].Apply(cfg)
+		if err != nil {
+			return g, fmt.Errorf("node %s: %w", e.Name, err)
+		}
+		gen = g
+	}
+	return gen, nil
+}
+
+// Node returns a running node by name.
+func (d *Demo) Node(name string) *node.Node {
+	for _, n := range d.nodes {
+		if n.Name() == name {
+			return n
+		}
+	}
+	return nil
+}
+
+// Shutdown stops everything, edges first so in-flight requests still find
+// their origins.
+func (d *Demo) Shutdown(ctx context.Context) error {
+	var errs []error
+	for _, n := range d.nodes {
+		errs = append(errs, n.Shutdown(ctx))
+	}
+	for _, s := range d.servers {
+		errs = append(errs, s.Shutdown(ctx))
+	}
+	if d.keys != nil {
+		errs = append(errs, d.keys.Close())
+	}
+	if d.originDB != nil {
+		errs = append(errs, d.originDB.Close())
+	}
+	return errors.Join(errs...)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// PrintGuide writes the commands to try.
+func (d *Demo) PrintGuide(w io.Writer) {
+	fmt.Fprintf(w, `
+Outpost demo is running — three edges, one config (%s/demo.yaml).
+
+  DNS (demo.test)   %s  and each edge's own address, port 8053
+  edges             eu http://127.0.0.11:8080   us http://127.0.0.12:8080   ap http://127.0.0.13:8080
+  origins           http://%s  http://%s
+  admin API         http://%s   token: %s
+  data              %s
+
+Try:
+  # DNS steering by client subnet (EDNS Client Subnet): NL → eu, US → us, JP → ap
+  dig @127.0.0.1 -p 8053 www.demo.test +subnet=193.0.0.0/24 +short
+  dig @127.0.0.1 -p 8053 www.demo.test +subnet=8.8.8.0/24 +short
+  dig @127.0.0.1 -p 8053 www.demo.test +subnet=133.1.0.0/16 +short
+
+  # A static asset through the eu edge: MISS, then HIT
+  curl -sI -H 'Host: www.demo.test' http://127.0.0.11:8080/static/app.css | grep -iE 'x-cache|age|cache-status'
+  curl -sI -H 'Host: www.demo.test' http://127.0.0.11:8080/static/app.css | grep -iE 'x-cache|age|cache-status'
+
+  # Log in (JWT), post a tweet through gateway and load balancer, read the timeline
+  TOKEN=$(curl -s -H 'Host: www.demo.test' http://127.0.0.11:8080/api/users/login \
+      -d '{"username":"alice","password":"alice-password"}' | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+  curl -s -H 'Host: www.demo.test' -H "Authorization: Bearer $TOKEN" http://127.0.0.11:8080/api/tweets -d '{"text":"hello from the edge"}'
+  curl -s -H 'Host: www.demo.test' -H "Authorization: Bearer $TOKEN" http://127.0.0.11:8080/api/timeline
+  curl -si -H 'Host: www.demo.test' http://127.0.0.11:8080/api/timeline | head -1        # 401 without a token
+
+  # Purge the asset on all three edges, then see the next request MISS
+  curl -s -H 'Authorization: Bearer %s' http://%s/v1/purge -d '{"urls":["http://www.demo.test/static/app.css"]}'
+  go run ./cmd/outpost purge --admin http://%s --token %s http://www.demo.test/static/app.css
+
+  # Health, pools and status
+  curl -s -H 'Authorization: Bearer %s' http://%s/v1/status
+  curl -s -H 'Authorization: Bearer %s' http://%s/v1/pools
+
+Stop with Ctrl-C.
+`, d.DataDir, DNSAddr, Origin1, Origin2, AdminAddr, d.Token, d.DataDir,
+		d.Token, AdminAddr, AdminAddr, d.Token, d.Token, AdminAddr, d.Token, AdminAddr)
+}
