@@ -3,12 +3,12 @@ package lb
 import (
 	"fmt"
 	"io"
-	"net/http/httptest"
-	"strings"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"strings"
 	"testing"
 )
 
