@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,6 +38,19 @@ type ReadThrough struct {
 
 	downUntil atomic.Int64 // unix nanos; the backend is skipped before it
 	lastLog   atomic.Int64 // unix nanos of the last "cache down" log line
+
+	// gens are invalidation generations, striped by key hash. A load that
+	// overlapped an invalidation of its key must not leave its (possibly
+	// pre-write) value in the cache; see Get.
+	gens [genStripes]atomic.Uint64
+}
+
+const genStripes = 64
+
+func (c *ReadThrough) gen(key string) *atomic.Uint64 {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(key))
+	return &c.gens[h.Sum32()%genStripes]
 }
 
 // ReadThroughOptions tune a ReadThrough.
@@ -91,9 +106,15 @@ func (c *ReadThrough) Get(ctx context.Context, key string, ttl time.Duration, lo
 		v  []byte
 		st Status
 	}
+	// The flight is keyed by the invalidation generation too, so a caller
+	// arriving after an invalidation starts a fresh load instead of joining
+	// one that may have read the database before the write.
+	g := c.gen(key)
+	gen := g.Load()
+	flight := key + "\x00" + strconv.FormatUint(gen, 10)
 	// Shared loads detach from the first caller's cancellation so one
 	// client hanging up does not fail the others waiting on the same key.
-	res, err, _ := c.group.Do(key, func() (any, error) {
+	res, err, _ := c.group.Do(flight, func() (any, error) {
 		lctx := context.WithoutCancel(ctx)
 		v, err := load(lctx)
 		if err != nil {
@@ -105,6 +126,11 @@ func (c *ReadThrough) Get(ctx context.Context, key string, ttl time.Duration, lo
 			if err := c.backend.Set(lctx, key, v, ttl); err != nil {
 				c.markDown(err)
 				st = StatusLoadOnly
+			} else if g.Load() != gen {
+				// An invalidation ran while we loaded: our value may predate
+				// the write. Either its Delete comes after our Set, or we
+				// see its generation here and undo the Set ourselves.
+				_ = c.backend.Delete(lctx, key)
 			}
 		}
 		return result{v, st}, nil
@@ -122,6 +148,9 @@ func (c *ReadThrough) Get(ctx context.Context, key string, ttl time.Duration, lo
 func (c *ReadThrough) Invalidate(ctx context.Context, keys ...string) error {
 	if len(keys) == 0 {
 		return nil
+	}
+	for _, k := range keys {
+		c.gen(k).Add(1)
 	}
 	// Try even during the cool-down: a stale entry is worse than a slow
 	// write, and writes are rare next to reads.
