@@ -201,7 +201,7 @@ func TestReadThroughInvalidateDuringLoad(t *testing.T) {
 		done <- v
 	}()
 	<-inLoad
-	db.Store("new") // the write commits...
+	db.Store("new")                                 // the write commits...
 	if err := rt.Invalidate(ctx, "k"); err != nil { // ...then invalidates
 		t.Fatal(err)
 	}
