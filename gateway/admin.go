@@ -25,6 +25,11 @@ func AdminHandler(s *KeyStore, log *slog.Logger) http.Handler {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("component", "gateway.admin")
+	if s == nil {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			httperr.Write(w, r, http.StatusServiceUnavailable, "no_key_store", "no API key store is configured on this node")
+		})
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/keys", func(w http.ResponseWriter, r *http.Request) {
 		var spec KeySpec

@@ -15,6 +15,7 @@ type policy struct {
 	burst     int           // requests allowed at once
 	keyPrefix string        // limiter key namespace (route- or tier-scoped)
 	header    string        // RateLimit-Policy value
+	rlPrefix  string        // start of the RateLimit value: `"name";r=`
 }
 
 func newPolicy(name, keyPrefix string, l RateLimit) *policy {
@@ -32,6 +33,7 @@ func newPolicy(name, keyPrefix string, l RateLimit) *policy {
 		burst:     burst,
 		keyPrefix: keyPrefix,
 		header:    strconv.Quote(name) + ";q=" + strconv.Itoa(l.Requests) + ";w=" + strconv.FormatInt(int64(win/time.Second), 10),
+		rlPrefix:  strconv.Quote(name) + ";r=",
 	}
 }
 

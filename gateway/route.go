@@ -342,7 +342,7 @@ func (rt *route) rateLimit(w http.ResponseWriter, r *http.Request, info *reqinfo
 	if !d.Allowed {
 		t = ceilSeconds(d.RetryAfter)
 	}
-	h.Set("RateLimit", strconv.Quote(p.name)+";r="+strconv.Itoa(d.Remaining)+";t="+strconv.FormatInt(t, 10))
+	h.Set("RateLimit", p.rlPrefix+strconv.Itoa(d.Remaining)+";t="+strconv.FormatInt(t, 10))
 	verdict := "allow"
 	if !d.Allowed {
 		verdict = "deny"
