@@ -24,7 +24,6 @@ type Backend struct {
 	url    *url.URL // scheme, host and path prefix; never modified
 	zone   string
 	weight atomic.Int64
-	pool   *Pool
 
 	transport atomic.Pointer[http.Transport]
 	metrics   backendMetrics

@@ -230,7 +230,7 @@ func (p *Pool) update(cfg PoolConfig, initial bool) error {
 
 func (p *Pool) newBackend(bc BackendConfig, cfg *PoolConfig, initial bool, now int64) *Backend {
 	u, _ := parseBackendURL(bc.URL) // validated
-	b := &Backend{id: bc.ID, rawURL: bc.URL, url: u, zone: bc.Zone, pool: p}
+	b := &Backend{id: bc.ID, rawURL: bc.URL, url: u, zone: bc.Zone}
 	b.weight.Store(int64(bc.Weight))
 	b.transport.Store(newTransport(cfg))
 	b.metrics = p.metrics.forBackend(p.name, bc.ID)

@@ -57,7 +57,7 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 	// The first try is bounded by the connect and per-try timeouts; the
 	// total timer is armed only when those could exceed it, or before a
 	// retry, so the common request allocates no context or timer for it.
-	c := &call{pool: p}
+	c := &call{}
 	ctx := parent
 	start := p.now()
 	total := st.cfg.Timeouts.Total.D()
@@ -385,7 +385,6 @@ func (r *reqBody) closeUnderlying() {
 // backend's in-flight count, and releases the request's context, when the
 // body is done.
 type call struct {
-	pool    *Pool
 	backend *Backend
 	body    io.ReadCloser
 	cancel  context.CancelCauseFunc
