@@ -152,6 +152,14 @@ func TestStaticAssetsAndHealth(t *testing.T) {
 	}
 	e.must(e.do(0, "GET", "/static/", nil, nil), 404)
 	e.must(e.do(0, "GET", "/nothing/here", nil, nil), 404)
+	r = e.must(e.do(0, "PUT", "/api/tweets/1", e.user("alice"), nil), 405)
+	if !strings.Contains(string(r.body), `"code":"method_not_allowed"`) || !strings.Contains(r.header.Get("Allow"), "DELETE") {
+		t.Fatalf("405: %s, Allow %q", r.body, r.header.Get("Allow"))
+	}
+	r = e.must(e.do(0, "GET", "/api/nope", nil, nil), 404)
+	if !strings.Contains(string(r.body), `"code":"not_found"`) {
+		t.Fatalf("404 body %s", r.body)
+	}
 	r = e.must(e.do(0, "GET", "/healthz", nil, nil), 200)
 	if !strings.Contains(string(r.body), `"instance":"a"`) || r.header.Get("Cache-Control") != "no-store" {
 		t.Fatalf("healthz %s %q", r.body, r.header.Get("Cache-Control"))

@@ -237,10 +237,50 @@ func (a *App) routes() http.Handler {
 	auth("POST /api/media", a.uploadMedia)
 	auth("GET /api/notifications", a.notifications)
 
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		httperr.Write(w, r, http.StatusNotFound, "not_found", "no such endpoint")
+	return a.instanceHeader(jsonMisses(mux))
+}
+
+// jsonMisses answers the mux's own 404 and 405 in the JSON error shape
+// (the mux writes plain text), keeping the Allow header of a 405.
+func jsonMisses(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		probe := &statusProbe{header: http.Header{}}
+		h.ServeHTTP(probe, r)
+		switch probe.status {
+		case http.StatusMethodNotAllowed:
+			w.Header().Set("Allow", probe.header.Get("Allow"))
+			httperr.Write(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed on this endpoint")
+		case http.StatusNotFound, 0:
+			httperr.Write(w, r, http.StatusNotFound, "not_found", "no such endpoint")
+		default:
+			// A redirect (path cleaning): let the mux answer it.
+			mux.ServeHTTP(w, r)
+		}
 	})
-	return a.instanceHeader(mux)
+}
+
+// statusProbe records what the mux's fallback handler would answer.
+type statusProbe struct {
+	header http.Header
+	status int
+}
+
+func (p *statusProbe) Header() http.Header { return p.header }
+func (p *statusProbe) Write(b []byte) (int, error) {
+	if p.status == 0 {
+		p.status = http.StatusOK
+	}
+	return len(b), nil
+}
+func (p *statusProbe) WriteHeader(code int) {
+	if p.status == 0 {
+		p.status = code
+	}
 }
 
 // instanceHeader names the answering instance, so a client (or the demo
