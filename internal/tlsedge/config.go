@@ -53,8 +53,8 @@ type Config struct {
 	// (ACME mode).
 	Names []string `yaml:"names"`
 	// DefaultSNI is the name whose certificate answers handshakes without
-	// SNI (clients connecting by IP address). Default: the first
-	// non-wildcard name in Names.
+	// SNI, or with a name no certificate covers (clients connecting by IP
+	// address). Default: the first non-wildcard name in Names.
 	DefaultSNI string `yaml:"default_sni"`
 	// ACME configures the ACME issuer (mode acme).
 	ACME ACMEConfig `yaml:"acme"`

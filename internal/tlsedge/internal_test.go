@@ -117,6 +117,15 @@ func TestDefaultSNI(t *testing.T) {
 	if got := raw.ConnectionState().PeerCertificates[0].DNSNames; len(got) != 1 || got[0] != "demo.test" {
 		t.Fatalf("no-SNI certificate covers %v, want [demo.test]", got)
 	}
+	// OpenSSL clients (wrk) send the dialed IP as SNI: same answer.
+	ipSNI, err := tls.Dial("tcp", e.tlsAddr, &tls.Config{InsecureSkipVerify: true, ServerName: "unknown.example"})
+	if err != nil {
+		t.Fatalf("handshake with an unknown SNI: %v", err)
+	}
+	defer ipSNI.Close()
+	if got := ipSNI.ConnectionState().PeerCertificates[0].DNSNames; len(got) != 1 || got[0] != "demo.test" {
+		t.Fatalf("unknown-SNI certificate covers %v, want [demo.test]", got)
+	}
 }
 
 func TestInternalCARootPersists(t *testing.T) {

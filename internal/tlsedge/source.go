@@ -81,6 +81,11 @@ func newMagicSource(p magicParams) (*magicSource, error) {
 	template := certmagic.Config{
 		RenewalWindowRatio: p.cfg.RenewalWindowRatio,
 		DefaultServerName:  p.cfg.DefaultSNI,
+		// Clients such as wrk send the IP address they dialed as SNI;
+		// like nginx's default server, answer them with the default name's
+		// certificate. Refused on-demand names still fail: certmagic
+		// checks the decision before falling back.
+		FallbackServerName: p.cfg.DefaultSNI,
 		OnEvent:            p.onEvent,
 		Storage:            p.storage,
 		Logger:             p.zlog,
