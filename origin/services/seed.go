@@ -39,8 +39,10 @@ type SeedResult struct {
 // follows (alice ↔ bob, carol → alice, carol → bob), a few tweets with a
 // mention and an image, and the notifications these produce. It is
 // idempotent: accounts that exist are kept, follows are set-like, and
-// tweets are only written for a seeded user who has none.
+// tweets are only written for a seeded user who has none. Seeding sends
+// no purges, so it may run before the admin API is listening.
 func (a *App) Seed(ctx context.Context) (SeedResult, error) {
+	ctx = context.WithValue(ctx, noPurgeKey{}, true)
 	res := SeedResult{Accounts: DemoAccounts(), UserIDs: map[string]string{}}
 	for _, acc := range res.Accounts {
 		u, err := a.store.UserByName(ctx, acc.Username)

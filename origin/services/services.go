@@ -373,7 +373,7 @@ const purgeTimeout = 2 * time.Second
 // logged, not returned: the write is done, and the edge copies expire by
 // their TTL anyway.
 func (a *App) purge(ctx context.Context, tags ...string) {
-	if a.cfg.Purger == nil || len(tags) == 0 {
+	if a.cfg.Purger == nil || len(tags) == 0 || ctx.Value(noPurgeKey{}) != nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), purgeTimeout)
@@ -382,6 +382,10 @@ func (a *App) purge(ctx context.Context, tags ...string) {
 		a.log.Warn("edge purge failed; cached copies live until their TTL", "tags", tags, "err", err.Error())
 	}
 }
+
+// noPurgeKey marks a context whose writes need no edge purge (seeding:
+// nothing of it can be cached yet, and the admin API may not be up).
+type noPurgeKey struct{}
 
 // invalidate drops read-through cache keys, logging a failure (the value
 // then lives until its TTL).
