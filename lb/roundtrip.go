@@ -43,8 +43,9 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 	st := p.state.Load()
 	parent := req.Context()
 	info := reqinfo.From(parent)
+	start := p.now()
 	sel := Selection{Req: req, Backends: st.backends, slowStart: st.slowStart, rand: p.rand}
-	sel.now = p.now().UnixNano()
+	sel.now = start.UnixNano()
 	if info != nil {
 		sel.ClientIP = info.ClientIP
 	}
@@ -59,7 +60,6 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 	// retry, so the common request allocates no context or timer for it.
 	c := &call{}
 	ctx := parent
-	start := p.now()
 	total := st.cfg.Timeouts.Total.D()
 	if st.cfg.Timeouts.Connect.D()+st.cfg.Timeouts.Try.D() > total {
 		ctx = c.arm(parent, total)
@@ -113,7 +113,10 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 		b.inflight.Add(1)
 		b.requests.Add(1)
 		b.metrics.requests.Inc()
-		sent := p.now()
+		sent := start
+		if try > 0 {
+			sent = p.now()
+		}
 		resp, err := b.transport.Load().RoundTrip(out)
 		if err == nil {
 			c.headers.Store(true)
