@@ -76,6 +76,7 @@ type origin struct {
 	mu    sync.Mutex
 	reqs  []originRequest
 	delay time.Duration
+	gate  chan struct{} // when set, requests wait until it is closed
 }
 
 func newOrigin(t testing.TB) *origin {
@@ -85,8 +86,11 @@ func newOrigin(t testing.TB) *origin {
 		id, err := identity.Verify(r, []byte(testSecret), time.Now(), time.Hour*24*365*10)
 		o.mu.Lock()
 		o.reqs = append(o.reqs, originRequest{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Clone(), id, err, body})
-		delay := o.delay
+		delay, gate := o.delay, o.gate
 		o.mu.Unlock()
+		if gate != nil {
+			<-gate
+		}
 		if delay > 0 {
 			select {
 			case <-time.After(delay):

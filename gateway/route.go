@@ -179,9 +179,9 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			rt.cors.preflight(w, r)
 			return
 		}
-		if origin != "" {
-			rt.cors.decorate(w.Header(), origin)
-		}
+		// decorate adds Vary: Origin even without an Origin, so a shared
+		// cache never serves a non-CORS answer to a CORS request.
+		rt.cors.decorate(w.Header(), origin)
 	}
 	if rt.methods != nil && !slices.Contains(rt.methods, r.Method) {
 		w.Header().Set("Allow", rt.allow)

@@ -142,6 +142,9 @@ func TestCORS(t *testing.T) {
 		t.Fatalf("CORS request: %d %v", r.StatusCode, r.Header)
 	}
 	r = e.do("DELETE", "/x", nil, nil)
+	if r.Header.Get("Vary") != "Origin" {
+		t.Errorf("Vary without Origin = %q, want Origin", r.Header.Get("Vary"))
+	}
 	if r.StatusCode != 405 || r.Header.Get("Allow") != "GET, PUT, HEAD, OPTIONS" {
 		t.Fatalf("405 Allow with CORS: %q", r.Header.Get("Allow"))
 	}
@@ -188,25 +191,41 @@ func TestTimeoutAndConcurrency(t *testing.T) {
 		t.Fatalf("timeout: %d", r.StatusCode)
 	}
 
+	// Concurrency: two requests hold both slots at the origin; while they
+	// do, further requests are refused; once released, both complete.
 	o2 := newOrigin(t)
-	o2.delay = 300 * time.Millisecond
+	o2.gate = make(chan struct{})
 	e2 := newEnv(t, envOpts{origin: o2, route: RouteConfig{Auth: AuthConfig{Mode: ModeNone}, Concurrency: 2}})
 	var wg sync.WaitGroup
-	statuses := make(chan int, 5)
-	for range 5 {
+	held := make(chan int, 2)
+	for range 2 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			statuses <- e2.do("GET", "/busy", nil, nil).StatusCode
+			held <- e2.do("GET", "/busy", nil, nil).StatusCode
 		}()
 	}
-	wg.Wait()
-	close(statuses)
-	count := map[int]int{}
-	for s := range statuses {
-		count[s]++
+	for deadline := time.Now().Add(10 * time.Second); o2.count() < 2; {
+		if time.Now().After(deadline) {
+			t.Fatal("held requests did not reach the origin")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
-	if count[200] != 2 || count[503] != 3 {
-		t.Fatalf("statuses %v, want 2×200 and 3×503", count)
+	for range 3 {
+		r := e2.do("GET", "/busy", nil, nil)
+		if r.StatusCode != 503 || r.Header.Get("Retry-After") != "1" || errCode(t, r) != "concurrency_limited" {
+			t.Fatalf("over the cap: %d %v", r.StatusCode, r.Header)
+		}
+	}
+	close(o2.gate)
+	wg.Wait()
+	close(held)
+	for s := range held {
+		if s != 200 {
+			t.Fatalf("held request: %d", s)
+		}
+	}
+	if r := e2.do("GET", "/busy", nil, nil); r.StatusCode != 200 {
+		t.Fatalf("slot not released: %d", r.StatusCode)
 	}
 }
