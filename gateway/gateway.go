@@ -86,6 +86,9 @@ func NewState(o StateOptions) (*State, error) {
 	}
 	if o.Redis != nil {
 		st.redis = newRedisLimiter(o.Redis, o.Now, log, m)
+		if c, ok := o.Redis.(interface{ Options() *redis.Options }); ok && !c.Options().ContextTimeoutEnabled {
+			log.Warn("redis client has ContextTimeoutEnabled=false: a hung Redis delays rate-limit decisions up to the client's read timeout before the local fallback")
+		}
 	}
 	return st, nil
 }

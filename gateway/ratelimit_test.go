@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/outpost-edge/outpost/internal/units"
 )
@@ -291,5 +293,60 @@ func TestRedisCircuitSkipsDeadRedis(t *testing.T) {
 	}
 	if _, err := st.redis.Allow(context.Background(), "k", p); err != errCircuitOpen {
 		t.Fatalf("failed probe should reopen the circuit, got %v", err)
+	}
+}
+
+// TestRedisBlackholeFallsBackFast: a Redis that accepts connections but
+// never answers costs one short timeout, then the circuit keeps requests
+// away from it; every request is still answered (no 5xx).
+func TestRedisBlackholeFallsBackFast(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var conns []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c) // hold it open, never reply
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	}()
+	rdb := redis.NewClient(&redis.Options{Addr: l.Addr().String(), ContextTimeoutEnabled: true, MaxRetries: -1})
+	defer rdb.Close()
+	e := newEnv(t, envOpts{
+		redis: rdb,
+		now:   time.Now,
+		cfg: Config{
+			Tiers: map[string]RateLimit{"anonymous": {Requests: 3, Window: units.Duration(time.Hour)}},
+			Redis: RedisConfig{Enabled: true, Timeout: units.Duration(50 * time.Millisecond), Cooldown: units.Duration(time.Hour)},
+		},
+		route: RouteConfig{Auth: AuthConfig{Mode: ModeOptional}},
+	})
+	codes := map[int]int{}
+	for range 5 {
+		codes[e.do("GET", "/x", nil, nil).StatusCode]++
+	}
+	if codes[200] != 3 || codes[429] != 2 {
+		t.Fatalf("statuses %v, want 3×200 then 2×429 from the local fallback", codes)
+	}
+	if _, err := e.st.redis.Allow(context.Background(), "k", e.gw.tiers["anonymous"]); err != errCircuitOpen {
+		t.Fatalf("circuit not open after a timeout: %v", err)
+	}
+	if n := testutil.ToFloat64(e.st.metrics.redisFallback.WithLabelValues("api")); n != 5 {
+		t.Fatalf("fallback metric %v, want 5", n)
 	}
 }
