@@ -133,7 +133,15 @@ func (h *handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 		if t, ok := parseHTTPDate(e.Header.Get("Last-Modified")); ok {
 			lm = t
 		}
-		cw := &countingWriter{ResponseWriter: w}
+		if _, inMem := body.(*bytes.Reader); inMem {
+			// No ReadFrom: a small body then goes out in the same write as
+			// the header instead of a second system call.
+			cw := &countingWriter{ResponseWriter: w}
+			http.ServeContent(cw, r, "", lm, body)
+			c.m.servedB.Add(float64(cw.n))
+			return
+		}
+		cw := &fileCountingWriter{countingWriter{ResponseWriter: w}}
 		http.ServeContent(cw, r, "", lm, body)
 		c.m.servedB.Add(float64(cw.n))
 		return
@@ -189,8 +197,14 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// ReadFrom keeps sendfile(2) for large bodies.
-func (c *countingWriter) ReadFrom(r io.Reader) (int64, error) {
+func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+// fileCountingWriter adds ReadFrom, which keeps sendfile(2) for bodies
+// served from files.
+type fileCountingWriter struct{ countingWriter }
+
+// ReadFrom passes the file to the connection's ReadFrom (sendfile).
+func (c *fileCountingWriter) ReadFrom(r io.Reader) (int64, error) {
 	var n int64
 	var err error
 	if rf, ok := c.ResponseWriter.(io.ReaderFrom); ok {
@@ -201,5 +215,3 @@ func (c *countingWriter) ReadFrom(r io.Reader) (int64, error) {
 	c.n += n
 	return n, err
 }
-
-func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
