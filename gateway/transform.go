@@ -258,6 +258,11 @@ func (rw *respWriter) WriteHeader(code int) {
 	if rw.wrote {
 		return
 	}
+	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+		// Informational (103 Early Hints): pass through, the final status follows.
+		rw.ResponseWriter.WriteHeader(code)
+		return
+	}
 	rw.wrote = true
 	if rw.tripped != nil && rw.tripped.Load() && code >= 500 {
 		rw.swallow = true

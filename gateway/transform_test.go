@@ -1,7 +1,12 @@
 package gateway
 
 import (
+	"context"
 	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httptrace"
+	"net/textproto"
 	"strings"
 	"sync"
 	"testing"
@@ -227,5 +232,43 @@ func TestTimeoutAndConcurrency(t *testing.T) {
 	}
 	if r := e2.do("GET", "/busy", nil, nil); r.StatusCode != 200 {
 		t.Fatalf("slot not released: %d", r.StatusCode)
+	}
+}
+
+// TestEarlyHintsPassThrough: a 103 from upstream does not swallow the
+// final status when response headers are being edited.
+func TestEarlyHintsPassThrough(t *testing.T) {
+	st, _ := NewState(StateOptions{})
+	cfg := Config{}
+	cfg.SetDefaults()
+	g, err := New(cfg, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</app.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		w.Header().Set("X-Internal", "1")
+		w.WriteHeader(http.StatusCreated)
+		io.WriteString(w, "made")
+	})
+	h, err := g.Handler("hints", RouteConfig{Auth: AuthConfig{Mode: ModeNone}, Response: HeaderOps{Remove: []string{"X-Internal"}}}, next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	var got1xx []int
+	ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+		Got1xxResponse: func(code int, _ textproto.MIMEHeader) error { got1xx = append(got1xx, code); return nil },
+	})
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL, nil)
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 201 || len(got1xx) != 1 || got1xx[0] != 103 || resp.Header.Get("X-Internal") != "" {
+		t.Fatalf("status %d, 1xx %v, headers %v", resp.StatusCode, got1xx, resp.Header)
 	}
 }
