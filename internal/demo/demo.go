@@ -303,6 +303,15 @@ func (d *Demo) Reload() (uint64, error) {
 	return gen, nil
 }
 
+// StopOrigin stops origin instance i (0 or 1), as a crash would: the edges
+// notice through failed requests and health checks.
+func (d *Demo) StopOrigin(i int) error {
+	if i < 0 || i >= 2 || i >= len(d.servers) {
+		return fmt.Errorf("no origin instance %d", i)
+	}
+	return d.servers[i].Close()
+}
+
 // Node returns a running node by name.
 func (d *Demo) Node(name string) *node.Node {
 	for _, n := range d.nodes {
