@@ -1,0 +1,106 @@
+package lb
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net/http"
+	"net/netip"
+	"testing"
+
+	"github.com/outpost-edge/outpost/internal/reqinfo"
+)
+
+// getAs sends a GET for path as client ip and returns the backend name.
+func getAs(t *testing.T, p *Pool, ip netip.Addr, path string) string {
+	t.Helper()
+	ctx := reqinfo.With(context.Background(), &reqinfo.Info{ClientIP: ip, PeerIP: ip})
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://pool"+path, nil)
+	resp, _, err := send(t, p, req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %v %v", path, resp, err)
+	}
+	return resp.Header.Get("X-Backend")
+}
+
+// TestDistributionRealHTTP sends requests through each policy to three real
+// backends and checks the shares; weights 1:2:3 where the policy honours
+// them when idle.
+func TestDistributionRealHTTP(t *testing.T) {
+	bs := []*testBackend{startBackend(t, "b0", nil), startBackend(t, "b1", nil), startBackend(t, "b2", nil)}
+	const n = 600
+	for _, tc := range []struct {
+		policy  string
+		weights []int
+		tol     float64
+	}{
+		{PolicyRoundRobin, []int{1, 2, 3}, 0.01},
+		{PolicyLeastConnections, []int{1, 2, 3}, 0.3},
+		{PolicyIPHash, []int{1, 2, 3}, 0.35},
+		{PolicyConsistentHash, []int{1, 2, 3}, 0.35},
+		// p2c follows measured latency, so sequential requests favour the
+		// fastest backend; it must still spread (tol -1: at least 10% each).
+		{PolicyP2C, []int{1, 1, 1}, -1},
+	} {
+		t.Run(tc.policy, func(t *testing.T) {
+			cfg := poolConfig(tc.policy, bs...)
+			for i, w := range tc.weights {
+				cfg.Backends[i].Weight = w
+			}
+			p := newTestPool(t, cfg, Options{})
+			got := map[string]int{}
+			for i := range n {
+				ip := netip.AddrFrom4([4]byte{100, 64, byte(i >> 8), byte(i)})
+				got[getAs(t, p, ip, fmt.Sprintf("/obj/%d", i))]++
+			}
+			sum := 0
+			for _, w := range tc.weights {
+				sum += w
+			}
+			for i, w := range tc.weights {
+				if tc.tol < 0 {
+					if got[bs[i].name] < n/10 {
+						t.Errorf("%s starved: %v", bs[i].name, got)
+					}
+					continue
+				}
+				want := float64(n*w) / float64(sum)
+				if dev := math.Abs(float64(got[bs[i].name])-want) / want; dev > tc.tol {
+					t.Errorf("%s: %d requests, want %.0f ± %.0f%% (%v)", bs[i].name, got[bs[i].name], want, tc.tol*100, got)
+				}
+			}
+		})
+	}
+}
+
+// TestIPHashReloadRemap removes one of three backends by reload: only its
+// clients move, about a third.
+func TestIPHashReloadRemap(t *testing.T) {
+	bs := []*testBackend{startBackend(t, "b0", nil), startBackend(t, "b1", nil), startBackend(t, "b2", nil)}
+	p := newTestPool(t, poolConfig(PolicyIPHash, bs...), Options{})
+	const clients = 300
+	ip := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{203, 0, byte(i >> 8), byte(i)}) }
+	before := make([]string, clients)
+	for i := range before {
+		before[i] = getAs(t, p, ip(i), "/")
+		if again := getAs(t, p, ip(i), "/other"); again != before[i] {
+			t.Fatalf("client %d moved between requests", i)
+		}
+	}
+	if err := p.Update(poolConfig(PolicyIPHash, bs[0], bs[1])); err != nil {
+		t.Fatal(err)
+	}
+	moved := 0
+	for i := range before {
+		now := getAs(t, p, ip(i), "/")
+		if now != before[i] {
+			moved++
+			if before[i] != "b2" {
+				t.Fatalf("client %d moved from %s, which stayed", i, before[i])
+			}
+		}
+	}
+	if share := float64(moved) / clients; share < 0.2 || share > 0.47 {
+		t.Errorf("remapped share %.2f, want about 1/3", share)
+	}
+}
