@@ -3,6 +3,7 @@ package cdn
 import (
 	"bytes"
 	"io"
+	"runtime"
 	"net/http"
 	"strings"
 	"sync"
@@ -264,5 +265,39 @@ func TestStaleIfErrorAndGrace(t *testing.T) {
 				t.Fatalf("want error passed through, got %d %q", r.StatusCode, r.Header.Get("X-Cache"))
 			}
 		})
+	}
+}
+
+// TestLargeObjectNotBuffered: a 64 MiB object goes through a miss and a hit
+// while the process allocates far less than its size.
+func TestLargeObjectNotBuffered(t *testing.T) {
+	const size = 64 << 20
+	chunk := bytes.Repeat([]byte("L"), 256<<10)
+	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Content-Length", "67108864")
+		for i := 0; i < size/len(chunk); i++ {
+			w.Write(chunk)
+		}
+	}, withConfig(func(c *Config) { c.MaxSize = 256 << 20 }))
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for _, want := range []string{"MISS", "HIT"} {
+		res, err := e.client.Get(e.front.URL + "/huge")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if err != nil || n != size || res.Header.Get("X-Cache") != want {
+			t.Fatalf("%s: %d bytes, %v, %q", want, n, err, res.Header.Get("X-Cache"))
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 24<<20 {
+		t.Fatalf("allocated %d MiB to move 2 x 64 MiB", alloc>>20)
+	} else {
+		t.Logf("allocated %d KiB to move 2 x 64 MiB", alloc>>10)
 	}
 }
