@@ -43,6 +43,14 @@ func (q *query) steerInto(m *mdns.Msg, sn *steeredName, qtype uint16) bool {
 
 // ServeDNS answers one query. It implements mdns.Handler.
 func (s *Server) ServeDNS(w mdns.ResponseWriter, r *mdns.Msg) {
+	s.respond(w, r, rrlUnchecked)
+}
+
+// respond answers r. limit is the RRL decision when the caller already made
+// it (the UDP fast path), else rrlUnchecked. It reports whether the answer
+// may be cached for identical queries: it depends only on the zone data
+// (not on the client, TSIG, ECS or rate limiting).
+func (s *Server) respond(w mdns.ResponseWriter, r *mdns.Msg, limit rrlAction) (cacheable bool) {
 	sn := s.snap.Load()
 	m := new(mdns.Msg)
 	m.SetReply(r)
@@ -56,12 +64,12 @@ func (s *Server) ServeDNS(w mdns.ResponseWriter, r *mdns.Msg) {
 	if r.Opcode != mdns.OpcodeQuery {
 		m.Rcode = mdns.RcodeNotImplemented
 		s.finish(w, r, m, qtype)
-		return
+		return false
 	}
 	if len(r.Question) != 1 {
 		m.Rcode = mdns.RcodeFormatError
 		s.finish(w, r, m, qtype)
-		return
+		return false
 	}
 
 	// EDNS0 (RFC 6891): at most one OPT; version 0 only.
@@ -78,7 +86,7 @@ func (s *Server) ServeDNS(w mdns.ResponseWriter, r *mdns.Msg) {
 	if nOpt > 1 || (opt != nil && opt.Hdr.Name != ".") {
 		m.Rcode = mdns.RcodeFormatError
 		s.finish(w, r, m, qtype)
-		return
+		return false
 	}
 	if opt != nil {
 		ro := &mdns.OPT{Hdr: mdns.RR_Header{Name: ".", Rrtype: mdns.TypeOPT}}
@@ -90,7 +98,7 @@ func (s *Server) ServeDNS(w mdns.ResponseWriter, r *mdns.Msg) {
 		if opt.Version() != 0 {
 			m.Rcode = mdns.RcodeBadVers
 			s.finish(w, r, m, qtype)
-			return
+			return false
 		}
 		udpSize = max(mdns.MinMsgSize, min(int(opt.UDPSize()), int(sn.ednsSize)))
 		for _, o := range opt.Option {
@@ -98,7 +106,7 @@ func (s *Server) ServeDNS(w mdns.ResponseWriter, r *mdns.Msg) {
 				if !validECS(e) {
 					m.Rcode = mdns.RcodeFormatError
 					s.finish(w, r, m, qtype)
-					return
+					return false
 				}
 				ecs = e
 			}
@@ -111,7 +119,7 @@ func (s *Server) ServeDNS(w mdns.ResponseWriter, r *mdns.Msg) {
 		m.Rcode = mdns.RcodeRefused
 	case qtype == mdns.TypeAXFR || qtype == mdns.TypeIXFR:
 		s.transfer(w, r, m, sn, isTCP)
-		return
+		return false
 	case qtype == mdns.TypeOPT || qtype == mdns.TypeTSIG || qtype == mdns.TypeTKEY:
 		m.Rcode = mdns.RcodeFormatError
 	default:
@@ -140,12 +148,17 @@ func (s *Server) ServeDNS(w mdns.ResponseWriter, r *mdns.Msg) {
 				SourceScope: uint8(scope), Address: ecs.Address,
 			}}
 		}
+		cacheable = !qs.steered && ecs == nil && r.IsTsig() == nil
 		if !isTCP {
-			switch s.rrl.check(src) {
+			if limit == rrlUnchecked {
+				limit = s.rrl.check(src)
+			}
+			switch limit {
 			case rrlDrop:
 				s.metrics.rrlDrop.Inc()
-				return
+				return false
 			case rrlSlip:
+				cacheable = false
 				s.metrics.rrlSlip.Inc()
 				m.Answer, m.Ns = nil, nil
 				m.Extra = m.Extra[:min(len(m.Extra), 1)]
@@ -157,6 +170,7 @@ func (s *Server) ServeDNS(w mdns.ResponseWriter, r *mdns.Msg) {
 		m.Truncate(udpSize)
 	}
 	s.finish(w, r, m, qtype)
+	return cacheable && (m.Rcode == mdns.RcodeSuccess || m.Rcode == mdns.RcodeNameError)
 }
 
 // finish signs (when the query was signed) and writes m.

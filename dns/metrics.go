@@ -106,7 +106,10 @@ func rcodeName(rc int) string {
 }
 
 // query counts one answered query.
-func (m *Metrics) query(qtype uint16, rcode int) {
+func (m *Metrics) query(qtype uint16, rcode int) { m.counter(qtype, rcode).Inc() }
+
+// counter is the queries_total counter of a qtype and rcode.
+func (m *Metrics) counter(qtype uint16, rcode int) prometheus.Counter {
 	a := m.byType[qtype]
 	if a == nil {
 		a = m.other
@@ -114,5 +117,5 @@ func (m *Metrics) query(qtype uint16, rcode int) {
 	if rcode < 0 || rcode >= rcodeSlots {
 		rcode = mdns.RcodeServerFailure
 	}
-	a[rcode].Inc()
+	return a[rcode]
 }

@@ -109,6 +109,7 @@ func (s *Server) changeRecords(name string, edit func([]mdns.RR) ([]mdns.RR, boo
 		snap.zones[k] = v
 	}
 	snap.zones[z.origin] = nz
+	snap.cache, snap.steeredWire = newAnswerCache(), indexSteered(snap.zones)
 	s.snap.Store(&snap)
 	s.notifyLocked(z.origin)
 	return nil

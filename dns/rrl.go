@@ -14,6 +14,8 @@ const (
 	rrlPass rrlAction = iota
 	rrlDrop
 	rrlSlip // send an empty truncated answer so real clients retry on TCP
+
+	rrlUnchecked rrlAction = 255 // not decided yet
 )
 
 // rrlShards spreads buckets over independent locks.

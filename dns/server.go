@@ -64,6 +64,7 @@ type Server struct {
 	geo     *GeoDB
 	geoPath string
 	servers []*mdns.Server
+	udp     []*udpServer
 	started bool
 	closed  bool
 
@@ -86,6 +87,9 @@ type snapshot struct {
 	steer    *steering
 	ednsSize uint16
 	xfr      *xfrPolicy
+	// cache and steeredWire serve the UDP fast path (fastpath.go).
+	cache       *answerCache
+	steeredWire map[string]*steeredName
 }
 
 // findZone returns the zone holding lname (lower case), the longest suffix.
@@ -229,6 +233,7 @@ func (s *Server) Reload(cfg Config, nodes []cluster.Node) error {
 		}
 	}
 	s.cfg, s.nodes, s.sources = cfg, nodes, sources
+	snap.cache, snap.steeredWire = newAnswerCache(), indexSteered(snap.zones)
 	s.snap.Store(snap)
 	if old != nil {
 		for _, origin := range changed {
@@ -397,6 +402,11 @@ func (s *Server) Serve(pcs []net.PacketConn, lns []net.Listener) error {
 		}()
 	}
 	for _, pc := range pcs {
+		if uc, ok := pc.(*net.UDPConn); ok {
+			s.udp = append(s.udp, s.serveUDP(uc))
+			continue
+		}
+		// Other PacketConns (wrappers) go through miekg/dns's generic path.
 		launch(&mdns.Server{PacketConn: pc, Handler: s, TsigProvider: s.tsig, UDPSize: 65535,
 			ReadTimeout: read, MsgAcceptFunc: acceptFunc})
 	}
@@ -438,11 +448,16 @@ func acceptFunc(dh mdns.Header) mdns.MsgAcceptAction {
 // stops health probes and pending NOTIFYs.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	servers := s.servers
-	s.servers = nil
+	servers, udp := s.servers, s.udp
+	s.servers, s.udp = nil, nil
 	s.closed = true
 	s.mu.Unlock()
 	var errs []error
+	for _, u := range udp {
+		if err := u.shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, srv := range servers {
 		if err := srv.ShutdownContext(ctx); err != nil {
 			errs = append(errs, err)
