@@ -35,6 +35,7 @@ type Backend struct {
 	inflight     atomic.Int64
 	consecFail   atomic.Int32
 	ewma         atomic.Uint64 // float64 bits: latency to response headers, seconds
+	lastObs      atomic.Int64  // unix nanos of the latest latency sample
 	requests     atomic.Uint64
 	failures     atomic.Uint64
 	ejections    atomic.Uint64 // total, for the admin API
@@ -102,7 +103,26 @@ func (b *Backend) rampFactor(now, window int64) float64 {
 // ewmaAlpha weighs the newest latency sample.
 const ewmaAlpha = 0.25
 
-func (b *Backend) observeLatency(d time.Duration) {
+// latencyDecay is the time constant with which an unrefreshed latency
+// estimate fades toward zero when read, so a backend that was slow once and
+// then got no traffic is tried again (as in Finagle's and tower's Peak EWMA).
+const latencyDecay = 10 * time.Second
+
+// latencyAt is the latency estimate in seconds at now, decayed since the
+// latest sample; 0 when never measured.
+func (b *Backend) latencyAt(now int64) float64 {
+	v := math.Float64frombits(b.ewma.Load())
+	if v == 0 {
+		return 0
+	}
+	if age := now - b.lastObs.Load(); age > 0 {
+		v *= math.Exp(-float64(age) / float64(latencyDecay))
+	}
+	return v
+}
+
+func (b *Backend) observeLatency(d time.Duration, now int64) {
+	b.lastObs.Store(now)
 	s := d.Seconds()
 	for {
 		old := b.ewma.Load()

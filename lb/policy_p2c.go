@@ -72,14 +72,16 @@ func nthUsable(s *Selection, rank int) int {
 	return -1
 }
 
-// p2cCost is the expected wait at backend i per unit of weight. An unmeasured
-// backend's latency counts as a millisecond so its in-flight count still
-// matters.
+// p2cMinLatency floors the latency estimate (seconds) so that in-flight
+// counts still matter for unmeasured or long-idle backends.
+const p2cMinLatency = 50e-6
+
+// p2cCost is the expected wait at backend i per unit of weight.
 func p2cCost(s *Selection, i int) float64 {
 	b := s.Backends[i]
-	lat := math.Float64frombits(b.ewma.Load())
-	if lat <= 0 {
-		lat = 0.001
+	lat := b.latencyAt(s.now)
+	if lat < p2cMinLatency {
+		lat = p2cMinLatency
 	}
 	w := s.Weight(i)
 	if w <= 0 {

@@ -252,8 +252,8 @@ func TestP2CPrefersLessLoaded(t *testing.T) {
 	bs := fakeBackends(1, 1)
 	p := newPolicy(t, PolicyP2C, bs, "")
 	bs[0].inflight.Store(10)
-	bs[1].observeLatency(2 * time.Millisecond)
-	bs[0].observeLatency(2 * time.Millisecond)
+	bs[1].observeLatency(2*time.Millisecond, testNow)
+	bs[0].observeLatency(2*time.Millisecond, testNow)
 	for range 20 {
 		if b := p.Pick(NewSelection(nil, bs, testNow, lockedRand(6))); b != bs[1] {
 			t.Fatalf("picked %s, want b1", b.id)
@@ -264,6 +264,13 @@ func TestP2CPrefersLessLoaded(t *testing.T) {
 	bs[0].ewma.Store(math.Float64bits(0.5))
 	if b := p.Pick(NewSelection(nil, bs, testNow, lockedRand(7))); b != bs[1] {
 		t.Fatalf("picked slow %s", b.id)
+	}
+	// A minute without samples fades the slow estimate (0.5 s × e^-6 ≈
+	// 1.2 ms) below the busy one's fresh 2 ms: the idle backend is tried again.
+	later := testNow + int64(time.Minute)
+	bs[1].observeLatency(2*time.Millisecond, later)
+	if b := p.Pick(NewSelection(nil, bs, later, lockedRand(7))); b != bs[0] {
+		t.Fatalf("long-idle backend not retried: picked %s", b.id)
 	}
 }
 

@@ -123,8 +123,9 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 			if c.timer != nil {
 				c.timer.Stop()
 			}
-			lat := p.now().Sub(sent)
-			b.observeLatency(lat)
+			done := p.now()
+			lat := done.Sub(sent)
+			b.observeLatency(lat, done.UnixNano())
 			b.metrics.latency.Observe(lat.Seconds())
 			failed := resp.StatusCode >= 500
 			if failed {
