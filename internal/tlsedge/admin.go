@@ -34,16 +34,16 @@ type CertInfo struct {
 // sorted by name.
 func (m *Manager) Certificates() []CertInfo {
 	m.mu.Lock()
-	names := make(map[string]nameStatus, len(m.status)+len(m.cfg.Names))
+	names := make(map[string]nameStatus, len(m.status)+len(m.names))
 	for n, st := range m.status {
 		names[n] = *st
 	}
-	m.mu.Unlock()
-	for _, n := range m.cfg.Names {
+	for _, n := range m.names {
 		if _, ok := names[n]; !ok {
 			names[n] = nameStatus{}
 		}
 	}
+	m.mu.Unlock()
 	now := time.Now()
 	out := make([]CertInfo, 0, len(names))
 	for n, st := range names {

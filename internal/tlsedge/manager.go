@@ -76,7 +76,8 @@ type Manager struct {
 	https    string // port suffix for redirects: "" for 443, else ":port"
 
 	mu     sync.Mutex
-	status map[string]*nameStatus // mu guards status and its values
+	names  []string               // managed names; mu guards names, status and stop
+	status map[string]*nameStatus // per name, including on-demand ones
 	stop   context.CancelFunc
 }
 
@@ -95,7 +96,7 @@ func New(cfg Config, opts Options) (*Manager, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("component", "tlsedge")
-	m := &Manager{cfg: cfg, log: log, metrics: opts.Metrics, status: map[string]*nameStatus{}}
+	m := &Manager{cfg: cfg, log: log, metrics: opts.Metrics, status: map[string]*nameStatus{}, names: slices.Clone(cfg.Names)}
 	if m.metrics == nil {
 		m.metrics = NewMetrics(opts.Registerer)
 	}
@@ -155,6 +156,8 @@ func New(cfg Config, opts Options) (*Manager, error) {
 		return nil, fmt.Errorf("tlsedge: %w", err)
 	}
 	m.src = src
+	certs := m.Certificates
+	m.metrics.expiry.src.Store(&certs)
 	m.tlsConf = m.buildTLSConfig()
 	if cfg.http3On() {
 		m.altSvc = altSvcValue(cfg.Listen, cfg.AltSvcMaxAge.D())
@@ -176,11 +179,42 @@ func (m *Manager) Start(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.mu.Lock()
 	m.stop = cancel
+	names := slices.Clone(m.names)
 	m.mu.Unlock()
-	if len(m.cfg.Names) == 0 {
+	if len(names) == 0 {
 		return nil
 	}
-	return m.src.Manage(ctx, m.cfg.Names, m.cfg.Mode == ModeInternal)
+	return m.src.Manage(ctx, names, m.cfg.Mode == ModeInternal)
+}
+
+// SetNames applies a reloaded tls.names: added names are managed (in the
+// background in ACME mode), removed ones are no longer renewed and leave
+// the cache. Everything else in the tls section takes effect on restart.
+func (m *Manager) SetNames(ctx context.Context, names []string) error {
+	m.mu.Lock()
+	var added, removed []string
+	for _, n := range names {
+		if !slices.Contains(m.names, n) {
+			added = append(added, n)
+		}
+	}
+	for _, n := range m.names {
+		if !slices.Contains(names, n) {
+			removed = append(removed, n)
+			delete(m.status, n)
+		}
+	}
+	m.names = slices.Clone(names)
+	m.mu.Unlock()
+	if len(removed) > 0 {
+		m.src.Unmanage(removed)
+		m.log.Info("certificate names removed", "names", removed)
+	}
+	if len(added) == 0 {
+		return nil
+	}
+	m.log.Info("certificate names added", "names", added)
+	return m.src.Manage(context.WithoutCancel(ctx), added, m.cfg.Mode == ModeInternal)
 }
 
 // ManageSync obtains (or loads) certificates for names and waits for
@@ -279,9 +313,6 @@ func (m *Manager) onEvent(_ context.Context, event string, data map[string]any) 
 			st.renewals++
 		}
 		m.mu.Unlock()
-		for _, c := range m.src.Lookup(name) {
-			m.metrics.expiry.WithLabelValues(name).Set(float64(c.Leaf.NotAfter.Unix()))
-		}
 		m.log.Info("certificate obtained", "name", name, "renewal", renewal)
 	case "cert_failed":
 		m.metrics.failed.WithLabelValues(strconv.FormatBool(renewal)).Inc()

@@ -1,6 +1,8 @@
 package tlsedge
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -11,7 +13,7 @@ type Metrics struct {
 	obtained  *prometheus.CounterVec
 	failed    *prometheus.CounterVec
 	onDemand  *prometheus.CounterVec
-	expiry    *prometheus.GaugeVec
+	expiry    *expiryCollector
 	pushFails *prometheus.CounterVec
 }
 
@@ -31,10 +33,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "outpost_tls_on_demand_decisions_total",
 			Help: "On-demand issuance decisions, by result (allowed, denied).",
 		}, []string{"result"}),
-		expiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "outpost_tls_certificate_expiry_timestamp_seconds",
-			Help: "Expiry (Unix time) of the newest certificate obtained for each name.",
-		}, []string{"name"}),
+		expiry: &expiryCollector{desc: prometheus.NewDesc("outpost_tls_certificate_expiry_timestamp_seconds",
+			"Expiry (Unix time) of the certificate serving each managed name.", []string{"name"}, nil)},
 		pushFails: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outpost_tls_dns01_push_failures_total",
 			Help: "Failed pushes of dns-01 challenge records to peer nodes, by peer.",
@@ -44,4 +44,26 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(m.obtained, m.failed, m.onDemand, m.expiry, m.pushFails)
 	}
 	return m
+}
+
+// expiryCollector reports certificate expiry at scrape time from the
+// current Manager, so renewals show without event bookkeeping. The
+// Manager built last (on start or rebuild) is the one reported.
+type expiryCollector struct {
+	desc *prometheus.Desc
+	src  atomic.Pointer[func() []CertInfo]
+}
+
+func (c *expiryCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *expiryCollector) Collect(ch chan<- prometheus.Metric) {
+	src := c.src.Load()
+	if src == nil {
+		return
+	}
+	for _, ci := range (*src)() {
+		if !ci.NotAfter.IsZero() {
+			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(ci.NotAfter.Unix()), ci.Name)
+		}
+	}
 }

@@ -29,6 +29,8 @@ type certSource interface {
 	HandleHTTPChallenge(w http.ResponseWriter, r *http.Request) bool
 	// Manage starts managing names; sync waits for the certificates.
 	Manage(ctx context.Context, names []string, sync bool) error
+	// Unmanage stops maintaining names and drops them from the cache.
+	Unmanage(names []string)
 	// Lookup returns the cached certificates that serve name.
 	Lookup(name string) []certView
 	// Stop ends background maintenance.
@@ -258,6 +260,14 @@ func (s *magicSource) Lookup(name string) []certView {
 		out = append(out, certView{Leaf: c.Leaf, Names: c.Names, Managed: true})
 	}
 	return out
+}
+
+func (s *magicSource) Unmanage(names []string) {
+	subjects := make([]certmagic.SubjectIssuer, len(names))
+	for i, n := range names {
+		subjects[i] = certmagic.SubjectIssuer{Subject: n}
+	}
+	s.cache.RemoveManaged(subjects)
 }
 
 func (s *magicSource) Stop() { s.cache.Stop() }
