@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/outpost-edge/outpost/internal/reqinfo"
@@ -66,6 +67,21 @@ func (rt *route) authenticate(w http.ResponseWriter, r *http.Request, info *reqi
 	case credBad:
 		rt.unauthorized(w, r, info, reason, "invalid_request")
 		return nil, kind, false
+	}
+	// Credential guessing: an IP that spent its failure budget is refused
+	// before any hashing or signature check.
+	var ipKey string
+	if rt.g.failures != nil {
+		ipKey = rt.g.failures.keyPrefix + clientKey(r, info)
+		if d := rt.g.st.local.peek(ipKey, rt.g.failures); !d.Allowed {
+			rt.m.failRefused.Inc()
+			info.Set(reqinfo.FieldAuthFail, "too_many_failures")
+			w.Header().Set("Retry-After", strconv.FormatInt(max(ceilSeconds(d.RetryAfter), 1), 10))
+			writeError(w, r, http.StatusTooManyRequests, "too_many_auth_failures", "too many failed authentication attempts")
+			return nil, kind, false
+		}
+	}
+	switch kind {
 	case credAPIKey:
 		if !rt.allowKey {
 			rt.unauthorized(w, r, info, "credential_not_accepted", "invalid_token")
@@ -86,6 +102,9 @@ func (rt *route) authenticate(w http.ResponseWriter, r *http.Request, info *reqi
 		}
 	}
 	if reason != "" {
+		if ipKey != "" {
+			rt.g.st.local.allow(ipKey, rt.g.failures)
+		}
 		rt.unauthorized(w, r, info, reason, "invalid_token")
 		return nil, kind, false
 	}

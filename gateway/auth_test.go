@@ -12,6 +12,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/outpost-edge/outpost/internal/units"
 	"github.com/outpost-edge/outpost/origin/identity"
 )
 
@@ -326,5 +327,39 @@ func TestIdentityHeadersNeverSpoofed(t *testing.T) {
 	req.Header.Set(identity.HeaderUser, "admin")
 	if _, err := identity.Verify(req, []byte(testSecret), e.clock.Now(), time.Minute); err != identity.ErrForged {
 		t.Fatalf("forged header: err %v, want ErrForged", err)
+	}
+}
+
+// TestAuthFailureLimit: an IP that keeps presenting bad credentials is
+// refused before verification; other IPs are unaffected.
+func TestAuthFailureLimit(t *testing.T) {
+	const good = "opk_good-0123456789abcdef"
+	e := newEnv(t, envOpts{cfg: Config{
+		APIKeys:          []APIKeyConfig{{ID: "g", Hash: HashKey(good), Owner: "u"}},
+		AuthFailureLimit: &RateLimit{Requests: 3, Window: units.Duration(time.Hour)},
+	}})
+	for range 3 {
+		if r := e.do("GET", "/x", map[string]string{"X-API-Key": "opk_guess-0123456789abcdef"}, nil); r.StatusCode != 401 {
+			t.Fatalf("guess: %d", r.StatusCode)
+		}
+	}
+	// Missing credentials do not count, and are still a plain 401.
+	if r := e.do("GET", "/x", nil, nil); r.StatusCode != 401 {
+		t.Fatalf("missing: %d", r.StatusCode)
+	}
+	r := e.do("GET", "/x", map[string]string{"X-API-Key": good}, nil)
+	if r.StatusCode != 429 || errCode(t, r) != "too_many_auth_failures" || r.Header.Get("Retry-After") != "1200" {
+		t.Fatalf("after budget: %d %v", r.StatusCode, r.Header)
+	}
+	if r := e.do("GET", "/x", map[string]string{"X-API-Key": good, "X-Test-Client-Ip": "198.51.100.4"}, nil); r.StatusCode != 200 {
+		t.Fatalf("other IP: %d", r.StatusCode)
+	}
+	e.clock.Advance(20 * time.Minute)
+	if r := e.do("GET", "/x", map[string]string{"X-API-Key": good}, nil); r.StatusCode != 200 {
+		t.Fatalf("after Retry-After: %d", r.StatusCode)
+	}
+	// Successes do not spend the budget.
+	if r := e.do("GET", "/x", map[string]string{"X-API-Key": good}, nil); r.StatusCode != 200 {
+		t.Fatalf("second success: %d", r.StatusCode)
 	}
 }

@@ -40,6 +40,12 @@ type Config struct {
 	AnonymousTier string `yaml:"anonymous_tier"`
 	// AdminRoles are the roles that satisfy `admin_only` routes. Default [admin].
 	AdminRoles []string `yaml:"admin_roles"`
+	// AuthFailureLimit throttles credential guessing: each failed
+	// credential (not a missing one) costs the client IP one request of
+	// this budget; when it is spent, requests from that IP presenting
+	// credentials get 429 before any verification. Counted per node.
+	// Default: off. Suggested: {requests: 30, window: 1m}.
+	AuthFailureLimit *RateLimit `yaml:"auth_failure_limit"`
 	// Redis makes rate limits global across nodes through the shared Redis.
 	Redis RedisConfig `yaml:"redis"`
 }
@@ -239,6 +245,9 @@ func (c *Config) SetDefaults() {
 		t.setDefaults()
 		c.Tiers[name] = t
 	}
+	if c.AuthFailureLimit != nil {
+		c.AuthFailureLimit.setDefaults()
+	}
 	for i := range c.APIKeys {
 		if c.APIKeys[i].Tier == "" {
 			c.APIKeys[i].Tier = c.DefaultTier
@@ -316,6 +325,9 @@ func (c *Config) Validate() error {
 		l.Merge("tiers."+name, t.validate())
 	}
 	l.Merge("jwt", c.JWT.validate())
+	if c.AuthFailureLimit != nil {
+		l.Merge("auth_failure_limit", c.AuthFailureLimit.validate())
+	}
 	if c.Redis.Timeout < 0 {
 		l.Addf("redis.timeout", "must be > 0, got %s", c.Redis.Timeout)
 	}

@@ -104,6 +104,7 @@ type Gateway struct {
 	useRedis bool
 	adminSet map[string]bool
 	tiers    map[string]*policy // node-wide tier policies
+	failures *policy            // auth-failure budget per client IP; nil = off
 }
 
 // New builds a Gateway from a config that has had SetDefaults and passed
@@ -141,6 +142,9 @@ func New(cfg Config, st *State) (*Gateway, error) {
 	}
 	for name, l := range cfg.Tiers {
 		g.tiers[name] = newPolicy(name, "t:"+name+":", l)
+	}
+	if cfg.AuthFailureLimit != nil {
+		g.failures = newPolicy("auth-failures", "af:", *cfg.AuthFailureLimit)
 	}
 	if cfg.Redis.Enabled {
 		if st.redis == nil {

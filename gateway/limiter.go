@@ -121,6 +121,16 @@ func (l *localLimiter) allow(key string, p *policy) Decision {
 	return d
 }
 
+// peek reports the decision allow would make, without recording anything.
+func (l *localLimiter) peek(key string, p *policy) Decision {
+	now := l.now().UnixNano()
+	s := &l.shards[fnv32(key)%localShards]
+	s.mu.Lock()
+	_, d := gcra(s.tats[key], now, p.interval, p.burst)
+	s.mu.Unlock()
+	return d
+}
+
 // sweep drops entries whose bucket is full again (tat in the past): they
 // are indistinguishable from unseen keys. s.mu must be held. The threshold
 // doubles relative to live entries, so sweeping stays amortised O(1).

@@ -30,7 +30,7 @@ func newMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"route"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "outpost", Subsystem: "gateway", Name: "limit_refused_total",
-			Help: "Requests refused by a limit (rate: 429, concurrency: 503), by route.",
+			Help: "Requests refused by a limit (rate: 429, concurrency: 503, auth_failures: 429), by route.",
 		}, []string{"route", "limit"}),
 		redisFallback: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "outpost", Subsystem: "gateway", Name: "ratelimit_redis_fallbacks_total",
@@ -63,6 +63,7 @@ type routeMetrics struct {
 	authzDenied   prometheus.Counter
 	rateRefused   prometheus.Counter
 	concRefused   prometheus.Counter
+	failRefused   prometheus.Counter
 	redisFallback prometheus.Counter
 }
 
@@ -73,6 +74,7 @@ func (m *Metrics) forRoute(route string) routeMetrics {
 		authzDenied:   m.authzDenied.WithLabelValues(route),
 		rateRefused:   m.refused.WithLabelValues(route, "rate"),
 		concRefused:   m.refused.WithLabelValues(route, "concurrency"),
+		failRefused:   m.refused.WithLabelValues(route, "auth_failures"),
 		redisFallback: m.redisFallback.WithLabelValues(route),
 	}
 }
