@@ -34,6 +34,9 @@ type RouteSections struct {
 	// Gateway puts the route behind authentication, authorization and
 	// rate limits (package gateway).
 	Gateway *gateway.RouteConfig `yaml:"gateway"`
+	// HSTS sends Strict-Transport-Security on this route's HTTPS
+	// responses (opt-in per route; tls.hsts is the node-wide default).
+	HSTS *tlsedge.HSTSConfig `yaml:"hsts"`
 }
 
 // UsesCache reports whether any route caches.
@@ -82,6 +85,9 @@ func (c *Config) sectionDefaults() {
 		if r.Gateway != nil {
 			r.Gateway.SetDefaults()
 		}
+		if r.HSTS != nil {
+			r.HSTS.SetDefaults()
+		}
 	}
 }
 
@@ -121,5 +127,8 @@ func (r *Route) validateSections(prefix string, l *configerr.List) {
 	}
 	if r.Gateway != nil {
 		l.Merge(prefix+".gateway", r.Gateway.Validate())
+	}
+	if r.HSTS != nil {
+		l.Merge(prefix+".hsts", r.HSTS.Validate())
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/outpost-edge/outpost/dns"
 	"github.com/outpost-edge/outpost/gateway"
 	"github.com/outpost-edge/outpost/internal/config"
+	"github.com/outpost-edge/outpost/internal/tlsedge"
 	"github.com/outpost-edge/outpost/lb"
 )
 
@@ -39,6 +40,7 @@ type subsystems struct {
 	ownRedis  bool
 	dns       *dns.Server
 	dnsUp     bool
+	tls       *tlsFront
 }
 
 func (n *Node) openSubsystems(cfg *config.Config, o Options) error {
@@ -90,6 +92,9 @@ func (n *Node) openSubsystems(cfg *config.Config, o Options) error {
 		}
 		s.dns = srv
 	}
+	if err := n.openTLS(cfg); err != nil {
+		return err
+	}
 	return n.updatePools(cfg)
 }
 
@@ -125,9 +130,18 @@ func (n *Node) reloadSubsystems(cfg *config.Config) error {
 	if (cfg.DNS != nil) != (s.dns != nil) {
 		return errors.New("dns: turning DNS on or off needs a restart")
 	}
+	if cfg.TLS.Enabled != (s.tls != nil) {
+		return errors.New("tls: turning HTTPS on or off needs a restart")
+	}
 	if s.dns != nil {
 		if err := s.dns.Reload(*cfg.DNS, cfg.Nodes); err != nil {
 			return fmt.Errorf("dns: %w", err)
+		}
+	}
+	if s.tls != nil {
+		// New names are obtained in the background; removed ones stop renewing.
+		if err := s.tls.mgr.SetNames(context.Background(), cfg.TLS.Names); err != nil {
+			return fmt.Errorf("tls: %w", err)
 		}
 	}
 	return n.updatePools(cfg)
@@ -150,10 +164,11 @@ func (n *Node) startSubsystems() error {
 		}
 		n.sub.dnsUp = true
 	}
-	return nil
+	return n.startTLS(n.cfg)
 }
 
 func (n *Node) shutdownSubsystems(ctx context.Context) {
+	n.shutdownTLS(ctx)
 	if n.sub.dns != nil && n.sub.dnsUp {
 		_ = n.sub.dns.Shutdown(ctx)
 	}
@@ -214,6 +229,9 @@ func (n *Node) wrapRoute(gw *gateway.Gateway, r *config.Route, h http.Handler) (
 	if r.Cache != nil {
 		h = n.sub.cache.Handler(r.Name, *r.Cache, h)
 	}
+	if r.HSTS != nil && r.HSTS.Enabled {
+		h = tlsedge.HSTS(h, *r.HSTS)
+	}
 	if r.Gateway != nil {
 		var err error
 		if h, err = gw.Handler(r.Name, *r.Gateway, h); err != nil {
@@ -258,5 +276,8 @@ func (n *Node) MountAdmin(a interface {
 	}
 	if n.sub.dns != nil {
 		a.Handle("/v1/dns/records", n.sub.dns.AdminHandler())
+	}
+	if n.sub.tls != nil {
+		a.Handle("GET /v1/certificates", n.sub.tls.mgr.AdminHandler())
 	}
 }

@@ -1,0 +1,147 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+
+	"github.com/outpost-edge/outpost/internal/config"
+	"github.com/outpost-edge/outpost/internal/edge"
+	"github.com/outpost-edge/outpost/internal/tlsedge"
+)
+
+// tlsFront is the node's HTTPS side: the certificate manager, the HTTPS
+// (HTTP/1.1 + HTTP/2) server, HTTP/3, and the port-80 handler that answers
+// ACME HTTP-01 and redirects the rest.
+type tlsFront struct {
+	mgr    *tlsedge.Manager
+	https  *http.Server
+	h3     *tlsedge.HTTP3Server
+	plain  *http.Server // on tls.http_listen when it differs from edge.listen
+	cancel context.CancelFunc
+	addr   net.Addr
+}
+
+func (n *Node) openTLS(cfg *config.Config) error {
+	if !cfg.TLS.Enabled {
+		return nil
+	}
+	var peers []tlsedge.Peer
+	for _, nd := range cfg.Nodes {
+		if nd.Name != cfg.Node && nd.Admin != "" {
+			peers = append(peers, tlsedge.Peer{Name: nd.Name, Admin: nd.Admin})
+		}
+	}
+	o := tlsedge.Options{
+		Logger: n.log, Registerer: n.reg, DataDir: cfg.DataDir,
+		Peers: peers, PeerToken: cfg.Admin.Token,
+	}
+	if n.sub.dns != nil {
+		o.TXT = tlsedge.RecordServerTXT(n.sub.dns)
+	}
+	mgr, err := tlsedge.New(cfg.TLS, o)
+	if err != nil {
+		return fmt.Errorf("tls: %w", err)
+	}
+	n.sub.tls = &tlsFront{mgr: mgr}
+	return nil
+}
+
+// plainHandler is what the plain-HTTP listener serves once HTTPS is on:
+// health probes pass to the edge frame, ACME HTTP-01 is answered, and
+// everything else is redirected (308) to HTTPS.
+func (n *Node) plainHandler() http.Handler {
+	redirect := n.sub.tls.mgr.HTTPHandler()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == edge.HealthPath {
+			n.swap.ServeHTTP(w, r)
+			return
+		}
+		redirect.ServeHTTP(w, r)
+	})
+}
+
+func (n *Node) startTLS(cfg *config.Config) error {
+	t := n.sub.tls
+	if t == nil {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.cancel = cancel
+	if err := t.mgr.Start(ctx); err != nil {
+		return fmt.Errorf("tls: %w", err)
+	}
+	handler := t.mgr.Headers(n.swap)
+	ln, err := edge.Listen(cfg.TLS.Listen)
+	if err != nil {
+		return fmt.Errorf("tls: %w", err)
+	}
+	t.addr = ln.Addr()
+	t.https = edge.NewServer(&cfg.Edge, handler, n.log.With("component", "https"))
+	t.https.TLSConfig = t.mgr.TLSConfig()
+	go func() {
+		if err := t.https.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("https listener stopped", "error", err)
+		}
+	}()
+	if cfg.TLS.HTTP3 == nil || *cfg.TLS.HTTP3 {
+		h3, err := t.mgr.ListenHTTP3(cfg.TLS.Listen, handler)
+		if err != nil {
+			return fmt.Errorf("tls: http/3: %w", err)
+		}
+		t.h3 = h3
+	}
+	if cfg.TLS.HTTPListen != cfg.Edge.Listen && cfg.TLS.HTTPListen != "" {
+		pl, err := edge.Listen(cfg.TLS.HTTPListen)
+		if err != nil {
+			return fmt.Errorf("tls: %w", err)
+		}
+		t.plain = edge.NewServer(&cfg.Edge, n.plainHandler(), n.log.With("component", "http"))
+		go t.plain.Serve(pl)
+	} else {
+		// The edge listener itself becomes the redirecting port-80 side.
+		n.srv.Handler = n.plainHandler()
+	}
+	n.log.Info("https listening", "addr", ln.Addr().String(), "http3", t.h3 != nil)
+	return nil
+}
+
+// HTTPSAddr is the HTTPS listener's address, or nil when HTTPS is off.
+func (n *Node) HTTPSAddr() net.Addr {
+	if n.sub.tls == nil {
+		return nil
+	}
+	return n.sub.tls.addr
+}
+
+// TLSManager returns the certificate manager, or nil when HTTPS is off.
+func (n *Node) TLSManager() *tlsedge.Manager {
+	if n.sub.tls == nil {
+		return nil
+	}
+	return n.sub.tls.mgr
+}
+
+func (n *Node) shutdownTLS(ctx context.Context) {
+	t := n.sub.tls
+	if t == nil {
+		return
+	}
+	if t.https != nil {
+		if err := t.https.Shutdown(ctx); err != nil {
+			t.https.Close()
+		}
+	}
+	if t.h3 != nil {
+		_ = t.h3.Shutdown(ctx)
+	}
+	if t.plain != nil {
+		_ = t.plain.Shutdown(ctx)
+	}
+	if t.cancel != nil {
+		t.cancel()
+	}
+	t.mgr.Stop()
+}

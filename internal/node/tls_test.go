@@ -1,0 +1,124 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go/http3"
+)
+
+// TestHTTPSInternalCA runs a node with HTTPS from the internal CA and
+// checks the whole edge chain behind HTTP/1.1, HTTP/2 and HTTP/3, the
+// port-80 redirect (health probes exempt) and TLS 1.1 refusal.
+func TestHTTPSInternalCA(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "proto=%s xfp=%s", r.Proto, r.Header.Get("X-Forwarded-Proto"))
+	}))
+	defer up.Close()
+	// One port number for TCP (HTTPS) and UDP (HTTP/3).
+	probe, _ := net.Listen("tcp", "127.0.0.1:0")
+	httpsAddr := probe.Addr().String()
+	probe.Close()
+	dir := t.TempDir()
+	n, base := startNode(t, fmt.Sprintf(`node: t
+data_dir: %s
+edge: {listen: "127.0.0.1:0"}
+tls:
+  enabled: true
+  mode: internal
+  listen: %q
+  http_listen: "127.0.0.1:0"
+  names: [www.demo.test]
+routes:
+  - name: app
+    upstream: %s
+    hsts: {enabled: true, max_age: 1h}
+`, dir, httpsAddr, up.URL))
+	if n.HTTPSAddr() == nil {
+		t.Fatal("no HTTPS listener")
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(n.TLSManager().RootPEM()) {
+		t.Fatal("no internal root")
+	}
+	dialTo := func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, httpsAddr)
+	}
+	_, port, _ := net.SplitHostPort(httpsAddr)
+	url := "https://www.demo.test:" + port + "/hello"
+
+	for _, h2 := range []bool{false, true} {
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, DialContext: dialTo, ForceAttemptHTTP2: h2}
+		if !h2 {
+			tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+		}
+		resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get(url)
+		if err != nil {
+			t.Fatalf("h2=%v: %v", h2, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		wantProto := "HTTP/1.1"
+		if h2 {
+			wantProto = "HTTP/2.0"
+		}
+		if resp.Proto != wantProto || !strings.Contains(string(body), "xfp=https") {
+			t.Errorf("h2=%v: %s %q", h2, resp.Proto, body)
+		}
+		if resp.Header.Get("Alt-Svc") == "" || !strings.Contains(resp.Header.Get("Strict-Transport-Security"), "max-age=3600") {
+			t.Errorf("h2=%v: Alt-Svc %q, HSTS %q", h2, resp.Header.Get("Alt-Svc"), resp.Header.Get("Strict-Transport-Security"))
+		}
+	}
+
+	// HTTP/3 over QUIC on the same port.
+	h3 := &http3.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "www.demo.test"}}
+	defer h3.Close()
+	req, _ := http.NewRequest("GET", "https://"+httpsAddr+"/hello", nil)
+	req.Host = "www.demo.test"
+	resp, err := (&http.Client{Transport: h3, Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("http/3: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.ProtoMajor != 3 || !strings.Contains(string(body), "xfp=https") {
+		t.Errorf("http/3: %s %q", resp.Proto, body)
+	}
+
+	// TLS 1.1 is refused.
+	c, err := tls.Dial("tcp", httpsAddr, &tls.Config{RootCAs: pool, ServerName: "www.demo.test", MaxVersion: tls.VersionTLS11})
+	if err == nil {
+		c.Close()
+		t.Error("TLS 1.1 handshake succeeded")
+	}
+
+	// The edge listener redirects to HTTPS, except health probes.
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	req, _ = http.NewRequest("POST", base+"/x?y=1", nil)
+	req.Host = "www.demo.test"
+	resp, err = noRedirect.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 308 || resp.Header.Get("Location") != "https://www.demo.test:"+port+"/x?y=1" {
+		t.Errorf("redirect: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	resp, err = noRedirect.Get(base + "/_outpost/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("health over plain HTTP: %d", resp.StatusCode)
+	}
+}
