@@ -21,6 +21,10 @@ import (
 // maxJWKSBody bounds a fetched key set.
 const maxJWKSBody = 1 << 20
 
+// maxJWKSWait bounds how long a request waits for a key-set fetch caused
+// by an unknown kid.
+const maxJWKSWait = 3 * time.Second
+
 // jwksCache holds the fetched key sets by URL. It is long-lived (part of
 // State) so config reloads keep the keys and the refresh history.
 type jwksCache struct {
@@ -88,9 +92,15 @@ func (s *jwksSet) lookup(ctx context.Context, kid string, refresh, minRefresh ti
 	if wait == nil {
 		return verifyKey{}, false
 	}
+	// A slow IdP must not hold requests for the whole fetch timeout: wait
+	// a bounded time; the fetch itself continues for later requests.
+	timer := time.NewTimer(maxJWKSWait)
+	defer timer.Stop()
 	select {
 	case <-wait:
 	case <-ctx.Done():
+		return verifyKey{}, false
+	case <-timer.C:
 		return verifyKey{}, false
 	}
 	s.mu.Lock()

@@ -252,3 +252,27 @@ func TestTokenCacheHonoursExpiry(t *testing.T) {
 		t.Fatalf("expired token: %v", err)
 	}
 }
+
+// TestJWKSDown: an unreachable or failing key-set URL means 401 for
+// tokens that need it, never a 5xx, and the failure is counted.
+func TestJWKSDown(t *testing.T) {
+	k := keys(t)
+	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "down", http.StatusInternalServerError)
+	}))
+	defer bad.Close()
+	e := newEnv(t, envOpts{
+		cfg:   Config{JWT: JWTConfig{JWKS: []JWKSConfig{{URL: bad.URL}}}},
+		route: RouteConfig{Auth: AuthConfig{Methods: []string{MethodJWT}}},
+	})
+	tok := sign(t, jwt.SigningMethodES256, "any", k.ec, stdClaims(e.clock.Now()))
+	if r := e.do("GET", "/x", bearer(tok), nil); r.StatusCode != 401 || e.info.fields()["auth_error"] != "unknown_kid" {
+		t.Fatalf("status %d, %v", r.StatusCode, e.info.fields())
+	}
+	for deadline := time.Now().Add(5 * time.Second); testutil.ToFloat64(e.st.metrics.jwksFetch.WithLabelValues("error")) < 1; {
+		if time.Now().After(deadline) {
+			t.Fatal("failed fetch not counted")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
