@@ -30,7 +30,7 @@ type Config struct {
 	// disables.
 	MemoryBodies *units.Size `yaml:"memory_bodies"`
 	// MemoryBodyMax: bodies up to this size may be kept in memory.
-	// Default 64KiB.
+	// Default 256KiB.
 	MemoryBodyMax units.Size `yaml:"memory_body_max"`
 	// Eviction is the eviction/admission policy: s3fifo (default; lock-free
 	// hits, filters one-hit wonders) or lru.
@@ -98,7 +98,7 @@ func (c *Config) SetDefaults() {
 		c.MemoryBodies = &m
 	}
 	if c.MemoryBodyMax == 0 {
-		c.MemoryBodyMax = 64 << 10
+		c.MemoryBodyMax = 256 << 10
 	}
 	if c.Eviction == "" {
 		c.Eviction = store.PolicyS3FIFO

@@ -13,6 +13,8 @@ import (
 	"github.com/outpost-edge/outpost/internal/reqinfo"
 )
 
+var acceptRanges = []string{"bytes"}
+
 func openFile(path string) (*os.File, error) { return os.Open(path) }
 
 // compressEntry stores the enc rendition of e and returns the updated
@@ -125,26 +127,23 @@ func (h *handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 		}
 	}
 	if e.Status == http.StatusOK && enc == "" {
-		if _, ok := hdr["Content-Type"]; !ok {
-			hdr["Content-Type"] = nil // no sniffing: serve what the origin sent
-		}
-		delete(hdr, "Content-Length")
-		var lm time.Time
-		if t, ok := parseHTTPDate(e.Header.Get("Last-Modified")); ok {
-			lm = t
-		}
-		if _, inMem := body.(*bytes.Reader); inMem {
-			// No ReadFrom: a small body then goes out in the same write as
-			// the header instead of a second system call.
-			cw := &countingWriter{ResponseWriter: w}
+		hdr["Accept-Ranges"] = acceptRanges
+		if r.Header.Get("Range") != "" || r.Header.Get("If-Match") != "" || r.Header.Get("If-Unmodified-Since") != "" {
+			// Ranges (single, multipart, If-Range) and the rarer
+			// preconditions: net/http implements them exactly.
+			if _, ok := hdr["Content-Type"]; !ok {
+				hdr["Content-Type"] = nil // no sniffing: serve what the origin sent
+			}
+			delete(hdr, "Content-Length")
+			var lm time.Time
+			if t, ok := parseHTTPDate(e.Header.Get("Last-Modified")); ok {
+				lm = t
+			}
+			cw := &fileCountingWriter{countingWriter{ResponseWriter: w}}
 			http.ServeContent(cw, r, "", lm, body)
 			c.m.servedB.Add(float64(cw.n))
 			return
 		}
-		cw := &fileCountingWriter{countingWriter{ResponseWriter: w}}
-		http.ServeContent(cw, r, "", lm, body)
-		c.m.servedB.Add(float64(cw.n))
-		return
 	}
 	if notModified(r, hdr) {
 		for _, k := range []string{"Content-Type", "Content-Length", "Content-Encoding"} {
@@ -158,6 +157,8 @@ func (h *handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 	if r.Method == http.MethodHead || e.Status == http.StatusNoContent {
 		return
 	}
+	// One write for an in-memory body (header and body leave together);
+	// sendfile(2) for a file.
 	n, _ := io.Copy(w, body)
 	c.m.servedB.Add(float64(n))
 }
