@@ -223,16 +223,18 @@ if [ "$BIG" = 1 ]; then
 	curl -s -o /dev/null "http://${ADDR[outpost]}/1g"
 	curl -s -o /dev/null -D "$WORK/big.hdr" "http://${ADDR[outpost]}/1g"
 	grep -i '^x-cache' "$WORK/big.hdr" || true
+	CURLS=()
 	for _ in $(seq 1 50); do
-		curl -s -o /dev/null "http://${ADDR[outpost]}/1g" &
+		curl -s -o /dev/null "http://${ADDR[outpost]}/1g" & CURLS+=($!)
 	done
 	peak=0
-	while [ "$(jobs -r | wc -l)" -gt 0 ]; do
+	running() { for c in "${CURLS[@]}"; do kill -0 "$c" 2>/dev/null && return 0; done; return 1; }
+	while running; do
 		rss=$(awk '/VmRSS/ {print $2}' "/proc/$OUTPOST_PID/status")
 		[ "$rss" -gt "$peak" ] && peak=$rss
 		sleep 0.2
 	done
-	wait 2>/dev/null || true
+	wait "${CURLS[@]}" 2>/dev/null || true
 	hwm=$(awk '/VmHWM/ {print $2}' "/proc/$OUTPOST_PID/status")
 	echo "outpost RSS while serving: peak $((peak / 1024)) MiB (VmHWM over the whole run incl. the fill: $((hwm / 1024)) MiB)"
 fi
