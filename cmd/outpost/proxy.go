@@ -114,7 +114,7 @@ func runProxy(o proxyOpts) int {
 			fmt.Fprintf(os.Stderr, "outpost proxy: %v\n", err)
 			return 1
 		}
-		adm := newAdmin(o.token, log, reg, func() (uint64, error) { return n.Generation(), nil }, func() any { return nodeStatus(n) })
+		adm := newAdmin(o.token, log, reg, func() (uint64, error) { return n.Generation(), nil }, func() any { return nodeStatus(n) }, func() bool { return true })
 		n.MountAdmin(adm)
 		var targets []admin.PurgeTarget
 		if c := n.Cache(); c != nil {

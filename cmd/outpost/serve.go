@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -102,7 +103,8 @@ func serve(path, nodeName string, stderr io.Writer) int {
 		}
 		return gen, err
 	}
-	adm := newAdmin(cfg.Admin.Token, log, reg, reload, func() any { return nodeStatus(n) })
+	var ready atomic.Bool
+	adm := newAdmin(cfg.Admin.Token, log, reg, reload, func() any { return nodeStatus(n) }, ready.Load)
 	n.MountAdmin(adm)
 	fan, err := peerFanout(cfg, log)
 	if err != nil {
@@ -134,6 +136,7 @@ func serve(path, nodeName string, stderr io.Writer) int {
 	}
 	adminSrv := newAdminServer(adm)
 	go adminSrv.Serve(adminLn)
+	ready.Store(true)
 	log.Info("outpost started", "version", buildinfo.Version(), "node", cfg.Node, "edge", n.Addr().String(), "admin", adminLn.Addr().String())
 
 	sigs := make(chan os.Signal, 4)
@@ -146,6 +149,7 @@ func serve(path, nodeName string, stderr io.Writer) int {
 			continue
 		}
 		log.Info("shutting down", "signal", sig.String(), "deadline", n.Config().Edge.ShutdownTimeout.String())
+		ready.Store(false)
 		break
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), n.Config().Edge.ShutdownTimeout.D())
@@ -194,13 +198,21 @@ func peerFanout(cfg *config.Config, log *slog.Logger) (*cluster.Fanout, error) {
 }
 
 // newAdmin builds the admin API with the endpoints every process has.
-func newAdmin(token string, log *slog.Logger, gatherer prometheus.Gatherer, reload admin.ReloadFunc, status admin.StatusFunc) *admin.Server {
+// ready reports whether the node takes traffic: false until its listeners
+// are up and again once shutdown begins, so load balancers in front of the
+// node stop sending before the edge stops accepting.
+func newAdmin(token string, log *slog.Logger, gatherer prometheus.Gatherer, reload admin.ReloadFunc, status admin.StatusFunc, ready func() bool) *admin.Server {
 	a := admin.New(token, log.With("component", "admin"))
-	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	a.HandlePublic("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		admin.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	a.HandlePublic("GET /healthz", ok)
-	a.HandlePublic("GET /readyz", ok)
+	}))
+	a.HandlePublic("GET /readyz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !ready() {
+			admin.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready"})
+			return
+		}
+		admin.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	}))
 	a.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
 	a.Handle("GET /v1/status", admin.JSONHandler(status))
 	a.Handle("POST /v1/reload", admin.ReloadHandler(reload))
