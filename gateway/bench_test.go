@@ -212,6 +212,16 @@ func benchGatewayHandler(b *testing.B, next http.Handler) http.Handler {
 // Requests alternate between the two paths so both see the same machine
 // load; it reports each p50 and their difference (target: < 50 µs).
 func BenchmarkProxyOverhead(b *testing.B) {
+	k := keys(b)
+	for _, tc := range []struct{ name, hdr, value string }{
+		{"api_key", "X-Api-Key", "opk_bench-0123456789abcdef"},
+		{"jwt_EdDSA", "Authorization", "Bearer " + sign(b, jwt.SigningMethodEdDSA, k.edKID, k.ed, stdClaims(time.Now()))},
+	} {
+		b.Run(tc.name, func(b *testing.B) { proxyOverhead(b, tc.hdr, tc.value) })
+	}
+}
+
+func proxyOverhead(b *testing.B, hdr, value string) {
 	o := newOrigin(b)
 	proxy := proxyTo(o.srv.URL)
 	direct := httptest.NewServer(proxy)
@@ -219,10 +229,10 @@ func BenchmarkProxyOverhead(b *testing.B) {
 	gated := httptest.NewServer(benchGatewayHandler(b, proxy))
 	defer gated.Close()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
-	get := func(url string, key bool) time.Duration {
+	get := func(url string, cred bool) time.Duration {
 		req, _ := http.NewRequest("GET", url+"/v1/posts", nil)
-		if key {
-			req.Header.Set("X-Api-Key", "opk_bench-0123456789abcdef")
+		if cred {
+			req.Header.Set(hdr, value)
 		}
 		start := time.Now()
 		resp, err := client.Do(req)
