@@ -43,11 +43,90 @@ func (s *Server) serveUDP(conn *net.UDPConn) *udpServer {
 	// More workers than CPUs, so a slow-path query (or a blocked write)
 	// does not stall the socket.
 	n := max(4, 2*runtime.GOMAXPROCS(0))
+	var bc batchConn
+	if runtime.GOOS == "linux" && !u.oob {
+		// recvmmsg/sendmmsg: one system call per batch under load.
+		if a, ok := u.local.(*net.UDPAddr); ok && a.IP.To4() != nil {
+			bc = ipv4.NewPacketConn(conn)
+		} else {
+			bc = ipv6.NewPacketConn(conn)
+		}
+	}
 	for i := 0; i < n; i++ {
 		u.wg.Add(1)
-		go u.loop()
+		if bc != nil {
+			go u.loopBatch(bc)
+		} else {
+			go u.loop()
+		}
 	}
 	return u
+}
+
+// batchConn is ipv4.PacketConn or ipv6.PacketConn (same Message type).
+type batchConn interface {
+	ReadBatch(ms []ipv4.Message, flags int) (int, error)
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+}
+
+// udpBatch is how many datagrams one worker reads or writes per call.
+const udpBatch = 16
+
+// maxQuerySize bounds a query read in batch mode; larger datagrams are
+// truncated by the kernel and then rejected as malformed.
+const maxQuerySize = 4096
+
+// loopBatch is loop with recvmmsg/sendmmsg.
+func (u *udpServer) loopBatch(bc batchConn) {
+	defer u.wg.Done()
+	in := make([]ipv4.Message, udpBatch)
+	for i := range in {
+		in[i].Buffers = [][]byte{make([]byte, maxQuerySize)}
+	}
+	out := make([]ipv4.Message, udpBatch)
+	outBufs := make([][]byte, udpBatch)
+	outVec := make([][]byte, udpBatch)
+	for i := range outBufs {
+		outBufs[i] = make([]byte, 0, 1500)
+	}
+	sc := &scratch{key: make([]byte, 0, 300), out: make([]byte, 0, 1500)}
+	for {
+		n, err := bc.ReadBatch(in, 0)
+		if err != nil {
+			if u.closed.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			u.s.log.Debug("udp read", "error", err)
+			continue
+		}
+		k := 0
+		for i := 0; i < n; i++ {
+			m := &in[i]
+			a, ok := m.Addr.(*net.UDPAddr)
+			if !ok || m.N > maxQuerySize-1 {
+				continue // truncated by the kernel: not a query we answer
+			}
+			resp := u.handle(m.Buffers[0][:m.N], a.AddrPort(), nil, sc)
+			if resp == nil {
+				continue
+			}
+			outBufs[k] = append(outBufs[k][:0], resp...)
+			outVec[k] = outBufs[k]
+			out[k].Buffers = outVec[k : k+1]
+			out[k].Addr = m.Addr
+			k++
+		}
+		for sent := 0; sent < k; {
+			w, err := bc.WriteBatch(out[sent:k], 0)
+			if err != nil {
+				if !u.closed.Load() {
+					u.s.log.Debug("udp write", "error", err)
+				}
+				break
+			}
+			sent += w
+		}
+	}
 }
 
 // shutdown stops reading, lets in-flight answers finish, then closes.
@@ -90,50 +169,51 @@ func (u *udpServer) loop() {
 			u.s.log.Debug("udp read", "error", err)
 			continue
 		}
-		u.handle(buf[:n], ap, oob[:oobn], sc)
+		if resp := u.handle(buf[:n], ap, oob[:oobn], sc); resp != nil {
+			u.write(resp, ap, oob[:oobn])
+		}
 	}
 }
 
-func (u *udpServer) handle(req []byte, ap netip.AddrPort, oob []byte, sc *scratch) {
+// handle answers one datagram. A fast-path answer is returned for the
+// caller to send (alone or in a batch); the full path writes its own.
+func (u *udpServer) handle(req []byte, ap netip.AddrPort, oob []byte, sc *scratch) []byte {
 	s := u.s
 	sn := s.snap.Load()
 	src := ap.Addr().Unmap()
 	resp, st := s.fastUDP(sn, req, src, sc)
 	if st == fastDone {
-		if resp != nil {
-			u.write(resp, ap, oob)
-		}
-		return
+		return resp
 	}
 	if len(req) < 12 {
-		return // a runt: answering could only help amplification
+		return nil // a runt: answering could only help amplification
 	}
 	w := &udpWriter{u: u, ap: ap, oob: oob}
 	m := new(mdns.Msg)
 	if err := m.Unpack(req); err != nil {
 		if m.Response {
-			return
+			return nil
 		}
 		// As miekg/dns: FORMERR echoing the header only.
 		fe := new(mdns.Msg)
 		fe.Id, fe.Opcode, fe.Response, fe.Rcode = m.Id, m.Opcode, true, mdns.RcodeFormatError
 		_ = w.WriteMsg(fe)
 		s.metrics.query(0, mdns.RcodeFormatError)
-		return
+		return nil
 	}
 	dh := mdns.Header{Id: m.Id, Bits: binary.BigEndian.Uint16(req[2:]),
 		Qdcount: binary.BigEndian.Uint16(req[4:]), Ancount: binary.BigEndian.Uint16(req[6:]),
 		Nscount: binary.BigEndian.Uint16(req[8:]), Arcount: binary.BigEndian.Uint16(req[10:])}
 	switch acceptFunc(dh) {
 	case mdns.MsgIgnore:
-		return
+		return nil
 	case mdns.MsgReject:
 		fe := new(mdns.Msg)
 		fe.SetRcodeFormatError(m)
 		fe.Question, fe.Answer, fe.Ns, fe.Extra = nil, nil, nil, nil
 		_ = w.WriteMsg(fe)
 		s.metrics.query(0, mdns.RcodeFormatError)
-		return
+		return nil
 	}
 	if t := m.IsTsig(); t != nil {
 		w.tsigStatus = mdns.TsigVerifyWithProvider(req, s.tsig, "", false)
@@ -145,6 +225,7 @@ func (u *udpServer) handle(req []byte, ap netip.AddrPort, oob []byte, sc *scratc
 		rcode := int(w.wrote[3] & 0xF)
 		sn.cache.put(sc.key, w.wrote, s.metrics.counter(m.Question[0].Qtype, rcode))
 	}
+	return nil
 }
 
 func (u *udpServer) write(b []byte, ap netip.AddrPort, oob []byte) {

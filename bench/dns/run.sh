@@ -5,11 +5,12 @@
 # and prints queries/s, average latency and the outpost/Knot ratio.
 #
 # Usage: bench/dns/run.sh [seconds per run, default 10]
-# Env: CLIENTS (dnsperf -c, default 4), OUTSTANDING (dnsperf -q, default 200).
+# Env: ROUNDS (default 3), CLIENTS (dnsperf -c, default 4), OUTSTANDING (dnsperf -q, default 200).
 # Installs dnsperf and knot with apt-get when missing (needs root).
 set -euo pipefail
 
 DUR=${1:-10}
+ROUNDS=${ROUNDS:-3}
 CLIENTS=${CLIENTS:-4}
 OUTSTANDING=${OUTSTANDING:-200}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -103,18 +104,38 @@ perf() {
 # ECS 193.0.0.0/24 (NL): family 1, source /24, scope 0, address 193.0.0.
 ECS="-E 8:00011800c10000"
 
-printf "%-28s %14s %12s %10s\n" "run (${DUR}s, -c $CLIENTS -q $OUTSTANDING)" "queries/s" "avg ms" "lost"
-read -r k_qps k_lat k_lost < <(perf $KNOT_PORT "$TMP/static.txt")
-printf "%-28s %14s %12s %10s\n" "knot static" "$k_qps" "$k_lat" "$k_lost"
-read -r o_qps o_lat o_lost < <(perf $OUTPOST_PORT "$TMP/static.txt")
-printf "%-28s %14s %12s %10s\n" "outpost static" "$o_qps" "$o_lat" "$o_lost"
-read -r ks_qps ks_lat ks_lost < <(perf $KNOT_PORT "$TMP/steered.txt" $ECS)
-printf "%-28s %14s %12s %10s\n" "knot geo (static record)" "$ks_qps" "$ks_lat" "$ks_lost"
-read -r os_qps os_lat os_lost < <(perf $OUTPOST_PORT "$TMP/steered.txt" $ECS)
-printf "%-28s %14s %12s %10s\n" "outpost geo (steered, ECS)" "$os_qps" "$os_lat" "$os_lost"
+# Runs alternate between the servers for ROUNDS rounds, so load changes on
+# a shared machine hit both alike; the median of each series is compared.
+printf "%-34s %14s %10s %8s\n" "run (${DUR}s, -c $CLIENTS -q $OUTSTANDING)" "queries/s" "avg ms" "lost"
+declare -A QPS LAT
+run() { # label port file [dnsperf args]
+	local label=$1 port=$2 file=$3
+	shift 3
+	local qps lat lost
+	read -r qps lat lost < <(perf "$port" "$file" "$@")
+	printf "%-34s %14.0f %10s %8s\n" "$label" "$qps" "$lat" "$lost"
+	QPS[$label]="${QPS[$label]:-} $qps"
+	LAT[$label]="${LAT[$label]:-} $lat"
+}
+for r in $(seq "$ROUNDS"); do
+	run "knot static" $KNOT_PORT "$TMP/static.txt"
+	run "outpost static" $OUTPOST_PORT "$TMP/static.txt"
+	run "knot geo (static record, ECS)" $KNOT_PORT "$TMP/steered.txt" $ECS
+	run "outpost geo (steered, ECS)" $OUTPOST_PORT "$TMP/steered.txt" $ECS
+done
 
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 echo
-echo "outpost/knot static:               $(ratio "$o_qps" "$k_qps")  (target >= 1.00)"
-echo "outpost steered / knot static:     $(ratio "$os_qps" "$k_qps")  (target >= 0.80)"
-echo "outpost steered / knot same name:  $(ratio "$os_qps" "$ks_qps")"
+echo "medians over $ROUNDS rounds:"
+for l in "knot static" "outpost static" "knot geo (static record, ECS)" "outpost geo (steered, ECS)"; do
+	printf "  %-32s %10.0f q/s %8s ms\n" "$l" "$(echo "${QPS[$l]}" | median)" "$(echo "${LAT[$l]}" | median)"
+done
+k=$(echo "${QPS[knot static]}" | median)
+o=$(echo "${QPS[outpost static]}" | median)
+ks=$(echo "${QPS[knot geo (static record, ECS)]}" | median)
+os=$(echo "${QPS[outpost geo (steered, ECS)]}" | median)
+echo
+echo "outpost/knot static:               $(ratio "$o" "$k")  (target >= 1.00)"
+echo "outpost steered / knot static:     $(ratio "$os" "$k")  (target >= 0.80)"
+echo "outpost steered / knot same name:  $(ratio "$os" "$ks")"
