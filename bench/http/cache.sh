@@ -25,7 +25,7 @@ CONNS=${CONNS:-64}
 THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-3}
 SIZES=${SIZES:-"1k 100k 10m"}
-PEERS=${PEERS:-"nginx varnish"}
+PEERS=${PEERS-"nginx varnish"}
 BIG=${BIG:-0}
 BASE_PORT=${BASE_PORT:-18180}
 
@@ -220,9 +220,15 @@ echo "origin requests during the runs: $((AFTER - BEFORE)) (0 means every measur
 if [ "$BIG" = 1 ]; then
 	echo
 	echo "1 GiB object, 50 concurrent clients, through Outpost:"
+	# The first fetch fills the cache; the object is committed just after
+	# its client got the last byte, so wait for a HIT.
 	curl -s -o /dev/null "http://${ADDR[outpost]}/1g"
-	curl -s -o /dev/null -D "$WORK/big.hdr" "http://${ADDR[outpost]}/1g"
+	for _ in $(seq 1 50); do
+		curl -s -o /dev/null -D "$WORK/big.hdr" "http://${ADDR[outpost]}/1g"
+		grep -qi '^x-cache: HIT' "$WORK/big.hdr" && break
+	done
 	grep -i '^x-cache' "$WORK/big.hdr" || true
+	idle=$(awk '/VmRSS/ {print $2}' "/proc/$OUTPOST_PID/status")
 	CURLS=()
 	for _ in $(seq 1 50); do
 		curl -s -o /dev/null "http://${ADDR[outpost]}/1g" & CURLS+=($!)
@@ -236,5 +242,5 @@ if [ "$BIG" = 1 ]; then
 	done
 	wait "${CURLS[@]}" 2>/dev/null || true
 	hwm=$(awk '/VmHWM/ {print $2}' "/proc/$OUTPOST_PID/status")
-	echo "outpost RSS while serving: peak $((peak / 1024)) MiB (VmHWM over the whole run incl. the fill: $((hwm / 1024)) MiB)"
+	echo "outpost RSS: $((idle / 1024)) MiB before, peak $((peak / 1024)) MiB while serving (VmHWM over the whole run incl. the fill: $((hwm / 1024)) MiB)"
 fi
