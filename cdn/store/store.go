@@ -539,6 +539,7 @@ func (w *Writer) CommitEncoding(base *Entry, name string) (*Entry, error) {
 		return nil, err
 	}
 	if !s.publish(e, base) {
+		os.Remove(filepath.Join(s.objDir, rel))
 		return nil, ErrStale
 	}
 	return e, nil
