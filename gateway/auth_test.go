@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -362,4 +363,42 @@ func TestAuthFailureLimit(t *testing.T) {
 	if r := e.do("GET", "/x", map[string]string{"X-API-Key": good}, nil); r.StatusCode != 200 {
 		t.Fatalf("second success: %d", r.StatusCode)
 	}
+}
+
+// TestKeyStoreConcurrent: lookups run while keys are created and revoked
+// (checked by -race); every revocation is visible when Revoke returns.
+func TestKeyStoreConcurrent(t *testing.T) {
+	ks, err := OpenKeyStore(filepath.Join(t.TempDir(), "k.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ks.Close()
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				ks.lookup(sha("opk_nothing-0123456789"))
+				ks.List()
+			}
+		}
+	}()
+	for i := range 30 {
+		key, rec, err := ks.Create(KeySpec{Owner: "u" + strconv.Itoa(i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ks.Revoke(rec.ID); err != nil {
+			t.Fatal(err)
+		}
+		if r := ks.lookup(sha(key)); r == nil || r.RevokedAt == nil {
+			t.Fatalf("key %d not revoked in memory", i)
+		}
+	}
+	close(stop)
+	<-done
 }

@@ -65,8 +65,12 @@ type KeyStore struct {
 	rand io.Reader
 	now  func() time.Time
 
-	mu     sync.RWMutex // guards byHash and byID
-	byHash map[[32]byte]*KeyRecord
+	// writeMu serialises Create and Revoke, so disk and memory change in
+	// the same order; it is held across the bbolt fsync. mu guards the maps
+	// and is held only to swap entries, so lookups never wait for disk.
+	writeMu sync.Mutex
+	mu      sync.RWMutex
+	byHash  map[[32]byte]*KeyRecord
 	byID   map[string]*KeyRecord
 }
 
@@ -167,20 +171,25 @@ func (s *KeyStore) Create(spec KeySpec) (string, KeyRecord, error) {
 		CreatedAt: s.now().UTC().Truncate(time.Second),
 		ExpiresAt: spec.ExpiresAt,
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, dup := s.byID[id]; dup {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	s.mu.RLock()
+	_, dup := s.byID[id]
+	s.mu.RUnlock()
+	if dup {
 		return "", KeyRecord{}, ErrKeyExists
 	}
 	if err := s.put(rec); err != nil {
 		return "", KeyRecord{}, err
 	}
+	s.mu.Lock()
 	s.byHash[sum] = rec
 	s.byID[id] = rec
+	s.mu.Unlock()
 	return plain, *rec, nil
 }
 
-// put writes rec; s.mu must be held so disk and memory change together.
+// put writes rec; s.writeMu must be held.
 func (s *KeyStore) put(rec *KeyRecord) error {
 	v, err := json.Marshal(rec)
 	if err != nil {
@@ -194,9 +203,11 @@ func (s *KeyStore) put(rec *KeyRecord) error {
 // Revoke marks the key revoked; the next request using it is refused.
 // Revoking a revoked key is a no-op that returns the record.
 func (s *KeyStore) Revoke(id string) (KeyRecord, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	s.mu.RLock()
 	old := s.byID[id]
+	s.mu.RUnlock()
 	if old == nil {
 		return KeyRecord{}, ErrKeyNotFound
 	}
@@ -210,7 +221,10 @@ func (s *KeyStore) Revoke(id string) (KeyRecord, error) {
 	if err := s.put(&rec); err != nil {
 		return KeyRecord{}, err
 	}
-	if err := s.index(&rec); err != nil {
+	s.mu.Lock()
+	err := s.index(&rec)
+	s.mu.Unlock()
+	if err != nil {
 		return KeyRecord{}, err
 	}
 	return rec, nil
