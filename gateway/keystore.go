@@ -71,7 +71,7 @@ type KeyStore struct {
 	writeMu sync.Mutex
 	mu      sync.RWMutex
 	byHash  map[[32]byte]*KeyRecord
-	byID   map[string]*KeyRecord
+	byID    map[string]*KeyRecord
 }
 
 // OpenKeyStore opens (creating if needed) the key database at path.
