@@ -184,14 +184,14 @@ func TestRetryAfterBodySent(t *testing.T) {
 // TestPostRetriedAfterConnectFailure: a POST whose backend refuses the
 // connection is retried elsewhere with the same, streamed, body.
 func TestPostRetriedAfterConnectFailure(t *testing.T) {
-	dead := startBackend(t, "dead", nil)
-	dead.kill()
 	good := startBackend(t, "good", func(w http.ResponseWriter, r *http.Request) {
 		h := sha256.New()
 		_, _ = io.Copy(h, r.Body)
 		_, _ = io.WriteString(w, hex.EncodeToString(h.Sum(nil)))
 	})
-	p := newTestPool(t, poolConfig(PolicyRoundRobin, dead, good), Options{})
+	cfg := poolConfig(PolicyRoundRobin, good)
+	cfg.Backends = append([]BackendConfig{{URL: refusedURL(t), ID: "dead"}}, cfg.Backends...)
+	p := newTestPool(t, cfg, Options{})
 	pr, pw := io.Pipe()
 	want := sha256.New()
 	go func() {
@@ -437,7 +437,7 @@ func TestTimeouts(t *testing.T) {
 		slow := startBackend(t, "slow", stall)
 		fast := startBackend(t, "fast", nil)
 		cfg := poolConfig(PolicyRoundRobin, slow, fast)
-		cfg.Timeouts.Try = units.Duration(100 * time.Millisecond)
+		cfg.Timeouts.Try = units.Duration(500 * time.Millisecond)
 		p := newTestPool(t, cfg, Options{})
 		if id, err := get(t, p, "/"); err != nil || id != "fast" {
 			t.Fatalf("got %q %v, want a retry on fast", id, err)

@@ -44,8 +44,11 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 	parent := req.Context()
 	info := reqinfo.From(parent)
 	start := p.now()
-	sel := Selection{Req: req, Backends: st.backends, slowStart: st.slowStart, rand: p.rand}
-	sel.now = start.UnixNano()
+	// One allocation carries the selection state, the first try's URL and,
+	// after the headers, the response body wrapper.
+	c := &call{}
+	sel := &c.sel
+	*sel = Selection{Req: req, Backends: st.backends, slowStart: st.slowStart, rand: p.rand, now: start.UnixNano()}
 	if info != nil {
 		sel.ClientIP = info.ClientIP
 	}
@@ -58,7 +61,6 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 	// The first try is bounded by the connect and per-try timeouts; the
 	// total timer is armed only when those could exceed it, or before a
 	// retry, so the common request allocates no context or timer for it.
-	c := &call{}
 	ctx := parent
 	total := st.cfg.Timeouts.Total.D()
 	if st.cfg.Timeouts.Connect.D()+st.cfg.Timeouts.Try.D() > total {
@@ -78,7 +80,7 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 		if try == 0 && pinned != nil && pinned.usable(sel.now) {
 			b = pinned
 		} else {
-			b = st.policy.Pick(&sel)
+			b = st.policy.Pick(sel)
 		}
 		if b == nil {
 			break
@@ -100,10 +102,16 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 		sel.exclude(b)
 
 		out := req.WithContext(ctx)
-		u := *req.URL
+		// A failed try's transport may still hold its URL, so retries
+		// get their own.
+		u := &c.url
+		if try > 0 {
+			u = new(url.URL)
+		}
+		*u = *req.URL
 		u.Scheme, u.Host = b.url.Scheme, b.url.Host
-		joinPrefix(&u, b.url)
-		out.URL = &u
+		joinPrefix(u, b.url)
+		out.URL = u
 		var rb *reqBody
 		if body != nil {
 			rb = &reqBody{rc: body}
@@ -389,6 +397,8 @@ func (r *reqBody) closeUnderlying() {
 // backend's in-flight count, and releases the request's context, when the
 // body is done.
 type call struct {
+	sel     Selection
+	url     url.URL
 	backend *Backend
 	body    io.ReadCloser
 	cancel  context.CancelCauseFunc
