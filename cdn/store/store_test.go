@@ -235,3 +235,85 @@ func TestMemoryBodies(t *testing.T) {
 		t.Fatalf("after replace %d", s.MemBytes())
 	}
 }
+
+// TestConcurrentOps hammers the store from several goroutines; the race
+// detector and the cleanup invariants (accounting matches, every entry has
+// its file) do the checking, plus no orphan files at the end.
+func TestConcurrentOps(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, func(o *Options) { o.MaxSize = 64 << 10; o.MaxObjects = 40; o.MemBudget = 16 << 10; o.MemObjectMax = 4 << 10 })
+	done := make(chan struct{})
+	for g := 0; g < 4; g++ {
+		go func(g int) {
+			defer func() { done <- struct{}{} }()
+			r := rand.New(rand.NewPCG(uint64(g), 7))
+			for i := 0; i < 300; i++ {
+				key := "http://a/" + strconv.Itoa(r.IntN(60))
+				switch r.IntN(6) {
+				case 0, 1:
+					w, err := s.Create()
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					w.Write(make([]byte, r.IntN(4000)))
+					w.Commit(Meta{Key: key, Status: 200})
+				case 2:
+					if e := s.Lookup(key, nil); e != nil {
+						s.Body(e, "")
+						if _, err := os.Stat(e.Path()); err != nil && !e.dead.Load() {
+							// A live entry's file may only vanish after removal.
+							if s.Lookup(key, nil) == e {
+								t.Errorf("live entry without file")
+							}
+						}
+					}
+				case 3:
+					if e := s.Lookup(key, nil); e != nil {
+						w, _ := s.Create()
+						w.Write([]byte("compressed"))
+						if ne, err := w.CommitEncoding(e, "gzip"); err == nil {
+							s.Body(ne, "gzip")
+						}
+					}
+				case 4:
+					if e := s.Lookup(key, nil); e != nil {
+						s.Update(e, func(m *Meta) { m.Invalidated = true })
+					}
+				case 5:
+					s.Remove(s.Variants(key))
+				}
+			}
+		}(g)
+	}
+	for g := 0; g < 4; g++ {
+		<-done
+	}
+	if s.Bytes() > 64<<10 || s.Objects() > 40 {
+		t.Fatalf("limits: %d bytes %d objects", s.Bytes(), s.Objects())
+	}
+	// Every file on disk belongs to an entry.
+	want := map[string]bool{}
+	for _, e := range s.Select(func(*Entry) bool { return true }) {
+		want[e.File] = true
+		for _, enc := range e.Encodings {
+			want[enc.File] = true
+		}
+	}
+	filepath.WalkDir(filepath.Join(dir, "objects"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			rel, _ := filepath.Rel(filepath.Join(dir, "objects"), p)
+			if !want[filepath.ToSlash(rel)] {
+				t.Errorf("orphan file %s", rel)
+			}
+		}
+		return nil
+	})
+	var mem int64
+	for _, e := range s.Select(func(*Entry) bool { return true }) {
+		mem += e.memBytes.Load()
+	}
+	if mem != s.MemBytes() {
+		t.Errorf("memory accounting %d != %d", mem, s.MemBytes())
+	}
+}
