@@ -3,8 +3,8 @@ package cdn
 import (
 	"bytes"
 	"io"
-	"runtime"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"

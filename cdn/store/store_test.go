@@ -241,7 +241,12 @@ func TestMemoryBodies(t *testing.T) {
 // its file) do the checking, plus no orphan files at the end.
 func TestConcurrentOps(t *testing.T) {
 	dir := t.TempDir()
-	s := openT(t, dir, func(o *Options) { o.MaxSize = 64 << 10; o.MaxObjects = 40; o.MemBudget = 16 << 10; o.MemObjectMax = 4 << 10 })
+	s := openT(t, dir, func(o *Options) {
+		o.MaxSize = 64 << 10
+		o.MaxObjects = 40
+		o.MemBudget = 16 << 10
+		o.MemObjectMax = 4 << 10
+	})
 	done := make(chan struct{})
 	for g := 0; g < 4; g++ {
 		go func(g int) {
