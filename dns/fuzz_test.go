@@ -71,7 +71,8 @@ func fuzzServer(t testing.TB) *Server {
 	cfg.SetDefaults()
 	geo := writeTestGeoDB(t, map[string]string{"193.0.0.0/16": "NL", "8.8.8.0/24": "US", "133.1.0.0/16": "JP"})
 	cfg.Geo.Database = geo
-	s, err := New(cfg, demoNodes(), Options{})
+	// Deterministic tie breaks, so the fast and full paths pick alike.
+	s, err := New(cfg, demoNodes(), Options{Rand: func(int) int { return 0 }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,6 +98,9 @@ func FuzzServeDNS(f *testing.F) {
 		}
 		w := &memWriter{remote: remote}
 		serveBytes(s, w, b)
+		if !tcp {
+			checkFastPath(t, s, b, w)
+		}
 		if w.n == 0 {
 			return
 		}
@@ -111,6 +115,43 @@ func FuzzServeDNS(f *testing.F) {
 			t.Fatalf("UDP answer of %d bytes", len(w.out))
 		}
 	})
+}
+
+// checkFastPath requires the UDP fast path, when it answers, to answer
+// exactly as the full path did (w holds the full path's answer).
+func checkFastPath(t *testing.T, s *Server, b []byte, full *memWriter) {
+	sn := s.snap.Load()
+	sc := &scratch{}
+	src := netip.MustParseAddr("193.0.0.7")
+	resp, st := s.fastUDP(sn, b, src, sc)
+	if st == fastMiss {
+		// Fill the cache from the full path, then ask again.
+		m := new(mdns.Msg)
+		if m.Unpack(b) != nil {
+			t.Fatal("fast path accepted a query the full path cannot unpack")
+		}
+		w := &memWriter{remote: &net.UDPAddr{IP: src.AsSlice(), Port: 5353}}
+		if s.respond(w, m, rrlUnchecked) && w.n == 1 {
+			sn.cache.put(sc.key, w.out, s.metrics.counter(m.Question[0].Qtype, int(w.out[3]&0xF)))
+		}
+		resp, st = s.fastUDP(sn, b, src, sc)
+	}
+	if st != fastDone || resp == nil {
+		return
+	}
+	if full.n == 0 {
+		t.Fatal("fast path answered a query the full path ignores")
+	}
+	var fast, ref mdns.Msg
+	if err := fast.Unpack(resp); err != nil {
+		t.Fatalf("fast answer does not unpack: %v", err)
+	}
+	if err := ref.Unpack(full.out); err != nil {
+		t.Fatal(err)
+	}
+	if fast.Id != ref.Id || describe(&fast) != describe(&ref) {
+		t.Fatalf("fast path differs:\n%s\n---\n%s", describe(&fast), describe(&ref))
+	}
 }
 
 // seedQueries are the seed inputs (also checked in as files).
