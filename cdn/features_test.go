@@ -320,3 +320,20 @@ func newRecorder() *recorder                    { return &recorder{h: make(http.
 func (r *recorder) Header() http.Header         { return r.h }
 func (r *recorder) WriteHeader(c int)           { r.code = c }
 func (r *recorder) Write(p []byte) (int, error) { return r.body.Write(p) }
+
+// TestRangeUncacheablePassesRange: a Range request for something the cache
+// may not store reaches the origin with its Range.
+func TestRangeUncacheablePassesRange(t *testing.T) {
+	body := digits(5000)
+	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "private")
+		http.ServeContent(w, r, "", time.Time{}, strings.NewReader(body))
+	})
+	r := e.get("/private-video", "Range: bytes=100-109")
+	if r.StatusCode != 206 || r.body != body[100:110] {
+		t.Fatalf("%d %q", r.StatusCode, r.body)
+	}
+	if e.origin.lastHeader().Get("Range") != "bytes=100-109" {
+		t.Fatal("range not passed")
+	}
+}

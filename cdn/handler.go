@@ -230,6 +230,9 @@ func (h *handler) unsafe(w http.ResponseWriter, r *http.Request) {
 	h.c.m.requests.WithLabelValues("bypass").Inc()
 	reqinfo.From(r.Context()).Set(reqinfo.FieldCache, resBypass)
 	h.up.ServeHTTP(sw, r)
+	if sw.status == 0 {
+		sw.status = http.StatusOK // nothing written: an empty 200
+	}
 	if sw.status < 200 || sw.status >= 400 {
 		return
 	}

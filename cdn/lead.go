@@ -91,6 +91,14 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 			return
 		}
 		dec = h.decide(r, key, status, hd, reqTime, respTime)
+		if !dec.ok && !bg && r.Header.Get("Range") != "" {
+			// Not storable, and the fill dropped the client's Range: ask
+			// again with it rather than send a whole (maybe huge) body.
+			cw.mode = modeRetryPass
+			f.setReady(outcomePass)
+			cancel()
+			return
+		}
 		if !dec.ok {
 			cw.mode = modePass
 			f.setReady(outcomePass)
