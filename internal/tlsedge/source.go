@@ -89,8 +89,17 @@ func newMagicSource(p magicParams) (*magicSource, error) {
 		// checks the decision before falling back.
 		FallbackServerName: p.cfg.DefaultSNI,
 		OnEvent:            p.onEvent,
-		Storage:            p.storage,
-		Logger:             p.zlog,
+		// Only the events onEvent reads: certmagic then skips building
+		// the per-handshake tls_get_certificate event entirely.
+		ShouldEmitFunc: func(event string) bool {
+			switch event {
+			case "cert_obtained", "cert_failed", "cached_managed_cert":
+				return true
+			}
+			return false
+		},
+		Storage: p.storage,
+		Logger:  p.zlog,
 	}
 	newCfg := func() *certmagic.Config {
 		c := certmagic.New(s.cache, template)
