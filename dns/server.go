@@ -423,6 +423,11 @@ func (s *Server) Serve(pcs []net.PacketConn, lns []net.Listener) error {
 	if !s.started {
 		s.started = true
 		s.health.Start()
+		// As BIND and Knot do: tell secondaries at startup, so they catch
+		// up with zone files changed while this server was down.
+		for origin := range s.snap.Load().zones {
+			s.notifyLocked(origin)
+		}
 	}
 	return nil
 }

@@ -181,6 +181,28 @@ func TestDemoMappingEmbeddedDB(t *testing.T) {
 	}
 }
 
+// TestSteeredWithoutNodes: with no node of the family, the zone's own
+// records at the name answer.
+func TestSteeredWithoutNodes(t *testing.T) {
+	cfg := steeredConfig("")
+	cfg.Zones[0].Records = append(cfg.Zones[0].Records, "www 60 IN AAAA 2001:db8::1")
+	nodes := demoNodes()[2:] // ap: IPv4 only
+	_, addr := startServer(t, cfg, nodes, Options{})
+	r := exchange(t, addr, "udp", ecsQuery("www.demo.test.", mdns.TypeAAAA, "193.0.0.0/24"))
+	if got := answerAddrs(r); !equalStrings(got, []string{"2001:db8::1"}) {
+		t.Fatalf("AAAA %v, want the zone record", got)
+	}
+	r = exchange(t, addr, "udp", ecsQuery("www.demo.test.", mdns.TypeA, "193.0.0.0/24"))
+	if got := answerAddrs(r); !equalStrings(got, []string{"127.0.0.13"}) {
+		t.Fatalf("A %v", got)
+	}
+	_, addr = startServer(t, steeredConfig(""), nil, Options{})
+	r = exchange(t, addr, "udp", newQuery("www.demo.test.", mdns.TypeA))
+	if r.Rcode != mdns.RcodeSuccess || len(r.Answer) != 0 || len(r.Ns) != 1 {
+		t.Fatalf("no nodes: %v", r)
+	}
+}
+
 func TestSteeringAnswersAndWeights(t *testing.T) {
 	geo := writeTestGeoDB(t, map[string]string{"193.0.0.0/16": "NL"})
 	cfg := steeredConfig(geo)

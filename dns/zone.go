@@ -274,10 +274,8 @@ func (z *Zone) answer(m *mdns.Msg, qname, lname string, qtype uint16, q *query) 
 			if q.steerInto(m, n.steer, t) {
 				return
 			}
-			if qtype != mdns.TypeANY {
-				m.Ns = append(m.Ns, z.negSOA)
-				return
-			}
+			// No node has an address of this family: answer from the
+			// zone's own records at the name, if any.
 		}
 		if qtype == mdns.TypeANY {
 			// RFC 8482: answer ANY with one RRset rather than all of them.
