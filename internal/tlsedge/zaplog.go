@@ -16,10 +16,12 @@ func newZapLogger(log *slog.Logger) *zap.Logger {
 	return zap.New(&slogCore{log: log})
 }
 
-// slogCore is a zapcore.Core backed by an slog.Logger.
+// slogCore is a zapcore.Core backed by an slog.Logger. Fields added with
+// With are kept as zap fields and converted only when an entry is written:
+// certmagic derives loggers on every handshake, and most never log.
 type slogCore struct {
-	log   *slog.Logger
-	attrs []slog.Attr
+	log    *slog.Logger
+	fields []zapcore.Field
 }
 
 var _ zapcore.Core = (*slogCore)(nil)
@@ -42,8 +44,7 @@ func (c *slogCore) Enabled(l zapcore.Level) bool {
 }
 
 func (c *slogCore) With(fields []zapcore.Field) zapcore.Core {
-	attrs := append(append([]slog.Attr(nil), c.attrs...), fieldsToAttrs(fields)...)
-	return &slogCore{log: c.log, attrs: attrs}
+	return &slogCore{log: c.log, fields: append(c.fields[:len(c.fields):len(c.fields)], fields...)}
 }
 
 func (c *slogCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
@@ -54,7 +55,7 @@ func (c *slogCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.Che
 }
 
 func (c *slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
-	attrs := append(append([]slog.Attr(nil), c.attrs...), fieldsToAttrs(fields)...)
+	attrs := fieldsToAttrs(append(c.fields[:len(c.fields):len(c.fields)], fields...))
 	if e.LoggerName != "" {
 		attrs = append(attrs, slog.String("logger", e.LoggerName))
 	}
