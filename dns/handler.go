@@ -161,7 +161,11 @@ func (s *Server) respond(w mdns.ResponseWriter, r *mdns.Msg, limit rrlAction) (c
 				cacheable = false
 				s.metrics.rrlSlip.Inc()
 				m.Answer, m.Ns = nil, nil
-				m.Extra = m.Extra[:min(len(m.Extra), 1)]
+				if opt != nil {
+					m.Extra = m.Extra[:1] // the OPT goes first
+				} else {
+					m.Extra = nil
+				}
 				m.Truncated = true
 			}
 		}

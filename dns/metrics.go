@@ -43,7 +43,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		queries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "outpost", Subsystem: "dns", Name: "queries_total",
-			Help: "DNS queries answered (or dropped by RRL), by query type and response code.",
+			Help: "DNS queries answered, by query type and response code (RRL drops are counted in rrl_actions_total).",
 		}, []string{"qtype", "rcode"}),
 		steered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "outpost", Subsystem: "dns", Name: "steered_answers_total",
