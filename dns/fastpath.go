@@ -2,8 +2,9 @@ package dns
 
 import (
 	"encoding/binary"
+	"hash/maphash"
 	"net/netip"
-	"sync"
+	"sync/atomic"
 
 	mdns "github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,60 +43,41 @@ type scratch struct {
 // wire qname + qtype + EDNS flags + effective UDP size. Zone data is
 // immutable within a snapshot, so entries never go stale; a new snapshot
 // starts empty.
+//
+// It is direct-mapped: a fixed array of slots, each an atomic pointer, so
+// reads take no lock (no cache-line ping-pong between cores) and a flood of
+// distinct names only overwrites slots: memory stays bounded and inserts
+// stay O(1). The hash is seeded per cache, so collisions cannot be aimed.
 type answerCache struct {
-	shards [cacheShards]cacheShard
+	seed  maphash.Seed
+	slots [cacheSlots]atomic.Pointer[cacheEntry]
 }
 
-const (
-	cacheShards      = 32
-	maxCachePerShard = 2048
-)
-
-type cacheShard struct {
-	mu sync.RWMutex // guards m
-	m  map[string]*cacheEntry
-}
+const cacheSlots = 8192 // a power of two
 
 type cacheEntry struct {
+	key     string
 	resp    []byte
 	counter prometheus.Counter // queries_total for its qtype and rcode
 }
 
 func newAnswerCache() *answerCache {
-	c := &answerCache{}
-	for i := range c.shards {
-		c.shards[i].m = map[string]*cacheEntry{}
-	}
-	return c
+	return &answerCache{seed: maphash.MakeSeed()}
 }
 
-func keyShard(key []byte) int {
-	var h uint32 = 2166136261
-	for _, b := range key {
-		h = (h ^ uint32(b)) * 16777619
-	}
-	return int(h % cacheShards)
+func (c *answerCache) slot(key []byte) *atomic.Pointer[cacheEntry] {
+	return &c.slots[maphash.Bytes(c.seed, key)&(cacheSlots-1)]
 }
 
 func (c *answerCache) get(key []byte) *cacheEntry {
-	sh := &c.shards[keyShard(key)]
-	sh.mu.RLock()
-	e := sh.m[string(key)]
-	sh.mu.RUnlock()
-	return e
+	if e := c.slot(key).Load(); e != nil && e.key == string(key) {
+		return e
+	}
+	return nil
 }
 
 func (c *answerCache) put(key, resp []byte, counter prometheus.Counter) {
-	sh := &c.shards[keyShard(key)]
-	e := &cacheEntry{resp: append([]byte(nil), resp...), counter: counter}
-	sh.mu.Lock()
-	if len(sh.m) >= maxCachePerShard {
-		// A flood of distinct names (random subdomains) must not grow the
-		// cache without bound; starting the shard over is cheap and fair.
-		clear(sh.m)
-	}
-	sh.m[string(key)] = e
-	sh.mu.Unlock()
+	c.slot(key).Store(&cacheEntry{key: string(key), resp: append([]byte(nil), resp...), counter: counter})
 }
 
 // indexSteered maps the lower-case wire form of every steered name that is
