@@ -79,7 +79,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if req.onlyIfCached {
-		h.c.m.requests.WithLabelValues("miss").Inc()
+		h.c.m.result(resMiss)
 		reqinfo.From(r.Context()).Set(reqinfo.FieldCache, resMiss)
 		httperr.Write(w, r, http.StatusGatewayTimeout, "not_cached", "only-if-cached and not in cache")
 		return
@@ -196,7 +196,7 @@ func (h *handler) stream(w http.ResponseWriter, r *http.Request, f *fill) {
 	}
 	defer file.Close()
 	reqinfo.From(r.Context()).Set(reqinfo.FieldCache, resMiss)
-	h.c.m.requests.WithLabelValues("miss").Inc()
+	h.c.m.result(resMiss)
 	hdr := w.Header()
 	for k, v := range f.header {
 		hdr[k] = v
@@ -227,7 +227,7 @@ func needsEntry(r *http.Request) bool {
 // Content-Location on the same host (RFC 9111 §4.4).
 func (h *handler) unsafe(w http.ResponseWriter, r *http.Request) {
 	sw := &passWriter{ResponseWriter: w, h: h, xcache: resBypass, detail: "method"}
-	h.c.m.requests.WithLabelValues("bypass").Inc()
+	h.c.m.result(resBypass)
 	reqinfo.From(r.Context()).Set(reqinfo.FieldCache, resBypass)
 	h.up.ServeHTTP(sw, r)
 	if sw.status == 0 {
@@ -268,11 +268,11 @@ func (h *handler) unsafe(w http.ResponseWriter, r *http.Request) {
 // pass forwards r without caching; the response headers are still cleaned
 // of the edge-only fields.
 func (h *handler) pass(w http.ResponseWriter, r *http.Request, xcache, detail string) {
-	label := "pass"
 	if xcache == resBypass {
-		label = "bypass"
+		h.c.m.result(resBypass)
+	} else {
+		h.c.m.result("PASS")
 	}
-	h.c.m.requests.WithLabelValues(label).Inc()
 	reqinfo.From(r.Context()).Set(reqinfo.FieldCache, xcache)
 	h.up.ServeHTTP(&passWriter{ResponseWriter: w, h: h, xcache: xcache, detail: detail}, r)
 }

@@ -110,7 +110,7 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 				w.Header().Set("Cache-Status", "Outpost; fwd=uri-miss; detail="+dec.reason)
 				cw.clientBody = r.Method != http.MethodHead
 				reqinfo.From(r.Context()).Set(reqinfo.FieldCache, resMiss)
-				c.m.requests.WithLabelValues("miss").Inc()
+				c.m.result(resMiss)
 				w.WriteHeader(status)
 			}
 			return
@@ -136,7 +136,7 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 				w.Header().Set("Cache-Status", "Outpost; fwd=uri-miss; detail=store-error")
 				cw.clientBody = r.Method != http.MethodHead
 				reqinfo.From(r.Context()).Set(reqinfo.FieldCache, resMiss)
-				c.m.requests.WithLabelValues("miss").Inc()
+				c.m.result(resMiss)
 				w.WriteHeader(status)
 			}
 			return
@@ -162,7 +162,7 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 			w.Header().Set("Cache-Status", "Outpost; fwd=miss; stored")
 			cw.clientBody = r.Method != http.MethodHead
 			reqinfo.From(r.Context()).Set(reqinfo.FieldCache, resMiss)
-			c.m.requests.WithLabelValues("miss").Inc()
+			c.m.result(resMiss)
 			w.WriteHeader(status)
 		}
 	}

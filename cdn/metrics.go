@@ -1,12 +1,17 @@
 package cdn
 
 import (
+	"strings"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // metrics are registered once per Cache; handlers rebuilt on reload share them.
 type metrics struct {
-	requests  *prometheus.CounterVec // by result: hit, miss, stale, revalidated, bypass, pass, error
+	requests *prometheus.CounterVec // by result: hit, miss, stale, revalidated, bypass, pass, error
+	// byResult holds the requests children resolved once, so the hit path
+	// does not hash label values.
+	byResult  map[string]prometheus.Counter
 	servedB   prometheus.Counter     // body bytes served from the store
 	fetches   *prometheus.CounterVec // origin fetches made by the cache, by kind
 	coalesced prometheus.Counter     // requests that shared another request's fetch
@@ -56,6 +61,10 @@ func newMetrics(reg prometheus.Registerer, objects, bytes func() float64) (*metr
 			Help: "Compressed renditions stored, by encoding.",
 		}, []string{"encoding"}),
 	}
+	m.byResult = make(map[string]prometheus.Counter, 6)
+	for _, r := range []string{resHit, resMiss, resStale, resRevalidated, resBypass, "PASS"} {
+		m.byResult[r] = m.requests.WithLabelValues(strings.ToLower(r))
+	}
 	cs := []prometheus.Collector{m.requests, m.servedB, m.fetches, m.coalesced, m.evictions, m.evictedB, m.ioErrors, m.purged, m.compress,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "outpost", Subsystem: "cache", Name: "objects",
@@ -74,4 +83,13 @@ func newMetrics(reg prometheus.Registerer, objects, bytes func() float64) (*metr
 		}
 	}
 	return m, nil
+}
+
+// result counts one request by its X-Cache word (or PASS).
+func (m *metrics) result(xcache string) {
+	if c, ok := m.byResult[xcache]; ok {
+		c.Inc()
+		return
+	}
+	m.requests.WithLabelValues(strings.ToLower(xcache)).Inc()
 }

@@ -13,7 +13,21 @@ import (
 	"github.com/outpost-edge/outpost/internal/reqinfo"
 )
 
-var acceptRanges = []string{"bytes"}
+var (
+	acceptRanges = []string{"bytes"}
+	// Shared, clipped header values: a handler appending gets a copy.
+	xcacheValues = map[string][]string{
+		resHit: {resHit}, resMiss: {resMiss}, resStale: {resStale},
+		resRevalidated: {resRevalidated}, resBypass: {resBypass},
+	}
+)
+
+func xcacheValue(v string) []string {
+	if s, ok := xcacheValues[v]; ok {
+		return s
+	}
+	return []string{v}
+}
 
 func openFile(path string) (*os.File, error) { return os.Open(path) }
 
@@ -80,23 +94,22 @@ func (h *handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 		rend, _ := e.Encoding(enc)
 		path, size = e.EncodingPath(enc), rend.Size
 	}
-	var body io.ReadSeeker
-	if b := c.store.Body(e, enc); b != nil {
-		body = bytes.NewReader(b)
-	} else {
-		file, err := openFile(path)
+	var file *os.File // nil when the body is in memory
+	mem := c.store.Body(e, enc)
+	if mem == nil {
+		f, err := openFile(path)
 		if err != nil {
 			// Evicted or purged between lookup and open: fetch it instead.
 			c.ioError("read", e.Key, err)
 			h.pass(w, r, resMiss, "store-read")
 			return
 		}
-		defer file.Close()
-		body = file
+		defer f.Close()
+		file = f
 	}
 
 	reqinfo.From(r.Context()).Set(reqinfo.FieldCache, xcache)
-	c.m.requests.WithLabelValues(strings.ToLower(xcache)).Inc()
+	c.m.result(xcache)
 	hdr := w.Header()
 	pass := c.cfg.PassSurrogateHeaders
 	for k, v := range e.Header {
@@ -110,7 +123,7 @@ func (h *handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 	}
 	age := c.currentAge(e, now) / time.Second
 	hdr["Age"] = []string{strconv.FormatInt(int64(age), 10)}
-	hdr["X-Cache"] = []string{xcache}
+	hdr["X-Cache"] = xcacheValue(xcache)
 	ttl := int64((e.Lifetime - c.currentAge(e, now)) / time.Second)
 	if strings.HasPrefix(status, "hit") {
 		hdr["Cache-Status"] = []string{"Outpost; " + status + "; ttl=" + strconv.FormatInt(ttl, 10)}
@@ -140,6 +153,10 @@ func (h *handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 				lm = t
 			}
 			cw := &fileCountingWriter{countingWriter{ResponseWriter: w}}
+			var body io.ReadSeeker = file
+			if file == nil {
+				body = bytes.NewReader(mem)
+			}
 			http.ServeContent(cw, r, "", lm, body)
 			c.m.servedB.Add(float64(cw.n))
 			return
@@ -159,7 +176,13 @@ func (h *handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 	}
 	// One write for an in-memory body (header and body leave together);
 	// sendfile(2) for a file.
-	n, _ := io.Copy(w, body)
+	var n int64
+	if file == nil {
+		m, _ := w.Write(mem)
+		n = int64(m)
+	} else {
+		n, _ = io.Copy(w, file)
+	}
 	c.m.servedB.Add(float64(n))
 }
 
