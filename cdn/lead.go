@@ -226,8 +226,9 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 			h.pass(w, r, resMiss, "range-too-large")
 		}
 	case modePass:
-		if stale != nil && cw.status < 400 {
-			// The origin no longer lets this be stored: drop the old copy.
+		if stale != nil && cw.status < 500 {
+			// The origin answered but no longer lets this be stored (or it
+			// is gone): drop the old copy.
 			c.store.Remove([]*store.Entry{stale})
 		}
 	}

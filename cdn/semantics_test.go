@@ -349,3 +349,32 @@ func TestConnectionListedNotStored(t *testing.T) {
 		t.Errorf("content-type lost")
 	}
 }
+
+func TestStaleDroppedWhenOriginForbids(t *testing.T) {
+	e := newEnv(t, validating("v1", `"a"`, "Cache-Control: max-age=1, stale-while-revalidate=600"))
+	e.get("/d")
+	e.origin.set(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(404)
+	})
+	e.clock.Advance(20 * time.Minute) // past SWR: a foreground revalidation
+	if r := e.get("/d"); r.StatusCode != 404 {
+		t.Fatalf("status %d", r.StatusCode)
+	}
+	if e.cache.Objects() != 0 {
+		t.Fatal("stale copy kept after the origin said 404 no-store")
+	}
+}
+
+func TestConditionalOnStored404(t *testing.T) {
+	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("ETag", `"nf"`)
+		w.WriteHeader(404)
+	})
+	e.get("/nf")
+	r := e.get("/nf", `If-None-Match: "nf"`)
+	if r.StatusCode != 404 || r.Header.Get("X-Cache") != "HIT" {
+		t.Fatalf("%d %q", r.StatusCode, r.Header.Get("X-Cache"))
+	}
+}

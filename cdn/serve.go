@@ -162,7 +162,9 @@ func (h *handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 			return
 		}
 	}
-	if notModified(r, hdr) {
+	// Conditionals only apply to 2xx (RFC 9110 §13.2.1): a stored 404
+	// is never answered with 304.
+	if e.Status >= 200 && e.Status < 300 && notModified(r, hdr) {
 		for _, k := range []string{"Content-Type", "Content-Length", "Content-Encoding"} {
 			delete(hdr, k)
 		}
