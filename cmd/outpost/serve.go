@@ -55,8 +55,15 @@ func checkConfigCommand() *command {
 		flags: func(fs *flag.FlagSet) func([]string) int {
 			name := fs.String("node", "", "validate as node `NAME`")
 			return func(args []string) int {
+				// Accept flags after the file too: check-config FILE --node NAME.
+				if len(args) > 1 {
+					if err := fs.Parse(args[1:]); err != nil {
+						return 2
+					}
+					args = append(args[:1], fs.Args()...)
+				}
 				if len(args) != 1 {
-					fmt.Fprintln(os.Stderr, "usage: outpost check-config FILE")
+					fmt.Fprintln(os.Stderr, "usage: outpost check-config FILE [--node NAME]")
 					return 2
 				}
 				if _, err := config.Load(args[0], *name); err != nil {
@@ -182,6 +189,11 @@ var startTime = time.Now()
 // peerFanout returns the purge fan-out to the other nodes that list an
 // admin URL, or nil when there are none.
 func peerFanout(cfg *config.Config, log *slog.Logger) (*cluster.Fanout, error) {
+	if cfg.Node == "" {
+		// Without knowing which entry is this node, fanning out could
+		// include ourselves; an unnamed node purges only locally.
+		return nil, nil
+	}
 	var peers []cluster.Peer
 	for _, nd := range cfg.Nodes {
 		if nd.Name != cfg.Node && nd.Admin != "" {

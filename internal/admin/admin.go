@@ -5,8 +5,10 @@
 package admin
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/outpost-edge/outpost/internal/configerr"
 	"github.com/outpost-edge/outpost/internal/httperr"
+	"github.com/outpost-edge/outpost/internal/reqinfo"
 )
 
 // Config is the admin API (YAML section `admin:`).
@@ -90,6 +93,9 @@ func (s *Server) HandlePublic(pattern string, h http.Handler) {
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
+	info := &reqinfo.Info{ID: newRequestID()}
+	w.Header().Set("X-Request-ID", info.ID)
+	r = r.WithContext(reqinfo.With(r.Context(), info))
 	h, pattern := s.mux.Handler(r)
 	if pattern == "" {
 		// Unknown path or wrong method: answer in our JSON shape, after
@@ -158,6 +164,12 @@ func (s *statusRewriter) Write(b []byte) (int, error) {
 		return len(b), nil
 	}
 	return s.ResponseWriter.Write(b)
+}
+
+func newRequestID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // WriteJSON writes v as a JSON document with status.

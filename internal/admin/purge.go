@@ -3,7 +3,9 @@ package admin
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/url"
 
 	"github.com/outpost-edge/outpost/cdn"
 	"github.com/outpost-edge/outpost/internal/cluster"
@@ -43,6 +45,15 @@ func PurgeHandler(local []PurgeTarget, fan *cluster.Fanout) http.Handler {
 		if len(req.URLs) == 0 && len(req.Prefixes) == 0 && len(req.Tags) == 0 && !req.All {
 			httperr.Write(w, r, http.StatusBadRequest, "bad_request", `say what to purge: "urls", "prefixes", "tags" or "all"`)
 			return
+		}
+		for _, list := range [][]string{req.URLs, req.Prefixes} {
+			for _, raw := range list {
+				if u, err := url.Parse(raw); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+					httperr.Write(w, r, http.StatusBadRequest, "bad_request",
+						fmt.Sprintf("%q is not an absolute URL (want http://host/path)", raw))
+					return
+				}
+			}
 		}
 		resp := PurgeResponse{Nodes: map[string]NodePurge{}}
 		for _, t := range local {

@@ -24,7 +24,8 @@ import (
 // Config is the whole node configuration. Every node of a cluster reads the
 // same file; --node (or `node:`) says which entry of `nodes:` is this one.
 type Config struct {
-	// Node names this node among `nodes:`. Overridden by --node or OUTPOST_NODE.
+	// Node names this node among `nodes:`. --node overrides it; OUTPOST_NODE
+	// is used when neither is given.
 	Node string `yaml:"node"`
 	// DataDir holds the cache, keys, certificates and other state. Default "/var/lib/outpost".
 	DataDir string `yaml:"data_dir"`
@@ -93,7 +94,7 @@ func (c *Config) SetDefaults() {
 		c.Routes[i].Route.SetDefaults()
 	}
 	c.sectionDefaults()
-	_, port, _ := strings.Cut(c.Edge.Listen, ":")
+	port := c.Edge.Listen[strings.LastIndexByte(c.Edge.Listen, ':')+1:]
 	for i := range c.Nodes {
 		n := &c.Nodes[i]
 		if n.Health == "" && n.IPv4.IsValid() {
@@ -143,6 +144,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Redis.Addr != "" && !strings.Contains(c.Redis.Addr, ":") {
 		l.Addf("redis.addr", "want host:port, got %q", c.Redis.Addr)
+	}
+	if c.Gateway.Redis.Enabled && c.Redis.Addr == "" {
+		l.Addf("gateway.redis.enabled", "global rate limits need a Redis server: set redis.addr")
 	}
 	c.validateSections(&l)
 	return l.Err()

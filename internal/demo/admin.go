@@ -20,11 +20,12 @@ import (
 // DNS record or key change applies on all three edges.
 func (d *Demo) adminServer() *admin.Server {
 	a := admin.New(d.Token, d.log.With("component", "admin"))
-	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	a.HandlePublic("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		admin.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	a.HandlePublic("GET /healthz", ok)
-	a.HandlePublic("GET /readyz", ok)
+	}))
+	a.HandlePublic("GET /readyz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		admin.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	}))
 	a.Handle("GET /metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{}))
 	a.Handle("GET /v1/status", admin.JSONHandler(d.status))
 	a.Handle("POST /v1/reload", admin.ReloadHandler(d.Reload))

@@ -184,7 +184,7 @@ func Start(o Options) (d *Demo, err error) {
 	for _, e := range Edges {
 		cfg, err := d.nodeConfig(e)
 		if err != nil {
-			return d, err
+			return d, errors.New(config.Format(err))
 		}
 		reg := prometheus.WrapRegistererWith(prometheus.Labels{"outpost_node": e.Name}, d.reg)
 		n, err := node.New(cfg, node.Options{
@@ -238,7 +238,7 @@ func (d *Demo) nodeConfig(e Edge) (*config.Config, error) {
 	}
 	cfg, err := config.Parse(path, data, e.Name, lookup)
 	if err != nil {
-		return nil, errors.New(config.Format(err))
+		return nil, err // field errors, listed one by one by the reload handler
 	}
 	if e.Name == "eu" && cfg.DNS != nil {
 		// The demo's well-known DNS address is served by the eu node.
@@ -286,15 +286,20 @@ func (d *Demo) signingKey() (ed25519.PrivateKey, error) {
 	return sk, nil
 }
 
-// Reload re-reads $DATA/demo.yaml for every node; all or nothing per node.
+// Reload re-reads $DATA/demo.yaml for every node. All three configs are
+// loaded and validated before any is applied.
 func (d *Demo) Reload() (uint64, error) {
-	var gen uint64
+	cfgs := make([]*config.Config, len(Edges))
 	for i, e := range Edges {
 		cfg, err := d.nodeConfig(e)
 		if err != nil {
 			return d.nodes[0].Generation(), err
 		}
-		g, err := d.nodes[i].Apply(cfg)
+		cfgs[i] = cfg
+	}
+	var gen uint64
+	for i, e := range Edges {
+		g, err := d.nodes[i].Apply(cfgs[i])
 		if err != nil {
 			return g, fmt.Errorf("node %s: %w", e.Name, err)
 		}

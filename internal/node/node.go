@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"reflect"
 	"sync"
 	"time"
 
@@ -38,6 +39,7 @@ type Options struct {
 // Node is one running edge node.
 type Node struct {
 	name      string
+	base      *slog.Logger // carries node=, for subsystems to add their own component
 	log       *slog.Logger
 	accessLog *slog.Logger
 	reg       prometheus.Registerer
@@ -70,7 +72,8 @@ func New(cfg *config.Config, o Options) (*Node, error) {
 	}
 	n := &Node{
 		name:       cfg.Node,
-		log:        o.Logger.With("component", "node", "node", cfg.Node),
+		base:       o.Logger.With("node", cfg.Node),
+		log:        o.Logger.With("node", cfg.Node, "component", "node"),
 		accessLog:  o.AccessLog,
 		reg:        o.Registerer,
 		metrics:    edge.NewMetrics(o.Registerer),
@@ -116,9 +119,7 @@ func (n *Node) Generation() uint64 {
 func (n *Node) Apply(cfg *config.Config) (uint64, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if cfg.Edge.Listen != n.cfg.Edge.Listen {
-		n.log.Warn("edge.listen changed; takes effect on restart", "old", n.cfg.Edge.Listen, "new", cfg.Edge.Listen)
-	}
+	n.warnRestartOnly(cfg)
 	if err := n.reloadSubsystems(cfg); err != nil {
 		return n.gen, err
 	}
@@ -132,6 +133,29 @@ func (n *Node) Apply(cfg *config.Config) (uint64, error) {
 	n.gen++
 	n.log.Info("config applied", "generation", n.gen)
 	return n.gen, nil
+}
+
+// warnRestartOnly logs changes a reload accepts but cannot apply to a
+// running process. Callers hold mu.
+func (n *Node) warnRestartOnly(cfg *config.Config) {
+	old := n.cfg
+	for _, c := range []struct {
+		key      string
+		old, new any
+	}{
+		{"edge.listen", old.Edge.Listen, cfg.Edge.Listen},
+		{"data_dir", old.DataDir, cfg.DataDir},
+		{"admin", old.Admin, cfg.Admin},
+		{"log", old.Log, cfg.Log},
+		{"redis", old.Redis, cfg.Redis},
+		{"cache", old.Cache, cfg.Cache},
+		{"tls.listen", old.TLS.Listen, cfg.TLS.Listen},
+		{"tls.http_listen", old.TLS.HTTPListen, cfg.TLS.HTTPListen},
+	} {
+		if !reflect.DeepEqual(c.old, c.new) {
+			n.log.Warn("config changed in a section that takes effect on restart", "section", c.key)
+		}
+	}
 }
 
 func (n *Node) build(cfg *config.Config) (http.Handler, error) {
@@ -180,7 +204,7 @@ func (n *Node) buildLocked(cfg *config.Config) (http.Handler, error) {
 }
 
 func (n *Node) routeHandler(gw *gateway.Gateway, r *config.Route, via string) (http.Handler, error) {
-	po := proxy.Options{Via: via, Logger: n.log.With("route", r.Name)}
+	po := proxy.Options{Via: via, Logger: n.base.With("component", "proxy", "route", r.Name)}
 	if r.Upstream != "" {
 		u, err := url.Parse(r.Upstream)
 		if err != nil {

@@ -58,7 +58,7 @@ func (n *Node) openSubsystems(cfg *config.Config, o Options) error {
 		s.ownRedis = true
 	}
 	if cfg.UsesCache() {
-		c, err := cdn.New(cfg.Cache, cdn.Options{Logger: n.log, Registerer: n.reg})
+		c, err := cdn.New(cfg.Cache, cdn.Options{Logger: n.base, Registerer: n.reg})
 		if err != nil {
 			return fmt.Errorf("cache: %w", err)
 		}
@@ -75,7 +75,7 @@ func (n *Node) openSubsystems(cfg *config.Config, o Options) error {
 			}
 			s.keys, s.ownKeys = ks, true
 		}
-		st, err := gateway.NewState(gateway.StateOptions{Registerer: n.reg, Keys: s.keys, Redis: s.redis, Logger: n.log})
+		st, err := gateway.NewState(gateway.StateOptions{Registerer: n.reg, Keys: s.keys, Redis: s.redis, Logger: n.base})
 		if err != nil {
 			return err
 		}
@@ -86,7 +86,7 @@ func (n *Node) openSubsystems(cfg *config.Config, o Options) error {
 		if err != nil {
 			return err
 		}
-		srv, err := dns.New(*cfg.DNS, cfg.Nodes, dns.Options{Logger: n.log, Metrics: dm})
+		srv, err := dns.New(*cfg.DNS, cfg.Nodes, dns.Options{Logger: n.base, Metrics: dm})
 		if err != nil {
 			return fmt.Errorf("dns: %w", err)
 		}
@@ -110,7 +110,7 @@ func (n *Node) updatePools(cfg *config.Config) error {
 			}
 			continue
 		}
-		p, err := lb.New(name, *pc, lb.Options{Metrics: s.lbMetrics, Logger: n.log})
+		p, err := lb.New(name, *pc, lb.Options{Metrics: s.lbMetrics, Logger: n.base})
 		if err != nil {
 			return err
 		}
@@ -270,7 +270,7 @@ func (n *Node) MountAdmin(a interface {
 	a.Handle("/v1/pools", ph)
 	a.Handle("/v1/pools/", ph)
 	if n.sub.keys != nil {
-		kh := gateway.AdminHandler(n.sub.keys, n.log)
+		kh := gateway.AdminHandler(n.sub.keys, n.base.With("component", "keys"))
 		a.Handle("/v1/keys", kh)
 		a.Handle("/v1/keys/", kh)
 	}

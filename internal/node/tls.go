@@ -30,12 +30,12 @@ func (n *Node) openTLS(cfg *config.Config) error {
 	}
 	var peers []tlsedge.Peer
 	for _, nd := range cfg.Nodes {
-		if nd.Name != cfg.Node && nd.Admin != "" {
+		if cfg.Node != "" && nd.Name != cfg.Node && nd.Admin != "" {
 			peers = append(peers, tlsedge.Peer{Name: nd.Name, Admin: nd.Admin})
 		}
 	}
 	o := tlsedge.Options{
-		Logger: n.log, Registerer: n.reg, DataDir: cfg.DataDir,
+		Logger: n.base, Registerer: n.reg, DataDir: cfg.DataDir,
 		Peers: peers, PeerToken: cfg.Admin.Token,
 	}
 	if n.sub.dns != nil {
@@ -79,7 +79,7 @@ func (n *Node) startTLS(cfg *config.Config) error {
 		return fmt.Errorf("tls: %w", err)
 	}
 	t.addr = ln.Addr()
-	t.https = edge.NewServer(&cfg.Edge, handler, n.log.With("component", "https"))
+	t.https = edge.NewServer(&cfg.Edge, handler, n.base.With("component", "https"))
 	t.https.TLSConfig = t.mgr.TLSConfig()
 	go func() {
 		if err := t.https.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -93,14 +93,17 @@ func (n *Node) startTLS(cfg *config.Config) error {
 		}
 		t.h3 = h3
 	}
-	if cfg.TLS.HTTPListen != cfg.Edge.Listen && cfg.TLS.HTTPListen != "" {
+	switch {
+	case cfg.TLS.HTTPListen == "off":
+		// No port-80 side: the edge listener keeps serving the chain.
+	case cfg.TLS.HTTPListen != cfg.Edge.Listen && cfg.TLS.HTTPListen != "":
 		pl, err := edge.Listen(cfg.TLS.HTTPListen)
 		if err != nil {
 			return fmt.Errorf("tls: %w", err)
 		}
-		t.plain = edge.NewServer(&cfg.Edge, n.plainHandler(), n.log.With("component", "http"))
+		t.plain = edge.NewServer(&cfg.Edge, n.plainHandler(), n.base.With("component", "http"))
 		go t.plain.Serve(pl)
-	} else {
+	default:
 		// The edge listener itself becomes the redirecting port-80 side.
 		n.srv.Handler = n.plainHandler()
 	}

@@ -54,8 +54,8 @@ func New(o Options) http.Handler {
 	}
 	target := o.Target
 	rp := &httputil.ReverseProxy{
-		Transport:     o.Transport,
-		BufferPool:    bufPool{},
+		Transport:  o.Transport,
+		BufferPool: bufPool{},
 		// Zero: ReverseProxy already flushes every write of responses
 		// without a Content-Length and of event streams, so slow origins
 		// trickle through; flushing sized responses on every write costs
