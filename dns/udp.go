@@ -52,6 +52,11 @@ func (s *Server) serveUDP(conn *net.UDPConn) *udpServer {
 			bc = ipv6.NewPacketConn(conn)
 		}
 	}
+	if bc != nil {
+		// Batching workers keep up by reading many datagrams per call;
+		// fewer of them make fuller batches.
+		n = max(2, runtime.GOMAXPROCS(0))
+	}
 	for i := 0; i < n; i++ {
 		u.wg.Add(1)
 		if bc != nil {
