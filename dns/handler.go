@@ -149,28 +149,28 @@ func (s *Server) respond(w mdns.ResponseWriter, r *mdns.Msg, limit rrlAction) (c
 			}}
 		}
 		cacheable = !qs.steered && ecs == nil && r.IsTsig() == nil
-		if !isTCP {
-			if limit == rrlUnchecked {
-				limit = s.rrl.check(src)
-			}
-			switch limit {
-			case rrlDrop:
-				s.metrics.rrlDrop.Inc()
-				return false
-			case rrlSlip:
-				cacheable = false
-				s.metrics.rrlSlip.Inc()
-				m.Answer, m.Ns = nil, nil
-				if opt != nil {
-					m.Extra = m.Extra[:1] // the OPT goes first
-				} else {
-					m.Extra = nil
-				}
-				m.Truncated = true
-			}
-		}
 	}
 	if !isTCP {
+		// RRL covers every UDP answer, errors (REFUSED) included, as in
+		// BIND: they can be reflected too.
+		if limit == rrlUnchecked {
+			limit = s.rrl.check(remoteAddr(w))
+		}
+		switch limit {
+		case rrlDrop:
+			s.metrics.rrlDrop.Inc()
+			return false
+		case rrlSlip:
+			cacheable = false
+			s.metrics.rrlSlip.Inc()
+			m.Answer, m.Ns = nil, nil
+			if opt != nil {
+				m.Extra = m.Extra[:1] // the OPT goes first
+			} else {
+				m.Extra = nil
+			}
+			m.Truncated = true
+		}
 		m.Truncate(udpSize)
 	}
 	s.finish(w, r, m, qtype)
