@@ -205,14 +205,16 @@ func (s *steering) pick(cands []candidate, rrs []mdns.RR, want int, dst []int) [
 	elig := buf[:0]
 	weighted := false
 	for _, c := range cands {
-		if rrs[c.idx] != nil && s.nodes[c.idx].health.healthy() {
+		// The bound guards against records built for another node set (a
+		// zone kept from before a reload that changed the nodes).
+		if c.idx < len(rrs) && rrs[c.idx] != nil && s.nodes[c.idx].health.healthy() {
 			elig = append(elig, c)
 			weighted = weighted || s.nodes[c.idx].weight > 0
 		}
 	}
 	if len(elig) == 0 {
 		for _, c := range cands {
-			if rrs[c.idx] != nil {
+			if c.idx < len(rrs) && rrs[c.idx] != nil {
 				elig = append(elig, c)
 				weighted = weighted || s.nodes[c.idx].weight > 0
 			}
