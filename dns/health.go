@@ -216,24 +216,20 @@ func (h *Health) startProbe(st *nodeState) {
 func (h *Health) probeLoop(ctx context.Context, st *nodeState, cfg HealthConfig) {
 	t := time.NewTicker(cfg.Interval.D())
 	defer t.Stop()
-	var okRun, failRun int
+	var run healthRun
 	for {
 		err := h.probe(ctx, st.url, cfg.Timeout.D())
 		if ctx.Err() != nil {
 			return
 		}
-		if err == nil {
-			okRun, failRun = okRun+1, 0
-			if !st.up.Load() && okRun >= cfg.Rise {
-				h.transition(st, true, "")
-			}
-		} else {
-			okRun, failRun = 0, failRun+1
-			msg := err.Error()
+		msg := ""
+		if err != nil {
+			msg = err.Error()
 			st.lastErr.Store(&msg)
-			if st.up.Load() && failRun >= cfg.Fall {
-				h.transition(st, false, msg)
-			}
+		}
+		was := st.up.Load()
+		if now := run.step(was, err == nil, cfg.Rise, cfg.Fall); now != was {
+			h.transition(st, now, msg)
 		}
 		select {
 		case <-ctx.Done():
@@ -241,6 +237,20 @@ func (h *Health) probeLoop(ctx context.Context, st *nodeState, cfg HealthConfig)
 		case <-t.C:
 		}
 	}
+}
+
+// healthRun counts consecutive probe results: a node goes down after fall
+// failures in a row and up after rise successes in a row.
+type healthRun struct{ ok, fail int }
+
+// step records one probe result and returns the new state.
+func (r *healthRun) step(up, success bool, rise, fall int) bool {
+	if success {
+		r.ok, r.fail = r.ok+1, 0
+		return up || r.ok >= rise
+	}
+	r.ok, r.fail = 0, r.fail+1
+	return up && r.fail < fall
 }
 
 func (h *Health) transition(st *nodeState, up bool, reason string) {

@@ -321,3 +321,35 @@ func TestHealthSteering(t *testing.T) {
 		t.Fatalf("steered{eu} = %v", v)
 	}
 }
+
+// TestHealthRun: a node leaves after exactly fall failures in a row (so
+// within fall × interval) and returns after rise successes in a row.
+func TestHealthRun(t *testing.T) {
+	tests := []struct {
+		name    string
+		results string // probe results in order: + success, - failure
+		want    string // state after each probe: U up, D down
+	}{
+		{"stays up", "++++", "UUUU"},
+		{"leaves after fall=3", "---", "UUD"},
+		{"blip does not count", "--+--+", "UUUUUU"},
+		{"returns after rise=2", "---+-++", "UUDDDDU"},
+		{"flapping stays down", "---+-+-+", "UUDDDDDD"},
+	}
+	for _, tc := range tests {
+		var r healthRun
+		up := true
+		got := ""
+		for _, c := range tc.results {
+			up = r.step(up, c == '+', 2, 3)
+			if up {
+				got += "U"
+			} else {
+				got += "D"
+			}
+		}
+		if got != tc.want {
+			t.Errorf("%s: %s -> %s, want %s", tc.name, tc.results, got, tc.want)
+		}
+	}
+}
