@@ -6,11 +6,12 @@
 # (outpost, nginx, outpost, ...) so machine noise hits both alike. Then the
 # cost of full TLS handshakes: wrk with "Connection: close", so every request
 # is a new connection and a full handshake (wrk does not resume sessions).
-# Prints requests/s per run, the means, and the ratios.
+# Prints requests/s per run, the medians (robust to a noisy shared
+# machine), and the ratios of the medians.
 # Target: Outpost requests/s >= nginx requests/s for HTTPS hits.
 #
 # Usage: bench/http/https.sh            (from anywhere in the repo)
-# Knobs (env): DURATION=10 (seconds) CONNS=64 THREADS=2 ROUNDS=3 WARMUP=2
+# Knobs (env): DURATION=10 (seconds) CONNS=64 THREADS=2 ROUNDS=5 WARMUP=2
 #              STREAMS=10 (h2load -m) BASE_PORT=18440 (uses BASE_PORT..+6)
 #              SIZES="1k 100k" PROTOS="h1 h2"
 # Needs: go, curl, wrk, h2load (nghttp2-client) and nginx (Debian packages;
@@ -20,7 +21,7 @@ set -euo pipefail
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-64}
 THREADS=${THREADS:-2}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 WARMUP=${WARMUP:-2}
 STREAMS=${STREAMS:-10}
 BASE_PORT=${BASE_PORT:-18440}
@@ -214,7 +215,11 @@ for target in "$OUTPOST_TLS" "$NGINX_TLS"; do
 	wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" "https://$target/1k" >/dev/null
 done
 
-declare -A SUM
+declare -A VALS
+# median VALUES... -> the median
+median() {
+	printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
 printf '%-5s %-6s %-10s %-8s %12s\n' round size scenario target 'requests/s'
 for r in $(seq 1 "$ROUNDS"); do
 	for size in $SIZES; do
@@ -227,7 +232,7 @@ for r in $(seq 1 "$ROUNDS"); do
 					rps=$(run_h2 "https://$addr/$size")
 				fi
 				printf '%-5s %-6s %-10s %-8s %12s\n' "$r" "$size" "$proto" "$target" "$rps"
-				SUM[$size.$proto.$target]=$(awk -v a="${SUM[$size.$proto.$target]:-0}" -v b="$rps" 'BEGIN{print a+b}')
+				VALS[$size.$proto.$target]+=" $rps"
 			done
 		done
 	done
@@ -235,21 +240,25 @@ for r in $(seq 1 "$ROUNDS"); do
 		if [ "$target" = outpost ]; then addr=$OUTPOST_TLS; else addr=$NGINX_TLS; fi
 		hs=$(run_h1 "https://$addr/1k" -H "Connection: close")
 		printf '%-5s %-6s %-10s %-8s %12s\n' "$r" 1k handshake "$target" "$hs"
-		SUM[hs.$target]=$(awk -v a="${SUM[hs.$target]:-0}" -v b="$hs" 'BEGIN{print a+b}')
+		VALS[hs.$target]+=" $hs"
 	done
 done
 
-printf '\nmean of %d interleaved runs (%ss each, %d connections, %d threads; h2: %d streams/conn; cache HITs over TLS)\n' \
+printf '\nmedian of %d interleaved runs (%ss each, %d connections, %d threads; h2: %d streams/conn; cache HITs over TLS)\n' \
 	"$ROUNDS" "$DURATION" "$CONNS" "$THREADS" "$STREAMS"
 printf '%-22s %14s %14s %8s\n' scenario 'outpost req/s' 'nginx req/s' ratio
+row() { # label key
+	local o n
+	# shellcheck disable=SC2086
+	o=$(median ${VALS[$2.outpost]})
+	# shellcheck disable=SC2086
+	n=$(median ${VALS[$2.nginx]})
+	awk -v o="$o" -v n="$n" -v s="$1" 'BEGIN { printf "%-22s %14.0f %14.0f %8.2f\n", s, o, n, (n > 0 ? o/n : 0) }'
+}
 for size in $SIZES; do
 	for proto in $PROTOS; do
-		o=${SUM[$size.$proto.outpost]}
-		n=${SUM[$size.$proto.nginx]}
-		awk -v o="$o" -v n="$n" -v k="$ROUNDS" -v s="$size $proto keep-alive" \
-			'BEGIN { printf "%-22s %14.0f %14.0f %8.2f\n", s, o/k, n/k, (n > 0 ? o/n : 0) }'
+		row "$size $proto keep-alive" "$size.$proto"
 	done
 done
-awk -v o="${SUM[hs.outpost]}" -v n="${SUM[hs.nginx]}" -v k="$ROUNDS" \
-	'BEGIN { printf "%-22s %14.0f %14.0f %8.2f\n", "full TLS handshakes/s", o/k, n/k, (n > 0 ? o/n : 0) }'
+row "full TLS handshakes/s" hs
 echo "(target: ratio >= 1.00 for keep-alive HTTPS hits)"
