@@ -35,7 +35,11 @@ func (m *Manager) HTTPHandler() http.Handler {
 		if strings.Contains(host, ":") { // IPv6 literal
 			host = "[" + host + "]"
 		}
-		target := "https://" + host + m.https + r.URL.RequestURI()
+		uri := r.URL.RequestURI()
+		if !strings.HasPrefix(uri, "/") { // e.g. "*" when a server passes OPTIONS * through
+			uri = "/"
+		}
+		target := "https://" + host + m.https + uri
 		w.Header().Set("Location", target)
 		w.Header().Set("Connection", "close")
 		w.WriteHeader(http.StatusPermanentRedirect)
