@@ -40,6 +40,8 @@ type Cache struct {
 	m     *metrics
 	enc   *encoders
 
+	bufs sync.Pool // *[]byte copy buffers for bodies served from files
+
 	fillMu sync.Mutex // guards fills
 	fills  map[string]*fill
 
@@ -72,6 +74,7 @@ func New(cfg Config, opts Options) (*Cache, error) {
 		overrideWarned: make(map[string]bool),
 		enc:            newEncoders(cfg.Compression.Level),
 	}
+	c.bufs.New = func() any { b := make([]byte, 64<<10); return &b }
 	st, err := store.Open(store.Options{
 		Dir:           cfg.Dir,
 		MaxSize:       cfg.MaxSize.Int64(),

@@ -114,8 +114,7 @@ func (c *Cache) release(key string, f *fill) {
 // follow copies a body being written by a fill to w, waiting for more
 // bytes as they arrive. It returns false when the fill failed before the
 // body was complete (the caller must cut the connection).
-func (f *fill) follow(w io.Writer, file *os.File, cancel <-chan struct{}) bool {
-	buf := make([]byte, 32<<10)
+func (f *fill) follow(w io.Writer, file *os.File, cancel <-chan struct{}, buf []byte) bool {
 	var off int64
 	for {
 		n, complete, failed, ch := f.snapshot()

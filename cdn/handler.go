@@ -207,7 +207,9 @@ func (h *handler) stream(w http.ResponseWriter, r *http.Request, f *fill) {
 	if r.Method == http.MethodHead {
 		return
 	}
-	if !f.follow(w, file, r.Context().Done()) {
+	bp := h.c.bufs.Get().(*[]byte)
+	defer h.c.bufs.Put(bp)
+	if !f.follow(w, file, r.Context().Done(), *bp) {
 		// The origin response broke off: cut the connection rather than
 		// pass a truncated body off as complete.
 		panic(http.ErrAbortHandler)

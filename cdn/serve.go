@@ -29,6 +29,9 @@ func xcacheValue(v string) []string {
 	return []string{v}
 }
 
+type writerOnly struct{ io.Writer }
+type readerOnly struct{ io.Reader }
+
 func openFile(path string) (*os.File, error) { return os.Open(path) }
 
 // compressEntry stores the enc rendition of e and returns the updated
@@ -182,8 +185,14 @@ func (h *handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 	if file == nil {
 		m, _ := w.Write(mem)
 		n = int64(m)
+	} else if _, ok := w.(io.ReaderFrom); ok {
+		n, _ = io.Copy(w, file) // sendfile(2) through the connection
 	} else {
-		n, _ = io.Copy(w, file)
+		// A wrapper hid the connection's ReadFrom: copy through a pooled
+		// buffer rather than allocate 32 KiB per response.
+		bp := c.bufs.Get().(*[]byte)
+		n, _ = io.CopyBuffer(writerOnly{w}, readerOnly{file}, *bp)
+		c.bufs.Put(bp)
 	}
 	c.m.servedB.Add(float64(n))
 }
