@@ -266,9 +266,13 @@ func (h *handler) commit(w http.ResponseWriter, r *http.Request, f *fill, cw *ca
 		}
 		e, cerr := wr.Commit(m)
 		cw.file = nil
-		if cerr != nil {
+		switch {
+		case errors.Is(cerr, store.ErrTooManyVariants):
+			c.log.Debug("not stored: variant limit", "key", dec.meta.Key)
+		case cerr != nil:
 			c.ioError("commit", dec.meta.Key, cerr)
-		} else if deferClient && !bg {
+		}
+		if cerr == nil && deferClient && !bg {
 			h.serveEntry(w, r, e, resMiss, "fwd=miss; stored", c.now())
 			return
 		}

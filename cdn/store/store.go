@@ -58,6 +58,8 @@ type Options struct {
 	MemBudget int64
 	// MemObjectMax: only bodies up to this size are kept in memory.
 	MemObjectMax int64
+	// MaxVariants bounds the Vary variants stored per key. Default 32.
+	MaxVariants int
 	// OnEvict is called after entries were evicted for space.
 	OnEvict func(entries int, bytes int64)
 }
@@ -69,6 +71,11 @@ var (
 
 // ErrTooLarge is returned by Commit for a body beyond MaxObjectSize.
 var ErrTooLarge = errors.New("store: object larger than max_object_size")
+
+// ErrTooManyVariants is returned by Commit when a key already has
+// MaxVariants variants: a Vary on a high-cardinality field (User-Agent,
+// Cookie) must not let one URL fill the store.
+var ErrTooManyVariants = errors.New("store: too many variants for this key")
 
 // ErrStale is returned when the entry to update was replaced or removed meanwhile.
 var ErrStale = errors.New("store: entry changed meanwhile")
@@ -130,6 +137,9 @@ func Open(opts Options) (*Store, error) {
 	}
 	if opts.MaxObjectSize <= 0 || opts.MaxObjectSize > opts.MaxSize {
 		opts.MaxObjectSize = opts.MaxSize
+	}
+	if opts.MaxVariants <= 0 {
+		opts.MaxVariants = 32
 	}
 	if opts.CreateTemp == nil {
 		opts.CreateTemp = func(dir, pattern string) (File, error) { return os.CreateTemp(dir, pattern) }
@@ -505,6 +515,10 @@ func (w *Writer) Commit(m Meta) (*Entry, error) {
 	m.Size = w.n
 	m.File = s.fileName(entryID(m.Key, m.Variant), "id")
 	m.Encodings = nil
+	if s.variantsFull(m) {
+		w.Abort()
+		return nil, ErrTooManyVariants
+	}
 	if err := w.finish(m.File); err != nil {
 		return nil, err
 	}
@@ -563,6 +577,19 @@ func (s *Store) Update(base *Entry, fn func(m *Meta)) (*Entry, error) {
 		return nil, ErrStale
 	}
 	return e, nil
+}
+
+// variantsFull reports whether storing m would add a variant beyond the limit.
+func (s *Store) variantsFull(m Meta) bool {
+	sh := s.shard(m.Key)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	p := sh.m[m.Key]
+	if p == nil || !slices.Equal(p.vary, m.Vary) {
+		return false
+	}
+	_, have := p.variants[m.Variant]
+	return !have && len(p.variants) >= s.opts.MaxVariants
 }
 
 func (s *Store) isCurrent(e *Entry) bool {

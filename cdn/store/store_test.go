@@ -322,3 +322,26 @@ func TestConcurrentOps(t *testing.T) {
 		t.Errorf("memory accounting %d != %d", mem, s.MemBytes())
 	}
 }
+
+func TestVariantLimit(t *testing.T) {
+	s := openT(t, t.TempDir(), func(o *Options) { o.MaxVariants = 3 })
+	vary := []string{"User-Agent"}
+	for i := 0; i < 5; i++ {
+		w, _ := s.Create()
+		w.Write([]byte("x"))
+		h := http.Header{"User-Agent": {strconv.Itoa(i)}}
+		_, err := w.Commit(Meta{Key: "k", Vary: vary, Variant: VariantKey(vary, h), Status: 200})
+		if (i < 3) != (err == nil) {
+			t.Fatalf("variant %d: %v", i, err)
+		}
+	}
+	// Replacing an existing variant is still allowed.
+	w, _ := s.Create()
+	h := http.Header{"User-Agent": {"1"}}
+	if _, err := w.Commit(Meta{Key: "k", Vary: vary, Variant: VariantKey(vary, h), Status: 200}); err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(s.opts.Dir, "tmp")); len(ents) != 0 {
+		t.Fatal("aborted temp left behind")
+	}
+}
