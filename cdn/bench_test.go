@@ -49,9 +49,12 @@ func benchHit(b *testing.B, size int) {
 }
 
 // BenchmarkHit1KiB and BenchmarkHit100KiB measure the hit path in process
-// (lookup, freshness, headers, file open and copy).
+// (lookup, freshness, headers, body from the memory tier).
 func BenchmarkHit1KiB(b *testing.B)   { benchHit(b, 1<<10) }
 func BenchmarkHit100KiB(b *testing.B) { benchHit(b, 100<<10) }
+
+// BenchmarkHit1MiB is above memory_body_max: the body comes from its file.
+func BenchmarkHit1MiB(b *testing.B) { benchHit(b, 1<<20) }
 
 // BenchmarkHitHTTP measures a 1 KiB hit over a real socket with keep-alive.
 func BenchmarkHitHTTP(b *testing.B) {
