@@ -20,7 +20,7 @@ import (
 )
 
 // startNode runs a node from YAML on 127.0.0.1:0 and returns its base URL.
-func startNode(t *testing.T, yaml string) (*Node, string) {
+func startNode(t testing.TB, yaml string) (*Node, string) {
 	t.Helper()
 	cfg, err := config.Parse("test.yaml", []byte(yaml), "", func(string) (string, bool) { return "", false })
 	if err != nil {
