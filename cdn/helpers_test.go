@@ -88,6 +88,8 @@ type env struct {
 	reg    *prometheus.Registry
 	client *http.Client
 	h      atomic.Pointer[http.Handler]
+	// lastInfo is the reqinfo of the latest request (for log-field checks).
+	lastInfo atomic.Pointer[reqinfo.Info]
 	// entered counts requests that reached the front server.
 	entered atomic.Int64
 	// wrapUp, if set, wraps the upstream handler (to inject panics).
@@ -128,7 +130,9 @@ func newEnv(t testing.TB, fn http.HandlerFunc, opts ...envOpt) *env {
 	e.open(Options{})
 	e.front = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		e.entered.Add(1)
-		r = r.WithContext(reqinfo.With(r.Context(), &reqinfo.Info{ID: "t"}))
+		info := &reqinfo.Info{ID: "t", TLS: r.Header.Get("X-Test-TLS") == "1"}
+		e.lastInfo.Store(info)
+		r = r.WithContext(reqinfo.With(r.Context(), info))
 		(*e.h.Load()).ServeHTTP(w, r)
 	}))
 	t.Cleanup(e.front.Close)
