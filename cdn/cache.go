@@ -47,6 +47,7 @@ type Cache struct {
 
 	purgeSeq atomic.Uint64 // bumped by every purge; fills started before one are stored invalidated
 
+	bgMu   sync.RWMutex   // orders bg.Add against Close's Wait
 	bg     sync.WaitGroup // background refreshes
 	closed atomic.Bool
 
@@ -117,11 +118,25 @@ func (c *Cache) Bytes() int64 { return c.store.Bytes() }
 
 // Close waits for background refreshes and closes the store.
 func (c *Cache) Close() error {
+	c.bgMu.Lock()
 	if !c.closed.CompareAndSwap(false, true) {
+		c.bgMu.Unlock()
 		return errors.New("cdn: already closed")
 	}
+	c.bgMu.Unlock()
 	c.bg.Wait()
 	return c.store.Close()
+}
+
+// startBackground registers a background task unless the cache is closing.
+func (c *Cache) startBackground() bool {
+	c.bgMu.RLock()
+	defer c.bgMu.RUnlock()
+	if c.closed.Load() {
+		return false
+	}
+	c.bg.Add(1)
+	return true
 }
 
 // grace returns the configured grace period.

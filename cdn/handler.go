@@ -108,17 +108,17 @@ func (h *handler) fetch(w http.ResponseWriter, r *http.Request, key string, stal
 
 // refresh revalidates e in the background, once per object at a time.
 func (h *handler) refresh(r *http.Request, key string, e *store.Entry) {
-	if h.c.closed.Load() {
-		return
-	}
 	fk := h.fillKey(key, r)
 	f, ok := h.c.tryJoin(fk)
 	if !ok {
 		return
 	}
+	if !h.c.startBackground() {
+		h.c.release(fk, f)
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), h.c.cfg.RefreshTimeout.D())
 	r2 := r.Clone(ctx)
-	h.c.bg.Add(1)
 	go func() {
 		defer h.c.bg.Done()
 		defer cancel()
