@@ -148,4 +148,3 @@ func (w *Writer) CommitEncoding(base *Entry, name string) (*Entry, error) {
 	}
 	return e, nil
 }
-
