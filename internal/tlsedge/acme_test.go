@@ -20,6 +20,7 @@ type acmeSetup struct {
 	txt        TXTStore // dns-01 record store (nil: none)
 	dnsAddr    string   // DNS server Pebble and certmagic ask
 	validity   uint64   // certificate lifetime, seconds (0: Pebble default)
+	eab        map[string]string
 	mutate     func(*Config)
 }
 
@@ -29,7 +30,7 @@ func newACMENode(t *testing.T, s acmeSetup) (*testEdge, *pebbleCA) {
 	t.Helper()
 	tlsLn, httpLn := reserveListeners(t)
 	port := func(ln net.Listener) int { return ln.Addr().(*net.TCPAddr).Port }
-	p := startPebble(t, pebbleOptions{httpPort: port(httpLn), tlsPort: port(tlsLn), resolver: s.dnsAddr, validity: s.validity})
+	p := startPebble(t, pebbleOptions{httpPort: port(httpLn), tlsPort: port(tlsLn), resolver: s.dnsAddr, validity: s.validity, eab: s.eab})
 	cfg := Config{
 		Enabled:    true,
 		Mode:       ModeACME,
@@ -111,6 +112,43 @@ func TestACMETLSALPN01(t *testing.T) {
 	assertServedBy(t, resp, "b.example.test", p.roots)
 	if resp.ProtoMajor != 2 {
 		t.Fatalf("proto %s, want HTTP/2", resp.Proto)
+	}
+}
+
+func TestACMEExternalAccountBinding(t *testing.T) {
+	_, dnsAddr := startOutpostDNS(t)
+	const kid, mac = "kid-1", "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
+	tests := []struct {
+		name string
+		eab  *EABConfig
+		ok   bool
+	}{
+		{"with the CA's key", &EABConfig{KeyID: kid, MACKey: mac}, true},
+		{"without a binding", nil, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e, p := newACMENode(t, acmeSetup{
+				challenges: []string{ChallengeHTTP01},
+				names:      []string{"eab.example.test"},
+				dnsAddr:    dnsAddr,
+				eab:        map[string]string{kid: mac},
+				mutate:     func(c *Config) { c.ACME.EAB = tc.eab },
+			})
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			defer cancel()
+			err := e.m.ManageSync(ctx, []string{"eab.example.test"})
+			if tc.ok != (err == nil) {
+				t.Fatalf("ManageSync: %v, want ok=%v", err, tc.ok)
+			}
+			if err != nil && !strings.Contains(err.Error(), "externalAccountRequired") {
+				t.Fatalf("refused for the wrong reason: %v", err)
+			}
+			if tc.ok {
+				resp, _ := fetch(t, clientFor(p.roots, e.tlsAddr, false), "https://eab.example.test/")
+				assertServedBy(t, resp, "eab.example.test", p.roots)
+			}
+		})
 	}
 }
 

@@ -28,9 +28,10 @@ type pebbleCA struct {
 }
 
 type pebbleOptions struct {
-	httpPort, tlsPort int    // where the VA validates HTTP-01 / TLS-ALPN-01
-	resolver          string // DNS server the VA asks (host:port, TCP)
-	validity          uint64 // certificate lifetime in seconds; 0: Pebble's default
+	httpPort, tlsPort int               // where the VA validates HTTP-01 / TLS-ALPN-01
+	resolver          string            // DNS server the VA asks (host:port, TCP)
+	validity          uint64            // certificate lifetime in seconds; 0: Pebble's default
+	eab               map[string]string // when set, accounts need one of these EAB keys (id → base64url MAC key)
 }
 
 // startPebble runs Pebble's CA, VA and WFE in this process. Its VA resolves
@@ -52,7 +53,12 @@ func startPebble(t *testing.T, opts pebbleOptions) *pebbleCA {
 	profiles := map[string]ca.Profile{"default": {Description: "test", ValidityPeriod: opts.validity}}
 	authority := ca.New(logger, store, "", "ecdsa", 0, 1, profiles)
 	validator := va.New(logger, opts.httpPort, opts.tlsPort, false, opts.resolver, store)
-	front := wfe.New(logger, store, validator, authority, []string{"pebble.letsencrypt.org"}, false, false, 1, 1)
+	for id, key := range opts.eab {
+		if err := store.AddExternalAccountKeyByID(id, key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	front := wfe.New(logger, store, validator, authority, []string{"pebble.letsencrypt.org"}, false, opts.eab != nil, 1, 1)
 
 	p := &pebbleCA{}
 	handler := front.Handler()
