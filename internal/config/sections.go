@@ -2,6 +2,7 @@ package config
 
 import (
 	"path/filepath"
+	"strings"
 
 	"github.com/outpost-edge/outpost/cdn"
 	"github.com/outpost-edge/outpost/dns"
@@ -72,6 +73,14 @@ func (c *Config) sectionDefaults() {
 	c.Gateway.SetDefaults()
 	if c.DNS != nil {
 		c.DNS.SetDefaults()
+	}
+	if len(c.TLS.ACME.DNS01.Resolvers) == 0 && c.DNS != nil && len(c.DNS.Listen) > 0 {
+		// DNS-01 checks propagation against this node's own DNS server.
+		addr := c.DNS.Listen[0]
+		if strings.HasPrefix(addr, ":") || strings.HasPrefix(addr, "0.0.0.0:") || strings.HasPrefix(addr, "[::]:") {
+			addr = "127.0.0.1:" + addr[strings.LastIndexByte(addr, ':')+1:]
+		}
+		c.TLS.ACME.DNS01.Resolvers = []string{addr}
 	}
 	if c.TLS.Storage == "" {
 		c.TLS.Storage = filepath.Join(c.DataDir, "tls")

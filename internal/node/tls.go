@@ -68,11 +68,6 @@ func (n *Node) startTLS(cfg *config.Config) error {
 	if t == nil {
 		return nil
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.cancel = cancel
-	if err := t.mgr.Start(ctx); err != nil {
-		return fmt.Errorf("tls: %w", err)
-	}
 	handler := t.mgr.Headers(n.swap)
 	ln, err := edge.Listen(cfg.TLS.Listen)
 	if err != nil {
@@ -106,6 +101,13 @@ func (n *Node) startTLS(cfg *config.Config) error {
 	default:
 		// The edge listener itself becomes the redirecting port-80 side.
 		n.srv.Handler = n.plainHandler()
+	}
+	// Certificates are obtained once every listener is up, so the CA's
+	// HTTP-01 and TLS-ALPN-01 validations find someone to answer them.
+	ctx, cancel := context.WithCancel(context.Background())
+	t.cancel = cancel
+	if err := t.mgr.Start(ctx); err != nil {
+		return fmt.Errorf("tls: %w", err)
 	}
 	n.log.Info("https listening", "addr", ln.Addr().String(), "http3", t.h3 != nil)
 	return nil
