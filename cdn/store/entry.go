@@ -90,6 +90,8 @@ type Entry struct {
 	mem      [4]atomic.Pointer[[]byte]
 	memBytes atomic.Int64 // bytes charged to Store.memUsed
 	dead     atomic.Bool  // left the store; its memory must not be charged
+	memRef   atomic.Bool  // served from memory since the last CLOCK sweep
+	inRing   bool         // on Store.memRing; guarded by Store.memMu
 
 	pn      node // policy list state, guarded by the policy
 	removed bool // guarded by Store.evictMu

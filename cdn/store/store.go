@@ -105,6 +105,10 @@ type Store struct {
 	objects atomic.Int64
 	bytes   atomic.Int64
 	memUsed atomic.Int64
+
+	memMu   sync.Mutex // guards memRing, memHand and every Entry.inRing
+	memRing []*Entry   // entries holding bodies in memory, swept CLOCK-wise
+	memHand int
 	gen     atomic.Uint64
 
 	dirty     chan *Entry
@@ -317,52 +321,9 @@ func (s *Store) unaccount(e *Entry) {
 	s.bytes.Add(-e.TotalSize())
 	e.dead.Store(true)
 	s.memUsed.Add(-e.memBytes.Swap(0))
-}
-
-// MemBytes returns the bytes of bodies held in memory.
-func (s *Store) MemBytes() int64 { return s.memUsed.Load() }
-
-// Body returns the named rendition's body ("" for identity) from memory,
-// loading it from its file when it is small and the memory budget allows;
-// nil means "read the file".
-func (s *Store) Body(e *Entry, enc string) []byte {
-	idx, path, size := 0, e.path, e.Size
-	if enc != "" {
-		idx = -1
-		for i, r := range e.Encodings {
-			if r.Name == enc {
-				idx, path, size = i+1, filepath.Join(s.objDir, r.File), r.Size
-			}
-		}
+	for i := range e.mem {
+		e.mem[i].Store(nil)
 	}
-	if idx < 0 || idx >= len(e.mem) || size > s.opts.MemObjectMax {
-		return nil
-	}
-	if p := e.mem[idx].Load(); p != nil {
-		return *p
-	}
-	if e.dead.Load() {
-		return nil
-	}
-	if s.memUsed.Add(size) > s.opts.MemBudget {
-		s.memUsed.Add(-size)
-		return nil
-	}
-	b, err := os.ReadFile(path)
-	if err != nil || int64(len(b)) != size {
-		s.memUsed.Add(-size)
-		return nil
-	}
-	if !e.mem[idx].CompareAndSwap(nil, &b) {
-		s.memUsed.Add(-size)
-		return *e.mem[idx].Load()
-	}
-	e.memBytes.Add(size)
-	if e.dead.Load() {
-		// Removed while loading: give the budget back (once, via Swap).
-		s.memUsed.Add(-e.memBytes.Swap(0))
-	}
-	return b
 }
 
 // Objects returns the number of stored entries.

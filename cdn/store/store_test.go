@@ -222,17 +222,22 @@ func TestMemoryBodies(t *testing.T) {
 	if s.Body(big, "") != nil {
 		t.Fatal("over object max kept in memory")
 	}
+	s.Body(b, "") // b is served from memory again: it survives the sweep
 	c := put(t, s, "http://a/c", "ccccc")
-	if s.Body(c, "") != nil {
-		t.Fatal("over budget kept in memory")
+	if string(s.Body(c, "")) != "ccccc" || s.MemBytes() != 10 {
+		t.Fatalf("c not loaded: mem %d", s.MemBytes())
 	}
-	s.Remove([]*Entry{a})
-	if s.MemBytes() != 5 {
-		t.Fatalf("after remove %d", s.MemBytes())
+	if a.mem[0].Load() != nil || b.mem[0].Load() == nil {
+		t.Fatal("CLOCK dropped the wrong body")
 	}
-	put(t, s, "http://a/b", "replaced")
+	if string(s.Body(a, "")) != "aaaaa" { // from the file again (and reloaded)
+		t.Fatal("a unreadable")
+	}
+	s.Remove([]*Entry{b})
+	put(t, s, "http://a/c", "replaced")
+	put(t, s, "http://a/a", "replaced")
 	if s.MemBytes() != 0 {
-		t.Fatalf("after replace %d", s.MemBytes())
+		t.Fatalf("after remove and replace %d", s.MemBytes())
 	}
 }
 
