@@ -359,6 +359,7 @@ Outpost demo is running — three edges, one config (%s/demo.yaml).
 
   DNS (demo.test)   %s  and each edge's own address, port 8053
   edges             eu http://127.0.0.11:8080   us http://127.0.0.12:8080   ap http://127.0.0.13:8080
+                    (HTTPS on port 8443 of each, internal CA root in the data directory)
   origins           http://%s  http://%s
   admin API         http://%s   token: %s
   data              %s
@@ -372,6 +373,9 @@ Try:
   # A static asset through the eu edge: MISS, then HIT
   curl -sI -H 'Host: www.demo.test' http://127.0.0.11:8080/static/app.css | grep -iE 'x-cache|age|cache-status'
   curl -sI -H 'Host: www.demo.test' http://127.0.0.11:8080/static/app.css | grep -iE 'x-cache|age|cache-status'
+
+  # The same over HTTPS (HTTP/2; HTTP/3 is advertised with Alt-Svc), trusting the demo's internal CA
+  curl -sI --cacert %s/demo-root.pem --resolve www.demo.test:8443:127.0.0.11 https://www.demo.test:8443/static/app.css
 
   # Log in (JWT), post a tweet through gateway and load balancer, read the timeline
   TOKEN=$(curl -s -H 'Host: www.demo.test' http://127.0.0.11:8080/api/users/login \
@@ -389,6 +393,6 @@ Try:
   curl -s -H 'Authorization: Bearer %s' http://%s/v1/pools
 
 Stop with Ctrl-C.
-`, d.DataDir, DNSAddr, Origin1, Origin2, AdminAddr, d.Token, d.DataDir,
+`, d.DataDir, DNSAddr, Origin1, Origin2, AdminAddr, d.Token, d.DataDir, d.DataDir,
 		d.Token, AdminAddr, AdminAddr, d.Token, d.Token, AdminAddr, d.Token, AdminAddr)
 }

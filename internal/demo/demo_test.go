@@ -2,12 +2,15 @@ package demo
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -70,6 +73,29 @@ func TestDemoWalksTheSeedFlow(t *testing.T) {
 		}
 	}
 	eu := "http://" + Edges[0].EdgeAddr()
+
+	// 2b. The same asset over HTTPS (HTTP/2) from the internal CA.
+	pem, err := os.ReadFile(filepath.Join(d.DataDir, "demo-root.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	tc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig:   &tls.Config{RootCAs: roots},
+		ForceAttemptHTTP2: true,
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, "127.0.0.11:8443")
+		},
+	}}
+	resp, err := tc.Get("https://www.demo.test:8443/static/app.css")
+	if err != nil {
+		t.Fatalf("https: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.ProtoMajor != 2 || resp.Header.Get("X-Cache") == "" || resp.Header.Get("Alt-Svc") == "" {
+		t.Errorf("https: %d %s X-Cache=%q Alt-Svc=%q", resp.StatusCode, resp.Proto, resp.Header.Get("X-Cache"), resp.Header.Get("Alt-Svc"))
+	}
 
 	// 3. Sign up and log in → JWT from the user service, accepted by the gateway.
 	r := post(t, client, eu+"/api/users/signup", "", `{"username":"dave","password":"dave-password-1"}`)
