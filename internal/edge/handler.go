@@ -6,6 +6,7 @@ package edge
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -219,6 +220,24 @@ func (r *recorder) Flush() {
 }
 
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// ReadFrom lets a file body (a cache hit) reach the connection through the
+// server's sendfile path instead of being copied through a buffer.
+func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
+	if !r.wroteHeader {
+		r.status = http.StatusOK
+		r.wroteHeader = true
+	}
+	var n int64
+	var err error
+	if rf, ok := r.ResponseWriter.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(src)
+	} else {
+		n, err = io.Copy(struct{ io.Writer }{r.ResponseWriter}, src)
+	}
+	r.bytes += n
+	return n, err
+}
 
 // NewServer returns an http.Server with the configured limits; handler is
 // typically a *Swapper so reloads don't touch the listener.

@@ -241,5 +241,8 @@ func NewTransport(responseHeaderTimeout time.Duration) *http.Transport {
 		ResponseHeaderTimeout: responseHeaderTimeout,
 		ExpectContinueTimeout: time.Second,
 		ForceAttemptHTTP2:     false,
+		// Pass Accept-Encoding through untouched: otherwise Go asks the
+		// origin for gzip and inflates it again on the way in.
+		DisableCompression: true,
 	}
 }
