@@ -14,29 +14,15 @@ import (
 	"time"
 
 	"github.com/outpost-edge/outpost/internal/reqinfo"
+	"github.com/outpost-edge/outpost/internal/testclock"
 	"github.com/outpost-edge/outpost/internal/units"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// fakeClock is an injected clock tests advance instead of sleeping.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// fakeClock is the shared manual test clock.
+type fakeClock = testclock.Clock
 
-func newClock() *fakeClock { return &fakeClock{t: time.Now().Truncate(time.Second)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+func newClock() *fakeClock { return testclock.New(time.Now().Truncate(time.Second)) }
 
 // origin is a real HTTP server on 127.0.0.1 that counts its hits.
 type origin struct {

@@ -2,34 +2,20 @@ package dns
 
 import (
 	"net/netip"
-	"sync"
 	"testing"
 	"time"
 
 	mdns "github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/outpost-edge/outpost/internal/testclock"
 )
 
-// fakeClock is an injected clock tests advance by hand.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+// fakeClock is the shared manual test clock.
+type fakeClock = testclock.Clock
 
 func TestRRLPolicy(t *testing.T) {
-	clk := &fakeClock{t: time.Unix(1e9, 0)}
+	clk := testclock.New(time.Unix(1e9, 0))
 	r := newRRL(RRLConfig{ResponsesPerSecond: 5, Burst: 5, Slip: 2, IPv4Prefix: 24, IPv6Prefix: 56, Exempt: []string{"192.0.2.0/24"}}, clk.Now)
 	a := netip.MustParseAddr("198.51.100.7")
 	sameNet := netip.MustParseAddr("198.51.100.200")
@@ -53,7 +39,7 @@ func TestRRLPolicy(t *testing.T) {
 	if r.check(netip.MustParseAddr("192.0.2.9")) != rrlPass {
 		t.Fatal("exempt network limited")
 	}
-	clk.Add(400 * time.Millisecond) // 2 tokens back
+	clk.Advance(400 * time.Millisecond) // 2 tokens back
 	refill := []rrlAction{r.check(a), r.check(a), r.check(a)}
 	if refill[0] != rrlPass || refill[1] != rrlPass || refill[2] == rrlPass {
 		t.Fatalf("after 400ms: %v, want two passes then a limit (5 per second)", refill)
@@ -70,7 +56,7 @@ func TestRRLPolicy(t *testing.T) {
 // TestRRLServer: UDP answers beyond the rate are dropped or slipped as
 // empty TC answers; TCP is never limited.
 func TestRRLServer(t *testing.T) {
-	clk := &fakeClock{t: time.Unix(1e9, 0)}
+	clk := testclock.New(time.Unix(1e9, 0))
 	cfg := testConfig(ZoneConfig{File: testdata("example.com.zone")})
 	cfg.RRL = RRLConfig{ResponsesPerSecond: 3, Burst: 3, Slip: 2}
 	cfg.SetDefaults()
@@ -103,7 +89,7 @@ func TestRRLServer(t *testing.T) {
 	if testutil.ToFloat64(m.rrlDrop) != 3 || testutil.ToFloat64(m.rrlSlip) != 3 {
 		t.Fatal("RRL metrics")
 	}
-	clk.Add(time.Second)
+	clk.Advance(time.Second)
 	if r := exchange(t, addr, "udp", newQuery("www.example.com.", mdns.TypeA)); len(r.Answer) != 1 {
 		t.Fatal("no answer after the bucket refilled")
 	}

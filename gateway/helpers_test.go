@@ -13,15 +13,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/netip"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,31 +28,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/outpost-edge/outpost/internal/redistest"
+	"github.com/outpost-edge/outpost/internal/testclock"
+
 	"github.com/outpost-edge/outpost/internal/reqinfo"
 	"github.com/outpost-edge/outpost/origin/identity"
 )
 
 const testSecret = "origin-shared-secret-0123456789"
 
-// clock is an injectable, advanceable test clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// clock is the shared manual test clock.
+type clock = testclock.Clock
 
-func newClock() *clock { return &clock{t: time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+func newClock() *clock { return testclock.New(time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)) }
 
 // originRequest is what the test origin saw.
 type originRequest struct {
@@ -369,61 +353,18 @@ func sign(t testing.TB, method jwt.SigningMethod, kid string, key any, claims jw
 
 func bearer(tok string) map[string]string { return map[string]string{"Authorization": "Bearer " + tok} }
 
-// redisServer is a real redis-server on a free loopback port.
-type redisServer struct {
-	t    testing.TB
-	port int
-	dir  string
-	cmd  *exec.Cmd
-}
+// redisServer is a real redis-server on a free loopback port
+// (internal/redistest), with the names these tests use.
+type redisServer struct{ *redistest.Server }
 
 func startRedis(t testing.TB) *redisServer {
 	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Fatal("redis-server not found in PATH: install it (apt-get install -y redis-server); .ci/run does")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	rs := &redisServer{t: t, port: port, dir: t.TempDir()}
-	rs.start()
-	t.Cleanup(rs.stop)
-	return rs
+	return &redisServer{redistest.Start(t)}
 }
 
-func (rs *redisServer) addr() string { return "127.0.0.1:" + strconv.Itoa(rs.port) }
-
-func (rs *redisServer) start() {
-	rs.t.Helper()
-	rs.cmd = exec.Command("redis-server", "--port", strconv.Itoa(rs.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", rs.dir, "--logfile", filepath.Join(rs.dir, "redis.log"))
-	if err := rs.cmd.Start(); err != nil {
-		rs.t.Fatal(err)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		c, err := net.DialTimeout("tcp", rs.addr(), 100*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	log, _ := os.ReadFile(filepath.Join(rs.dir, "redis.log"))
-	rs.t.Fatalf("redis-server did not start: %s", log)
-}
-
-func (rs *redisServer) stop() {
-	if rs.cmd == nil || rs.cmd.Process == nil {
-		return
-	}
-	_ = rs.cmd.Process.Kill()
-	_ = rs.cmd.Wait()
-	rs.cmd = nil
-}
+func (rs *redisServer) addr() string { return rs.Addr }
+func (rs *redisServer) start()       { rs.Restart() }
+func (rs *redisServer) stop()        { rs.Stop() }
 
 func (rs *redisServer) client(t testing.TB) *redis.Client {
 	c := redis.NewClient(&redis.Options{

@@ -8,28 +8,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outpost-edge/outpost/internal/testclock"
 	"github.com/outpost-edge/outpost/internal/units"
 )
 
-// fakeClock is an injected clock tests advance by hand.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// fakeClock is the shared manual test clock.
+type fakeClock = testclock.Clock
 
-func newFakeClock() *fakeClock { return &fakeClock{t: time.Unix(1_700_000_000, 0)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+func newFakeClock() *fakeClock { return testclock.New(time.Unix(1_700_000_000, 0)) }
 
 func TestActiveHealthRiseFall(t *testing.T) {
 	b := startBackend(t, "a", nil)

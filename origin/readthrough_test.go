@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outpost-edge/outpost/origin/internal/redistest"
+	"github.com/outpost-edge/outpost/internal/redistest"
 )
 
 func TestReadThroughBackends(t *testing.T) {

@@ -5,34 +5,19 @@ import (
 	"errors"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/outpost-edge/outpost/origin/internal/redistest"
+	"github.com/outpost-edge/outpost/internal/redistest"
+	"github.com/outpost-edge/outpost/internal/testclock"
 	bolt "go.etcd.io/bbolt"
 )
 
-// fakeClock is a test clock safe for concurrent use.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// fakeClock is the shared manual test clock.
+type fakeClock = testclock.Clock
 
 func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
+	return testclock.New(time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC))
 }
 
 func openBolt(t *testing.T) *bolt.DB {

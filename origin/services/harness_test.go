@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outpost-edge/outpost/internal/testclock"
 	"github.com/outpost-edge/outpost/origin"
 	"github.com/outpost-edge/outpost/origin/identity"
 	"github.com/outpost-edge/outpost/origin/store"
@@ -24,22 +25,8 @@ import (
 
 var testSecret = []byte("test-identity-secret-0123456789")
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+// clock is the shared manual test clock.
+type clock = testclock.Clock
 
 // recordingPurger stands in for the admin API when a test only needs to
 // see which tags a write purged (the real client is tested in origin).
@@ -109,7 +96,7 @@ func newEnvStore(t testing.TB, instances int, st store.Store, tweak func(*Config
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := &clock{t: time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)}
+	clk := testclock.New(time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC))
 	e := &env{t: t, clk: clk, db: db, store: st, purger: &recordingPurger{}, key: key}
 	e.cache = origin.NewMemoryCache(0, clk.Now)
 	sessions, err := origin.NewBoltSessions(db, origin.SessionOptions{Now: clk.Now})

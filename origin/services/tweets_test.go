@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/outpost-edge/outpost/internal/redistest"
 	"github.com/outpost-edge/outpost/origin"
-	"github.com/outpost-edge/outpost/origin/internal/redistest"
 	"github.com/outpost-edge/outpost/origin/store"
 )
 

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/outpost-edge/outpost/origin/internal/redistest"
+	"github.com/outpost-edge/outpost/internal/redistest"
 )
 
 func TestRedis(t *testing.T) {
