@@ -11,9 +11,6 @@ import (
 	"github.com/outpost-edge/outpost/internal/testclock"
 )
 
-// fakeClock is the shared manual test clock.
-type fakeClock = testclock.Clock
-
 func TestRRLPolicy(t *testing.T) {
 	clk := testclock.New(time.Unix(1e9, 0))
 	r := newRRL(RRLConfig{ResponsesPerSecond: 5, Burst: 5, Slip: 2, IPv4Prefix: 24, IPv6Prefix: 56, Exempt: []string{"192.0.2.0/24"}}, clk.Now)
