@@ -403,6 +403,10 @@ func (s *Server) Serve(pcs []net.PacketConn, lns []net.Listener) error {
 	}
 	for _, pc := range pcs {
 		if uc, ok := pc.(*net.UDPConn); ok {
+			// Bursts from busy resolvers outrun the default ~200 KiB
+			// buffers; the kernel caps these at net.core.[rw]mem_max.
+			_ = uc.SetReadBuffer(4 << 20)
+			_ = uc.SetWriteBuffer(4 << 20)
 			s.udp = append(s.udp, s.serveUDP(uc))
 			continue
 		}
