@@ -27,12 +27,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-need() {
-	if ! command -v "$1" >/dev/null 2>&1; then
-		echo "installing $2 ..." >&2
-		apt-get install -y "$2" >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y "$2" >/dev/null; }
-	fi
-}
+. "$ROOT/bench/lib.sh"
 need dnsperf dnsperf
 need knotd knot
 

@@ -39,14 +39,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-need() {
-	command -v "$1" >/dev/null 2>&1 && return 0
-	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-		echo "installing $2 ..." >&2
-		apt-get install -y "$2" >/dev/null 2>&1 || { apt-get update >/dev/null 2>&1 && apt-get install -y "$2" >/dev/null 2>&1; }
-	fi
-	command -v "$1" >/dev/null 2>&1 || { echo "passthrough: $1 not found (apt-get install $2)" >&2; exit 1; }
-}
+. bench/lib.sh
 need wrk wrk
 need haproxy haproxy
 
