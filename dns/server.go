@@ -354,12 +354,12 @@ func (s *Server) Start() error {
 		}
 	}
 	for _, a := range addrs {
-		pc, err := net.ListenPacket("udp", a)
+		upcs, err := listenUDP(a)
 		if err != nil {
 			closeAll()
 			return fmt.Errorf("dns: listen udp %s: %w", a, err)
 		}
-		pcs = append(pcs, pc)
+		pcs = append(pcs, upcs...)
 		ln, err := net.Listen("tcp", a)
 		if err != nil {
 			closeAll()
