@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -226,6 +227,10 @@ func newAdmin(token string, log *slog.Logger, gatherer prometheus.Gatherer, relo
 		admin.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	}))
 	a.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	// Profiles for operators (behind the token like everything else).
+	a.Handle("GET /debug/pprof/", http.HandlerFunc(pprof.Index))
+	a.Handle("GET /debug/pprof/profile", http.HandlerFunc(pprof.Profile))
+	a.Handle("GET /debug/pprof/trace", http.HandlerFunc(pprof.Trace))
 	a.Handle("GET /v1/status", admin.JSONHandler(status))
 	a.Handle("POST /v1/reload", admin.ReloadHandler(reload))
 	return a
