@@ -54,6 +54,11 @@ func (d *Demo) adminServer() *admin.Server {
 
 	a.Handle("/v1/dns/records", d.everyNode(func(i int) http.Handler { return d.nodes[i].DNS().AdminHandler() }))
 
+	// The three edges share one internal CA and the same names.
+	if m := d.nodes[0].TLSManager(); m != nil {
+		a.Handle("GET /v1/certificates", m.AdminHandler())
+	}
+
 	// One key store is shared by the three gateways.
 	kh := gateway.AdminHandler(d.keys, d.log)
 	a.Handle("/v1/keys", kh)
