@@ -269,11 +269,18 @@ func (n *Node) Addr() net.Addr {
 // Shutdown stops accepting, lets in-flight requests finish until ctx ends,
 // then closes what is left and releases long-lived state.
 func (n *Node) Shutdown(ctx context.Context) error {
+	// HTTPS, HTTP/3 and DNS drain alongside the plain listener, so one
+	// slow request on one of them doesn't eat the others' deadline.
+	done := make(chan struct{})
+	go func() {
+		n.shutdownSubsystems(ctx)
+		close(done)
+	}()
 	err := n.srv.Shutdown(ctx)
 	if err != nil {
 		n.srv.Close()
 	}
-	n.shutdownSubsystems(ctx)
+	<-done
 	n.mu.Lock()
 	for _, t := range n.transports {
 		t.CloseIdleConnections()
