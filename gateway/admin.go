@@ -59,6 +59,32 @@ func AdminHandler(s *KeyStore, log *slog.Logger) http.Handler {
 			Record KeyRecord `json:"record"`
 		}{key, rec})
 	})
+	// Replication from another node's admin API (see KeyStore.Import).
+	mux.HandleFunc("POST /v1/keys/import", func(w http.ResponseWriter, r *http.Request) {
+		var rec KeyRecord
+		dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&rec); err != nil {
+			httperr.Write(w, r, http.StatusBadRequest, "bad_request", "body must be a JSON key record: "+err.Error())
+			return
+		}
+		got, err := s.Import(rec)
+		var se SpecError
+		switch {
+		case errors.Is(err, ErrKeyExists):
+			httperr.Write(w, r, http.StatusConflict, "key_exists", "a different key with this id already exists")
+			return
+		case errors.As(err, &se):
+			httperr.Write(w, r, http.StatusBadRequest, "bad_request", se.Error())
+			return
+		case err != nil:
+			log.Error("import api key", "err", err)
+			httperr.Write(w, r, http.StatusInternalServerError, "internal", "could not store the key")
+			return
+		}
+		log.Info("api key imported", "key_id", got.ID, "revoked", got.RevokedAt != nil)
+		writeJSON(w, http.StatusOK, got)
+	})
 	mux.HandleFunc("GET /v1/keys", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, struct {
 			Keys []KeyRecord `json:"keys"`

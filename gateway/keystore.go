@@ -230,6 +230,58 @@ func (s *KeyStore) Revoke(id string) (KeyRecord, error) {
 	return rec, nil
 }
 
+// Import stores a record created on another node of the cluster, so a key
+// made (or revoked) through one node's admin API holds on every node. An
+// unknown id is added; a known id with the same hash takes the incoming
+// revocation; a known id with another hash is ErrKeyExists. Revocation
+// never reverts: an imported unrevoked copy leaves a revoked key revoked.
+func (s *KeyStore) Import(rec KeyRecord) (KeyRecord, error) {
+	if !validKeyID(rec.ID) {
+		return KeyRecord{}, SpecError("id must be 1-64 characters of [A-Za-z0-9_.-]")
+	}
+	if h, err := hex.DecodeString(rec.Hash); err != nil || len(h) != 32 {
+		return KeyRecord{}, SpecError("hash must be a hex SHA-256")
+	}
+	if rec.Owner == "" || !cleanWord(rec.Owner) {
+		return KeyRecord{}, SpecError("owner must be a non-empty word")
+	}
+	if rec.Tier != "" && !cleanWord(rec.Tier) {
+		return KeyRecord{}, SpecError("tier must be a word")
+	}
+	for _, w := range append(slices.Clone(rec.Scopes), rec.Roles...) {
+		if !cleanWord(w) {
+			return KeyRecord{}, SpecError(fmt.Sprintf("scope or role %q must be a non-empty word", w))
+		}
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	s.mu.RLock()
+	old := s.byID[rec.ID]
+	s.mu.RUnlock()
+	if old != nil {
+		if old.Hash != rec.Hash {
+			return KeyRecord{}, ErrKeyExists
+		}
+		if old.RevokedAt != nil || rec.RevokedAt == nil {
+			return *old, nil
+		}
+		c := *old
+		c.RevokedAt = rec.RevokedAt
+		rec = c
+	}
+	rec.Scopes, rec.Roles = slices.Clone(rec.Scopes), slices.Clone(rec.Roles)
+	if err := s.put(&rec); err != nil {
+		return KeyRecord{}, err
+	}
+	s.mu.Lock()
+	err := s.index(&rec)
+	s.mu.Unlock()
+	if err != nil {
+		return KeyRecord{}, err
+	}
+	return rec, nil
+}
+
 // Get returns one record.
 func (s *KeyStore) Get(id string) (KeyRecord, bool) {
 	s.mu.RLock()

@@ -115,7 +115,7 @@ func runProxy(o proxyOpts) int {
 			return 1
 		}
 		adm := newAdmin(o.token, log, reg, func() (uint64, error) { return n.Generation(), nil }, func() any { return nodeStatus(n) }, func() bool { return true })
-		n.MountAdmin(adm)
+		n.MountAdmin(adm, nil)
 		var targets []admin.PurgeTarget
 		if c := n.Cache(); c != nil {
 			targets = append(targets, admin.PurgeTarget{Node: n.Name(), Cache: c})

@@ -113,7 +113,6 @@ func serve(path, nodeName string, stderr io.Writer) int {
 	}
 	var ready atomic.Bool
 	adm := newAdmin(cfg.Admin.Token, log, reg, reload, func() any { return nodeStatus(n) }, ready.Load)
-	n.MountAdmin(adm)
 	fan, err := peerFanout(cfg, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "outpost: %v\n", err)
@@ -122,6 +121,7 @@ func serve(path, nodeName string, stderr io.Writer) int {
 	if fan != nil {
 		defer fan.Close()
 	}
+	n.MountAdmin(adm, fan)
 	var targets []admin.PurgeTarget
 	if c := n.Cache(); c != nil {
 		targets = append(targets, admin.PurgeTarget{Node: n.Name(), Cache: c})

@@ -14,6 +14,8 @@ import (
 	"github.com/outpost-edge/outpost/cdn"
 	"github.com/outpost-edge/outpost/dns"
 	"github.com/outpost-edge/outpost/gateway"
+	"github.com/outpost-edge/outpost/internal/admin"
+	"github.com/outpost-edge/outpost/internal/cluster"
 	"github.com/outpost-edge/outpost/internal/config"
 	"github.com/outpost-edge/outpost/internal/tlsedge"
 	"github.com/outpost-edge/outpost/lb"
@@ -262,15 +264,16 @@ func (n *Node) DNS() *dns.Server { return n.sub.dns }
 func (n *Node) Keys() *gateway.KeyStore { return n.sub.keys }
 
 // MountAdmin registers the node's subsystem endpoints on the admin API.
-// Purge is mounted by the process (it fans out to other nodes).
+// Purge is mounted by the process (it fans out to other nodes); fan, when
+// not nil, also carries API key changes to the other nodes.
 func (n *Node) MountAdmin(a interface {
 	Handle(pattern string, h http.Handler)
-}) {
+}, fan *cluster.Fanout) {
 	ph := lb.AdminHandler(n.Pools)
 	a.Handle("/v1/pools", ph)
 	a.Handle("/v1/pools/", ph)
 	if n.sub.keys != nil {
-		kh := gateway.AdminHandler(n.sub.keys, n.base.With("component", "keys"))
+		kh := admin.ReplicateKeys(gateway.AdminHandler(n.sub.keys, n.base.With("component", "keys")), fan, n.log)
 		a.Handle("/v1/keys", kh)
 		a.Handle("/v1/keys/", kh)
 	}
