@@ -365,7 +365,7 @@ Outpost demo is running — three edges, one config (%s/demo.yaml).
   data              %s
 
 Try:
-  # DNS steering by client subnet (EDNS Client Subnet): NL → eu, US → us, JP → ap
+  # DNS steering by client subnet (EDNS Client Subnet): NL → eu, US → us, JP → ap (dig: Debian's dnsutils)
   dig @127.0.0.1 -p 8053 www.demo.test +subnet=193.0.0.0/24 +short
   dig @127.0.0.1 -p 8053 www.demo.test +subnet=8.8.8.0/24 +short
   dig @127.0.0.1 -p 8053 www.demo.test +subnet=133.1.0.0/16 +short
