@@ -61,32 +61,32 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // backendMetrics are one backend's children, resolved once so the request
 // path does no label lookups.
 type backendMetrics struct {
-	requests  prometheus.Counter
-	retries   prometheus.Counter
-	latency   prometheus.Observer
-	ejections prometheus.Counter
-	healthy   prometheus.Gauge
-	errConn   prometheus.Counter
-	errTime   prometheus.Counter
-	errOther  prometheus.Counter
-	err5xx    prometheus.Counter
-	toUp      prometheus.Counter
-	toDown    prometheus.Counter
+	requests        prometheus.Counter
+	retries         prometheus.Counter
+	latency         prometheus.Observer
+	ejections       prometheus.Counter
+	healthy         prometheus.Gauge
+	errConn         prometheus.Counter
+	errTime         prometheus.Counter
+	errOther        prometheus.Counter
+	err5xx          prometheus.Counter
+	becameHealthy   prometheus.Counter
+	becameUnhealthy prometheus.Counter
 }
 
 func (m *Metrics) forBackend(pool, id string) backendMetrics {
 	return backendMetrics{
-		requests:  m.requests.WithLabelValues(pool, id),
-		retries:   m.retries.WithLabelValues(pool, id),
-		latency:   m.latency.WithLabelValues(pool, id),
-		ejections: m.ejections.WithLabelValues(pool, id),
-		healthy:   m.healthy.WithLabelValues(pool, id),
-		errConn:   m.errors.WithLabelValues(pool, id, "connect"),
-		errTime:   m.errors.WithLabelValues(pool, id, "timeout"),
-		errOther:  m.errors.WithLabelValues(pool, id, "transport"),
-		err5xx:    m.errors.WithLabelValues(pool, id, "status_5xx"),
-		toUp:      m.transitions.WithLabelValues(pool, id, "healthy"),
-		toDown:    m.transitions.WithLabelValues(pool, id, "unhealthy"),
+		requests:        m.requests.WithLabelValues(pool, id),
+		retries:         m.retries.WithLabelValues(pool, id),
+		latency:         m.latency.WithLabelValues(pool, id),
+		ejections:       m.ejections.WithLabelValues(pool, id),
+		healthy:         m.healthy.WithLabelValues(pool, id),
+		errConn:         m.errors.WithLabelValues(pool, id, "connect"),
+		errTime:         m.errors.WithLabelValues(pool, id, "timeout"),
+		errOther:        m.errors.WithLabelValues(pool, id, "transport"),
+		err5xx:          m.errors.WithLabelValues(pool, id, "status_5xx"),
+		becameHealthy:   m.transitions.WithLabelValues(pool, id, "healthy"),
+		becameUnhealthy: m.transitions.WithLabelValues(pool, id, "unhealthy"),
 	}
 }
 

@@ -343,13 +343,13 @@ func (p *Pool) setHealthy(b *Backend, up bool, now int64) {
 		b.state.Store(stateHealthy)
 		b.upSince.Store(now)
 		b.metrics.healthy.Set(1)
-		b.metrics.toUp.Inc()
+		b.metrics.becameHealthy.Inc()
 		p.log.Info("backend healthy", "backend", b.id)
 		return
 	}
 	b.state.Store(stateUnhealthy)
 	b.metrics.healthy.Set(0)
-	b.metrics.toDown.Inc()
+	b.metrics.becameUnhealthy.Inc()
 	p.log.Warn("backend unhealthy", "backend", b.id, "reason", b.lastCheck)
 }
 
