@@ -112,6 +112,7 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 		u.Scheme, u.Host = b.url.Scheme, b.url.Host
 		joinPrefix(u, b.url)
 		out.URL = u
+		reqinfo.FinalizeOutgoing(out)
 		var rb *reqBody
 		if body != nil {
 			rb = &reqBody{rc: body}

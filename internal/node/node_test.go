@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/outpost-edge/outpost/internal/config"
+	"github.com/outpost-edge/outpost/origin/identity"
 )
 
 // startNode runs a node from YAML on 127.0.0.1:0 and returns its base URL.
@@ -366,5 +367,66 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Errorf("Shutdown: %v", err)
+	}
+}
+
+// The gateway's signed identity must verify at an origin reached through a
+// pool whose backend URL has a path prefix: the signature covers the path
+// the origin sees, not the one the gateway forwarded.
+func TestIdentityVerifiesThroughBackendPathPrefix(t *testing.T) {
+	secret := "node-test-identity-secret-0123456789"
+	type seen struct {
+		path string
+		err  error
+		user string
+	}
+	got := make(chan seen, 1)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, err := identity.Verify(r, []byte(secret), time.Now(), time.Minute)
+		s := seen{path: r.URL.Path, err: err}
+		if id != nil {
+			s.user = id.User
+		}
+		got <- s
+	}))
+	defer up.Close()
+	yaml := fmt.Sprintf(`node: test
+data_dir: %s
+edge:
+  listen: 127.0.0.1:0
+pools:
+  api:
+    backends:
+      - {id: a, url: "%s/svc"}
+gateway:
+  identity_secret: %s
+routes:
+  - name: api
+    pool: api
+    gateway:
+      strip_prefix: /v1
+      auth: {mode: none}
+`, t.TempDir(), up.URL, secret)
+	_, base := startNode(t, yaml)
+	for _, tc := range []struct{ method, path, want string }{
+		{"GET", "/v1/items/7", "/svc/items/7"},
+		{"DELETE", "/v1/items/7", "/svc/items/7"},
+	} {
+		req, _ := http.NewRequest(tc.method, base+tc.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s %s: status %d", tc.method, tc.path, resp.StatusCode)
+		}
+		s := <-got
+		if s.path != tc.want {
+			t.Errorf("%s %s: origin saw %q, want %q", tc.method, tc.path, s.path, tc.want)
+		}
+		if s.err != nil {
+			t.Errorf("%s %s: identity at the origin: %v", tc.method, tc.path, s.err)
+		}
 	}
 }

@@ -178,6 +178,11 @@ func rewrite(pr *httputil.ProxyRequest, target *url.URL, via string) {
 	if _, ok := in.Header["User-Agent"]; !ok {
 		h.Set("User-Agent", "")
 	}
+	if target != nil {
+		// The URL is final here (a load balancer transport finalizes
+		// again after joining its backend's prefix).
+		reqinfo.FinalizeOutgoing(out)
+	}
 }
 
 func appendVia(h http.Header, via string) {

@@ -7,6 +7,7 @@ package reqinfo
 
 import (
 	"context"
+	"net/http"
 	"net/netip"
 	"sync"
 )
@@ -104,4 +105,27 @@ func (i *Info) Fields() map[string]string {
 		out[k] = v
 	}
 	return out
+}
+
+// Finalize is called with an outgoing request once its upstream URL is
+// final (after a load balancer picked a backend and joined the backend's
+// path prefix), right before it is written. The gateway uses it to sign the
+// identity over the path the origin will really see.
+type Finalize func(*http.Request)
+
+type finalizeKey struct{}
+
+// WithFinalize returns a context whose outgoing requests get f called by
+// the last hop. A later WithFinalize replaces an earlier one.
+func WithFinalize(ctx context.Context, f Finalize) context.Context {
+	return context.WithValue(ctx, finalizeKey{}, f)
+}
+
+// FinalizeOutgoing calls the Finalize carried by r's context, if any. Call
+// it wherever a request's URL becomes final; calling it again after a
+// further rewrite is harmless, the last call wins.
+func FinalizeOutgoing(r *http.Request) {
+	if f, _ := r.Context().Value(finalizeKey{}).(Finalize); f != nil {
+		f(r)
+	}
 }
