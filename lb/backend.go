@@ -2,7 +2,6 @@ package lb
 
 import (
 	"math"
-	"net/http"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -25,7 +24,7 @@ type Backend struct {
 	zone   string
 	weight atomic.Int64
 
-	transport atomic.Pointer[http.Transport]
+	transport atomic.Pointer[h1Transport]
 	metrics   backendMetrics
 
 	state        atomic.Int32

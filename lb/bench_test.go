@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 // BenchmarkPick measures one backend selection per policy at 3 and 100
@@ -70,6 +72,12 @@ func BenchmarkRoundTrip(b *testing.B) {
 	b.Run("transport", func(b *testing.B) {
 		t := &http.Transport{MaxIdleConnsPerHost: 128, DisableCompression: true}
 		defer t.CloseIdleConnections()
+		run(b, t)
+	})
+	b.Run("h1", func(b *testing.B) {
+		d := &net.Dialer{}
+		t := newH1Transport(&http.Transport{MaxIdleConnsPerHost: 128, DisableCompression: true}, d, 128, time.Minute, 0)
+		defer t.retire()
 		run(b, t)
 	})
 	b.Run("pool", func(b *testing.B) {

@@ -172,7 +172,7 @@ func (p *Pool) update(cfg PoolConfig, initial bool) error {
 				b.weight.Store(int64(bc.Weight))
 				if transportChanged {
 					prev := b.transport.Swap(newTransport(&cfg))
-					prev.CloseIdleConnections()
+					prev.retire()
 				}
 			}
 		}
@@ -204,7 +204,7 @@ func (p *Pool) update(cfg PoolConfig, initial bool) error {
 			if !kept[b] {
 				// In-flight requests hold their own connections; only idle
 				// ones are closed.
-				b.transport.Load().CloseIdleConnections()
+				b.transport.Load().retire()
 				if st.byID[b.id] == nil { // the id may live on with a new URL
 					p.metrics.forget(p.name, b.id)
 				}
@@ -251,10 +251,10 @@ func (p *Pool) newBackend(bc BackendConfig, cfg *PoolConfig, initial bool, now i
 
 // newTransport is one backend's connection pool. HTTP/1.1 unless http2 is
 // set; compression untouched, since the proxy passes encodings through.
-func newTransport(cfg *PoolConfig) *http.Transport {
+func newTransport(cfg *PoolConfig) *h1Transport {
 	t := cfg.Transport
 	d := &net.Dialer{Timeout: cfg.Timeouts.Connect.D(), KeepAlive: 30 * time.Second}
-	return &http.Transport{
+	return newH1Transport(&http.Transport{
 		DialContext:           d.DialContext,
 		TLSHandshakeTimeout:   cfg.Timeouts.Connect.D(),
 		TLSClientConfig:       &tls.Config{ServerName: t.TLSServerName, InsecureSkipVerify: t.InsecureSkipVerify}, //nolint:gosec // opt-in, documented as testing only
@@ -265,7 +265,7 @@ func newTransport(cfg *PoolConfig) *http.Transport {
 		ResponseHeaderTimeout: cfg.Timeouts.Try.D(),
 		ExpectContinueTimeout: time.Second,
 		DisableCompression:    true,
-	}
+	}, d, t.MaxIdlePerBackend, t.IdleTimeout.D(), cfg.Timeouts.Try.D())
 }
 
 // Close stops health checks and closes idle connections. In-flight
@@ -286,7 +286,7 @@ func (p *Pool) Close() {
 	p.wg.Wait()
 	if st := p.state.Load(); st != nil {
 		for _, b := range st.backends {
-			b.transport.Load().CloseIdleConnections()
+			b.transport.Load().retire()
 		}
 	}
 }

@@ -1,0 +1,298 @@
+package lb
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"sync"
+	"time"
+)
+
+// h1Transport is one backend's connection pool. Bodiless requests to a
+// plain-http backend — nearly all proxied GETs — are written and their
+// responses read on the calling goroutine over a kept-alive connection.
+// http.Transport hands every request to two goroutines of its own
+// (writeLoop, readLoop) and back through channels; for small responses
+// those hand-offs cost more than the system calls (measured on the
+// pass-through benchmark: +20% requests/s, see docs/lb.md). Everything
+// else — request bodies, TLS, HTTP/2, upgrades, Expect, a connection
+// limit — goes to the wrapped http.Transport, which stays the reference.
+type h1Transport struct {
+	base    *http.Transport
+	dialer  *net.Dialer
+	maxIdle int
+	idleFor time.Duration // 0: idle connections are kept until retired
+	hdrWait time.Duration // ResponseHeaderTimeout; 0: none
+	off     bool          // every request goes to base
+
+	mu      sync.Mutex
+	idle    []*h1Conn // LIFO: the warmest connection first
+	reaping bool      // a reaper timer is armed
+	retired bool
+}
+
+type h1Conn struct {
+	t    *h1Transport
+	c    net.Conn
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	used time.Time // when it went idle
+}
+
+func newH1Transport(base *http.Transport, dialer *net.Dialer, maxIdle int, idleFor, hdrWait time.Duration) *h1Transport {
+	return &h1Transport{
+		base: base, dialer: dialer, maxIdle: maxIdle, idleFor: idleFor, hdrWait: hdrWait,
+		// A connection limit is http.Transport's to enforce; two pools
+		// would each allow the limit.
+		off: base.MaxConnsPerHost > 0 || maxIdle <= 0,
+	}
+}
+
+// RoundTrip implements http.RoundTripper.
+func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !t.fast(req) {
+		return t.base.RoundTrip(req)
+	}
+	ctx := req.Context()
+	for attempt := 0; ; attempt++ {
+		pc, reused, err := t.get(ctx, req.URL.Host)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := pc.roundTrip(req)
+		if err == nil {
+			return resp, nil
+		}
+		pc.c.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		// As http.Transport: a kept-alive connection the backend closed
+		// while it was idle fails before any response byte. The request
+		// may be tried once more on a fresh connection if it never left
+		// (the write failed), or if repeating it is harmless.
+		var se staleErr
+		if !errors.As(err, &se) {
+			return nil, err
+		}
+		if reused && attempt == 0 && (!se.written || replayable(req)) {
+			continue
+		}
+		return nil, se.err
+	}
+}
+
+// fast reports whether req can take the synchronous path.
+func (t *h1Transport) fast(req *http.Request) bool {
+	if t.off || req.URL.Scheme != "http" || req.Close ||
+		(req.Body != nil && req.Body != http.NoBody) || req.ContentLength != 0 ||
+		len(req.TransferEncoding) > 0 {
+		return false
+	}
+	h := req.Header
+	return h.Get("Upgrade") == "" && h.Get("Expect") == ""
+}
+
+// replayable is http.Transport's rule for repeating a request after a
+// failure on a reused connection.
+func replayable(req *http.Request) bool {
+	switch req.Method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	_, a := req.Header["Idempotency-Key"]
+	_, b := req.Header["X-Idempotency-Key"]
+	return a || b
+}
+
+// staleErr is a failure before any response byte arrived.
+type staleErr struct {
+	err     error
+	written bool // the whole request was written
+}
+
+func (e staleErr) Error() string { return e.err.Error() }
+func (e staleErr) Unwrap() error { return e.err }
+
+func (t *h1Transport) get(ctx context.Context, addr string) (*h1Conn, bool, error) {
+	t.mu.Lock()
+	now := time.Now()
+	for len(t.idle) > 0 {
+		pc := t.idle[len(t.idle)-1]
+		t.idle[len(t.idle)-1] = nil
+		t.idle = t.idle[:len(t.idle)-1]
+		if t.idleFor > 0 && now.Sub(pc.used) > t.idleFor {
+			pc.c.Close()
+			continue
+		}
+		t.mu.Unlock()
+		return pc, true, nil
+	}
+	t.mu.Unlock()
+	c, err := t.dialer.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, false, err
+	}
+	return &h1Conn{t: t, c: c, br: bufio.NewReaderSize(c, 4096), bw: bufio.NewWriterSize(c, 4096)}, false, nil
+}
+
+func (t *h1Transport) put(pc *h1Conn) {
+	pc.used = time.Now()
+	t.mu.Lock()
+	if t.retired || len(t.idle) >= t.maxIdle {
+		t.mu.Unlock()
+		pc.c.Close()
+		return
+	}
+	t.idle = append(t.idle, pc)
+	if t.idleFor > 0 && !t.reaping {
+		t.reaping = true
+		time.AfterFunc(t.idleFor, t.reap)
+	}
+	t.mu.Unlock()
+}
+
+// reap closes connections idle longer than idleFor, so a quiet backend
+// does not keep sockets open forever, and re-arms while any are left.
+func (t *h1Transport) reap() {
+	t.mu.Lock()
+	now := time.Now()
+	keep := t.idle[:0]
+	var stale []*h1Conn
+	for _, pc := range t.idle {
+		if now.Sub(pc.used) >= t.idleFor {
+			stale = append(stale, pc)
+		} else {
+			keep = append(keep, pc)
+		}
+	}
+	clear(t.idle[len(keep):])
+	t.idle = keep
+	t.reaping = len(keep) > 0
+	if t.reaping {
+		time.AfterFunc(t.idleFor-now.Sub(keep[0].used), t.reap) // keep[0] idled longest
+	}
+	t.mu.Unlock()
+	for _, pc := range stale {
+		pc.c.Close()
+	}
+}
+
+// CloseIdleConnections closes the idle connections of both paths.
+func (t *h1Transport) CloseIdleConnections() {
+	t.mu.Lock()
+	idle := t.idle
+	t.idle = nil
+	t.mu.Unlock()
+	for _, pc := range idle {
+		pc.c.Close()
+	}
+	t.base.CloseIdleConnections()
+}
+
+// retire is CloseIdleConnections for a transport that will not be used
+// again: connections of requests still in flight are closed when they end
+// instead of going idle.
+func (t *h1Transport) retire() {
+	t.mu.Lock()
+	t.retired = true
+	t.mu.Unlock()
+	t.CloseIdleConnections()
+}
+
+func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	// Cancellation (client gone, try or total timeout) unblocks the reads
+	// and writes below; a connection it touched is never reused.
+	stop := context.AfterFunc(ctx, func() { pc.c.SetDeadline(time.Unix(1, 0)) })
+	if pc.t.hdrWait > 0 {
+		pc.c.SetReadDeadline(time.Now().Add(pc.t.hdrWait))
+	} else {
+		pc.c.SetReadDeadline(time.Time{})
+	}
+	if err := req.Write(pc.bw); err != nil {
+		stop()
+		return nil, staleErr{err: err}
+	}
+	if err := pc.bw.Flush(); err != nil {
+		stop()
+		return nil, staleErr{err: err}
+	}
+	if _, err := pc.br.Peek(1); err != nil {
+		stop()
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, staleErr{err: err, written: true}
+	}
+	resp, err := http.ReadResponse(pc.br, req)
+	// Informational responses (100, 102, 103 Early Hints) precede the
+	// real one; report them as http.Transport does, so the reverse proxy
+	// can pass Early Hints on.
+	for err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+		if trace := httptrace.ContextClientTrace(ctx); trace != nil && trace.Got1xxResponse != nil {
+			if terr := trace.Got1xxResponse(resp.StatusCode, textproto.MIMEHeader(resp.Header)); terr != nil {
+				err = terr
+				break
+			}
+		}
+		resp, err = http.ReadResponse(pc.br, req)
+	}
+	if err != nil {
+		stop()
+		return nil, err
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// Not asked for (Upgrade requests take the other path): a
+		// protocol violation, and the connection is unusable.
+		stop()
+		resp.Body.Close()
+		return nil, errors.New("lb: backend switched protocols without an Upgrade request")
+	}
+	if pc.t.hdrWait > 0 {
+		pc.c.SetReadDeadline(time.Time{})
+	}
+	resp.Body = &h1Body{pc: pc, rc: resp.Body, stop: stop, eof: resp.Body == http.NoBody, reuse: !resp.Close}
+	return resp, nil
+}
+
+// h1Body returns the connection to the pool when the body was read to the
+// end, and closes it otherwise (what is left of it is unknown).
+type h1Body struct {
+	pc    *h1Conn
+	rc    io.ReadCloser
+	stop  func() bool
+	reuse bool
+	eof   bool
+	done  bool
+}
+
+func (b *h1Body) Read(p []byte) (int, error) {
+	if b.done {
+		return 0, errors.New("lb: read on closed response body")
+	}
+	n, err := b.rc.Read(p)
+	if err == io.EOF {
+		b.eof = true
+	}
+	return n, err
+}
+
+func (b *h1Body) Close() error {
+	if b.done {
+		return nil
+	}
+	b.done = true
+	b.rc.Close()
+	fired := !b.stop() // cancellation poisoned the deadline
+	if b.eof && b.reuse && !fired {
+		b.pc.t.put(b.pc)
+		return nil
+	}
+	return b.pc.c.Close()
+}

@@ -1,0 +1,336 @@
+package lb
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httptrace"
+	"net/textproto"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// connCounter is a backend that counts the TCP connections it accepted.
+type connCounter struct {
+	*httptest.Server
+	conns atomic.Int64
+}
+
+func newConnCounter(t *testing.T, h http.HandlerFunc) *connCounter {
+	t.Helper()
+	cc := &connCounter{}
+	cc.Server = httptest.NewUnstartedServer(h)
+	cc.Server.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			cc.conns.Add(1)
+		}
+	}
+	cc.Start()
+	t.Cleanup(cc.Close)
+	return cc
+}
+
+func testH1(maxIdle int, idleFor, hdrWait time.Duration) *h1Transport {
+	d := &net.Dialer{Timeout: 2 * time.Second}
+	return newH1Transport(&http.Transport{DialContext: d.DialContext}, d, maxIdle, idleFor, hdrWait)
+}
+
+func h1Do(t *testing.T, rt http.RoundTripper, method, url string, body io.Reader) (*http.Response, string, error) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, body)
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		return nil, "", err
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(b), err
+}
+
+func TestH1KeepAliveAndPaths(t *testing.T) {
+	backend := newConnCounter(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		switch r.URL.Path {
+		case "/chunked":
+			w.Header().Set("Trailer", "X-Sum")
+			io.WriteString(w, "part1,")
+			w.(http.Flusher).Flush()
+			io.WriteString(w, "part2")
+			w.Header().Set("X-Sum", "42")
+		case "/empty":
+			w.WriteHeader(http.StatusNoContent)
+		default:
+			io.WriteString(w, r.Method+" "+r.URL.RequestURI()+" "+string(b))
+		}
+	})
+	rt := testH1(8, time.Minute, 0)
+	defer rt.retire()
+
+	cases := []struct {
+		method, path string
+		body         io.Reader
+		want         string
+		status       int
+	}{
+		{"GET", "/a?x=1", nil, "GET /a?x=1 ", 200},
+		{"HEAD", "/a", nil, "", 200},
+		{"DELETE", "/item/7", nil, "DELETE /item/7 ", 200},
+		{"GET", "/chunked", nil, "part1,part2", 200},
+		{"GET", "/empty", nil, "", 204},
+		{"OPTIONS", "/o", nil, "OPTIONS /o ", 200},
+	}
+	for i := 0; i < 3; i++ {
+		for _, c := range cases {
+			resp, got, err := h1Do(t, rt, c.method, backend.URL+c.path, c.body)
+			if err != nil {
+				t.Fatalf("%s %s: %v", c.method, c.path, err)
+			}
+			if got != c.want || resp.StatusCode != c.status {
+				t.Fatalf("%s %s: %d %q, want %d %q", c.method, c.path, resp.StatusCode, got, c.status, c.want)
+			}
+			if c.path == "/chunked" && resp.Trailer.Get("X-Sum") != "42" {
+				t.Fatalf("trailer X-Sum = %q", resp.Trailer.Get("X-Sum"))
+			}
+		}
+	}
+	if n := backend.conns.Load(); n != 1 {
+		t.Errorf("bodiless requests used %d connections, want 1 kept alive", n)
+	}
+
+	// A request body takes http.Transport's path and arrives intact.
+	_, got, err := h1Do(t, rt, "POST", backend.URL+"/p", strings.NewReader("payload"))
+	if err != nil || got != "POST /p payload" {
+		t.Fatalf("POST with body: %q, %v", got, err)
+	}
+}
+
+func TestH1UnreadBodyIsNotReused(t *testing.T) {
+	backend := newConnCounter(t, func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, strings.Repeat("x", 64<<10))
+	})
+	rt := testH1(8, time.Minute, 0)
+	defer rt.retire()
+	for i := 0; i < 3; i++ {
+		req, _ := http.NewRequest("GET", backend.URL, nil)
+		resp, err := rt.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.CopyN(io.Discard, resp.Body, 10)
+		resp.Body.Close() // the rest is unread: the connection must go
+	}
+	if n := backend.conns.Load(); n != 3 {
+		t.Errorf("connections = %d, want 3 (a half-read response's connection is closed)", n)
+	}
+}
+
+// rawBackend accepts connections and runs serve on each.
+func rawBackend(t *testing.T, serve func(c net.Conn, n int64)) (string, *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var requests atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					req.Body.Close()
+					serve(c, requests.Add(1))
+				}
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String(), &requests
+}
+
+func TestH1StaleConnectionRetry(t *testing.T) {
+	// The backend answers the first request on each connection, then
+	// drops the connection without a word when the next one arrives, like
+	// a backend whose keep-alive timeout raced the request.
+	url, requests := rawBackend(t, func(c net.Conn, n int64) {
+		if n%2 == 0 {
+			c.Close()
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	})
+	cases := []struct {
+		method    string
+		header    string
+		wantErr   bool
+		wantTotal int64 // requests the backend saw after the second call
+	}{
+		{"GET", "", false, 3},                 // retried on a fresh connection
+		{"POST", "", true, 2},                 // non-idempotent, it was sent: not repeated
+		{"POST", "Idempotency-Key", false, 3}, // declared safe to repeat
+	}
+	for _, c := range cases {
+		t.Run(c.method+c.header, func(t *testing.T) {
+			requests.Store(0)
+			rt := testH1(8, time.Minute, 0)
+			defer rt.retire()
+			if _, got, err := h1Do(t, rt, "GET", url, nil); err != nil || got != "ok" {
+				t.Fatalf("first request: %q %v", got, err)
+			}
+			req, _ := http.NewRequest(c.method, url, nil)
+			if c.header != "" {
+				req.Header.Set(c.header, "k1")
+			}
+			resp, err := rt.RoundTrip(req)
+			if err == nil {
+				io.ReadAll(resp.Body)
+				resp.Body.Close()
+			}
+			if (err != nil) != c.wantErr {
+				t.Fatalf("err = %v, want error %v", err, c.wantErr)
+			}
+			if n := requests.Load(); n != c.wantTotal {
+				t.Errorf("backend saw %d requests, want %d", n, c.wantTotal)
+			}
+		})
+	}
+}
+
+func TestH1CancelAndHeaderTimeout(t *testing.T) {
+	release := make(chan struct{})
+	backend := newConnCounter(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow-body" {
+			w.Header().Set("Content-Length", "10")
+			io.WriteString(w, "12345")
+			w.(http.Flusher).Flush()
+		}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	defer close(release)
+
+	t.Run("header timeout", func(t *testing.T) {
+		rt := testH1(8, time.Minute, 50*time.Millisecond)
+		defer rt.retire()
+		_, _, err := h1Do(t, rt, "GET", backend.URL+"/hang", nil)
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("err = %v, want a timeout", err)
+		}
+	})
+	t.Run("cancel before headers", func(t *testing.T) {
+		rt := testH1(8, time.Minute, 0)
+		defer rt.retire()
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(50*time.Millisecond, cancel)
+		req, _ := http.NewRequestWithContext(ctx, "GET", backend.URL+"/hang", nil)
+		if _, err := rt.RoundTrip(req); !errors.Is(err, context.Canceled) {
+			t.Fatalf("err = %v, want context.Canceled", err)
+		}
+	})
+	t.Run("cancel during body", func(t *testing.T) {
+		rt := testH1(8, time.Minute, 0)
+		defer rt.retire()
+		ctx, cancel := context.WithCancel(context.Background())
+		req, _ := http.NewRequestWithContext(ctx, "GET", backend.URL+"/slow-body", nil)
+		resp, err := rt.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.AfterFunc(50*time.Millisecond, cancel)
+		if _, err := io.ReadAll(resp.Body); err == nil {
+			t.Fatal("body read succeeded after cancel")
+		}
+		resp.Body.Close()
+		rt.mu.Lock()
+		idle := len(rt.idle)
+		rt.mu.Unlock()
+		if idle != 0 {
+			t.Errorf("%d idle connections after a cancelled body, want 0", idle)
+		}
+	})
+}
+
+func TestH1EarlyHints(t *testing.T) {
+	backend := newConnCounter(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</app.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		w.Header().Del("Link")
+		io.WriteString(w, "page")
+	})
+	rt := testH1(8, time.Minute, 0)
+	defer rt.retire()
+	var hints []string
+	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+		hints = append(hints, h.Get("Link"))
+		return nil
+	}}
+	req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "GET", backend.URL, nil)
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(b) != "page" {
+		t.Fatalf("final response %d %q", resp.StatusCode, b)
+	}
+	if len(hints) != 1 || hints[0] != "</app.css>; rel=preload" {
+		t.Errorf("early hints = %q", hints)
+	}
+}
+
+func TestH1IdleReapAndRetire(t *testing.T) {
+	closed := make(chan struct{}, 16)
+	backend := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}))
+	backend.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateClosed {
+			closed <- struct{}{}
+		}
+	}
+	backend.Start()
+	defer backend.Close()
+
+	waitClosed := func(what string) {
+		t.Helper()
+		select {
+		case <-closed:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: the idle connection was not closed", what)
+		}
+	}
+	rt := testH1(8, 30*time.Millisecond, 0)
+	if _, _, err := h1Do(t, rt, "GET", backend.URL, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitClosed("idle timeout")
+
+	rt = testH1(8, time.Hour, 0)
+	req, _ := http.NewRequest("GET", backend.URL, nil)
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt.retire() // while the response is in flight
+	io.ReadAll(resp.Body)
+	resp.Body.Close()
+	waitClosed("retired transport")
+}
