@@ -22,9 +22,11 @@ var (
 )
 
 // AddRecord adds rr to the zone that holds its name (longest suffix) and
-// bumps the zone's SOA serial; queries see it at once. Runtime records live
-// in memory, survive Reload, and are not written to zone files. Adding a
-// record that is already present is a no-op.
+// bumps the zone's SOA serial; queries see it at once. Runtime records
+// survive Reload and are not written to zone files; with
+// Options.RecordsFile they are saved there before AddRecord returns
+// (ErrNotSaved when that fails, and nothing changed), else they live in
+// memory only. Adding a record that is already present is a no-op.
 func (s *Server) AddRecord(rr mdns.RR) error {
 	if rr == nil {
 		return errors.New("dns: nil record")
@@ -92,25 +94,21 @@ func (s *Server) changeRecords(name string, edit func([]mdns.RR) ([]mdns.RR, boo
 	prevList, prevBump := s.overlay[z.origin], s.bumps[z.origin]
 	s.overlay[z.origin] = list
 	s.bumps[z.origin]++
-	var steered []*steeredName
-	for _, n := range z.nodes {
-		if n.steer != nil {
-			steered = append(steered, n.steer)
-		}
+	nz, err := s.buildLocked(src, steeredOf(z), z)
+	if err == nil {
+		// Saved before it is served or reported: a change the caller was
+		// told about survives a crash, and a change that could not be
+		// saved is not served either.
+		err = s.saveLocked()
 	}
-	nz, err := s.buildLocked(src, steered, z)
 	if err != nil {
 		s.overlay[z.origin], s.bumps[z.origin] = prevList, prevBump
+		if errors.Is(err, ErrNotSaved) {
+			return err
+		}
 		return fmt.Errorf("dns: %w", err)
 	}
-	snap := *old
-	snap.zones = make(map[string]*Zone, len(old.zones))
-	for k, v := range old.zones {
-		snap.zones[k] = v
-	}
-	snap.zones[z.origin] = nz
-	snap.cache, snap.steeredWire = newAnswerCache(), indexSteered(snap.zones)
-	s.snap.Store(&snap)
+	s.snap.Store(old.withZones(nz))
 	s.notifyLocked(z.origin)
 	return nil
 }
@@ -212,6 +210,10 @@ func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 			return
 		case errors.Is(err, ErrBadType):
 			httperr.Write(w, r, http.StatusBadRequest, "bad_record", err.Error())
+			return
+		case errors.Is(err, ErrNotSaved):
+			s.log.Error("runtime record change not saved, not applied", "error", err)
+			httperr.Write(w, r, http.StatusServiceUnavailable, "not_saved", "the change could not be saved; nothing was changed")
 			return
 		case err != nil:
 			s.log.Error("runtime record change failed", "error", err)

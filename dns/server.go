@@ -35,6 +35,12 @@ type Options struct {
 	// Geo overrides the country database (tests); default: opened from
 	// Config.Geo.Database or the embedded database.
 	Geo CountryLocator
+	// RecordsFile is where runtime records (AddRecord, the admin API) and
+	// the serial bumps they cause are saved before a change is reported,
+	// so both survive a restart or crash; its directory is created. The
+	// node sets <data_dir>/dns-records.json. Empty keeps runtime records
+	// in memory only, lost when the process ends: tests and quick mode.
+	RecordsFile string
 }
 
 // maxTCPConns bounds concurrent TCP connections per listener; further
@@ -61,6 +67,8 @@ type Server struct {
 	sources map[string]*zoneSource // by origin
 	overlay map[string][]mdns.RR   // runtime records by origin
 	bumps   map[string]uint32      // serial increments by origin
+	store   *recordStore           // saves overlay and bumps; nil: memory only
+	kept    map[string][]string    // saved records not served (unparsable, conflicting), by origin
 	geo     *GeoDB
 	geoPath string
 	servers []*mdns.Server
@@ -92,6 +100,21 @@ type snapshot struct {
 	steeredWire map[string]*steeredName
 }
 
+// withZones returns a copy of sn serving zones in place of the zones of
+// the same origins, with a fresh answer cache.
+func (sn *snapshot) withZones(zones ...*Zone) *snapshot {
+	c := *sn
+	c.zones = make(map[string]*Zone, len(sn.zones))
+	for k, v := range sn.zones {
+		c.zones[k] = v
+	}
+	for _, z := range zones {
+		c.zones[z.origin] = z
+	}
+	c.cache, c.steeredWire = newAnswerCache(), indexSteered(c.zones)
+	return &c
+}
+
 // findZone returns the zone holding lname (lower case), the longest suffix.
 func (sn *snapshot) findZone(lname string) *Zone {
 	for off, end := 0, false; !end; off, end = mdns.NextLabel(lname, off) {
@@ -120,7 +143,7 @@ func New(cfg Config, nodes []cluster.Node, opts Options) (*Server, error) {
 	s := &Server{
 		log: log, metrics: m, now: opts.Now, rand: opts.Rand, geoOpt: opts.Geo,
 		sources: map[string]*zoneSource{}, overlay: map[string][]mdns.RR{}, bumps: map[string]uint32{},
-		tsig: &tsigKeys{},
+		kept: map[string][]string{}, tsig: &tsigKeys{},
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -131,9 +154,28 @@ func New(cfg Config, nodes []cluster.Node, opts Options) (*Server, error) {
 	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
 	s.health = NewHealth(cfg.Health, log, m, opts.HTTPClient)
 	s.rrl = newRRL(cfg.RRL, s.now)
+	var saved *storeFile
+	if opts.RecordsFile != "" {
+		st, f, err := openRecordStore(opts.RecordsFile, log, s.now)
+		if err != nil {
+			s.bgCancel()
+			return nil, fmt.Errorf("dns: %w", err)
+		}
+		s.store, saved = st, f
+		// Bumps go in before the first build so every zone starts at the
+		// serial it was last served with; records follow in restoreLocked.
+		for origin, z := range f.Zones {
+			s.bumps[origin] = z.Bump
+		}
+	}
 	if err := s.Reload(cfg, nodes); err != nil {
 		s.bgCancel()
 		return nil, err
+	}
+	if saved != nil {
+		s.mu.Lock()
+		s.restoreLocked(saved)
+		s.mu.Unlock()
 	}
 	return s, nil
 }
@@ -292,9 +334,10 @@ func loadZoneSource(zc ZoneConfig) (*zoneSource, error) {
 }
 
 // buildLocked builds the served zone from its source and runtime records.
-// The serial never goes backwards while the process runs: when content
-// changed but the file serial did not move past the served one, the bump
-// carries it forward.
+// The serial never goes backwards: when content changed but the file
+// serial did not move past the served one, the bump carries it forward,
+// and the bump is saved (with a records file) before the zone is served,
+// so a restart serves the same serial.
 func (s *Server) buildLocked(src *zoneSource, steered []*steeredName, prev *Zone) (*Zone, error) {
 	rrs := append(append([]mdns.RR(nil), src.rrs...), s.overlay[src.origin]...)
 	bump := s.bumps[src.origin]
@@ -303,8 +346,13 @@ func (s *Server) buildLocked(src *zoneSource, steered []*steeredName, prev *Zone
 		return nil, err
 	}
 	if prev != nil && zoneChanged(prev, z) && !serialAfter(z.soa.Serial, prev.soa.Serial) {
+		old := bump
 		bump += prev.soa.Serial - z.soa.Serial + 1
 		s.bumps[src.origin] = bump
+		if err := s.saveLocked(); err != nil {
+			s.bumps[src.origin] = old
+			return nil, err
+		}
 		return buildZone(src.origin, rrs, steered, bump, src.inline)
 	}
 	return z, nil

@@ -88,7 +88,8 @@ func (n *Node) openSubsystems(cfg *config.Config, o Options) error {
 		if err != nil {
 			return err
 		}
-		srv, err := dns.New(*cfg.DNS, cfg.Nodes, dns.Options{Logger: n.base, Metrics: dm})
+		srv, err := dns.New(*cfg.DNS, cfg.Nodes, dns.Options{Logger: n.base, Metrics: dm,
+			RecordsFile: filepath.Join(cfg.DataDir, "dns-records.json")})
 		if err != nil {
 			return fmt.Errorf("dns: %w", err)
 		}

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/certmagic"
+
+	"github.com/outpost-edge/outpost/internal/atomicfile"
 )
 
 // internalIssuerKey names certificates from the internal CA in storage.
@@ -210,33 +212,11 @@ func randomSerial(rnd io.Reader) *big.Int {
 	return n.Add(n, big.NewInt(1))
 }
 
-// writeFileAtomic writes data to a temp file in path's directory and
-// renames it into place, so readers never see a half-written file.
+// writeFileAtomic creates path's directory and replaces the file
+// atomically, so readers never see a half-written file.
 func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(path, data, perm)
 }

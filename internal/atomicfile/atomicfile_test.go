@@ -1,0 +1,43 @@
+package atomicfile
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestWrite(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name    string
+		path    string
+		data    string
+		wantErr bool
+	}{
+		{"create", filepath.Join(dir, "f"), "one", false},
+		{"replace", filepath.Join(dir, "f"), "two", false},
+		{"missing directory", filepath.Join(dir, "nope", "f"), "x", true},
+		{"directory is a file", filepath.Join(dir, "f", "g"), "x", true},
+	}
+	for _, tc := range tests {
+		err := Write(tc.path, []byte(tc.data), 0o600)
+		if (err != nil) != tc.wantErr {
+			t.Fatalf("%s: Write(%s) = %v, want error %v", tc.name, tc.path, err, tc.wantErr)
+		}
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(tc.path)
+		if err != nil || string(b) != tc.data {
+			t.Fatalf("%s: read back %q, %v; want %q", tc.name, b, err, tc.data)
+		}
+		if fi, _ := os.Stat(tc.path); fi.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: mode %v, want 0600", tc.name, fi.Mode())
+		}
+	}
+	// No temp files are left behind, after success or failure.
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Fatalf("directory holds %v, want only f", entries)
+	}
+}
