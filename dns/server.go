@@ -217,30 +217,11 @@ func (s *Server) Reload(cfg Config, nodes []cluster.Node) error {
 		errs = append(errs, err)
 	}
 
-	sources := map[string]*zoneSource{}
-	for i, zc := range cfg.Zones {
-		src, err := loadZoneSource(zc)
-		if err != nil {
-			if old := s.oldSource(zc); old != nil {
-				s.log.Error("zone not reloaded, serving the previous version", "zone", old.origin, "error", err)
-				sources[old.origin] = old
-			}
-			errs = append(errs, fmt.Errorf("zones[%d]: %w", i, err))
-			continue
-		}
-		sources[src.origin] = src
-	}
+	sources, steeredBy, loadErrs := s.loadLocked(cfg, nodes, func(origin string, err error) {
+		s.log.Error("zone not reloaded, serving the previous version", "zone", origin, "error", err)
+	})
+	errs = append(errs, loadErrs...)
 	steer := newSteering(nodes, cfg.Geo.Overrides, geo, s.health, s.metrics, s.rand)
-	steeredBy := map[string][]*steeredName{}
-	for _, sc := range cfg.Steered {
-		sn := buildSteered(sc, nodes)
-		origin := longestOrigin(sources, sn.name)
-		if origin == "" {
-			errs = append(errs, fmt.Errorf("steered name %s is not inside any served zone", sn.name))
-			continue
-		}
-		steeredBy[origin] = append(steeredBy[origin], sn)
-	}
 	old := s.snap.Load()
 	snap := &snapshot{
 		zones:    map[string]*Zone{},
@@ -283,6 +264,40 @@ func (s *Server) Reload(cfg Config, nodes []cluster.Node) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// loadLocked reads cfg's zone files and records and places its steered
+// names, changing nothing: Reload and Check share it. A zone that fails to
+// load is replaced by its previous version, when there is one, and kept is
+// told (kept may be nil); its steered names still find their zone.
+func (s *Server) loadLocked(cfg Config, nodes []cluster.Node, kept func(origin string, err error)) (
+	sources map[string]*zoneSource, steeredBy map[string][]*steeredName, errs []error) {
+	sources = map[string]*zoneSource{}
+	for i, zc := range cfg.Zones {
+		src, err := loadZoneSource(zc)
+		if err != nil {
+			if old := s.oldSource(zc); old != nil {
+				if kept != nil {
+					kept(old.origin, err)
+				}
+				sources[old.origin] = old
+			}
+			errs = append(errs, fmt.Errorf("zones[%d]: %w", i, err))
+			continue
+		}
+		sources[src.origin] = src
+	}
+	steeredBy = map[string][]*steeredName{}
+	for _, sc := range cfg.Steered {
+		sn := buildSteered(sc, nodes)
+		origin := longestOrigin(sources, sn.name)
+		if origin == "" {
+			errs = append(errs, fmt.Errorf("steered name %s is not inside any served zone", sn.name))
+			continue
+		}
+		steeredBy[origin] = append(steeredBy[origin], sn)
+	}
+	return sources, steeredBy, errs
 }
 
 // oldSource finds the previous content of a zone config entry.
@@ -339,7 +354,7 @@ func loadZoneSource(zc ZoneConfig) (*zoneSource, error) {
 // and the bump is saved (with a records file) before the zone is served,
 // so a restart serves the same serial.
 func (s *Server) buildLocked(src *zoneSource, steered []*steeredName, prev *Zone) (*Zone, error) {
-	rrs := append(append([]mdns.RR(nil), src.rrs...), s.overlay[src.origin]...)
+	rrs := s.recordsLocked(src)
 	bump := s.bumps[src.origin]
 	z, err := buildZone(src.origin, rrs, steered, bump, src.inline)
 	if err != nil {
@@ -356,6 +371,12 @@ func (s *Server) buildLocked(src *zoneSource, steered []*steeredName, prev *Zone
 		return buildZone(src.origin, rrs, steered, bump, src.inline)
 	}
 	return z, nil
+}
+
+// recordsLocked is what a zone is built from: its source's records and
+// the runtime records added to it.
+func (s *Server) recordsLocked(src *zoneSource) []mdns.RR {
+	return append(append([]mdns.RR(nil), src.rrs...), s.overlay[src.origin]...)
 }
 
 // serialAfter compares SOA serials in RFC 1982 arithmetic.

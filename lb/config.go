@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -323,6 +324,17 @@ func (c *PoolConfig) Validate() error {
 		l.Addf("sticky.secret", "must be at least 16 bytes, got %d", len(s.Secret))
 	}
 	return l.Err()
+}
+
+// CheckConfig reports what New or Update would reject in cfg, with paths
+// relative to the pool as Validate gives them. Unlike SetDefaults and then
+// Validate, it leaves the caller's cfg as it was, so a whole config can be
+// checked before any of it is applied.
+func CheckConfig(cfg PoolConfig) error {
+	// SetDefaults fills backends in place, and the slice is the caller's.
+	cfg.Backends = slices.Clone(cfg.Backends)
+	cfg.SetDefaults()
+	return cfg.Validate()
 }
 
 func (h *HealthConfig) validate(l *configerr.List) {

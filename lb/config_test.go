@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -109,6 +110,30 @@ func TestConfigValidate(t *testing.T) {
 			}
 			if strings.Contains(err.Error(), "short\"") {
 				t.Errorf("secret echoed in error")
+			}
+		})
+	}
+}
+
+// TestCheckConfig: CheckConfig reports what Validate does after defaults,
+// and leaves the caller's backends undefaulted.
+func TestCheckConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		url  string
+		want string // "" for no error
+	}{
+		{"valid", "http://127.0.0.1:9001", ""},
+		{"bad url", "ftp://x", `backends[0].url: want an http:// or https:// URL, got "ftp://x"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := PoolConfig{Backends: []BackendConfig{{URL: tc.url}}}
+			err := CheckConfig(c)
+			if got := fmt.Sprint(err); (tc.want == "" && err != nil) || !strings.Contains(got, tc.want) {
+				t.Errorf("CheckConfig = %v, want %q", err, tc.want)
+			}
+			if b := c.Backends[0]; b.Weight != 0 || b.ID != "" {
+				t.Errorf("caller's backend defaulted: %+v", b)
 			}
 		})
 	}

@@ -1,8 +1,9 @@
 // Package node wires one edge node together from a config: the edge
 // listener and its per-route chains (gateway → cache → proxy → pool), the
 // long-lived state those chains share (cache store, pools, limiters, DNS
-// server), and the node's admin endpoints. It owns reload: a new config
-// builds a new chain that is swapped in atomically.
+// server), and the node's admin endpoints. It owns reload: a new config is
+// checked against every subsystem first and applied in full or not at all,
+// its new chain swapped in atomically.
 package node
 
 import (
@@ -13,7 +14,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"reflect"
 	"sync"
 	"time"
 
@@ -21,8 +21,10 @@ import (
 
 	"github.com/outpost-edge/outpost/gateway"
 	"github.com/outpost-edge/outpost/internal/config"
+	"github.com/outpost-edge/outpost/internal/configerr"
 	"github.com/outpost-edge/outpost/internal/edge"
 	"github.com/outpost-edge/outpost/internal/proxy"
+	"github.com/outpost-edge/outpost/lb"
 )
 
 // Options are the process-level dependencies of a node.
@@ -114,64 +116,23 @@ func (n *Node) Generation() uint64 {
 	return n.gen
 }
 
-// Apply swaps in a new validated config. On error the old one stays.
-// Listener addresses and the data directory are fixed at start.
-func (n *Node) Apply(cfg *config.Config) (uint64, error) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.warnRestartOnly(cfg)
-	if err := n.reloadSubsystems(cfg); err != nil {
-		return n.gen, err
-	}
-	h, err := n.buildLocked(cfg)
-	if err != nil {
-		return n.gen, err
-	}
-	n.swap.Store(h)
-	n.retirePools(cfg)
-	n.cfg = cfg
-	n.gen++
-	n.log.Info("config applied", "generation", n.gen)
-	return n.gen, nil
-}
-
-// warnRestartOnly logs changes a reload accepts but cannot apply to a
-// running process. Callers hold mu.
-func (n *Node) warnRestartOnly(cfg *config.Config) {
-	old := n.cfg
-	for _, c := range []struct {
-		key      string
-		old, new any
-	}{
-		{"edge.listen", old.Edge.Listen, cfg.Edge.Listen},
-		{"data_dir", old.DataDir, cfg.DataDir},
-		{"admin", old.Admin, cfg.Admin},
-		{"log", old.Log, cfg.Log},
-		{"redis", old.Redis, cfg.Redis},
-		{"cache", old.Cache, cfg.Cache},
-		{"tls.listen", old.TLS.Listen, cfg.TLS.Listen},
-		{"tls.http_listen", old.TLS.HTTPListen, cfg.TLS.HTTPListen},
-	} {
-		if !reflect.DeepEqual(c.old, c.new) {
-			n.log.Warn("config changed in a section that takes effect on restart", "section", c.key)
-		}
-	}
-}
-
 func (n *Node) build(cfg *config.Config) (http.Handler, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.buildLocked(cfg)
+	return n.buildLocked(cfg, n.sub.pools)
 }
 
-// buildLocked builds the edge handler for cfg. Callers hold mu.
-func (n *Node) buildLocked(cfg *config.Config) (http.Handler, error) {
+// buildLocked builds the edge handler for cfg, its pool routes over pools
+// (by name). It reports every gateway and route error, each under its
+// config section, not just the first. Callers hold mu.
+func (n *Node) buildLocked(cfg *config.Config, pools map[string]*lb.Pool) (http.Handler, error) {
+	var l configerr.List
 	rt := edge.NewRouter()
 	var gw *gateway.Gateway
 	if cfg.UsesGateway() {
 		var err error
 		if gw, err = gateway.New(cfg.Gateway, n.sub.gwState); err != nil {
-			return nil, fmt.Errorf("gateway: %w", err)
+			l.Merge("gateway", err)
 		}
 	}
 	via := cfg.Edge.Via
@@ -183,11 +144,18 @@ func (n *Node) buildLocked(cfg *config.Config) (http.Handler, error) {
 	}
 	for i := range cfg.Routes {
 		r := &cfg.Routes[i]
-		h, err := n.routeHandler(gw, r, via)
+		if r.Gateway != nil && gw == nil {
+			continue // the gateway error above says why
+		}
+		h, err := n.routeHandler(gw, pools, r, via)
 		if err != nil {
-			return nil, fmt.Errorf("routes[%d] (%s): %w", i, r.Name, err)
+			l.Merge(fmt.Sprintf("routes[%d] (%s)", i, r.Name), err)
+			continue
 		}
 		rt.Handle(r.Name, r.Hosts, r.PathPrefix, h)
+	}
+	if err := l.Err(); err != nil {
+		return nil, err
 	}
 	var access *slog.Logger
 	if *cfg.Edge.AccessLog {
@@ -203,7 +171,7 @@ func (n *Node) buildLocked(cfg *config.Config) (http.Handler, error) {
 	}, nil
 }
 
-func (n *Node) routeHandler(gw *gateway.Gateway, r *config.Route, via string) (http.Handler, error) {
+func (n *Node) routeHandler(gw *gateway.Gateway, pools map[string]*lb.Pool, r *config.Route, via string) (http.Handler, error) {
 	po := proxy.Options{Via: via, Logger: n.base.With("component", "proxy", "route", r.Name)}
 	if r.Upstream != "" {
 		u, err := url.Parse(r.Upstream)
@@ -213,11 +181,11 @@ func (n *Node) routeHandler(gw *gateway.Gateway, r *config.Route, via string) (h
 		po.Target = u
 		po.Transport = n.transport(u, r.Timeout.D())
 	} else {
-		rt, err := n.poolTransport(r.Pool)
-		if err != nil {
-			return nil, err
+		p, ok := pools[r.Pool]
+		if !ok {
+			return nil, fmt.Errorf("pool %q is not configured", r.Pool)
 		}
-		po.Transport = rt
+		po.Transport = p
 	}
 	h := proxy.New(po)
 	return n.wrapRoute(gw, r, h)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -102,52 +103,55 @@ func (n *Node) openSubsystems(cfg *config.Config, o Options) error {
 }
 
 // updatePools creates new pools and updates existing ones in place, so
-// health state and warm connections survive a reload. Pools no longer in
-// the config are closed once the new chain is in place (see Apply).
+// health state and warm connections survive. New uses it; a reload uses
+// newPools and updateKnownPools in separate steps, and closes the pools no
+// longer in the config once the new chain is in place (see Apply).
 func (n *Node) updatePools(cfg *config.Config) error {
-	s := &n.sub
-	for name, pc := range cfg.Pools {
-		if p, ok := s.pools[name]; ok {
-			if err := p.Update(*pc); err != nil {
-				return err
-			}
-			continue
-		}
-		p, err := lb.New(name, *pc, lb.Options{Metrics: s.lbMetrics, Logger: n.base})
-		if err != nil {
-			return err
-		}
-		s.pools[name] = p
+	added, err := n.newPools(cfg)
+	if err != nil {
+		return err
 	}
-	return nil
+	err = n.updateKnownPools(cfg)
+	maps.Copy(n.sub.pools, added)
+	return err
 }
 
-func (n *Node) reloadSubsystems(cfg *config.Config) error {
-	s := &n.sub
-	if cfg.UsesCache() && s.cache == nil {
-		return errors.New("cache: enabling the cache on a running node needs a restart")
+// newPools creates the pools cfg names that are not running yet, without
+// listing them in n.sub.pools; on error it closes those it made.
+func (n *Node) newPools(cfg *config.Config) (map[string]*lb.Pool, error) {
+	added := map[string]*lb.Pool{}
+	for name, pc := range cfg.Pools {
+		if _, ok := n.sub.pools[name]; ok {
+			continue
+		}
+		p, err := lb.New(name, *pc, lb.Options{Metrics: n.sub.lbMetrics, Logger: n.base})
+		if err != nil {
+			closePools(added)
+			return nil, err
+		}
+		added[name] = p
 	}
-	if cfg.UsesGateway() && s.gwState == nil {
-		return errors.New("gateway: enabling the gateway on a running node needs a restart")
-	}
-	if (cfg.DNS != nil) != (s.dns != nil) {
-		return errors.New("dns: turning DNS on or off needs a restart")
-	}
-	if cfg.TLS.Enabled != (s.tls != nil) {
-		return errors.New("tls: turning HTTPS on or off needs a restart")
-	}
-	if s.dns != nil {
-		if err := s.dns.Reload(*cfg.DNS, cfg.Nodes); err != nil {
-			return fmt.Errorf("dns: %w", err)
+	return added, nil
+}
+
+// updateKnownPools updates the running pools that cfg still names.
+func (n *Node) updateKnownPools(cfg *config.Config) error {
+	var errs []error
+	for name, pc := range cfg.Pools {
+		if p, ok := n.sub.pools[name]; ok {
+			if err := p.Update(*pc); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
-	if s.tls != nil {
-		// New names are obtained in the background; removed ones stop renewing.
-		if err := s.tls.mgr.SetNames(context.Background(), cfg.TLS.Names); err != nil {
-			return fmt.Errorf("tls: %w", err)
-		}
+	return errors.Join(errs...)
+}
+
+// closePools closes pools; each waits for its health checks to stop.
+func closePools(pools map[string]*lb.Pool) {
+	for _, p := range pools {
+		p.Close()
 	}
-	return n.updatePools(cfg)
 }
 
 // retirePools closes pools that cfg no longer names. Callers hold mu.
@@ -179,9 +183,7 @@ func (n *Node) shutdownSubsystems(ctx context.Context) {
 
 func (n *Node) closeSubsystems() {
 	s := &n.sub
-	for _, p := range s.pools {
-		p.Close()
-	}
+	closePools(s.pools)
 	if s.cache != nil {
 		_ = s.cache.Close()
 	}
@@ -216,14 +218,6 @@ func (n *Node) subsystemStatus(st map[string]any) {
 		}
 		st["dns"] = map[string]any{"zones": s.dns.Zones(), "node_health": h}
 	}
-}
-
-func (n *Node) poolTransport(name string) (http.RoundTripper, error) {
-	p, ok := n.sub.pools[name]
-	if !ok {
-		return nil, fmt.Errorf("pool %q is not configured", name)
-	}
-	return p, nil
 }
 
 // wrapRoute puts the cache and the gateway in front of the proxy:
