@@ -172,6 +172,10 @@ func (s *Server) respond(w mdns.ResponseWriter, r *mdns.Msg, limit rrlAction) (c
 			m.Truncated = true
 		}
 		m.Truncate(udpSize)
+		// Truncate turns compression off when the uncompressed message
+		// fits; keep it on, as Knot does: answers are packed once and
+		// cached, and every byte saved is a byte less to reflect.
+		m.Compress = true
 	}
 	s.finish(w, r, m, qtype)
 	return cacheable && (m.Rcode == mdns.RcodeSuccess || m.Rcode == mdns.RcodeNameError)

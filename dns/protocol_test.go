@@ -45,6 +45,33 @@ func TestProtocol(t *testing.T) {
 			t.Fatalf("OPT = %v, want size %d, DO echoed", opt, DefaultEDNSSize)
 		}
 	})
+	t.Run("names compressed", func(t *testing.T) {
+		// Twice: the second answer comes from the fast path's cache.
+		for i := 0; i < 2; i++ {
+			m := newQuery("www.example.com.", mdns.TypeA)
+			q, _ := m.Pack()
+			c, err := net.Dial("udp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.SetDeadline(time.Now().Add(3 * time.Second))
+			c.Write(q)
+			buf := make([]byte, 1500)
+			n, err := c.Read(buf)
+			c.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := new(mdns.Msg)
+			if err := r.Unpack(buf[:n]); err != nil {
+				t.Fatal(err)
+			}
+			r.Compress = true
+			if want := r.Len(); n != want || len(r.Answer) == 0 {
+				t.Fatalf("answer %d bytes with %d records, want %d (RFC 1035 §4.1.4 compression)", n, len(r.Answer), want)
+			}
+		}
+	})
 	t.Run("no EDNS no OPT", func(t *testing.T) {
 		r := exchange(t, addr, "udp", newQuery("www.example.com.", mdns.TypeA))
 		if r.IsEdns0() != nil {
