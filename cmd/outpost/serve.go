@@ -24,6 +24,7 @@ import (
 	"github.com/outpost-edge/outpost/internal/buildinfo"
 	"github.com/outpost-edge/outpost/internal/cluster"
 	"github.com/outpost-edge/outpost/internal/config"
+	"github.com/outpost-edge/outpost/internal/configerr"
 	"github.com/outpost-edge/outpost/internal/edge"
 	"github.com/outpost-edge/outpost/internal/node"
 	"github.com/outpost-edge/outpost/internal/telemetry"
@@ -106,7 +107,11 @@ func serve(path, nodeName string, stderr io.Writer) int {
 			return n.Generation(), err
 		}
 		gen, err := n.Apply(newCfg)
-		if err != nil {
+		var partial *configerr.Partial
+		switch {
+		case errors.As(err, &partial):
+			log.Error("reload applied with errors; the new config runs except for the failed part", "generation", gen, "error", partial.Err)
+		case err != nil:
 			log.Error("reload failed; the old config stays", "error", err)
 		}
 		return gen, err

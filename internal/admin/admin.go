@@ -198,6 +198,13 @@ type ReloadFunc func() (generation uint64, err error)
 func ReloadHandler(reload ReloadFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		gen, err := reload()
+		var partial *configerr.Partial
+		if errors.As(err, &partial) {
+			httperr.Write(w, r, http.StatusInternalServerError, "reload_incomplete",
+				fmt.Sprintf("the new config is in force as generation %d, except for the part that failed; fix it and reload", partial.Generation),
+				partial.Err.Error())
+			return
+		}
 		if err != nil {
 			var details []string
 			for _, fe := range configerr.Fields(err) {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/outpost-edge/outpost/internal/configerr"
@@ -87,6 +88,17 @@ func TestReloadHandlerReportsErrors(t *testing.T) {
 	json.Unmarshal(rec.Body.Bytes(), &body)
 	if len(body.Error.Details) != 1 || body.Error.Details[0] != "pools.api.policy: unknown policy" {
 		t.Errorf("details %q", body.Error.Details)
+	}
+	// Applied, but a step failed: the new generation runs, and the
+	// answer must not claim the old config stayed.
+	partial := ReloadHandler(func() (uint64, error) {
+		return 5, &configerr.Partial{Generation: 5, Err: errors.New("dns: zones[0]: db.example:3: bad TTL")}
+	})
+	rec = httptest.NewRecorder()
+	partial.ServeHTTP(rec, httptest.NewRequest("POST", "/v1/reload", nil))
+	if rec.Code != 500 || !strings.Contains(rec.Body.String(), "reload_incomplete") ||
+		!strings.Contains(rec.Body.String(), "generation 5") || !strings.Contains(rec.Body.String(), "bad TTL") {
+		t.Errorf("partial: %d %s", rec.Code, rec.Body.String())
 	}
 	ok := ReloadHandler(func() (uint64, error) { return 4, nil })
 	rec = httptest.NewRecorder()

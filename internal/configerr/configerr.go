@@ -111,3 +111,18 @@ func Join(prefix, path string) string {
 		return prefix + "." + path
 	}
 }
+
+// Partial reports a reload that was checked, then applied, but where a
+// step still failed while applying (a zone file edited between the check
+// and the apply, say). Unlike every other reload error, the new config IS
+// in force, as Generation, except for the part Err names.
+type Partial struct {
+	Generation uint64
+	Err        error
+}
+
+func (p *Partial) Error() string {
+	return fmt.Sprintf("config applied as generation %d, but: %v", p.Generation, p.Err)
+}
+
+func (p *Partial) Unwrap() error { return p.Err }

@@ -297,6 +297,13 @@ func (d *Demo) Reload() (uint64, error) {
 		}
 		cfgs[i] = cfg
 	}
+	// All three are checked before any is applied, so a config one edge
+	// refuses leaves all three on the old one.
+	for i, e := range Edges {
+		if err := d.nodes[i].Check(cfgs[i]); err != nil {
+			return d.nodes[i].Generation(), fmt.Errorf("node %s: %w", e.Name, err)
+		}
+	}
 	var gen uint64
 	for i, e := range Edges {
 		g, err := d.nodes[i].Apply(cfgs[i])

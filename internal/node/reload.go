@@ -41,10 +41,18 @@ func (n *Node) Apply(cfg *config.Config) (uint64, error) {
 	n.gen++
 	if err != nil {
 		n.log.Error("config applied with errors the preflight did not catch; fix and reload", "generation", n.gen, "error", err)
-		return n.gen, fmt.Errorf("config applied as generation %d, but: %w", n.gen, err)
+		return n.gen, &configerr.Partial{Generation: n.gen, Err: err}
 	}
 	n.log.Info("config applied", "generation", n.gen)
 	return n.gen, nil
+}
+
+// Check reports every problem Apply(cfg) would refuse, changing nothing.
+// A caller applying configs to several nodes checks them all first.
+func (n *Node) Check(cfg *config.Config) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.preflight(cfg)
 }
 
 // preflight reports every problem applying cfg would hit, changing nothing
