@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -39,9 +40,36 @@ type h1Transport struct {
 type h1Conn struct {
 	t    *h1Transport
 	c    net.Conn
+	lr   *limitReader // under br: bounds the response header
 	br   *bufio.Reader
 	bw   *bufio.Writer
 	used time.Time // when it went idle
+}
+
+// maxResponseHeader bounds what a backend may send before the end of its
+// response header (status line, headers, 1xx responses), as
+// http.Transport's MaxResponseHeaderBytes does: a broken or hostile
+// backend must not grow the proxy's memory without end.
+const maxResponseHeader = 1 << 20
+
+var errHeaderTooLarge = errors.New("lb: backend response header too large")
+
+// limitReader reads from the connection until left runs out.
+type limitReader struct {
+	c    net.Conn
+	left int64
+}
+
+func (l *limitReader) Read(p []byte) (int, error) {
+	if l.left <= 0 {
+		return 0, errHeaderTooLarge
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.c.Read(p)
+	l.left -= int64(n)
+	return n, err
 }
 
 func newH1Transport(base *http.Transport, dialer *net.Dialer, maxIdle int, idleFor, hdrWait time.Duration) *h1Transport {
@@ -138,7 +166,8 @@ func (t *h1Transport) get(ctx context.Context, addr string) (*h1Conn, bool, erro
 	if err != nil {
 		return nil, false, err
 	}
-	return &h1Conn{t: t, c: c, br: bufio.NewReaderSize(c, 4096), bw: bufio.NewWriterSize(c, 4096)}, false, nil
+	lr := &limitReader{c: c}
+	return &h1Conn{t: t, c: c, lr: lr, br: bufio.NewReaderSize(lr, 4096), bw: bufio.NewWriterSize(c, 4096)}, false, nil
 }
 
 func (t *h1Transport) put(pc *h1Conn) {
@@ -215,6 +244,7 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 	} else {
 		pc.c.SetReadDeadline(time.Time{})
 	}
+	pc.lr.left = maxResponseHeader
 	if err := req.Write(pc.bw); err != nil {
 		stop()
 		return nil, staleErr{err: err}
@@ -254,6 +284,7 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 		resp.Body.Close()
 		return nil, errors.New("lb: backend switched protocols without an Upgrade request")
 	}
+	pc.lr.left = math.MaxInt64 // the body is the caller's to bound
 	if pc.t.hdrWait > 0 {
 		pc.c.SetReadDeadline(time.Time{})
 	}

@@ -334,3 +334,33 @@ func TestH1IdleReapAndRetire(t *testing.T) {
 	resp.Body.Close()
 	waitClosed("retired transport")
 }
+
+func TestH1HostileBackendHeader(t *testing.T) {
+	// Headers without end: the proxy gives up at maxResponseHeader instead
+	// of buffering them.
+	url, _ := rawBackend(t, func(c net.Conn, _ int64) {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\n")
+		line := "X-Junk: " + strings.Repeat("a", 1000) + "\r\n"
+		for i := 0; i < 4*maxResponseHeader/len(line); i++ {
+			if _, err := io.WriteString(c, line); err != nil {
+				return
+			}
+		}
+	})
+	rt := testH1(8, time.Minute, 0)
+	defer rt.retire()
+	if _, _, err := h1Do(t, rt, "GET", url, nil); !errors.Is(err, errHeaderTooLarge) {
+		t.Fatalf("err = %v, want %v", err, errHeaderTooLarge)
+	}
+	// A body far larger than the header limit is fine.
+	big := newConnCounter(t, func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, strings.Repeat("b", 3*maxResponseHeader))
+	})
+	_, got, err := h1Do(t, rt, "GET", big.URL, nil)
+	if err != nil || len(got) != 3*maxResponseHeader {
+		t.Fatalf("large body: %d bytes, %v", len(got), err)
+	}
+	if _, got, err = h1Do(t, rt, "GET", big.URL, nil); err != nil || len(got) != 3*maxResponseHeader {
+		t.Fatalf("large body on a reused connection: %d bytes, %v", len(got), err)
+	}
+}
