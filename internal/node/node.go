@@ -213,8 +213,6 @@ func (n *Node) Start() error {
 		}
 		n.ln = ln
 	}
-	// Cache hits leave by raw sendfile(2) (see edge.SendfileListener).
-	n.ln = edge.SendfileListener(n.ln)
 	if err := n.startSubsystems(); err != nil {
 		n.ln.Close()
 		return err
