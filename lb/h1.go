@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
+	"net/url"
 	"sync"
 	"time"
 )
@@ -88,7 +89,7 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	ctx := req.Context()
 	for attempt := 0; ; attempt++ {
-		pc, reused, err := t.get(ctx, req.URL.Host)
+		pc, reused, err := t.get(ctx, dialAddr(req.URL))
 		if err != nil {
 			return nil, err
 		}
@@ -113,6 +114,15 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return nil, se.err
 	}
+}
+
+// dialAddr is host:port of an http URL; a backend URL may leave out the
+// port.
+func dialAddr(u *url.URL) string {
+	if u.Port() != "" {
+		return u.Host
+	}
+	return net.JoinHostPort(u.Hostname(), "80")
 }
 
 // fast reports whether req can take the synchronous path.

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/http/httptrace"
 	"net/textproto"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -362,5 +363,35 @@ func TestH1HostileBackendHeader(t *testing.T) {
 	}
 	if _, got, err = h1Do(t, rt, "GET", big.URL, nil); err != nil || len(got) != 3*maxResponseHeader {
 		t.Fatalf("large body on a reused connection: %d bytes, %v", len(got), err)
+	}
+}
+
+// A backend URL may leave out the port: the synchronous path dials :80.
+func TestH1DefaultPort(t *testing.T) {
+	for _, c := range []struct{ url, want string }{
+		{"http://127.0.0.1:8080/x", "127.0.0.1:8080"},
+		{"http://backend.internal/x", "backend.internal:80"},
+		{"http://[::1]/x", "[::1]:80"},
+		{"http://[::1]:81/x", "[::1]:81"},
+	} {
+		u, _ := url.Parse(c.url)
+		if got := dialAddr(u); got != c.want {
+			t.Errorf("dialAddr(%s) = %q, want %q", c.url, got, c.want)
+		}
+	}
+	// And for real, where binding port 80 is allowed (root, as in CI).
+	ln, err := net.Listen("tcp", "127.0.0.77:80")
+	if err != nil {
+		t.Skipf("cannot bind 127.0.0.77:80 here: %v", err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "port 80")
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+	rt := testH1(8, time.Minute, 0)
+	defer rt.retire()
+	if _, got, err := h1Do(t, rt, "GET", "http://127.0.0.77/", nil); err != nil || got != "port 80" {
+		t.Fatalf("GET without a port: %q, %v", got, err)
 	}
 }
