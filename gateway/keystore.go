@@ -200,6 +200,16 @@ func (s *KeyStore) put(rec *KeyRecord) error {
 	})
 }
 
+// save writes rec and indexes it for lookups; s.writeMu must be held.
+func (s *KeyStore) save(rec *KeyRecord) error {
+	if err := s.put(rec); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.index(rec)
+}
+
 // Revoke marks the key revoked; the next request using it is refused.
 // Revoking a revoked key is a no-op that returns the record.
 func (s *KeyStore) Revoke(id string) (KeyRecord, error) {
@@ -218,13 +228,7 @@ func (s *KeyStore) Revoke(id string) (KeyRecord, error) {
 	rec := *old
 	now := s.now().UTC().Truncate(time.Second)
 	rec.RevokedAt = &now
-	if err := s.put(&rec); err != nil {
-		return KeyRecord{}, err
-	}
-	s.mu.Lock()
-	err := s.index(&rec)
-	s.mu.Unlock()
-	if err != nil {
+	if err := s.save(&rec); err != nil {
 		return KeyRecord{}, err
 	}
 	return rec, nil
@@ -270,13 +274,7 @@ func (s *KeyStore) Import(rec KeyRecord) (KeyRecord, error) {
 		rec = c
 	}
 	rec.Scopes, rec.Roles = slices.Clone(rec.Scopes), slices.Clone(rec.Roles)
-	if err := s.put(&rec); err != nil {
-		return KeyRecord{}, err
-	}
-	s.mu.Lock()
-	err := s.index(&rec)
-	s.mu.Unlock()
-	if err != nil {
+	if err := s.save(&rec); err != nil {
 		return KeyRecord{}, err
 	}
 	return rec, nil

@@ -269,11 +269,14 @@ func (rt *route) forward(w http.ResponseWriter, r *http.Request, info *reqinfo.I
 			id = &identity.Identity{Tier: rt.g.cfg.AnonymousTier}
 		}
 		identity.Sign(out, id, rt.g.secret, rt.g.st.now())
-		// Sign again over the path the origin really sees once the
-		// upstream URL is final: a backend URL may carry a path prefix.
-		secret, now, signed := rt.g.secret, rt.g.st.now, id
+		// Sign again if the path the origin really sees differs once the
+		// upstream URL is final (a backend URL with a path prefix); the
+		// common request is signed once.
+		secret, now, signed, path := rt.g.secret, rt.g.st.now, id, out.URL.Path
 		out = out.WithContext(reqinfo.WithFinalize(out.Context(), func(r *http.Request) {
-			identity.Sign(r, signed, secret, now())
+			if r.URL.Path != path {
+				identity.Sign(r, signed, secret, now())
+			}
 		}))
 	} else {
 		identity.Strip(h)
