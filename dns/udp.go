@@ -43,35 +43,26 @@ func (s *Server) serveUDP(conn *net.UDPConn) *udpServer {
 	// More workers than CPUs, so a slow-path query (or a blocked write)
 	// does not stall the socket.
 	n := max(4, 2*runtime.GOMAXPROCS(0))
-	var bc batchConn
-	if runtime.GOOS == "linux" && !u.oob {
+	batch := !u.oob
+	if batch {
 		// recvmmsg/sendmmsg: one system call per batch under load.
-		if a, ok := u.local.(*net.UDPAddr); ok && a.IP.To4() != nil {
-			bc = ipv4.NewPacketConn(conn)
-		} else {
-			bc = ipv6.NewPacketConn(conn)
-		}
-	}
-	if bc != nil {
 		// Batching workers keep up by reading many datagrams per call;
 		// fewer of them make fuller batches.
 		n = max(2, runtime.GOMAXPROCS(0))
 	}
 	for i := 0; i < n; i++ {
+		var b *mmsgBatch
+		if batch {
+			b, _ = newMmsgBatch(conn, udpBatch, maxQuerySize)
+		}
 		u.wg.Add(1)
-		if bc != nil {
-			go u.loopBatch(bc)
+		if b != nil {
+			go u.loopBatch(b)
 		} else {
 			go u.loop()
 		}
 	}
 	return u
-}
-
-// batchConn is ipv4.PacketConn or ipv6.PacketConn (same Message type).
-type batchConn interface {
-	ReadBatch(ms []ipv4.Message, flags int) (int, error)
-	WriteBatch(ms []ipv4.Message, flags int) (int, error)
 }
 
 // udpBatch is how many datagrams one worker reads or writes per call.
@@ -82,21 +73,11 @@ const udpBatch = 16
 const maxQuerySize = 4096
 
 // loopBatch is loop with recvmmsg/sendmmsg.
-func (u *udpServer) loopBatch(bc batchConn) {
+func (u *udpServer) loopBatch(b *mmsgBatch) {
 	defer u.wg.Done()
-	in := make([]ipv4.Message, udpBatch)
-	for i := range in {
-		in[i].Buffers = [][]byte{make([]byte, maxQuerySize)}
-	}
-	out := make([]ipv4.Message, udpBatch)
-	outBufs := make([][]byte, udpBatch)
-	outVec := make([][]byte, udpBatch)
-	for i := range outBufs {
-		outBufs[i] = make([]byte, 0, 1500)
-	}
 	sc := &scratch{key: make([]byte, 0, 300), out: make([]byte, 0, 1500)}
 	for {
-		n, err := bc.ReadBatch(in, 0)
+		n, err := b.read()
 		if err != nil {
 			if u.closed.Load() || errors.Is(err, net.ErrClosed) {
 				return
@@ -104,32 +85,17 @@ func (u *udpServer) loopBatch(bc batchConn) {
 			u.s.log.Debug("udp read", "error", err)
 			continue
 		}
-		k := 0
 		for i := 0; i < n; i++ {
-			m := &in[i]
-			a, ok := m.Addr.(*net.UDPAddr)
-			if !ok || m.N > maxQuerySize-1 {
+			req, truncated, ap := b.datagram(i)
+			if truncated || !ap.IsValid() {
 				continue // truncated by the kernel: not a query we answer
 			}
-			resp := u.handle(m.Buffers[0][:m.N], a.AddrPort(), nil, sc)
-			if resp == nil {
-				continue
+			if resp := u.handle(req, ap, nil, sc); resp != nil {
+				b.queue(i, resp)
 			}
-			outBufs[k] = append(outBufs[k][:0], resp...)
-			outVec[k] = outBufs[k]
-			out[k].Buffers = outVec[k : k+1]
-			out[k].Addr = m.Addr
-			k++
 		}
-		for sent := 0; sent < k; {
-			w, err := bc.WriteBatch(out[sent:k], 0)
-			if err != nil {
-				if !u.closed.Load() {
-					u.s.log.Debug("udp write", "error", err)
-				}
-				break
-			}
-			sent += w
+		if err := b.flush(); err != nil && !u.closed.Load() {
+			u.s.log.Debug("udp write", "error", err)
 		}
 	}
 }

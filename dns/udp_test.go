@@ -64,3 +64,106 @@ func TestUDPSockets(t *testing.T) {
 		c.Close()
 	}
 }
+
+// TestUDPBatch sends bursts larger than one recvmmsg batch from many
+// sockets at once: every query gets its own answer at its own address, and
+// an oversized datagram (truncated by the kernel) is dropped without
+// disturbing the rest.
+func TestUDPBatch(t *testing.T) {
+	to := serveLoopbackUDP(t)
+
+	big, err := net.DialUDP("udp", nil, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer big.Close()
+	huge := make([]byte, maxQuerySize+500)
+	copy(huge, func() []byte { b, _ := newQuery("www.example.com.", mdns.TypeA).Pack(); return b }())
+	big.Write(huge)
+
+	const clients, each = 40, 3
+	names := []string{"www.example.com.", "nope.example.com.", "example.com."}
+	conns := make([]*net.UDPConn, clients)
+	for i := range conns {
+		c, err := net.DialUDP("udp", nil, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns[i] = c
+	}
+	for j := 0; j < each; j++ {
+		for i, c := range conns {
+			q := newQuery(names[j], mdns.TypeA)
+			q.Id = uint16(i*each + j)
+			b, _ := q.Pack()
+			c.Write(b)
+		}
+	}
+	for i, c := range conns {
+		seen := map[uint16]bool{}
+		for j := 0; j < each; j++ {
+			c.SetReadDeadline(time.Now().Add(3 * time.Second))
+			buf := make([]byte, 1500)
+			n, err := c.Read(buf)
+			if err != nil {
+				t.Fatalf("client %d: reply %d: %v", i, j, err)
+			}
+			var r mdns.Msg
+			if err := r.Unpack(buf[:n]); err != nil {
+				t.Fatal(err)
+			}
+			k := int(r.Id) - i*each
+			if k < 0 || k >= each || seen[r.Id] || r.Question[0].Name != names[k] {
+				t.Fatalf("client %d got a reply not its own: id %d %v", i, r.Id, r.Question)
+			}
+			seen[r.Id] = true
+		}
+	}
+	big.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if n, err := big.Read(make([]byte, 1500)); err == nil {
+		t.Fatalf("oversized datagram answered (%d bytes)", n)
+	}
+}
+
+// BenchmarkUDPRoundTrip is one query and its answer over a real loopback
+// socket through the batch loop and the fast path (client cost included).
+func BenchmarkUDPRoundTrip(b *testing.B) {
+	c, err := net.DialUDP("udp", nil, serveLoopbackUDP(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	q, _ := newQuery("www.example.com.", mdns.TypeA).Pack()
+	buf := make([]byte, 1500)
+	b.ReportAllocs()
+	for b.Loop() {
+		c.Write(q)
+		if _, err := c.Read(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// serveLoopbackUDP serves example.com on one UDP socket on 127.0.0.1 (the
+// batch path) until the test ends.
+func serveLoopbackUDP(tb testing.TB) *net.UDPAddr {
+	tb.Helper()
+	s, err := New(testConfig(ZoneConfig{File: testdata("example.com.zone")}), nil, Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := s.Serve([]net.PacketConn{pc}, nil); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+	})
+	return pc.LocalAddr().(*net.UDPAddr)
+}
