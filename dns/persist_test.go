@@ -2,6 +2,7 @@ package dns
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -367,4 +368,74 @@ func TestRecordsInMemoryOnly(t *testing.T) {
 	}
 	_, addr2 := startServer(t, cfg, nil, Options{})
 	checkAnswers(t, "new server", addr2, []answerCase{{"api.example.com.", mdns.TypeA, nil}})
+}
+
+// TestRecordsUnservedRemovable: saved records that are not served (the
+// zone rejects them, or their zone is gone) are listed with the reason and
+// can be removed through the admin API; nothing served changes.
+func TestRecordsUnservedRemovable(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "dns-records.json")
+	file := `{"version":1,"zones":{
+		"example.com.":{"records":["alias.example.com. 60 IN A 192.0.2.1"]},
+		"gone.example.":{"records":["_acme-challenge.gone.example. 60 IN TXT \"t\""]}}}`
+	if err := os.WriteFile(path, []byte(file), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts, _ := persistOptions(path)
+	s, addr := startServer(t, testConfig(ZoneConfig{File: testdata("example.com.zone")}), nil, opts)
+	serial := soaSerial(t, addr, "example.com.")
+	admin := httptest.NewServer(s.AdminHandler())
+	defer admin.Close()
+
+	res, err := http.Get(admin.URL + "/v1/dns/records")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list struct {
+		Unserved []UnservedJSON `json:"unserved"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&list); err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	want := map[string]string{"example.com.": "rejected by the zone", "gone.example.": "zone not served"}
+	if len(list.Unserved) != 2 {
+		t.Fatalf("unserved = %+v, want 2", list.Unserved)
+	}
+	for _, u := range list.Unserved {
+		if want[u.Zone] != u.Reason {
+			t.Errorf("unserved %+v: want reason %q", u, want[u.Zone])
+		}
+	}
+
+	for _, q := range []string{
+		"name=alias.example.com.&type=A&data=192.0.2.1",
+		"name=_acme-challenge.gone.example.&type=TXT&data=%22t%22",
+	} {
+		req, _ := http.NewRequest(http.MethodDelete, admin.URL+"/v1/dns/records?"+q, nil)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("DELETE ?%s: %d", q, res.StatusCode)
+		}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "alias.example.com") || strings.Contains(string(b), "gone.example") {
+		t.Errorf("removed records still in the file:\n%s", b)
+	}
+	if u := s.Unserved(); len(u) != 0 {
+		t.Errorf("still unserved: %+v", u)
+	}
+	if got := soaSerial(t, addr, "example.com."); got != serial {
+		t.Errorf("serial moved %d -> %d for a record that was never served", serial, got)
+	}
+	if err := s.RemoveRecord(mustRR(t, "alias.example.com. 60 IN A 192.0.2.1")); !errors.Is(err, ErrNotFound) {
+		t.Errorf("second remove: %v, want ErrNotFound", err)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -63,7 +64,7 @@ func (s *Server) RemoveRecord(rr mdns.RR) error {
 	if c.Header().Class == 0 {
 		c.Header().Class = mdns.ClassINET
 	}
-	return s.changeRecords(c.Header().Name, func(list []mdns.RR) ([]mdns.RR, bool, error) {
+	err := s.changeRecords(c.Header().Name, func(list []mdns.RR) ([]mdns.RR, bool, error) {
 		for i, o := range list {
 			if mdns.IsDuplicate(o, c) {
 				return append(list[:i:i], list[i+1:]...), true, nil
@@ -71,6 +72,98 @@ func (s *Server) RemoveRecord(rr mdns.RR) error {
 		}
 		return list, false, ErrNotFound
 	})
+	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrNoZone) {
+		if ok, serr := s.removeUnserved(c); ok || serr != nil {
+			return serr
+		}
+	}
+	return err
+}
+
+// removeUnserved removes rr from the saved records that are not served:
+// those kept because their zone rejected them, and those waiting for a
+// zone that is not served now. Nothing served changes, so no serial moves;
+// only the file is written (and nothing changes if that fails).
+func (s *Server) removeUnserved(rr mdns.RR) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	served := s.snap.Load().zones
+	for origin, texts := range s.kept {
+		for i, text := range texts {
+			if o, err := mdns.NewRR(text); err == nil && o != nil && mdns.IsDuplicate(canonicalRR(o), rr) {
+				s.kept[origin] = append(texts[:i:i], texts[i+1:]...)
+				if err := s.saveLocked(); err != nil {
+					s.kept[origin] = texts
+					return false, err
+				}
+				return true, nil
+			}
+		}
+	}
+	for origin, list := range s.overlay {
+		if served[origin] != nil {
+			continue
+		}
+		for i, o := range list {
+			if mdns.IsDuplicate(o, rr) {
+				s.overlay[origin] = append(list[:i:i], list[i+1:]...)
+				if err := s.saveLocked(); err != nil {
+					s.overlay[origin] = list
+					return false, err
+				}
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}
+
+// Unserved lists the saved runtime records that are not served, with why:
+// their zone is not served now, or the zone rejects them, or they do not
+// parse. They stay in the records file until removed.
+func (s *Server) Unserved() []UnservedJSON {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	served := s.snap.Load().zones
+	out := []UnservedJSON{}
+	for origin, list := range s.overlay {
+		if served[origin] == nil {
+			for _, rr := range list {
+				out = append(out, UnservedJSON{Zone: origin, RR: rr.String(), Reason: "zone not served"})
+			}
+		}
+	}
+	for origin, texts := range s.kept {
+		for _, text := range texts {
+			reason := "rejected by the zone"
+			if o, err := mdns.NewRR(text); err != nil || o == nil {
+				reason = "does not parse"
+			}
+			out = append(out, UnservedJSON{Zone: origin, RR: text, Reason: reason})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Zone != out[j].Zone {
+			return out[i].Zone < out[j].Zone
+		}
+		return out[i].RR < out[j].RR
+	})
+	return out
+}
+
+// UnservedJSON is a saved runtime record that is not served.
+type UnservedJSON struct {
+	Zone   string `json:"zone"`
+	RR     string `json:"rr"`
+	Reason string `json:"reason"`
+}
+
+func canonicalRR(rr mdns.RR) mdns.RR {
+	rr.Header().Name = canonical(rr.Header().Name)
+	if rr.Header().Class == 0 {
+		rr.Header().Class = mdns.ClassINET
+	}
+	return rr
 }
 
 // changeRecords applies edit to the runtime records of name's zone and, if
@@ -226,6 +319,10 @@ func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost {
 			status = http.StatusCreated
 		}
+		if z == nil { // an unserved record was removed from the file
+			writeJSON(w, status, map[string]any{"record": out})
+			return
+		}
 		writeJSON(w, status, map[string]any{"record": out, "zone": z.origin, "serial": z.soa.Serial})
 	default:
 		w.Header().Set("Allow", "GET, POST, DELETE")
@@ -251,7 +348,11 @@ func (s *Server) adminList(w http.ResponseWriter, r *http.Request) {
 		}
 		out = append(out, zr)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"zones": out})
+	resp := map[string]any{"zones": out}
+	if u := s.Unserved(); len(u) > 0 {
+		resp["unserved"] = u
+	}
+	writeJSON(w, http.StatusOK, resp)
 }
 
 func recordJSON(rr mdns.RR) RecordJSON {
