@@ -175,3 +175,49 @@ func TestServeReloadAndSignals(t *testing.T) {
 		t.Fatal("serve did not exit after SIGTERM")
 	}
 }
+
+// TestServeRefusesSharedDataDir: a second process on a data directory in
+// use stops at once, naming the holder; the first keeps serving.
+func TestServeRefusesSharedDataDir(t *testing.T) {
+	data := t.TempDir()
+	const token = "test-token-0123456789"
+	config := func() string {
+		edge, adm := freePort(t), freePort(t)
+		path := filepath.Join(t.TempDir(), "outpost.yaml")
+		cfg := fmt.Sprintf("data_dir: %q\nedge: {listen: %q}\nadmin: {listen: %q, token: %q}\n"+
+			"routes:\n  - {name: app, upstream: \"http://127.0.0.1:9\", cache: {}}\n", data, edge, adm, token)
+		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	first := outpost("serve", "--config", config())
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { first.Process.Signal(syscall.SIGTERM); first.Wait() }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if b, _ := os.ReadFile(filepath.Join(data, "outpost.lock")); strings.TrimSpace(string(b)) == fmt.Sprint(first.Process.Pid) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("first process never locked the data directory")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var stderr bytes.Buffer
+	second := outpost("serve", "--config", config())
+	second.Stderr = &stderr
+	err := second.Run()
+	if code := second.ProcessState.ExitCode(); err == nil || code != 1 {
+		t.Fatalf("second serve: exit %d (%v), want 1", code, err)
+	}
+	want := fmt.Sprintf("in use by another outpost process (pid %d)", first.Process.Pid)
+	if !strings.Contains(stderr.String(), want) {
+		t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+	}
+	if first.ProcessState != nil {
+		t.Error("the first process exited")
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -25,6 +26,7 @@ import (
 	"github.com/outpost-edge/outpost/internal/cluster"
 	"github.com/outpost-edge/outpost/internal/config"
 	"github.com/outpost-edge/outpost/internal/configerr"
+	"github.com/outpost-edge/outpost/internal/datadir"
 	"github.com/outpost-edge/outpost/internal/edge"
 	"github.com/outpost-edge/outpost/internal/node"
 	"github.com/outpost-edge/outpost/internal/telemetry"
@@ -95,6 +97,31 @@ func serve(path, nodeName string, stderr io.Writer) int {
 	}
 	log := telemetry.NewLogger(stderr, cfg.Log.Level, cfg.Log.Format)
 	reg := telemetry.NewRegistry()
+	// One process per data directory: claimed before anything in it is
+	// opened, and only when this config keeps state there.
+	var dirLock *datadir.Lock
+	if cfg.UsesDataDir() {
+		if dirLock, err = datadir.Acquire(cfg.DataDir); err != nil {
+			fmt.Fprintf(stderr, "outpost: %v\n", err)
+			return 1
+		}
+	}
+	var lockMu sync.Mutex // reloads come from SIGHUP and the admin API
+	defer func() { lockMu.Lock(); dirLock.Release(); lockMu.Unlock() }()
+	// lockLater claims the data directory when a reloaded config starts
+	// keeping state there (data_dir itself is restart-only).
+	lockLater := func(newCfg *config.Config) error {
+		lockMu.Lock()
+		defer lockMu.Unlock()
+		if dirLock != nil || !newCfg.UsesDataDir() {
+			return nil
+		}
+		l, err := datadir.Acquire(cfg.DataDir)
+		if err == nil {
+			dirLock = l
+		}
+		return err
+	}
 	n, err := node.New(cfg, node.Options{Logger: log, Registerer: reg})
 	if err != nil {
 		fmt.Fprintf(stderr, "outpost: %v\n", err)
@@ -104,6 +131,10 @@ func serve(path, nodeName string, stderr io.Writer) int {
 		newCfg, err := config.Load(path, nodeName)
 		if err != nil {
 			log.Error("reload rejected; the old config stays", "errors", config.Format(err))
+			return n.Generation(), err
+		}
+		if err := lockLater(newCfg); err != nil {
+			log.Error("reload rejected; the old config stays", "error", err)
 			return n.Generation(), err
 		}
 		gen, err := n.Apply(newCfg)

@@ -150,3 +150,29 @@ pools:
 		t.Errorf("got:\n%s\nwant a line containing:\n%s", got, want)
 	}
 }
+
+func TestUsesDataDir(t *testing.T) {
+	base := "data_dir: /tmp/x\nadmin:\n  token: 0123456789abcdef-secret\n"
+	tests := []struct {
+		name string
+		yaml string
+		want bool
+	}{
+		{"plain proxy", "routes:\n  - name: a\n    upstream: http://127.0.0.1:9001\n", false},
+		{"cache under data_dir", "routes:\n  - name: a\n    upstream: http://127.0.0.1:9001\n    cache: {}\n", true},
+		{"cache elsewhere", "cache:\n  dir: /tmp/xcache\nroutes:\n  - name: a\n    upstream: http://127.0.0.1:9001\n    cache: {}\n", false},
+		{"gateway", "routes:\n  - name: a\n    upstream: http://127.0.0.1:9001\n    gateway:\n      auth: {mode: none}\n", true},
+		{"fan-out peers", "node: eu\nnodes:\n  - {name: eu, ipv4: 127.0.0.11, lat: 50, lon: 8}\n  - {name: us, ipv4: 127.0.0.12, lat: 39, lon: -77, admin: http://127.0.0.12:9090}\nroutes:\n  - name: a\n    upstream: http://127.0.0.1:9001\n", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Parse("outpost.yaml", []byte(base+tc.yaml), "", env(nil))
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if got := cfg.UsesDataDir(); got != tc.want {
+				t.Errorf("UsesDataDir = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -60,6 +60,28 @@ func (c *Config) UsesGateway() bool {
 	return false
 }
 
+// UsesDataDir reports whether this node keeps state in data_dir: the API
+// key store, DNS runtime records, certificates, the purge fan-out queue,
+// or a cache stored under it.
+func (c *Config) UsesDataDir() bool {
+	if c.UsesGateway() || c.DNS != nil || c.TLS.Enabled {
+		return true
+	}
+	if c.UsesCache() {
+		if rel, err := filepath.Rel(c.DataDir, c.Cache.Dir); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+			return true
+		}
+	}
+	if c.Node != "" {
+		for _, nd := range c.Nodes {
+			if nd.Name != c.Node && nd.Admin != "" {
+				return true // purge fan-out queue
+			}
+		}
+	}
+	return false
+}
+
 func (c *Config) sectionDefaults() {
 	for _, p := range c.Pools {
 		if p != nil {

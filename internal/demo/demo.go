@@ -27,6 +27,7 @@ import (
 	"github.com/outpost-edge/outpost/configs"
 	"github.com/outpost-edge/outpost/gateway"
 	"github.com/outpost-edge/outpost/internal/config"
+	"github.com/outpost-edge/outpost/internal/datadir"
 	"github.com/outpost-edge/outpost/internal/edge"
 	"github.com/outpost-edge/outpost/internal/node"
 	"github.com/outpost-edge/outpost/internal/telemetry"
@@ -76,6 +77,7 @@ type Demo struct {
 	nodes    []*node.Node
 	keys     *gateway.KeyStore
 	originDB *bolt.DB
+	dirLock  *datadir.Lock  // this process owns DataDir
 	servers  []*http.Server // origins and admin
 	started  time.Time
 	secrets  map[string]string
@@ -125,7 +127,7 @@ func Start(o Options) (d *Demo, err error) {
 		}
 	}()
 
-	if err := os.MkdirAll(d.DataDir, 0o700); err != nil {
+	if d.dirLock, err = datadir.Acquire(d.DataDir); err != nil {
 		return d, err
 	}
 	if err := d.writeFiles(); err != nil {
@@ -350,6 +352,7 @@ func (d *Demo) Shutdown(ctx context.Context) error {
 	if d.originDB != nil {
 		errs = append(errs, d.originDB.Close())
 	}
+	errs = append(errs, d.dirLock.Release()) // last: nothing writes there now
 	return errors.Join(errs...)
 }
 
