@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -470,13 +471,24 @@ func (s *Server) Serve(pcs []net.PacketConn, lns []net.Listener) error {
 			}
 		}()
 	}
+	nUDP := 0
+	for _, pc := range pcs {
+		if _, ok := pc.(*net.UDPConn); ok {
+			nUDP++
+		}
+	}
+	// Batch workers per UDP socket: GOMAXPROCS in all, at least one each.
+	perSocket := 1
+	if nUDP > 0 {
+		perSocket = (runtime.GOMAXPROCS(0) + nUDP - 1) / nUDP
+	}
 	for _, pc := range pcs {
 		if uc, ok := pc.(*net.UDPConn); ok {
 			// Bursts from busy resolvers outrun the default ~200 KiB
 			// buffers; the kernel caps these at net.core.[rw]mem_max.
 			_ = uc.SetReadBuffer(4 << 20)
 			_ = uc.SetWriteBuffer(4 << 20)
-			s.udp = append(s.udp, s.serveUDP(uc))
+			s.udp = append(s.udp, s.serveUDP(uc, perSocket))
 			continue
 		}
 		// Other PacketConns (wrappers) go through miekg/dns's generic path.

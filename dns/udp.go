@@ -31,7 +31,13 @@ type udpServer struct {
 // oobSize fits an IPv4 or IPv6 packet-info control message.
 const oobSize = 64
 
-func (s *Server) serveUDP(conn *net.UDPConn) *udpServer {
+// serveUDP starts the workers of one socket. batchWorkers is how many
+// recvmmsg workers it gets: Serve spreads GOMAXPROCS of them over its
+// sockets, one each with a socket per CPU (as Knot runs one thread per
+// socket). More than that only contend: a batch call holds its P (see
+// mmsgBatch), so an extra worker on the same socket cannot run beside it,
+// and measured, two per socket were ~10 % slower than one.
+func (s *Server) serveUDP(conn *net.UDPConn, batchWorkers int) *udpServer {
 	u := &udpServer{s: s, conn: conn, local: conn.LocalAddr()}
 	if a, ok := u.local.(*net.UDPAddr); ok && (a.IP == nil || a.IP.IsUnspecified()) {
 		// As miekg/dns does: ask for the destination address so replies
@@ -40,15 +46,12 @@ func (s *Server) serveUDP(conn *net.UDPConn) *udpServer {
 		err4 := ipv4.NewPacketConn(conn).SetControlMessage(ipv4.FlagDst|ipv4.FlagInterface, true)
 		u.oob = err4 == nil || err6 == nil
 	}
-	// More workers than CPUs, so a slow-path query (or a blocked write)
-	// does not stall the socket.
+	// Per-packet workers block in the kernel one call at a time: more of
+	// them than CPUs, so a slow-path query does not stall the socket.
 	n := max(4, 2*runtime.GOMAXPROCS(0))
 	batch := !u.oob
 	if batch {
-		// recvmmsg/sendmmsg: one system call per batch under load.
-		// Batching workers keep up by reading many datagrams per call;
-		// fewer of them make fuller batches.
-		n = max(2, runtime.GOMAXPROCS(0))
+		n = max(1, batchWorkers)
 	}
 	for i := 0; i < n; i++ {
 		var b *mmsgBatch
