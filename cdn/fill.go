@@ -112,9 +112,10 @@ func (c *Cache) release(key string, f *fill) {
 }
 
 // follow copies a body being written by a fill to w, waiting for more
-// bytes as they arrive. It returns false when the fill failed before the
-// body was complete (the caller must cut the connection).
-func (f *fill) follow(w io.Writer, file *os.File, cancel <-chan struct{}, buf []byte) bool {
+// bytes as they arrive. It returns how many bytes it copied, and false when
+// the fill failed before the body was complete (the caller must finish the
+// body some other way or cut the connection).
+func (f *fill) follow(w io.Writer, file *os.File, cancel <-chan struct{}, buf []byte) (int64, bool) {
 	var off int64
 	for {
 		n, complete, failed, ch := f.snapshot()
@@ -123,27 +124,27 @@ func (f *fill) follow(w io.Writer, file *os.File, cancel <-chan struct{}, buf []
 			m, err := file.ReadAt(buf[:want], off)
 			if m > 0 {
 				if _, werr := w.Write(buf[:m]); werr != nil {
-					return true // client gone; nothing more to do
+					return off, true // client gone; nothing more to do
 				}
 				off += int64(m)
 			}
 			if err != nil && err != io.EOF {
-				return false
+				return off, false
 			}
 			if m == 0 {
 				break
 			}
 		}
 		if off >= n && complete {
-			return true
+			return off, true
 		}
 		if failed {
-			return false
+			return off, false
 		}
 		select {
 		case <-ch:
 		case <-cancel:
-			return true
+			return off, true
 		}
 	}
 }

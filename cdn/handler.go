@@ -2,8 +2,10 @@ package cdn
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -209,11 +211,130 @@ func (h *handler) stream(w http.ResponseWriter, r *http.Request, f *fill) {
 	}
 	bp := h.c.bufs.Get().(*[]byte)
 	defer h.c.bufs.Put(bp)
-	if !f.follow(w, file, r.Context().Done(), *bp) {
-		// The origin response broke off: cut the connection rather than
-		// pass a truncated body off as complete.
+	if off, ok := f.follow(w, file, r.Context().Done(), *bp); !ok && !h.resume(w, r, f, off) {
+		// Neither the fill nor the origin can finish this body: cut the
+		// connection rather than pass a truncated body off as complete.
 		panic(http.ErrAbortHandler)
 	}
+}
+
+// resume finishes a follower's body from the origin after the fill it was
+// copying stopped (disk full, an I/O error, an object over the size
+// limit): the origin still serves the leader, so the follower must not be
+// cut short either. It asks for the rest with a range request guarded by
+// If-Range on a strong validator, so both halves are one representation,
+// and accepts only a 206 for exactly the rest. Without a strong validator
+// it reports false.
+func (h *handler) resume(w http.ResponseWriter, r *http.Request, f *fill, off int64) bool {
+	validator := f.header.Get("ETag")
+	if validator == "" || strings.HasPrefix(validator, "W/") {
+		// A date is a strong validator only if the response was generated
+		// at least a second after it (RFC 9110 §8.8.2.2, §13.1.5).
+		lm, err1 := http.ParseTime(f.header.Get("Last-Modified"))
+		date, err2 := http.ParseTime(f.header.Get("Date"))
+		if err1 != nil || err2 != nil || date.Sub(lm) < time.Second {
+			return false
+		}
+		validator = f.header.Get("Last-Modified")
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	out := originRequest(ctx, r)
+	out.Header.Set("Range", "bytes="+strconv.FormatInt(off, 10)+"-")
+	out.Header.Set("If-Range", validator)
+	h.c.m.fetches.WithLabelValues("resume").Inc()
+	rw := &resumeWriter{w: w, off: off, header: make(http.Header)}
+	if cl, err := strconv.ParseInt(f.header.Get("Content-Length"), 10, 64); err == nil {
+		rw.total = cl
+	} else {
+		rw.total = -1
+	}
+	func() {
+		defer func() {
+			if p := recover(); p != nil && p != http.ErrAbortHandler {
+				panic(p)
+			}
+		}()
+		h.up.ServeHTTP(rw, out)
+	}()
+	ok := rw.ok && rw.copied == rw.want
+	if !ok {
+		h.c.log.Warn("cache fill stopped and the origin could not finish a follower's body",
+			"path", r.URL.Path, "sent", off+rw.copied)
+	}
+	return ok
+}
+
+// resumeWriter takes the origin's answer to a resume request: it passes the
+// body on only if the answer is a 206 for exactly the bytes still missing.
+type resumeWriter struct {
+	w       http.ResponseWriter
+	header  http.Header
+	off     int64
+	total   int64 // the representation's length, -1 if the fill did not know it
+	decided bool
+	ok      bool
+	want    int64
+	copied  int64
+}
+
+func (rw *resumeWriter) Header() http.Header { return rw.header }
+
+func (rw *resumeWriter) WriteHeader(code int) {
+	if rw.decided || code < 200 {
+		return
+	}
+	rw.decided = true
+	if code != http.StatusPartialContent {
+		return
+	}
+	first, last, size, ok := parseContentRange(rw.header.Get("Content-Range"))
+	if !ok || first != rw.off || last != size-1 || (rw.total >= 0 && size != rw.total) {
+		return
+	}
+	rw.ok, rw.want = true, size-first
+}
+
+func (rw *resumeWriter) Write(p []byte) (int, error) {
+	if !rw.decided {
+		rw.WriteHeader(http.StatusOK)
+	}
+	if !rw.ok {
+		return 0, errResumeRefused // the proxy stops copying
+	}
+	if int64(len(p)) > rw.want-rw.copied {
+		rw.ok = false // more than the range said: not what we asked for
+		return 0, errResumeRefused
+	}
+	n, err := rw.w.Write(p)
+	rw.copied += int64(n)
+	return n, err
+}
+
+var errResumeRefused = errors.New("cdn: origin did not answer the resume range")
+
+// parseContentRange reads "bytes first-last/size" (a known size only).
+func parseContentRange(v string) (first, last, size int64, ok bool) {
+	rest, found := strings.CutPrefix(v, "bytes ")
+	if !found {
+		return 0, 0, 0, false
+	}
+	span, sz, found := strings.Cut(rest, "/")
+	if !found {
+		return 0, 0, 0, false
+	}
+	a, b, found := strings.Cut(span, "-")
+	if !found {
+		return 0, 0, 0, false
+	}
+	var err1, err2, err3 error
+	first, err1 = strconv.ParseInt(a, 10, 64)
+	last, err2 = strconv.ParseInt(b, 10, 64)
+	size, err3 = strconv.ParseInt(sz, 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil || first < 0 || last < first || size <= last {
+		return 0, 0, 0, false
+	}
+	return first, last, size, true
 }
 
 // needsEntry reports requests answered from a complete stored entry rather

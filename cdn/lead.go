@@ -40,13 +40,9 @@ var unkeyedOverrides = []string{
 	"X-Method-Override", "Forwarded",
 }
 
-// lead performs the origin fetch for a fill. w is nil for a background
-// refresh. It must be called with a deferred release of f.
-func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key string, stale *store.Entry, bg bool) {
-	c := h.c
-	deferClient := bg || needsEntry(r)
-	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
-	defer cancel()
+// originRequest is the bodiless GET the cache sends the origin for r: the
+// client's own conditionals and the unkeyed overrides are dropped.
+func originRequest(ctx context.Context, r *http.Request) *http.Request {
 	out := r.Clone(ctx)
 	out.Method = http.MethodGet
 	out.Body = http.NoBody
@@ -57,6 +53,17 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 	for _, k := range unkeyedOverrides {
 		out.Header.Del(k)
 	}
+	return out
+}
+
+// lead performs the origin fetch for a fill. w is nil for a background
+// refresh. It must be called with a deferred release of f.
+func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key string, stale *store.Entry, bg bool) {
+	c := h.c
+	deferClient := bg || needsEntry(r)
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	defer cancel()
+	out := originRequest(ctx, r)
 	kind := "fill"
 	if stale != nil {
 		kind = "revalidate"

@@ -132,9 +132,14 @@ func (e *Entry) Encoding(name string) (Encoding, bool) {
 
 func entryID(key, variant string) string { return key + "\x00" + variant }
 
-// VariantKey returns the normalised request values of the Vary header names:
-// each value is trimmed, lower-cased and its comma-separated list members
-// sorted, so "gzip, br" and "br,gzip" select the same variant.
+// VariantKey returns the request values of the Vary header names,
+// normalised only where the field's definition says two forms mean the same
+// (RFC 9111 §4.1): the content-negotiation fields (Accept, Accept-Encoding,
+// Accept-Language, Accept-Charset) are case-insensitive lists whose order
+// does not matter, so their members are trimmed, lower-cased and sorted and
+// "gzip, br" and "BR,gzip" select one variant. Any other field is compared
+// as sent (its lines joined, each trimmed): a Cookie or token that differs
+// only in case selects a different variant.
 func VariantKey(vary []string, h http.Header) string {
 	if len(vary) == 0 {
 		return ""
@@ -147,6 +152,15 @@ func VariantKey(vary []string, h http.Header) string {
 		b.WriteString(name)
 		b.WriteByte('=')
 		vals := h.Values(name)
+		if !negotiationField[name] {
+			for j, v := range vals {
+				if j > 0 {
+					b.WriteByte(',')
+				}
+				b.WriteString(strings.TrimSpace(v))
+			}
+			continue
+		}
 		var parts []string
 		for _, v := range vals {
 			for _, p := range strings.Split(v, ",") {
@@ -159,4 +173,10 @@ func VariantKey(vary []string, h http.Header) string {
 		b.WriteString(strings.Join(parts, ","))
 	}
 	return b.String()
+}
+
+// negotiationField lists the (canonical) request fields whose values are
+// case-insensitive, order-insensitive lists (RFC 9110 §12.5).
+var negotiationField = map[string]bool{
+	"Accept": true, "Accept-Encoding": true, "Accept-Language": true, "Accept-Charset": true,
 }

@@ -1,0 +1,34 @@
+package cdn
+
+import (
+	"net/http"
+	"testing"
+)
+
+// TestVaryOnCaseSensitiveField: two requests whose varied field differs
+// only in case are different variants (a Cookie or token is not
+// case-insensitive), while Accept-Encoding members are.
+func TestVaryOnCaseSensitiveField(t *testing.T) {
+	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=60")
+		w.Header().Set("Vary", "X-Tenant")
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Write([]byte("for " + r.Header.Get("X-Tenant")))
+	})
+	for i, tc := range []struct {
+		tenant, body, xcache string
+	}{
+		{"Acme", "for Acme", "MISS"},
+		{"acme", "for acme", "MISS"},
+		{"Acme", "for Acme", "HIT"},
+		{"acme", "for acme", "HIT"},
+	} {
+		r := e.get("/t", "X-Tenant: "+tc.tenant)
+		if r.body != tc.body || r.Header.Get("X-Cache") != tc.xcache {
+			t.Fatalf("request %d (%s): %q %s, want %q %s", i, tc.tenant, r.body, r.Header.Get("X-Cache"), tc.body, tc.xcache)
+		}
+	}
+	if e.hits() != 2 {
+		t.Fatalf("origin hits %d, want 2", e.hits())
+	}
+}
