@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"sort"
 	"strings"
 	"time"
 )
@@ -50,8 +51,14 @@ func purgeCommand() *command {
 				if *soft {
 					req["soft"] = true
 				}
-				out, code := adminCall(http.MethodPost, *adminURL, "/v1/purge", *token, req)
+				out, code, status := adminCall(http.MethodPost, *adminURL, "/v1/purge", *token, req)
 				fmt.Fprint(os.Stdout, out)
+				if status == http.StatusMultiStatus {
+					// Some node did not apply it (yet): a script must not
+					// take this for done.
+					fmt.Fprintf(os.Stderr, "outpost purge: not applied everywhere: %s\n", notApplied(out))
+					return 3
+				}
 				return code
 			}
 		},
@@ -65,9 +72,38 @@ func envOr(k, def string) string {
 	return def
 }
 
+// notApplied lists the nodes of a 207 purge response that did not apply
+// it, with why.
+func notApplied(body string) string {
+	var pr struct {
+		Nodes map[string]struct {
+			Applied bool   `json:"applied"`
+			Queued  bool   `json:"queued"`
+			Error   string `json:"error"`
+		} `json:"nodes"`
+	}
+	if json.Unmarshal([]byte(body), &pr) != nil {
+		return "see the response"
+	}
+	var out []string
+	for name, n := range pr.Nodes {
+		switch {
+		case n.Applied:
+			continue
+		case n.Queued:
+			out = append(out, name+" (queued: applied when it is back)")
+		default:
+			out = append(out, name+" ("+n.Error+")")
+		}
+	}
+	sort.Strings(out)
+	return strings.Join(out, ", ")
+}
+
 // adminCall sends one JSON request to the admin API and returns the
-// response body and an exit code (0 for 2xx, 1 otherwise).
-func adminCall(method, base, path, token string, body any) (string, int) {
+// response body, an exit code (0 for 2xx, 1 otherwise) and the HTTP status
+// (0 when there was no answer).
+func adminCall(method, base, path, token string, body any) (string, int, int) {
 	var rd io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
@@ -77,7 +113,7 @@ func adminCall(method, base, path, token string, body any) (string, int) {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(base, "/")+path, rd)
 	if err != nil {
-		return fmt.Sprintf("outpost: %v\n", err), 1
+		return fmt.Sprintf("outpost: %v\n", err), 1, 0
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if token != "" {
@@ -85,12 +121,12 @@ func adminCall(method, base, path, token string, body any) (string, int) {
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Sprintf("outpost: admin API unreachable: %v\n", err), 1
+		return fmt.Sprintf("outpost: admin API unreachable: %v\n", err), 1, 0
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if resp.StatusCode/100 != 2 {
-		return fmt.Sprintf("%s%s", b, ""), 1
+		return string(b), 1, resp.StatusCode
 	}
-	return string(b), 0
+	return string(b), 0, resp.StatusCode
 }
