@@ -161,6 +161,7 @@ func (h *handler) decide(r *http.Request, key string, status int, hdr http.Heade
 		MustRevalidate: d.mustRevalidate || d.proxyRevalidate,
 		SharedMaxAge:   d.sMaxAge >= 0,
 		NoCache:        noCache,
+		Immutable:      d.immutable && !noCache,
 		Tags:           surrogateKeys(hdr),
 	}
 	m.Compressible = status == http.StatusOK && !d.noTransform && h.c.compressible(stored)
@@ -299,16 +300,19 @@ func (c *Cache) currentAge(e *store.Entry, now time.Time) time.Duration {
 func (c *Cache) state(e *store.Entry, req directives, now time.Time) freshState {
 	age := c.currentAge(e, now)
 	st := freshState{age: age, ttl: e.Lifetime - age}
-	st.mustCheck = e.NoCache || req.noCache || e.Invalidated
+	// A fresh immutable response does not change, so a reload (browsers
+	// send max-age=0 or no-cache) is answered from the cache (RFC 8246 §2).
+	reload := !(e.Immutable && st.ttl > 0)
+	st.mustCheck = e.NoCache || (req.noCache && reload) || e.Invalidated
 	fresh := st.ttl > 0
-	if req.maxAge >= 0 && age > req.maxAge {
+	if req.maxAge >= 0 && age > req.maxAge && reload {
 		fresh = false
 	}
 	if req.minFresh >= 0 && st.ttl < req.minFresh {
 		fresh = false
 	}
 	st.fresh = fresh && !st.mustCheck
-	if st.fresh || e.NoCache || req.noCache {
+	if st.fresh || e.NoCache || (req.noCache && reload) {
 		return st
 	}
 	staleness := -st.ttl

@@ -320,6 +320,7 @@ func (h *handler) revalidated(r *http.Request, key string, stale *store.Entry, h
 		m.InitialAge, m.Lifetime = dec.meta.InitialAge, dec.meta.Lifetime
 		m.SWR, m.SIE = dec.meta.SWR, dec.meta.SIE
 		m.MustRevalidate, m.SharedMaxAge, m.NoCache = dec.meta.MustRevalidate, dec.meta.SharedMaxAge, dec.meta.NoCache
+		m.Immutable = dec.meta.Immutable
 		m.Tags = dec.meta.Tags
 		m.Invalidated = false
 	})

@@ -34,6 +34,9 @@ type Meta struct {
 	SharedMaxAge bool `json:"sm,omitempty"`
 	// NoCache means stored but revalidated before every use.
 	NoCache bool `json:"nc,omitempty"`
+	// Immutable (RFC 8246): while fresh, a client's reload (request
+	// no-cache or max-age) does not make the cache revalidate.
+	Immutable bool `json:"im,omitempty"`
 	// Compressible: the edge may compress this body (type, size, no
 	// Content-Encoding, no no-transform).
 	Compressible bool `json:"cz,omitempty"`
