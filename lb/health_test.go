@@ -233,3 +233,48 @@ func TestIdempotencyKeyAllowsRetry(t *testing.T) {
 		t.Fatalf("POST with Idempotency-Key not retried: %v", err)
 	}
 }
+
+// TestEjectionNeedsRiseAfterEjection: passing checks during an ejection do
+// not count, so the backend needs `rise` of them after the ejection time.
+// The checks are applied by hand with an injected clock; the checker's own
+// interval is long enough that only its first check runs.
+func TestEjectionNeedsRiseAfterEjection(t *testing.T) {
+	clk := newFakeClock()
+	a := startBackend(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "boom", http.StatusInternalServerError)
+	})
+	other := startBackend(t, "b", nil)
+	cfg := poolConfig(PolicyRoundRobin, a, other)
+	cfg.Health = fastHealth()
+	cfg.Health.Interval = units.Duration(time.Hour)
+	cfg.Outlier.ConsecutiveFailures = 1
+	cfg.Outlier.BaseEjectionTime = units.Duration(10 * time.Second)
+	cfg.Outlier.MaxEjectionTime = units.Duration(time.Minute)
+	p := newTestPool(t, cfg, Options{Now: clk.Now})
+	eventually(t, "first check", func() bool { return backendStatus(p, "a").LastCheck == "ok" })
+	for range 2 {
+		if _, err := get(t, p, "/"); err != nil && !strings.Contains(err.Error(), "500") {
+			t.Fatal(err)
+		}
+	}
+	if got := backendStatus(p, "a").Health; got != "ejected" {
+		t.Fatalf("a %s, want ejected", got)
+	}
+	ba := p.state.Load().byID["a"]
+	h := p.state.Load().cfg.Health
+	for range 3 {
+		p.applyCheck(ba, h, "")
+	}
+	clk.Advance(11 * time.Second)
+	if got := backendStatus(p, "a").Health; got != "unhealthy" {
+		t.Fatalf("a %s after its ejection time, want unhealthy until checks pass", got)
+	}
+	p.applyCheck(ba, h, "")
+	if got := backendStatus(p, "a").Health; got != "unhealthy" {
+		t.Fatalf("a %s after one check past the ejection, want rise=2 checks", got)
+	}
+	p.applyCheck(ba, h, "")
+	if got := backendStatus(p, "a").Health; got != "healthy" {
+		t.Fatalf("a %s after rise checks", got)
+	}
+}
