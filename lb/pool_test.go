@@ -18,6 +18,8 @@ import (
 
 	"github.com/outpost-edge/outpost/internal/reqinfo"
 	"github.com/outpost-edge/outpost/internal/units"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func TestRoundTripPrefixAndUpstream(t *testing.T) {
@@ -58,7 +60,8 @@ func TestKillBackendDuringLoad(t *testing.T) {
 	cfg.Health.Interval = units.Duration(100 * time.Millisecond)
 	cfg.Health.SlowStart = units.Duration(time.Minute)
 	cfg.Outlier.ConsecutiveFailures = 3
-	p := newTestPool(t, cfg, Options{})
+	m := NewMetrics(prometheus.NewRegistry())
+	p := newTestPool(t, cfg, Options{Metrics: m})
 	fe := frontend(t, p)
 
 	var ok, failed atomic.Int64
@@ -116,6 +119,29 @@ func TestKillBackendDuringLoad(t *testing.T) {
 	}
 	if st.Failures == 0 || st.Ejections == 0 {
 		t.Errorf("b2: %d failures, %d ejections; want it ejected", st.Failures, st.Ejections)
+	}
+	// The same story in the metrics. Retries are counted on the backend
+	// retried on, so b2's failed tries show up on b0 and b1.
+	val := func(c prometheus.Collector) float64 { return testutil.ToFloat64(c) }
+	connErrs := val(m.errors.WithLabelValues("test", "b2", "connect"))
+	retried := val(m.retries.WithLabelValues("test", "b0")) + val(m.retries.WithLabelValues("test", "b1"))
+	for what, v := range map[string]float64{
+		"b2 connect errors":           connErrs,
+		"retries on b0 and b1":        retried,
+		"b2 ejections":                val(m.ejections.WithLabelValues("test", "b2")),
+		"b2 transitions to unhealthy": val(m.transitions.WithLabelValues("test", "b2", "unhealthy")),
+		"b2 transitions to healthy":   val(m.transitions.WithLabelValues("test", "b2", "healthy")),
+		"b2 healthy gauge":            val(m.healthy.WithLabelValues("test", "b2")),
+	} {
+		if v <= 0 {
+			t.Errorf("%s = %v, want > 0", what, v)
+		}
+	}
+	if retried < connErrs {
+		t.Errorf("%v retries for %v connect errors of b2; every failed try was retried", retried, connErrs)
+	}
+	if got := val(m.retries.WithLabelValues("test", "b2")); got != 0 {
+		t.Errorf("%v retries on b2, whose peers never failed", got)
 	}
 	// While ramping b2 gets a small share of round robin.
 	before := [3]int64{bs[0].hits.Load(), bs[1].hits.Load(), bs[2].hits.Load()}
