@@ -16,10 +16,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outpost-edge/outpost/internal/reqinfo"
-	"github.com/outpost-edge/outpost/internal/units"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/outpost-edge/outpost/internal/reqinfo"
+	"github.com/outpost-edge/outpost/internal/units"
 )
 
 func TestRoundTripPrefixAndUpstream(t *testing.T) {
