@@ -208,6 +208,56 @@ func TestRetryAfterBodySent(t *testing.T) {
 	}
 }
 
+// TestRetryBodiless: bodiless requests take the synchronous h1 path. A
+// connect failure is retried on another backend whatever the method; a
+// connection closed before any response byte is retried for a GET, not for
+// a POST, which the backend may have acted on.
+func TestRetryBodiless(t *testing.T) {
+	for _, tc := range []struct {
+		name, method string
+		refused      bool // else the backend reads the request and hangs up
+		wantRetry    bool
+	}{
+		{"refused/GET", http.MethodGet, true, true},
+		{"refused/POST", http.MethodPost, true, true},
+		{"closed/GET", http.MethodGet, false, true},
+		{"closed/POST", http.MethodPost, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bad := startBackend(t, "bad", hijackAfterBody)
+			good := startBackend(t, "good", nil)
+			cfg := poolConfig(PolicyRoundRobin, bad, good)
+			if tc.refused {
+				cfg.Backends[0].URL = refusedURL(t)
+			}
+			p := newTestPool(t, cfg, Options{})
+			req, _ := http.NewRequest(tc.method, "http://pool/op", nil)
+			if !p.Backends()[0].transport.Load().fast(req) {
+				t.Fatalf("%s without body does not take the h1 path", tc.method)
+			}
+			resp, _, err := send(t, p, req)
+			if tc.wantRetry {
+				if err != nil || resp.StatusCode != 200 || resp.Header.Get("X-Backend") != "good" {
+					t.Fatalf("want a retried success, got %v %v", resp, err)
+				}
+			} else {
+				if err == nil {
+					t.Fatalf("%s succeeded via %s; want the error", tc.method, resp.Header.Get("X-Backend"))
+				}
+				if good.hits.Load() != 0 {
+					t.Errorf("%s was retried on good", tc.method)
+				}
+			}
+			if st := backendStatus(p, "bad"); st.Requests != 1 || st.Failures != 1 {
+				t.Errorf("bad: %d tries, %d failures; want it tried first, once", st.Requests, st.Failures)
+			}
+			if !tc.refused && bad.hits.Load() != 1 {
+				t.Errorf("bad received %d requests, want 1", bad.hits.Load())
+			}
+		})
+	}
+}
+
 // TestPostRetriedAfterConnectFailure: a POST whose backend refuses the
 // connection is retried elsewhere with the same, streamed, body.
 func TestPostRetriedAfterConnectFailure(t *testing.T) {
