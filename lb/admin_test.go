@@ -5,9 +5,12 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/outpost-edge/outpost/internal/units"
 )
 
 func TestAdminHandler(t *testing.T) {
@@ -86,5 +89,92 @@ func TestMetricsShared(t *testing.T) {
 	}
 	if _, err := reg.Gather(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestAdminPoolsLoadFields: GET /v1/pools reports in_flight while a
+// request is in progress, latency_ms once one was answered, and ejections
+// with ejected_until for an ejected backend.
+func TestAdminPoolsLoadFields(t *testing.T) {
+	entered := make(chan string, 1)
+	release := make(chan struct{})
+	handler := func(name string) func(w http.ResponseWriter, r *http.Request) {
+		return func(w http.ResponseWriter, r *http.Request) {
+			switch r.URL.Path {
+			case "/slow":
+				entered <- name
+				<-release
+			case "/fail":
+				http.Error(w, "boom", http.StatusInternalServerError)
+			}
+		}
+	}
+	a, b := startBackend(t, "a", handler("a")), startBackend(t, "b", handler("b"))
+	cfg := poolConfig(PolicyRoundRobin, a, b)
+	cfg.Outlier.ConsecutiveFailures = 1
+	cfg.Outlier.BaseEjectionTime = units.Duration(time.Minute) // outlasts the test
+	cfg.Outlier.MaxEjectionTime = units.Duration(time.Minute)
+	p := newTestPool(t, cfg, Options{})
+	h := AdminHandler(func() map[string]*Pool { return map[string]*Pool{"api": p} })
+	backends := func() map[string]map[string]any {
+		t.Helper()
+		rec := adminDo(t, h, http.MethodGet, "/v1/pools")
+		var out struct {
+			Pools []struct {
+				Backends []map[string]any `json:"backends"`
+			} `json:"pools"`
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || rec.Code != 200 || len(out.Pools) != 1 {
+			t.Fatalf("GET /v1/pools: %d %v %s", rec.Code, err, rec.Body)
+		}
+		m := map[string]map[string]any{}
+		for _, b := range out.Pools[0].Backends {
+			for _, k := range []string{"in_flight", "latency_ms", "ejections"} {
+				if _, ok := b[k].(float64); !ok {
+					t.Fatalf("backend %v: %s missing or not a number", b["id"], k)
+				}
+			}
+			m[b["id"].(string)] = b
+		}
+		return m
+	}
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := get(t, p, "/slow")
+		done <- err
+	}()
+	slow := <-entered
+	peer := map[string]string{"a": "b", "b": "a"}
+	other := peer[slow]
+	bs := backends()
+	if bs[slow]["in_flight"] != 1.0 || bs[other]["in_flight"] != 0.0 {
+		t.Errorf("in_flight %v on %s, %v on %s; want 1 and 0", bs[slow]["in_flight"], slow, bs[other]["in_flight"], other)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	req, _ := http.NewRequest(http.MethodGet, "http://pool/fail", nil)
+	resp, _, err := send(t, p, req)
+	if err != nil || resp.StatusCode != 500 {
+		t.Fatalf("GET /fail: %v %v", resp, err)
+	}
+	failed := resp.Header.Get("X-Backend")
+	bs = backends()
+	if lat := bs[slow]["latency_ms"].(float64); lat <= 0 || lat > 30000 {
+		t.Errorf("%s latency_ms %v after a request", slow, lat)
+	}
+	for id, b := range bs {
+		if b["in_flight"] != 0.0 {
+			t.Errorf("%s in_flight %v with nothing in progress", id, b["in_flight"])
+		}
+	}
+	if f := bs[failed]; f["ejections"] != 1.0 || f["health"] != "ejected" || f["ejected_until"] == nil {
+		t.Errorf("%s after a 500 with consecutive_failures 1: %v", failed, f)
+	}
+	if bs[peer[failed]]["ejections"] != 0.0 {
+		t.Errorf("ejections of the healthy backend: %v", bs)
 	}
 }

@@ -143,3 +143,82 @@ func TestP2CRealHTTP(t *testing.T) {
 		}
 	}
 }
+
+// TestP2CWeightsRealHTTP: under concurrent load p2c divides the cost of a
+// backend by its weight, so a backend of weight 3 takes clearly more than
+// one of weight 1 (about 3x; the bound is loose).
+func TestP2CWeightsRealHTTP(t *testing.T) {
+	slow := func(w http.ResponseWriter, r *http.Request) { time.Sleep(2 * time.Millisecond) }
+	light, heavy := startBackend(t, "light", slow), startBackend(t, "heavy", slow)
+	cfg := poolConfig(PolicyP2C, light, heavy)
+	cfg.Backends[1].Weight = 3
+	p := newTestPool(t, cfg, Options{})
+	const workers, each = 6, 60
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				if _, err := get(t, p, fmt.Sprintf("/%d/%d", w, i)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	l, h := light.hits.Load(), heavy.hits.Load()
+	if l+h != workers*each || float64(h) < 1.5*float64(l) {
+		t.Errorf("weight 3 got %d requests, weight 1 got %d; want more than 1.5x", h, l)
+	}
+}
+
+// TestConsistentHashReloadRemap removes one of four backends by reload with
+// consistent_hash on the URI: only the paths that were on it move, about a
+// quarter of them.
+func TestConsistentHashReloadRemap(t *testing.T) {
+	var bs []*testBackend
+	for i := range 4 {
+		bs = append(bs, startBackend(t, fmt.Sprintf("b%d", i), nil))
+	}
+	p := newTestPool(t, poolConfig(PolicyConsistentHash, bs...), Options{})
+	const keys = 400
+	client := netip.MustParseAddr("198.51.100.7")
+	path := func(i int) string { return fmt.Sprintf("/obj/%d?v=%d", i, i%7) }
+	before := make([]string, keys)
+	seen := map[string]int{}
+	for i := range before {
+		before[i] = getAs(t, p, client, path(i))
+		seen[before[i]]++
+		// Another client with the same URI lands on the same backend.
+		if again := getAs(t, p, netip.MustParseAddr("192.0.2.1"), path(i)); again != before[i] {
+			t.Fatalf("%s moved between clients", path(i))
+		}
+	}
+	if len(seen) != 4 {
+		t.Fatalf("keys spread over %v", seen)
+	}
+	if err := p.Update(poolConfig(PolicyConsistentHash, bs[0], bs[1], bs[3])); err != nil {
+		t.Fatal(err)
+	}
+	moved := 0
+	for i := range before {
+		now := getAs(t, p, client, path(i))
+		if now == "b2" {
+			t.Fatalf("%s still on the removed backend", path(i))
+		}
+		if now != before[i] {
+			moved++
+			if before[i] != "b2" {
+				t.Fatalf("%s moved from %s, which stayed", path(i), before[i])
+			}
+		}
+	}
+	if moved != seen["b2"] {
+		t.Errorf("%d keys moved, %d were on b2", moved, seen["b2"])
+	}
+	if share := float64(moved) / keys; share < 0.12 || share > 0.4 {
+		t.Errorf("remapped share %.2f, want about 1/4", share)
+	}
+}

@@ -118,9 +118,15 @@ func (p *Pool) applyCheck(b *Backend, h HealthConfig, reason string) {
 	defer b.mu.Unlock()
 	if reason == "" {
 		b.lastCheck = "ok"
-		b.checkOK++
 		b.checkFail = 0
-		if b.state.Load() != stateHealthy && b.checkOK >= h.Rise && b.ejectedUntil.Load() <= now {
+		if b.ejectedUntil.Load() > now {
+			// Checks during an ejection do not count: the backend
+			// returns after `rise` successes past the ejection time.
+			b.checkOK = 0
+			return
+		}
+		b.checkOK++
+		if b.state.Load() != stateHealthy && b.checkOK >= h.Rise {
 			p.setHealthy(b, true, now)
 		}
 		return

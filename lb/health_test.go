@@ -1,10 +1,12 @@
 package lb
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -231,5 +233,135 @@ func TestIdempotencyKeyAllowsRetry(t *testing.T) {
 	req.Header.Set("Idempotency-Key", "k1")
 	if resp, _, err := send(t, p, req); err != nil || resp.Header.Get("X-Backend") != "good" {
 		t.Fatalf("POST with Idempotency-Key not retried: %v", err)
+	}
+}
+
+// TestEjectionNeedsRiseAfterEjection: passing checks during an ejection do
+// not count, so the backend needs `rise` of them after the ejection time.
+// The checks are applied by hand with an injected clock; the checker's own
+// interval is long enough that only its first check runs.
+func TestEjectionNeedsRiseAfterEjection(t *testing.T) {
+	clk := newFakeClock()
+	a := startBackend(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "boom", http.StatusInternalServerError)
+	})
+	other := startBackend(t, "b", nil)
+	cfg := poolConfig(PolicyRoundRobin, a, other)
+	cfg.Health = fastHealth()
+	cfg.Health.Interval = units.Duration(time.Hour)
+	cfg.Outlier.ConsecutiveFailures = 1
+	cfg.Outlier.BaseEjectionTime = units.Duration(10 * time.Second)
+	cfg.Outlier.MaxEjectionTime = units.Duration(time.Minute)
+	p := newTestPool(t, cfg, Options{Now: clk.Now})
+	eventually(t, "first check", func() bool { return backendStatus(p, "a").LastCheck == "ok" })
+	for range 2 {
+		if _, err := get(t, p, "/"); err != nil && !strings.Contains(err.Error(), "500") {
+			t.Fatal(err)
+		}
+	}
+	if got := backendStatus(p, "a").Health; got != "ejected" {
+		t.Fatalf("a %s, want ejected", got)
+	}
+	ba := p.state.Load().byID["a"]
+	h := p.state.Load().cfg.Health
+	for range 3 {
+		p.applyCheck(ba, h, "")
+	}
+	clk.Advance(11 * time.Second)
+	if got := backendStatus(p, "a").Health; got != "unhealthy" {
+		t.Fatalf("a %s after its ejection time, want unhealthy until checks pass", got)
+	}
+	p.applyCheck(ba, h, "")
+	if got := backendStatus(p, "a").Health; got != "unhealthy" {
+		t.Fatalf("a %s after one check past the ejection, want rise=2 checks", got)
+	}
+	p.applyCheck(ba, h, "")
+	if got := backendStatus(p, "a").Health; got != "healthy" {
+		t.Fatalf("a %s after rise checks", got)
+	}
+}
+
+// TestOutlierRealHTTP: three of four real backends answer 500. At most
+// max_ejected_percent (50%: two) are ejected at once, for the base time;
+// one that fails again after its ejection is ejected for twice as long.
+func TestOutlierRealHTTP(t *testing.T) {
+	clk := newFakeClock()
+	const base = 10 * time.Second
+	var bs []*testBackend
+	failing := map[string]*atomic.Bool{}
+	for i := range 4 {
+		name := fmt.Sprintf("b%d", i)
+		f := new(atomic.Bool)
+		f.Store(i < 3)
+		failing[name] = f
+		bs = append(bs, startBackend(t, name, func(w http.ResponseWriter, r *http.Request) {
+			if f.Load() {
+				http.Error(w, "boom", http.StatusInternalServerError)
+				return
+			}
+			_, _ = io.WriteString(w, name)
+		}))
+	}
+	cfg := poolConfig(PolicyRoundRobin, bs...)
+	cfg.Outlier = OutlierConfig{ConsecutiveFailures: 2, BaseEjectionTime: units.Duration(base),
+		MaxEjectionTime: units.Duration(time.Minute), MaxEjectedPercent: 50}
+	p := newTestPool(t, cfg, Options{Now: clk.Now})
+	load := func(n int) {
+		t.Helper()
+		for range n {
+			if _, err := get(t, p, "/"); err != nil && !strings.Contains(err.Error(), "500") {
+				t.Fatal(err)
+			}
+		}
+	}
+	ejectedFor := func(id string) time.Duration {
+		st := backendStatus(p, id)
+		if st.Health != "ejected" || st.EjectedUntil == nil {
+			return 0
+		}
+		return st.EjectedUntil.Sub(clk.Now())
+	}
+
+	load(40)
+	var ejected, kept []string
+	for _, b := range bs[:3] {
+		if d := ejectedFor(b.name); d != 0 {
+			if d != base {
+				t.Errorf("%s ejected for %v, want %v", b.name, d, base)
+			}
+			ejected = append(ejected, b.name)
+		} else {
+			kept = append(kept, b.name)
+		}
+	}
+	if len(ejected) != 2 {
+		t.Fatalf("ejected %v, want two of the three failing backends", ejected)
+	}
+	if st := backendStatus(p, kept[0]); st.Failures < 4 || st.Ejections != 0 || st.Health != "healthy" {
+		t.Errorf("failing %s beyond the max share: %+v", kept[0], st)
+	}
+	if h := p.Status().Healthy; h != 2 {
+		t.Errorf("%d healthy, want 2", h)
+	}
+
+	// All but the first ejected backend recover; the ejections end and
+	// that one fails again.
+	again := ejected[0]
+	for name, f := range failing {
+		f.Store(name == again)
+	}
+	clk.Advance(base + time.Second)
+	if h := p.Status().Healthy; h != 4 {
+		t.Fatalf("%d healthy after the ejection time, want 4", h)
+	}
+	load(12)
+	if d := ejectedFor(again); d != 2*base {
+		t.Errorf("%s ejected again for %v, want %v (doubled)", again, d, 2*base)
+	}
+	if st := backendStatus(p, again); st.Ejections != 2 {
+		t.Errorf("%s ejections %d, want 2", again, st.Ejections)
+	}
+	if h := p.Status().Healthy; h != 3 {
+		t.Errorf("%d healthy, want 3", h)
 	}
 }

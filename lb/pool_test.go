@@ -16,6 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/outpost-edge/outpost/internal/reqinfo"
 	"github.com/outpost-edge/outpost/internal/units"
 )
@@ -58,7 +61,8 @@ func TestKillBackendDuringLoad(t *testing.T) {
 	cfg.Health.Interval = units.Duration(100 * time.Millisecond)
 	cfg.Health.SlowStart = units.Duration(time.Minute)
 	cfg.Outlier.ConsecutiveFailures = 3
-	p := newTestPool(t, cfg, Options{})
+	m := NewMetrics(prometheus.NewRegistry())
+	p := newTestPool(t, cfg, Options{Metrics: m})
 	fe := frontend(t, p)
 
 	var ok, failed atomic.Int64
@@ -116,6 +120,29 @@ func TestKillBackendDuringLoad(t *testing.T) {
 	}
 	if st.Failures == 0 || st.Ejections == 0 {
 		t.Errorf("b2: %d failures, %d ejections; want it ejected", st.Failures, st.Ejections)
+	}
+	// The same story in the metrics. Retries are counted on the backend
+	// retried on, so b2's failed tries show up on b0 and b1.
+	val := func(c prometheus.Collector) float64 { return testutil.ToFloat64(c) }
+	connErrs := val(m.errors.WithLabelValues("test", "b2", "connect"))
+	retried := val(m.retries.WithLabelValues("test", "b0")) + val(m.retries.WithLabelValues("test", "b1"))
+	for what, v := range map[string]float64{
+		"b2 connect errors":           connErrs,
+		"retries on b0 and b1":        retried,
+		"b2 ejections":                val(m.ejections.WithLabelValues("test", "b2")),
+		"b2 transitions to unhealthy": val(m.transitions.WithLabelValues("test", "b2", "unhealthy")),
+		"b2 transitions to healthy":   val(m.transitions.WithLabelValues("test", "b2", "healthy")),
+		"b2 healthy gauge":            val(m.healthy.WithLabelValues("test", "b2")),
+	} {
+		if v <= 0 {
+			t.Errorf("%s = %v, want > 0", what, v)
+		}
+	}
+	if retried < connErrs {
+		t.Errorf("%v retries for %v connect errors of b2; every failed try was retried", retried, connErrs)
+	}
+	if got := val(m.retries.WithLabelValues("test", "b2")); got != 0 {
+		t.Errorf("%v retries on b2, whose peers never failed", got)
 	}
 	// While ramping b2 gets a small share of round robin.
 	before := [3]int64{bs[0].hits.Load(), bs[1].hits.Load(), bs[2].hits.Load()}
@@ -176,6 +203,56 @@ func TestRetryAfterBodySent(t *testing.T) {
 			}
 			if bad.hits.Load() != 1 {
 				t.Errorf("bad got %d requests, want 1", bad.hits.Load())
+			}
+		})
+	}
+}
+
+// TestRetryBodiless: bodiless requests take the synchronous h1 path. A
+// connect failure is retried on another backend whatever the method; a
+// connection closed before any response byte is retried for a GET, not for
+// a POST, which the backend may have acted on.
+func TestRetryBodiless(t *testing.T) {
+	for _, tc := range []struct {
+		name, method string
+		refused      bool // else the backend reads the request and hangs up
+		wantRetry    bool
+	}{
+		{"refused/GET", http.MethodGet, true, true},
+		{"refused/POST", http.MethodPost, true, true},
+		{"closed/GET", http.MethodGet, false, true},
+		{"closed/POST", http.MethodPost, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bad := startBackend(t, "bad", hijackAfterBody)
+			good := startBackend(t, "good", nil)
+			cfg := poolConfig(PolicyRoundRobin, bad, good)
+			if tc.refused {
+				cfg.Backends[0].URL = refusedURL(t)
+			}
+			p := newTestPool(t, cfg, Options{})
+			req, _ := http.NewRequest(tc.method, "http://pool/op", nil)
+			if !p.Backends()[0].transport.Load().fast(req) {
+				t.Fatalf("%s without body does not take the h1 path", tc.method)
+			}
+			resp, _, err := send(t, p, req)
+			if tc.wantRetry {
+				if err != nil || resp.StatusCode != 200 || resp.Header.Get("X-Backend") != "good" {
+					t.Fatalf("want a retried success, got %v %v", resp, err)
+				}
+			} else {
+				if err == nil {
+					t.Fatalf("%s succeeded via %s; want the error", tc.method, resp.Header.Get("X-Backend"))
+				}
+				if good.hits.Load() != 0 {
+					t.Errorf("%s was retried on good", tc.method)
+				}
+			}
+			if st := backendStatus(p, "bad"); st.Requests != 1 || st.Failures != 1 {
+				t.Errorf("bad: %d tries, %d failures; want it tried first, once", st.Requests, st.Failures)
+			}
+			if !tc.refused && bad.hits.Load() != 1 {
+				t.Errorf("bad received %d requests, want 1", bad.hits.Load())
 			}
 		})
 	}
