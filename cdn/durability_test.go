@@ -54,8 +54,11 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// childConfig admits the 1 GiB /big: with the default max_object_size
+// (max_size/4) it would be passed through unstored and the kill would
+// interrupt no write at all.
 func childConfig(dir string) Config {
-	cfg := Config{Dir: dir, MaxSize: 1 << 30}
+	cfg := Config{Dir: dir, MaxSize: 1 << 30, MaxObjectSize: 1 << 30}
 	cfg.SetDefaults()
 	return cfg
 }
@@ -140,7 +143,19 @@ func TestKill9DuringLargeWrite(t *testing.T) {
 		cmd.Wait()
 		t.Fatalf("child did not reach the large write: %v", seen)
 	}
-	// The temp body is partly written right now.
+	// The temp body is partly written right now: prove it, or the kill
+	// interrupts nothing and the checks below prove nothing.
+	tmps, err := os.ReadDir(filepath.Join(dir, "tmp"))
+	if err != nil || len(tmps) == 0 {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("no body being written at the kill: %d temp files, %v", len(tmps), err)
+	}
+	if fi, err := tmps[0].Info(); err != nil || fi.Size() == 0 || fi.Size() >= 1<<30 {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("temp body not partial at the kill: %v %v", fi, err)
+	}
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
