@@ -1,0 +1,65 @@
+package cdn
+
+import (
+	"io"
+	"net/http"
+	"sync/atomic"
+	"testing"
+)
+
+// verbatim is an upstream that relays the origin's response header as
+// received, hop-by-hop fields included. The reverse proxy the edge uses
+// strips Connection-listed fields itself; this lets tests check that the
+// cache does not rely on that.
+func verbatim(t *testing.T, originURL string) http.Handler {
+	tr := &http.Transport{DisableCompression: true}
+	t.Cleanup(tr.CloseIdleConnections)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		out, err := http.NewRequestWithContext(r.Context(), r.Method, originURL+r.URL.RequestURI(), nil)
+		if err != nil {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		out.Header = r.Header.Clone()
+		res, err := tr.RoundTrip(out)
+		if err != nil {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		defer res.Body.Close()
+		for k, v := range res.Header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(res.StatusCode)
+		io.Copy(w, res.Body)
+	})
+}
+
+// TestConnectionListedNotStoredOverSocket: fields the origin names in
+// Connection reach the cache (through an upstream that keeps them) but are
+// never stored, so no later hit replays them.
+func TestConnectionListedNotStoredOverSocket(t *testing.T) {
+	org := newOrigin(t, static("x", "Cache-Control: max-age=60", "Connection: X-Secret", "X-Secret: v"))
+	var reached atomic.Bool
+	e := newEnv(t, nil, withUpstream(func(http.Handler) http.Handler {
+		up := verbatim(t, org.srv.URL)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			up.ServeHTTP(w, r)
+			reached.Store(w.Header().Get("X-Secret") == "v" && w.Header().Get("Connection") == "X-Secret")
+		})
+	}))
+	if r := e.get("/conn"); r.Header.Get("X-Cache") != "MISS" {
+		t.Fatalf("first: %q", r.Header.Get("X-Cache"))
+	}
+	if !reached.Load() {
+		t.Fatal("Connection and X-Secret did not reach the cache")
+	}
+	r := e.get("/conn")
+	if r.Header.Get("X-Cache") != "HIT" || r.body != "x" {
+		t.Fatalf("second: %q %q", r.Header.Get("X-Cache"), r.body)
+	}
+	hdrAbsent("X-Secret")(t, r)
+	if org.hits.Load() != 1 {
+		t.Fatalf("origin hits %d", org.hits.Load())
+	}
+}
