@@ -119,6 +119,12 @@ func TestSemantics(t *testing.T) {
 			{advance: time.Hour, xcache: "HIT", hits: 1},
 			{advance: 24 * time.Hour, xcache: "REVALIDATED", hits: 2}, // origin ignores IMS: full 200 → MISS? see check
 		}},
+		// 10% of 1000 h is 100 h: only heuristic_max (24 h) expires it.
+		{"heuristic capped at heuristic_max", static("x", "Last-Modified: "+now.Add(-1000*time.Hour).Format(http.TimeFormat)), nil, []step{
+			{xcache: "MISS", hits: 1},
+			{advance: 23*time.Hour + 59*time.Minute, xcache: "HIT", hits: 1},
+			{advance: time.Hour + time.Minute, xcache: "MISS", hits: 2}, // 25 h: fetched again
+		}},
 		{"302 needs explicit freshness", static("x", "Location: /b", "Last-Modified: "+now.Add(-240*time.Hour).Format(http.TimeFormat), ":302"), nil, nil},
 		{"404 with max-age cached", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Cache-Control", "max-age=60")
