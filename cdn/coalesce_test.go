@@ -241,6 +241,8 @@ func TestStaleIfErrorAndGrace(t *testing.T) {
 		{"grace origin down", "max-age=1", time.Hour, 30 * time.Minute, true, true},
 		{"past grace", "max-age=1", time.Hour, 2 * time.Hour, true, false},
 		{"must-revalidate forbids", "max-age=1, must-revalidate", time.Hour, time.Minute, false, false},
+		{"proxy-revalidate forbids", "max-age=1, proxy-revalidate", time.Hour, time.Minute, false, false},
+		{"proxy-revalidate forbids stale-if-error", "max-age=1, stale-if-error=60, proxy-revalidate", 0, 30 * time.Second, true, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

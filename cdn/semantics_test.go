@@ -174,6 +174,13 @@ func TestSemantics(t *testing.T) {
 			{advance: 11 * time.Second, hdr: []string{"Cache-Control: max-stale=100"}, xcache: "REVALIDATED", hits: 2},
 			{xcache: "HIT", hits: 2},
 		}},
+		// proxy-revalidate binds shared caches as must-revalidate does:
+		// neither max-stale nor stale-while-revalidate serves it stale.
+		{"proxy-revalidate revalidates when stale", validating("x", `"pr"`, "Cache-Control: max-age=10, stale-while-revalidate=60, proxy-revalidate"), nil, []step{
+			{xcache: "MISS", hits: 1},
+			{advance: 11 * time.Second, hdr: []string{"Cache-Control: max-stale=100"}, xcache: "REVALIDATED", hits: 2},
+			{xcache: "HIT", hits: 2},
+		}},
 		{"request no-cache revalidates", validating("x", `"n"`, "Cache-Control: max-age=60"), nil, []step{
 			{xcache: "MISS", hits: 1},
 			{hdr: []string{"Cache-Control: no-cache"}, xcache: "REVALIDATED", hits: 2},
