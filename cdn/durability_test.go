@@ -3,6 +3,7 @@ package cdn
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
@@ -236,7 +237,8 @@ func TestDiskFullServesFromOrigin(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, static(body, "Cache-Control: max-age=60"))
 			e.cache.Close()
-			e.open(Options{CreateTemp: tc.ct})
+			var logs logCapture
+			e.open(Options{CreateTemp: tc.ct, Logger: logs.logger()})
 			for i := 1; i <= 2; i++ {
 				r := e.get("/full")
 				if r.StatusCode != 200 || r.body != body || r.Header.Get("X-Cache") != "MISS" {
@@ -244,6 +246,16 @@ func TestDiskFullServesFromOrigin(t *testing.T) {
 				}
 				if got := e.metric("outpost_cache_io_errors_total", "op", tc.op); got != float64(i) {
 					t.Fatalf("io errors %v, want %d", got, i)
+				}
+				// The operator also learns why: one error line per
+				// failure, naming the operation and the disk error.
+				recs := logs.records(t, "cache store error; serving uncached")
+				if len(recs) != i {
+					t.Fatalf("%d store error lines, want %d", len(recs), i)
+				}
+				rec := recs[i-1]
+				if rec["level"] != "ERROR" || rec["op"] != tc.op || !strings.Contains(fmt.Sprint(rec["err"]), syscall.ENOSPC.Error()) {
+					t.Fatalf("store error line: %v", rec)
 				}
 			}
 			// A range request (which waits for the stored body) also
