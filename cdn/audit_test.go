@@ -5,6 +5,9 @@ import (
 	"net/http"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/outpost-edge/outpost/internal/units"
 )
 
 // verbatim is an upstream that relays the origin's response header as
@@ -61,5 +64,35 @@ func TestConnectionListedNotStoredOverSocket(t *testing.T) {
 	hdrAbsent("X-Secret")(t, r)
 	if org.hits.Load() != 1 {
 		t.Fatalf("origin hits %d", org.hits.Load())
+	}
+}
+
+// TestOverrideWarnedOnce: a rule storing what the origin marked private is
+// worth one warning per route and rule, not one per response.
+func TestOverrideWarnedOnce(t *testing.T) {
+	rules := []TTLRule{{Paths: []string{"/fp/*"}, Override: units.Duration(5 * time.Minute), OverridePrivate: true}}
+	e := newEnv(t, static("x", "Cache-Control: private, no-store"), withRoute(func(rc *RouteConfig) { rc.TTLRules = rules }))
+	e.cache.Close()
+	var logs logCapture
+	e.open(Options{Logger: logs.logger()})
+	// Two responses the rule overrides (two URLs, so both are fetched and
+	// both go through the storing decision).
+	for _, p := range []string{"/fp/a", "/fp/b"} {
+		if r := e.get(p); r.Header.Get("X-Cache") != "MISS" {
+			t.Fatalf("%s: %q", p, r.Header.Get("X-Cache"))
+		}
+		if r := e.get(p); r.Header.Get("X-Cache") != "HIT" {
+			t.Fatalf("%s not stored despite the override: %q", p, r.Header.Get("X-Cache"))
+		}
+	}
+	if e.hits() != 2 {
+		t.Fatalf("origin hits %d", e.hits())
+	}
+	recs := logs.records(t, "ttl rule overrides origin no-store/private")
+	if len(recs) != 1 {
+		t.Fatalf("%d warnings, want 1", len(recs))
+	}
+	if r := recs[0]; r["level"] != "WARN" || r["route"] != "test" || r["rule"] != 0.0 {
+		t.Fatalf("warning: %v", r)
 	}
 }
