@@ -96,3 +96,41 @@ func TestOverrideWarnedOnce(t *testing.T) {
 		t.Fatalf("warning: %v", r)
 	}
 }
+
+// TestPurgeByCacheTag: tags come from Cache-Tag (comma separated) as well
+// as Surrogate-Key (space separated).
+func TestPurgeByCacheTag(t *testing.T) {
+	cases := []struct {
+		name string
+		hdr  []string
+		tag  string
+	}{
+		{"Cache-Tag list", []string{"Cache-Tag: news, sports"}, "sports"},
+		{"Cache-Tag without spaces", []string{"Cache-Tag: news,sports"}, "news"},
+		{"Cache-Tag beside Surrogate-Key", []string{"Surrogate-Key: a b", "Cache-Tag: c"}, "c"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/tagged" {
+					static("t", tc.hdr...)(w, r)
+					return
+				}
+				w.Header().Set("Cache-Tag", "unrelated")
+				io.WriteString(w, "u")
+			}, withRoute(func(rc *RouteConfig) { rc.DefaultTTL = units.Duration(time.Hour) }))
+			e.get("/tagged")
+			e.get("/other")
+			res, err := e.cache.Purge(t.Context(), PurgeRequest{Tags: []string{tc.tag}})
+			if err != nil || res.Purged != 1 {
+				t.Fatalf("purge %q: %v %v", tc.tag, res, err)
+			}
+			if r := e.get("/tagged"); r.Header.Get("X-Cache") != "MISS" {
+				t.Fatalf("tagged object survived: %q", r.Header.Get("X-Cache"))
+			}
+			if r := e.get("/other"); r.Header.Get("X-Cache") != "HIT" {
+				t.Fatalf("untagged object purged: %q", r.Header.Get("X-Cache"))
+			}
+		})
+	}
+}
