@@ -60,6 +60,8 @@ func hdrAbsent(names ...string) func(t *testing.T, r resp) {
 func TestSemantics(t *testing.T) {
 	now := time.Now().UTC()
 	date := now.Format(http.TimeFormat)
+	lm := now.Add(-48 * time.Hour)
+	ims := func(t time.Time) string { return "If-Modified-Since: " + t.Format(http.TimeFormat) }
 	cases := []struct {
 		name   string
 		origin http.HandlerFunc
@@ -235,6 +237,14 @@ func TestSemantics(t *testing.T) {
 			{xcache: "MISS", hits: 1},
 			{hdr: []string{`If-None-Match: "c"`}, status: 304, xcache: "HIT", hits: 1},
 			{hdr: []string{`If-None-Match: "other"`}, xcache: "HIT", hits: 1, check: bodyIs("hello")},
+		}},
+		{"client If-Modified-Since answered from cache", static("hello", "Cache-Control: max-age=60", "Last-Modified: "+lm.Format(http.TimeFormat)), nil, []step{
+			{xcache: "MISS", hits: 1},
+			{hdr: []string{ims(lm)}, status: 304, xcache: "HIT", hits: 1, check: bodyIs("")},
+			{hdr: []string{ims(lm.Add(time.Hour))}, status: 304, xcache: "HIT", hits: 1},
+			{hdr: []string{ims(lm.Add(-time.Hour))}, xcache: "HIT", hits: 1, check: bodyIs("hello")},
+			// If-None-Match takes precedence: no ETag, so no 304.
+			{hdr: []string{ims(lm), `If-None-Match: "x"`}, xcache: "HIT", hits: 1, check: bodyIs("hello")},
 		}},
 		{"client conditional on a miss", validating("hello", `"c"`, "Cache-Control: max-age=60"), nil, []step{
 			{hdr: []string{`If-None-Match: "c"`}, status: 304, xcache: "MISS", hits: 1},
