@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -344,34 +345,57 @@ func TestNoRequestBecomesAPath(t *testing.T) {
 	}
 }
 
+// TestUnsafeInvalidatesLocation: a successful unsafe request invalidates
+// its URL and the URLs in Location and Content-Location, on the same host
+// only (RFC 9111 §4.4).
 func TestUnsafeInvalidatesLocation(t *testing.T) {
-	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == "POST" {
-			w.Header().Set("Location", "/items/1")
-			w.Header().Set("Content-Location", "http://other.example/items/2")
-			w.WriteHeader(201)
-			return
-		}
-		w.Header().Set("Cache-Control", "max-age=600")
-		io.WriteString(w, r.URL.Path)
-	})
-	e.get("/items/1")
-	e.get("/items")
-	e.do("POST", "/items")
-	if r := e.get("/items/1"); r.Header.Get("X-Cache") != "MISS" {
-		t.Fatal("Location not invalidated")
+	// Stored objects, each as the request that fetches it.
+	objects := map[string][]string{
+		"self":  {"/items"},
+		"loc":   {"/items/1"},
+		"cloc":  {"/items/3"},
+		"other": {"/items/2", "Host: other.example"},
 	}
-	// An error response invalidates nothing.
-	e.origin.set(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == "DELETE" {
-			w.WriteHeader(403)
-			return
-		}
-		w.Header().Set("Cache-Control", "max-age=600")
-	})
-	e.do("DELETE", "/items/1")
-	if r := e.get("/items/1"); r.Header.Get("X-Cache") != "HIT" {
-		t.Fatal("invalidated by an error response")
+	cases := []struct {
+		name   string
+		status int
+		hdr    []string // of the POST response; {host} is the request's host
+		gone   []string // objects invalidated; the others stay
+	}{
+		{"Location same host", 201, []string{"Location: /items/1"}, []string{"self", "loc"}},
+		{"Content-Location same host", 200, []string{"Content-Location: /items/3"}, []string{"self", "cloc"}},
+		{"Content-Location absolute same host", 200, []string{"Content-Location: http://{host}/items/3"}, []string{"self", "cloc"}},
+		{"Content-Location other host", 201, []string{"Location: /items/1", "Content-Location: http://other.example/items/2"}, []string{"self", "loc"}},
+		{"error response invalidates nothing", 403, []string{"Location: /items/1", "Content-Location: /items/3"}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+				if r.Method == "POST" {
+					for _, h := range tc.hdr {
+						k, v, _ := strings.Cut(h, ":")
+						w.Header().Set(k, strings.ReplaceAll(strings.TrimSpace(v), "{host}", r.Host))
+					}
+					w.WriteHeader(tc.status)
+					return
+				}
+				w.Header().Set("Cache-Control", "max-age=600")
+				io.WriteString(w, r.URL.Path)
+			})
+			for _, req := range objects {
+				e.get(req[0], req[1:]...)
+			}
+			e.do("POST", "/items")
+			for name, req := range objects {
+				want := "HIT"
+				if slices.Contains(tc.gone, name) {
+					want = "MISS"
+				}
+				if r := e.get(req[0], req[1:]...); r.Header.Get("X-Cache") != want {
+					t.Errorf("%s %v: %q, want %q", name, req, r.Header.Get("X-Cache"), want)
+				}
+			}
+		})
 	}
 }
 
