@@ -26,24 +26,32 @@ func TestBasicHitMiss(t *testing.T) {
 	t.Log(r.Header)
 }
 
-// TestAccessLogField: the cache result reaches the access log through reqinfo.
+// TestAccessLogField: the cache result reaches the access log through
+// reqinfo, and the client through X-Cache and Cache-Status (RFC 9211).
 func TestAccessLogField(t *testing.T) {
 	e := newEnv(t, static("x", "Cache-Control: max-age=1, stale-while-revalidate=60"))
 	steps := []struct {
 		advance time.Duration
 		method  string
 		want    string
+		status  string // exact Cache-Status
 	}{
-		{0, "GET", "MISS"},
-		{0, "GET", "HIT"},
-		{5 * time.Second, "GET", "STALE"},
-		{0, "DELETE", "BYPASS"},
+		{0, "GET", "MISS", "Outpost; fwd=miss; stored"},
+		{0, "GET", "HIT", "Outpost; hit; ttl=1"},
+		{5 * time.Second, "GET", "STALE", "Outpost; hit; detail=stale-while-revalidate; ttl=-4"},
+		{0, "DELETE", "BYPASS", "Outpost; fwd=bypass; detail=method"},
 	}
 	for i, s := range steps {
 		e.clock.Advance(s.advance)
-		e.do(s.method, "/f")
+		r := e.do(s.method, "/f")
 		if got := e.lastInfo.Load().Get(reqinfo.FieldCache); got != s.want {
 			t.Fatalf("step %d: cache field %q, want %q", i, got, s.want)
+		}
+		if got := r.Header.Get("X-Cache"); got != s.want {
+			t.Fatalf("step %d: X-Cache %q, want %q", i, got, s.want)
+		}
+		if got := r.Header.Values("Cache-Status"); len(got) != 1 || got[0] != s.status {
+			t.Fatalf("step %d: Cache-Status %q, want %q", i, got, s.status)
 		}
 	}
 }

@@ -227,33 +227,54 @@ func TestStaleWhileRevalidate(t *testing.T) {
 }
 
 func TestStaleIfErrorAndGrace(t *testing.T) {
+	// How the origin fails after the fill: a 500, stopped, or too slow to
+	// answer within the upstream's timeout (the proxy then writes a 504).
+	const (
+		status500 = "500"
+		down      = "down"
+		slow      = "slow"
+	)
 	cases := []struct {
 		name    string
 		cc      string
 		grace   time.Duration
 		advance time.Duration
-		down    bool // origin stopped instead of 500
+		fail    string
 		stale   bool
 	}{
-		{"stale-if-error on 500", "max-age=1, stale-if-error=60", 0, 30 * time.Second, false, true},
-		{"stale-if-error origin down", "max-age=1, stale-if-error=60", 0, 30 * time.Second, true, true},
-		{"past stale-if-error", "max-age=1, stale-if-error=60", 0, 2 * time.Minute, false, false},
-		{"grace origin down", "max-age=1", time.Hour, 30 * time.Minute, true, true},
-		{"past grace", "max-age=1", time.Hour, 2 * time.Hour, true, false},
-		{"must-revalidate forbids", "max-age=1, must-revalidate", time.Hour, time.Minute, false, false},
+		{"stale-if-error on 500", "max-age=1, stale-if-error=60", 0, 30 * time.Second, status500, true},
+		{"stale-if-error origin down", "max-age=1, stale-if-error=60", 0, 30 * time.Second, down, true},
+		{"stale-if-error origin timeout", "max-age=1, stale-if-error=60", 0, 30 * time.Second, slow, true},
+		{"past stale-if-error", "max-age=1, stale-if-error=60", 0, 2 * time.Minute, status500, false},
+		{"grace origin down", "max-age=1", time.Hour, 30 * time.Minute, down, true},
+		{"grace origin timeout", "max-age=1", time.Hour, 30 * time.Minute, slow, true},
+		{"past grace", "max-age=1", time.Hour, 2 * time.Hour, down, false},
+		{"past grace origin timeout", "max-age=1", time.Hour, 2 * time.Hour, slow, false},
+		{"must-revalidate forbids", "max-age=1, must-revalidate", time.Hour, time.Minute, status500, false},
+		{"proxy-revalidate forbids", "max-age=1, proxy-revalidate", time.Hour, time.Minute, status500, false},
+		{"proxy-revalidate forbids stale-if-error", "max-age=1, stale-if-error=60, proxy-revalidate", 0, 30 * time.Second, down, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			g := tc.grace
-			e := newEnv(t, static("good", "Cache-Control: "+tc.cc), withConfig(func(c *Config) {
+			opts := []envOpt{withConfig(func(c *Config) {
 				d := unitsDuration(g)
 				c.Grace = &d
-			}))
+			})}
+			if tc.fail == slow {
+				// Real time, but never asserted on: only bounds the wait.
+				opts = append(opts, withUpstreamTimeout(300*time.Millisecond))
+			}
+			e := newEnv(t, static("good", "Cache-Control: "+tc.cc), opts...)
 			e.get("/e")
 			e.clock.Advance(tc.advance)
-			if tc.down {
+			switch tc.fail {
+			case down:
 				e.origin.srv.Close()
-			} else {
+			case slow:
+				// Hangs until the proxy gives up and drops the connection.
+				e.origin.set(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
+			default:
 				e.origin.set(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) })
 			}
 			r := e.get("/e")
@@ -263,6 +284,9 @@ func TestStaleIfErrorAndGrace(t *testing.T) {
 				}
 			} else if r.StatusCode < 500 {
 				t.Fatalf("want error passed through, got %d %q", r.StatusCode, r.Header.Get("X-Cache"))
+			}
+			if tc.fail == slow && !tc.stale && r.StatusCode != http.StatusGatewayTimeout {
+				t.Fatalf("timeout: status %d, want 504", r.StatusCode)
 			}
 		})
 	}

@@ -3,6 +3,7 @@ package cdn
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -54,8 +56,11 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// childConfig admits the 1 GiB /big: with the default max_object_size
+// (max_size/4) it would be passed through unstored and the kill would
+// interrupt no write at all.
 func childConfig(dir string) Config {
-	cfg := Config{Dir: dir, MaxSize: 1 << 30}
+	cfg := Config{Dir: dir, MaxSize: 1 << 30, MaxObjectSize: 1 << 30}
 	cfg.SetDefaults()
 	return cfg
 }
@@ -140,7 +145,19 @@ func TestKill9DuringLargeWrite(t *testing.T) {
 		cmd.Wait()
 		t.Fatalf("child did not reach the large write: %v", seen)
 	}
-	// The temp body is partly written right now.
+	// The temp body is partly written right now: prove it, or the kill
+	// interrupts nothing and the checks below prove nothing.
+	tmps, err := os.ReadDir(filepath.Join(dir, "tmp"))
+	if err != nil || len(tmps) == 0 {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("no body being written at the kill: %d temp files, %v", len(tmps), err)
+	}
+	if fi, err := tmps[0].Info(); err != nil || fi.Size() == 0 || fi.Size() >= 1<<30 {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("temp body not partial at the kill: %v %v", fi, err)
+	}
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +238,8 @@ func TestDiskFullServesFromOrigin(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, static(body, "Cache-Control: max-age=60"))
 			e.cache.Close()
-			e.open(Options{CreateTemp: tc.ct})
+			var logs logCapture
+			e.open(Options{CreateTemp: tc.ct, Logger: logs.logger()})
 			for i := 1; i <= 2; i++ {
 				r := e.get("/full")
 				if r.StatusCode != 200 || r.body != body || r.Header.Get("X-Cache") != "MISS" {
@@ -229,6 +247,16 @@ func TestDiskFullServesFromOrigin(t *testing.T) {
 				}
 				if got := e.metric("outpost_cache_io_errors_total", "op", tc.op); got != float64(i) {
 					t.Fatalf("io errors %v, want %d", got, i)
+				}
+				// The operator also learns why: one error line per
+				// failure, naming the operation and the disk error.
+				recs := logs.records(t, "cache store error; serving uncached")
+				if len(recs) != i {
+					t.Fatalf("%d store error lines, want %d", len(recs), i)
+				}
+				rec := recs[i-1]
+				if rec["level"] != "ERROR" || rec["op"] != tc.op || !strings.Contains(fmt.Sprint(rec["err"]), syscall.ENOSPC.Error()) {
+					t.Fatalf("store error line: %v", rec)
 				}
 			}
 			// A range request (which waits for the stored body) also
@@ -317,34 +345,57 @@ func TestNoRequestBecomesAPath(t *testing.T) {
 	}
 }
 
+// TestUnsafeInvalidatesLocation: a successful unsafe request invalidates
+// its URL and the URLs in Location and Content-Location, on the same host
+// only (RFC 9111 §4.4).
 func TestUnsafeInvalidatesLocation(t *testing.T) {
-	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == "POST" {
-			w.Header().Set("Location", "/items/1")
-			w.Header().Set("Content-Location", "http://other.example/items/2")
-			w.WriteHeader(201)
-			return
-		}
-		w.Header().Set("Cache-Control", "max-age=600")
-		io.WriteString(w, r.URL.Path)
-	})
-	e.get("/items/1")
-	e.get("/items")
-	e.do("POST", "/items")
-	if r := e.get("/items/1"); r.Header.Get("X-Cache") != "MISS" {
-		t.Fatal("Location not invalidated")
+	// Stored objects, each as the request that fetches it.
+	objects := map[string][]string{
+		"self":  {"/items"},
+		"loc":   {"/items/1"},
+		"cloc":  {"/items/3"},
+		"other": {"/items/2", "Host: other.example"},
 	}
-	// An error response invalidates nothing.
-	e.origin.set(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == "DELETE" {
-			w.WriteHeader(403)
-			return
-		}
-		w.Header().Set("Cache-Control", "max-age=600")
-	})
-	e.do("DELETE", "/items/1")
-	if r := e.get("/items/1"); r.Header.Get("X-Cache") != "HIT" {
-		t.Fatal("invalidated by an error response")
+	cases := []struct {
+		name   string
+		status int
+		hdr    []string // of the POST response; {host} is the request's host
+		gone   []string // objects invalidated; the others stay
+	}{
+		{"Location same host", 201, []string{"Location: /items/1"}, []string{"self", "loc"}},
+		{"Content-Location same host", 200, []string{"Content-Location: /items/3"}, []string{"self", "cloc"}},
+		{"Content-Location absolute same host", 200, []string{"Content-Location: http://{host}/items/3"}, []string{"self", "cloc"}},
+		{"Content-Location other host", 201, []string{"Location: /items/1", "Content-Location: http://other.example/items/2"}, []string{"self", "loc"}},
+		{"error response invalidates nothing", 403, []string{"Location: /items/1", "Content-Location: /items/3"}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+				if r.Method == "POST" {
+					for _, h := range tc.hdr {
+						k, v, _ := strings.Cut(h, ":")
+						w.Header().Set(k, strings.ReplaceAll(strings.TrimSpace(v), "{host}", r.Host))
+					}
+					w.WriteHeader(tc.status)
+					return
+				}
+				w.Header().Set("Cache-Control", "max-age=600")
+				io.WriteString(w, r.URL.Path)
+			})
+			for _, req := range objects {
+				e.get(req[0], req[1:]...)
+			}
+			e.do("POST", "/items")
+			for name, req := range objects {
+				want := "HIT"
+				if slices.Contains(tc.gone, name) {
+					want = "MISS"
+				}
+				if r := e.get(req[0], req[1:]...); r.Header.Get("X-Cache") != want {
+					t.Errorf("%s %v: %q, want %q", name, req, r.Header.Get("X-Cache"), want)
+				}
+			}
+		})
 	}
 }
 

@@ -1,8 +1,13 @@
 package cdn
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -80,6 +85,9 @@ type env struct {
 	entered atomic.Int64
 	// wrapUp, if set, wraps the upstream handler (to inject panics).
 	wrapUp func(http.Handler) http.Handler
+	// upTimeout bounds the wait for the origin's response header, as the
+	// edge proxy's try timeout does; 0 waits forever.
+	upTimeout time.Duration
 }
 
 type envOpt func(*env)
@@ -89,6 +97,8 @@ func withRoute(f func(*RouteConfig)) envOpt { return func(e *env) { f(&e.rc) } }
 func withUpstream(f func(http.Handler) http.Handler) envOpt {
 	return func(e *env) { e.wrapUp = f }
 }
+
+func withUpstreamTimeout(d time.Duration) envOpt { return func(e *env) { e.upTimeout = d } }
 
 func newEnv(t testing.TB, fn http.HandlerFunc, opts ...envOpt) *env {
 	e := &env{t: t, clock: newClock(), reg: prometheus.NewRegistry()}
@@ -130,9 +140,16 @@ func newEnv(t testing.TB, fn http.HandlerFunc, opts ...envOpt) *env {
 func (e *env) upstream() http.Handler {
 	u, _ := url.Parse(e.origin.srv.URL)
 	rp := httputil.NewSingleHostReverseProxy(u)
-	rp.Transport = &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 100}
+	rp.Transport = &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 100, ResponseHeaderTimeout: e.upTimeout}
 	rp.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("Content-Type", "application/json")
+		// Like the edge proxy: a timeout is a 504, anything else a 502.
+		var ne net.Error
+		if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+			w.WriteHeader(http.StatusGatewayTimeout)
+			io.WriteString(w, `{"error":{"status":504,"code":"upstream_timeout"}}`)
+			return
+		}
 		w.WriteHeader(http.StatusBadGateway)
 		io.WriteString(w, `{"error":{"status":502,"code":"bad_gateway"}}`)
 	}
@@ -247,3 +264,41 @@ func static(body string, hdr ...string) http.HandlerFunc {
 }
 
 func unitsDuration(d time.Duration) units.Duration { return units.Duration(d) }
+
+// logCapture collects a cache's log records (as JSON lines) for tests that
+// check what was logged.
+type logCapture struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logCapture) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logCapture) logger() *slog.Logger {
+	return slog.New(slog.NewJSONHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// records returns the records logged with message msg.
+func (l *logCapture) records(t testing.TB, msg string) []map[string]any {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []map[string]any
+	for _, line := range bytes.Split(l.buf.Bytes(), []byte("\n")) {
+		if len(line) == 0 {
+			continue
+		}
+		var rec map[string]any
+		if err := json.Unmarshal(line, &rec); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if rec["msg"] == msg {
+			out = append(out, rec)
+		}
+	}
+	return out
+}

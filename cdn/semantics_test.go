@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -59,6 +60,8 @@ func hdrAbsent(names ...string) func(t *testing.T, r resp) {
 func TestSemantics(t *testing.T) {
 	now := time.Now().UTC()
 	date := now.Format(http.TimeFormat)
+	lm := now.Add(-48 * time.Hour)
+	ims := func(t time.Time) string { return "If-Modified-Since: " + t.Format(http.TimeFormat) }
 	cases := []struct {
 		name   string
 		origin http.HandlerFunc
@@ -118,6 +121,12 @@ func TestSemantics(t *testing.T) {
 			{advance: time.Hour, xcache: "HIT", hits: 1},
 			{advance: 24 * time.Hour, xcache: "REVALIDATED", hits: 2}, // origin ignores IMS: full 200 → MISS? see check
 		}},
+		// 10% of 1000 h is 100 h: only heuristic_max (24 h) expires it.
+		{"heuristic capped at heuristic_max", static("x", "Last-Modified: "+now.Add(-1000*time.Hour).Format(http.TimeFormat)), nil, []step{
+			{xcache: "MISS", hits: 1},
+			{advance: 23*time.Hour + 59*time.Minute, xcache: "HIT", hits: 1},
+			{advance: time.Hour + time.Minute, xcache: "MISS", hits: 2}, // 25 h: fetched again
+		}},
 		{"302 needs explicit freshness", static("x", "Location: /b", "Last-Modified: "+now.Add(-240*time.Hour).Format(http.TimeFormat), ":302"), nil, nil},
 		{"404 with max-age cached", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Cache-Control", "max-age=60")
@@ -163,6 +172,13 @@ func TestSemantics(t *testing.T) {
 			{xcache: "MISS", hits: 1}, {xcache: "MISS", hits: 2},
 		}},
 		{"must-revalidate revalidates when stale", validating("x", `"m"`, "Cache-Control: max-age=10, must-revalidate"), nil, []step{
+			{xcache: "MISS", hits: 1},
+			{advance: 11 * time.Second, hdr: []string{"Cache-Control: max-stale=100"}, xcache: "REVALIDATED", hits: 2},
+			{xcache: "HIT", hits: 2},
+		}},
+		// proxy-revalidate binds shared caches as must-revalidate does:
+		// neither max-stale nor stale-while-revalidate serves it stale.
+		{"proxy-revalidate revalidates when stale", validating("x", `"pr"`, "Cache-Control: max-age=10, stale-while-revalidate=60, proxy-revalidate"), nil, []step{
 			{xcache: "MISS", hits: 1},
 			{advance: 11 * time.Second, hdr: []string{"Cache-Control: max-stale=100"}, xcache: "REVALIDATED", hits: 2},
 			{xcache: "HIT", hits: 2},
@@ -221,6 +237,14 @@ func TestSemantics(t *testing.T) {
 			{xcache: "MISS", hits: 1},
 			{hdr: []string{`If-None-Match: "c"`}, status: 304, xcache: "HIT", hits: 1},
 			{hdr: []string{`If-None-Match: "other"`}, xcache: "HIT", hits: 1, check: bodyIs("hello")},
+		}},
+		{"client If-Modified-Since answered from cache", static("hello", "Cache-Control: max-age=60", "Last-Modified: "+lm.Format(http.TimeFormat)), nil, []step{
+			{xcache: "MISS", hits: 1},
+			{hdr: []string{ims(lm)}, status: 304, xcache: "HIT", hits: 1, check: bodyIs("")},
+			{hdr: []string{ims(lm.Add(time.Hour))}, status: 304, xcache: "HIT", hits: 1},
+			{hdr: []string{ims(lm.Add(-time.Hour))}, xcache: "HIT", hits: 1, check: bodyIs("hello")},
+			// If-None-Match takes precedence: no ETag, so no 304.
+			{hdr: []string{ims(lm), `If-None-Match: "x"`}, xcache: "HIT", hits: 1, check: bodyIs("hello")},
 		}},
 		{"client conditional on a miss", validating("hello", `"c"`, "Cache-Control: max-age=60"), nil, []step{
 			{hdr: []string{`If-None-Match: "c"`}, status: 304, xcache: "MISS", hits: 1},
@@ -296,27 +320,61 @@ func bodyIs(want string) func(t *testing.T, r resp) {
 	}
 }
 
+// clOn304 adds Content-Length to a 304 on its way from the reverse proxy to
+// the cache: Go's server drops it from the origin's 304, but other origins
+// send it, and the cache must not take it for the body's length.
+type clOn304 struct {
+	http.ResponseWriter
+	sent *atomic.Bool
+}
+
+func (w clOn304) WriteHeader(code int) {
+	if code == http.StatusNotModified {
+		w.Header().Set("Content-Length", "999")
+		w.sent.Store(true)
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w clOn304) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 // TestRevalidationUpdatesHeaders: a 304 replaces stored fields, except
 // Content-Length.
 func TestRevalidationUpdatesHeaders(t *testing.T) {
-	var version int
+	var version atomic.Int64
+	var sent atomic.Bool
 	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
-		version++
 		w.Header().Set("ETag", `"v"`)
 		w.Header().Set("Cache-Control", "max-age=10")
-		w.Header().Set("X-Version", strconv.Itoa(version))
+		w.Header().Set("X-Version", strconv.FormatInt(version.Add(1), 10))
 		if r.Header.Get("If-None-Match") == `"v"` {
-			w.Header().Set("Content-Length", "999")
 			w.WriteHeader(304)
 			return
 		}
 		io.WriteString(w, "body")
-	})
+	}, withUpstream(func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			next.ServeHTTP(clOn304{w, &sent}, r)
+		})
+	}))
 	e.get("/r")
 	e.clock.Advance(11 * time.Second)
 	r := e.get("/r")
 	if r.Header.Get("X-Cache") != "REVALIDATED" || r.Header.Get("X-Version") != "2" || r.body != "body" || r.Header.Get("Content-Length") != "4" {
 		t.Fatalf("revalidated: %q %q %q %q", r.Header.Get("X-Cache"), r.Header.Get("X-Version"), r.body, r.Header.Get("Content-Length"))
+	}
+	if !sent.Load() {
+		t.Fatal("the 304 carried no Content-Length to the cache")
+	}
+	// Responses always get the body's real length, so only the stored
+	// entry shows whether the 304's Content-Length was merged.
+	key, _ := cacheKey(mustReq(t, e.front.URL+"/r"))
+	st := e.cache.store.Lookup(key, nil)
+	if st == nil {
+		t.Fatal("entry gone after the 304")
+	}
+	if st.Header.Get("Content-Length") != "4" || st.Header.Get("X-Version") != "2" {
+		t.Fatalf("stored header after the 304: %v", st.Header)
 	}
 	r = e.get("/r")
 	if r.Header.Get("X-Cache") != "HIT" || r.Header.Get("X-Version") != "2" || r.Header.Get("Content-Length") != "4" {

@@ -131,8 +131,31 @@ func TestAccessTimesBatched(t *testing.T) {
 	put(t, s, "http://a/1", "1")
 	put(t, s, "http://a/2", "2")
 	now = now.Add(time.Hour)
-	s.Lookup("http://a/1", nil) // 1 is now the most recent
-	s.Close()                   // flushes
+	// Hits touch neither bbolt's write path nor its read path: the index
+	// sees no transaction at all until the batch is flushed.
+	lastWrite := func() int { // txid of the last committed write transaction
+		id := -1
+		s.db.View(func(tx *bolt.Tx) error { id = tx.ID(); return nil })
+		return id
+	}
+	w0 := lastWrite()
+	r0 := s.db.Stats().TxN
+	for i := 0; i < 100; i++ {
+		if s.Lookup("http://a/1", nil) == nil { // 1 is now the most recent
+			t.Fatal("lookup")
+		}
+	}
+	if r := s.db.Stats().TxN - r0; r != 0 {
+		t.Fatalf("100 hits started %d read transactions", r)
+	}
+	if w := lastWrite() - w0; w != 0 {
+		t.Fatalf("100 hits committed %d write transactions", w)
+	}
+	s.Flush()
+	if w := lastWrite() - w0; w != 1 {
+		t.Fatalf("flush committed %d write transactions, want 1", w)
+	}
+	s.Close() // flushes (nothing left)
 	s2 := openT(t, dir, func(o *Options) { o.Policy = PolicyLRU; o.MaxObjects = 1 })
 	// LRU restored by access time: 2 (older) was evicted at Open.
 	if s2.Lookup("http://a/1", nil) == nil || s2.Lookup("http://a/2", nil) != nil {
