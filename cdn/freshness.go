@@ -168,6 +168,23 @@ func (h *handler) decide(r *http.Request, key string, status int, hdr http.Heade
 	return storeDecision{ok: true, meta: m}
 }
 
+// dropConnectionFields removes what belongs to one connection (RFC 9110
+// §7.6.1): Connection, the fields it names, Keep-Alive and
+// Proxy-Connection. The edge's proxy drops them already; this keeps what
+// the cache forwards on a MISS as clean as a HIT, whatever the upstream.
+func dropConnectionFields(h http.Header) {
+	for _, v := range h["Connection"] {
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				delete(h, http.CanonicalHeaderKey(f))
+			}
+		}
+	}
+	delete(h, "Connection")
+	delete(h, "Keep-Alive")
+	delete(h, "Proxy-Connection")
+}
+
 // storedHeader copies the end-to-end fields worth storing.
 func storedHeader(hdr http.Header, d directives, stripCookie bool) http.Header {
 	drop := make(map[string]bool, len(hopByHop)+4)

@@ -50,6 +50,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.unsafe(w, r)
 		return
 	}
+	if r.Header.Get("Upgrade") != "" {
+		// A protocol switch (WebSocket) is a tunnel, not a representation.
+		h.pass(w, r, resBypass, "upgrade")
+		return
+	}
 	key, ok := cacheKey(r)
 	if !ok {
 		h.pass(w, r, resBypass, "key")
@@ -413,7 +418,14 @@ func (p *passWriter) WriteHeader(code int) {
 	if p.status == 0 {
 		p.status = code
 		hdr := p.ResponseWriter.Header()
-		p.h.cleanHeader(hdr, false)
+		if code == http.StatusSwitchingProtocols {
+			// The upgrade needs the fields that name it.
+			conn, up := hdr["Connection"], hdr["Upgrade"]
+			p.h.cleanHeader(hdr, false)
+			hdr["Connection"], hdr["Upgrade"] = conn, up
+		} else {
+			p.h.cleanHeader(hdr, false)
+		}
 		hdr.Set("X-Cache", p.xcache)
 		if p.xcache == resBypass {
 			hdr.Set("Cache-Status", "Outpost; fwd=bypass; detail="+p.detail)
@@ -444,6 +456,7 @@ func (p *passWriter) Unwrap() http.ResponseWriter { return p.ResponseWriter }
 
 // cleanHeader removes the fields that never leave the edge.
 func (h *handler) cleanHeader(hdr http.Header, stripCookie bool) {
+	dropConnectionFields(hdr)
 	delete(hdr, hdrOutpostCC)
 	delete(hdr, hdrCDNCC)
 	if !h.c.cfg.PassSurrogateHeaders {
