@@ -99,6 +99,39 @@ func TestProxyQuickMode(t *testing.T) {
 		if first == "" || again == "" {
 			t.Fatal("empty bodies")
 		}
+		// The pools view through the admin API: token required.
+		req, _ := http.NewRequest(http.MethodGet, "http://"+adminAddr+"/v1/pools", nil)
+		if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("GET /v1/pools without token: %v %v", res, err)
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pools struct {
+			Pools []struct {
+				Name     string `json:"name"`
+				Policy   string `json:"policy"`
+				Backends []struct {
+					URL    string `json:"url"`
+					Health string `json:"health"`
+				} `json:"backends"`
+			} `json:"pools"`
+		}
+		err = json.NewDecoder(res.Body).Decode(&pools)
+		res.Body.Close()
+		if err != nil || len(pools.Pools) != 1 || len(pools.Pools[0].Backends) != 2 || pools.Pools[0].Policy != "round_robin" {
+			t.Fatalf("GET /v1/pools: %+v (%v)", pools, err)
+		}
+		for _, be := range pools.Pools[0].Backends {
+			if be.URL != a.URL && be.URL != b.URL {
+				t.Errorf("unknown backend %q", be.URL)
+			}
+			if be.Health == "" {
+				t.Errorf("backend %s: no health state", be.URL)
+			}
+		}
 		bad := outpost("purge", "--admin", "http://"+adminAddr, "--token", "wrong-token-0123456789", "--all")
 		if err := bad.Run(); bad.ProcessState.ExitCode() != 1 {
 			t.Fatalf("purge with a wrong token: exit %d (%v), want 1", bad.ProcessState.ExitCode(), err)
