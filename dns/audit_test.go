@@ -8,6 +8,102 @@ import (
 	mdns "github.com/miekg/dns"
 )
 
+// auditCase is one query and the answer expected for it.
+type auditCase struct {
+	name   string
+	qname  string
+	qtype  uint16
+	rcode  int
+	answer []string
+	ns     []string
+}
+
+// checkAuditAnswers asks every case over UDP twice (the full path, then the
+// cached fast path) and over TCP, and requires the expected rcode, AA and
+// answer and authority sections each time.
+func checkAuditAnswers(t *testing.T, addr string, cases []auditCase) {
+	t.Helper()
+	for _, tc := range cases {
+		for _, network := range []string{"udp", "udp", "tcp"} {
+			m := newQuery(tc.qname, tc.qtype)
+			m.SetEdns0(1232, false)
+			r := exchange(t, addr, network, m)
+			if r.Rcode != tc.rcode || !r.Authoritative {
+				t.Errorf("%s %s: rcode %s AA %v, want %s AA", network, tc.name,
+					mdns.RcodeToString[r.Rcode], r.Authoritative, mdns.RcodeToString[tc.rcode])
+			}
+			if got, w := rrStrings(r.Answer), want(t, tc.answer); !equalStrings(got, w) {
+				t.Errorf("%s %s: answer\n got  %q\n want %q", network, tc.name, got, w)
+			}
+			if got, w := rrStrings(r.Ns), want(t, tc.ns); !equalStrings(got, w) {
+				t.Errorf("%s %s: authority\n got  %q\n want %q", network, tc.name, got, w)
+			}
+		}
+	}
+}
+
+// TestNegativeTTLIsMinOfSOATTLAndMinimum: the SOA of NXDOMAIN and NODATA
+// answers has TTL min(SOA TTL, MINIMUM) (RFC 2308 §5) whichever of the two
+// is lower, while the SOA itself keeps its TTL.
+func TestNegativeTTLIsMinOfSOATTLAndMinimum(t *testing.T) {
+	cfg := testConfig(
+		// The SOA's TTL is below MINIMUM: negative answers last 60 s.
+		ZoneConfig{Origin: "lowttl.test", Records: []string{
+			"@ 60 IN SOA ns1 hostmaster 7 7200 3600 1209600 900",
+			"@ 3600 IN NS ns1",
+			"ns1 3600 IN A 192.0.2.53",
+		}},
+		// MINIMUM is below the SOA's TTL: negative answers last 120 s.
+		ZoneConfig{Origin: "lowmin.test", Records: []string{
+			"@ 3600 IN SOA ns1 hostmaster 7 7200 3600 1209600 120",
+			"@ 3600 IN NS ns1",
+			"ns1 3600 IN A 192.0.2.53",
+		}},
+	)
+	_, addr := startServer(t, cfg, nil, Options{})
+	const (
+		lowTTL    = "lowttl.test. 60 IN SOA ns1.lowttl.test. hostmaster.lowttl.test. 7 7200 3600 1209600 900"
+		lowMin    = "lowmin.test. 3600 IN SOA ns1.lowmin.test. hostmaster.lowmin.test. 7 7200 3600 1209600 120"
+		lowMinNeg = "lowmin.test. 120 IN SOA ns1.lowmin.test. hostmaster.lowmin.test. 7 7200 3600 1209600 120"
+	)
+	checkAuditAnswers(t, addr, []auditCase{
+		{name: "TTL<MINIMUM NXDOMAIN", qname: "nope.lowttl.test.", qtype: mdns.TypeA, rcode: mdns.RcodeNameError, ns: []string{lowTTL}},
+		{name: "TTL<MINIMUM NODATA", qname: "ns1.lowttl.test.", qtype: mdns.TypeMX, ns: []string{lowTTL}},
+		{name: "TTL<MINIMUM SOA", qname: "lowttl.test.", qtype: mdns.TypeSOA, answer: []string{lowTTL}},
+		{name: "MINIMUM<TTL NXDOMAIN", qname: "nope.lowmin.test.", qtype: mdns.TypeA, rcode: mdns.RcodeNameError, ns: []string{lowMinNeg}},
+		{name: "MINIMUM<TTL NODATA", qname: "ns1.lowmin.test.", qtype: mdns.TypeMX, ns: []string{lowMinNeg}},
+		{name: "MINIMUM<TTL SOA keeps its TTL", qname: "lowmin.test.", qtype: mdns.TypeSOA, answer: []string{lowMin}},
+	})
+}
+
+// TestWildcardAtApexAndEmptyNonTerminal: with "*" at the apex and a.b.c
+// present, c and b.c exist as empty non-terminals (NODATA), names below
+// them are NXDOMAIN because their closest encloser has no wildcard (RFC
+// 4592 §2.2.2, §3.3.1), and other names are synthesized from the apex "*".
+func TestWildcardAtApexAndEmptyNonTerminal(t *testing.T) {
+	cfg := testConfig(ZoneConfig{Origin: "wild.test", Records: []string{
+		"@ 3600 IN SOA ns1 hostmaster 1 7200 3600 1209600 300",
+		"@ 3600 IN NS ns1",
+		"ns1 3600 IN A 192.0.2.53",
+		"* 3600 IN A 192.0.2.42",
+		"a.b.c 3600 IN A 192.0.2.3",
+	}})
+	_, addr := startServer(t, cfg, nil, Options{})
+	const soa = "wild.test. 300 IN SOA ns1.wild.test. hostmaster.wild.test. 1 7200 3600 1209600 300"
+	checkAuditAnswers(t, addr, []auditCase{
+		{name: "ENT is NODATA", qname: "c.wild.test.", qtype: mdns.TypeA, ns: []string{soa}},
+		{name: "inner ENT is NODATA", qname: "b.c.wild.test.", qtype: mdns.TypeA, ns: []string{soa}},
+		{name: "below ENT is NXDOMAIN", qname: "x.c.wild.test.", qtype: mdns.TypeA, rcode: mdns.RcodeNameError, ns: []string{soa}},
+		{name: "below inner ENT is NXDOMAIN", qname: "x.b.c.wild.test.", qtype: mdns.TypeA, rcode: mdns.RcodeNameError, ns: []string{soa}},
+		{name: "below leaf is NXDOMAIN", qname: "x.a.b.c.wild.test.", qtype: mdns.TypeA, rcode: mdns.RcodeNameError, ns: []string{soa}},
+		{name: "leaf", qname: "a.b.c.wild.test.", qtype: mdns.TypeA, answer: []string{"a.b.c.wild.test. 3600 IN A 192.0.2.3"}},
+		{name: "wildcard", qname: "other.wild.test.", qtype: mdns.TypeA, answer: []string{"other.wild.test. 3600 IN A 192.0.2.42"}},
+		{name: "wildcard two labels down", qname: "x.other.wild.test.", qtype: mdns.TypeA, answer: []string{"x.other.wild.test. 3600 IN A 192.0.2.42"}},
+		{name: "wildcard NODATA", qname: "other.wild.test.", qtype: mdns.TypeMX, ns: []string{soa}},
+		{name: "the wildcard itself", qname: "*.wild.test.", qtype: mdns.TypeA, answer: []string{"*.wild.test. 3600 IN A 192.0.2.42"}},
+	})
+}
+
 // TestAddRecordLeavesCallersRecord: AddRecord works on a copy; the
 // caller's record keeps its class and name, and changing it afterwards
 // does not change what is served.
