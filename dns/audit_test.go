@@ -3,9 +3,13 @@ package dns
 import (
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
+	"time"
 
 	mdns "github.com/miekg/dns"
+
+	"github.com/outpost-edge/outpost/internal/units"
 )
 
 // auditCase is one query and the answer expected for it.
@@ -102,6 +106,86 @@ func TestWildcardAtApexAndEmptyNonTerminal(t *testing.T) {
 		{name: "wildcard NODATA", qname: "other.wild.test.", qtype: mdns.TypeMX, ns: []string{soa}},
 		{name: "the wildcard itself", qname: "*.wild.test.", qtype: mdns.TypeA, answer: []string{"*.wild.test. 3600 IN A 192.0.2.42"}},
 	})
+}
+
+// TestTCPIdleTimeoutAfterQuery: after a query has been answered, a silent
+// connection is closed after the idle timeout, not the (longer) timeout
+// for the first query.
+func TestTCPIdleTimeoutAfterQuery(t *testing.T) {
+	const idle, read = 200 * time.Millisecond, 8 * time.Second
+	cfg := testConfig(ZoneConfig{File: testdata("example.com.zone")})
+	cfg.TCPIdleTimeout = units.Duration(idle)
+	cfg.TCPReadTimeout = units.Duration(read)
+	_, addr := startServer(t, cfg, nil, Options{})
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &mdns.Conn{Conn: nc}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	if err := c.WriteMsg(newQuery("www.example.com.", mdns.TypeA)); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.ReadMsg()
+	if err != nil || len(r.Answer) != 1 {
+		t.Fatalf("answer %v, %v", r, err)
+	}
+	start := time.Now()
+	c.SetReadDeadline(start.Add(read / 2))
+	_, err = c.Read(make([]byte, 1))
+	took := time.Since(start)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("connection still open after %v (idle timeout %v)", took, idle)
+	}
+	if err == nil {
+		t.Fatal("server sent data nobody asked for")
+	}
+	if took < idle/2 || took > read/4 {
+		t.Fatalf("closed after %v, want about the idle timeout %v (first-query timeout %v)", took, idle, read)
+	}
+}
+
+// TestUDPSizeCappedByOurs: a client offering 4096 still gets at most our
+// 1232 bytes over UDP (TC set), and the whole answer over TCP.
+func TestUDPSizeCappedByOurs(t *testing.T) {
+	var recs []string
+	for i := 0; i < 8; i++ {
+		recs = append(recs, "huge 3600 IN TXT \""+strings.Repeat(string(rune('a'+i)), 200)+"\"")
+	}
+	cfg := testConfig(ZoneConfig{Origin: "big.test", Records: recs})
+	_, addr := startServer(t, cfg, nil, Options{})
+
+	m := newQuery("huge.big.test.", mdns.TypeTXT)
+	m.SetEdns0(4096, false)
+	full := exchange(t, addr, "tcp", m)
+	if full.Truncated || len(full.Answer) != 8 {
+		t.Fatalf("TCP: TC=%v, %d answers, want 8", full.Truncated, len(full.Answer))
+	}
+	full.Compress = true
+	if n := full.Len(); n <= DefaultEDNSSize {
+		t.Fatalf("the whole answer is %d bytes; the test needs more than %d", n, DefaultEDNSSize)
+	}
+	q, err := m.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ { // the full path, then the cached fast path
+		b := rawUDP(t, addr, q, 3*time.Second)
+		if b == nil {
+			t.Fatal("no UDP answer")
+		}
+		var r mdns.Msg
+		if err := r.Unpack(b); err != nil {
+			t.Fatal(err)
+		}
+		if !r.Truncated || len(b) > DefaultEDNSSize || len(r.Answer) >= 8 {
+			t.Fatalf("UDP with EDNS 4096: %d bytes, TC=%v, %d answers; want TC and at most %d bytes", len(b), r.Truncated, len(r.Answer), DefaultEDNSSize)
+		}
+		if opt := r.IsEdns0(); opt == nil || opt.UDPSize() != DefaultEDNSSize {
+			t.Fatalf("OPT %v, want our size %d", opt, DefaultEDNSSize)
+		}
+	}
 }
 
 // TestAddRecordLeavesCallersRecord: AddRecord works on a copy; the
