@@ -8,6 +8,7 @@ import (
 	"time"
 
 	mdns "github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outpost-edge/outpost/internal/units"
 )
@@ -143,6 +144,82 @@ func TestTCPIdleTimeoutAfterQuery(t *testing.T) {
 	}
 	if took < idle/2 || took > read/4 {
 		t.Fatalf("closed after %v, want about the idle timeout %v (first-query timeout %v)", took, idle, read)
+	}
+}
+
+// queriesTotal reads outpost_dns_queries_total{qtype,rcode} from reg.
+func queriesTotal(t *testing.T, reg *prometheus.Registry, qtype, rcode string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "outpost_dns_queries_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["qtype"] == qtype && labels["rcode"] == rcode {
+				return m.GetCounter().GetValue()
+			}
+		}
+		return 0
+	}
+	t.Fatal("outpost_dns_queries_total not registered")
+	return 0
+}
+
+// cachedAnswers counts the fast path's cached answers.
+func cachedAnswers(s *Server) int {
+	n := 0
+	c := s.snap.Load().cache
+	for i := range c.slots {
+		if c.slots[i].Load() != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// TestQueriesTotalCounted: outpost_dns_queries_total counts by type and
+// rcode on the full path, the cached UDP fast path and TCP.
+func TestQueriesTotalCounted(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, addr := startServer(t, testConfig(ZoneConfig{File: testdata("example.com.zone")}), nil, Options{Metrics: m})
+	for _, tc := range []struct {
+		qname, rcode string
+		want         int
+	}{
+		{"www.example.com.", "NOERROR", mdns.RcodeSuccess},
+		{"nope.example.com.", "NXDOMAIN", mdns.RcodeNameError},
+	} {
+		before := cachedAnswers(s)
+		for i, network := range []string{"udp", "udp", "tcp"} {
+			r := exchange(t, addr, network, newQuery(tc.qname, mdns.TypeA))
+			if r.Rcode != tc.want {
+				t.Fatalf("%s %s: rcode %s", network, tc.qname, mdns.RcodeToString[r.Rcode])
+			}
+			if i == 0 {
+				// The second query is answered from this cache entry.
+				if got := cachedAnswers(s); got != before+1 {
+					t.Fatalf("%s: %d cached answers after the first query, want %d", tc.qname, got, before+1)
+				}
+			}
+			if got := queriesTotal(t, reg, "A", tc.rcode); got != float64(i+1) {
+				t.Errorf(`after %d queries (%s): queries_total{qtype="A",rcode=%q} = %v, want %d`, i+1, network, tc.rcode, got, i+1)
+			}
+		}
+	}
+	if got := queriesTotal(t, reg, "AAAA", "NOERROR"); got != 0 {
+		t.Errorf(`queries_total{qtype="AAAA",rcode="NOERROR"} = %v, want 0`, got)
 	}
 }
 
