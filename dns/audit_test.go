@@ -299,3 +299,102 @@ func TestAddRecordLeavesCallersRecord(t *testing.T) {
 		t.Fatalf("after RemoveRecord: rcode %s", mdns.RcodeToString[r.Rcode])
 	}
 }
+
+// FuzzUDPHandle feeds datagrams to the real UDP entry, udpServer.handle,
+// on a real socket: the fast path answers through the return value, the
+// full path writes to the socket. Each input is handled twice, so the
+// second time may come from the answer cache the first filled. No panic;
+// at most one answer, which unpacks as a response with the query's ID and
+// fits our 1232 bytes; and both times answer alike. Seeds are in
+// testdata/fuzz/FuzzUDPHandle.
+func FuzzUDPHandle(f *testing.F) {
+	for _, m := range seedQueries() {
+		b, err := m.Pack()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	s := fuzzServer(f)
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { conn.Close() })
+	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { peer.Close() })
+	u := &udpServer{s: s, conn: conn, local: conn.LocalAddr()}
+	ap := peer.LocalAddr().(*net.UDPAddr).AddrPort()
+	sc := &scratch{key: make([]byte, 0, 300), out: make([]byte, 0, 1500)}
+	var seq uint32
+	buf := make([]byte, 65536)
+	// written returns what the full path sent for the last datagram: a
+	// marker sent after it on the same socket bounds the wait.
+	written := func(t *testing.T) [][]byte {
+		seq++
+		marker := []byte{'M', byte(seq >> 24), byte(seq >> 16), byte(seq >> 8), byte(seq)}
+		if _, err := conn.WriteToUDPAddrPort(marker, ap); err != nil {
+			t.Fatal(err)
+		}
+		var got [][]byte
+		peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for {
+			n, err := peer.Read(buf)
+			if err != nil {
+				t.Fatalf("marker not received: %v", err)
+			}
+			if n == len(marker) && buf[0] == 'M' {
+				if string(buf[:n]) == string(marker) {
+					return got
+				}
+				continue // a marker of an earlier input
+			}
+			got = append(got, append([]byte(nil), buf[:n]...))
+		}
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) > 65535 {
+			return // not a UDP datagram
+		}
+		var answers [2][]byte
+		for pass := range answers {
+			// A copy: TSIG verification (miekg/dns) rewrites ARCOUNT in place.
+			req := append([]byte(nil), b...)
+			resp := u.handle(req, ap, nil, sc)
+			out := written(t)
+			if resp != nil {
+				out = append(out, append([]byte(nil), resp...))
+			}
+			if len(out) > 1 {
+				t.Fatalf("pass %d: %d answers to one datagram", pass, len(out))
+			}
+			if len(out) == 0 {
+				continue
+			}
+			a := out[0]
+			var r mdns.Msg
+			if err := r.Unpack(a); err != nil {
+				t.Fatalf("pass %d: answer does not unpack: %v", pass, err)
+			}
+			if !r.Response || len(b) < 2 || a[0] != b[0] || a[1] != b[1] {
+				t.Fatalf("pass %d: answer QR=%v ID %#x to a query with ID %#x", pass, r.Response, a[:2], b[:min(2, len(b))])
+			}
+			if len(a) > DefaultEDNSSize {
+				t.Fatalf("pass %d: UDP answer of %d bytes", pass, len(a))
+			}
+			answers[pass] = a
+		}
+		if (answers[0] == nil) != (answers[1] == nil) {
+			t.Fatalf("answered once of twice: %v / %v", answers[0] != nil, answers[1] != nil)
+		}
+		if answers[0] != nil && string(answers[0]) != string(answers[1]) {
+			var r0, r1 mdns.Msg
+			r0.Unpack(answers[0])
+			r1.Unpack(answers[1])
+			t.Fatalf("the second answer differs:\n%s\n---\n%s", describe(&r0), describe(&r1))
+		}
+	})
+}
