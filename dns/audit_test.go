@@ -208,7 +208,12 @@ func TestQueriesTotalCounted(t *testing.T) {
 				t.Fatalf("%s %s: rcode %s", network, tc.qname, mdns.RcodeToString[r.Rcode])
 			}
 			if i == 0 {
-				// The second query is answered from this cache entry.
+				// The second query is answered from this cache entry. The
+				// full path stores it after sending the answer: wait.
+				deadline := time.Now().Add(3 * time.Second)
+				for cachedAnswers(s) != before+1 && time.Now().Before(deadline) {
+					time.Sleep(time.Millisecond)
+				}
 				if got := cachedAnswers(s); got != before+1 {
 					t.Fatalf("%s: %d cached answers after the first query, want %d", tc.qname, got, before+1)
 				}
