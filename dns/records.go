@@ -32,16 +32,12 @@ func (s *Server) AddRecord(rr mdns.RR) error {
 	if rr == nil {
 		return errors.New("dns: nil record")
 	}
-	h := rr.Header()
-	switch h.Rrtype {
+	switch t := rr.Header().Rrtype; t {
 	case mdns.TypeSOA, mdns.TypeOPT, mdns.TypeTSIG, mdns.TypeANY, mdns.TypeAXFR, mdns.TypeIXFR, mdns.TypeNone:
-		return fmt.Errorf("%w: %s", ErrBadType, mdns.Type(h.Rrtype))
+		return fmt.Errorf("%w: %s", ErrBadType, mdns.Type(t))
 	}
-	if h.Class == 0 {
-		h.Class = mdns.ClassINET
-	}
-	c := mdns.Copy(rr)
-	c.Header().Name = canonical(h.Name)
+	// The caller's record is left as it is: the zone keeps its own copy.
+	c := canonicalRR(mdns.Copy(rr))
 	return s.changeRecords(c.Header().Name, func(list []mdns.RR) ([]mdns.RR, bool, error) {
 		for _, o := range list {
 			if mdns.IsDuplicate(o, c) {

@@ -6,7 +6,7 @@
 #
 # Usage: bench/dns/run.sh [seconds per run, default 10]
 # Env: ROUNDS (default 3), CLIENTS (dnsperf -c, default 4), OUTSTANDING (dnsperf -q, default 200).
-# Installs dnsperf and knot with apt-get when missing (needs root).
+# Installs dnsperf, knot and knot-dnsutils (kdig) with apt-get when missing (needs root).
 set -euo pipefail
 
 DUR=${1:-10}
@@ -30,6 +30,7 @@ trap cleanup EXIT
 . "$ROOT/bench/lib.sh"
 need dnsperf dnsperf
 need knotd knot
+need kdig knot-dnsutils
 
 echo "building outpost ..." >&2
 (cd "$ROOT" && go build -o "$TMP/outpost" ./cmd/outpost)
