@@ -63,7 +63,10 @@ func (n *Node) plainHandler() http.Handler {
 	})
 }
 
-func (n *Node) startTLS(cfg *config.Config) error {
+// startTLS opens the HTTPS, HTTP/3 and plain-HTTP listeners and starts
+// certificate management. On error, whatever it had opened is closed
+// again: the caller only closes the edge listener.
+func (n *Node) startTLS(cfg *config.Config) (err error) {
 	t := n.sub.tls
 	if t == nil {
 		return nil
@@ -73,11 +76,18 @@ func (n *Node) startTLS(cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("tls: %w", err)
 	}
+	var pl net.Listener
+	defer func() {
+		if err != nil {
+			t.closeFailedStart(ln, pl)
+		}
+	}()
 	t.addr = ln.Addr()
-	t.https = edge.NewServer(&cfg.Edge, handler, n.base.With("component", "https"))
-	t.https.TLSConfig = t.mgr.TLSConfig()
+	https := edge.NewServer(&cfg.Edge, handler, n.base.With("component", "https"))
+	https.TLSConfig = t.mgr.TLSConfig()
+	t.https = https
 	go func() {
-		if err := t.https.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := https.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("https listener stopped", "error", err)
 		}
 	}()
@@ -92,7 +102,7 @@ func (n *Node) startTLS(cfg *config.Config) error {
 	case cfg.TLS.HTTPListen == "off":
 		// No port-80 side: the edge listener keeps serving the chain.
 	case cfg.TLS.HTTPListen != cfg.Edge.Listen && cfg.TLS.HTTPListen != "":
-		pl, err := edge.Listen(cfg.TLS.HTTPListen)
+		pl, err = edge.Listen(cfg.TLS.HTTPListen)
 		if err != nil {
 			return fmt.Errorf("tls: %w", err)
 		}
@@ -111,6 +121,32 @@ func (n *Node) startTLS(cfg *config.Config) error {
 	}
 	n.log.Info("https listening", "addr", ln.Addr().String(), "http3", t.h3 != nil)
 	return nil
+}
+
+// closeFailedStart closes what a failed startTLS had opened. The
+// listeners are closed directly as well: a server whose Serve goroutine
+// has not run yet does not know its listener, and the ports must be free
+// when Start returns.
+func (t *tlsFront) closeFailedStart(ln, pl net.Listener) {
+	if t.cancel != nil {
+		t.cancel()
+		t.cancel = nil
+	}
+	if t.plain != nil {
+		_ = t.plain.Close()
+		t.plain = nil
+	}
+	if pl != nil {
+		_ = pl.Close()
+	}
+	if t.h3 != nil {
+		_ = t.h3.Close()
+		t.h3 = nil
+	}
+	_ = t.https.Close()
+	t.https = nil
+	_ = ln.Close()
+	t.addr = nil
 }
 
 // HTTPSAddr is the HTTPS listener's address, or nil when HTTPS is off.
