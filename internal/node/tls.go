@@ -19,7 +19,7 @@ type tlsFront struct {
 	mgr    *tlsedge.Manager
 	https  *http.Server
 	h3     *tlsedge.HTTP3Server
-	plain  *http.Server // on tls.http_listen when it differs from edge.listen
+	plain  *http.Server // on tls.http_listen unless it is edge.listen (sameListenAddr)
 	cancel context.CancelFunc
 	addr   net.Addr
 }
@@ -101,7 +101,7 @@ func (n *Node) startTLS(cfg *config.Config) (err error) {
 	switch {
 	case cfg.TLS.HTTPListen == "off":
 		// No port-80 side: the edge listener keeps serving the chain.
-	case cfg.TLS.HTTPListen != cfg.Edge.Listen && cfg.TLS.HTTPListen != "":
+	case cfg.TLS.HTTPListen != "" && !sameListenAddr(cfg.TLS.HTTPListen, cfg.Edge.Listen):
 		pl, err = edge.Listen(cfg.TLS.HTTPListen)
 		if err != nil {
 			return fmt.Errorf("tls: %w", err)
@@ -185,4 +185,27 @@ func (n *Node) shutdownTLS(ctx context.Context) {
 		t.cancel()
 	}
 	t.mgr.Stop()
+}
+
+// sameListenAddr reports whether two listen addresses name the same
+// socket: ":80", "0.0.0.0:80" and "[::]:80" do (Go listens dual-stack on
+// the unspecified address), as do two spellings of one IP. Port 0 asks
+// for a fresh port at each listen, so it is never the same as anything.
+func sameListenAddr(a, b string) bool {
+	ta, err := net.ResolveTCPAddr("tcp", a)
+	if err != nil {
+		return false
+	}
+	tb, err := net.ResolveTCPAddr("tcp", b)
+	if err != nil {
+		return false
+	}
+	if ta.Port == 0 || ta.Port != tb.Port {
+		return false
+	}
+	unspecified := func(ip net.IP) bool { return ip == nil || ip.IsUnspecified() }
+	if unspecified(ta.IP) || unspecified(tb.IP) {
+		return unspecified(ta.IP) && unspecified(tb.IP)
+	}
+	return ta.IP.Equal(tb.IP) && ta.Zone == tb.Zone
 }

@@ -15,9 +15,20 @@ import (
 // internal CA on tlsListen, its plain-HTTP side on httpListen.
 func newTLSNode(t *testing.T, tlsListen, httpListen string) *Node {
 	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newTLSNodeOn(t, ln, "127.0.0.1:0", tlsListen, httpListen)
+}
+
+// newTLSNodeOn is newTLSNode with edgeLn as the edge listener and
+// edgeListen as edge.listen.
+func newTLSNodeOn(t *testing.T, edgeLn net.Listener, edgeListen, tlsListen, httpListen string) *Node {
+	t.Helper()
 	yaml := fmt.Sprintf(`node: t
 data_dir: %s
-edge: {listen: "127.0.0.1:0"}
+edge: {listen: %q}
 tls:
   enabled: true
   mode: internal
@@ -27,17 +38,15 @@ tls:
 routes:
   - name: app
     upstream: http://127.0.0.1:9
-`, t.TempDir(), tlsListen, httpListen)
+`, t.TempDir(), edgeListen, tlsListen, httpListen)
 	cfg, err := config.Parse("test.yaml", []byte(yaml), "", func(string) (string, bool) { return "", false })
 	if err != nil {
+		edgeLn.Close()
 		t.Fatalf("config: %v", config.Format(err))
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	n, err := New(cfg, Options{EdgeListener: edgeLn})
 	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := New(cfg, Options{EdgeListener: ln})
-	if err != nil {
+		edgeLn.Close()
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
