@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 
 	"github.com/outpost-edge/outpost/internal/config"
 	"github.com/outpost-edge/outpost/internal/edge"
@@ -71,7 +72,6 @@ func (n *Node) startTLS(cfg *config.Config) (err error) {
 	if t == nil {
 		return nil
 	}
-	handler := t.mgr.Headers(n.swap)
 	ln, err := edge.Listen(cfg.TLS.Listen)
 	if err != nil {
 		return fmt.Errorf("tls: %w", err)
@@ -83,6 +83,10 @@ func (n *Node) startTLS(cfg *config.Config) (err error) {
 		}
 	}()
 	t.addr = ln.Addr()
+	// With port 0 in tls.listen, Alt-Svc, redirects and HTTP/3 use the
+	// port just bound.
+	t.mgr.SetHTTPSAddr(ln.Addr())
+	handler := t.mgr.Headers(n.swap)
 	https := edge.NewServer(&cfg.Edge, handler, n.base.With("component", "https"))
 	https.TLSConfig = t.mgr.TLSConfig()
 	t.https = https
@@ -92,7 +96,7 @@ func (n *Node) startTLS(cfg *config.Config) (err error) {
 		}
 	}()
 	if cfg.TLS.HTTP3 == nil || *cfg.TLS.HTTP3 {
-		h3, err := t.mgr.ListenHTTP3(cfg.TLS.Listen, handler)
+		h3, err := t.mgr.ListenHTTP3(h3Addr(cfg.TLS.Listen, ln.Addr()), handler)
 		if err != nil {
 			return fmt.Errorf("tls: http/3: %w", err)
 		}
@@ -208,4 +212,15 @@ func sameListenAddr(a, b string) bool {
 		return unspecified(ta.IP) && unspecified(tb.IP)
 	}
 	return ta.IP.Equal(tb.IP) && ta.Zone == tb.Zone
+}
+
+// h3Addr is the UDP address for HTTP/3: tls.listen, with the port the
+// HTTPS listener got when tls.listen asks for port 0.
+func h3Addr(listen string, bound net.Addr) string {
+	host, port, err := net.SplitHostPort(listen)
+	tcp, ok := bound.(*net.TCPAddr)
+	if err != nil || port != "0" || !ok {
+		return listen
+	}
+	return net.JoinHostPort(host, strconv.Itoa(tcp.Port))
 }

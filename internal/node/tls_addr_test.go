@@ -1,10 +1,16 @@
 package node
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"net"
 	"net/http"
 	"strconv"
 	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go/http3"
 )
 
 func TestSameListenAddr(t *testing.T) {
@@ -77,4 +83,58 @@ func TestHTTPListenSameAsEdge(t *testing.T) {
 			t.Fatalf("edge listener redirects: 127.0.0.1:0 was taken for edge.listen's 127.0.0.1:0")
 		}
 	})
+}
+
+// TestHTTPSPortZero: with tls.listen on port 0, Alt-Svc and the port-80
+// redirect name the port actually bound, and HTTP/3 answers on it.
+func TestHTTPSPortZero(t *testing.T) {
+	edgeLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	edgeAddr := edgeLn.Addr().String()
+	n := newTLSNodeOn(t, edgeLn, edgeAddr, "127.0.0.1:0", edgeAddr)
+	if err := n.Start(); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	httpsAddr := n.HTTPSAddr().String()
+	_, port, _ := net.SplitHostPort(httpsAddr)
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(n.TLSManager().RootPEM()) {
+		t.Fatal("no internal root")
+	}
+
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "www.demo.test"}}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get("https://" + httpsAddr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got, want := resp.Header.Get("Alt-Svc"), `h3=":`+port+`"; ma=86400`; got != want {
+		t.Errorf("Alt-Svc = %q, want %q", got, want)
+	}
+
+	h3 := &http3.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "www.demo.test"}}
+	defer h3.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", "https://"+httpsAddr+"/", nil)
+	if resp, err := h3.RoundTrip(req); err != nil {
+		t.Errorf("HTTP/3 on the advertised port: %v", err)
+	} else {
+		resp.Body.Close()
+	}
+
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	req, _ = http.NewRequest("GET", "http://"+edgeAddr+"/x", nil)
+	req.Host = "www.demo.test"
+	resp, err = noRedirect.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got, want := resp.Header.Get("Location"), "https://www.demo.test:"+port+"/x"; got != want {
+		t.Errorf("redirect Location = %q, want %q", got, want)
+	}
 }
