@@ -23,13 +23,20 @@ import (
 // startNode runs a node from YAML on 127.0.0.1:0 and returns its base URL.
 func startNode(t testing.TB, yaml string) (*Node, string) {
 	t.Helper()
-	cfg, err := config.Parse("test.yaml", []byte(yaml), "", func(string) (string, bool) { return "", false })
-	if err != nil {
-		t.Fatalf("config: %v", config.Format(err))
-	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
+	}
+	return startNodeOn(t, ln, yaml)
+}
+
+// startNodeOn runs a node from YAML with ln as its edge listener.
+func startNodeOn(t testing.TB, ln net.Listener, yaml string) (*Node, string) {
+	t.Helper()
+	cfg, err := config.Parse("test.yaml", []byte(yaml), "", func(string) (string, bool) { return "", false })
+	if err != nil {
+		ln.Close()
+		t.Fatalf("config: %v", config.Format(err))
 	}
 	n, err := New(cfg, Options{EdgeListener: ln})
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 
 	"github.com/outpost-edge/outpost/internal/config"
 	"github.com/outpost-edge/outpost/internal/edge"
@@ -19,7 +20,7 @@ type tlsFront struct {
 	mgr    *tlsedge.Manager
 	https  *http.Server
 	h3     *tlsedge.HTTP3Server
-	plain  *http.Server // on tls.http_listen when it differs from edge.listen
+	plain  *http.Server // on tls.http_listen unless it is edge.listen (sameListenAddr)
 	cancel context.CancelFunc
 	addr   net.Addr
 }
@@ -63,26 +64,39 @@ func (n *Node) plainHandler() http.Handler {
 	})
 }
 
-func (n *Node) startTLS(cfg *config.Config) error {
+// startTLS opens the HTTPS, HTTP/3 and plain-HTTP listeners and starts
+// certificate management. On error, whatever it had opened is closed
+// again: the caller only closes the edge listener.
+func (n *Node) startTLS(cfg *config.Config) (err error) {
 	t := n.sub.tls
 	if t == nil {
 		return nil
 	}
-	handler := t.mgr.Headers(n.swap)
 	ln, err := edge.Listen(cfg.TLS.Listen)
 	if err != nil {
 		return fmt.Errorf("tls: %w", err)
 	}
+	var pl net.Listener
+	defer func() {
+		if err != nil {
+			t.closeFailedStart(ln, pl)
+		}
+	}()
 	t.addr = ln.Addr()
-	t.https = edge.NewServer(&cfg.Edge, handler, n.base.With("component", "https"))
-	t.https.TLSConfig = t.mgr.TLSConfig()
+	// With port 0 in tls.listen, Alt-Svc, redirects and HTTP/3 use the
+	// port just bound.
+	t.mgr.SetHTTPSAddr(ln.Addr())
+	handler := t.mgr.Headers(n.swap)
+	https := edge.NewServer(&cfg.Edge, handler, n.base.With("component", "https"))
+	https.TLSConfig = t.mgr.TLSConfig()
+	t.https = https
 	go func() {
-		if err := t.https.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := https.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("https listener stopped", "error", err)
 		}
 	}()
 	if cfg.TLS.HTTP3 == nil || *cfg.TLS.HTTP3 {
-		h3, err := t.mgr.ListenHTTP3(cfg.TLS.Listen, handler)
+		h3, err := t.mgr.ListenHTTP3(h3Addr(cfg.TLS.Listen, ln.Addr()), handler)
 		if err != nil {
 			return fmt.Errorf("tls: http/3: %w", err)
 		}
@@ -91,8 +105,8 @@ func (n *Node) startTLS(cfg *config.Config) error {
 	switch {
 	case cfg.TLS.HTTPListen == "off":
 		// No port-80 side: the edge listener keeps serving the chain.
-	case cfg.TLS.HTTPListen != cfg.Edge.Listen && cfg.TLS.HTTPListen != "":
-		pl, err := edge.Listen(cfg.TLS.HTTPListen)
+	case cfg.TLS.HTTPListen != "" && !sameListenAddr(cfg.TLS.HTTPListen, cfg.Edge.Listen):
+		pl, err = edge.Listen(cfg.TLS.HTTPListen)
 		if err != nil {
 			return fmt.Errorf("tls: %w", err)
 		}
@@ -111,6 +125,32 @@ func (n *Node) startTLS(cfg *config.Config) error {
 	}
 	n.log.Info("https listening", "addr", ln.Addr().String(), "http3", t.h3 != nil)
 	return nil
+}
+
+// closeFailedStart closes what a failed startTLS had opened. The
+// listeners are closed directly as well: a server whose Serve goroutine
+// has not run yet does not know its listener, and the ports must be free
+// when Start returns.
+func (t *tlsFront) closeFailedStart(ln, pl net.Listener) {
+	if t.cancel != nil {
+		t.cancel()
+		t.cancel = nil
+	}
+	if t.plain != nil {
+		_ = t.plain.Close()
+		t.plain = nil
+	}
+	if pl != nil {
+		_ = pl.Close()
+	}
+	if t.h3 != nil {
+		_ = t.h3.Close()
+		t.h3 = nil
+	}
+	_ = t.https.Close()
+	t.https = nil
+	_ = ln.Close()
+	t.addr = nil
 }
 
 // HTTPSAddr is the HTTPS listener's address, or nil when HTTPS is off.
@@ -149,4 +189,38 @@ func (n *Node) shutdownTLS(ctx context.Context) {
 		t.cancel()
 	}
 	t.mgr.Stop()
+}
+
+// sameListenAddr reports whether two listen addresses name the same
+// socket: ":80", "0.0.0.0:80" and "[::]:80" do (Go listens dual-stack on
+// the unspecified address), as do two spellings of one IP. Port 0 asks
+// for a fresh port at each listen, so it is never the same as anything.
+func sameListenAddr(a, b string) bool {
+	ta, err := net.ResolveTCPAddr("tcp", a)
+	if err != nil {
+		return false
+	}
+	tb, err := net.ResolveTCPAddr("tcp", b)
+	if err != nil {
+		return false
+	}
+	if ta.Port == 0 || ta.Port != tb.Port {
+		return false
+	}
+	unspecified := func(ip net.IP) bool { return ip == nil || ip.IsUnspecified() }
+	if unspecified(ta.IP) || unspecified(tb.IP) {
+		return unspecified(ta.IP) && unspecified(tb.IP)
+	}
+	return ta.IP.Equal(tb.IP) && ta.Zone == tb.Zone
+}
+
+// h3Addr is the UDP address for HTTP/3: tls.listen, with the port the
+// HTTPS listener got when tls.listen asks for port 0.
+func h3Addr(listen string, bound net.Addr) string {
+	host, port, err := net.SplitHostPort(listen)
+	tcp, ok := bound.(*net.TCPAddr)
+	if err != nil || port != "0" || !ok {
+		return listen
+	}
+	return net.JoinHostPort(host, strconv.Itoa(tcp.Port))
 }

@@ -29,20 +29,26 @@ func TestHTTPSInternalCA(t *testing.T) {
 	httpsAddr := probe.Addr().String()
 	probe.Close()
 	dir := t.TempDir()
-	n, base := startNode(t, fmt.Sprintf(`node: t
+	// http_listen is the edge listener's address: the edge listener
+	// itself redirects to HTTPS.
+	edgeLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, base := startNodeOn(t, edgeLn, fmt.Sprintf(`node: t
 data_dir: %s
-edge: {listen: "127.0.0.1:0"}
+edge: {listen: %q}
 tls:
   enabled: true
   mode: internal
   listen: %q
-  http_listen: "127.0.0.1:0"
+  http_listen: %q
   names: [www.demo.test]
 routes:
   - name: app
     upstream: %s
     hsts: {enabled: true, max_age: 1h}
-`, dir, httpsAddr, up.URL))
+`, dir, edgeLn.Addr(), httpsAddr, edgeLn.Addr(), up.URL))
 	if n.HTTPSAddr() == nil {
 		t.Fatal("no HTTPS listener")
 	}

@@ -71,9 +71,9 @@ type Manager struct {
 	rootPath string      // internal mode: where the root PEM was exported
 	policy   *onDemandPolicy
 	tlsConf  *tls.Config
-	altSvc   string // "" when HTTP/3 is off
+	altSvc   string // "" when HTTP/3 is off or the HTTPS port is not known yet
 	hsts     string // "" when the default HSTS policy is off
-	https    string // port suffix for redirects: "" for 443, else ":port"
+	https    string // port suffix for redirects: "" for 443, else ":port"; see SetHTTPSAddr
 
 	mu     sync.Mutex
 	names  []string               // managed names; mu guards names, status and stop
@@ -159,16 +159,36 @@ func New(cfg Config, opts Options) (*Manager, error) {
 	certs := m.Certificates
 	m.metrics.expiry.src.Store(&certs)
 	m.tlsConf = m.buildTLSConfig()
-	if cfg.http3On() {
-		m.altSvc = altSvcValue(cfg.Listen, cfg.AltSvcMaxAge.D())
-	}
 	if cfg.HSTS.Enabled {
 		m.hsts = cfg.HSTS.HeaderValue()
 	}
-	if _, port, err := net.SplitHostPort(cfg.Listen); err == nil && port != "443" {
-		m.https = ":" + port
+	if _, port, err := net.SplitHostPort(cfg.Listen); err == nil {
+		if p, err := strconv.Atoi(port); err == nil && p != 0 {
+			m.setHTTPSPort(p)
+		}
 	}
 	return m, nil
+}
+
+// SetHTTPSAddr tells the manager where the HTTPS listener is bound, so
+// that Alt-Svc and the port-80 redirect name the real port when
+// tls.listen asks for port 0 (until then neither names one: no Alt-Svc,
+// redirects to 443). Call it before Headers and before HTTPHandler
+// serves requests.
+func (m *Manager) SetHTTPSAddr(addr net.Addr) {
+	if a, ok := addr.(*net.TCPAddr); ok && a.Port != 0 {
+		m.setHTTPSPort(a.Port)
+	}
+}
+
+func (m *Manager) setHTTPSPort(port int) {
+	if m.cfg.http3On() {
+		m.altSvc = altSvcValue(port, m.cfg.AltSvcMaxAge.D())
+	}
+	m.https = ""
+	if port != 443 {
+		m.https = ":" + strconv.Itoa(port)
+	}
 }
 
 // Start begins managing the configured names. In internal mode the
@@ -338,11 +358,8 @@ func (m *Manager) statusLocked(name string) *nameStatus {
 	return st
 }
 
-// altSvcValue advertises HTTP/3 on the HTTPS listener's port.
-func altSvcValue(listen string, maxAge time.Duration) string {
-	_, port, err := net.SplitHostPort(listen)
-	if err != nil || port == "0" {
-		port = "443"
-	}
-	return `h3=":` + port + `"; ma=` + strconv.FormatInt(int64(maxAge/time.Second), 10)
+// altSvcValue advertises HTTP/3 on the HTTPS listener's port (HTTP/3
+// listens on the same port number over UDP).
+func altSvcValue(port int, maxAge time.Duration) string {
+	return `h3=":` + strconv.Itoa(port) + `"; ma=` + strconv.FormatInt(int64(maxAge/time.Second), 10)
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Peer is another authoritative node whose DNS must serve dns-01
@@ -29,8 +30,9 @@ type Peer struct {
 //
 // AddTXT fails unless every peer acknowledged: a record missing on one
 // authoritative node makes validation fail at random, and failing early
-// lets certmagic retry. RemoveTXT tries every peer and reports the errors,
-// but always removes locally first.
+// lets certmagic retry. A failed add is rolled back everywhere first.
+// RemoveTXT tries every peer and reports the errors, but always removes
+// locally first.
 type PeerPush struct {
 	Local   TXTStore
 	Peers   []Peer
@@ -51,18 +53,49 @@ type peerRecord struct {
 	RR string `json:"rr"`
 }
 
-// AddTXT implements TXTStore.
+// rollbackTimeout bounds undoing a failed AddTXT. The rollback ignores
+// the caller's cancellation: a timed-out add must still be undone.
+const rollbackTimeout = 30 * time.Second
+
+// AddTXT implements TXTStore. When a peer does not acknowledge, the add
+// is rolled back (locally and on every peer) before the error is
+// returned: certmagic only remembers a record whose add succeeded, so its
+// clean-up would never remove one left behind.
 func (p *PeerPush) AddTXT(ctx context.Context, rec TXTRecord) error {
 	if err := p.Local.AddTXT(ctx, rec); err != nil {
 		return err
 	}
-	return p.fanout(ctx, http.MethodPost, rec)
+	errs := p.fanout(ctx, http.MethodPost, p.Peers, rec)
+	err := errors.Join(errs...)
+	if err == nil {
+		return nil
+	}
+	if rb := p.rollback(ctx, rec, errs); rb != nil {
+		return errors.Join(err, fmt.Errorf("rolling back %s: %w", rec.Name, rb))
+	}
+	return err
+}
+
+// rollback undoes a partly failed AddTXT. The record is deleted from
+// every peer, since one that timed out may have applied it; only the
+// errors of peers that acknowledged the add (and so hold the record) are
+// reported.
+func (p *PeerPush) rollback(ctx context.Context, rec TXTRecord, addErrs []error) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+	defer cancel()
+	errs := []error{p.Local.RemoveTXT(ctx, rec)}
+	for i, err := range p.fanout(ctx, http.MethodDelete, p.Peers, rec) {
+		if addErrs[i] == nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // RemoveTXT implements TXTStore.
 func (p *PeerPush) RemoveTXT(ctx context.Context, rec TXTRecord) error {
 	err := p.Local.RemoveTXT(ctx, rec)
-	return errors.Join(err, p.fanout(ctx, http.MethodDelete, rec))
+	return errors.Join(err, errors.Join(p.fanout(ctx, http.MethodDelete, p.Peers, rec)...))
 }
 
 // ListTXT implements TXTStore with the local view.
@@ -70,14 +103,19 @@ func (p *PeerPush) ListTXT(ctx context.Context, zone string) ([]TXTRecord, error
 	return p.Local.ListTXT(ctx, zone)
 }
 
-func (p *PeerPush) fanout(ctx context.Context, method string, rec TXTRecord) error {
+// fanout sends the change to peers in parallel and returns each peer's
+// error (nil when it acknowledged), indexed like peers.
+func (p *PeerPush) fanout(ctx context.Context, method string, peers []Peer, rec TXTRecord) []error {
+	errs := make([]error, len(peers))
 	body, err := json.Marshal(peerRecord{RR: presentTXT(rec)})
 	if err != nil {
-		return err
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
 	}
-	errs := make([]error, len(p.Peers))
 	var wg sync.WaitGroup
-	for i, peer := range p.Peers {
+	for i, peer := range peers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -93,7 +131,7 @@ func (p *PeerPush) fanout(ctx context.Context, method string, rec TXTRecord) err
 		}()
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	return errs
 }
 
 func (p *PeerPush) send(ctx context.Context, method string, peer Peer, body []byte) error {

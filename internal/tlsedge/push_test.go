@@ -96,15 +96,33 @@ func TestPeerPushErrors(t *testing.T) {
 	if strings.Contains(err.Error(), "tok") && strings.Contains(err.Error(), "Bearer") {
 		t.Fatalf("error leaks the token: %v", err)
 	}
-	for name, s := range map[string]*dns.Server{"local": local, "good": good} {
+	// The failed add is rolled back everywhere: certmagic only remembers
+	// records whose add succeeded, so nothing would ever clean these up.
+	for name, s := range map[string]*dns.Server{"local": local, "good": good, "bad": bad} {
+		if recs, _ := RecordServerTXT(s).ListTXT(ctx, "example.test"); len(recs) != 0 {
+			t.Fatalf("%s still holds %+v after the failed add", name, recs)
+		}
+	}
+
+	// Once every peer accepts, the record is everywhere with its text
+	// intact.
+	push.Peers[1] = Peer{Name: "bad", Admin: peerAdmin(t, bad, "tok")}
+	if err := push.AddTXT(ctx, rec); err != nil {
+		t.Fatalf("AddTXT: %v", err)
+	}
+	for name, s := range map[string]*dns.Server{"local": local, "good": good, "bad": bad} {
 		recs, _ := RecordServerTXT(s).ListTXT(ctx, "example.test")
 		if len(recs) != 1 || recs[0].Text != rec.Text {
 			t.Fatalf("%s holds %+v, want the record with its text intact", name, recs)
 		}
 	}
 
-	// Removing works on every reachable node; a record a peer never got
-	// (404) is not an error, an unauthorized peer is.
+	// Removing works on every reachable node and reports an unauthorized
+	// peer; a record a peer never got (404) is not an error.
+	push.Peers[1] = Peer{Name: "bad", Admin: peerAdmin(t, bad, "other-token")}
+	if err := push.RemoveTXT(ctx, rec); err == nil || !strings.Contains(err.Error(), "peer bad") {
+		t.Fatalf("RemoveTXT = %v, want the bad peer's refusal reported", err)
+	}
 	push.Peers[1] = Peer{Name: "bad", Admin: peerAdmin(t, bad, "tok")}
 	if err := push.RemoveTXT(ctx, rec); err != nil {
 		t.Fatalf("RemoveTXT: %v", err)
