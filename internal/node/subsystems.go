@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -171,7 +172,18 @@ func (n *Node) startSubsystems() error {
 		}
 		n.sub.dnsUp = true
 	}
-	return n.startTLS(n.cfg)
+	if err := n.startTLS(n.cfg); err != nil {
+		// A node that cannot serve HTTPS does not start: stop its DNS
+		// too, so a failed start leaves no listener behind.
+		if n.sub.dnsUp {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = n.sub.dns.Shutdown(ctx)
+			cancel()
+			n.sub.dnsUp = false
+		}
+		return err
+	}
+	return nil
 }
 
 func (n *Node) shutdownSubsystems(ctx context.Context) {

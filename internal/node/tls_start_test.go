@@ -13,18 +13,18 @@ import (
 
 // newTLSNode builds (but does not start) a node with HTTPS from the
 // internal CA on tlsListen, its plain-HTTP side on httpListen.
-func newTLSNode(t *testing.T, tlsListen, httpListen string) *Node {
+func newTLSNode(t *testing.T, tlsListen, httpListen string, extra ...string) *Node {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return newTLSNodeOn(t, ln, "127.0.0.1:0", tlsListen, httpListen)
+	return newTLSNodeOn(t, ln, "127.0.0.1:0", tlsListen, httpListen, extra...)
 }
 
 // newTLSNodeOn is newTLSNode with edgeLn as the edge listener and
 // edgeListen as edge.listen.
-func newTLSNodeOn(t *testing.T, edgeLn net.Listener, edgeListen, tlsListen, httpListen string) *Node {
+func newTLSNodeOn(t *testing.T, edgeLn net.Listener, edgeListen, tlsListen, httpListen string, extra ...string) *Node {
 	t.Helper()
 	yaml := fmt.Sprintf(`node: t
 data_dir: %s
@@ -38,7 +38,7 @@ tls:
 routes:
   - name: app
     upstream: http://127.0.0.1:9
-`, t.TempDir(), edgeListen, tlsListen, httpListen)
+`, t.TempDir(), edgeListen, tlsListen, httpListen) + strings.Join(extra, "")
 	cfg, err := config.Parse("test.yaml", []byte(yaml), "", func(string) (string, bool) { return "", false })
 	if err != nil {
 		edgeLn.Close()
@@ -114,6 +114,26 @@ func TestTLSStartFailureReleasesListeners(t *testing.T) {
 		}
 		assertBindable(t, "tcp", httpsAddr)
 		assertBindable(t, "udp", httpsAddr)
+	})
+	t.Run("DNS started before TLS failed", func(t *testing.T) {
+		busy, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer busy.Close()
+		dnsAddr := freeTCPUDPAddr(t)
+		n := newTLSNode(t, freeTCPUDPAddr(t), busy.Addr().String(), fmt.Sprintf(`dns:
+  listen: [%q]
+  zones:
+    - origin: example.com
+      records: ["www 300 IN A 192.0.2.1"]
+  health: {disabled: true}
+`, dnsAddr))
+		if err := n.Start(); err == nil {
+			t.Fatal("Start succeeded with the plain-HTTP port taken")
+		}
+		assertBindable(t, "udp", dnsAddr)
+		assertBindable(t, "tcp", dnsAddr)
 	})
 	t.Run("HTTP/3 port busy", func(t *testing.T) {
 		httpsAddr := freeTCPUDPAddr(t)
