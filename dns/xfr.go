@@ -191,24 +191,43 @@ func (s *Server) transfer(w mdns.ResponseWriter, r, m *mdns.Msg, sn *snapshot, i
 	tr := new(mdns.Transfer)
 	done := make(chan error, 1)
 	go func() { done <- tr.Out(w, r, ch) }()
-	recs := z.records // SOA first
+	// Out stops reading ch on its first write error (the secondary went
+	// away or stopped reading): stop sending then, or this handler, and
+	// with it Shutdown, waits forever.
+	var err error
+	stopped := false
 	chunk := []mdns.RR{}
 	send := func() {
-		ch <- &mdns.Envelope{RR: chunk}
+		if stopped {
+			return
+		}
+		select {
+		case ch <- &mdns.Envelope{RR: chunk}:
+		case err = <-done:
+			stopped = true
+		}
 		chunk = []mdns.RR{}
 	}
-	for _, rr := range recs {
+	for _, rr := range z.records { // SOA first
 		chunk = append(chunk, rr)
 		if len(chunk) >= xfrChunk {
 			send()
+			if stopped {
+				break
+			}
 		}
 	}
 	chunk = append(chunk, z.soa)
 	send()
 	close(ch)
-	if err := <-done; err != nil {
+	if !stopped {
+		err = <-done
+	}
+	if err != nil {
 		s.metrics.xfr.WithLabelValues("error").Inc()
-		s.log.Warn("zone transfer failed", "zone", z.origin, "error", err)
+		s.log.Warn("zone transfer failed", "zone", z.origin, "client", remoteAddr(w).String(), "error", err)
+		// Part of a message may have been sent: the stream is unusable.
+		w.Close()
 		return
 	}
 	s.metrics.xfr.WithLabelValues("ok").Inc()
