@@ -24,8 +24,9 @@ type Config struct {
 	// TCPIdleTimeout closes a TCP connection after this long without a new
 	// query. Default 10s.
 	TCPIdleTimeout units.Duration `yaml:"tcp_idle_timeout"`
-	// TCPReadTimeout bounds reading the first query of a TCP connection.
-	// Default 2s.
+	// TCPReadTimeout bounds reading the first query of a TCP connection,
+	// and writing each message (a client that stops reading, e.g. in the
+	// middle of an AXFR, is dropped). Default 2s.
 	TCPReadTimeout units.Duration `yaml:"tcp_read_timeout"`
 	// Zones are the zones served authoritatively.
 	Zones []ZoneConfig `yaml:"zones"`

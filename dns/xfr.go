@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash"
+	"net"
 	"net/netip"
 	"strings"
 	"sync/atomic"
@@ -233,6 +234,38 @@ func (s *Server) transfer(w mdns.ResponseWriter, r, m *mdns.Msg, sn *snapshot, i
 	s.metrics.xfr.WithLabelValues("ok").Inc()
 	s.metrics.query(qtype, mdns.RcodeSuccess)
 	s.log.Info("zone transferred", "zone", z.origin, "client", remoteAddr(w).String(), "serial", z.soa.Serial, "tsig", key != "")
+}
+
+// writeDeadlineListener sets a deadline of d on every write of the
+// connections it accepts. miekg/dns documents Server.WriteTimeout but never
+// applies it (v1.1.73): without a deadline, a client that stops reading
+// blocks its handler (an AXFR fills the socket buffers), and Shutdown with
+// it, forever. d <= 0: no deadline.
+type writeDeadlineListener struct {
+	net.Listener
+	d time.Duration
+}
+
+// Accept implements net.Listener.
+func (l writeDeadlineListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil || l.d <= 0 {
+		return c, err
+	}
+	return &writeDeadlineConn{Conn: c, d: l.d}, nil
+}
+
+type writeDeadlineConn struct {
+	net.Conn
+	d time.Duration
+}
+
+// Write gives each message (miekg/dns writes one per call) d to go out.
+func (c *writeDeadlineConn) Write(b []byte) (int, error) {
+	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.d)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(b)
 }
 
 // notifyLocked sends NOTIFY for origin to every target in the background;

@@ -16,6 +16,8 @@ import (
 
 	mdns "github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/outpost-edge/outpost/internal/units"
 )
 
 const testSecret = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0IQ==" // base64 test key, not a real secret
@@ -345,6 +347,7 @@ func startAXFR(t *testing.T, addr string) *net.TCPConn {
 func bigXFRConfig(t *testing.T) Config {
 	cfg := testConfig(ZoneConfig{File: bigZone(t, 60000)})
 	cfg.Transfer = TransferConfig{Secondaries: []Secondary{{Address: "127.0.0.2"}}}
+	cfg.TCPReadTimeout = units.Duration(300 * time.Millisecond) // also bounds each write
 	cfg.SetDefaults()
 	return cfg
 }
@@ -385,4 +388,18 @@ func TestTransferClientGone(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	shutdownPromptly(t, s)
+}
+
+// TestTransferClientNotReading: a secondary that asks for a large AXFR and
+// never reads fills the socket buffers; the write deadline ends the
+// transfer and Shutdown returns promptly.
+func TestTransferClientNotReading(t *testing.T) {
+	m, _ := NewMetrics(nil)
+	s, addr := startServer(t, bigXFRConfig(t), nil, Options{Metrics: m})
+	startAXFR(t, addr)
+	waitTransfers(t, "the transfer to start", 5*time.Second, func(n int) bool { return n > 0 })
+	shutdownPromptly(t, s)
+	if v := testutil.ToFloat64(m.xfr.WithLabelValues("error")); v != 1 {
+		t.Fatalf("transfers_total{error} = %v, want 1", v)
+	}
 }
