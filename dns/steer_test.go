@@ -112,9 +112,13 @@ func ecsScope(r *mdns.Msg) int {
 func TestSteeringECS(t *testing.T) {
 	geo := writeTestGeoDB(t, map[string]string{
 		"193.0.0.0/16": "NL", "8.8.8.0/24": "US", "133.1.0.0/16": "JP", "127.0.0.0/8": "JP", "2a00::/12": "DE",
+		"198.51.0.0/16": "NL",
 	})
 	cfg := steeredConfig(geo)
-	cfg.Geo.Overrides = []GeoOverride{{CIDR: "10.20.0.0/16", Region: "us"}}
+	cfg.Geo.Overrides = []GeoOverride{{CIDR: "10.20.0.0/16", Region: "us"},
+		{CIDR: "10.21.0.0/16", Region: "us"}, {CIDR: "10.21.255.0/24", Region: "eu"},
+		{CIDR: "2001:db8::/32", Region: "us"}, {CIDR: "2001:db8:ff00::/40", Region: "eu"},
+		{CIDR: "198.51.100.0/24", Region: "us"}}
 	_, addr := startServer(t, cfg, demoNodes(), Options{})
 	tests := []struct {
 		name   string
@@ -129,6 +133,16 @@ func TestSteeringECS(t *testing.T) {
 		{name: "US to us", ecs: "8.8.8.0/24", qtype: mdns.TypeA, want: []string{"127.0.0.12"}, scope: 24},
 		{name: "JP to ap", ecs: "133.1.0.0/16", qtype: mdns.TypeA, want: []string{"127.0.0.13"}, scope: 16},
 		{name: "override", ecs: "10.20.30.0/24", qtype: mdns.TypeA, want: []string{"127.0.0.12"}, scope: 16},
+		// A longer override nested in the matched network narrows the
+		// scope so that it does not cover the nested network.
+		{name: "nested override", ecs: "10.21.0.0/24", qtype: mdns.TypeA, want: []string{"127.0.0.12"}, scope: 17},
+		{name: "the nested override", ecs: "10.21.255.0/24", qtype: mdns.TypeA, want: []string{"127.0.0.11"}, scope: 24},
+		{name: "nested IPv6 override", ecs: "2001:db8:1::/48", qtype: mdns.TypeAAAA, want: []string{"fd00::12"}, scope: 33},
+		{name: "override nested in a database network", ecs: "198.51.0.0/24", qtype: mdns.TypeA, want: []string{"127.0.0.11"}, scope: 18},
+		// RFC 7871 §7.2.1: a scope longer than the source prefix says the
+		// source was not specific enough; a resolver then caches the
+		// answer for that source prefix only (§7.3.1).
+		{name: "scope longer than the source", ecs: "198.51.0.0/16", qtype: mdns.TypeA, want: []string{"127.0.0.11"}, scope: 18},
 		{name: "IPv6 client to eu", ecs: "2a00:1450::/32", qtype: mdns.TypeAAAA, want: []string{"fd00::11"}, scope: 12},
 		{name: "AAAA from JP skips v4-only ap", ecs: "133.1.0.0/16", qtype: mdns.TypeAAAA, want: []string{"fd00::11"}, scope: 16},
 		{name: "no ECS: source 127.0.0.1 is JP", qtype: mdns.TypeA, want: []string{"127.0.0.13"}, scope: -1},
