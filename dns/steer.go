@@ -244,7 +244,8 @@ const maxSteerNodes = 32
 
 // pick returns up to want node indices from cands that have a record in
 // rrs: healthy ones nearest first, ties broken by weight. With none healthy
-// it fails open and uses all of them.
+// it fails open, as PowerDNS's ifportup does: every node with a record, in
+// the order of cands (nearest first), however many want asks for.
 func (s *steering) pick(cands []candidate, rrs []mdns.RR, want int, dst []int) []int {
 	var buf [maxSteerNodes]candidate
 	elig := buf[:0]
@@ -258,18 +259,16 @@ func (s *steering) pick(cands []candidate, rrs []mdns.RR, want int, dst []int) [
 		}
 	}
 	if len(elig) == 0 {
+		n := len(dst)
 		for _, c := range cands {
 			if c.idx < len(rrs) && rrs[c.idx] != nil {
-				elig = append(elig, c)
-				weighted = weighted || s.nodes[c.idx].weight > 0
+				dst = append(dst, c.idx)
 			}
 		}
-		if len(elig) == 0 {
-			return dst
-		}
-		if s.metrics != nil {
+		if len(dst) > n && s.metrics != nil {
 			s.metrics.failOpen.Inc()
 		}
+		return dst
 	}
 	if weighted {
 		// Weight 0 marks a drained node: used only when no weighted node is

@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -325,14 +326,92 @@ func TestHealthSteering(t *testing.T) {
 		}
 		return true
 	})
-	if got := ask(); got != "127.0.0.11" {
-		t.Fatalf("fail-open answer %s, want the nearest node", got)
+	// Fail open: every node of the family asked, nearest first.
+	failOpen := testutil.ToFloat64(m.failOpen)
+	steeredAP := testutil.ToFloat64(m.steered.WithLabelValues("ap"))
+	r := exchange(t, addr, "udp", ecsQuery("www.demo.test.", mdns.TypeA, "193.0.0.0/24"))
+	if got := answerAddrs(r); !equalStrings(got, []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}) {
+		t.Fatalf("fail-open A answer %v, want every node, nearest first", got)
 	}
-	if v := testutil.ToFloat64(m.failOpen); v < 1 {
-		t.Fatalf("fail-open counter %v", v)
+	r = exchange(t, addr, "tcp", ecsQuery("www.demo.test.", mdns.TypeAAAA, "193.0.0.0/24"))
+	if got := answerAddrs(r); !equalStrings(got, []string{"fd00::11", "fd00::12"}) {
+		t.Fatalf("fail-open AAAA answer %v, want every node with IPv6, nearest first", got)
 	}
-	if v := testutil.ToFloat64(m.steered.WithLabelValues("eu")); v < 2 {
-		t.Fatalf("steered{eu} = %v", v)
+	if v := testutil.ToFloat64(m.failOpen); v != failOpen+2 {
+		t.Fatalf("fail-open counter %v, want %v", v, failOpen+2)
+	}
+	if v := testutil.ToFloat64(m.steered.WithLabelValues("ap")); v != steeredAP+1 {
+		t.Fatalf("steered{ap} = %v, want %v", v, steeredAP+1)
+	}
+}
+
+// TestFailOpenAllNodes: with every node down the answer holds all of them,
+// nearest first, whatever `answers` says; UDP answers too large for the
+// client are truncated (TC, nearest kept) and TCP gets them all.
+func TestFailOpenAllNodes(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := "http://" + ln.Addr().String() + "/healthz" // closed: probes are refused
+	ln.Close()
+	const n = 40
+	var nodes []cluster.Node
+	var wantA, wantAAAA []string
+	for i := 0; i < n; i++ {
+		// South of the Netherlands, about 170 km apart: no ties.
+		v4, v6 := netip.AddrFrom4([4]byte{127, 0, 1, byte(i + 1)}), netip.AddrFrom16([16]byte{0: 0xfd, 15: byte(i + 1)})
+		nodes = append(nodes, cluster.Node{Name: fmt.Sprintf("n%02d", i), IPv4: v4, IPv6: v6,
+			Lat: 52 - 1.5*float64(i), Lon: 5, Weight: 1, Health: refused})
+		wantA, wantAAAA = append(wantA, v4.String()), append(wantAAAA, v6.String())
+	}
+	// Out of order in the config: the answer order is by distance.
+	nodes[3], nodes[17] = nodes[17], nodes[3]
+	// Without ECS the client is the source address, 127.0.0.1: NL too.
+	cfg := steeredConfig(writeTestGeoDB(t, map[string]string{"193.0.0.0/16": "NL", "127.0.0.0/8": "NL"}))
+	cfg.Steered[0].Answers = 2
+	cfg.Health = HealthConfig{Interval: units.Duration(50 * time.Millisecond), Timeout: units.Duration(50 * time.Millisecond), Rise: 1, Fall: 1}
+	cfg.SetDefaults()
+	m, _ := NewMetrics(nil)
+	s, addr := startServer(t, cfg, nodes, Options{Metrics: m})
+	deadline := time.Now().Add(10 * time.Second)
+	for _, st := range s.Health().Status() {
+		for s.Health().Healthy(st.Name) {
+			if time.Now().After(deadline) {
+				t.Fatalf("node %s still healthy", st.Name)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+
+	r := exchange(t, addr, "tcp", ecsQuery("www.demo.test.", mdns.TypeA, "193.0.0.0/24"))
+	if got := answerAddrs(r); !equalStrings(got, wantA) {
+		t.Fatalf("TCP A: %v, want all %d nodes nearest first %v", got, n, wantA)
+	}
+	// EDNS 1232: 40 AAAA records fit.
+	r = exchange(t, addr, "udp", ecsQuery("www.demo.test.", mdns.TypeAAAA, "193.0.0.0/24"))
+	if got := answerAddrs(r); r.Truncated || !equalStrings(got, wantAAAA) {
+		t.Fatalf("UDP AAAA (TC %v): %v, want all %d nodes nearest first", r.Truncated, got, n)
+	}
+	if v := testutil.ToFloat64(m.failOpen); v != 2 {
+		t.Fatalf("fail-open counter %v, want 2", v)
+	}
+	// Without EDNS (512 bytes) they do not: TC, the nearest kept.
+	for _, qt := range []uint16{mdns.TypeA, mdns.TypeAAAA} {
+		want := wantA
+		if qt == mdns.TypeAAAA {
+			want = wantAAAA
+		}
+		r = exchange(t, addr, "udp", newQuery("www.demo.test.", qt))
+		got := answerAddrs(r)
+		if !r.Truncated || len(got) == 0 || len(got) >= n || !equalStrings(got, want[:len(got)]) {
+			t.Fatalf("UDP %s without EDNS (TC %v): %v, want a truncated prefix of %v", mdns.TypeToString[qt], r.Truncated, got, want)
+		}
+	}
+	// At least once each: a UDP answer too large for the fast path is
+	// made again by the full path, which counts it again.
+	if v := testutil.ToFloat64(m.failOpen); v < 4 {
+		t.Fatalf("fail-open counter %v, want >= 4", v)
 	}
 }
 
