@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -257,26 +258,43 @@ func seqRand() func(int) int {
 	return func(n int) int { return int(i.Add(1)-1) % n }
 }
 
-// TestHealthSteering stops one node's health endpoint, watches it leave the
-// answers and come back, then takes all down to see the fail-open answer.
+// TestHealthSteering takes a node's health endpoint down, first with 503s
+// and then closed outright (probes refused), and checks it leaves the
+// answers within fall × interval + timeout and comes back only after rise
+// successes; then takes all down to see the fail-open answer. Upper bounds
+// get generous slack for scheduling; lower bounds count probes, not time.
 func TestHealthSteering(t *testing.T) {
-	var up [3]atomic.Bool
+	var (
+		up        [3]atomic.Bool
+		oks, errs [3]atomic.Int64 // probes answered 200 and 503, by node
+		srvs      [3]*httptest.Server
+	)
 	nodes := demoNodes()
 	for i := range nodes {
 		up[i].Store(true)
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		srvs[i] = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if !up[i].Load() {
+				errs[i].Add(1)
 				w.WriteHeader(http.StatusServiceUnavailable)
 				return
 			}
+			oks[i].Add(1)
 			w.Write([]byte("ok"))
 		}))
-		t.Cleanup(srv.Close)
-		nodes[i].Health = srv.URL + "/healthz"
+		t.Cleanup(srvs[i].Close)
+		nodes[i].Health = srvs[i].URL + "/healthz"
 	}
+	const (
+		interval   = 100 * time.Millisecond
+		timeout    = 50 * time.Millisecond
+		rise, fall = 2, 2
+		slack      = 2 * time.Second // scheduling on a busy machine
+		leaveIn    = fall*interval + timeout + slack
+		returnIn   = rise*interval + timeout + slack
+	)
 	geo := writeTestGeoDB(t, map[string]string{"193.0.0.0/16": "NL"})
 	cfg := steeredConfig(geo)
-	cfg.Health = HealthConfig{Interval: units.Duration(20 * time.Millisecond), Timeout: units.Duration(20 * time.Millisecond), Rise: 2, Fall: 2}
+	cfg.Health = HealthConfig{Interval: units.Duration(interval), Timeout: units.Duration(timeout), Rise: rise, Fall: fall}
 	cfg.SetDefaults()
 	reg := prometheus.NewRegistry()
 	m, err := NewMetrics(reg)
@@ -291,34 +309,53 @@ func TestHealthSteering(t *testing.T) {
 		}
 		return got[0]
 	}
-	waitFor := func(what string, cond func() bool) {
+	within := func(what string, limit time.Duration, cond func() bool) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
+		start := time.Now()
 		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
+			if time.Since(start) > limit {
+				t.Fatalf("%s: not within %s", what, limit)
 			}
-			time.Sleep(10 * time.Millisecond)
+			time.Sleep(5 * time.Millisecond)
 		}
 	}
 	if got := ask(); got != "127.0.0.11" {
 		t.Fatalf("initial answer %s", got)
 	}
+
+	// 503: eu leaves after fall failures.
 	up[0].Store(false)
-	waitFor("eu to leave", func() bool { return ask() == "127.0.0.12" })
+	within("eu to leave on 503s", leaveIn, func() bool { return ask() == "127.0.0.12" })
+	if n := errs[0].Load(); n < fall {
+		t.Fatalf("eu left after %d failed probes, want >= %d", n, fall)
+	}
 	if s.Health().Healthy("eu") || !s.Health().Healthy("us") {
 		t.Fatalf("health view %+v", s.Health().Status())
 	}
 	if v := testutil.ToFloat64(m.healthy.WithLabelValues("eu")); v != 0 {
 		t.Fatalf("node_healthy{eu} = %v", v)
 	}
-	up[0].Store(true)
-	waitFor("eu to return", func() bool { return ask() == "127.0.0.11" })
 
-	for i := range up {
-		up[i].Store(false)
+	// Back up: eu returns after rise successes, not before.
+	before := oks[0].Load()
+	up[0].Store(true)
+	within("eu to return", returnIn, func() bool { return ask() == "127.0.0.11" })
+	if n := oks[0].Load() - before; n < rise {
+		t.Fatalf("eu returned after %d successful probes, want >= %d", n, rise)
 	}
-	waitFor("all down", func() bool {
+
+	// Endpoint gone: probes are refused, eu leaves the same way.
+	srvs[0].Close()
+	within("eu to leave with its endpoint closed", leaveIn, func() bool { return ask() == "127.0.0.12" })
+	for _, st := range s.Health().Status() {
+		if st.Name == "eu" && (st.Healthy || !strings.Contains(st.LastError, "refused")) {
+			t.Fatalf("eu with its endpoint closed: %+v", st)
+		}
+	}
+
+	up[1].Store(false)
+	up[2].Store(false)
+	within("all down", leaveIn, func() bool {
 		for _, st := range s.Health().Status() {
 			if st.Healthy {
 				return false
