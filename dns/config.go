@@ -24,8 +24,9 @@ type Config struct {
 	// TCPIdleTimeout closes a TCP connection after this long without a new
 	// query. Default 10s.
 	TCPIdleTimeout units.Duration `yaml:"tcp_idle_timeout"`
-	// TCPReadTimeout bounds reading the first query of a TCP connection.
-	// Default 2s.
+	// TCPReadTimeout bounds reading the first query of a TCP connection,
+	// and writing each message (a client that stops reading, e.g. in the
+	// middle of an AXFR, is dropped). Default 2s.
 	TCPReadTimeout units.Duration `yaml:"tcp_read_timeout"`
 	// Zones are the zones served authoritatively.
 	Zones []ZoneConfig `yaml:"zones"`
@@ -110,8 +111,13 @@ type RRLConfig struct {
 	Burst int `yaml:"burst"`
 	// Slip: every slip-th limited response is sent as an empty truncated
 	// answer (so real clients retry over TCP), the others are dropped.
-	// 0 drops all. Default 2.
-	Slip int `yaml:"slip"`
+	// 0 drops all. Default 2 (SetDefaults: when Slip is 0 and SlipSetting
+	// nil). YAML sets SlipSetting; SetDefaults copies it here.
+	Slip int `yaml:"-"`
+	// SlipSetting is the `slip` key as written: nil when absent, so an
+	// explicit 0 (drop all) is told apart from no value (the default). From
+	// Go, set Slip, or SlipSetting for an explicit 0.
+	SlipSetting *int `yaml:"slip"`
 	// IPv4Prefix and IPv6Prefix group clients. Defaults 24 and 56.
 	IPv4Prefix int `yaml:"ipv4_prefix"`
 	IPv6Prefix int `yaml:"ipv6_prefix"`
@@ -206,7 +212,9 @@ func (c *Config) SetDefaults() {
 	if r.Burst == 0 {
 		r.Burst = r.ResponsesPerSecond
 	}
-	if r.Slip == 0 {
+	if r.SlipSetting != nil {
+		r.Slip = *r.SlipSetting
+	} else if r.Slip == 0 {
 		r.Slip = 2
 	}
 	if r.IPv4Prefix == 0 {

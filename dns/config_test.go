@@ -5,9 +5,12 @@ import (
 	"testing"
 	"time"
 
+	mdns "github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"gopkg.in/yaml.v3"
 
 	"github.com/outpost-edge/outpost/internal/configerr"
+	"github.com/outpost-edge/outpost/internal/testclock"
 	"github.com/outpost-edge/outpost/internal/units"
 )
 
@@ -106,5 +109,93 @@ func TestConfigValidate(t *testing.T) {
 			}
 			t.Fatalf("error %v, want %s: ...%s...", err, tc.path, tc.msg)
 		})
+	}
+}
+
+// decodeRRL decodes an `rrl:` section strictly and applies the defaults.
+func decodeRRL(t *testing.T, doc string) Config {
+	t.Helper()
+	var c Config
+	dec := yaml.NewDecoder(strings.NewReader("zones: [{origin: example.com, records: ['@ IN NS ns1']}]\n" + doc))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		t.Fatal(err)
+	}
+	c.SetDefaults()
+	return c
+}
+
+// TestConfigRRLSlip: an explicit `slip: 0` (drop every limited response)
+// survives SetDefaults; no `slip` key means the default, 2.
+func TestConfigRRLSlip(t *testing.T) {
+	for _, tc := range []struct {
+		doc  string
+		want int
+	}{
+		{"", 2},
+		{"rrl: {responses_per_second: 10}", 2},
+		{"rrl: {slip: ~}", 2},
+		{"rrl: {slip: 0}", 0},
+		{"rrl: {slip: 1}", 1},
+		{"rrl: {slip: 3}", 3},
+	} {
+		c := decodeRRL(t, tc.doc)
+		if err := c.Validate(); err != nil {
+			t.Fatalf("%q: %v", tc.doc, err)
+		}
+		if c.RRL.Slip != tc.want {
+			t.Errorf("%q: slip %d, want %d", tc.doc, c.RRL.Slip, tc.want)
+		}
+		c.SetDefaults() // a reload may apply the defaults again
+		if c.RRL.Slip != tc.want {
+			t.Errorf("%q: slip %d after a second SetDefaults, want %d", tc.doc, c.RRL.Slip, tc.want)
+		}
+	}
+	var c Config
+	c.RRL.Slip = 3 // set from Go
+	c.SetDefaults()
+	if c.RRL.Slip != 3 {
+		t.Errorf("slip set from Go: %d, want 3", c.RRL.Slip)
+	}
+	c = decodeRRL(t, "rrl: {slip: 11}")
+	if err := c.Validate(); err == nil {
+		t.Error("slip 11 accepted")
+	}
+}
+
+// TestRRLSlipZero: with `slip: 0` a limited client gets no answer at all,
+// never an empty truncated one.
+func TestRRLSlipZero(t *testing.T) {
+	clk := testclock.New(time.Unix(1e9, 0))
+	cfg := decodeRRL(t, "rrl: {responses_per_second: 3, slip: 0}")
+	cfg.Zones = []ZoneConfig{{File: testdata("example.com.zone")}}
+	cfg.Health.Disabled = true
+	m, _ := NewMetrics(nil)
+	_, addr := startServer(t, cfg, nil, Options{Now: clk.Now, Metrics: m})
+	var answered, slipped, dropped int
+	for _, name := range []string{"www.example.com.", "example.com.", "nope.example.com."} {
+		b, _ := newQuery(name, mdns.TypeA).Pack()
+		for i := 0; i < 3; i++ {
+			resp := rawUDP(t, addr, b, 300*time.Millisecond)
+			if resp == nil {
+				dropped++
+				continue
+			}
+			var r mdns.Msg
+			if err := r.Unpack(resp); err != nil {
+				t.Fatal(err)
+			}
+			if r.Truncated {
+				slipped++
+			} else {
+				answered++
+			}
+		}
+	}
+	if answered != 3 || slipped != 0 || dropped != 6 {
+		t.Fatalf("answered %d slipped %d dropped %d, want 3/0/6", answered, slipped, dropped)
+	}
+	if testutil.ToFloat64(m.rrlDrop) != 6 || testutil.ToFloat64(m.rrlSlip) != 0 {
+		t.Fatalf("RRL metrics: drop %v slip %v", testutil.ToFloat64(m.rrlDrop), testutil.ToFloat64(m.rrlSlip))
 	}
 }

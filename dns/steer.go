@@ -3,6 +3,7 @@ package dns
 import (
 	"fmt"
 	"math"
+	"math/bits"
 	"net/netip"
 	"sort"
 	"strings"
@@ -172,13 +173,13 @@ func haversineKm(a, b latLon) float64 {
 }
 
 // locate ranks the nodes for a client address. scope is the prefix length
-// the ranking holds for (the ECS scope); ok is false when the location is
-// unknown and the fallback ranking is used.
+// the ranking holds for (the ECS scope); the fallback ranking is used when
+// the location is unknown.
 func (s *steering) locate(addr netip.Addr) (cands []candidate, scope int) {
 	addr = addr.Unmap()
 	for _, o := range s.overrides {
 		if o.prefix.Contains(addr) {
-			return s.byRegion[o.region], o.prefix.Bits()
+			return s.byRegion[o.region], s.scope(addr, o.prefix.Bits(), o.region)
 		}
 	}
 	if s.geo == nil || !addr.IsValid() {
@@ -187,10 +188,54 @@ func (s *steering) locate(addr netip.Addr) (cands []candidate, scope int) {
 	cc, bits, ok := s.geo.Country(addr)
 	if ok {
 		if c, found := s.byCountry[cc]; found {
-			return c, bits
+			return c, s.scope(addr, bits, "")
 		}
 	}
-	return s.fallback, bits
+	return s.fallback, s.scope(addr, bits, "")
+}
+
+// scope is the ECS scope for addr, located by its network of length plen
+// (an override's or the database's): plen, lengthened until the scope
+// leaves out every longer override nested in that network, so that every
+// address in the scope gets the same answer (a resolver caches it for all
+// of them). Overrides of region same (not "") give the same answer and
+// are ignored.
+func (s *steering) scope(addr netip.Addr, plen int, same string) int {
+	scope := plen
+	for _, o := range s.overrides { // longest prefix first
+		ob := o.prefix.Bits()
+		if ob <= plen {
+			break
+		}
+		if (same != "" && o.region == same) || o.prefix.Addr().Is4() != addr.Is4() {
+			continue
+		}
+		// o is inside addr's network when their first bits agree; no
+		// override holds addr here (it would have matched), so the
+		// common prefix is shorter than o's and one more bit excludes it.
+		if n := commonBits(addr, o.prefix.Addr()); n >= plen {
+			scope = max(scope, min(n+1, ob))
+		}
+	}
+	return scope
+}
+
+// commonBits is the length of the common prefix of two addresses of the
+// same family.
+func commonBits(a, b netip.Addr) int {
+	x, y := a.As16(), b.As16()
+	n := 0
+	for i := range x {
+		if d := x[i] ^ y[i]; d != 0 {
+			n += bits.LeadingZeros8(d)
+			break
+		}
+		n += 8
+	}
+	if a.Is4() {
+		n -= 96 // As16 is the IPv4-mapped form
+	}
+	return n
 }
 
 // maxSteerNodes bounds the on-stack selection buffers; larger node sets
@@ -199,7 +244,8 @@ const maxSteerNodes = 32
 
 // pick returns up to want node indices from cands that have a record in
 // rrs: healthy ones nearest first, ties broken by weight. With none healthy
-// it fails open and uses all of them.
+// it fails open, as PowerDNS's ifportup does: every node with a record, in
+// the order of cands (nearest first), however many want asks for.
 func (s *steering) pick(cands []candidate, rrs []mdns.RR, want int, dst []int) []int {
 	var buf [maxSteerNodes]candidate
 	elig := buf[:0]
@@ -213,18 +259,16 @@ func (s *steering) pick(cands []candidate, rrs []mdns.RR, want int, dst []int) [
 		}
 	}
 	if len(elig) == 0 {
+		n := len(dst)
 		for _, c := range cands {
 			if c.idx < len(rrs) && rrs[c.idx] != nil {
-				elig = append(elig, c)
-				weighted = weighted || s.nodes[c.idx].weight > 0
+				dst = append(dst, c.idx)
 			}
 		}
-		if len(elig) == 0 {
-			return dst
-		}
-		if s.metrics != nil {
+		if len(dst) > n && s.metrics != nil {
 			s.metrics.failOpen.Inc()
 		}
+		return dst
 	}
 	if weighted {
 		// Weight 0 marks a drained node: used only when no weighted node is

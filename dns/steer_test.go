@@ -1,12 +1,14 @@
 package dns
 
 import (
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -112,9 +114,13 @@ func ecsScope(r *mdns.Msg) int {
 func TestSteeringECS(t *testing.T) {
 	geo := writeTestGeoDB(t, map[string]string{
 		"193.0.0.0/16": "NL", "8.8.8.0/24": "US", "133.1.0.0/16": "JP", "127.0.0.0/8": "JP", "2a00::/12": "DE",
+		"198.51.0.0/16": "NL",
 	})
 	cfg := steeredConfig(geo)
-	cfg.Geo.Overrides = []GeoOverride{{CIDR: "10.20.0.0/16", Region: "us"}}
+	cfg.Geo.Overrides = []GeoOverride{{CIDR: "10.20.0.0/16", Region: "us"},
+		{CIDR: "10.21.0.0/16", Region: "us"}, {CIDR: "10.21.255.0/24", Region: "eu"},
+		{CIDR: "2001:db8::/32", Region: "us"}, {CIDR: "2001:db8:ff00::/40", Region: "eu"},
+		{CIDR: "198.51.100.0/24", Region: "us"}}
 	_, addr := startServer(t, cfg, demoNodes(), Options{})
 	tests := []struct {
 		name   string
@@ -129,6 +135,16 @@ func TestSteeringECS(t *testing.T) {
 		{name: "US to us", ecs: "8.8.8.0/24", qtype: mdns.TypeA, want: []string{"127.0.0.12"}, scope: 24},
 		{name: "JP to ap", ecs: "133.1.0.0/16", qtype: mdns.TypeA, want: []string{"127.0.0.13"}, scope: 16},
 		{name: "override", ecs: "10.20.30.0/24", qtype: mdns.TypeA, want: []string{"127.0.0.12"}, scope: 16},
+		// A longer override nested in the matched network narrows the
+		// scope so that it does not cover the nested network.
+		{name: "nested override", ecs: "10.21.0.0/24", qtype: mdns.TypeA, want: []string{"127.0.0.12"}, scope: 17},
+		{name: "the nested override", ecs: "10.21.255.0/24", qtype: mdns.TypeA, want: []string{"127.0.0.11"}, scope: 24},
+		{name: "nested IPv6 override", ecs: "2001:db8:1::/48", qtype: mdns.TypeAAAA, want: []string{"fd00::12"}, scope: 33},
+		{name: "override nested in a database network", ecs: "198.51.0.0/24", qtype: mdns.TypeA, want: []string{"127.0.0.11"}, scope: 18},
+		// RFC 7871 §7.2.1: a scope longer than the source prefix says the
+		// source was not specific enough; a resolver then caches the
+		// answer for that source prefix only (§7.3.1).
+		{name: "scope longer than the source", ecs: "198.51.0.0/16", qtype: mdns.TypeA, want: []string{"127.0.0.11"}, scope: 18},
 		{name: "IPv6 client to eu", ecs: "2a00:1450::/32", qtype: mdns.TypeAAAA, want: []string{"fd00::11"}, scope: 12},
 		{name: "AAAA from JP skips v4-only ap", ecs: "133.1.0.0/16", qtype: mdns.TypeAAAA, want: []string{"fd00::11"}, scope: 16},
 		{name: "no ECS: source 127.0.0.1 is JP", qtype: mdns.TypeA, want: []string{"127.0.0.13"}, scope: -1},
@@ -242,26 +258,43 @@ func seqRand() func(int) int {
 	return func(n int) int { return int(i.Add(1)-1) % n }
 }
 
-// TestHealthSteering stops one node's health endpoint, watches it leave the
-// answers and come back, then takes all down to see the fail-open answer.
+// TestHealthSteering takes a node's health endpoint down, first with 503s
+// and then closed outright (probes refused), and checks it leaves the
+// answers within fall × interval + timeout and comes back only after rise
+// successes; then takes all down to see the fail-open answer. Upper bounds
+// get generous slack for scheduling; lower bounds count probes, not time.
 func TestHealthSteering(t *testing.T) {
-	var up [3]atomic.Bool
+	var (
+		up        [3]atomic.Bool
+		oks, errs [3]atomic.Int64 // probes answered 200 and 503, by node
+		srvs      [3]*httptest.Server
+	)
 	nodes := demoNodes()
 	for i := range nodes {
 		up[i].Store(true)
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		srvs[i] = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if !up[i].Load() {
+				errs[i].Add(1)
 				w.WriteHeader(http.StatusServiceUnavailable)
 				return
 			}
+			oks[i].Add(1)
 			w.Write([]byte("ok"))
 		}))
-		t.Cleanup(srv.Close)
-		nodes[i].Health = srv.URL + "/healthz"
+		t.Cleanup(srvs[i].Close)
+		nodes[i].Health = srvs[i].URL + "/healthz"
 	}
+	const (
+		interval   = 100 * time.Millisecond
+		timeout    = 50 * time.Millisecond
+		rise, fall = 2, 2
+		slack      = 2 * time.Second // scheduling on a busy machine
+		leaveIn    = fall*interval + timeout + slack
+		returnIn   = rise*interval + timeout + slack
+	)
 	geo := writeTestGeoDB(t, map[string]string{"193.0.0.0/16": "NL"})
 	cfg := steeredConfig(geo)
-	cfg.Health = HealthConfig{Interval: units.Duration(20 * time.Millisecond), Timeout: units.Duration(20 * time.Millisecond), Rise: 2, Fall: 2}
+	cfg.Health = HealthConfig{Interval: units.Duration(interval), Timeout: units.Duration(timeout), Rise: rise, Fall: fall}
 	cfg.SetDefaults()
 	reg := prometheus.NewRegistry()
 	m, err := NewMetrics(reg)
@@ -276,34 +309,53 @@ func TestHealthSteering(t *testing.T) {
 		}
 		return got[0]
 	}
-	waitFor := func(what string, cond func() bool) {
+	within := func(what string, limit time.Duration, cond func() bool) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
+		start := time.Now()
 		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
+			if time.Since(start) > limit {
+				t.Fatalf("%s: not within %s", what, limit)
 			}
-			time.Sleep(10 * time.Millisecond)
+			time.Sleep(5 * time.Millisecond)
 		}
 	}
 	if got := ask(); got != "127.0.0.11" {
 		t.Fatalf("initial answer %s", got)
 	}
+
+	// 503: eu leaves after fall failures.
 	up[0].Store(false)
-	waitFor("eu to leave", func() bool { return ask() == "127.0.0.12" })
+	within("eu to leave on 503s", leaveIn, func() bool { return ask() == "127.0.0.12" })
+	if n := errs[0].Load(); n < fall {
+		t.Fatalf("eu left after %d failed probes, want >= %d", n, fall)
+	}
 	if s.Health().Healthy("eu") || !s.Health().Healthy("us") {
 		t.Fatalf("health view %+v", s.Health().Status())
 	}
 	if v := testutil.ToFloat64(m.healthy.WithLabelValues("eu")); v != 0 {
 		t.Fatalf("node_healthy{eu} = %v", v)
 	}
-	up[0].Store(true)
-	waitFor("eu to return", func() bool { return ask() == "127.0.0.11" })
 
-	for i := range up {
-		up[i].Store(false)
+	// Back up: eu returns after rise successes, not before.
+	before := oks[0].Load()
+	up[0].Store(true)
+	within("eu to return", returnIn, func() bool { return ask() == "127.0.0.11" })
+	if n := oks[0].Load() - before; n < rise {
+		t.Fatalf("eu returned after %d successful probes, want >= %d", n, rise)
 	}
-	waitFor("all down", func() bool {
+
+	// Endpoint gone: probes are refused, eu leaves the same way.
+	srvs[0].Close()
+	within("eu to leave with its endpoint closed", leaveIn, func() bool { return ask() == "127.0.0.12" })
+	for _, st := range s.Health().Status() {
+		if st.Name == "eu" && (st.Healthy || !strings.Contains(st.LastError, "refused")) {
+			t.Fatalf("eu with its endpoint closed: %+v", st)
+		}
+	}
+
+	up[1].Store(false)
+	up[2].Store(false)
+	within("all down", leaveIn, func() bool {
 		for _, st := range s.Health().Status() {
 			if st.Healthy {
 				return false
@@ -311,14 +363,92 @@ func TestHealthSteering(t *testing.T) {
 		}
 		return true
 	})
-	if got := ask(); got != "127.0.0.11" {
-		t.Fatalf("fail-open answer %s, want the nearest node", got)
+	// Fail open: every node of the family asked, nearest first.
+	failOpen := testutil.ToFloat64(m.failOpen)
+	steeredAP := testutil.ToFloat64(m.steered.WithLabelValues("ap"))
+	r := exchange(t, addr, "udp", ecsQuery("www.demo.test.", mdns.TypeA, "193.0.0.0/24"))
+	if got := answerAddrs(r); !equalStrings(got, []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}) {
+		t.Fatalf("fail-open A answer %v, want every node, nearest first", got)
 	}
-	if v := testutil.ToFloat64(m.failOpen); v < 1 {
-		t.Fatalf("fail-open counter %v", v)
+	r = exchange(t, addr, "tcp", ecsQuery("www.demo.test.", mdns.TypeAAAA, "193.0.0.0/24"))
+	if got := answerAddrs(r); !equalStrings(got, []string{"fd00::11", "fd00::12"}) {
+		t.Fatalf("fail-open AAAA answer %v, want every node with IPv6, nearest first", got)
 	}
-	if v := testutil.ToFloat64(m.steered.WithLabelValues("eu")); v < 2 {
-		t.Fatalf("steered{eu} = %v", v)
+	if v := testutil.ToFloat64(m.failOpen); v != failOpen+2 {
+		t.Fatalf("fail-open counter %v, want %v", v, failOpen+2)
+	}
+	if v := testutil.ToFloat64(m.steered.WithLabelValues("ap")); v != steeredAP+1 {
+		t.Fatalf("steered{ap} = %v, want %v", v, steeredAP+1)
+	}
+}
+
+// TestFailOpenAllNodes: with every node down the answer holds all of them,
+// nearest first, whatever `answers` says; UDP answers too large for the
+// client are truncated (TC, nearest kept) and TCP gets them all.
+func TestFailOpenAllNodes(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := "http://" + ln.Addr().String() + "/healthz" // closed: probes are refused
+	ln.Close()
+	const n = 40
+	var nodes []cluster.Node
+	var wantA, wantAAAA []string
+	for i := 0; i < n; i++ {
+		// South of the Netherlands, about 170 km apart: no ties.
+		v4, v6 := netip.AddrFrom4([4]byte{127, 0, 1, byte(i + 1)}), netip.AddrFrom16([16]byte{0: 0xfd, 15: byte(i + 1)})
+		nodes = append(nodes, cluster.Node{Name: fmt.Sprintf("n%02d", i), IPv4: v4, IPv6: v6,
+			Lat: 52 - 1.5*float64(i), Lon: 5, Weight: 1, Health: refused})
+		wantA, wantAAAA = append(wantA, v4.String()), append(wantAAAA, v6.String())
+	}
+	// Out of order in the config: the answer order is by distance.
+	nodes[3], nodes[17] = nodes[17], nodes[3]
+	// Without ECS the client is the source address, 127.0.0.1: NL too.
+	cfg := steeredConfig(writeTestGeoDB(t, map[string]string{"193.0.0.0/16": "NL", "127.0.0.0/8": "NL"}))
+	cfg.Steered[0].Answers = 2
+	cfg.Health = HealthConfig{Interval: units.Duration(50 * time.Millisecond), Timeout: units.Duration(50 * time.Millisecond), Rise: 1, Fall: 1}
+	cfg.SetDefaults()
+	m, _ := NewMetrics(nil)
+	s, addr := startServer(t, cfg, nodes, Options{Metrics: m})
+	deadline := time.Now().Add(10 * time.Second)
+	for _, st := range s.Health().Status() {
+		for s.Health().Healthy(st.Name) {
+			if time.Now().After(deadline) {
+				t.Fatalf("node %s still healthy", st.Name)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+
+	r := exchange(t, addr, "tcp", ecsQuery("www.demo.test.", mdns.TypeA, "193.0.0.0/24"))
+	if got := answerAddrs(r); !equalStrings(got, wantA) {
+		t.Fatalf("TCP A: %v, want all %d nodes nearest first %v", got, n, wantA)
+	}
+	// EDNS 1232: 40 AAAA records fit.
+	r = exchange(t, addr, "udp", ecsQuery("www.demo.test.", mdns.TypeAAAA, "193.0.0.0/24"))
+	if got := answerAddrs(r); r.Truncated || !equalStrings(got, wantAAAA) {
+		t.Fatalf("UDP AAAA (TC %v): %v, want all %d nodes nearest first", r.Truncated, got, n)
+	}
+	if v := testutil.ToFloat64(m.failOpen); v != 2 {
+		t.Fatalf("fail-open counter %v, want 2", v)
+	}
+	// Without EDNS (512 bytes) they do not: TC, the nearest kept.
+	for _, qt := range []uint16{mdns.TypeA, mdns.TypeAAAA} {
+		want := wantA
+		if qt == mdns.TypeAAAA {
+			want = wantAAAA
+		}
+		r = exchange(t, addr, "udp", newQuery("www.demo.test.", qt))
+		got := answerAddrs(r)
+		if !r.Truncated || len(got) == 0 || len(got) >= n || !equalStrings(got, want[:len(got)]) {
+			t.Fatalf("UDP %s without EDNS (TC %v): %v, want a truncated prefix of %v", mdns.TypeToString[qt], r.Truncated, got, want)
+		}
+	}
+	// At least once each: a UDP answer too large for the fast path is
+	// made again by the full path, which counts it again.
+	if v := testutil.ToFloat64(m.failOpen); v < 4 {
+		t.Fatalf("fail-open counter %v, want >= 4", v)
 	}
 }
 

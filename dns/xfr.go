@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash"
+	"net"
 	"net/netip"
 	"strings"
 	"sync/atomic"
@@ -191,29 +192,80 @@ func (s *Server) transfer(w mdns.ResponseWriter, r, m *mdns.Msg, sn *snapshot, i
 	tr := new(mdns.Transfer)
 	done := make(chan error, 1)
 	go func() { done <- tr.Out(w, r, ch) }()
-	recs := z.records // SOA first
+	// Out stops reading ch on its first write error (the secondary went
+	// away or stopped reading): stop sending then, or this handler, and
+	// with it Shutdown, waits forever.
+	var err error
+	stopped := false
 	chunk := []mdns.RR{}
 	send := func() {
-		ch <- &mdns.Envelope{RR: chunk}
+		if stopped {
+			return
+		}
+		select {
+		case ch <- &mdns.Envelope{RR: chunk}:
+		case err = <-done:
+			stopped = true
+		}
 		chunk = []mdns.RR{}
 	}
-	for _, rr := range recs {
+	for _, rr := range z.records { // SOA first
 		chunk = append(chunk, rr)
 		if len(chunk) >= xfrChunk {
 			send()
+			if stopped {
+				break
+			}
 		}
 	}
 	chunk = append(chunk, z.soa)
 	send()
 	close(ch)
-	if err := <-done; err != nil {
+	if !stopped {
+		err = <-done
+	}
+	if err != nil {
 		s.metrics.xfr.WithLabelValues("error").Inc()
-		s.log.Warn("zone transfer failed", "zone", z.origin, "error", err)
+		s.log.Warn("zone transfer failed", "zone", z.origin, "client", remoteAddr(w).String(), "error", err)
+		// Part of a message may have been sent: the stream is unusable.
+		w.Close()
 		return
 	}
 	s.metrics.xfr.WithLabelValues("ok").Inc()
 	s.metrics.query(qtype, mdns.RcodeSuccess)
 	s.log.Info("zone transferred", "zone", z.origin, "client", remoteAddr(w).String(), "serial", z.soa.Serial, "tsig", key != "")
+}
+
+// writeDeadlineListener sets a deadline of d on every write of the
+// connections it accepts. miekg/dns documents Server.WriteTimeout but never
+// applies it (v1.1.73): without a deadline, a client that stops reading
+// blocks its handler (an AXFR fills the socket buffers), and Shutdown with
+// it, forever. d <= 0: no deadline.
+type writeDeadlineListener struct {
+	net.Listener
+	d time.Duration
+}
+
+// Accept implements net.Listener.
+func (l writeDeadlineListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil || l.d <= 0 {
+		return c, err
+	}
+	return &writeDeadlineConn{Conn: c, d: l.d}, nil
+}
+
+type writeDeadlineConn struct {
+	net.Conn
+	d time.Duration
+}
+
+// Write gives each message (miekg/dns writes one per call) d to go out.
+func (c *writeDeadlineConn) Write(b []byte) (int, error) {
+	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.d)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(b)
 }
 
 // notifyLocked sends NOTIFY for origin to every target in the background;

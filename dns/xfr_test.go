@@ -1,15 +1,23 @@
 package dns
 
 import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	mdns "github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/outpost-edge/outpost/internal/units"
 )
 
 const testSecret = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0IQ==" // base64 test key, not a real secret
@@ -256,5 +264,142 @@ func TestZoneFileErrors(t *testing.T) {
 	}
 	if _, err := New(testConfig(ZoneConfig{File: p, Origin: "rel.test"}), nil, Options{}); err != nil {
 		t.Errorf("explicit origin: %v", err)
+	}
+}
+
+// bigZone writes a zone of n TXT records (about 130 bytes each on the
+// wire, so an AXFR is far more than the socket buffers hold).
+func bigZone(t testing.TB, n int) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "big.test.zone")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := bufio.NewWriter(f)
+	fmt.Fprintln(w, "$ORIGIN big.test.\n$TTL 300\n@ IN SOA ns1 hostmaster 1 7200 3600 1209600 300\n@ IN NS ns1\nns1 IN A 192.0.2.53")
+	pad := strings.Repeat("x", 100)
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(w, "r%d IN TXT \"%s%d\"\n", i, pad, i)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// transferGoroutines returns the stacks of goroutines inside transfer.
+func transferGoroutines() []string {
+	buf := make([]byte, 1<<20)
+	var out []string
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		if strings.Contains(g, "dns.(*Server).transfer") || strings.Contains(g, "(*Transfer).Out") {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// waitTransfers waits until want(number of transfer goroutines) holds.
+func waitTransfers(t *testing.T, what string, d time.Duration, want func(n int) bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		g := transferGoroutines()
+		if want(len(g)) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s:\n%s", what, strings.Join(g, "\n\n"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// startAXFR connects from 127.0.0.2 (a keyless secondary) and sends an
+// AXFR for big.test without reading anything back.
+func startAXFR(t *testing.T, addr string) *net.TCPConn {
+	t.Helper()
+	d := &net.Dialer{Timeout: 3 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := c.(*net.TCPConn)
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.SetReadBuffer(4096) // fill up sooner
+	q, err := newQuery("big.test.", mdns.TypeAXFR).Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Write(binary.BigEndian.AppendUint16(nil, uint16(len(q)))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Write(q); err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
+func bigXFRConfig(t *testing.T) Config {
+	cfg := testConfig(ZoneConfig{File: bigZone(t, 60000)})
+	cfg.Transfer = TransferConfig{Secondaries: []Secondary{{Address: "127.0.0.2"}}}
+	cfg.TCPReadTimeout = units.Duration(300 * time.Millisecond) // also bounds each write
+	cfg.SetDefaults()
+	return cfg
+}
+
+// shutdownPromptly shuts s down and fails unless it returns cleanly well
+// within the context's 10 s.
+func shutdownPromptly(t *testing.T, s *Server) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown after %s: %v\n%s", time.Since(start).Round(time.Millisecond), err, strings.Join(transferGoroutines(), "\n\n"))
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Shutdown took %s", d)
+	}
+	waitTransfers(t, "the transfer goroutines to end", 2*time.Second, func(n int) bool { return n == 0 })
+}
+
+// TestTransferClientGone: a secondary that disconnects (RST) in the middle
+// of a large AXFR makes Transfer.Out stop on a write error; the records
+// producer must stop too, so the transfer is counted as failed and
+// Shutdown is not held up.
+func TestTransferClientGone(t *testing.T) {
+	m, _ := NewMetrics(nil)
+	s, addr := startServer(t, bigXFRConfig(t), nil, Options{Metrics: m})
+	conn := startAXFR(t, addr)
+	waitTransfers(t, "the transfer to start", 5*time.Second, func(n int) bool { return n > 0 })
+	_ = conn.SetLinger(0) // close with RST: the next write fails at once
+	conn.Close()
+	errors := m.xfr.WithLabelValues("error")
+	deadline := time.Now().Add(5 * time.Second)
+	for testutil.ToFloat64(errors) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("transfer not ended as failed:\n%s", strings.Join(transferGoroutines(), "\n\n"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	shutdownPromptly(t, s)
+}
+
+// TestTransferClientNotReading: a secondary that asks for a large AXFR and
+// never reads fills the socket buffers; the write deadline ends the
+// transfer and Shutdown returns promptly.
+func TestTransferClientNotReading(t *testing.T) {
+	m, _ := NewMetrics(nil)
+	s, addr := startServer(t, bigXFRConfig(t), nil, Options{Metrics: m})
+	startAXFR(t, addr)
+	waitTransfers(t, "the transfer to start", 5*time.Second, func(n int) bool { return n > 0 })
+	shutdownPromptly(t, s)
+	if v := testutil.ToFloat64(m.xfr.WithLabelValues("error")); v != 1 {
+		t.Fatalf("transfers_total{error} = %v, want 1", v)
 	}
 }
