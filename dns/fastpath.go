@@ -300,7 +300,7 @@ func (s *Server) fastSteer(sn *snapshot, st *steeredName, req []byte, qnameEnd i
 		client = e.addr
 	}
 	cands, scope := sn.steer.locate(client)
-	picked := sn.steer.pick(cands, rrs, st.answers, sc.picked[:0])
+	picked, failedOpen := sn.steer.pick(cands, rrs, st.answers, sc.picked[:0])
 	if len(picked) == 0 {
 		return nil, fastSlow // NODATA: the full path adds the SOA
 	}
@@ -364,5 +364,8 @@ func (s *Server) fastSteer(sn *snapshot, st *steeredName, req []byte, qnameEnd i
 	}
 	sc.out = out
 	s.metrics.query(qtype, mdns.RcodeSuccess)
+	if failedOpen {
+		s.metrics.failOpen.Inc()
+	}
 	return out, fastDone
 }

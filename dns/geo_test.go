@@ -112,7 +112,7 @@ func TestOverridesLongestPrefix(t *testing.T) {
 	for _, tc := range tests {
 		addr := netip.MustParseAddr(tc.addr)
 		c, scope := st.locate(addr)
-		got := st.pick(c, sn.a, 3, nil)
+		got, _ := st.pick(c, sn.a, 3, nil)
 		if scope != tc.scope || len(got) != 3 || got[0] != tc.order[0] || got[1] != tc.order[1] || got[2] != tc.order[2] {
 			t.Errorf("%s: order %v scope %d, want %v scope %d", tc.addr, got, scope, tc.order, tc.scope)
 			continue

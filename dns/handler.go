@@ -30,7 +30,10 @@ func (q *query) steerInto(m *mdns.Msg, sn *steeredName, qtype uint16) bool {
 		return false
 	}
 	cands, scope := q.steer.locate(q.client)
-	picked := q.steer.pick(cands, rrs, sn.answers, q.picked[:0])
+	picked, failedOpen := q.steer.pick(cands, rrs, sn.answers, q.picked[:0])
+	if failedOpen && q.steer.metrics != nil {
+		q.steer.metrics.failOpen.Inc()
+	}
 	q.steered, q.scope = true, scope
 	for _, i := range picked {
 		m.Answer = append(m.Answer, rrs[i])

@@ -246,7 +246,11 @@ const maxSteerNodes = 32
 // rrs: healthy ones nearest first, ties broken by weight. With none healthy
 // it fails open, as PowerDNS's ifportup does: every node with a record, in
 // the order of cands (nearest first), however many want asks for.
-func (s *steering) pick(cands []candidate, rrs []mdns.RR, want int, dst []int) []int {
+//
+// failedOpen reports the fail-open case; the caller counts it once it
+// answers (the UDP fast path may hand the query to the full path, which
+// picks again).
+func (s *steering) pick(cands []candidate, rrs []mdns.RR, want int, dst []int) (picked []int, failedOpen bool) {
 	var buf [maxSteerNodes]candidate
 	elig := buf[:0]
 	weighted := false
@@ -265,10 +269,7 @@ func (s *steering) pick(cands []candidate, rrs []mdns.RR, want int, dst []int) [
 				dst = append(dst, c.idx)
 			}
 		}
-		if len(dst) > n && s.metrics != nil {
-			s.metrics.failOpen.Inc()
-		}
-		return dst
+		return dst, len(dst) > n
 	}
 	if weighted {
 		// Weight 0 marks a drained node: used only when no weighted node is
@@ -299,7 +300,7 @@ func (s *steering) pick(cands []candidate, rrs []mdns.RR, want int, dst []int) [
 		}
 		i = j
 	}
-	return dst
+	return dst, false
 }
 
 // weightedSample draws n nodes from group without replacement, each draw
