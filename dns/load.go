@@ -82,12 +82,18 @@ func parseZoneFile(path, origin string) ([]mdns.RR, error) {
 	}
 	defer f.Close()
 	dir := filepath.Dir(path)
-	// The parser is given the base name and a DirFS rooted at the file's
-	// directory, so $INCLUDE resolves inside that directory only: os.DirFS
-	// rejects "..", and absolute include paths are re-rooted there.
+	// The parser is given the base name and a file system rooted at the
+	// file's directory, so $INCLUDE resolves inside that directory only:
+	// os.Root rejects "..", absolute paths are re-rooted there, and a
+	// symbolic link that leads out of the directory is refused too.
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, &ZoneFileError{File: path, Msg: err.Error()}
+	}
+	defer root.Close()
 	zp := mdns.NewZoneParser(io.LimitReader(f, maxZoneFileSize), origin, filepath.Base(path))
 	zp.SetIncludeAllowed(true)
-	zp.SetIncludeFS(os.DirFS(dir))
+	zp.SetIncludeFS(root.FS())
 	var rrs []mdns.RR
 	for rr, ok := zp.Next(); ok; rr, ok = zp.Next() {
 		rrs = append(rrs, rr)
@@ -121,9 +127,14 @@ func soaOrigin(path string) (string, error) {
 		return "", &ZoneFileError{File: path, Msg: err.Error()}
 	}
 	defer f.Close()
+	root, err := os.OpenRoot(filepath.Dir(path))
+	if err != nil {
+		return "", &ZoneFileError{File: path, Msg: err.Error()}
+	}
+	defer root.Close()
 	zp := mdns.NewZoneParser(io.LimitReader(f, maxZoneFileSize), ".", filepath.Base(path))
 	zp.SetIncludeAllowed(true)
-	zp.SetIncludeFS(os.DirFS(filepath.Dir(path)))
+	zp.SetIncludeFS(root.FS())
 	for rr, ok := zp.Next(); ok; rr, ok = zp.Next() {
 		if rr.Header().Rrtype == mdns.TypeSOA {
 			if rr.Header().Name == "." {

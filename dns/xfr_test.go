@@ -255,6 +255,27 @@ func TestZoneFileErrors(t *testing.T) {
 			t.Errorf("%s: error %v, want %q", tc.file, err, tc.want)
 		}
 	}
+	// A symbolic link in the zone's directory that leads out of it is
+	// not followed by $INCLUDE.
+	outside := filepath.Join(t.TempDir(), "secret.zone")
+	os.WriteFile(outside, []byte("leak 300 IN TXT \"outside\"\n"), 0o644)
+	zdir := t.TempDir()
+	if err := os.Symlink(outside, filepath.Join(zdir, "link.zone")); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(zdir, "in.zone"), []byte("$ORIGIN in.test.\n@ 300 IN SOA ns1 hm 1 2 3 4 5\n@ 300 IN NS ns1\nns1 300 IN A 192.0.2.1\n$INCLUDE link.zone\n"), 0o644)
+	if _, err := New(testConfig(ZoneConfig{File: filepath.Join(zdir, "in.zone")}), nil, Options{}); err == nil || !strings.Contains(err.Error(), "in.zone:5") {
+		t.Errorf("$INCLUDE through a symlink out of the directory: %v, want an error at in.zone:5", err)
+	}
+	// A link that stays inside is fine.
+	os.WriteFile(filepath.Join(zdir, "real.zone"), []byte("inside 300 IN TXT \"ok\"\n"), 0o644)
+	os.Remove(filepath.Join(zdir, "link.zone"))
+	if err := os.Symlink("real.zone", filepath.Join(zdir, "link.zone")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(testConfig(ZoneConfig{File: filepath.Join(zdir, "in.zone")}), nil, Options{}); err != nil {
+		t.Errorf("$INCLUDE through a symlink inside the directory: %v", err)
+	}
 	// Quick-mode origin detection needs an absolute SOA owner or $ORIGIN.
 	dir := t.TempDir()
 	p := filepath.Join(dir, "rel.zone")
