@@ -1,0 +1,138 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/letsencrypt/pebble/v2/ca"
+	"github.com/letsencrypt/pebble/v2/db"
+	"github.com/letsencrypt/pebble/v2/va"
+	"github.com/letsencrypt/pebble/v2/wfe"
+	mdns "github.com/miekg/dns"
+)
+
+// startPebble runs Pebble (CA, VA, WFE) in this process, its VA resolving
+// every name through resolver (host:port). It returns the ACME directory
+// URL, a PEM file with the WFE's HTTPS certificate (tls.acme.ca_root) and
+// Pebble's issuing root. A trimmed copy of tlsedge's test helper.
+func startPebble(t *testing.T, resolver string) (directory, serverPEM string, roots *x509.CertPool) {
+	t.Helper()
+	t.Setenv("PEBBLE_VA_NOSLEEP", "1")
+	t.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
+	t.Setenv("PEBBLE_AUTHZREUSE", "0")
+	logger := log.New(io.Discard, "", 0)
+	store := db.NewMemoryStore()
+	authority := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {Description: "test"}})
+	validator := va.New(logger, 0, 0, false, resolver, store)
+	front := wfe.New(logger, store, validator, authority, []string{"pebble.letsencrypt.org"}, false, false, 1, 1)
+	srv := httptest.NewTLSServer(front.Handler())
+	t.Cleanup(srv.Close)
+	serverPEM = filepath.Join(t.TempDir(), "pebble-wfe.pem")
+	if err := os.WriteFile(serverPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	roots = x509.NewCertPool()
+	roots.AddCert(authority.GetRootCert(0).Cert)
+	return srv.URL + wfe.DirectoryPath, serverPEM, roots
+}
+
+// TestACMEWildcardThroughNodeDNS builds a node from YAML whose own DNS
+// serves example.test and whose HTTPS side orders *.example.test from
+// Pebble with dns-01 only: the challenge record must go into the node's
+// DNS (the wiring of tlsedge.RecordServerTXT), where Pebble's VA reads it.
+func TestACMEWildcardThroughNodeDNS(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "origin host=%s xfp=%s", r.Host, r.Header.Get("X-Forwarded-Proto"))
+	}))
+	defer up.Close()
+	dnsAddr := freeTCPUDPAddr(t)
+	directory, serverPEM, roots := startPebble(t, dnsAddr)
+	n, _ := startNode(t, fmt.Sprintf(`node: t
+data_dir: %s
+edge: {listen: 127.0.0.1:0}
+dns:
+  listen: [%q]
+  zones:
+    - origin: example.test
+      records: ["@ 60 IN A 127.0.0.1", "* 60 IN A 127.0.0.1"]
+  health: {disabled: true}
+  rrl: {disabled: true}
+tls:
+  enabled: true
+  mode: acme
+  listen: 127.0.0.1:0
+  http_listen: "off"
+  names: ["*.example.test"]
+  acme:
+    directory: %s
+    email: ops@example.test
+    ca_root: %s
+    challenges: [dns-01]
+    dns01: {resolvers: [%q]}
+routes:
+  - name: api
+    hosts: [api.example.test]
+    upstream: %s
+`, t.TempDir(), dnsAddr, directory, serverPEM, dnsAddr, up.URL))
+
+	mgr := n.TLSManager()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		cs := mgr.Certificates()
+		if len(cs) == 1 && cs[0].Status == "valid" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no wildcard certificate after 60s: %+v", cs)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// The challenge record was removed from the node's DNS after validation.
+	for _, rr := range n.DNS().Records("example.test") {
+		if rr.Header().Rrtype == mdns.TypeTXT {
+			t.Errorf("challenge record left in the node's DNS: %s", rr)
+		}
+	}
+
+	addr := n.HTTPSAddr().String()
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig:   &tls.Config{RootCAs: roots},
+		ForceAttemptHTTP2: true,
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		},
+	}}
+	resp, err := c.Get("https://api.example.test/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "origin host=api.example.test xfp=https" {
+		t.Fatalf("got %d %q", resp.StatusCode, body)
+	}
+	leaf := resp.TLS.PeerCertificates[0]
+	if !slices.Contains(leaf.DNSNames, "*.example.test") {
+		t.Fatalf("served certificate for %v, want *.example.test", leaf.DNSNames)
+	}
+	inter := x509.NewCertPool()
+	for _, ic := range resp.TLS.PeerCertificates[1:] {
+		inter.AddCert(ic)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{DNSName: "api.example.test", Roots: roots, Intermediates: inter}); err != nil {
+		t.Fatalf("chain to Pebble's root: %v", err)
+	}
+}
