@@ -1,0 +1,83 @@
+package lb
+
+import (
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+)
+
+// tlsBackend is an https backend on 127.0.0.1 with a self-signed
+// certificate, offering HTTP/2 over ALPN when h2 is set. It records the
+// protocol major version of the last request.
+func tlsBackend(t *testing.T, h2 bool) (*httptest.Server, *atomic.Int32) {
+	t.Helper()
+	var proto atomic.Int32
+	s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		proto.Store(int32(r.ProtoMajor))
+		_, _ = io.WriteString(w, r.Proto)
+	}))
+	s.EnableHTTP2 = h2
+	s.Config.ErrorLog = log.New(io.Discard, "", 0) // expected handshake failures
+	s.StartTLS()
+	t.Cleanup(s.Close)
+	return s, &proto
+}
+
+// TestHTTP2ToHTTPSBackend: transport.http2 negotiates HTTP/2 with an https
+// backend; without it the pool speaks HTTP/1.1 even to a backend that
+// offers h2.
+func TestHTTP2ToHTTPSBackend(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		http2 bool
+		want  int32
+	}{
+		{"http2 on", true, 2},
+		{"http2 off", false, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, proto := tlsBackend(t, true)
+			cfg := PoolConfig{Backends: []BackendConfig{{URL: s.URL, ID: "tls"}}}
+			// The test server's certificate is self-signed; the pool offers
+			// no CA option, only insecure_skip_verify.
+			cfg.Transport.InsecureSkipVerify = true
+			cfg.Transport.HTTP2 = tc.http2
+			p := newTestPool(t, cfg, Options{})
+			for i := range 2 { // the second request reuses the connection
+				req, _ := http.NewRequest(http.MethodGet, "http://pool/x", nil)
+				resp, body, err := send(t, p, req)
+				if err != nil {
+					t.Fatalf("request %d: %v", i, err)
+				}
+				if resp.StatusCode != http.StatusOK {
+					t.Fatalf("request %d: status %d", i, resp.StatusCode)
+				}
+				if got := proto.Load(); got != tc.want {
+					t.Fatalf("request %d reached the backend over HTTP/%d (%s), want HTTP/%d", i, got, body, tc.want)
+				}
+				if resp.ProtoMajor != int(tc.want) {
+					t.Errorf("response ProtoMajor %d, want %d", resp.ProtoMajor, tc.want)
+				}
+			}
+		})
+	}
+}
+
+// TestHTTPSBackendCertVerified: without insecure_skip_verify, a backend
+// with an untrusted certificate is not used.
+func TestHTTPSBackendCertVerified(t *testing.T) {
+	s, proto := tlsBackend(t, true)
+	cfg := PoolConfig{Backends: []BackendConfig{{URL: s.URL, ID: "tls"}}}
+	cfg.Transport.HTTP2 = true
+	cfg.Retries.MaxTries = 1
+	p := newTestPool(t, cfg, Options{})
+	if _, err := get(t, p, "/"); err == nil {
+		t.Fatal("request to an untrusted certificate succeeded")
+	}
+	if proto.Load() != 0 {
+		t.Fatal("request reached the backend")
+	}
+}
