@@ -7,6 +7,9 @@ import (
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/outpost-edge/outpost/internal/units"
 )
 
 // tlsBackend is an https backend on 127.0.0.1 with a self-signed
@@ -79,5 +82,39 @@ func TestHTTPSBackendCertVerified(t *testing.T) {
 	}
 	if proto.Load() != 0 {
 		t.Fatal("request reached the backend")
+	}
+}
+
+// TestActiveCheckTimeout: a health endpoint that hangs past health.timeout
+// fails the check as "timeout"; `fall` such checks mark the backend down.
+func TestActiveCheckTimeout(t *testing.T) {
+	var hang atomic.Bool
+	var hung atomic.Int64
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" && hang.Load() {
+			hung.Add(1)
+			select { // until the checker gives up and closes the connection
+			case <-r.Context().Done():
+			case <-time.After(10 * time.Second):
+			}
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+	}))
+	t.Cleanup(s.Close)
+	cfg := PoolConfig{Backends: []BackendConfig{{URL: s.URL, ID: "a"}}}
+	cfg.Health = fastHealth()
+	cfg.Health.Timeout = units.Duration(50 * time.Millisecond)
+	cfg.Health.Fall = 3
+	p := newTestPool(t, cfg, Options{})
+	eventually(t, "a check passes", func() bool { return backendStatus(p, "a").LastCheck == "ok" })
+	hang.Store(true)
+	eventually(t, "a check times out", func() bool { return backendStatus(p, "a").LastCheck == "timeout" })
+	eventually(t, "a unhealthy", func() bool { return backendStatus(p, "a").Health == "unhealthy" })
+	if n := hung.Load(); n < 3 {
+		t.Errorf("unhealthy after %d hung checks, want fall = 3", n)
+	}
+	if got := backendStatus(p, "a").LastCheck; got != "timeout" {
+		t.Errorf("last check %q, want timeout", got)
 	}
 }
