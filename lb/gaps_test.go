@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/outpost-edge/outpost/internal/units"
 )
 
@@ -116,5 +118,48 @@ func TestActiveCheckTimeout(t *testing.T) {
 	}
 	if got := backendStatus(p, "a").LastCheck; got != "timeout" {
 		t.Errorf("last check %q, want timeout", got)
+	}
+}
+
+// TestOutlierEjectsOnTryTimeouts: per-try timeouts count as failures
+// toward outlier.consecutive_failures, like 5xx and connect errors.
+func TestOutlierEjectsOnTryTimeouts(t *testing.T) {
+	slow := startBackend(t, "slow", func(w http.ResponseWriter, r *http.Request) {
+		select { // past timeouts.try, until the pool gives up
+		case <-r.Context().Done():
+		case <-time.After(10 * time.Second):
+		}
+	})
+	fast := startBackend(t, "fast", nil)
+	clk := newFakeClock() // the ejection lasts until the clock moves
+	m := NewMetrics(nil)
+	cfg := poolConfig(PolicyRoundRobin, slow, fast)
+	cfg.Timeouts.Try = units.Duration(100 * time.Millisecond)
+	cfg.Outlier.ConsecutiveFailures = 2
+	cfg.Outlier.BaseEjectionTime = units.Duration(time.Minute)
+	cfg.Outlier.MaxEjectionTime = units.Duration(time.Hour)
+	p := newTestPool(t, cfg, Options{Now: clk.Now, Metrics: m})
+	for i := 0; backendStatus(p, "slow").Health != "ejected"; i++ {
+		if i == 10 {
+			t.Fatalf("slow not ejected after %d requests: %+v", i, backendStatus(p, "slow"))
+		}
+		if id, err := get(t, p, "/"); err != nil || id != "fast" {
+			t.Fatalf("got %q %v, want a retry on fast", id, err)
+		}
+	}
+	if got := testutil.ToFloat64(m.errors.WithLabelValues("test", "slow", "timeout")); got != 2 {
+		t.Errorf("slow timeouts %v, want 2 (consecutive_failures)", got)
+	}
+	if st := backendStatus(p, "slow"); st.Failures != 2 || st.Ejections != 1 {
+		t.Errorf("slow %+v, want 2 failures and 1 ejection", st)
+	}
+	hits := slow.hits.Load()
+	for range 4 {
+		if id, err := get(t, p, "/"); err != nil || id != "fast" {
+			t.Fatalf("got %q %v while slow is ejected", id, err)
+		}
+	}
+	if slow.hits.Load() != hits {
+		t.Errorf("ejected backend still received requests")
 	}
 }
