@@ -5,6 +5,7 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -162,4 +163,73 @@ func TestOutlierEjectsOnTryTimeouts(t *testing.T) {
 	if slow.hits.Load() != hits {
 		t.Errorf("ejected backend still received requests")
 	}
+}
+
+// retryPair starts two backends sharing a handler whose first request
+// overall drops the connection and later ones succeed; it records when
+// each request arrived.
+func retryPair(t *testing.T) (a, b *testBackend, arrivals func() []time.Time) {
+	t.Helper()
+	var mu sync.Mutex
+	var at []time.Time
+	h := func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		at = append(at, time.Now())
+		first := len(at) == 1
+		mu.Unlock()
+		if first {
+			hijackAfterBody(w, r)
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+	}
+	a, b = startBackend(t, "a", h), startBackend(t, "b", h)
+	return a, b, func() []time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]time.Time(nil), at...)
+	}
+}
+
+// TestRetryBackoff: a retry waits the jittered backoff before its try, and
+// timeouts.total expiring during the backoff ends the request without it.
+// The backoff timer runs on wall time; its jitter comes from Options.Rand,
+// fixed here so the wait is exactly 150ms.
+func TestRetryBackoff(t *testing.T) {
+	const backoff = 150 * time.Millisecond
+	fixed := func() uint64 { return uint64(backoff) } // % 200ms = 150ms
+	retries := RetryConfig{MaxTries: 2, Backoff: units.Duration(200 * time.Millisecond),
+		MaxBackoff: units.Duration(200 * time.Millisecond)}
+
+	t.Run("waits", func(t *testing.T) {
+		a, b, arrivals := retryPair(t)
+		cfg := poolConfig(PolicyRoundRobin, a, b)
+		cfg.Retries = retries
+		p := newTestPool(t, cfg, Options{Rand: fixed})
+		if _, err := get(t, p, "/"); err != nil {
+			t.Fatalf("retry failed: %v", err)
+		}
+		at := arrivals()
+		if len(at) != 2 {
+			t.Fatalf("%d tries, want 2", len(at))
+		}
+		// Timers never fire early; half leaves room for clock granularity.
+		if gap := at[1].Sub(at[0]); gap < backoff/2 {
+			t.Errorf("retry %v after the failed try, want >= %v backoff", gap, backoff)
+		}
+	})
+
+	t.Run("total timeout during backoff", func(t *testing.T) {
+		a, b, arrivals := retryPair(t)
+		cfg := poolConfig(PolicyRoundRobin, a, b)
+		cfg.Retries = retries
+		cfg.Timeouts.Total = units.Duration(50 * time.Millisecond)
+		p := newTestPool(t, cfg, Options{Rand: fixed})
+		if _, err := get(t, p, "/"); err == nil {
+			t.Fatal("request succeeded, want the retry cut off by timeouts.total")
+		}
+		if n := len(arrivals()); n != 1 {
+			t.Fatalf("%d tries, want 1: the backoff outlasts timeouts.total", n)
+		}
+	})
 }
