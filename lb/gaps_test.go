@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"errors"
 	"io"
 	"log"
 	"net/http"
@@ -225,8 +226,14 @@ func TestRetryBackoff(t *testing.T) {
 		cfg.Retries = retries
 		cfg.Timeouts.Total = units.Duration(50 * time.Millisecond)
 		p := newTestPool(t, cfg, Options{Rand: fixed})
-		if _, err := get(t, p, "/"); err == nil {
+		_, err := get(t, p, "/")
+		if err == nil {
 			t.Fatal("request succeeded, want the retry cut off by timeouts.total")
+		}
+		// A timeout, whatever the failed try said: a proxy answers 504.
+		var le *Error
+		if !errors.As(err, &le) || le.HTTPStatus() != http.StatusGatewayTimeout || !le.Timeout() {
+			t.Fatalf("error %v, want a pool timeout (504)", err)
 		}
 		if n := len(arrivals()); n != 1 {
 			t.Fatalf("%d tries, want 1: the backoff outlasts timeouts.total", n)

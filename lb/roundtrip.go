@@ -94,7 +94,15 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 				}
 				ctx = c.arm(parent, left)
 			}
-			if !p.budget.withdraw() || !p.backoff(ctx, st.cfg.Retries, try) {
+			if !p.budget.withdraw() {
+				break
+			}
+			if !p.backoff(ctx, st.cfg.Retries, try) {
+				if context.Cause(ctx) == errTotalTimeout && parent.Err() == nil {
+					// timeouts.total ran out while waiting to retry: a
+					// timeout (504), whatever the last try said.
+					lastErr, lastKind = errTotalTimeout, kindTimeout
+				}
 				break
 			}
 			b.metrics.retries.Inc()
