@@ -240,3 +240,35 @@ func TestRetryBackoff(t *testing.T) {
 		}
 	})
 }
+
+// TestCheckWaitJitter: the pause between checks is the interval plus a
+// share of the jitter drawn from the pool's random source, always within
+// [interval, interval+jitter).
+func TestCheckWaitJitter(t *testing.T) {
+	var next uint64
+	cfg := poolConfig(PolicyRoundRobin)
+	cfg.Backends = []BackendConfig{{URL: "http://127.0.0.1:9", ID: "unused"}}
+	p := newTestPool(t, cfg, Options{Rand: func() uint64 { return next }})
+	h := HealthConfig{Interval: units.Duration(2 * time.Second), Jitter: units.Duration(200 * time.Millisecond)}
+	tests := []struct {
+		rand uint64
+		want time.Duration
+	}{
+		{0, 2 * time.Second},
+		{uint64(50 * time.Millisecond), 2050 * time.Millisecond},
+		{uint64(200*time.Millisecond) - 1, 2200*time.Millisecond - 1},
+		{uint64(200 * time.Millisecond), 2 * time.Second}, // wraps: never the full jitter
+		{^uint64(0), 2*time.Second + time.Duration(^uint64(0)%uint64(200*time.Millisecond))},
+	}
+	for _, tc := range tests {
+		next = tc.rand
+		if got := p.checkWait(h); got != tc.want {
+			t.Errorf("rand %d: wait %v, want %v", tc.rand, got, tc.want)
+		}
+	}
+	h.Jitter = 0
+	next = 12345
+	if got := p.checkWait(h); got != 2*time.Second {
+		t.Errorf("no jitter: wait %v, want the interval", got)
+	}
+}

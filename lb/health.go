@@ -48,11 +48,7 @@ func (p *Pool) startChecker(b *Backend, st *poolState) {
 				return
 			}
 			p.applyCheck(b, h, reason)
-			wait := h.Interval.D()
-			if j := int64(h.Jitter); j > 0 {
-				wait += time.Duration(p.rand() % uint64(j))
-			}
-			tm := time.NewTimer(wait)
+			tm := time.NewTimer(p.checkWait(h))
 			select {
 			case <-ctx.Done():
 				tm.Stop()
@@ -61,6 +57,17 @@ func (p *Pool) startChecker(b *Backend, st *poolState) {
 			}
 		}
 	}()
+}
+
+// checkWait is the pause before a backend's next check: the interval plus
+// a random share of the jitter, so checks of many backends (and of many
+// nodes checking one backend) do not fall into step.
+func (p *Pool) checkWait(h HealthConfig) time.Duration {
+	wait := h.Interval.D()
+	if j := int64(h.Jitter); j > 0 {
+		wait += time.Duration(p.rand() % uint64(j))
+	}
+	return wait
 }
 
 // checkOnce performs one check and returns "" on success or why it failed.
