@@ -126,6 +126,9 @@ func (b *mmsgBatch) datagram(i int) ([]byte, bool, netip.AddrPort) {
 
 // queue adds a reply to the i-th datagram read.
 func (b *mmsgBatch) queue(i int, resp []byte) {
+	if len(resp) == 0 {
+		return
+	}
 	k := b.sendK
 	b.outBuf[k] = append(b.outBuf[k][:0], resp...)
 	b.outIov[k].Base = &b.outBuf[k][0]
