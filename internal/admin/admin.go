@@ -52,6 +52,11 @@ func (c *Config) Validate() error {
 	if c.Token != "" && len(c.Token) < 16 {
 		l.Addf("token", "must be at least 16 characters")
 	}
+	if strings.ContainsFunc(c.Token, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		// A bearer token can't carry these (and a trailing newline from a
+		// secret file would make every request a 401).
+		l.Addf("token", "must not contain spaces, line breaks or control characters (a trailing newline in the environment variable?)")
+	}
 	return l.Err()
 }
 
