@@ -52,6 +52,11 @@ func (c *Config) Validate() error {
 	if c.Token != "" && len(c.Token) < 16 {
 		l.Addf("token", "must be at least 16 characters")
 	}
+	if strings.ContainsFunc(c.Token, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		// A bearer token can't carry these (and a trailing newline from a
+		// secret file would make every request a 401).
+		l.Addf("token", "must not contain spaces, line breaks or control characters (a trailing newline in the environment variable?)")
+	}
 	return l.Err()
 }
 
@@ -101,7 +106,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// Unknown path or wrong method: answer in our JSON shape, after
 		// auth so the API surface isn't probeable anonymously.
 		if !s.authorized(r) {
-			unauthorized(w, r)
+			s.unauthorized(w, r)
 			return
 		}
 		h.ServeHTTP(&statusRewriter{ResponseWriter: w, r: r}, r)
@@ -112,27 +117,56 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) authorized(r *http.Request) bool {
 	if s.open {
-		return true
+		return localTool(r)
 	}
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok {
+	// RFC 9110 §11.1: the scheme is case-insensitive.
+	scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return false
 	}
 	sum := sha256.Sum256([]byte(strings.TrimSpace(got)))
 	return subtle.ConstantTimeCompare(sum[:], s.token[:]) == 1
 }
 
+// localTool reports whether a request to a tokenless (loopback-only) API
+// comes from a local tool rather than a web browser: a page on any site
+// can POST to 127.0.0.1 (CSRF), or reach it under its own name after a DNS
+// rebind. Browsers always say so: Origin on cross-origin POSTs, Fetch
+// Metadata on everything, and the page's host name in Host.
+func localTool(r *http.Request) bool {
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if !isLoopback(strings.TrimSuffix(strings.Trim(host, "[]"), ".")) {
+		return false
+	}
+	if r.Header.Get("Origin") != "" {
+		return false
+	}
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "", "none":
+		return true
+	}
+	return false
+}
+
 func (s *Server) auth(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !s.authorized(r) {
-			unauthorized(w, r)
+			s.unauthorized(w, r)
 			return
 		}
 		h.ServeHTTP(w, r)
 	})
 }
 
-func unauthorized(w http.ResponseWriter, r *http.Request) {
+func (s *Server) unauthorized(w http.ResponseWriter, r *http.Request) {
+	if s.open {
+		httperr.Write(w, r, http.StatusForbidden, "forbidden",
+			"without admin.token the admin API only answers local tools addressing it by a loopback host, not browsers")
+		return
+	}
 	w.Header().Set("WWW-Authenticate", `Bearer realm="outpost-admin"`)
 	httperr.Write(w, r, http.StatusUnauthorized, "unauthorized", "a valid bearer token is required")
 }

@@ -100,6 +100,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, _ = rec.Write([]byte("ok\n"))
 		return
 	}
+	if hasDotSegment(r.URL.Path) {
+		// "/pub/../admin" would match the "/pub/" route's prefix while the
+		// origin resolves it to /admin: refuse rather than route it.
+		info.SetRoute("_none")
+		httperr.Write(rec, r, http.StatusBadRequest, "bad_path", "the path contains \".\" or \"..\" segments")
+		return
+	}
 	name, next, ok := h.Router.Match(r.Host, r.URL.Path)
 	if !ok {
 		info.SetRoute("_none")
@@ -163,6 +170,20 @@ func (h *Handler) forwardedClient(values []string, peer netip.Addr) netip.Addr {
 		}
 	}
 	return client
+}
+
+// hasDotSegment reports whether the decoded path has a "." or ".." segment
+// (so "%2e%2e" and "%2F..%2F" count too). Browsers remove them before
+// sending; a request that still has them is probing prefix routing.
+func hasDotSegment(p string) bool {
+	for len(p) > 0 {
+		var seg string
+		seg, p, _ = strings.Cut(p, "/")
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
 }
 
 // validRequestID accepts 1–128 characters of [A-Za-z0-9._:-]: enough for
