@@ -168,7 +168,7 @@ func (rt *route) policyFor(tier string) *policy {
 	return rt.routePolicy
 }
 
-// ServeHTTP runs the policy steps in order: CORS preflight, method, path,
+// ServeHTTP runs the policy steps in order: CORS preflight, path, method,
 // body size, authentication, authorization, rate limit, concurrency, then
 // the transformed upstream request.
 func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -183,13 +183,15 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// cache never serves a non-CORS answer to a CORS request.
 		rt.cors.decorate(w.Header(), origin)
 	}
+	// Path before method: a path the route does not serve is 404 for
+	// every method; 405 says the resource exists.
+	if len(rt.patterns) > 0 && !rt.matchPath(r.URL.EscapedPath()) {
+		writeError(w, r, http.StatusNotFound, "no_route", "no route for this path")
+		return
+	}
 	if rt.methods != nil && !slices.Contains(rt.methods, r.Method) {
 		w.Header().Set("Allow", rt.allow)
 		writeError(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed on this route")
-		return
-	}
-	if len(rt.patterns) > 0 && !rt.matchPath(r.URL.EscapedPath()) {
-		writeError(w, r, http.StatusNotFound, "no_route", "no route for this path")
 		return
 	}
 	if rt.maxBody > 0 && r.ContentLength > rt.maxBody {
