@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"path/filepath"
 	"testing"
 )
 
@@ -19,5 +20,43 @@ func TestAuditUnmatchedPathIs404EvenWithWrongMethod(t *testing.T) {
 	r = e.do("DELETE", "/api/users/1", nil, nil)
 	if r.StatusCode != 405 || r.Header.Get("Allow") != "GET, HEAD" {
 		t.Fatalf("DELETE on a matched path: %d Allow %q, want 405", r.StatusCode, r.Header.Get("Allow"))
+	}
+}
+
+// Import must not index a second record under an existing key's hash:
+// that would replace a revoked record in the lookup table and bring the
+// revoked key back to life.
+func TestAuditImportCannotUnrevokeByHash(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keys.db")
+	ks, err := OpenKeyStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ks.Close()
+	e := newEnv(t, envOpts{keys: ks, route: RouteConfig{Auth: AuthConfig{Methods: []string{MethodAPIKey}}}})
+	key, rec, err := ks.Create(KeySpec{Owner: "bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ks.Revoke(rec.ID); err != nil {
+		t.Fatal(err)
+	}
+	twin := rec
+	twin.ID, twin.RevokedAt = "twin", nil
+	if _, err := ks.Import(twin); err == nil {
+		t.Error("import of another id with an existing key's hash succeeded")
+	}
+	if r := e.do("GET", "/x", map[string]string{"X-API-Key": key}, nil); r.StatusCode != 401 {
+		t.Fatalf("revoked key after import of a twin record: %d, want 401", r.StatusCode)
+	}
+	// Reopening must not resurrect it either.
+	ks.Close()
+	ks2, err := OpenKeyStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ks2.Close()
+	if got := ks2.lookup(tokenSum(key)); got == nil || got.RevokedAt == nil {
+		t.Fatalf("after reopen the key is %+v, want revoked", got)
 	}
 }
