@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -58,5 +59,36 @@ func TestAuditImportCannotUnrevokeByHash(t *testing.T) {
 	defer ks2.Close()
 	if got := ks2.lookup(tokenSum(key)); got == nil || got.RevokedAt == nil {
 		t.Fatalf("after reopen the key is %+v, want revoked", got)
+	}
+}
+
+// Identity header names spelled with underscores are the same variable
+// to CGI/WSGI/Rack origins (HTTP_X_OUTPOST_USER); they must be stripped
+// like the canonical names, with or without an identity secret.
+func TestAuditUnderscoreIdentityHeadersStripped(t *testing.T) {
+	for _, secret := range []string{testSecret, ""} {
+		e := newEnv(t, envOpts{route: RouteConfig{Auth: AuthConfig{Mode: ModeNone}}})
+		if secret == "" {
+			e.gw.secret = nil
+		}
+		r := e.do("GET", "/x", map[string]string{
+			"X_Outpost_User":      "admin",
+			"X-Outpost_Roles":     "admin",
+			"x_outpost_signature": "v1=forged",
+			"X_Other":             "kept",
+		}, nil)
+		if r.StatusCode != 200 {
+			t.Fatalf("status %d", r.StatusCode)
+		}
+		got := e.origin.last(t).Header
+		for k := range got {
+			n := strings.ToLower(strings.ReplaceAll(k, "_", "-"))
+			if strings.HasPrefix(n, "x-outpost-") && !strings.Contains(k, "-Outpost-") {
+				t.Errorf("secret=%v: origin saw spoofed %s: %q", secret != "", k, got[k])
+			}
+		}
+		if got.Get("X_other") != "kept" {
+			t.Errorf("unrelated underscore header dropped: %v", got)
+		}
 	}
 }

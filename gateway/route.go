@@ -265,7 +265,10 @@ func (rt *route) forward(w http.ResponseWriter, r *http.Request, info *reqinfo.I
 		h.Set("X-Request-Id", info.ID)
 	}
 	// The identity headers are always rebuilt by the gateway: whatever the
-	// client sent under these names is dropped, on every route and mode.
+	// client sent under these names is dropped, on every route and mode,
+	// including spellings with '_' that CGI-style origins read as the same
+	// variable (X_Outpost_User → HTTP_X_OUTPOST_USER).
+	stripIdentityAliases(h)
 	if len(rt.g.secret) > 0 {
 		if id == nil {
 			id = &identity.Identity{Tier: rt.g.cfg.AnonymousTier}
@@ -414,4 +417,21 @@ func ceilSeconds(d time.Duration) int64 {
 // writeError writes the JSON error shape.
 func writeError(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
 	httperr.Write(w, r, status, code, msg)
+}
+
+// stripIdentityAliases removes headers whose names contain '_' and equal
+// an identity header once '_' is read as '-'.
+func stripIdentityAliases(h http.Header) {
+	for k := range h {
+		if !strings.Contains(k, "_") {
+			continue
+		}
+		n := strings.ReplaceAll(k, "_", "-")
+		for _, id := range identity.Headers {
+			if strings.EqualFold(n, id) {
+				delete(h, k)
+				break
+			}
+		}
+	}
 }
