@@ -4,6 +4,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
 // A path that no pattern of the route matches is "no route" (404) whatever
@@ -90,5 +92,26 @@ func TestAuditUnderscoreIdentityHeadersStripped(t *testing.T) {
 		if got.Get("X_other") != "kept" {
 			t.Errorf("unrelated underscore header dropped: %v", got)
 		}
+	}
+}
+
+// A scope with a control character (from a trusted issuer, but still
+// hostile input for a header) must not turn into a 502: such scopes are
+// dropped, like malformed roles.
+func TestAuditJWTScopeControlCharNo5xx(t *testing.T) {
+	k := keys(t)
+	e := newEnv(t, envOpts{
+		cfg:   Config{JWT: k.jwtConfig()},
+		route: RouteConfig{Auth: AuthConfig{Methods: []string{MethodJWT}}},
+	})
+	c := stdClaims(e.clock.Now())
+	c["scope"] = "posts:read bad\x01scope"
+	r := e.do("GET", "/x", bearer(sign(t, jwt.SigningMethodHS256, k.hmacKID, k.hmac, c)), nil)
+	if r.StatusCode != 200 {
+		t.Fatalf("status %d %s, want 200", r.StatusCode, bodyOf(r))
+	}
+	id := e.origin.last(t).Identity
+	if id == nil || strings.Join(id.Scopes, " ") != "posts:read" {
+		t.Fatalf("origin identity %+v, want scopes [posts:read]", id)
 	}
 }
