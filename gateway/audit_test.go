@@ -115,3 +115,13 @@ func TestAuditJWTScopeControlCharNo5xx(t *testing.T) {
 		t.Fatalf("origin identity %+v, want scopes [posts:read]", id)
 	}
 }
+
+// A limit finer than 1ns per request must not panic the limiter (the
+// interval rounds to zero and GCRA divides by it).
+func TestAuditHugeRateNoPanic(t *testing.T) {
+	p := newPolicy("x", "x:", RateLimit{Requests: 2_000_000_000, Window: 1e9, Burst: 5})
+	l := newLocalLimiter(newClock().Now)
+	if d := l.allow("k", p); !d.Allowed {
+		t.Fatalf("first request refused: %+v", d)
+	}
+}
