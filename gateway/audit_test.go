@@ -125,3 +125,41 @@ func TestAuditHugeRateNoPanic(t *testing.T) {
 		t.Fatalf("first request refused: %+v", d)
 	}
 }
+
+// Access-log fields carry user and key ids, never the credential itself,
+// for accepted and refused credentials alike.
+func TestAuditAccessLogNeverHoldsCredentials(t *testing.T) {
+	k := keys(t)
+	const cfgKey = "opk_config-key-0123456789abcdef"
+	e := newEnv(t, envOpts{cfg: Config{
+		JWT:     k.jwtConfig(),
+		APIKeys: []APIKeyConfig{{ID: "cfg1", Hash: HashKey(cfgKey), Owner: "svc"}},
+		Tiers:   map[string]RateLimit{"free": {Requests: 100}, "anonymous": {Requests: 100}},
+	}})
+	tok := sign(t, jwt.SigningMethodHS256, k.hmacKID, k.hmac, stdClaims(e.clock.Now()))
+	cases := []struct {
+		hdr    map[string]string
+		secret string
+		status int
+	}{
+		{map[string]string{"X-API-Key": cfgKey}, cfgKey, 200},
+		{bearer(cfgKey + "x"), cfgKey + "x", 401},
+		{bearer(tok), tok, 200},
+		{bearer(tok[:len(tok)-2]), tok[:len(tok)-2], 401},
+	}
+	for _, c := range cases {
+		r := e.do("GET", "/x", c.hdr, nil)
+		if r.StatusCode != c.status {
+			t.Fatalf("status %d, want %d", r.StatusCode, c.status)
+		}
+		f := e.info.fields()
+		if f["rate_limit"] == "" && c.status == 200 {
+			t.Errorf("no rate-limit decision logged: %v", f)
+		}
+		for name, v := range f {
+			if strings.Contains(v, c.secret[len(c.secret)-16:]) || strings.Contains(c.secret, v) && len(v) >= 16 {
+				t.Errorf("access-log field %s=%q holds the credential", name, v)
+			}
+		}
+	}
+}
