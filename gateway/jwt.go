@@ -242,9 +242,15 @@ func (v *jwtVerifier) verify(ctx context.Context, token string) (*identity.Ident
 		return nil, errBadClaim
 	}
 	id := &identity.Identity{
-		User:   claims.Subject,
-		Scopes: strings.Fields(claims.Scope),
-		Tier:   claims.Tier,
+		User: claims.Subject,
+		Tier: claims.Tier,
+	}
+	// Scopes and roles travel in headers: words with control characters
+	// would make the upstream request invalid (a 502), so they are dropped.
+	for _, s := range strings.Fields(claims.Scope) {
+		if cleanWord(s) {
+			id.Scopes = append(id.Scopes, s)
+		}
 	}
 	for _, r := range claims.Roles {
 		if cleanWord(r) {

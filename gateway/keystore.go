@@ -237,7 +237,8 @@ func (s *KeyStore) Revoke(id string) (KeyRecord, error) {
 // Import stores a record created on another node of the cluster, so a key
 // made (or revoked) through one node's admin API holds on every node. An
 // unknown id is added; a known id with the same hash takes the incoming
-// revocation; a known id with another hash is ErrKeyExists. Revocation
+// revocation; a known id with another hash, or an unknown id with the hash
+// of a known key, is ErrKeyExists. Revocation
 // never reverts: an imported unrevoked copy leaves a revoked key revoked.
 func (s *KeyStore) Import(rec KeyRecord) (KeyRecord, error) {
 	if !validKeyID(rec.ID) {
@@ -259,9 +260,16 @@ func (s *KeyStore) Import(rec KeyRecord) (KeyRecord, error) {
 	}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
+	h, _ := hex.DecodeString(rec.Hash)
 	s.mu.RLock()
 	old := s.byID[rec.ID]
+	twin := s.byHash[[32]byte(h)]
 	s.mu.RUnlock()
+	if old == nil && twin != nil {
+		// Another id owns this hash; indexing a second record under it
+		// would replace the first in lookups (and could un-revoke it).
+		return KeyRecord{}, ErrKeyExists
+	}
 	if old != nil {
 		if old.Hash != rec.Hash {
 			return KeyRecord{}, ErrKeyExists

@@ -28,8 +28,10 @@ func newPolicy(name, keyPrefix string, l RateLimit) *policy {
 		win = time.Minute
 	}
 	return &policy{
-		name:      name,
-		interval:  win / time.Duration(l.Requests),
+		name: name,
+		// At least 1µs, the Redis script's resolution: a finer rate would
+		// round to a zero interval and GCRA divides by it.
+		interval:  max(win/time.Duration(l.Requests), time.Microsecond),
 		burst:     burst,
 		keyPrefix: keyPrefix,
 		header:    strconv.Quote(name) + ";q=" + strconv.Itoa(l.Requests) + ";w=" + strconv.FormatInt(int64(win/time.Second), 10),

@@ -168,7 +168,7 @@ func (rt *route) policyFor(tier string) *policy {
 	return rt.routePolicy
 }
 
-// ServeHTTP runs the policy steps in order: CORS preflight, method, path,
+// ServeHTTP runs the policy steps in order: CORS preflight, path, method,
 // body size, authentication, authorization, rate limit, concurrency, then
 // the transformed upstream request.
 func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -183,13 +183,15 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// cache never serves a non-CORS answer to a CORS request.
 		rt.cors.decorate(w.Header(), origin)
 	}
+	// Path before method: a path the route does not serve is 404 for
+	// every method; 405 says the resource exists.
+	if len(rt.patterns) > 0 && !rt.matchPath(r.URL.EscapedPath()) {
+		writeError(w, r, http.StatusNotFound, "no_route", "no route for this path")
+		return
+	}
 	if rt.methods != nil && !slices.Contains(rt.methods, r.Method) {
 		w.Header().Set("Allow", rt.allow)
 		writeError(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed on this route")
-		return
-	}
-	if len(rt.patterns) > 0 && !rt.matchPath(r.URL.EscapedPath()) {
-		writeError(w, r, http.StatusNotFound, "no_route", "no route for this path")
 		return
 	}
 	if rt.maxBody > 0 && r.ContentLength > rt.maxBody {
@@ -263,7 +265,10 @@ func (rt *route) forward(w http.ResponseWriter, r *http.Request, info *reqinfo.I
 		h.Set("X-Request-Id", info.ID)
 	}
 	// The identity headers are always rebuilt by the gateway: whatever the
-	// client sent under these names is dropped, on every route and mode.
+	// client sent under these names is dropped, on every route and mode,
+	// including spellings with '_' that CGI-style origins read as the same
+	// variable (X_Outpost_User → HTTP_X_OUTPOST_USER).
+	stripIdentityAliases(h)
 	if len(rt.g.secret) > 0 {
 		if id == nil {
 			id = &identity.Identity{Tier: rt.g.cfg.AnonymousTier}
@@ -412,4 +417,21 @@ func ceilSeconds(d time.Duration) int64 {
 // writeError writes the JSON error shape.
 func writeError(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
 	httperr.Write(w, r, status, code, msg)
+}
+
+// stripIdentityAliases removes headers whose names contain '_' and equal
+// an identity header once '_' is read as '-'.
+func stripIdentityAliases(h http.Header) {
+	for k := range h {
+		if !strings.Contains(k, "_") {
+			continue
+		}
+		n := strings.ReplaceAll(k, "_", "-")
+		for _, id := range identity.Headers {
+			if strings.EqualFold(n, id) {
+				delete(h, k)
+				break
+			}
+		}
+	}
 }
