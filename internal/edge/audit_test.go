@@ -178,3 +178,28 @@ func TestAccessLogFieldsAndNoSecrets(t *testing.T) {
 		t.Errorf("route/path = %v %v", m["route"], m["path"])
 	}
 }
+
+// Repeated slashes are merged for routing (origins read "//admin/x" as
+// /admin/x), so they cannot skip a more specific route's policy.
+func TestRepeatedSlashesMatchTheirRoute(t *testing.T) {
+	h := testHandler(t, nil)
+	for target, want := range map[string]string{
+		"//admin/secret":   "admin",
+		"///admin//secret": "admin",
+		"/admin//secret":   "admin",
+		"//public//x":      "public",
+		"/":                "public",
+		"/adminx//y":       "public",
+		"//%61dmin/secret": "admin", // decoded before matching
+		"/static/a//b.css": "public",
+		"//admin":          "public", // "/admin" is not under the "/admin/" prefix
+	} {
+		r := httptest.NewRequest("GET", "http://example.com"+target, nil)
+		r.RemoteAddr = "192.0.2.1:1234"
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if got := w.Header().Get("X-Route"); got != want {
+			t.Errorf("%s: route %q (status %d), want %q", target, got, w.Code, want)
+		}
+	}
+}

@@ -107,7 +107,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httperr.Write(rec, r, http.StatusBadRequest, "bad_path", "the path contains \".\" or \"..\" segments")
 		return
 	}
-	name, next, ok := h.Router.Match(r.Host, r.URL.Path)
+	name, next, ok := h.Router.Match(r.Host, routePath(r.URL.Path))
 	if !ok {
 		info.SetRoute("_none")
 		httperr.Write(rec, r, http.StatusNotFound, "no_route", "no route for this host and path")
@@ -170,6 +170,24 @@ func (h *Handler) forwardedClient(values []string, peer netip.Addr) netip.Addr {
 		}
 	}
 	return client
+}
+
+// routePath is the path routes are matched on: runs of "/" merged, as
+// nginx (merge_slashes) and most origins read them, so "//admin/x" meets
+// the /admin/ route and its policy instead of slipping through the "/"
+// route. The request itself goes on as sent.
+func routePath(p string) string {
+	if !strings.Contains(p, "//") {
+		return p
+	}
+	b := make([]byte, 0, len(p))
+	for i := 0; i < len(p); i++ {
+		if p[i] == '/' && len(b) > 0 && b[len(b)-1] == '/' {
+			continue
+		}
+		b = append(b, p[i])
+	}
+	return string(b)
 }
 
 // hasDotSegment reports whether the decoded path has a "." or ".." segment
