@@ -1,7 +1,10 @@
 package datadir
 
 import (
+	"bufio"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,30 +43,47 @@ func TestLock(t *testing.T) {
 	l2.Release() // twice is harmless
 }
 
-// TestLockOtherProcess holds the lock in a child process (flock(1)) and
-// checks this process is refused, then admitted once the child is gone.
-func TestLockOtherProcess(t *testing.T) {
-	flock, err := exec.LookPath("flock")
-	if err != nil {
-		t.Skip("flock(1) not installed (util-linux)")
+// TestMain lets a test run this binary as a second process that holds a
+// directory's lock (OUTPOST_DATADIR_HOLD=dir) until its stdin closes.
+func TestMain(m *testing.M) {
+	if dir := os.Getenv("OUTPOST_DATADIR_HOLD"); dir != "" {
+		l, err := Acquire(dir)
+		if err != nil {
+			fmt.Println("error:", err)
+			os.Exit(1)
+		}
+		fmt.Println("locked")
+		io.Copy(io.Discard, os.Stdin)
+		l.Release()
+		os.Exit(0)
 	}
+	os.Exit(m.Run())
+}
+
+// TestLockOtherProcess holds the lock in a child process and checks this
+// process is refused, naming the child's pid, then admitted once the child
+// is gone.
+func TestLockOtherProcess(t *testing.T) {
 	dir := t.TempDir()
-	path := filepath.Join(dir, LockName)
-	cmd := exec.Command(flock, "-x", path, "sh", "-c", "echo locked; read x")
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "OUTPOST_DATADIR_HOLD="+dir)
 	stdin, _ := cmd.StdinPipe()
 	out, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	buf := make([]byte, 7)
-	if _, err := out.Read(buf); err != nil {
-		t.Fatal(err)
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || line != "locked\n" {
+		t.Fatalf("holder: %q %v", line, err)
 	}
-	if _, err := Acquire(dir); !errors.Is(err, ErrInUse) {
-		t.Errorf("Acquire while another process holds it: %v", err)
+	_, err = Acquire(dir)
+	if !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "pid "+strconv.Itoa(cmd.Process.Pid)) {
+		t.Errorf("Acquire while another process holds it: %v, want ErrInUse naming pid %d", err, cmd.Process.Pid)
 	}
 	stdin.Close()
-	cmd.Wait()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("holder: %v", err)
+	}
 	l, err := Acquire(dir)
 	if err != nil {
 		t.Fatalf("Acquire after the holder exited: %v", err)
