@@ -418,12 +418,7 @@ func (p *passWriter) WriteHeader(code int) {
 	if p.status == 0 {
 		p.status = code
 		hdr := p.ResponseWriter.Header()
-		if code == http.StatusSwitchingProtocols {
-			// The upgrade needs the fields that name it.
-			conn, up := hdr["Connection"], hdr["Upgrade"]
-			p.h.cleanHeader(hdr, false)
-			hdr["Connection"], hdr["Upgrade"] = conn, up
-		} else {
+		if code != http.StatusSwitchingProtocols { // an upgrade needs its Connection and Upgrade
 			p.h.cleanHeader(hdr, false)
 		}
 		hdr.Set("X-Cache", p.xcache)

@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"slices"
 	"testing"
 
 	mdns "github.com/miekg/dns"
@@ -117,7 +118,7 @@ func TestAnswers(t *testing.T) {
 					{"authority", rrStrings(r.Ns), want(t, tc.ns)},
 					{"additional", rrStrings(r.Extra), want(t, tc.extra)},
 				} {
-					if !equalStrings(sec.got, sec.want) {
+					if !slices.Equal(sec.got, sec.want) {
 						t.Errorf("%s:\n got  %q\n want %q", sec.name, sec.got, sec.want)
 					}
 				}

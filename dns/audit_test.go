@@ -3,6 +3,7 @@ package dns
 import (
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -37,10 +38,10 @@ func checkAuditAnswers(t *testing.T, addr string, cases []auditCase) {
 				t.Errorf("%s %s: rcode %s AA %v, want %s AA", network, tc.name,
 					mdns.RcodeToString[r.Rcode], r.Authoritative, mdns.RcodeToString[tc.rcode])
 			}
-			if got, w := rrStrings(r.Answer), want(t, tc.answer); !equalStrings(got, w) {
+			if got, w := rrStrings(r.Answer), want(t, tc.answer); !slices.Equal(got, w) {
 				t.Errorf("%s %s: answer\n got  %q\n want %q", network, tc.name, got, w)
 			}
-			if got, w := rrStrings(r.Ns), want(t, tc.ns); !equalStrings(got, w) {
+			if got, w := rrStrings(r.Ns), want(t, tc.ns); !slices.Equal(got, w) {
 				t.Errorf("%s %s: authority\n got  %q\n want %q", network, tc.name, got, w)
 			}
 		}
@@ -285,7 +286,7 @@ func TestAddRecordLeavesCallersRecord(t *testing.T) {
 	rr.A = net.IPv4(192, 0, 2, 100).To4()
 	rr.Hdr.Ttl = 1
 	r := exchange(t, addr, "udp", newQuery("new.example.com.", mdns.TypeA))
-	if got, w := rrStrings(r.Answer), want(t, []string{"new.example.com. 60 IN A 192.0.2.99"}); !equalStrings(got, w) {
+	if got, w := rrStrings(r.Answer), want(t, []string{"new.example.com. 60 IN A 192.0.2.99"}); !slices.Equal(got, w) {
 		t.Fatalf("served %q, want %q", got, w)
 	}
 	// Removing needs the data as added; the caller's (changed) copy no

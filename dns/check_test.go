@@ -3,6 +3,7 @@ package dns
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -81,7 +82,7 @@ func TestCheck(t *testing.T) {
 				t.Errorf("Check says %q, Reload says %q", errString(checkErr), errString(reloadErr))
 			}
 			r := exchange(t, addr, "udp", newQuery("www.example.test.", mdns.TypeA))
-			if got := rrStrings(r.Answer); !equalStrings(got, want(t, []string{"www.example.test. 300 IN A 192.0.2.1"})) {
+			if got := rrStrings(r.Answer); !slices.Equal(got, want(t, []string{"www.example.test. 300 IN A 192.0.2.1"})) {
 				t.Errorf("after Check, www answers %q", got)
 			}
 			if got, _ := s.Serial("example.test"); got != serial {

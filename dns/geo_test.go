@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/maxmind/mmdbwriter"
@@ -127,7 +128,7 @@ func TestOverridesLongestPrefix(t *testing.T) {
 			}
 		}
 		for _, a := range probes {
-			if c2, _ := st.locate(a); !sameRanking(c, c2) {
+			if c2, _ := st.locate(a); !slices.Equal(c, c2) {
 				t.Errorf("%s: scope %s holds %s, ranked %v, not %v", tc.addr, p, a, c2, c)
 			}
 		}
@@ -141,16 +142,4 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	}
 	a, _ := netip.AddrFromSlice(b)
 	return a
-}
-
-func sameRanking(a, b []candidate) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

@@ -123,18 +123,6 @@ func normRR(s string) string {
 	return s
 }
 
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 func newQuery(name string, qtype uint16) *mdns.Msg {
 	m := new(mdns.Msg)
 	m.SetQuestion(name, qtype)

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -62,7 +63,7 @@ func checkAnswers(t *testing.T, step, addr string, cases []answerCase) {
 			}
 			continue
 		}
-		if !equalStrings(got, want(t, tc.want)) {
+		if !slices.Equal(got, want(t, tc.want)) {
 			t.Errorf("%s: %s %s answered %q, want %q (rcode %s)", step, tc.name, mdns.TypeToString[tc.qtype],
 				got, tc.want, mdns.RcodeToString[r.Rcode])
 		}

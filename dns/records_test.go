@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 
@@ -31,7 +32,7 @@ func TestRuntimeRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := exchange(t, addr, "udp", newQuery("_acme-challenge.WWW.example.com.", mdns.TypeTXT))
-	if got := rrStrings(r.Answer); !equalStrings(got, want(t, []string{txt.String()})) {
+	if got := rrStrings(r.Answer); !slices.Equal(got, want(t, []string{txt.String()})) {
 		t.Fatalf("after add: answer %q", got)
 	}
 	r = exchange(t, addr, "udp", newQuery("example.com.", mdns.TypeSOA))

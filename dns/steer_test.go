@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -158,7 +159,7 @@ func TestSteeringECS(t *testing.T) {
 			if r.Rcode != tc.rcode || !r.Authoritative {
 				t.Fatalf("rcode %s AA %v", mdns.RcodeToString[r.Rcode], r.Authoritative)
 			}
-			if got := answerAddrs(r); !equalStrings(got, tc.want) {
+			if got := answerAddrs(r); !slices.Equal(got, tc.want) {
 				t.Errorf("answer %v, want %v", got, tc.want)
 			}
 			if got := ecsScope(r); got != tc.scope {
@@ -205,11 +206,11 @@ func TestSteeredWithoutNodes(t *testing.T) {
 	nodes := demoNodes()[2:] // ap: IPv4 only
 	_, addr := startServer(t, cfg, nodes, Options{})
 	r := exchange(t, addr, "udp", ecsQuery("www.demo.test.", mdns.TypeAAAA, "193.0.0.0/24"))
-	if got := answerAddrs(r); !equalStrings(got, []string{"2001:db8::1"}) {
+	if got := answerAddrs(r); !slices.Equal(got, []string{"2001:db8::1"}) {
 		t.Fatalf("AAAA %v, want the zone record", got)
 	}
 	r = exchange(t, addr, "udp", ecsQuery("www.demo.test.", mdns.TypeA, "193.0.0.0/24"))
-	if got := answerAddrs(r); !equalStrings(got, []string{"127.0.0.13"}) {
+	if got := answerAddrs(r); !slices.Equal(got, []string{"127.0.0.13"}) {
 		t.Fatalf("A %v", got)
 	}
 	_, addr = startServer(t, steeredConfig(""), nil, Options{})
@@ -227,7 +228,7 @@ func TestSteeringAnswersAndWeights(t *testing.T) {
 	_, addr := startServer(t, cfg, demoNodes(), Options{})
 	r := exchange(t, addr, "udp", ecsQuery("www.demo.test.", mdns.TypeA, "193.0.0.0/24"))
 	// Nearest first: Frankfurt, then Ashburn, then Tokyo.
-	if got := answerAddrs(r); !equalStrings(got, []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}) {
+	if got := answerAddrs(r); !slices.Equal(got, []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}) {
 		t.Fatalf("answer %v", got)
 	}
 	if r.Answer[0].Header().Ttl != 10 {
@@ -367,11 +368,11 @@ func TestHealthSteering(t *testing.T) {
 	failOpen := testutil.ToFloat64(m.failOpen)
 	steeredAP := testutil.ToFloat64(m.steered.WithLabelValues("ap"))
 	r := exchange(t, addr, "udp", ecsQuery("www.demo.test.", mdns.TypeA, "193.0.0.0/24"))
-	if got := answerAddrs(r); !equalStrings(got, []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}) {
+	if got := answerAddrs(r); !slices.Equal(got, []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}) {
 		t.Fatalf("fail-open A answer %v, want every node, nearest first", got)
 	}
 	r = exchange(t, addr, "tcp", ecsQuery("www.demo.test.", mdns.TypeAAAA, "193.0.0.0/24"))
-	if got := answerAddrs(r); !equalStrings(got, []string{"fd00::11", "fd00::12"}) {
+	if got := answerAddrs(r); !slices.Equal(got, []string{"fd00::11", "fd00::12"}) {
 		t.Fatalf("fail-open AAAA answer %v, want every node with IPv6, nearest first", got)
 	}
 	if v := testutil.ToFloat64(m.failOpen); v != failOpen+2 {
@@ -422,12 +423,12 @@ func TestFailOpenAllNodes(t *testing.T) {
 	}
 
 	r := exchange(t, addr, "tcp", ecsQuery("www.demo.test.", mdns.TypeA, "193.0.0.0/24"))
-	if got := answerAddrs(r); !equalStrings(got, wantA) {
+	if got := answerAddrs(r); !slices.Equal(got, wantA) {
 		t.Fatalf("TCP A: %v, want all %d nodes nearest first %v", got, n, wantA)
 	}
 	// EDNS 1232: 40 AAAA records fit.
 	r = exchange(t, addr, "udp", ecsQuery("www.demo.test.", mdns.TypeAAAA, "193.0.0.0/24"))
-	if got := answerAddrs(r); r.Truncated || !equalStrings(got, wantAAAA) {
+	if got := answerAddrs(r); r.Truncated || !slices.Equal(got, wantAAAA) {
 		t.Fatalf("UDP AAAA (TC %v): %v, want all %d nodes nearest first", r.Truncated, got, n)
 	}
 	if v := testutil.ToFloat64(m.failOpen); v != 2 {
@@ -441,7 +442,7 @@ func TestFailOpenAllNodes(t *testing.T) {
 		}
 		r = exchange(t, addr, "udp", newQuery("www.demo.test.", qt))
 		got := answerAddrs(r)
-		if !r.Truncated || len(got) == 0 || len(got) >= n || !equalStrings(got, want[:len(got)]) {
+		if !r.Truncated || len(got) == 0 || len(got) >= n || !slices.Equal(got, want[:len(got)]) {
 			t.Fatalf("UDP %s without EDNS (TC %v): %v, want a truncated prefix of %v", mdns.TypeToString[qt], r.Truncated, got, want)
 		}
 	}
