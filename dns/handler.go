@@ -196,10 +196,12 @@ func (s *Server) finish(w mdns.ResponseWriter, r, m *mdns.Msg, qtype uint16) {
 			m.SetTsig(t.Hdr.Name, t.Algorithm, 300, s.now().Unix())
 		}
 	}
+	// Counted before the answer leaves, so a client that has its answer
+	// never sees a counter without it.
+	s.metrics.query(qtype, m.Rcode)
 	if err := w.WriteMsg(m); err != nil {
 		s.log.Debug("write failed", "error", err)
 	}
-	s.metrics.query(qtype, m.Rcode)
 }
 
 // validECS checks an EDNS Client Subnet option per RFC 7871 §6: a known
