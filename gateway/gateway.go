@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -141,7 +142,7 @@ func New(cfg Config, st *State) (*Gateway, error) {
 		g.adminSet[r] = true
 	}
 	for name, l := range cfg.Tiers {
-		g.tiers[name] = newPolicy(name, "t:"+name+":", l)
+		g.tiers[name] = newPolicy(name, "t:"+strconv.Quote(name)+":", l)
 	}
 	if cfg.AuthFailureLimit != nil {
 		g.failures = newPolicy("auth-failures", "af:", *cfg.AuthFailureLimit)

@@ -350,3 +350,19 @@ func TestRedisBlackholeFallsBackFast(t *testing.T) {
 		t.Fatalf("fallback metric %v, want 5", n)
 	}
 }
+
+// Limiter namespaces never collide, whatever the route and tier names:
+// colons in names and a tier called "*" once shared buckets.
+func TestRouteKeyPrefixDistinct(t *testing.T) {
+	pairs := [][2]string{
+		{"a:b", "c"}, {"a", "b:c"}, {"a", "*"}, {"a", ""}, {"a:*", ""}, {`a"`, "b"}, {"a", `"b`},
+	}
+	seen := map[string][2]string{}
+	for _, p := range pairs {
+		k := routeKeyPrefix(p[0], p[1])
+		if prev, dup := seen[k]; dup {
+			t.Fatalf("route %q tier %q and route %q tier %q share %q", p[0], p[1], prev[0], prev[1], k)
+		}
+		seen[k] = p
+	}
+}

@@ -149,16 +149,27 @@ func (rt *route) buildPolicies(rl *RouteRateLimit) {
 	maps.Copy(rt.tierPolicies, g.tiers)
 	if rl != nil {
 		if rl.Requests > 0 {
-			rt.routePolicy = newPolicy(rt.name, "r:"+rt.name+":*:", rl.RateLimit)
+			rt.routePolicy = newPolicy(rt.name, routeKeyPrefix(rt.name, ""), rl.RateLimit)
 			for name := range rt.tierPolicies {
 				rt.tierPolicies[name] = rt.routePolicy
 			}
 		}
 		for name, l := range rl.Tiers {
-			rt.tierPolicies[name] = newPolicy(rt.name+"/"+name, "r:"+rt.name+":"+name+":", l)
+			rt.tierPolicies[name] = newPolicy(rt.name+"/"+name, routeKeyPrefix(rt.name, name), l)
 		}
 	}
 	rt.limits = len(rt.tierPolicies) > 0 || rt.routePolicy != nil
+}
+
+// routeKeyPrefix is the limiter key namespace of a route's limit (tier ""
+// for the route-wide one). Names are quoted, so no pair of route and tier
+// names shares a bucket with another: unquoted, route "a:b" with tier "c"
+// and route "a" with tier "b:c" would count together.
+func routeKeyPrefix(route, tier string) string {
+	if tier == "" {
+		return "r:" + strconv.Quote(route) + ":*:"
+	}
+	return "r:" + strconv.Quote(route) + ":" + strconv.Quote(tier) + ":"
 }
 
 func (rt *route) policyFor(tier string) *policy {
@@ -173,6 +184,13 @@ func (rt *route) policyFor(tier string) *policy {
 // the transformed upstream request.
 func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	info := reqinfo.From(r.Context())
+	// Path first: a path the route does not serve is 404 for every
+	// method, preflights included (a browser must not learn a CORS policy
+	// for a resource that does not exist); 405 says the resource exists.
+	if len(rt.patterns) > 0 && !rt.matchPath(r.URL.EscapedPath()) {
+		writeError(w, r, http.StatusNotFound, "no_route", "no route for this path")
+		return
+	}
 	if rt.cors != nil {
 		origin := r.Header.Get("Origin")
 		if r.Method == http.MethodOptions && origin != "" && r.Header.Get("Access-Control-Request-Method") != "" {
@@ -183,13 +201,16 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// cache never serves a non-CORS answer to a CORS request.
 		rt.cors.decorate(w.Header(), origin)
 	}
-	// Path before method: a path the route does not serve is 404 for
-	// every method; 405 says the resource exists.
-	if len(rt.patterns) > 0 && !rt.matchPath(r.URL.EscapedPath()) {
-		writeError(w, r, http.StatusNotFound, "no_route", "no route for this path")
-		return
-	}
 	if rt.methods != nil && !slices.Contains(rt.methods, r.Method) {
+		if r.Method == http.MethodOptions && rt.cors != nil {
+			// Allow lists OPTIONS on a CORS route, so a plain OPTIONS (no
+			// preflight headers) is answered here rather than refused
+			// with a 405 that contradicts it (RFC 9110 §9.3.7). It says
+			// no more than a 405 would, so it needs no credential.
+			w.Header().Set("Allow", rt.allow)
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
 		w.Header().Set("Allow", rt.allow)
 		writeError(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed on this route")
 		return

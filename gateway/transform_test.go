@@ -272,3 +272,40 @@ func TestEarlyHintsPassThrough(t *testing.T) {
 		t.Fatalf("status %d, 1xx %v, headers %v", resp.StatusCode, got1xx, resp.Header)
 	}
 }
+
+// A plain OPTIONS on a CORS route whose methods leave OPTIONS out is
+// answered with the Allow header that advertises it, not a 405; a
+// preflight for a path the route does not serve is a 404, not a policy.
+func TestCORSPlainOptionsAndUnknownPath(t *testing.T) {
+	e := newEnv(t, envOpts{route: RouteConfig{
+		Methods: []string{"GET"},
+		Paths:   []string{"/api/**"},
+		CORS:    &CORSConfig{AllowOrigins: []string{"https://app.demo.test"}},
+	}})
+	tests := []struct {
+		name    string
+		path    string
+		headers map[string]string
+		status  int
+		allow   string
+		acao    string
+	}{
+		{"plain OPTIONS", "/api/x", nil, 204, "GET, HEAD, OPTIONS", ""},
+		{"plain OPTIONS with Origin", "/api/x", map[string]string{"Origin": "https://app.demo.test"}, 204, "GET, HEAD, OPTIONS", "https://app.demo.test"},
+		{"preflight", "/api/x", map[string]string{"Origin": "https://app.demo.test", "Access-Control-Request-Method": "GET"}, 204, "", "https://app.demo.test"},
+		{"preflight, unknown path", "/other", map[string]string{"Origin": "https://app.demo.test", "Access-Control-Request-Method": "GET"}, 404, "", ""},
+		{"plain OPTIONS, unknown path", "/other", nil, 404, "", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.do("OPTIONS", tc.path, tc.headers, nil)
+			if r.StatusCode != tc.status || r.Header.Get("Allow") != tc.allow || r.Header.Get("Access-Control-Allow-Origin") != tc.acao {
+				t.Fatalf("got %d Allow=%q ACAO=%q, want %d %q %q", r.StatusCode, r.Header.Get("Allow"),
+					r.Header.Get("Access-Control-Allow-Origin"), tc.status, tc.allow, tc.acao)
+			}
+		})
+	}
+	if n := e.origin.count(); n != 0 {
+		t.Fatalf("%d OPTIONS requests reached the origin", n)
+	}
+}
