@@ -100,11 +100,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, _ = rec.Write([]byte("ok\n"))
 		return
 	}
-	if hasDotSegment(r.URL.Path) {
+	if hasDotSegment(r.URL.Path) || strings.IndexByte(r.URL.Path, '\\') >= 0 {
 		// "/pub/../admin" would match the "/pub/" route's prefix while the
-		// origin resolves it to /admin: refuse rather than route it.
+		// origin resolves it to /admin: refuse rather than route it. A
+		// backslash (raw or %5C) is refused for the same reason: origins
+		// that read it as "/" (IIS, some frameworks) would see
+		// "/pub\..\admin" as /admin, and "/admin\x" as a path under
+		// the /admin/ route that its policy never saw.
 		info.SetRoute("_none")
-		httperr.Write(rec, r, http.StatusBadRequest, "bad_path", "the path contains \".\" or \"..\" segments")
+		httperr.Write(rec, r, http.StatusBadRequest, "bad_path", "the path contains \".\" or \"..\" segments or a backslash")
 		return
 	}
 	name, next, ok := h.Router.Match(r.Host, routePath(r.URL.Path))

@@ -65,6 +65,8 @@ func TestServerRejectsHostileRequests(t *testing.T) {
 		{"unknown transfer-encoding", "POST / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", "HTTP/1.1 501"},
 		{"dot segments", "GET /x/../y HTTP/1.1\r\nHost: example.com\r\n\r\n", "HTTP/1.1 400"},
 		{"encoded dot segments", "GET /x/%2e%2E/y HTTP/1.1\r\nHost: example.com\r\n\r\n", "HTTP/1.1 400"},
+		{"backslash", "GET /x\\..\\admin HTTP/1.1\r\nHost: example.com\r\n\r\n", "HTTP/1.1 400"},
+		{"encoded backslash", "GET /admin%5Cx HTTP/1.1\r\nHost: example.com\r\n\r\n", "HTTP/1.1 400"},
 		{"unknown host", "GET / HTTP/1.1\r\nHost: other.example\r\n\r\n", "HTTP/1.1 404"},
 	} {
 		if got := rawStatus(t, addr, c.req); !strings.HasPrefix(got, c.want) {
