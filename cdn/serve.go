@@ -32,7 +32,6 @@ func xcacheValue(v string) []string {
 type writerOnly struct{ io.Writer }
 type readerOnly struct{ io.Reader }
 
-func openFile(path string) (*os.File, error) { return os.Open(path) }
 
 // compressEntry stores the enc rendition of e and returns the updated
 // entry, or nil when another request is already compressing it (this one is
