@@ -32,7 +32,6 @@ func xcacheValue(v string) []string {
 type writerOnly struct{ io.Writer }
 type readerOnly struct{ io.Reader }
 
-
 // compressEntry stores the enc rendition of e and returns the updated
 // entry, or nil when another request is already compressing it (this one is
 // then served identity) or compression failed.
