@@ -79,8 +79,11 @@ type Demo struct {
 	originDB *bolt.DB
 	dirLock  *datadir.Lock  // this process owns DataDir
 	servers  []*http.Server // origins and admin
-	started  time.Time
-	secrets  map[string]string
+	// stopSweep ends the session sweeper; swept is closed when it has.
+	stopSweep context.CancelFunc
+	swept     chan struct{}
+	started   time.Time
+	secrets   map[string]string
 }
 
 // Start brings the network up; on error everything already started is
@@ -145,8 +148,9 @@ func Start(o Options) (d *Demo, err error) {
 		"OUTPOST_DEMO_JWT_PUBLIC_KEY":  string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})),
 	}
 
-	// Origins: two stateless instances sharing one bbolt store and one
-	// timeline cache (the embedded default; see docs/origin.md).
+	// Origins: two stateless instances sharing one bbolt store, one
+	// session bucket (refresh tokens) and one timeline cache (the embedded
+	// default; see docs/origin.md).
 	d.originDB, err = bolt.Open(filepath.Join(d.DataDir, "origin.db"), 0o600, &bolt.Options{Timeout: 2 * time.Second})
 	if err != nil {
 		return d, fmt.Errorf("origin store: %w (is another demo using %s?)", err, d.DataDir)
@@ -160,11 +164,22 @@ func Start(o Options) (d *Demo, err error) {
 		return d, err
 	}
 	cache := origin.NewMemoryCache(10000, nil)
+	sessions, err := origin.NewBoltSessions(d.originDB, origin.SessionOptions{})
+	if err != nil {
+		return d, err
+	}
+	var sweepCtx context.Context
+	sweepCtx, d.stopSweep = context.WithCancel(context.Background())
+	d.swept = make(chan struct{})
+	go func() {
+		defer close(d.swept)
+		sessions.RunSweeper(sweepCtx, time.Hour, d.log)
+	}()
 	var apps []*services.App
 	for i, addr := range []string{Origin1, Origin2} {
 		app, err := services.New(services.Config{
 			Store: st, SigningKey: sk, IdentitySecret: []byte(d.secrets["OUTPOST_DEMO_IDENTITY_SECRET"]),
-			Purger: purger, Cache: cache, Instance: fmt.Sprintf("origin-%d", i+1),
+			Purger: purger, Cache: cache, Sessions: sessions, Instance: fmt.Sprintf("origin-%d", i+1),
 			Logger: d.log.With("instance", i+1),
 		})
 		if err != nil {
@@ -345,6 +360,10 @@ func (d *Demo) Shutdown(ctx context.Context) error {
 	}
 	for _, s := range d.servers {
 		errs = append(errs, s.Shutdown(ctx))
+	}
+	if d.stopSweep != nil {
+		d.stopSweep()
+		<-d.swept // before the store it sweeps is closed
 	}
 	if d.keys != nil {
 		errs = append(errs, d.keys.Close())
