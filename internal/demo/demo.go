@@ -214,7 +214,7 @@ func Start(o Options) (d *Demo, err error) {
 		used[e.EdgeAddr()] = true
 		d.nodes = append(d.nodes, n)
 		if err := n.Start(); err != nil {
-			return d, fmt.Errorf("node %s: %w", e.Name, err)
+			return d, fmt.Errorf("node %s: %w", e.Name, listenError(err))
 		}
 	}
 
@@ -232,6 +232,17 @@ func Start(o Options) (d *Demo, err error) {
 		return d, fmt.Errorf("seed: %w", err)
 	}
 	return d, nil
+}
+
+// listenError rewrites a failed listen of a node's own listeners (DNS over
+// UDP and TCP) in the words edge.Listen uses for the addresses bound up
+// front, so every port in use reads the same way and is named once.
+func listenError(err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "listen" && oe.Addr != nil {
+		return &edge.ListenError{Addr: oe.Net + " " + oe.Addr.String(), Err: oe.Err}
+	}
+	return err
 }
 
 // nodeConfig loads $DATA/demo.yaml as node e.
