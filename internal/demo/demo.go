@@ -5,6 +5,7 @@
 package demo
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -277,13 +278,23 @@ func (d *Demo) nodeConfig(e Edge) (*config.Config, error) {
 
 // writeFiles puts the embedded config and zone into the data directory,
 // where reload reads them (edit $DATA/demo.yaml, then POST /v1/reload).
+// Each start writes the built-in versions, so the demo always matches its
+// contract; an edited copy is kept as NAME.bak rather than lost.
 func (d *Demo) writeFiles() error {
 	for _, name := range []string{"demo.yaml", "demo.test.zone"} {
 		b, err := configs.FS.ReadFile(name)
 		if err != nil {
 			return err
 		}
-		if err := os.WriteFile(filepath.Join(d.DataDir, name), b, 0o600); err != nil {
+		path := filepath.Join(d.DataDir, name)
+		if old, err := os.ReadFile(path); err == nil && !bytes.Equal(old, b) {
+			if err := os.WriteFile(path+".bak", old, 0o600); err != nil {
+				return err
+			}
+			d.log.Warn("the data directory had an edited copy; it is saved and the built-in one restored",
+				"file", path, "saved_as", path+".bak")
+		}
+		if err := os.WriteFile(path, b, 0o600); err != nil {
 			return err
 		}
 	}
