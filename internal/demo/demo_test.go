@@ -132,6 +132,15 @@ func TestDemoWalksTheSeedFlow(t *testing.T) {
 	if r = get(t, client, eu+"/api/timeline", nil); r.status != 401 {
 		t.Errorf("timeline without a token: %d", r.status)
 	}
+	// Identity headers a client sends are stripped by the gateway, so they
+	// never reach the origin as someone's identity, on any kind of route.
+	forged := map[string]string{"X-Outpost-User": "u1", "X-Outpost-Roles": "admin",
+		"X-Outpost-Timestamp": "1", "X-Outpost-Signature": "v1=forged"}
+	for _, path := range []string{"/api/users/me", "/api/timeline"} {
+		if r = get(t, client, eu+path, forged); r.status != 401 {
+			t.Errorf("%s with forged identity headers: %d %s", path, r.status, r.body)
+		}
+	}
 
 	// 6. Deleting someone else's tweet is refused by the origin (403).
 	r = get(t, client, eu+"/api/users/alice/tweets", nil)
