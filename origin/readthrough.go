@@ -41,11 +41,22 @@ type ReadThrough struct {
 
 	// gens are invalidation generations, striped by key hash. A load that
 	// overlapped an invalidation of its key must not leave its (possibly
-	// pre-write) value in the cache; see Get.
-	gens [genStripes]atomic.Uint64
+	// pre-write) value in the cache; see Get. They belong to the backend
+	// when it is shared in process (MemoryCache), so that an invalidation
+	// through one ReadThrough is seen by a load running in another.
+	gens *genTable
 }
 
 const genStripes = 64
+
+// genTable is a set of invalidation generations, striped by key hash.
+type genTable [genStripes]atomic.Uint64
+
+// genSharer is implemented by backends that several ReadThroughs in one
+// process may share; they all use the backend's generations.
+type genSharer interface {
+	invalidationGens() *genTable
+}
 
 func (c *ReadThrough) gen(key string) *atomic.Uint64 {
 	h := fnv.New32a()
@@ -71,11 +82,16 @@ func NewReadThrough(backend CacheBackend, opts ReadThroughOptions) *ReadThrough 
 	if opts.Cooldown == 0 {
 		opts.Cooldown = 5 * time.Second
 	}
+	gens := new(genTable)
+	if gs, ok := backend.(genSharer); ok {
+		gens = gs.invalidationGens()
+	}
 	return &ReadThrough{
 		backend:  backend,
 		log:      opts.Logger.With("component", "origin.readthrough"),
 		now:      opts.Now,
 		cooldown: opts.Cooldown,
+		gens:     gens,
 	}
 }
 
@@ -184,6 +200,12 @@ type MemoryCache struct {
 	now        func() time.Time
 	maxEntries int
 
+	// gens are the invalidation generations of every ReadThrough over
+	// this cache: two service instances in one process each have their
+	// own ReadThrough, and one's invalidation must stop the other's
+	// overlapping load from storing a pre-write value.
+	gens genTable
+
 	mu      sync.Mutex // mu guards entries
 	entries map[string]memEntry
 }
@@ -193,7 +215,12 @@ type memEntry struct {
 	expires time.Time
 }
 
-var _ CacheBackend = (*MemoryCache)(nil)
+var (
+	_ CacheBackend = (*MemoryCache)(nil)
+	_ genSharer    = (*MemoryCache)(nil)
+)
+
+func (m *MemoryCache) invalidationGens() *genTable { return &m.gens }
 
 // NewMemoryCache returns a cache holding at most maxEntries values
 // (<= 0: 10000). now nil means time.Now.
@@ -279,7 +306,8 @@ func (m *MemoryCache) Len() int {
 
 // RedisCache is a CacheBackend in Redis, shared by every instance that
 // points at the same server. Give its client short timeouts (for example
-// DialTimeout and ReadTimeout of 200ms, MaxRetries 0) so a dead server is
+// DialTimeout and ReadTimeout of 200ms, MaxRetries -1: 0 means the
+// default of 3 retries) so a dead server is
 // noticed quickly.
 type RedisCache struct {
 	rdb    redis.UniversalClient

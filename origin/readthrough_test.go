@@ -182,41 +182,61 @@ func TestReadThroughCoalescesMisses(t *testing.T) {
 // TestReadThroughInvalidateDuringLoad: a load that read the database
 // before a write must not leave its value cached after the write's
 // invalidation, and callers after the invalidation do not join it.
+// TestReadThroughInvalidateDuringLoad covers one ReadThrough, and two over
+// one MemoryCache (two service instances in one process): a load that read
+// the database before a write must not leave its value in the cache after
+// the write's invalidation, whichever instance invalidated.
 func TestReadThroughInvalidateDuringLoad(t *testing.T) {
-	ctx := context.Background()
-	rt := NewReadThrough(NewMemoryCache(0, nil), ReadThroughOptions{})
-	var db atomic.Value
-	db.Store("old")
-	inLoad := make(chan struct{})
-	release := make(chan struct{})
-	slow := func(context.Context) ([]byte, error) {
-		v := db.Load().(string) // reads the database first...
-		close(inLoad)
-		<-release // ...and is slow to finish
-		return []byte(v), nil
-	}
-	done := make(chan []byte)
-	go func() {
-		v, _, _ := rt.Get(ctx, "k", time.Minute, slow)
-		done <- v
-	}()
-	<-inLoad
-	db.Store("new")                                 // the write commits...
-	if err := rt.Invalidate(ctx, "k"); err != nil { // ...then invalidates
-		t.Fatal(err)
-	}
-	// A reader after the write starts its own load rather than joining.
-	fresh := func(context.Context) ([]byte, error) { return []byte(db.Load().(string)), nil }
-	if v, st, _ := rt.Get(ctx, "k", time.Minute, fresh); string(v) != "new" || st != StatusMiss {
-		t.Fatalf("reader after the write: %q %s", v, st)
-	}
-	close(release)
-	if v := <-done; string(v) != "old" {
-		t.Fatalf("the overlapping reader got %q", v)
-	}
-	// The slow load's old value did not stay in the cache.
-	v, st, _ := rt.Get(ctx, "k", time.Minute, fresh)
-	if string(v) != "new" {
-		t.Fatalf("after both loads: %q %s, stale value cached", v, st)
+	for _, tc := range []struct {
+		name    string
+		shareRT bool
+	}{
+		{"one ReadThrough", true},
+		{"two ReadThroughs on one MemoryCache", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			mem := NewMemoryCache(0, nil)
+			loader := NewReadThrough(mem, ReadThroughOptions{})
+			writer := loader
+			if !tc.shareRT {
+				writer = NewReadThrough(mem, ReadThroughOptions{})
+			}
+			var db atomic.Value
+			db.Store("old")
+			inLoad := make(chan struct{})
+			release := make(chan struct{})
+			slow := func(context.Context) ([]byte, error) {
+				v := db.Load().(string) // reads the database first...
+				close(inLoad)
+				<-release // ...and is slow to finish
+				return []byte(v), nil
+			}
+			done := make(chan []byte)
+			go func() {
+				v, _, _ := loader.Get(ctx, "k", time.Minute, slow)
+				done <- v
+			}()
+			<-inLoad
+			db.Store("new")                                     // the write commits...
+			if err := writer.Invalidate(ctx, "k"); err != nil { // ...then invalidates
+				t.Fatal(err)
+			}
+			// A reader after the write starts its own load rather than joining.
+			fresh := func(context.Context) ([]byte, error) { return []byte(db.Load().(string)), nil }
+			if v, st, _ := writer.Get(ctx, "k", time.Minute, fresh); string(v) != "new" || st != StatusMiss {
+				t.Fatalf("reader after the write: %q %s", v, st)
+			}
+			close(release)
+			if v := <-done; string(v) != "old" {
+				t.Fatalf("the overlapping reader got %q", v)
+			}
+			// The slow load's old value did not stay in the cache.
+			for _, rt := range []*ReadThrough{loader, writer} {
+				if v, st, _ := rt.Get(ctx, "k", time.Minute, fresh); string(v) != "new" {
+					t.Fatalf("after both loads: %q %s, stale value cached", v, st)
+				}
+			}
+		})
 	}
 }

@@ -5,6 +5,7 @@
 package demo
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -79,8 +80,11 @@ type Demo struct {
 	originDB *bolt.DB
 	dirLock  *datadir.Lock  // this process owns DataDir
 	servers  []*http.Server // origins and admin
-	started  time.Time
-	secrets  map[string]string
+	// stopSweep ends the session sweeper; swept is closed when it has.
+	stopSweep context.CancelFunc
+	swept     chan struct{}
+	started   time.Time
+	secrets   map[string]string
 }
 
 // Start brings the network up; on error everything already started is
@@ -145,8 +149,9 @@ func Start(o Options) (d *Demo, err error) {
 		"OUTPOST_DEMO_JWT_PUBLIC_KEY":  string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})),
 	}
 
-	// Origins: two stateless instances sharing one bbolt store and one
-	// timeline cache (the embedded default; see docs/origin.md).
+	// Origins: two stateless instances sharing one bbolt store, one
+	// session bucket (refresh tokens) and one timeline cache (the embedded
+	// default; see docs/origin.md).
 	d.originDB, err = bolt.Open(filepath.Join(d.DataDir, "origin.db"), 0o600, &bolt.Options{Timeout: 2 * time.Second})
 	if err != nil {
 		return d, fmt.Errorf("origin store: %w (is another demo using %s?)", err, d.DataDir)
@@ -160,11 +165,22 @@ func Start(o Options) (d *Demo, err error) {
 		return d, err
 	}
 	cache := origin.NewMemoryCache(10000, nil)
+	sessions, err := origin.NewBoltSessions(d.originDB, origin.SessionOptions{})
+	if err != nil {
+		return d, err
+	}
+	var sweepCtx context.Context
+	sweepCtx, d.stopSweep = context.WithCancel(context.Background())
+	d.swept = make(chan struct{})
+	go func() {
+		defer close(d.swept)
+		sessions.RunSweeper(sweepCtx, time.Hour, d.log)
+	}()
 	var apps []*services.App
 	for i, addr := range []string{Origin1, Origin2} {
 		app, err := services.New(services.Config{
 			Store: st, SigningKey: sk, IdentitySecret: []byte(d.secrets["OUTPOST_DEMO_IDENTITY_SECRET"]),
-			Purger: purger, Cache: cache, Instance: fmt.Sprintf("origin-%d", i+1),
+			Purger: purger, Cache: cache, Sessions: sessions, Instance: fmt.Sprintf("origin-%d", i+1),
 			Logger: d.log.With("instance", i+1),
 		})
 		if err != nil {
@@ -199,7 +215,7 @@ func Start(o Options) (d *Demo, err error) {
 		used[e.EdgeAddr()] = true
 		d.nodes = append(d.nodes, n)
 		if err := n.Start(); err != nil {
-			return d, fmt.Errorf("node %s: %w", e.Name, err)
+			return d, fmt.Errorf("node %s: %w", e.Name, listenError(err))
 		}
 	}
 
@@ -217,6 +233,17 @@ func Start(o Options) (d *Demo, err error) {
 		return d, fmt.Errorf("seed: %w", err)
 	}
 	return d, nil
+}
+
+// listenError rewrites a failed listen of a node's own listeners (DNS over
+// UDP and TCP) in the words edge.Listen uses for the addresses bound up
+// front, so every port in use reads the same way and is named once.
+func listenError(err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "listen" && oe.Addr != nil {
+		return &edge.ListenError{Addr: oe.Net + " " + oe.Addr.String(), Err: oe.Err}
+	}
+	return err
 }
 
 // nodeConfig loads $DATA/demo.yaml as node e.
@@ -251,13 +278,23 @@ func (d *Demo) nodeConfig(e Edge) (*config.Config, error) {
 
 // writeFiles puts the embedded config and zone into the data directory,
 // where reload reads them (edit $DATA/demo.yaml, then POST /v1/reload).
+// Each start writes the built-in versions, so the demo always matches its
+// contract; an edited copy is kept as NAME.bak rather than lost.
 func (d *Demo) writeFiles() error {
 	for _, name := range []string{"demo.yaml", "demo.test.zone"} {
 		b, err := configs.FS.ReadFile(name)
 		if err != nil {
 			return err
 		}
-		if err := os.WriteFile(filepath.Join(d.DataDir, name), b, 0o600); err != nil {
+		path := filepath.Join(d.DataDir, name)
+		if old, err := os.ReadFile(path); err == nil && !bytes.Equal(old, b) {
+			if err := os.WriteFile(path+".bak", old, 0o600); err != nil {
+				return err
+			}
+			d.log.Warn("the data directory had an edited copy; it is saved and the built-in one restored",
+				"file", path, "saved_as", path+".bak")
+		}
+		if err := os.WriteFile(path, b, 0o600); err != nil {
 			return err
 		}
 	}
@@ -345,6 +382,10 @@ func (d *Demo) Shutdown(ctx context.Context) error {
 	}
 	for _, s := range d.servers {
 		errs = append(errs, s.Shutdown(ctx))
+	}
+	if d.stopSweep != nil {
+		d.stopSweep()
+		<-d.swept // before the store it sweeps is closed
 	}
 	if d.keys != nil {
 		errs = append(errs, d.keys.Close())

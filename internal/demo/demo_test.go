@@ -102,7 +102,23 @@ func TestDemoWalksTheSeedFlow(t *testing.T) {
 	if r.status != 201 {
 		t.Fatalf("signup: %d %s", r.status, r.body)
 	}
-	tok := login(t, client, eu, "dave", "dave-password-1")
+	tok, refresh := login(t, client, eu, "dave", "dave-password-1")
+
+	// 3b. Refresh tokens are sessions in the origins' shared bbolt bucket:
+	// refresh works through the edge on either instance, logout revokes.
+	for _, step := range []struct {
+		path   string
+		status int
+	}{
+		{"/api/users/refresh", 200},
+		{"/api/users/refresh", 200},
+		{"/api/users/logout", 204},
+		{"/api/users/refresh", 401},
+	} {
+		if r := post(t, client, eu+step.path, "", fmt.Sprintf(`{"refresh_token":%q}`, refresh)); r.status != step.status {
+			t.Errorf("%s with the login's refresh token: %d, want %d: %s", step.path, r.status, step.status, r.body)
+		}
+	}
 
 	// 4. Post a tweet through gateway and load balancer; 5. read the timeline.
 	r = post(t, client, eu+"/api/tweets", tok, `{"text":"hello from the e2e test"}`)
@@ -115,6 +131,15 @@ func TestDemoWalksTheSeedFlow(t *testing.T) {
 	}
 	if r = get(t, client, eu+"/api/timeline", nil); r.status != 401 {
 		t.Errorf("timeline without a token: %d", r.status)
+	}
+	// Identity headers a client sends are stripped by the gateway, so they
+	// never reach the origin as someone's identity, on any kind of route.
+	forged := map[string]string{"X-Outpost-User": "u1", "X-Outpost-Roles": "admin",
+		"X-Outpost-Timestamp": "1", "X-Outpost-Signature": "v1=forged"}
+	for _, path := range []string{"/api/users/me", "/api/timeline"} {
+		if r = get(t, client, eu+path, forged); r.status != 401 {
+			t.Errorf("%s with forged identity headers: %d %s", path, r.status, r.body)
+		}
 	}
 
 	// 6. Deleting someone else's tweet is refused by the origin (403).
@@ -256,14 +281,15 @@ func post(t *testing.T, c *http.Client, url, tok, body string) result {
 	return do(t, c, "POST", url, h, body)
 }
 
-func login(t *testing.T, c *http.Client, base, user, pass string) string {
+func login(t *testing.T, c *http.Client, base, user, pass string) (access, refresh string) {
 	t.Helper()
 	r := post(t, c, base+"/api/users/login", "", fmt.Sprintf(`{"username":%q,"password":%q}`, user, pass))
 	var tr struct {
-		AccessToken string `json:"access_token"`
+		AccessToken  string `json:"access_token"`
+		RefreshToken string `json:"refresh_token"`
 	}
 	if err := json.Unmarshal([]byte(r.body), &tr); err != nil || tr.AccessToken == "" {
 		t.Fatalf("login %s: %d %s", user, r.status, r.body)
 	}
-	return tr.AccessToken
+	return tr.AccessToken, tr.RefreshToken
 }

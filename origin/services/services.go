@@ -24,6 +24,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/outpost-edge/outpost/internal/httperr"
@@ -324,19 +325,54 @@ func writeRawJSON(w http.ResponseWriter, status int, body []byte) {
 const maxJSONBody = 64 << 10
 
 // readJSON decodes a bounded JSON body into v, refusing unknown fields and
-// trailing data; on failure it has already written a 400.
+// trailing data; on failure it has already written a 400 (or a 413 for a
+// body over maxJSONBody).
 func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxJSONBody))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		httperr.Write(w, r, http.StatusBadRequest, "bad_request", "request body must be a JSON object of the documented shape", err.Error())
-		return false
+	err := dec.Decode(v)
+	trailing := false
+	if err == nil {
+		if _, err = dec.Token(); err == io.EOF {
+			return true
+		}
+		trailing = true
 	}
-	if _, err := dec.Token(); err != io.EOF {
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		httperr.Write(w, r, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("request body exceeds %d bytes", maxJSONBody))
+	case trailing:
 		httperr.Write(w, r, http.StatusBadRequest, "bad_request", "trailing data after the JSON object")
-		return false
+	default:
+		httperr.Write(w, r, http.StatusBadRequest, "bad_request", "request body must be a JSON object of the documented shape", jsonProblem(err))
 	}
-	return true
+	return false
+}
+
+// jsonProblem describes a decoding failure for the client. The decoder's
+// own text names Go types ("... into Go value of type services.x"), which
+// are internals and mean nothing to an API caller.
+func jsonProblem(err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.Is(err, io.EOF):
+		return "empty body"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "truncated JSON"
+	case errors.As(err, &syn):
+		return fmt.Sprintf("malformed JSON at byte %d", syn.Offset)
+	case errors.As(err, &typ) && typ.Field != "":
+		return fmt.Sprintf("field %q has the wrong type (got a JSON %s)", typ.Field, typ.Value)
+	case errors.As(err, &typ):
+		return "the body must be a JSON object, got a JSON " + typ.Value
+	}
+	// DisallowUnknownFields has no error type; its text names only the field.
+	if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return "unknown field " + f
+	}
+	return "invalid JSON"
 }
 
 // requireUser returns the caller's user id, or writes a 401 when the
