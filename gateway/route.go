@@ -295,12 +295,12 @@ func (rt *route) forward(w http.ResponseWriter, r *http.Request, info *reqinfo.I
 			id = &identity.Identity{Tier: rt.g.cfg.AnonymousTier}
 		}
 		identity.Sign(out, id, rt.g.secret, rt.g.st.now())
-		// Sign again if the path the origin really sees differs once the
-		// upstream URL is final (a backend URL with a path prefix); the
+		// Sign again if the path or query the origin really sees differs
+		// once the upstream URL is final (a backend URL with a path prefix); the
 		// common request is signed once.
-		secret, now, signed, path := rt.g.secret, rt.g.st.now, id, out.URL.Path
+		secret, now, signed, path, query := rt.g.secret, rt.g.st.now, id, out.URL.Path, out.URL.RawQuery
 		out = out.WithContext(reqinfo.WithFinalize(out.Context(), func(r *http.Request) {
-			if r.URL.Path != path {
+			if r.URL.Path != path || r.URL.RawQuery != query {
 				identity.Sign(r, signed, secret, now())
 			}
 		}))

@@ -57,6 +57,17 @@ func TestVerifierOverHTTP(t *testing.T) {
 				r.Header.Set(k, other.Header.Get(k))
 			}
 		}, want: 401, wantMsg: "invalid gateway identity"},
+		{name: "valid with query", path: "/private?page=2&a=b", prepare: func(r *http.Request) { identity.Sign(r, alice, secret, now) }, want: 200, wantUser: "u1"},
+		// The query is signed: one signed request's identity does not
+		// carry over to the same path with other parameters.
+		{name: "query changed after signing", path: "/private?page=2", prepare: func(r *http.Request) {
+			identity.Sign(r, alice, secret, now)
+			r.URL.RawQuery = "page=3"
+		}, want: 401, wantMsg: "invalid gateway identity"},
+		{name: "query added after signing", path: "/private", prepare: func(r *http.Request) {
+			identity.Sign(r, alice, secret, now)
+			r.URL.RawQuery = "delete=all"
+		}, want: 401, wantMsg: "invalid gateway identity"},
 		{name: "expired", path: "/private", prepare: func(r *http.Request) { identity.Sign(r, alice, secret, now.Add(-2*time.Minute)) }, want: 401, wantMsg: "expired gateway identity"},
 		{name: "from the future", path: "/private", prepare: func(r *http.Request) { identity.Sign(r, alice, secret, now.Add(2*time.Minute)) }, want: 401, wantMsg: "expired gateway identity"},
 		{name: "public anonymous", path: "/public", prepare: func(*http.Request) {}, want: 200},

@@ -15,10 +15,16 @@
 //	X-Outpost-Roles:     space-separated roles
 //	X-Outpost-Tier:      rate-limit tier
 //	X-Outpost-Timestamp: unix seconds when the gateway signed
-//	X-Outpost-Signature: "v1=" + base64url(HMAC-SHA256(secret, canonical))
+//	X-Outpost-Signature: "v2=" + base64url(HMAC-SHA256(secret, canonical))
 //
-// canonical = "v1\n" + method + "\n" + path + "\n" + timestamp + "\n" +
-// user + "\n" + keyid + "\n" + scopes + "\n" + roles + "\n" + tier
+// canonical = "v2\n" + method + "\n" + path + "\n" + raw query + "\n" +
+// timestamp + "\n" + user + "\n" + keyid + "\n" + scopes + "\n" + roles +
+// "\n" + tier
+//
+// v2 adds the query string (v1 signed only method and path): someone who
+// sees one signed request between gateway and origin cannot replay its
+// identity on the same path with other parameters. The body is not signed
+// (it streams); the timestamp window bounds such a replay.
 package identity
 
 import (
@@ -82,12 +88,14 @@ func Strip(h http.Header) {
 	}
 }
 
-func canonical(method, path string, ts int64, id *Identity) string {
+func canonical(method, path, query string, ts int64, id *Identity) string {
 	var b strings.Builder
-	b.WriteString("v1\n")
+	b.WriteString("v2\n")
 	b.WriteString(method)
 	b.WriteByte('\n')
 	b.WriteString(path)
+	b.WriteByte('\n')
+	b.WriteString(query)
 	b.WriteByte('\n')
 	b.WriteString(strconv.FormatInt(ts, 10))
 	for _, s := range []string{id.User, id.KeyID, strings.Join(id.Scopes, " "), strings.Join(id.Roles, " "), id.Tier} {
@@ -100,11 +108,11 @@ func canonical(method, path string, ts int64, id *Identity) string {
 func mac(secret []byte, msg string) string {
 	m := hmac.New(sha256.New, secret)
 	m.Write([]byte(msg))
-	return "v1=" + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+	return "v2=" + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
 // Sign strips any identity headers from r and sets signed ones for id. The
-// path signed is r.URL.Path as it will be sent upstream.
+// path and query signed are r.URL's as they will be sent upstream.
 func Sign(r *http.Request, id *Identity, secret []byte, now time.Time) {
 	h := r.Header
 	Strip(h)
@@ -125,7 +133,7 @@ func Sign(r *http.Request, id *Identity, secret []byte, now time.Time) {
 		h.Set(HeaderTier, id.Tier)
 	}
 	h.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
-	h.Set(HeaderSignature, mac(secret, canonical(r.Method, r.URL.Path, ts, id)))
+	h.Set(HeaderSignature, mac(secret, canonical(r.Method, r.URL.Path, r.URL.RawQuery, ts, id)))
 }
 
 // Verification errors.
@@ -155,7 +163,7 @@ func Verify(r *http.Request, secret []byte, now time.Time, maxAge time.Duration)
 		Roles:  strings.Fields(h.Get(HeaderRoles)),
 		Tier:   h.Get(HeaderTier),
 	}
-	want := mac(secret, canonical(r.Method, r.URL.Path, ts, id))
+	want := mac(secret, canonical(r.Method, r.URL.Path, r.URL.RawQuery, ts, id))
 	if !hmac.Equal([]byte(sig), []byte(want)) {
 		return nil, ErrForged
 	}
