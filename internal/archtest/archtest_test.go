@@ -126,3 +126,21 @@ func isCore(name string) bool {
 	}
 	return false
 }
+
+// testSupport are packages that exist for tests (a real ACME server, a
+// Redis starter, a fake clock): non-test code never imports them, so
+// what they pull in (Pebble) never reaches the outpost binary.
+var testSupport = []string{"internal/acmetest", "internal/redistest", "internal/testclock"}
+
+func TestTestSupportOnlyInTests(t *testing.T) {
+	for _, p := range packages(t) {
+		for ip, file := range p.imports {
+			rest, _ := strings.CutPrefix(ip, module+"/")
+			for _, ts := range testSupport {
+				if rest == ts && filepath.ToSlash(p.dir) != ts {
+					t.Errorf("%s imports %s, which is for tests only", file, ip)
+				}
+			}
+		}
+	}
+}

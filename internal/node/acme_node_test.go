@@ -4,50 +4,19 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/letsencrypt/pebble/v2/ca"
-	"github.com/letsencrypt/pebble/v2/db"
-	"github.com/letsencrypt/pebble/v2/va"
-	"github.com/letsencrypt/pebble/v2/wfe"
 	mdns "github.com/miekg/dns"
-)
 
-// startPebble runs Pebble (CA, VA, WFE) in this process, its VA resolving
-// every name through resolver (host:port). It returns the ACME directory
-// URL, a PEM file with the WFE's HTTPS certificate (tls.acme.ca_root) and
-// Pebble's issuing root. A trimmed copy of tlsedge's test helper.
-func startPebble(t *testing.T, resolver string) (directory, serverPEM string, roots *x509.CertPool) {
-	t.Helper()
-	t.Setenv("PEBBLE_VA_NOSLEEP", "1")
-	t.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
-	t.Setenv("PEBBLE_AUTHZREUSE", "0")
-	logger := log.New(io.Discard, "", 0)
-	store := db.NewMemoryStore()
-	authority := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {Description: "test"}})
-	validator := va.New(logger, 0, 0, false, resolver, store)
-	front := wfe.New(logger, store, validator, authority, []string{"pebble.letsencrypt.org"}, false, false, 1, 1)
-	srv := httptest.NewTLSServer(front.Handler())
-	t.Cleanup(srv.Close)
-	serverPEM = filepath.Join(t.TempDir(), "pebble-wfe.pem")
-	if err := os.WriteFile(serverPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	roots = x509.NewCertPool()
-	roots.AddCert(authority.GetRootCert(0).Cert)
-	return srv.URL + wfe.DirectoryPath, serverPEM, roots
-}
+	"github.com/outpost-edge/outpost/internal/acmetest"
+)
 
 // TestACMEWildcardThroughNodeDNS builds a node from YAML whose own DNS
 // serves example.test and whose HTTPS side orders *.example.test from
@@ -59,7 +28,8 @@ func TestACMEWildcardThroughNodeDNS(t *testing.T) {
 	}))
 	defer up.Close()
 	dnsAddr := freeTCPUDPAddr(t)
-	directory, serverPEM, roots := startPebble(t, dnsAddr)
+	p := acmetest.Start(t, acmetest.Options{Resolver: dnsAddr})
+	directory, serverPEM, roots := p.Directory, p.ServerPEM, p.Roots
 	n, _ := startNode(t, fmt.Sprintf(`node: t
 data_dir: %s
 edge: {listen: 127.0.0.1:0}

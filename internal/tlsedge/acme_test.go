@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outpost-edge/outpost/internal/acmetest"
 	"github.com/outpost-edge/outpost/internal/units"
 )
 
@@ -26,11 +27,11 @@ type acmeSetup struct {
 
 // newACMENode starts Pebble and an edge node using it; listeners are up
 // before anything is ordered, as in production.
-func newACMENode(t *testing.T, s acmeSetup) (*testEdge, *pebbleCA) {
+func newACMENode(t *testing.T, s acmeSetup) (*testEdge, *acmetest.CA) {
 	t.Helper()
 	tlsLn, httpLn := reserveListeners(t)
 	port := func(ln net.Listener) int { return ln.Addr().(*net.TCPAddr).Port }
-	p := startPebble(t, pebbleOptions{httpPort: port(httpLn), tlsPort: port(tlsLn), resolver: s.dnsAddr, validity: s.validity, eab: s.eab})
+	p := acmetest.Start(t, acmetest.Options{HTTPPort: port(httpLn), TLSPort: port(tlsLn), Resolver: s.dnsAddr, Validity: s.validity, EAB: s.eab})
 	cfg := Config{
 		Enabled:    true,
 		Mode:       ModeACME,
@@ -38,9 +39,9 @@ func newACMENode(t *testing.T, s acmeSetup) (*testEdge, *pebbleCA) {
 		HTTPListen: httpLn.Addr().String(),
 		Names:      s.names,
 		ACME: ACMEConfig{
-			Directory:  p.directory,
+			Directory:  p.Directory,
 			Email:      "ops@example.test",
-			CARoot:     p.serverPEM,
+			CARoot:     p.ServerPEM,
 			Challenges: s.challenges,
 			DNS01:      DNS01Config{Resolvers: []string{s.dnsAddr}},
 		},
@@ -86,9 +87,9 @@ func TestACMEHTTP01(t *testing.T) {
 	}
 
 	clients := map[string]*http.Client{
-		"HTTP/1.1": clientFor(p.roots, e.tlsAddr, false),
-		"HTTP/2.0": clientFor(p.roots, e.tlsAddr, true),
-		"HTTP/3.0": h3ClientFor(t, p.roots, e.tlsAddr),
+		"HTTP/1.1": clientFor(p.Roots, e.tlsAddr, false),
+		"HTTP/2.0": clientFor(p.Roots, e.tlsAddr, true),
+		"HTTP/3.0": h3ClientFor(t, p.Roots, e.tlsAddr),
 	}
 	for proto, c := range clients {
 		t.Run(proto, func(t *testing.T) {
@@ -96,7 +97,7 @@ func TestACMEHTTP01(t *testing.T) {
 			if resp.StatusCode != 200 || body != "hello a.example.test over "+proto {
 				t.Fatalf("got %d %q", resp.StatusCode, body)
 			}
-			assertServedBy(t, resp, "a.example.test", p.roots)
+			assertServedBy(t, resp, "a.example.test", p.Roots)
 			if len(resp.TLS.PeerCertificates) < 2 {
 				t.Fatalf("chain has %d certificates, want leaf + intermediate", len(resp.TLS.PeerCertificates))
 			}
@@ -108,8 +109,8 @@ func TestACMETLSALPN01(t *testing.T) {
 	_, dnsAddr := startOutpostDNS(t)
 	e, p := newACMENode(t, acmeSetup{challenges: []string{ChallengeTLSALPN01}, names: []string{"b.example.test"}, dnsAddr: dnsAddr})
 	obtain(t, e, "b.example.test")
-	resp, _ := fetch(t, clientFor(p.roots, e.tlsAddr, true), "https://b.example.test/")
-	assertServedBy(t, resp, "b.example.test", p.roots)
+	resp, _ := fetch(t, clientFor(p.Roots, e.tlsAddr, true), "https://b.example.test/")
+	assertServedBy(t, resp, "b.example.test", p.Roots)
 	if resp.ProtoMajor != 2 {
 		t.Fatalf("proto %s, want HTTP/2", resp.Proto)
 	}
@@ -145,8 +146,8 @@ func TestACMEExternalAccountBinding(t *testing.T) {
 				t.Fatalf("refused for the wrong reason: %v", err)
 			}
 			if tc.ok {
-				resp, _ := fetch(t, clientFor(p.roots, e.tlsAddr, false), "https://eab.example.test/")
-				assertServedBy(t, resp, "eab.example.test", p.roots)
+				resp, _ := fetch(t, clientFor(p.Roots, e.tlsAddr, false), "https://eab.example.test/")
+				assertServedBy(t, resp, "eab.example.test", p.Roots)
 			}
 		})
 	}
@@ -162,22 +163,22 @@ func TestOnDemandRefusesUnlistedName(t *testing.T) {
 		},
 	})
 	for _, name := range []string{"evil.example.test", "a.b.shop.example.test", "shop.example.test"} {
-		_, err := tls.Dial("tcp", e.tlsAddr, &tls.Config{ServerName: name, RootCAs: p.roots})
+		_, err := tls.Dial("tcp", e.tlsAddr, &tls.Config{ServerName: name, RootCAs: p.Roots})
 		if err == nil {
 			t.Fatalf("handshake for %s succeeded, want refused", name)
 		}
 	}
-	if n := p.orders.Load(); n != 0 {
+	if n := p.Orders(); n != 0 {
 		t.Fatalf("%d ACME orders made for refused names, want 0", n)
 	}
 
 	// An allowed name is issued at its first handshake.
-	conn, err := tls.Dial("tcp", e.tlsAddr, &tls.Config{ServerName: "x.shop.example.test", RootCAs: p.roots})
+	conn, err := tls.Dial("tcp", e.tlsAddr, &tls.Config{ServerName: "x.shop.example.test", RootCAs: p.Roots})
 	if err != nil {
 		t.Fatalf("allowed name: %v", err)
 	}
 	conn.Close()
-	if n := p.orders.Load(); n != 1 {
+	if n := p.Orders(); n != 1 {
 		t.Fatalf("%d ACME orders, want 1", n)
 	}
 	names := map[string]bool{}
@@ -213,7 +214,7 @@ func TestRenewalKeepsConnections(t *testing.T) {
 	}
 	var clients []kept
 	for _, h2 := range []bool{false, true} {
-		c := clientFor(p.roots, e.tlsAddr, h2)
+		c := clientFor(p.Roots, e.tlsAddr, h2)
 		tr := c.Transport.(*http.Transport)
 		dial, dials := tr.DialContext, new(atomic.Int64)
 		tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -257,9 +258,9 @@ func TestRenewalKeepsConnections(t *testing.T) {
 }
 
 // serialOf makes a fresh handshake and returns the served serial.
-func serialOf(t *testing.T, addr, name string, p *pebbleCA) string {
+func serialOf(t *testing.T, addr, name string, p *acmetest.CA) string {
 	t.Helper()
-	conn, err := tls.Dial("tcp", addr, &tls.Config{ServerName: name, RootCAs: p.roots})
+	conn, err := tls.Dial("tcp", addr, &tls.Config{ServerName: name, RootCAs: p.Roots})
 	if err != nil {
 		t.Fatalf("handshake: %v", err)
 	}

@@ -22,19 +22,19 @@ func TestACMEDNS01Wildcard(t *testing.T) {
 		t.Fatalf("serial %d -> %d, want the challenge record added and removed", serialBefore, serialAfter)
 	}
 	for _, host := range []string{"www.example.test", "cdn.example.test", "example.test"} {
-		resp, _ := fetch(t, clientFor(p.roots, e.tlsAddr, true), "https://"+host+"/")
-		assertServedBy(t, resp, host, p.roots)
+		resp, _ := fetch(t, clientFor(p.Roots, e.tlsAddr, true), "https://"+host+"/")
+		assertServedBy(t, resp, host, p.Roots)
 	}
 	// The wildcard certificate over HTTP/1.1 and HTTP/3 too.
 	for proto, c := range map[string]*http.Client{
-		"HTTP/1.1": clientFor(p.roots, e.tlsAddr, false),
-		"HTTP/3.0": h3ClientFor(t, p.roots, e.tlsAddr),
+		"HTTP/1.1": clientFor(p.Roots, e.tlsAddr, false),
+		"HTTP/3.0": h3ClientFor(t, p.Roots, e.tlsAddr),
 	} {
 		resp, body := fetch(t, c, "https://api.example.test/")
 		if resp.StatusCode != 200 || body != "hello api.example.test over "+proto {
 			t.Fatalf("%s: got %d %q", proto, resp.StatusCode, body)
 		}
-		assertServedBy(t, resp, "api.example.test", p.roots)
+		assertServedBy(t, resp, "api.example.test", p.Roots)
 		if got := resp.TLS.PeerCertificates[0].DNSNames; !slices.Contains(got, "*.example.test") {
 			t.Fatalf("%s: served certificate for %v, want the wildcard", proto, got)
 		}

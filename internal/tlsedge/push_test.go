@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/outpost-edge/outpost/dns"
+	"github.com/outpost-edge/outpost/internal/acmetest"
 )
 
 // peerAdmin serves a dns.Server's records API behind a bearer token, the
@@ -37,11 +38,11 @@ func TestPeerPushDNS01(t *testing.T) {
 	peerURL := peerAdmin(t, peer, token)
 
 	tlsLn, httpLn := reserveListeners(t)
-	p := startPebble(t, pebbleOptions{resolver: peerDNS})
+	p := acmetest.Start(t, acmetest.Options{Resolver: peerDNS})
 	cfg := Config{
 		Enabled: true, Listen: tlsLn.Addr().String(), HTTPListen: httpLn.Addr().String(),
 		Names: []string{"*.example.test"},
-		ACME: ACMEConfig{Directory: p.directory, CARoot: p.serverPEM, Challenges: []string{ChallengeDNS01},
+		ACME: ACMEConfig{Directory: p.Directory, CARoot: p.ServerPEM, Challenges: []string{ChallengeDNS01},
 			DNS01: DNS01Config{Resolvers: []string{peerDNS}}},
 	}
 	cfg.SetDefaults()
@@ -56,8 +57,8 @@ func TestPeerPushDNS01(t *testing.T) {
 	e := startEdge(t, m, tlsLn, httpLn, hello)
 	serialBefore, _ := peer.Serial("example.test")
 	obtain(t, e, "*.example.test")
-	resp, _ := fetch(t, clientFor(p.roots, e.tlsAddr, true), "https://www.example.test/")
-	assertServedBy(t, resp, "www.example.test", p.roots)
+	resp, _ := fetch(t, clientFor(p.Roots, e.tlsAddr, true), "https://www.example.test/")
+	assertServedBy(t, resp, "www.example.test", p.Roots)
 
 	// Added and removed on the peer (serial bumped twice), and gone from
 	// both nodes afterwards.
