@@ -109,6 +109,7 @@ routes:
 EOF
 "$WORK/outpost" check-config "$WORK/outpost.yaml" >/dev/null
 "$WORK/outpost" serve --config "$WORK/outpost.yaml" >"$WORK/outpost.log" 2>&1 & PIDS+=($!)
+OUTPOST_PID=$!
 
 for _ in $(seq 1 100); do
 	[ -s "$WORK/root.pem" ] && curl -s -o /dev/null --cacert "$WORK/root.pem" \
@@ -166,6 +167,8 @@ http {
 }
 EOF
 nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g 'daemon on;'
+for _ in $(seq 1 50); do [ -s "$WORK/nginx/nginx.pid" ] && break; sleep 0.1; done
+NGINX_PID=$(cat "$WORK/nginx/nginx.pid")
 
 # Warm both caches and check that the next request is a HIT.
 for target in "$OUTPOST_TLS" "$NGINX_TLS"; do
@@ -182,25 +185,28 @@ for target in "$OUTPOST_TLS" "$NGINX_TLS"; do
 done
 echo "both servers verified: same certificate, cache HIT on /1k and /100k" >&2
 
-# run_h1 URL [extra wrk args] -> requests/s
+# run_h1 URL [extra wrk args] -> "requests/s requests"
 run_h1() {
 	local url=$1
 	shift
 	wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" "$@" "$url" | awk '
 		/Requests\/sec:/ { rps = $2 }
+		/ requests in / { n = $1 }
 		/Non-2xx or 3xx responses:/ { bad += $NF }
 		END {
 			if (bad > 0) printf "warning: %d non-2xx responses\n", bad > "/dev/stderr"
-			printf "%.0f\n", rps
+			printf "%.0f %d\n", rps, n
 		}'
 }
 
-# run_h2 URL -> requests/s
+# run_h2 URL -> "requests/s requests". h2load leaves its 1 s warm-up out of
+# its counts but the server's CPU includes it, so the requests are taken
+# as the measured rate over warm-up and run.
 run_h2() {
-	h2load -t"$THREADS" -c"$CONNS" -m"$STREAMS" -D "$DURATION" --warm-up-time=1 "$1" 2>/dev/null | awk '
+	h2load -t"$THREADS" -c"$CONNS" -m"$STREAMS" -D "$DURATION" --warm-up-time=1 "$1" 2>/dev/null | awk -v d="$DURATION" '
 		/^finished in/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^req\/s/) { v = $i; gsub(",", "", v); rps = v } }
 		/^status codes:/ { if ($0 !~ / 0 5xx/) print "warning: " $0 > "/dev/stderr" }
-		END { printf "%.0f\n", rps }'
+		END { printf "%.0f %d\n", rps, rps * (d + 1) }'
 }
 
 echo "warm-up (${WARMUP}s each) ..." >&2
@@ -208,45 +214,59 @@ for target in "$OUTPOST_TLS" "$NGINX_TLS"; do
 	wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" "https://$target/1k" >/dev/null
 done
 
-declare -A VALS
+declare -A VALS CPUS
 # median VALUES... -> the median
 median() {
 	printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
-printf '%-5s %-6s %-10s %-8s %12s\n' round size scenario target 'requests/s'
+# The server's CPU per request (user + system, from /proc; nginx's workers
+# included) tells its own cost apart from how it shares the machine with
+# the load generator.
+printf '%-5s %-6s %-10s %-8s %12s %12s\n' round size scenario target 'requests/s' 'CPU us/req'
 for r in $(seq 1 "$ROUNDS"); do
 	for size in $SIZES; do
 		for proto in $PROTOS; do
 			for target in outpost nginx; do
-				if [ "$target" = outpost ]; then addr=$OUTPOST_TLS; else addr=$NGINX_TLS; fi
+				if [ "$target" = outpost ]; then addr=$OUTPOST_TLS pid=$OUTPOST_PID; else addr=$NGINX_TLS pid=$NGINX_PID; fi
+				c0=$(cpu_ms "$pid")
 				if [ "$proto" = h1 ]; then
-					rps=$(run_h1 "https://$addr/$size")
+					read -r rps n < <(run_h1 "https://$addr/$size")
 				else
-					rps=$(run_h2 "https://$addr/$size")
+					read -r rps n < <(run_h2 "https://$addr/$size")
 				fi
-				printf '%-5s %-6s %-10s %-8s %12s\n' "$r" "$size" "$proto" "$target" "$rps"
+				cpu=$(us_per_req "$c0" "$(cpu_ms "$pid")" "$n")
+				printf '%-5s %-6s %-10s %-8s %12s %12s\n' "$r" "$size" "$proto" "$target" "$rps" "$cpu"
 				VALS[$size.$proto.$target]+=" $rps"
+				CPUS[$size.$proto.$target]+=" $cpu"
 			done
 		done
 	done
 	for target in outpost nginx; do
-		if [ "$target" = outpost ]; then addr=$OUTPOST_TLS; else addr=$NGINX_TLS; fi
-		hs=$(run_h1 "https://$addr/1k" -H "Connection: close")
-		printf '%-5s %-6s %-10s %-8s %12s\n' "$r" 1k handshake "$target" "$hs"
+		if [ "$target" = outpost ]; then addr=$OUTPOST_TLS pid=$OUTPOST_PID; else addr=$NGINX_TLS pid=$NGINX_PID; fi
+		c0=$(cpu_ms "$pid")
+		read -r hs n < <(run_h1 "https://$addr/1k" -H "Connection: close")
+		cpu=$(us_per_req "$c0" "$(cpu_ms "$pid")" "$n")
+		printf '%-5s %-6s %-10s %-8s %12s %12s\n' "$r" 1k handshake "$target" "$hs" "$cpu"
 		VALS[hs.$target]+=" $hs"
+		CPUS[hs.$target]+=" $cpu"
 	done
 done
 
 printf '\nmedian of %d interleaved runs (%ss each, %d connections, %d threads; h2: %d streams/conn; cache HITs over TLS)\n' \
 	"$ROUNDS" "$DURATION" "$CONNS" "$THREADS" "$STREAMS"
-printf '%-22s %14s %14s %8s\n' scenario 'outpost req/s' 'nginx req/s' ratio
+printf '%-22s %14s %14s %8s %18s\n' scenario 'outpost req/s' 'nginx req/s' ratio 'CPU us/req o / n'
 row() { # label key
-	local o n
+	local o n oc nc
 	# shellcheck disable=SC2086
 	o=$(median ${VALS[$2.outpost]})
 	# shellcheck disable=SC2086
 	n=$(median ${VALS[$2.nginx]})
-	awk -v o="$o" -v n="$n" -v s="$1" 'BEGIN { printf "%-22s %14.0f %14.0f %8.2f\n", s, o, n, (n > 0 ? o/n : 0) }'
+	# shellcheck disable=SC2086
+	oc=$(median ${CPUS[$2.outpost]})
+	# shellcheck disable=SC2086
+	nc=$(median ${CPUS[$2.nginx]})
+	awk -v o="$o" -v n="$n" -v oc="$oc" -v nc="$nc" -v s="$1" \
+		'BEGIN { printf "%-22s %14.0f %14.0f %8.2f %9.1f / %.1f\n", s, o, n, (n > 0 ? o/n : 0), oc, nc }'
 }
 for size in $SIZES; do
 	for proto in $PROTOS; do

@@ -61,12 +61,15 @@ wait_port() { # addr
 }
 
 "$WORK/backend" --listen "$B1" 2>"$WORK/b1.log" & PIDS+=($!)
+BACKEND_PIDS=($!)
 "$WORK/backend" --listen "$B2" 2>"$WORK/b2.log" & PIDS+=($!)
+BACKEND_PIDS+=($!)
 wait_port "$B1"
 wait_port "$B2"
 
 /tmp/outpost proxy --listen "$OUTPOST_ADDR" --origin "http://$B1" --origin "http://$B2" \
 	--policy round_robin --no-cache --access-log=false >"$WORK/outpost.log" 2>&1 & PIDS+=($!)
+OUTPOST_PID=$!
 
 cat >"$WORK/haproxy.cfg" <<EOF
 global
@@ -88,11 +91,12 @@ backend be
 	server b2 $B2
 EOF
 haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/haproxy.log" 2>&1 & PIDS+=($!)
+HAPROXY_PID=$!
 
 wait_port "$OUTPOST_ADDR"
 wait_port "$HAPROXY_ADDR"
 
-# run_wrk URL -> "rps p99_ms"
+# run_wrk URL -> "rps p99_ms requests"
 run_wrk() {
 	wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$1" | awk '
 		function ms(v) {
@@ -103,13 +107,14 @@ run_wrk() {
 			return v
 		}
 		/Requests\/sec:/ { rps = $2 }
+		/ requests in / { n = $1 }
 		$1 == "99%" { p99 = ms($2) }
 		/Non-2xx or 3xx responses:/ { bad += $NF }
 		/Socket errors:/ { errs = $0 }
 		END {
 			if (bad > 0) printf "warning: %d non-2xx responses\n", bad > "/dev/stderr"
 			if (errs != "") print "warning: " errs > "/dev/stderr"
-			printf "%.0f %.3f\n", rps, p99
+			printf "%.0f %.3f %d\n", rps, p99, n
 		}'
 }
 
@@ -117,27 +122,36 @@ echo "warm-up ($WARMUP each) ..." >&2
 wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" "http://$OUTPOST_ADDR/" >/dev/null
 wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" "http://$HAPROXY_ADDR/" >/dev/null
 
-printf '%-6s %-8s %12s %10s\n' round target 'requests/s' 'p99 ms'
-o_rps=0 o_p99=0 h_rps=0 h_p99=0
+# CPU per request (user + system, from /proc): the proxy's own cost, and
+# what the backends spend per request behind it.
+printf '%-6s %-8s %12s %10s %14s %16s\n' round target 'requests/s' 'p99 ms' 'proxy us/req' 'backends us/req'
+o_rps=0 o_p99=0 h_rps=0 h_p99=0 o_cpu=0 h_cpu=0 o_bcpu=0 h_bcpu=0
 for r in $(seq 1 "$ROUNDS"); do
 	for target in outpost haproxy; do
-		if [ "$target" = outpost ]; then addr=$OUTPOST_ADDR; else addr=$HAPROXY_ADDR; fi
-		read -r rps p99 < <(run_wrk "http://$addr/")
-		printf '%-6s %-8s %12s %10s\n' "$r" "$target" "$rps" "$p99"
+		if [ "$target" = outpost ]; then addr=$OUTPOST_ADDR pid=$OUTPOST_PID; else addr=$HAPROXY_ADDR pid=$HAPROXY_PID; fi
+		p0=$(cpu_ms "$pid") b0=$(cpu_ms "${BACKEND_PIDS[@]}")
+		read -r rps p99 n < <(run_wrk "http://$addr/")
+		cpu=$(us_per_req "$p0" "$(cpu_ms "$pid")" "$n") bcpu=$(us_per_req "$b0" "$(cpu_ms "${BACKEND_PIDS[@]}")" "$n")
+		printf '%-6s %-8s %12s %10s %14s %16s\n' "$r" "$target" "$rps" "$p99" "$cpu" "$bcpu"
 		if [ "$target" = outpost ]; then
 			o_rps=$(awk -v a="$o_rps" -v b="$rps" 'BEGIN{print a+b}')
 			o_p99=$(awk -v a="$o_p99" -v b="$p99" 'BEGIN{print a+b}')
+			o_cpu=$(awk -v a="$o_cpu" -v b="$cpu" 'BEGIN{print a+b}')
+			o_bcpu=$(awk -v a="$o_bcpu" -v b="$bcpu" 'BEGIN{print a+b}')
 		else
 			h_rps=$(awk -v a="$h_rps" -v b="$rps" 'BEGIN{print a+b}')
 			h_p99=$(awk -v a="$h_p99" -v b="$p99" 'BEGIN{print a+b}')
+			h_cpu=$(awk -v a="$h_cpu" -v b="$cpu" 'BEGIN{print a+b}')
+			h_bcpu=$(awk -v a="$h_bcpu" -v b="$bcpu" 'BEGIN{print a+b}')
 		fi
 	done
 done
 
 awk -v or="$o_rps" -v op="$o_p99" -v hr="$h_rps" -v hp="$h_p99" -v n="$ROUNDS" \
+	-v oc="$o_cpu" -v hc="$h_cpu" -v ob="$o_bcpu" -v hb="$h_bcpu" \
 	-v d="$DURATION" -v c="$CONNS" -v t="$THREADS" 'BEGIN {
 	printf "\nmean of %d interleaved runs (wrk -t%s -c%s -d%s, keep-alive, 1 KiB bodies, 2 backends, round robin)\n", n, t, c, d
-	printf "outpost: %10.0f requests/s   p99 %8.3f ms\n", or/n, op/n
-	printf "haproxy: %10.0f requests/s   p99 %8.3f ms\n", hr/n, hp/n
+	printf "outpost: %10.0f requests/s   p99 %8.3f ms   CPU %5.1f us/request (backends %5.1f)\n", or/n, op/n, oc/n, ob/n
+	printf "haproxy: %10.0f requests/s   p99 %8.3f ms   CPU %5.1f us/request (backends %5.1f)\n", hr/n, hp/n, hc/n, hb/n
 	printf "ratio outpost/haproxy: requests/s %.2f (target >= 1.00), p99 %.2f (target <= 1.20)\n", or/hr, op/hp
 }'
