@@ -83,6 +83,7 @@ wait_port "$ORIGIN"
 "$WORK/outpost" proxy --listen "${ADDR[outpost]}" --origin "http://$ORIGIN" \
 	--cache-dir "$WORK/outpost-cache" --cache-size 8GiB --access-log=false >"$WORK/outpost.log" 2>&1 & PIDS+=($!)
 OUTPOST_PID=$!
+declare -A PID=([outpost]=$OUTPOST_PID)
 
 for p in $PEERS; do
 	case $p in
@@ -121,10 +122,12 @@ http {
 }
 EOF
 		nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" >"$WORK/nginx.log" 2>&1 & PIDS+=($!)
+		PID[nginx]=$!
 		;;
 	varnish)
 		varnishd -F -j none -n "$WORK/varnish" -a "${ADDR[varnish]}" -b "$ORIGIN" \
 			-s malloc,2g -p default_ttl=3600 >"$WORK/varnish.log" 2>&1 & PIDS+=($!)
+		PID[varnish]=$!
 		;;
 	esac
 done
@@ -172,7 +175,7 @@ for size in $SIZES; do
 done
 BEFORE=$(curl -s "http://$ORIGIN/_count")
 
-# run_wrk URL -> "rps mbps p99_ms"
+# run_wrk URL -> "rps mbps p99_ms requests"
 run_wrk() {
 	wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$1" | awk '
 		function ms(v) {
@@ -190,6 +193,7 @@ run_wrk() {
 			return v
 		}
 		/Requests\/sec:/ { rps = $2 }
+		/ requests in / { n = $1 }
 		/Transfer\/sec:/ { tp = mb($2) }
 		$1 == "99%" { p99 = ms($2) }
 		/Non-2xx or 3xx responses:/ { bad += $NF }
@@ -197,22 +201,28 @@ run_wrk() {
 		END {
 			if (bad > 0) printf "warning: %d non-2xx responses\n", bad > "/dev/stderr"
 			if (errs != "") print "warning: " errs > "/dev/stderr"
-			printf "%.0f %.1f %.3f\n", rps, tp, p99
+			printf "%.0f %.1f %.3f %d\n", rps, tp, p99, n
 		}'
 }
 
-declare -A SUM_RPS SUM_MB SUM_P99
+# CPU us/req: the server's own CPU per request (user + system from /proc,
+# worker processes included), which does not depend on how the load
+# generator shares the machine.
+declare -A SUM_RPS SUM_MB SUM_P99 SUM_CPU
 echo
-printf "%-6s %-5s %-8s %12s %10s %10s\n" size round server "requests/s" "MB/s" "p99 ms"
+printf "%-6s %-5s %-8s %12s %10s %10s %11s\n" size round server "requests/s" "MB/s" "p99 ms" "CPU us/req"
 for size in $SIZES; do
-	for s in $SERVERS; do SUM_RPS[$size.$s]=0; SUM_MB[$size.$s]=0; SUM_P99[$size.$s]=0; done
+	for s in $SERVERS; do SUM_RPS[$size.$s]=0; SUM_MB[$size.$s]=0; SUM_P99[$size.$s]=0; SUM_CPU[$size.$s]=0; done
 	for round in $(seq 1 "$ROUNDS"); do
 		for s in $SERVERS; do
-			read -r rps mbps p99 < <(run_wrk "http://${ADDR[$s]}/$size")
-			printf "%-6s %-5s %-8s %12s %10s %10s\n" "$size" "$round" "$s" "$rps" "$mbps" "$p99"
+			c0=$(cpu_ms "${PID[$s]}")
+			read -r rps mbps p99 n < <(run_wrk "http://${ADDR[$s]}/$size")
+			cpu=$(us_per_req "$c0" "$(cpu_ms "${PID[$s]}")" "$n")
+			printf "%-6s %-5s %-8s %12s %10s %10s %11s\n" "$size" "$round" "$s" "$rps" "$mbps" "$p99" "$cpu"
 			SUM_RPS[$size.$s]=$(awk -v a="${SUM_RPS[$size.$s]}" -v b="$rps" 'BEGIN{print a+b}')
 			SUM_MB[$size.$s]=$(awk -v a="${SUM_MB[$size.$s]}" -v b="$mbps" 'BEGIN{print a+b}')
 			SUM_P99[$size.$s]=$(awk -v a="${SUM_P99[$size.$s]}" -v b="$p99" 'BEGIN{print a+b}')
+			SUM_CPU[$size.$s]=$(awk -v a="${SUM_CPU[$size.$s]}" -v b="$cpu" 'BEGIN{print a+b}')
 		done
 	done
 done
@@ -220,11 +230,11 @@ AFTER=$(curl -s "http://$ORIGIN/_count")
 
 echo
 echo "means over $ROUNDS rounds ($DURATION each, $CONNS connections):"
-printf "%-6s %-8s %12s %10s %10s\n" size server "requests/s" "MB/s" "p99 ms"
+printf "%-6s %-8s %12s %10s %10s %11s\n" size server "requests/s" "MB/s" "p99 ms" "CPU us/req"
 for size in $SIZES; do
 	for s in $SERVERS; do
 		awk -v size="$size" -v s="$s" -v n="$ROUNDS" -v r="${SUM_RPS[$size.$s]}" -v m="${SUM_MB[$size.$s]}" -v p="${SUM_P99[$size.$s]}" \
-			'BEGIN { printf "%-6s %-8s %12.0f %10.1f %10.3f\n", size, s, r/n, m/n, p/n }'
+			-v c="${SUM_CPU[$size.$s]}" 'BEGIN { printf "%-6s %-8s %12.0f %10.1f %10.3f %11.1f\n", size, s, r/n, m/n, p/n, c/n }'
 	done
 done
 echo
