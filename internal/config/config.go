@@ -7,6 +7,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -97,8 +98,15 @@ func (c *Config) SetDefaults() {
 	port := c.Edge.Listen[strings.LastIndexByte(c.Edge.Listen, ':')+1:]
 	for i := range c.Nodes {
 		n := &c.Nodes[i]
-		if n.Health == "" && n.IPv4.IsValid() {
-			n.Health = (&url.URL{Scheme: "http", Host: n.IPv4.String() + ":" + port, Path: edge.HealthPath}).String()
+		// An IPv6-only node gets the same URL on its IPv6 address: left
+		// empty, DNS would probe port 80 at dns.health.path, which the
+		// edge does not answer itself.
+		addr := n.IPv4
+		if !addr.IsValid() {
+			addr = n.IPv6
+		}
+		if n.Health == "" && addr.IsValid() {
+			n.Health = (&url.URL{Scheme: "http", Host: net.JoinHostPort(addr.String(), port), Path: edge.HealthPath}).String()
 		}
 	}
 }

@@ -176,3 +176,31 @@ func TestUsesDataDir(t *testing.T) {
 		})
 	}
 }
+
+// TestNodeHealthDefault checks the URL other nodes' DNS probes: the edge's
+// own endpoint on the edge port, for IPv6-only nodes too (they used to be
+// probed on port 80 at dns.health.path, which the edge does not answer).
+func TestNodeHealthDefault(t *testing.T) {
+	for _, tc := range []struct {
+		name, node, listen, want string
+	}{
+		{"ipv4", "{name: a, ipv4: 192.0.2.1}", "", "http://192.0.2.1:80/_outpost/healthz"},
+		{"ipv4 edge port", "{name: a, ipv4: 192.0.2.1, ipv6: \"2001:db8::1\"}", "127.0.0.1:8080", "http://192.0.2.1:8080/_outpost/healthz"},
+		{"ipv6 only", "{name: a, ipv6: \"2001:db8::1\"}", "[::]:8080", "http://[2001:db8::1]:8080/_outpost/healthz"},
+		{"explicit", "{name: a, ipv6: \"2001:db8::1\", health: \"http://[2001:db8::1]/up\"}", "", "http://[2001:db8::1]/up"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := "nodes: [" + tc.node + "]\n"
+			if tc.listen != "" {
+				src += "edge: {listen: \"" + tc.listen + "\"}\n"
+			}
+			cfg, err := Parse("outpost.yaml", []byte(src), "", env(nil))
+			if err != nil {
+				t.Fatal(Format(err))
+			}
+			if got := cfg.Nodes[0].Health; got != tc.want {
+				t.Errorf("health = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
