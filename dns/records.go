@@ -52,35 +52,48 @@ func (s *Server) AddRecord(rr mdns.RR) error {
 // type and data; the TTL is ignored) and bumps the SOA serial. Records from
 // zone files and config cannot be removed at runtime.
 func (s *Server) RemoveRecord(rr mdns.RR) error {
+	_, err := s.removeRecord(rr)
+	return err
+}
+
+// removeRecord is RemoveRecord returning the record removed, whose TTL
+// may differ from rr's.
+func (s *Server) removeRecord(rr mdns.RR) (mdns.RR, error) {
 	if rr == nil {
-		return errors.New("dns: nil record")
+		return nil, errors.New("dns: nil record")
 	}
 	c := mdns.Copy(rr)
 	c.Header().Name = canonical(rr.Header().Name)
 	if c.Header().Class == 0 {
 		c.Header().Class = mdns.ClassINET
 	}
+	var removed mdns.RR
 	err := s.changeRecords(c.Header().Name, func(list []mdns.RR) ([]mdns.RR, bool, error) {
 		for i, o := range list {
 			if mdns.IsDuplicate(o, c) {
+				removed = o
 				return append(list[:i:i], list[i+1:]...), true, nil
 			}
 		}
 		return list, false, ErrNotFound
 	})
 	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrNoZone) {
-		if ok, serr := s.removeUnserved(c); ok || serr != nil {
-			return serr
+		if o, serr := s.removeUnserved(c); o != nil || serr != nil {
+			return o, serr
 		}
 	}
-	return err
+	if err != nil {
+		return nil, err
+	}
+	return mdns.Copy(removed), nil
 }
 
 // removeUnserved removes rr from the saved records that are not served:
 // those kept because their zone rejected them, and those waiting for a
 // zone that is not served now. Nothing served changes, so no serial moves;
-// only the file is written (and nothing changes if that fails).
-func (s *Server) removeUnserved(rr mdns.RR) (bool, error) {
+// only the file is written (and nothing changes if that fails). It returns
+// the record removed, nil when there was none.
+func (s *Server) removeUnserved(rr mdns.RR) (mdns.RR, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	served := s.snap.Load().zones
@@ -90,9 +103,9 @@ func (s *Server) removeUnserved(rr mdns.RR) (bool, error) {
 				s.kept[origin] = append(texts[:i:i], texts[i+1:]...)
 				if err := s.saveLocked(); err != nil {
 					s.kept[origin] = texts
-					return false, err
+					return nil, err
 				}
-				return true, nil
+				return o, nil
 			}
 		}
 	}
@@ -105,13 +118,13 @@ func (s *Server) removeUnserved(rr mdns.RR) (bool, error) {
 				s.overlay[origin] = append(list[:i:i], list[i+1:]...)
 				if err := s.saveLocked(); err != nil {
 					s.overlay[origin] = list
-					return false, err
+					return nil, err
 				}
-				return true, nil
+				return mdns.Copy(o), nil
 			}
 		}
 	}
-	return false, nil
+	return nil, nil
 }
 
 // Unserved lists the saved runtime records that are not served, with why:
@@ -287,8 +300,10 @@ func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 		}
 		if r.Method == http.MethodPost {
 			err = s.AddRecord(rr)
+		} else if removed, rerr := s.removeRecord(rr); rerr != nil {
+			err = rerr
 		} else {
-			err = s.RemoveRecord(rr)
+			rr = removed // the stored TTL, not the request's default
 		}
 		switch {
 		case errors.Is(err, ErrNoZone):

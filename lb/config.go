@@ -253,13 +253,16 @@ func (c *PoolConfig) Validate() error {
 	seen := make(map[string]int, len(c.Backends))
 	for i, b := range c.Backends {
 		p := fmt.Sprintf("backends[%d]", i)
-		if _, err := parseBackendURL(b.URL); err != nil {
-			l.Addf(p+".url", "%v", err)
+		_, urlErr := parseBackendURL(b.URL)
+		if urlErr != nil {
+			l.Addf(p+".url", "%v", urlErr)
 		}
 		if b.Weight < 1 || b.Weight > 1000 {
 			l.Addf(p+".weight", "must be between 1 and 1000, got %d", b.Weight)
 		}
-		if !idRE.MatchString(b.ID) {
+		// An empty id is derived from the URL: when that is what is
+		// wrong, the url error says so.
+		if !idRE.MatchString(b.ID) && (b.ID != "" || urlErr == nil) {
 			l.Addf(p+".id", "must be 1-128 letters, digits or \".-_:\", got %q", b.ID)
 		} else if j, dup := seen[b.ID]; dup {
 			l.Addf(p+".id", "duplicate backend id %q (also backends[%d])", b.ID, j)

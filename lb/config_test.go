@@ -115,6 +115,19 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
+// TestConfigValidateOneErrorPerMistake: a backend URL without a host leaves
+// the derived id empty; only the url is reported, not a follow-on id error.
+func TestConfigValidateOneErrorPerMistake(t *testing.T) {
+	for _, u := range []string{"x", "http:///x", "ftp://"} {
+		c := PoolConfig{Backends: []BackendConfig{{URL: u}}}
+		c.SetDefaults()
+		fields := configerr.Fields(c.Validate())
+		if len(fields) != 1 || fields[0].Path != "backends[0].url" {
+			t.Errorf("url %q: errors %v, want one on backends[0].url", u, fields)
+		}
+	}
+}
+
 // TestCheckConfig: CheckConfig reports what Validate does after defaults,
 // and leaves the caller's backends undefaulted.
 func TestCheckConfig(t *testing.T) {

@@ -65,7 +65,13 @@ func dnsCommand() *command {
 				cfg.RRL.ResponsesPerSecond = *rrl
 				cfg.SetDefaults()
 				if err := cfg.Validate(); err != nil {
-					fmt.Fprintf(os.Stderr, "outpost dns: %v\n", err)
+					fmt.Fprint(os.Stderr, flagErrors("outpost dns", err, dnsFlagPaths))
+					return 2
+				}
+				// Either alone does nothing: a steered name without nodes
+				// is answered from the zone file as if never steered.
+				if (len(steer) == 0) != (len(nodes) == 0) {
+					fmt.Fprintln(os.Stderr, "outpost dns: --steer and --node go together: the steered names are answered from the --node set")
 					return 2
 				}
 				var ns []cluster.Node
@@ -114,6 +120,17 @@ func dnsCommand() *command {
 			}
 		},
 	}
+}
+
+// dnsFlagPaths names the flag behind each part of the quick-mode config.
+var dnsFlagPaths = []flagPath{
+	{"listen", "--listen"},
+	{"edns_size", "--edns-size"},
+	{"zones", "--zone"},
+	{"steered.answers", "--answers"},
+	{"steered", "--steer"},
+	{"geo", "--geo"},
+	{"rrl", "--rrl"},
 }
 
 // parseNodeSpec reads "name,ipv4[,ipv6],lat,lon".

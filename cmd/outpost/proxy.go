@@ -86,6 +86,18 @@ func proxyConfig(o proxyOpts) ([]byte, error) {
 	return yaml.Marshal(doc)
 }
 
+// proxyFlagPaths names the flag behind each part of proxyConfig's document.
+var proxyFlagPaths = []flagPath{
+	{"edge.listen", "--listen"},
+	{"pools.origin.backends", "--origin"},
+	{"pools.origin.policy", "--policy"},
+	{"pools.origin.health", "--health-path"},
+	{"cache.dir", "--cache-dir"},
+	{"cache", "--cache-size"},
+	{"admin.listen", "--admin"},
+	{"admin.token", "--token"},
+}
+
 func runProxy(o proxyOpts) int {
 	data, err := proxyConfig(o)
 	if err != nil {
@@ -94,7 +106,7 @@ func runProxy(o proxyOpts) int {
 	}
 	cfg, err := config.Parse("outpost proxy flags", data, "", os.LookupEnv)
 	if err != nil {
-		fmt.Fprint(os.Stderr, config.Format(err))
+		fmt.Fprint(os.Stderr, flagErrors("outpost proxy", err, proxyFlagPaths))
 		return 2
 	}
 	log := telemetry.NewLogger(os.Stderr, cfg.Log.Level, cfg.Log.Format)
@@ -114,7 +126,9 @@ func runProxy(o proxyOpts) int {
 			fmt.Fprintf(os.Stderr, "outpost proxy: %v\n", err)
 			return 1
 		}
-		adm := newAdmin(o.token, log, reg, func() (uint64, error) { return n.Generation(), nil }, func() any { return nodeStatus(n) }, func() bool { return true })
+		// No /v1/reload: there is no file to re-read, and answering
+		// "reloaded" would tell an operator a change took effect.
+		adm := newAdmin(o.token, log, reg, nil, func() any { return nodeStatus(n) }, func() bool { return true })
 		n.MountAdmin(adm, nil)
 		var targets []admin.PurgeTarget
 		if c := n.Cache(); c != nil {

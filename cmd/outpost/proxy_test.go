@@ -132,6 +132,14 @@ func TestProxyQuickMode(t *testing.T) {
 				t.Errorf("backend %s: no health state", be.URL)
 			}
 		}
+		// No config file, so no reload to claim.
+		req, _ = http.NewRequest(http.MethodPost, "http://"+adminAddr+"/v1/reload", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != http.StatusNotFound {
+			t.Fatalf("POST /v1/reload on proxy: %v %v, want 404", res, err)
+		} else {
+			res.Body.Close()
+		}
 		bad := outpost("purge", "--admin", "http://"+adminAddr, "--token", "wrong-token-0123456789", "--all")
 		if err := bad.Run(); bad.ProcessState.ExitCode() != 1 {
 			t.Fatalf("purge with a wrong token: exit %d (%v), want 1", bad.ProcessState.ExitCode(), err)

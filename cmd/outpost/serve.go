@@ -246,7 +246,8 @@ func peerFanout(cfg *config.Config, log *slog.Logger) (*cluster.Fanout, error) {
 	return cluster.NewFanout(cfg.Node, peers, cfg.Admin.Token, filepath.Join(cfg.DataDir, "fanout.db"), log.With("component", "fanout"))
 }
 
-// newAdmin builds the admin API with the endpoints every process has.
+// newAdmin builds the admin API with the endpoints every process has, and
+// POST /v1/reload when reload is not nil.
 // ready reports whether the node takes traffic: false until its listeners
 // are up and again once shutdown begins, so load balancers in front of the
 // node stop sending before the edge stops accepting.
@@ -268,7 +269,9 @@ func newAdmin(token string, log *slog.Logger, gatherer prometheus.Gatherer, relo
 	a.Handle("GET /debug/pprof/profile", http.HandlerFunc(pprof.Profile))
 	a.Handle("GET /debug/pprof/trace", http.HandlerFunc(pprof.Trace))
 	a.Handle("GET /v1/status", admin.JSONHandler(status))
-	a.Handle("POST /v1/reload", admin.ReloadHandler(reload))
+	if reload != nil {
+		a.Handle("POST /v1/reload", admin.ReloadHandler(reload))
+	}
 	return a
 }
 

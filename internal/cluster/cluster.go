@@ -22,7 +22,8 @@ type Node struct {
 	// Weight biases steering between equally near nodes; default 1.
 	Weight int `yaml:"weight"`
 	// Health is the URL other nodes probe. Default:
-	// http://<ipv4>:<edge port>/_outpost/healthz, the edge's built-in endpoint.
+	// http://<ipv4>:<edge port>/_outpost/healthz (the IPv6 address for an
+	// IPv6-only node), the edge's built-in endpoint.
 	Health string `yaml:"health"`
 	// Admin is this node's admin API base URL, used for purge fan-out and
 	// ACME challenge pushes, e.g. https://203.0.113.5:9443. Optional.

@@ -7,6 +7,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -97,8 +98,15 @@ func (c *Config) SetDefaults() {
 	port := c.Edge.Listen[strings.LastIndexByte(c.Edge.Listen, ':')+1:]
 	for i := range c.Nodes {
 		n := &c.Nodes[i]
-		if n.Health == "" && n.IPv4.IsValid() {
-			n.Health = (&url.URL{Scheme: "http", Host: n.IPv4.String() + ":" + port, Path: edge.HealthPath}).String()
+		// An IPv6-only node gets the same URL on its IPv6 address: left
+		// empty, DNS would probe port 80 at dns.health.path, which the
+		// edge does not answer itself.
+		addr := n.IPv4
+		if !addr.IsValid() {
+			addr = n.IPv6
+		}
+		if n.Health == "" && addr.IsValid() {
+			n.Health = (&url.URL{Scheme: "http", Host: net.JoinHostPort(addr.String(), port), Path: edge.HealthPath}).String()
 		}
 	}
 }
@@ -192,7 +200,19 @@ func Parse(name string, data []byte, node string, lookup func(string) (string, b
 	}
 	cfg.SetDefaults()
 	l := d.errs
+	// A field that failed to decode (an unset ${VAR}, a wrong type) holds
+	// its zero value; what validation says about that value, or about the
+	// block right around it ("exactly one of secret and public_key_pem"),
+	// only repeats the first error.
+	broken := map[string]bool{}
+	for _, fe := range configerr.Fields(d.errs.Err()) {
+		broken[fe.Path] = true
+		broken[parentPath(fe.Path)] = true
+	}
 	for _, fe := range configerr.Fields(cfg.Validate()) {
+		if fe.Path != "" && broken[fe.Path] {
+			continue
+		}
 		c := *fe
 		c.File = name
 		c.Line = d.lineFor(c.Path)
@@ -202,6 +222,16 @@ func Parse(name string, data []byte, node string, lookup func(string) (string, b
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// parentPath is the path of the block holding path: "a.b[0]" for
+// "a.b[0].c", "a.b" for "a.b[0]", "" at the top.
+func parentPath(path string) string {
+	i := strings.LastIndexAny(path, ".[")
+	if i < 0 {
+		return ""
+	}
+	return path[:i]
 }
 
 // Format renders an error from Load as one line per problem, sorted by line.

@@ -176,3 +176,66 @@ func TestUsesDataDir(t *testing.T) {
 		})
 	}
 }
+
+// TestNodeHealthDefault checks the URL other nodes' DNS probes: the edge's
+// own endpoint on the edge port, for IPv6-only nodes too (they used to be
+// probed on port 80 at dns.health.path, which the edge does not answer).
+func TestNodeHealthDefault(t *testing.T) {
+	for _, tc := range []struct {
+		name, node, listen, want string
+	}{
+		{"ipv4", "{name: a, ipv4: 192.0.2.1}", "", "http://192.0.2.1:80/_outpost/healthz"},
+		{"ipv4 edge port", "{name: a, ipv4: 192.0.2.1, ipv6: \"2001:db8::1\"}", "127.0.0.1:8080", "http://192.0.2.1:8080/_outpost/healthz"},
+		{"ipv6 only", "{name: a, ipv6: \"2001:db8::1\"}", "[::]:8080", "http://[2001:db8::1]:8080/_outpost/healthz"},
+		{"explicit", "{name: a, ipv6: \"2001:db8::1\", health: \"http://[2001:db8::1]/up\"}", "", "http://[2001:db8::1]/up"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := "nodes: [" + tc.node + "]\n"
+			if tc.listen != "" {
+				src += "edge: {listen: \"" + tc.listen + "\"}\n"
+			}
+			cfg, err := Parse("outpost.yaml", []byte(src), "", env(nil))
+			if err != nil {
+				t.Fatal(Format(err))
+			}
+			if got := cfg.Nodes[0].Health; got != tc.want {
+				t.Errorf("health = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestNoFollowOnErrors: a field that did not decode is reported once, not
+// again by the validation of its zero value or of the block around it.
+func TestNoFollowOnErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, src string
+		want      []string // every line of the formatted errors
+	}{
+		{"unset secret", `
+gateway:
+  identity_secret: 0123456789abcdef0123
+  jwt:
+    keys: [{kid: k, alg: HS256, secret: "${JWT}"}]
+routes: [{name: a, upstream: "http://127.0.0.1:1", gateway: {}}]
+`, []string{`x.yaml:5: gateway.jwt.keys[0].secret: environment variable JWT is not set`}},
+		{"wrong type", `
+edge: {max_header_bytes: lots}
+`, []string{`x.yaml:2: edge.max_header_bytes: want a size such as "512MiB" or "10GB", got "lots"`}},
+		{"unrelated errors stay", `
+log: {level: loud}
+admin: {token: "${TOKEN}"}
+`, []string{
+			`x.yaml:2: log.level: unknown level "loud" (want debug, info, warn, error)`,
+			`x.yaml:3: admin.token: environment variable TOKEN is not set`,
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("x.yaml", []byte(tc.src), "", env(nil))
+			got := strings.Split(strings.TrimSpace(Format(err)), "\n")
+			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+		})
+	}
+}
