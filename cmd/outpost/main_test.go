@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/outpost-edge/outpost/internal/edge"
 )
 
 // TestMain lets tests run the real binary: the test executable re-execs
@@ -219,5 +221,73 @@ func TestServeRefusesSharedDataDir(t *testing.T) {
 	}
 	if first.ProcessState != nil {
 		t.Error("the first process exited")
+	}
+}
+
+// TestServeShutdownDelay: after SIGTERM with edge.shutdown_delay set, the
+// node keeps serving while its health endpoints (the edge's, which peers'
+// DNS probes, and the admin /readyz) answer 503; a second SIGTERM ends the
+// wait and the process exits 0.
+func TestServeShutdownDelay(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "a") }))
+	defer up.Close()
+	edgeAddr, adminAddr := freePort(t), freePort(t)
+	path := filepath.Join(t.TempDir(), "outpost.yaml")
+	cfg := fmt.Sprintf("node: n1\nedge: {listen: %q, shutdown_delay: 5m}\nadmin: {listen: %q, token: %q}\nroutes:\n  - {name: app, upstream: %q}\n",
+		edgeAddr, adminAddr, "test-token-0123456789", up.URL)
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := outpost("serve", "--config", path)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	status := func(url string) int {
+		resp, err := http.Get(url)
+		if err != nil {
+			return 0
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	edgeHealth, ready, app := "http://"+edgeAddr+edge.HealthPath, "http://"+adminAddr+"/readyz", "http://"+edgeAddr+"/"
+	deadline := time.Now().Add(10 * time.Second)
+	for status(ready) != 200 || status(app) != 200 {
+		if time.Now().After(deadline) {
+			t.Fatal("serve never became ready")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := status(edgeHealth); got != 200 {
+		t.Fatalf("edge health before SIGTERM: %d", got)
+	}
+
+	cmd.Process.Signal(syscall.SIGTERM)
+	deadline = time.Now().Add(10 * time.Second)
+	for status(edgeHealth) != 503 {
+		if time.Now().After(deadline) {
+			t.Fatalf("edge health still %d after SIGTERM", status(edgeHealth))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := status(ready); got != 503 {
+		t.Errorf("/readyz while draining: %d, want 503", got)
+	}
+	if got := status(app); got != 200 {
+		t.Errorf("request while draining: %d, want 200 (still serving)", got)
+	}
+
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("exit after the second SIGTERM: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("a second SIGTERM did not end the drain")
 	}
 }

@@ -196,6 +196,7 @@ func serve(path, nodeName string, stderr io.Writer) int {
 		ready.Store(false)
 		break
 	}
+	drain(n, sigs, log)
 	ctx, cancel := context.WithTimeout(context.Background(), n.Config().Edge.ShutdownTimeout.D())
 	defer cancel()
 	code := 0
@@ -205,6 +206,32 @@ func serve(path, nodeName string, stderr io.Writer) int {
 	_ = adminSrv.Shutdown(ctx)
 	log.Info("stopped")
 	return code
+}
+
+// drain keeps the node serving for edge.shutdown_delay with its health
+// endpoints answering 503, so peers' DNS and load balancers in front stop
+// sending it clients before its listeners close. Another SIGINT or
+// SIGTERM ends the wait at once; SIGHUP is ignored now.
+func drain(n *node.Node, sigs <-chan os.Signal, log *slog.Logger) {
+	n.BeginDrain()
+	delay := n.Config().Edge.ShutdownDelay.D()
+	if delay <= 0 {
+		return
+	}
+	log.Info("draining: health answers 503, still serving", "for", delay.String())
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			return
+		case sig := <-sigs:
+			if sig != syscall.SIGHUP {
+				log.Info("second signal: closing now", "signal", sig.String())
+				return
+			}
+		}
+	}
 }
 
 func nodeStatus(n *node.Node) admin.Status {

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/outpost-edge/outpost/internal/configerr"
 	"github.com/outpost-edge/outpost/internal/units"
@@ -27,6 +28,11 @@ type Config struct {
 	MaxHeaderBytes units.Size `yaml:"max_header_bytes"`
 	// ShutdownTimeout is how long in-flight requests may run after SIGTERM. Default 30s.
 	ShutdownTimeout units.Duration `yaml:"shutdown_timeout"`
+	// ShutdownDelay is how long the node keeps serving after SIGTERM while
+	// its health endpoints already answer 503, so peers' DNS and load
+	// balancers in front stop sending it clients before its listeners
+	// close (HAProxy's grace). Default 0: close at once.
+	ShutdownDelay units.Duration `yaml:"shutdown_delay"`
 	// TrustedProxies lists peers (CIDRs) whose X-Forwarded-For,
 	// X-Forwarded-Proto, X-Forwarded-Host and X-Request-ID are believed.
 	// Default: none — client-sent forwarding headers are replaced.
@@ -70,10 +76,14 @@ func (c *Config) Validate() error {
 		l.Addf("max_header_bytes", "must be at least 1KiB, got %d", c.MaxHeaderBytes)
 	}
 	for name, d := range map[string]units.Duration{"read_header_timeout": c.ReadHeaderTimeout, "read_timeout": c.ReadTimeout,
-		"write_timeout": c.WriteTimeout, "idle_timeout": c.IdleTimeout, "shutdown_timeout": c.ShutdownTimeout} {
+		"write_timeout": c.WriteTimeout, "idle_timeout": c.IdleTimeout, "shutdown_timeout": c.ShutdownTimeout,
+		"shutdown_delay": c.ShutdownDelay} {
 		if d < 0 {
 			l.Addf(name, "must not be negative, got %s", d)
 		}
+	}
+	if c.ShutdownDelay > units.Duration(10*time.Minute) {
+		l.Addf("shutdown_delay", "at most 10m, got %s", c.ShutdownDelay)
 	}
 	return l.Err()
 }

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,6 +49,7 @@ type Node struct {
 	metrics   *edge.Metrics
 	swap      *edge.Swapper
 	started   time.Time
+	draining  atomic.Bool // BeginDrain was called: health endpoints answer 503
 
 	srv *http.Server
 	ln  net.Listener
@@ -259,7 +261,13 @@ func (n *Node) Shutdown(ctx context.Context) error {
 }
 
 // healthy is what this node reports on its health endpoint.
-func (n *Node) healthy() bool { return true }
+func (n *Node) healthy() bool { return !n.draining.Load() }
+
+// BeginDrain makes the edge's health endpoint answer 503 while the node
+// keeps serving, so peers' health checks take it out of their DNS answers
+// and load balancers in front stop sending to it before Shutdown closes
+// the listeners. It cannot be undone; Shutdown follows.
+func (n *Node) BeginDrain() { n.draining.Store(true) }
 
 // Status is the node's part of GET /v1/status.
 func (n *Node) Status() map[string]any {
