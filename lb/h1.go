@@ -331,7 +331,13 @@ func (b *h1Body) Close() error {
 	b.done = true
 	b.rc.Close()
 	fired := !b.stop() // cancellation poisoned the deadline
-	if b.eof && b.reuse && !fired {
+	// Bytes already buffered past the end of the response (a body on a
+	// HEAD, 204 or 304, or more than Content-Length) are not the start of
+	// the next response: reusing the connection would hand them to the
+	// next request, maybe another client's. http.Transport closes such a
+	// connection too ("Unsolicited response received on idle HTTP
+	// channel").
+	if b.eof && b.reuse && !fired && b.pc.br.Buffered() == 0 {
 		b.pc.t.put(b.pc)
 		return nil
 	}

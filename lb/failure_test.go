@@ -1,0 +1,64 @@
+package lb
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/outpost-edge/outpost/internal/units"
+)
+
+// onePool is a pool over the given backend URLs with outlier ejection
+// after three failures in a row.
+func onePool(t *testing.T, urls ...string) *Pool {
+	t.Helper()
+	cfg := PoolConfig{Policy: "round_robin"}
+	for i, u := range urls {
+		cfg.Backends = append(cfg.Backends, BackendConfig{URL: u, ID: string(rune('a' + i))})
+	}
+	cfg.Outlier.ConsecutiveFailures = 3
+	cfg.Outlier.BaseEjectionTime = units.Duration(time.Minute)
+	cfg.Outlier.MaxEjectionTime = units.Duration(time.Minute)
+	cfg.Outlier.MaxEjectedPercent = 100
+	return newTestPool(t, cfg, Options{})
+}
+
+// A backend that sends bytes after a response that ends without a body
+// (HEAD, 204, 304) or beyond its Content-Length must not have them read as
+// the answer to the next request on that connection: that request may be
+// another client's. http.Transport refuses such a connection; so must the
+// synchronous path.
+func TestH1ExtraBytesNotReadAsNextResponse(t *testing.T) {
+	const smuggled = "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil"
+	cases := []struct {
+		name, method, first string
+	}{
+		{"HEAD with a body", "HEAD", "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc"},
+		{"204 with a body", "GET", "HTTP/1.1 204 No Content\r\n\r\nabc"},
+		{"304 with a body", "GET", "HTTP/1.1 304 Not Modified\r\n\r\nabc"},
+		{"body beyond Content-Length", "GET", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			url, _ := rawBackend(t, func(conn net.Conn, n int64) {
+				if n == 1 {
+					io.WriteString(conn, c.first+smuggled)
+					return
+				}
+				io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ngood")
+			})
+			p := onePool(t, url)
+			req, _ := http.NewRequest(c.method, "http://pool/", nil)
+			if _, _, err := send(t, p, req); err != nil {
+				t.Fatalf("first request: %v", err)
+			}
+			req, _ = http.NewRequest("GET", "http://pool/", nil)
+			_, body, err := send(t, p, req)
+			if err != nil || body != "good" {
+				t.Fatalf("second request got %q, %v; want the backend's own answer %q", body, err, "good")
+			}
+		})
+	}
+}
