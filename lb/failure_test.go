@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -60,5 +61,34 @@ func TestH1ExtraBytesNotReadAsNextResponse(t *testing.T) {
 				t.Fatalf("second request got %q, %v; want the backend's own answer %q", body, err, "good")
 			}
 		})
+	}
+}
+
+// A per-try timeout on a kept-alive connection is a timeout, not a stale
+// connection: the request reached the backend, which is slow. Repeating
+// it on a fresh connection would send a GET twice to a backend already
+// struggling and double the per-try timeout.
+func TestH1TryTimeoutOnReusedConnNotRepeated(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	url, requests := rawBackend(t, func(conn net.Conn, n int64) {
+		if n == 1 {
+			io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			return
+		}
+		<-release
+	})
+	rt := testH1(8, time.Minute, 100*time.Millisecond)
+	defer rt.retire()
+	if _, got, err := h1Do(t, rt, "GET", url, nil); err != nil || got != "ok" {
+		t.Fatalf("first request: %q %v", got, err)
+	}
+	_, _, err := h1Do(t, rt, "GET", url, nil)
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("err = %v, want a timeout", err)
+	}
+	if n := requests.Load(); n != 2 {
+		t.Errorf("backend saw %d requests, want 2 (the timed-out GET sent once)", n)
 	}
 }

@@ -265,6 +265,12 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 	}
 	if _, err := pc.br.Peek(1); err != nil {
 		stop()
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			// The per-try timeout: the backend has the request and is
+			// slow, the connection was not stale. Like http.Transport's
+			// ResponseHeaderTimeout, this is not repeated here.
+			return nil, err
+		}
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
