@@ -1,10 +1,13 @@
 package lb
 
 import (
+	"bufio"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -90,5 +93,94 @@ func TestH1TryTimeoutOnReusedConnNotRepeated(t *testing.T) {
 	}
 	if n := requests.Load(); n != 2 {
 		t.Errorf("backend saw %d requests, want 2 (the timed-out GET sent once)", n)
+	}
+}
+
+// truncating backends each break a response after its header.
+var truncating = []struct {
+	name  string
+	write func(c net.Conn)
+}{
+	{"content-length larger than body", func(c net.Conn) {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort")
+	}},
+	{"truncated chunked body", func(c net.Conn) {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nshort\r\n")
+	}},
+	{"reset mid body", func(c net.Conn) {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort")
+		c.(*net.TCPConn).SetLinger(0) // RST instead of FIN
+	}},
+}
+
+// A response cut short by the backend is an error for the reader (never a
+// short body that looks complete), its connection is not reused, and the
+// backend's passive health counts it: a backend that breaks every body is
+// ejected like one that answers 502.
+func TestTruncatedBodyFailsAndCountsTowardEjection(t *testing.T) {
+	for _, c := range truncating {
+		t.Run(c.name, func(t *testing.T) {
+			var conns atomic.Int64
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				for {
+					conn, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					conns.Add(1)
+					go func() {
+						defer conn.Close()
+						if _, err := http.ReadRequest(bufio.NewReader(conn)); err == nil {
+							c.write(conn)
+						}
+					}()
+				}
+			}()
+			p := onePool(t, "http://"+ln.Addr().String())
+			for i := range 3 {
+				req, _ := http.NewRequest("GET", "http://pool/", nil)
+				resp, err := p.RoundTrip(req)
+				if err != nil {
+					t.Fatalf("request %d: %v", i, err)
+				}
+				b, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err == nil {
+					t.Fatalf("request %d: body %q read without error", i, b)
+				}
+			}
+			if n := conns.Load(); n != 3 {
+				t.Errorf("backend accepted %d connections, want 3 (a broken one is not reused)", n)
+			}
+			if st := backendStatus(p, "a"); st.Health != "ejected" {
+				t.Errorf("backend health = %q after 3 broken bodies, want ejected", st.Health)
+			}
+		})
+	}
+}
+
+// A client that stops reading is not the backend's fault: closing the body
+// early leaves its passive health alone.
+func TestEarlyCloseDoesNotCountAsFailure(t *testing.T) {
+	url, _ := rawBackend(t, func(conn net.Conn, _ int64) {
+		io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 10000\r\n\r\n"+strings.Repeat("x", 10000))
+	})
+	p := onePool(t, url)
+	for i := range 5 {
+		req, _ := http.NewRequest("GET", "http://pool/", nil)
+		resp, err := p.RoundTrip(req)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		resp.Body.Read(make([]byte, 10))
+		resp.Body.Close()
+	}
+	if st := backendStatus(p, "a"); st.Health != "healthy" || st.Failures != 0 {
+		t.Errorf("backend health %q failures %d after early closes, want healthy, 0", st.Health, st.Failures)
 	}
 }

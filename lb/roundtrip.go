@@ -148,7 +148,14 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 			if failed {
 				b.metrics.err5xx.Inc()
 			}
-			p.recordOutcome(st, b, failed)
+			if failed || resp.StatusCode == http.StatusSwitchingProtocols {
+				p.recordOutcome(st, b, failed)
+			} else {
+				// A success is known only once the body arrived whole: a
+				// backend that breaks every body after good headers must
+				// be ejected like one that answers 502.
+				c.pool, c.st, c.parent = p, st, parent
+			}
 			if rb != nil {
 				rb.release()
 			}
@@ -414,6 +421,14 @@ type call struct {
 	timer   *time.Timer
 	headers atomic.Bool
 	done    atomic.Bool
+
+	// pool and st are set when the outcome for passive health is recorded
+	// at the end of the body; parent is the client's context, whose end
+	// makes a body error the client's doing rather than the backend's.
+	pool    *Pool
+	st      *poolState
+	parent  context.Context
+	bodyErr atomic.Bool // the backend broke the body
 }
 
 // arm starts the total timer for the remaining budget d.
@@ -434,6 +449,8 @@ func (c *call) Read(p []byte) (int, error) {
 	n, err := c.body.Read(p)
 	if err == io.EOF {
 		c.finish()
+	} else if err != nil && c.st != nil && c.parent.Err() == nil && !c.bodyErr.Swap(true) {
+		c.backend.metrics.errOther.Inc()
 	}
 	return n, err
 }
@@ -447,6 +464,10 @@ func (c *call) Close() error {
 func (c *call) finish() {
 	if c.done.CompareAndSwap(false, true) {
 		c.backend.inflight.Add(-1)
+		if c.st != nil {
+			// A body closed early by the client counts as a success.
+			c.pool.recordOutcome(c.st, c.backend, c.bodyErr.Load())
+		}
 		if c.cancel != nil {
 			c.cancel(nil)
 		}
