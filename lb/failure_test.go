@@ -184,3 +184,30 @@ func TestEarlyCloseDoesNotCountAsFailure(t *testing.T) {
 		t.Errorf("backend health %q failures %d after early closes, want healthy, 0", st.Health, st.Failures)
 	}
 }
+
+// The same when the extra bytes arrive after the response, while the
+// connection waits idle in the pool: they are not the next request's
+// answer either.
+func TestH1LateExtraBytesNotReadAsNextResponse(t *testing.T) {
+	sent := make(chan struct{})
+	url, _ := rawBackend(t, func(conn net.Conn, n int64) {
+		if n == 1 {
+			io.WriteString(conn, "HTTP/1.1 204 No Content\r\n\r\n")
+			time.Sleep(20 * time.Millisecond) // after the pool took the connection back
+			io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil")
+			close(sent)
+			return
+		}
+		io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ngood")
+	})
+	p := onePool(t, url)
+	req, _ := http.NewRequest("GET", "http://pool/", nil)
+	if _, _, err := send(t, p, req); err != nil {
+		t.Fatalf("first request: %v", err)
+	}
+	<-sent // on loopback the bytes are in our receive buffer once written
+	req, _ = http.NewRequest("GET", "http://pool/", nil)
+	if _, body, err := send(t, p, req); err != nil || body != "good" {
+		t.Fatalf("second request got %q, %v; want the backend's own answer %q", body, err, "good")
+	}
+}

@@ -158,20 +158,28 @@ func (e staleErr) Error() string { return e.err.Error() }
 func (e staleErr) Unwrap() error { return e.err }
 
 func (t *h1Transport) get(ctx context.Context, addr string) (*h1Conn, bool, error) {
-	t.mu.Lock()
 	now := time.Now()
-	for len(t.idle) > 0 {
+	for {
+		t.mu.Lock()
+		if len(t.idle) == 0 {
+			t.mu.Unlock()
+			break
+		}
 		pc := t.idle[len(t.idle)-1]
 		t.idle[len(t.idle)-1] = nil
 		t.idle = t.idle[:len(t.idle)-1]
-		if t.idleFor > 0 && now.Sub(pc.used) > t.idleFor {
+		t.mu.Unlock()
+		// Bytes the backend sent while the connection was idle answer
+		// no request of ours; read as the next response they would go
+		// to the next request, maybe another client's. http.Transport's
+		// idle read loop closes such a connection too. An EOF here (the
+		// backend closed it) saves the stale-connection retry.
+		if t.idleFor > 0 && now.Sub(pc.used) > t.idleFor || spokeWhileIdle(pc.c) {
 			pc.c.Close()
 			continue
 		}
-		t.mu.Unlock()
 		return pc, true, nil
 	}
-	t.mu.Unlock()
 	c, err := t.dialer.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, false, err
