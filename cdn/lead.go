@@ -338,6 +338,10 @@ func (h *handler) revalidated(r *http.Request, key string, stale *store.Entry, h
 		h.c.store.Remove([]*store.Entry{stale})
 		return nil, errors.New("no longer storable")
 	}
+	// Under purgeMu: the update replaces stale with a copy, which a purge
+	// between selecting stale and removing (or invalidating) it would miss.
+	h.c.purgeMu.RLock()
+	defer h.c.purgeMu.RUnlock()
 	return h.c.store.Update(stale, func(m *store.Meta) {
 		m.Header = merged
 		m.RequestTime, m.ResponseTime = reqTime, respTime

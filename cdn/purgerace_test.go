@@ -152,3 +152,50 @@ func TestPurgeDuringCommit(t *testing.T) {
 		t.Fatalf("after a hard purge: X-Cache %q, the purged body served", r.Header.Get("X-Cache"))
 	}
 }
+
+// TestSoftPurgeRacingCompression: a client's first compressed rendition
+// committed while a soft purge is working through its selection must not
+// undo the purge. The rendition replaced the selected entry with a copy
+// that was not invalidated, and the purge skipped it as changed meanwhile.
+// (Each invalidation is an index write, so a purge of many entries takes a
+// while; a hard purge has the same gap between selecting and removing.)
+func TestSoftPurgeRacingCompression(t *testing.T) {
+	e := newEnv(t, static("fetched", "Cache-Control: no-store"))
+	u := strings.TrimPrefix(e.front.URL, "http://")
+	body := strings.Repeat("compress me ", 200)
+	const n = 16
+	for i := 0; i < n; i++ {
+		w, err := e.cache.store.Create()
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(w, body)
+		now := e.clock.Now()
+		if _, err := w.Commit(store.Meta{
+			Key: "http://" + u + "/z/" + strconv.Itoa(i), Status: 200, Compressible: true,
+			Header:      http.Header{"Content-Type": {"text/plain"}},
+			RequestTime: now, ResponseTime: now, Lifetime: time.Hour,
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	purged := make(chan PurgeResult, 1)
+	go func() {
+		res, err := e.cache.Purge(t.Context(), PurgeRequest{All: true, Soft: true})
+		if err != nil {
+			t.Error(err)
+		}
+		purged <- res
+	}()
+	for i := 0; i < n; i++ {
+		e.get("/z/"+strconv.Itoa(i), "Accept-Encoding: gzip")
+	}
+	if res := <-purged; res.Purged != n {
+		t.Errorf("purge reports %d of %d entries", res.Purged, n)
+	}
+	for _, x := range e.cache.store.Select(func(*store.Entry) bool { return true }) {
+		if !x.Invalidated {
+			t.Errorf("%s: still fresh after a soft purge of everything", x.Key)
+		}
+	}
+}
