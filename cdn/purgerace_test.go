@@ -17,7 +17,8 @@ import (
 
 // versioned is an origin whose object changes when version is bumped, as an
 // operator updates the origin and then purges. Version 1 stalls mid-body
-// until release is closed, after signalling started.
+// until release is closed, after signalling started; only paths ending in
+// "obj" stall.
 func versioned(version *atomic.Int32, started, release chan struct{}) http.HandlerFunc {
 	var once sync.Once
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -29,7 +30,7 @@ func versioned(version *atomic.Int32, started, release chan struct{}) http.Handl
 		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 		io.WriteString(w, body[:30000])
 		w.(http.Flusher).Flush()
-		if v == 1 && started != nil {
+		if v == 1 && started != nil && strings.HasSuffix(r.URL.Path, "obj") {
 			once.Do(func() { close(started) })
 			<-release
 		}
