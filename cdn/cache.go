@@ -45,7 +45,13 @@ type Cache struct {
 	fillMu sync.Mutex // guards fills
 	fills  map[string]*fill
 
+	// purgeMu orders purges against fill commits: a commit compares the
+	// purge counters and publishes under RLock, a purge bumps them and
+	// selects under Lock, so a fill either sees the purge or is removed by
+	// it (never published just after the purge looked).
+	purgeMu  sync.RWMutex
 	purgeSeq atomic.Uint64 // bumped by every purge; fills started before one are stored invalidated
+	hardSeq  atomic.Uint64 // bumped by every hard purge; fills started before one are not stored
 
 	bgMu   sync.RWMutex   // orders bg.Add against Close's Wait
 	bg     sync.WaitGroup // background refreshes

@@ -83,6 +83,16 @@ func (c *Cache) join(key string) (*fill, bool) {
 	return f, true
 }
 
+// detachFills forgets every in-flight fill, so a request arriving after a
+// hard purge fetches anew instead of following a body the purge was meant
+// to remove; detached fills finish for the clients already following them
+// (release only deletes its own map entry).
+func (c *Cache) detachFills() {
+	c.fillMu.Lock()
+	clear(c.fills)
+	c.fillMu.Unlock()
+}
+
 // tryJoin starts a fill for key only if none is running.
 func (c *Cache) tryJoin(key string) (*fill, bool) {
 	f, leader := c.join(key)

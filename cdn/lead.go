@@ -81,7 +81,7 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 
 	cw := &captureWriter{header: make(http.Header), f: f}
 	cw.onFileErr = func(err error) { c.ioError("write", key, err) }
-	purgeSeq := c.purgeSeq.Load()
+	mark := c.purgeMark()
 	reqTime := c.now()
 	var dec storeDecision
 	var respTime time.Time
@@ -210,7 +210,7 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 
 	switch cw.mode {
 	case modeStore:
-		h.commit(w, r, f, cw, dec, hdr, purgeSeq, deferClient, bg)
+		h.commit(w, r, f, cw, dec, hdr, mark, deferClient, bg)
 	case modeRevalidated:
 		e, err := h.revalidated(r, key, stale, hdr, reqTime, respTime)
 		if err != nil {
@@ -251,7 +251,7 @@ func (h *handler) callUpstream(cw *captureWriter, out *http.Request) (panicked a
 }
 
 // commit finishes a stored body and, for deferred clients, serves it.
-func (h *handler) commit(w http.ResponseWriter, r *http.Request, f *fill, cw *captureWriter, dec storeDecision, hdr http.Header, purgeSeq uint64, deferClient, bg bool) {
+func (h *handler) commit(w http.ResponseWriter, r *http.Request, f *fill, cw *captureWriter, dec storeDecision, hdr http.Header, mark purgeMark, deferClient, bg bool) {
 	c := h.c
 	wr := cw.file
 	var err error
@@ -267,13 +267,28 @@ func (h *handler) commit(w http.ResponseWriter, r *http.Request, f *fill, cw *ca
 	} else {
 		f.progress(wr.Written(), true, false)
 		m := dec.meta
-		if c.purgeSeq.Load() != purgeSeq {
-			// A purge ran while this was fetched; keep it but revalidate.
-			m.Invalidated = true
+		var e *store.Entry
+		var cerr error
+		c.purgeMu.RLock()
+		if c.hardSeq.Load() != mark.hard {
+			// A hard purge ran while this was fetched: the body may be
+			// what it removed. The clients streaming it get it whole;
+			// nobody else does.
+			wr.Abort()
+			cerr = errPurgedWhileFetched
+		} else {
+			if c.purgeSeq.Load() != mark.any {
+				// A soft purge ran while this was fetched; keep it but
+				// revalidate.
+				m.Invalidated = true
+			}
+			e, cerr = wr.Commit(m)
 		}
-		e, cerr := wr.Commit(m)
+		c.purgeMu.RUnlock()
 		cw.file = nil
 		switch {
+		case errors.Is(cerr, errPurgedWhileFetched):
+			c.log.Debug("not stored: purged while fetched", "key", dec.meta.Key)
 		case errors.Is(cerr, store.ErrTooManyVariants):
 			c.log.Debug("not stored: variant limit", "key", dec.meta.Key)
 		case cerr != nil:
@@ -288,6 +303,15 @@ func (h *handler) commit(w http.ResponseWriter, r *http.Request, f *fill, cw *ca
 		// Nothing was written to this client yet: fetch it for them.
 		h.pass(w, r, resMiss, "store-error")
 	}
+}
+
+var errPurgedWhileFetched = errors.New("cdn: purged while fetched")
+
+// purgeMark is what a fill saw of the purge counters when it started.
+type purgeMark struct{ any, hard uint64 }
+
+func (c *Cache) purgeMark() purgeMark {
+	return purgeMark{any: c.purgeSeq.Load(), hard: c.hardSeq.Load()}
 }
 
 // revalidated applies a 304 to the stale entry: stored header fields are
@@ -314,6 +338,10 @@ func (h *handler) revalidated(r *http.Request, key string, stale *store.Entry, h
 		h.c.store.Remove([]*store.Entry{stale})
 		return nil, errors.New("no longer storable")
 	}
+	// Under purgeMu: the update replaces stale with a copy, which a purge
+	// between selecting stale and removing (or invalidating) it would miss.
+	h.c.purgeMu.RLock()
+	defer h.c.purgeMu.RUnlock()
 	return h.c.store.Update(stale, func(m *store.Meta) {
 		m.Header = merged
 		m.RequestTime, m.ResponseTime = reqTime, respTime

@@ -60,7 +60,13 @@ func (c *Cache) Purge(ctx context.Context, req PurgeRequest) (PurgeResult, error
 	if err := ctx.Err(); err != nil {
 		return PurgeResult{}, err
 	}
+	c.purgeMu.Lock()
+	defer c.purgeMu.Unlock()
 	c.purgeSeq.Add(1)
+	if !req.Soft {
+		c.hardSeq.Add(1)
+		c.detachFills()
+	}
 	var sel []*store.Entry
 	switch {
 	case req.All:

@@ -60,7 +60,11 @@ func (h *handler) compressEntry(e *store.Entry, enc string) *store.Entry {
 		}
 		return nil
 	}
+	// Under purgeMu: the rendition replaces e with a copy, which a purge
+	// between selecting e and removing (or invalidating) it would miss.
+	c.purgeMu.RLock()
 	ne, err := wr.CommitEncoding(e, enc)
+	c.purgeMu.RUnlock()
 	if err != nil {
 		if err != store.ErrStale {
 			c.ioError("commit", e.Key, err)

@@ -389,11 +389,14 @@ func (s *Store) Update(base *Entry, fn func(m *Meta)) (*Entry, error) {
 	if !s.isCurrent(base) {
 		return nil, ErrStale
 	}
-	if err := s.putRecord(e); err != nil {
-		return nil, err
-	}
-	if !s.publish(e, base) {
+	ok, err := s.publish(e, base)
+	if !ok {
 		return nil, ErrStale
+	}
+	if err != nil {
+		// Memory has the update; the index keeps the previous metadata
+		// of the same body, which a restart may reload.
+		return nil, err
 	}
 	return e, nil
 }
@@ -419,40 +422,71 @@ func (s *Store) isCurrent(e *Entry) bool {
 	return p != nil && p.variants[e.Variant] == e
 }
 
-func (s *Store) putRecord(e *Entry) error {
-	v, err := json.Marshal(&e.Meta)
-	if err != nil {
-		return err
+// current returns the published entry for key and variant, or nil.
+func (s *Store) current(key, variant string) *Entry {
+	sh := s.shard(key)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	if p := sh.m[key]; p != nil {
+		return p.variants[variant]
+	}
+	return nil
+}
+
+// syncRecords makes the index records of entries' ids say what memory holds
+// now: the current entry's metadata, or no record. Index writes issued after
+// memory changes can commit out of order (a purge's delete after a newer
+// body's put of the same id, a failed update's restore after the entry was
+// removed), which lost live entries' records or kept dead ones. Memory is
+// read inside the write transaction, and those are serialised, so the last
+// transaction touching an id writes the state after the last change to it.
+// Every change to the in-memory index must be followed by a syncRecords of
+// the ids it touched.
+func (s *Store) syncRecords(entries []*Entry) error {
+	if len(entries) == 0 {
+		return nil
 	}
 	return s.db.Batch(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketMeta).Put([]byte(e.id), v)
+		mb, ab := tx.Bucket(bucketMeta), tx.Bucket(bucketAtime)
+		for _, e := range entries {
+			cur := s.current(e.Key, e.Variant)
+			if cur == nil {
+				if err := mb.Delete([]byte(e.id)); err != nil {
+					return err
+				}
+				if err := ab.Delete([]byte(e.id)); err != nil {
+					return err
+				}
+				continue
+			}
+			v, err := json.Marshal(&cur.Meta)
+			if err != nil {
+				return err
+			}
+			if err := mb.Put([]byte(cur.id), v); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 
 // publish swaps e into the index. With expect non-nil, it only replaces
 // expect (an update of the same entry, whose bodies it keeps); otherwise it
-// replaces whatever is there and deletes the replaced entry's files.
-func (s *Store) publish(e, expect *Entry) bool {
+// replaces whatever is there and deletes the replaced entry's files. It
+// reports whether e was published, and the error of the index write.
+func (s *Store) publish(e, expect *Entry) (bool, error) {
 	s.evictMu.Lock()
 	sh := s.shard(e.Key)
 	sh.mu.Lock()
 	p := sh.m[e.Key]
 	var gone []*Entry
 	if expect != nil && (p == nil || p.variants[e.Variant] != expect) {
-		var cur *Entry
-		if p != nil {
-			cur = p.variants[e.Variant]
-		}
+		// Raced a removal or replacement: nothing changed, and the
+		// index was not written yet.
 		sh.mu.Unlock()
 		s.evictMu.Unlock()
-		// Our record write raced a removal or replacement: restore the
-		// winner's record (or remove ours) so index and memory agree.
-		if cur != nil {
-			_ = s.putRecord(cur)
-		} else {
-			_ = s.deleteRecords([][]byte{[]byte(e.id)})
-		}
-		return false
+		return false, nil
 	}
 	if p == nil || !slices.Equal(p.vary, e.Vary) {
 		if p != nil {
@@ -484,22 +518,18 @@ func (s *Store) publish(e, expect *Entry) bool {
 	victims := s.evictLocked()
 	s.evictMu.Unlock()
 
-	var ids [][]byte
+	// The index learns of the new entry (and forgets the replaced ones)
+	// before the replaced bodies go, so a crash in between leaves records
+	// whose files exist.
+	touched := append([]*Entry{e}, gone...)
+	touched = append(touched, s.dropVictims(victims)...)
+	err := s.syncRecords(touched)
 	for _, old := range gone {
-		if old.id != e.id {
-			ids = append(ids, []byte(old.id))
-		}
 		if expect == nil || old != expect {
 			s.removeFiles(old, e)
 		}
 	}
-	ids = append(ids, s.dropVictims(victims)...)
-	if len(ids) > 0 {
-		if err := s.deleteRecords(ids); err != nil {
-			s.log.Error("index delete failed", "err", err)
-		}
-	}
-	return true
+	return true, err
 }
 
 // removeFiles deletes old's body files that keep (if any) does not share.
@@ -532,10 +562,8 @@ func (s *Store) evict() {
 	s.evictMu.Lock()
 	victims := s.evictLocked()
 	s.evictMu.Unlock()
-	if ids := s.dropVictims(victims); len(ids) > 0 {
-		if err := s.deleteRecords(ids); err != nil {
-			s.log.Error("index delete failed", "err", err)
-		}
+	if err := s.syncRecords(s.dropVictims(victims)); err != nil {
+		s.log.Error("index delete failed", "err", err)
 	}
 }
 
@@ -555,12 +583,11 @@ func (s *Store) evictLocked() []*Entry {
 }
 
 // dropVictims removes evicted entries from memory and disk and returns
-// their index keys.
-func (s *Store) dropVictims(victims []*Entry) [][]byte {
+// them, for syncRecords.
+func (s *Store) dropVictims(victims []*Entry) []*Entry {
 	if len(victims) == 0 {
 		return nil
 	}
-	var ids [][]byte
 	var n int64
 	for _, v := range victims {
 		sh := s.shard(v.Key)
@@ -573,13 +600,12 @@ func (s *Store) dropVictims(victims []*Entry) [][]byte {
 		}
 		sh.mu.Unlock()
 		s.removeFiles(v, nil)
-		ids = append(ids, []byte(v.id))
 		n += v.TotalSize()
 	}
 	if s.opts.OnEvict != nil {
 		s.opts.OnEvict(len(victims), n)
 	}
-	return ids
+	return victims
 }
 
 func (s *Store) deleteRecords(ids [][]byte) error {
@@ -600,8 +626,6 @@ func (s *Store) deleteRecords(ids [][]byte) error {
 // Remove deletes entries (all variants of their keys when whole is true)
 // and returns how many entries went.
 func (s *Store) Remove(entries []*Entry) int {
-	var ids [][]byte
-	n := 0
 	s.evictMu.Lock()
 	var gone []*Entry
 	for _, e := range entries {
@@ -624,15 +648,11 @@ func (s *Store) Remove(entries []*Entry) int {
 	s.evictMu.Unlock()
 	for _, e := range gone {
 		s.removeFiles(e, nil)
-		ids = append(ids, []byte(e.id))
-		n++
 	}
-	if len(ids) > 0 {
-		if err := s.deleteRecords(ids); err != nil {
-			s.log.Error("index delete failed", "err", err)
-		}
+	if err := s.syncRecords(gone); err != nil {
+		s.log.Error("index delete failed", "err", err)
 	}
-	return n
+	return len(gone)
 }
 
 // Variants returns every stored variant of key.

@@ -114,11 +114,12 @@ func (w *Writer) Commit(m Meta) (*Entry, error) {
 	}
 	e := s.newEntry(m)
 	e.accessed.Store(s.opts.Clock().UnixNano())
-	if err := s.putRecord(e); err != nil {
-		os.Remove(e.path)
+	if _, err := s.publish(e, nil); err != nil {
+		// Without its record the body would vanish on restart: take it
+		// back out rather than keep memory and index apart.
+		s.Remove([]*Entry{e})
 		return nil, err
 	}
-	s.publish(e, nil)
 	return e, nil
 }
 
@@ -138,13 +139,14 @@ func (w *Writer) CommitEncoding(base *Entry, name string) (*Entry, error) {
 		os.Remove(filepath.Join(s.objDir, rel))
 		return nil, ErrStale
 	}
-	if err := s.putRecord(e); err != nil {
-		os.Remove(filepath.Join(s.objDir, rel))
-		return nil, err
-	}
-	if !s.publish(e, base) {
+	ok, err := s.publish(e, base)
+	if !ok {
 		os.Remove(filepath.Join(s.objDir, rel))
 		return nil, ErrStale
+	}
+	if err != nil {
+		s.Remove([]*Entry{e})
+		return nil, err
 	}
 	return e, nil
 }
