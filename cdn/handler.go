@@ -388,6 +388,11 @@ func (h *handler) unsafe(w http.ResponseWriter, r *http.Request) {
 			keys = append(keys, k)
 		}
 	}
+	// Under purgeMu, as a purge: a compression rendition or a 304 refresh
+	// replaces an entry with a copy, and a copy made between Variants and
+	// Remove would be skipped as "changed meanwhile" and stay fresh.
+	h.c.purgeMu.Lock()
+	defer h.c.purgeMu.Unlock()
 	for _, k := range keys {
 		h.c.store.Remove(h.c.store.Variants(k))
 	}
