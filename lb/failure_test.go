@@ -211,3 +211,34 @@ func TestH1LateExtraBytesNotReadAsNextResponse(t *testing.T) {
 		t.Fatalf("second request got %q, %v; want the backend's own answer %q", body, err, "good")
 	}
 }
+
+// A backend that answers with a stream of 1xx responses is cut off after
+// max1xx of them, not relayed to the client without end.
+func TestH1InformationalFlood(t *testing.T) {
+	cases := []struct {
+		name string
+		n1xx int
+		ok   bool
+	}{
+		{"two Early Hints", 2, true},
+		{"at the limit", max1xx, true},
+		{"flood", 1000, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			url, _ := rawBackend(t, func(conn net.Conn, _ int64) {
+				io.WriteString(conn, strings.Repeat("HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n", c.n1xx)+
+					"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ngood")
+			})
+			p := onePool(t, url)
+			req, _ := http.NewRequest("GET", "http://pool/", nil)
+			_, body, err := send(t, p, req)
+			if c.ok && (err != nil || body != "good") {
+				t.Fatalf("got %q, %v; want the final response", body, err)
+			}
+			if !c.ok && !errors.Is(err, errTooMany1xx) {
+				t.Fatalf("got %q, %v; want errTooMany1xx", body, err)
+			}
+		})
+	}
+}

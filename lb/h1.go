@@ -55,6 +55,12 @@ const maxResponseHeader = 1 << 20
 
 var errHeaderTooLarge = errors.New("lb: backend response header too large")
 
+// max1xx bounds the informational responses passed on before the final
+// one.
+const max1xx = 16
+
+var errTooMany1xx = errors.New("lb: backend sent too many informational (1xx) responses")
+
 // limitReader reads from the connection until left runs out.
 type limitReader struct {
 	c    net.Conn
@@ -287,8 +293,13 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := http.ReadResponse(pc.br, req)
 	// Informational responses (100, 102, 103 Early Hints) precede the
 	// real one; report them as http.Transport does, so the reverse proxy
-	// can pass Early Hints on.
-	for err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+	// can pass Early Hints on. A real server sends one or two; past
+	// max1xx the backend is flooding the client through us.
+	for n1xx := 0; err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols; n1xx++ {
+		if n1xx == max1xx {
+			err = errTooMany1xx
+			break
+		}
 		if trace := httptrace.ContextClientTrace(ctx); trace != nil && trace.Got1xxResponse != nil {
 			if terr := trace.Got1xxResponse(resp.StatusCode, textproto.MIMEHeader(resp.Header)); terr != nil {
 				err = terr
