@@ -244,7 +244,7 @@ func (b *bodyLimit) Read(p []byte) (int, error) {
 func (b *bodyLimit) Close() error { return b.rc.Close() }
 
 // respWriter applies response header edits when the status is written and
-// replaces the proxy's error with 413 when the body limit tripped.
+// answers 413 instead of the upstream's status when the body limit tripped.
 type respWriter struct {
 	http.ResponseWriter
 	r       *http.Request
@@ -264,7 +264,10 @@ func (rw *respWriter) WriteHeader(code int) {
 		return
 	}
 	rw.wrote = true
-	if rw.tripped != nil && rw.tripped.Load() && code >= 500 {
+	// Whatever the upstream made of a body cut at the limit (a 502 from
+	// the proxy, or a backend that answered anyway), the client is told
+	// its body was too large: the origin never saw the request it sent.
+	if rw.tripped != nil && rw.tripped.Load() {
 		rw.swallow = true
 		writeError(rw.ResponseWriter, rw.r, http.StatusRequestEntityTooLarge, "body_too_large", "request body too large")
 		return

@@ -309,3 +309,37 @@ func TestCORSPlainOptionsAndUnknownPath(t *testing.T) {
 		t.Fatalf("%d OPTIONS requests reached the origin", n)
 	}
 }
+
+// A body cut at max_body is a 413 whatever the upstream answers: a backend
+// that answered 200 (or 400) to the truncated stream never saw the request
+// the client sent.
+func TestMaxBodyTrippedOverridesUpstreamStatus(t *testing.T) {
+	st, err := NewState(StateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{}
+	cfg.SetDefaults()
+	g, err := New(cfg, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, upstream := range []int{200, 201, 400, 502} {
+		next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body) // stops at the limit's error
+			w.WriteHeader(upstream)
+			_, _ = io.WriteString(w, "upstream body")
+		})
+		h, err := g.Handler("up", RouteConfig{Auth: AuthConfig{Mode: ModeNone}, MaxBody: 1024}, next)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := httptest.NewRequest("POST", "/up", chunked{strings.NewReader(strings.Repeat("a", 5000))})
+		r.ContentLength = -1
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != 413 || strings.Contains(w.Body.String(), "upstream body") {
+			t.Errorf("upstream %d: got %d %q, want 413 without the upstream's body", upstream, w.Code, w.Body.String())
+		}
+	}
+}
