@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
@@ -403,5 +404,49 @@ func TestAdminCertificates(t *testing.T) {
 		if w.Code != tc.status {
 			t.Fatalf("%s %s = %d, want %d", tc.method, tc.path, w.Code, tc.status)
 		}
+	}
+}
+
+// TestInternalCARootExport: the exported root is world-readable, holds
+// exactly the root certificate (a CA, no key), and the CA's own directory
+// and key stay private.
+func TestInternalCARootExport(t *testing.T) {
+	e, _ := newInternal(t, nil)
+	dir := filepath.Join(filepath.Dir(filepath.Dir(e.m.RootPath())), "tls", "internal-ca")
+	tests := []struct {
+		path string
+		mode os.FileMode
+	}{
+		{e.m.RootPath(), 0o644},
+		{dir, 0o700 | os.ModeDir},
+		{filepath.Join(dir, "root.key"), 0o600},
+		{filepath.Join(dir, "root.pem"), 0o644},
+	}
+	for _, tc := range tests {
+		st, err := os.Stat(tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode() != tc.mode {
+			t.Errorf("%s: mode %v, want %v", tc.path, st.Mode(), tc.mode)
+		}
+	}
+	b, err := os.ReadFile(e.m.RootPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b, e.m.RootPEM()) {
+		t.Fatal("exported root differs from the CA's root")
+	}
+	blk, rest := pem.Decode(b)
+	if blk == nil || blk.Type != "CERTIFICATE" || len(bytes.TrimSpace(rest)) != 0 {
+		t.Fatalf("export holds more or other than one certificate: %q", b)
+	}
+	root, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !root.IsCA || root.CheckSignatureFrom(root) != nil {
+		t.Fatalf("exported certificate is not a self-signed CA: %v", root.Subject)
 	}
 }
