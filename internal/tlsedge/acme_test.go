@@ -3,8 +3,10 @@ package tlsedge
 import (
 	"context"
 	"crypto/tls"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -23,6 +25,8 @@ type acmeSetup struct {
 	validity   uint64   // certificate lifetime, seconds (0: Pebble default)
 	eab        map[string]string
 	mutate     func(*Config)
+	logger     *slog.Logger // default testLogger
+	dataDir    string       // default a fresh temporary directory
 }
 
 // newACMENode starts Pebble and an edge node using it; listeners are up
@@ -53,7 +57,13 @@ func newACMENode(t *testing.T, s acmeSetup) (*testEdge, *acmetest.CA) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("Validate: %v", err)
 	}
-	m, err := New(cfg, Options{Logger: testLogger(t), DataDir: t.TempDir(), TXT: s.txt})
+	if s.logger == nil {
+		s.logger = testLogger(t)
+	}
+	if s.dataDir == "" {
+		s.dataDir = t.TempDir()
+	}
+	m, err := New(cfg, Options{Logger: s.logger, DataDir: s.dataDir, TXT: s.txt})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -173,14 +183,7 @@ func TestOnDemandRefusesUnlistedName(t *testing.T) {
 	}
 
 	// An allowed name is issued at its first handshake.
-	conn, err := tls.Dial("tcp", e.tlsAddr, &tls.Config{ServerName: "x.shop.example.test", RootCAs: p.Roots})
-	if err != nil {
-		t.Fatalf("allowed name: %v", err)
-	}
-	conn.Close()
-	if n := p.Orders(); n != 1 {
-		t.Fatalf("%d ACME orders, want 1", n)
-	}
+	issuedOnDemand(t, e, p, "x.shop.example.test")
 	names := map[string]bool{}
 	for _, c := range e.m.Certificates() {
 		names[c.Name] = c.Status == "valid"
@@ -266,4 +269,65 @@ func serialOf(t *testing.T, addr, name string, p *acmetest.CA) string {
 	}
 	defer conn.Close()
 	return conn.ConnectionState().PeerCertificates[0].SerialNumber.String()
+}
+
+// TestOnDemandAskFailures: with only an ask endpoint, every answer but
+// 200 (a refusal, an error status, a dropped connection, no answer within
+// ask_timeout) fails the handshake and makes no ACME order.
+func TestOnDemandAskFailures(t *testing.T) {
+	ask := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Query().Get("domain") {
+		case "yes.example.test":
+			w.WriteHeader(http.StatusOK)
+		case "fail.example.test":
+			w.WriteHeader(http.StatusInternalServerError)
+		case "redirect.example.test":
+			http.Redirect(w, r, "/elsewhere", http.StatusFound)
+		case "drop.example.test":
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				conn.Close()
+			}
+		case "hang.example.test":
+			<-r.Context().Done() // until the asker gives up
+		default:
+			w.WriteHeader(http.StatusForbidden)
+		}
+	}))
+	defer ask.Close()
+	_, dnsAddr := startOutpostDNS(t)
+	e, p := newACMENode(t, acmeSetup{
+		challenges: []string{ChallengeHTTP01},
+		dnsAddr:    dnsAddr,
+		mutate: func(c *Config) {
+			c.OnDemand = OnDemandConfig{Enabled: true, Ask: ask.URL + "/may-issue", AskTimeout: units.Duration(300 * time.Millisecond)}
+		},
+	})
+	for _, name := range []string{"no.example.test", "fail.example.test", "redirect.example.test", "drop.example.test", "hang.example.test"} {
+		t.Run(name, func(t *testing.T) {
+			conn, err := tls.Dial("tcp", e.tlsAddr, &tls.Config{ServerName: name, RootCAs: p.Roots})
+			if err == nil {
+				conn.Close()
+				t.Fatal("handshake succeeded, want refused")
+			}
+			if n := p.Orders(); n != 0 {
+				t.Fatalf("%d ACME orders made, want 0", n)
+			}
+		})
+	}
+	issuedOnDemand(t, e, p, "yes.example.test")
+}
+
+// issuedOnDemand handshakes for the first allowed name and checks it cost
+// exactly one ACME order.
+func issuedOnDemand(t *testing.T, e *testEdge, p *acmetest.CA, name string) {
+	t.Helper()
+	conn, err := tls.Dial("tcp", e.tlsAddr, &tls.Config{ServerName: name, RootCAs: p.Roots})
+	if err != nil {
+		t.Fatalf("allowed name %s: %v", name, err)
+	}
+	conn.Close()
+	if n := p.Orders(); n != 1 {
+		t.Fatalf("%d ACME orders, want 1", n)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/quic-go/quic-go/http3"
@@ -27,9 +28,16 @@ func (m *Manager) HTTPHandler() http.Handler {
 		host := r.Host
 		if h, _, err := net.SplitHostPort(host); err == nil {
 			host = h
+		} else if len(host) > 2 && host[0] == '[' && host[len(host)-1] == ']' {
+			host = host[1 : len(host)-1] // IPv6 literal without a port
 		}
+		host = strings.ToLower(strings.TrimSuffix(host, "."))
 		if !validRedirectHost(host) {
 			httperr.Write(w, r, http.StatusBadRequest, "bad_host", "missing or invalid Host header")
+			return
+		}
+		if !m.servesHost(r, host) {
+			httperr.Write(w, r, http.StatusMisdirectedRequest, "unknown_host", "this server has no site for that host")
 			return
 		}
 		if strings.Contains(host, ":") { // IPv6 literal
@@ -62,6 +70,33 @@ func validRedirectHost(h string) bool {
 		}
 	}
 	return true
+}
+
+// servesHost reports whether HTTPS on this node answers for host, so the
+// redirect never points a client at an authority the node does not serve
+// (a cache or proxy in front could otherwise store a redirect to any name).
+// An IP literal is served only when it is the address the request arrived
+// on. Names are the managed ones (wildcards cover one label), names holding
+// a certificate (obtained on demand), and names the on-demand policy
+// allows: for an ask endpoint that means one ask request, as a handshake
+// for that name would make.
+func (m *Manager) servesHost(r *http.Request, host string) bool {
+	if ip := net.ParseIP(host); ip != nil {
+		// By string, not *net.TCPAddr: the edge listener may wrap conns.
+		local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+		if !ok {
+			return false
+		}
+		h, _, err := net.SplitHostPort(local.String())
+		return err == nil && ip.Equal(net.ParseIP(h))
+	}
+	m.mu.Lock()
+	managed := slices.ContainsFunc(m.names, func(pat string) bool { return matchName(pat, host) })
+	m.mu.Unlock()
+	if managed || len(m.src.Lookup(host)) > 0 {
+		return true
+	}
+	return m.policy != nil && m.policy.decide(r.Context(), host) == nil
 }
 
 // Headers wraps the HTTPS handler: on TLS requests it advertises HTTP/3

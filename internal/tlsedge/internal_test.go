@@ -1,10 +1,15 @@
 package tlsedge
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -18,6 +23,12 @@ import (
 
 // newInternal builds and starts an internal-CA manager on fresh listeners.
 func newInternal(t *testing.T, mutate func(*Config)) (*testEdge, *x509.CertPool) {
+	t.Helper()
+	return newInternalApp(t, mutate, hello)
+}
+
+// newInternalApp is newInternal serving app as the edge chain.
+func newInternalApp(t *testing.T, mutate func(*Config), app http.Handler) (*testEdge, *x509.CertPool) {
 	t.Helper()
 	dir := t.TempDir()
 	tlsLn, httpLn := reserveListeners(t)
@@ -43,7 +54,7 @@ func newInternal(t *testing.T, mutate func(*Config)) (*testEdge, *x509.CertPool)
 	if err := m.Start(t.Context()); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
-	e := startEdge(t, m, tlsLn, httpLn, hello)
+	e := startEdge(t, m, tlsLn, httpLn, app)
 	roots := x509.NewCertPool()
 	pemBytes, err := os.ReadFile(m.RootPath())
 	if err != nil {
@@ -191,39 +202,44 @@ func TestTLSVersionsRefused(t *testing.T) {
 	}
 }
 
-func TestRedirectAndHSTS(t *testing.T) {
-	e, roots := newInternal(t, func(c *Config) {
-		c.HSTS = HSTSConfig{Enabled: true, MaxAge: units.Duration(time.Hour), IncludeSubdomains: true}
-	})
-	plain := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+// TestRedirect sends raw requests to the port-80 handler, so hostile
+// Host headers reach it exactly as written: the redirect keeps path and
+// query, never touches ACME HTTP-01 paths, and only ever points at a
+// host this node serves over HTTPS.
+func TestRedirect(t *testing.T) {
+	e, _ := newInternal(t, func(c *Config) { c.HSTS = HSTSConfig{Enabled: true} })
 	_, tlsPort, _ := strings.Cut(e.tlsAddr, ":")
+	https := func(hostPath string) string { return "https://" + strings.Replace(hostPath, "/", ":"+tlsPort+"/", 1) }
 
 	tests := []struct {
 		name     string
-		method   string
-		host     string
-		path     string
+		request  string // request line and headers, without the final CRLF
 		status   int
 		location string
 	}{
-		{"GET redirects with path and query", "GET", "www.demo.test", "/a/b?c=d", 308, "https://www.demo.test:" + tlsPort + "/a/b?c=d"},
-		{"POST keeps method via 308", "POST", "demo.test", "/form", 308, "https://demo.test:" + tlsPort + "/form"},
-		{"port in Host is replaced", "GET", "demo.test:8080", "/", 308, "https://demo.test:" + tlsPort + "/"},
-		{"hostile Host refused", "GET", "evil.example/@x", "/", 400, ""},
-		{"unknown ACME token is 404, not redirected", "GET", "demo.test", "/.well-known/acme-challenge/nope", 404, ""},
+		{"path and query kept", "GET /a/b?c=d&e=%2F HTTP/1.1\r\nHost: www.demo.test", 308, https("www.demo.test/a/b?c=d&e=%2F")},
+		{"POST keeps method via 308", "POST /form HTTP/1.1\r\nHost: demo.test\r\nContent-Length: 4\r\n\r\nbody", 308, https("demo.test/form")},
+		{"port in Host replaced", "GET / HTTP/1.1\r\nHost: demo.test:8080", 308, https("demo.test/")},
+		{"case and trailing dot normalized", "GET /x HTTP/1.1\r\nHost: WWW.Demo.Test.", 308, https("www.demo.test/x")},
+		{"double slash path stays on the host", "GET //evil.example/x HTTP/1.1\r\nHost: demo.test", 308, https("demo.test//evil.example/x")},
+		{"IP of this listener", "GET /x HTTP/1.1\r\nHost: 127.0.0.1", 308, https("127.0.0.1/x")},
+		{"unknown name", "GET / HTTP/1.1\r\nHost: evil.example", 421, ""},
+		{"wildcard covers one label only", "GET / HTTP/1.1\r\nHost: a.b.demo.test", 421, ""},
+		{"other IPv4 literal", "GET / HTTP/1.1\r\nHost: 203.0.113.9:80", 421, ""},
+		{"IPv6 literal with port", "GET / HTTP/1.1\r\nHost: [2001:db8::1]:80", 421, ""},
+		{"IPv6 literal without port", "GET / HTTP/1.1\r\nHost: [::1]", 421, ""},
+		{"absolute-form URI names the host", "GET http://evil.example/x HTTP/1.1\r\nHost: demo.test", 421, ""},
+		{"userinfo trick", "GET / HTTP/1.1\r\nHost: evil.example/@demo.test", 400, ""},
+		{"encoded CRLF in Host", "GET / HTTP/1.1\r\nHost: demo.test%0d%0aLocation:%20https://evil.example", 400, ""},
+		{"CRLF splits Host", "GET / HTTP/1.1\r\nHost: demo.test\r\n evil.example", 400, ""},
+		{"two Host headers", "GET / HTTP/1.1\r\nHost: demo.test\r\nHost: evil.example", 400, ""},
+		{"no Host", "GET / HTTP/1.0", 400, ""},
+		{"unknown ACME token is 404, not redirected", "GET /.well-known/acme-challenge/nope HTTP/1.1\r\nHost: demo.test", 404, ""},
+		{"ACME path with an unknown host is not redirected", "GET /.well-known/acme-challenge/nope?x=1 HTTP/1.1\r\nHost: evil.example", 404, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			req, err := http.NewRequest(tc.method, "http://"+e.httpAddr+tc.path, strings.NewReader("body"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			req.Host = tc.host
-			resp, err := plain.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
+			resp := rawRequest(t, e.httpAddr, tc.request)
 			if resp.StatusCode != tc.status {
 				t.Fatalf("status %d, want %d", resp.StatusCode, tc.status)
 			}
@@ -235,39 +251,119 @@ func TestRedirectAndHSTS(t *testing.T) {
 			}
 		})
 	}
+}
 
-	resp, _ := fetch(t, clientFor(roots, e.tlsAddr, true), "https://demo.test/")
-	if got, want := resp.Header.Get("Strict-Transport-Security"), "max-age=3600; includeSubDomains"; got != want {
-		t.Fatalf("HSTS = %q, want %q", got, want)
+// rawRequest writes req (plus the final CRLF) on a fresh connection and
+// reads one response.
+func rawRequest(t *testing.T, addr, req string) *http.Response {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if !strings.Contains(req, "\r\n\r\n") {
+		req += "\r\n\r\n"
+	}
+	if _, err := io.WriteString(conn, req); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("reading response: %v", err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
+// TestHSTS serves a route that opts in and one that does not, with the
+// node-wide default off and on, over every protocol: the header appears
+// only over TLS, and on the plain route only when the default is on.
+func TestHSTS(t *testing.T) {
+	route := HSTSConfig{Enabled: true, MaxAge: units.Duration(time.Hour), IncludeSubdomains: true}
+	mux := http.NewServeMux()
+	mux.Handle("/opt-in", HSTS(hello, route))
+	mux.Handle("/plain", hello)
+	const routeValue, defaultValue = "max-age=3600; includeSubDomains", "max-age=31536000"
+
+	for _, def := range []bool{false, true} {
+		e, roots := newInternalApp(t, func(c *Config) { c.HSTS = HSTSConfig{Enabled: def} }, mux)
+		// The chain on a plain listener, as on edge.listen with
+		// tls.http_listen off.
+		plainURL := serveHTTP(t, e.m.Headers(mux))
+		clients := map[string]*http.Client{
+			"HTTP/1.1": clientFor(roots, e.tlsAddr, false),
+			"HTTP/2.0": clientFor(roots, e.tlsAddr, true),
+			"HTTP/3.0": h3ClientFor(t, roots, e.tlsAddr),
+			"plain":    http.DefaultClient,
+		}
+		tests := []struct {
+			path, proto, want string
+		}{
+			{"/opt-in", "HTTP/1.1", routeValue},
+			{"/opt-in", "HTTP/2.0", routeValue},
+			{"/opt-in", "HTTP/3.0", routeValue},
+			{"/opt-in", "plain", ""},
+			{"/plain", "HTTP/1.1", map[bool]string{true: defaultValue}[def]},
+			{"/plain", "HTTP/2.0", map[bool]string{true: defaultValue}[def]},
+			{"/plain", "plain", ""},
+		}
+		for _, tc := range tests {
+			t.Run(fmt.Sprintf("default %v %s %s", def, tc.path, tc.proto), func(t *testing.T) {
+				url := "https://demo.test" + tc.path
+				if tc.proto == "plain" {
+					url = plainURL + tc.path
+				}
+				resp, body := fetch(t, clients[tc.proto], url)
+				if resp.StatusCode != 200 || (tc.proto != "plain" && !strings.HasSuffix(body, tc.proto)) {
+					t.Fatalf("got %d %q", resp.StatusCode, body)
+				}
+				if got := resp.Header.Get("Strict-Transport-Security"); got != tc.want {
+					t.Fatalf("HSTS = %q, want %q", got, tc.want)
+				}
+			})
+		}
 	}
 }
 
-func TestHSTSPerRoute(t *testing.T) {
-	tests := []struct {
-		name   string
-		policy HSTSConfig
-		tls    bool
-		want   string
-	}{
-		{"off by default", HSTSConfig{}, true, ""},
-		{"on with defaults", HSTSConfig{Enabled: true}, true, "max-age=31536000"},
-		{"preload", HSTSConfig{Enabled: true, IncludeSubdomains: true, Preload: true}, true, "max-age=31536000; includeSubDomains; preload"},
-		{"never over plain HTTP", HSTSConfig{Enabled: true}, false, ""},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			h := HSTS(hello, tc.policy)
-			r := httptest.NewRequest("GET", "https://demo.test/", nil)
-			if !tc.tls {
-				r.TLS = nil
+// TestAltSvcOnlyWithHTTP3: HTTP/3 is advertised on HTTPS responses when
+// it is on, never when it is off, and never over plain HTTP.
+func TestAltSvcOnlyWithHTTP3(t *testing.T) {
+	for _, on := range []bool{true, false} {
+		t.Run(fmt.Sprintf("http3=%v", on), func(t *testing.T) {
+			e, roots := newInternal(t, func(c *Config) { c.HTTP3 = &on })
+			if (e.h3 != nil) != on {
+				t.Fatalf("HTTP/3 listener running = %v", e.h3 != nil)
 			}
-			w := httptest.NewRecorder()
-			h.ServeHTTP(w, r)
-			if got := w.Header().Get("Strict-Transport-Security"); got != tc.want {
-				t.Fatalf("HSTS = %q, want %q", got, tc.want)
+			_, port, _ := net.SplitHostPort(e.tlsAddr)
+			want := map[bool]string{true: `h3=":` + port + `"; ma=86400`}[on]
+			for _, h2 := range []bool{false, true} {
+				resp, _ := fetch(t, clientFor(roots, e.tlsAddr, h2), "https://demo.test/")
+				if got := resp.Header.Get("Alt-Svc"); got != want {
+					t.Fatalf("%s: Alt-Svc = %q, want %q", resp.Proto, got, want)
+				}
+			}
+			resp, _ := fetch(t, http.DefaultClient, serveHTTP(t, e.m.Headers(hello))+"/")
+			if got := resp.Header.Get("Alt-Svc"); got != "" {
+				t.Fatalf("plain HTTP: Alt-Svc = %q", got)
 			}
 		})
 	}
+}
+
+// serveHTTP serves h over plain HTTP on 127.0.0.1 and returns its URL.
+func serveHTTP(t *testing.T, h http.Handler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return "http://" + ln.Addr().String()
 }
 
 func TestAdminCertificates(t *testing.T) {
@@ -308,5 +404,49 @@ func TestAdminCertificates(t *testing.T) {
 		if w.Code != tc.status {
 			t.Fatalf("%s %s = %d, want %d", tc.method, tc.path, w.Code, tc.status)
 		}
+	}
+}
+
+// TestInternalCARootExport: the exported root is world-readable, holds
+// exactly the root certificate (a CA, no key), and the CA's own directory
+// and key stay private.
+func TestInternalCARootExport(t *testing.T) {
+	e, _ := newInternal(t, nil)
+	dir := filepath.Join(filepath.Dir(filepath.Dir(e.m.RootPath())), "tls", "internal-ca")
+	tests := []struct {
+		path string
+		mode os.FileMode
+	}{
+		{e.m.RootPath(), 0o644},
+		{dir, 0o700 | os.ModeDir},
+		{filepath.Join(dir, "root.key"), 0o600},
+		{filepath.Join(dir, "root.pem"), 0o644},
+	}
+	for _, tc := range tests {
+		st, err := os.Stat(tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode() != tc.mode {
+			t.Errorf("%s: mode %v, want %v", tc.path, st.Mode(), tc.mode)
+		}
+	}
+	b, err := os.ReadFile(e.m.RootPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b, e.m.RootPEM()) {
+		t.Fatal("exported root differs from the CA's root")
+	}
+	blk, rest := pem.Decode(b)
+	if blk == nil || blk.Type != "CERTIFICATE" || len(bytes.TrimSpace(rest)) != 0 {
+		t.Fatalf("export holds more or other than one certificate: %q", b)
+	}
+	root, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !root.IsCA || root.CheckSignatureFrom(root) != nil {
+		t.Fatalf("exported certificate is not a self-signed CA: %v", root.Subject)
 	}
 }
