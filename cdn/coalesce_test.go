@@ -201,6 +201,11 @@ func TestStaleWhileRevalidate(t *testing.T) {
 		w.Header().Set("Cache-Control", "max-age=1, stale-while-revalidate=60")
 		io.WriteString(w, "v"+string(rune('0'+version.Load())))
 	})
+	// Registered after newEnv, so it runs before the cache's Close, which
+	// waits for the gated background refresh: a failing test must not hang.
+	var openGate sync.Once
+	release := func() { openGate.Do(func() { close(gate) }) }
+	t.Cleanup(release)
 	if r := e.get("/s"); r.body != "v1" {
 		t.Fatal(r.body)
 	}
@@ -213,10 +218,13 @@ func TestStaleWhileRevalidate(t *testing.T) {
 			t.Fatalf("stale %d: %q %q", i, r.Header.Get("X-Cache"), r.body)
 		}
 	}
+	// The refresh runs in the background: it reaches the origin soon, but
+	// not necessarily before the stale answers above are back.
+	waitFor(t, "the background refresh at the origin", func() bool { return e.hits() >= 2 })
 	if e.hits() != 2 {
 		t.Fatalf("origin hits %d, want 2 (one background refresh)", e.hits())
 	}
-	close(gate)
+	release()
 	waitFor(t, "refresh", func() bool {
 		r := e.get("/s")
 		return r.body == "v2" && r.Header.Get("X-Cache") == "HIT"
