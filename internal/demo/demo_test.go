@@ -24,9 +24,7 @@ import (
 // walks the whole flow: DNS → edge cache → gateway → load balancer →
 // origins, purge, and failure of one and then both origins.
 func TestDemoWalksTheSeedFlow(t *testing.T) {
-	if testing.Short() {
-		t.Skip("binds the demo's fixed ports; skipped with -short")
-	}
+	skipFixedPorts(t)
 	const token = "e2e-admin-token-0123456789"
 	start := time.Now()
 	d, err := Start(Options{DataDir: t.TempDir(), Token: token, Log: telemetry.NewLogger(os.Stderr, "warn", "text")})

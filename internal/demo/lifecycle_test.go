@@ -73,13 +73,20 @@ func shutdown(t *testing.T, d *Demo) {
 	}
 }
 
-// fixedPortsLogger skips under -short (the demo's ports are fixed, so
-// these tests cannot run beside another demo) and returns a silent logger.
-func fixedPortsLogger(t *testing.T) *slog.Logger {
+// skipFixedPorts skips under -short: the demo's ports are fixed, so tests
+// that start it cannot run beside another demo (or another copy of
+// themselves). The default run, ./scripts/test.sh, runs them.
+func skipFixedPorts(t *testing.T) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("binds the demo's fixed ports; skipped with -short")
 	}
+}
+
+// fixedPortsLogger is skipFixedPorts and a silent logger.
+func fixedPortsLogger(t *testing.T) *slog.Logger {
+	t.Helper()
+	skipFixedPorts(t)
 	return telemetry.NewLogger(io.Discard, "error", "text")
 }
 
