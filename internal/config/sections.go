@@ -35,8 +35,10 @@ type RouteSections struct {
 	// Gateway puts the route behind authentication, authorization and
 	// rate limits (package gateway).
 	Gateway *gateway.RouteConfig `yaml:"gateway"`
-	// HSTS sends Strict-Transport-Security on this route's HTTPS
-	// responses (opt-in per route; tls.hsts is the node-wide default).
+	// HSTS sets this route's Strict-Transport-Security policy on its
+	// HTTPS responses, replacing the node-wide tls.hsts; a block with
+	// enabled: false sends none even when tls.hsts is on. Absent: the
+	// node-wide policy applies.
 	HSTS *tlsedge.HSTSConfig `yaml:"hsts"`
 }
 

@@ -233,19 +233,21 @@ func (n *Node) subsystemStatus(st map[string]any) {
 }
 
 // wrapRoute puts the cache and the gateway in front of the proxy:
-// gateway → cache → proxy. gw is nil when no route needs it.
+// HSTS → gateway → cache → proxy. gw is nil when no route needs it.
 func (n *Node) wrapRoute(gw *gateway.Gateway, r *config.Route, h http.Handler) (http.Handler, error) {
 	if r.Cache != nil {
 		h = n.sub.cache.Handler(r.Name, *r.Cache, h)
-	}
-	if r.HSTS != nil && r.HSTS.Enabled {
-		h = tlsedge.HSTS(h, *r.HSTS)
 	}
 	if r.Gateway != nil {
 		var err error
 		if h, err = gw.Handler(r.Name, *r.Gateway, h); err != nil {
 			return nil, err
 		}
+	}
+	// Outermost, so the gateway's own answers (401, 403, 429, CORS) carry
+	// the route's policy too; "enabled: false" drops the node default.
+	if r.HSTS != nil {
+		h = tlsedge.HSTS(h, *r.HSTS)
 	}
 	return h, nil
 }

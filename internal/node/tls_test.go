@@ -128,3 +128,83 @@ routes:
 		t.Errorf("health over plain HTTP: %d", resp.StatusCode)
 	}
 }
+
+// TestRouteHSTS: a route's HSTS policy replaces the node-wide one on all
+// its HTTPS answers, the gateway's rejections included, and a route can
+// switch a node-wide policy off.
+func TestRouteHSTS(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}))
+	defer up.Close()
+	n, _ := startNode(t, fmt.Sprintf(`node: t
+data_dir: %s
+edge: {listen: 127.0.0.1:0}
+tls:
+  enabled: true
+  mode: internal
+  listen: 127.0.0.1:0
+  http_listen: "off"
+  names: [www.demo.test]
+  hsts: {enabled: true, max_age: 2h}
+gateway: {}
+routes:
+  - name: api
+    path_prefix: /api/
+    upstream: %[2]s
+    hsts: {enabled: true, max_age: 1h}
+    gateway:
+      auth: {mode: required, methods: [api_key]}
+  - name: limited
+    path_prefix: /limited/
+    upstream: %[2]s
+    hsts: {enabled: true, max_age: 1h, include_subdomains: true}
+    gateway:
+      auth: {mode: none}
+      rate_limit: {requests: 1, window: 1m, burst: 1}
+  - name: legacy
+    path_prefix: /legacy/
+    upstream: %[2]s
+    hsts: {enabled: false}
+  - name: app
+    upstream: %[2]s
+`, t.TempDir(), up.URL))
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(n.TLSManager().RootPEM()) {
+		t.Fatal("no internal root")
+	}
+	addr := n.HTTPSAddr().String()
+	tr := &http.Transport{
+		TLSClientConfig:   &tls.Config{RootCAs: roots, ServerName: "www.demo.test"},
+		ForceAttemptHTTP2: true,
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		},
+	}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	for _, tc := range []struct {
+		path   string
+		status int
+		want   string
+	}{
+		{"/api/x", 401, "max-age=3600"}, // the gateway's rejection
+		{"/limited/x", 200, "max-age=3600; includeSubDomains"},
+		{"/limited/x", 429, "max-age=3600; includeSubDomains"},
+		{"/legacy/x", 200, ""},
+		{"/x", 200, "max-age=7200"},
+		{"/_outpost/healthz", 200, "max-age=7200"},
+	} {
+		req, _ := http.NewRequest("GET", "https://www.demo.test"+tc.path, nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || resp.Header.Get("Strict-Transport-Security") != tc.want {
+			t.Errorf("GET %s: %d with HSTS %q, want %d with %q", tc.path, resp.StatusCode,
+				resp.Header.Get("Strict-Transport-Security"), tc.status, tc.want)
+		}
+	}
+}

@@ -28,6 +28,9 @@ type CertInfo struct {
 	// success clears it.
 	LastError   string    `json:"last_error,omitempty"`
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	// LastErrorRenewal says LastError came from renewing a certificate
+	// the node still holds (true) rather than from obtaining one.
+	LastErrorRenewal bool `json:"last_error_renewal,omitempty"`
 }
 
 // Certificates lists the configured names and any obtained on demand,
@@ -49,7 +52,7 @@ func (m *Manager) Certificates() []CertInfo {
 	for n, st := range names {
 		ci := CertInfo{Name: n, Status: "pending", LastObtained: st.lastObtained, Renewals: st.renewals}
 		if st.lastErrorAt.After(st.lastObtained) {
-			ci.LastError, ci.LastErrorAt = st.lastError, st.lastErrorAt
+			ci.LastError, ci.LastErrorAt, ci.LastErrorRenewal = st.lastError, st.lastErrorAt, st.lastErrorRenewal
 		}
 		if c := newest(m.src.Lookup(n)); c != nil {
 			ci.Names = c.Leaf.DNSNames

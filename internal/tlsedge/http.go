@@ -123,10 +123,15 @@ func (m *Manager) Headers(next http.Handler) http.Handler {
 }
 
 // HSTS wraps next with a per-route Strict-Transport-Security policy; it is
-// sent only over HTTPS (RFC 6797 §7.2). A disabled policy returns next.
+// sent only over HTTPS (RFC 6797 §7.2). It replaces the node-wide value
+// Headers set; a disabled policy removes that value, so a route can opt
+// out of a node-wide default.
 func HSTS(next http.Handler, policy HSTSConfig) http.Handler {
 	if !policy.Enabled {
-		return next
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			delete(w.Header(), "Strict-Transport-Security")
+			next.ServeHTTP(w, r)
+		})
 	}
 	policy.SetDefaults()
 	v := headerValue(policy.HeaderValue())

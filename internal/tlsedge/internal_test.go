@@ -278,14 +278,16 @@ func rawRequest(t *testing.T, addr, req string) *http.Response {
 	return resp
 }
 
-// TestHSTS serves a route that opts in and one that does not, with the
-// node-wide default off and on, over every protocol: the header appears
-// only over TLS, and on the plain route only when the default is on.
+// TestHSTS serves a route that opts in, one that says nothing and one that
+// opts out, with the node-wide default off and on, over every protocol:
+// the header appears only over TLS, on the silent route only when the
+// default is on, and never on the route that opts out.
 func TestHSTS(t *testing.T) {
 	route := HSTSConfig{Enabled: true, MaxAge: units.Duration(time.Hour), IncludeSubdomains: true}
 	mux := http.NewServeMux()
 	mux.Handle("/opt-in", HSTS(hello, route))
 	mux.Handle("/plain", hello)
+	mux.Handle("/opt-out", HSTS(hello, HSTSConfig{Enabled: false}))
 	const routeValue, defaultValue = "max-age=3600; includeSubDomains", "max-age=31536000"
 
 	for _, def := range []bool{false, true} {
@@ -309,6 +311,9 @@ func TestHSTS(t *testing.T) {
 			{"/plain", "HTTP/1.1", map[bool]string{true: defaultValue}[def]},
 			{"/plain", "HTTP/2.0", map[bool]string{true: defaultValue}[def]},
 			{"/plain", "plain", ""},
+			{"/opt-out", "HTTP/1.1", ""},
+			{"/opt-out", "HTTP/2.0", ""},
+			{"/opt-out", "HTTP/3.0", ""},
 		}
 		for _, tc := range tests {
 			t.Run(fmt.Sprintf("default %v %s %s", def, tc.path, tc.proto), func(t *testing.T) {

@@ -37,7 +37,7 @@ func TestAdminLastError(t *testing.T) {
 		t.Fatal("ManageSync succeeded, want the HTTP-01 validation to fail")
 	}
 	c := list()
-	if c.Status != "pending" || !strings.Contains(c.LastError, name) || c.LastErrorAt.Before(before) {
+	if c.Status != "pending" || !strings.Contains(c.LastError, name) || c.LastErrorAt.Before(before) || c.LastErrorRenewal {
 		t.Fatalf("after the failed order: %+v, want pending with last_error and last_error_at set", c)
 	}
 
@@ -108,8 +108,8 @@ func TestAdminAfterFailedRenewal(t *testing.T) {
 		c = listed(t, e.m, name)
 		return c.LastError != ""
 	})
-	if !strings.Contains(c.LastError, name) || c.LastErrorAt.Before(c.LastObtained) {
-		t.Fatalf("last_error %q at %v, want the renewal's error after %v", c.LastError, c.LastErrorAt, c.LastObtained)
+	if !strings.Contains(c.LastError, name) || c.LastErrorAt.Before(c.LastObtained) || !c.LastErrorRenewal {
+		t.Fatalf("last_error %q at %v (renewal %v), want the renewal's error after %v", c.LastError, c.LastErrorAt, c.LastErrorRenewal, c.LastObtained)
 	}
 	if c.Serial != obtained.Serial || len(c.Names) != 1 || c.Names[0] != name || !strings.Contains(c.Issuer, "Pebble") ||
 		!c.NotAfter.Equal(obtained.NotAfter) || c.Renewals != 0 || c.LastObtained != obtained.LastObtained {

@@ -86,7 +86,9 @@ type nameStatus struct {
 	lastObtained time.Time
 	lastError    string
 	lastErrorAt  time.Time
-	renewals     int
+	// lastErrorRenewal: lastError came from a renewal.
+	lastErrorRenewal bool
+	renewals         int
 }
 
 // New builds a Manager. cfg must have had SetDefaults and Validate.
@@ -342,7 +344,7 @@ func (m *Manager) onEvent(_ context.Context, event string, data map[string]any) 
 		}
 		m.mu.Lock()
 		st := m.statusLocked(name)
-		st.lastError, st.lastErrorAt = msg, time.Now()
+		st.lastError, st.lastErrorAt, st.lastErrorRenewal = msg, time.Now(), renewal
 		m.mu.Unlock()
 		m.log.Warn("certificate order failed", "name", name, "renewal", renewal, "err", msg)
 	}
