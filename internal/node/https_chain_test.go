@@ -1,14 +1,11 @@
 package node
 
 import (
-	"context"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -75,19 +72,8 @@ routes:
     cache: {}
 `, dir, hex.EncodeToString(sum[:]), backends[0].URL, backends[1].URL))
 
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(n.TLSManager().RootPEM()) {
-		t.Fatal("no internal root")
-	}
+	roots, h2 := internalH2(t, n)
 	addr := n.HTTPSAddr().String()
-	h2 := &http.Transport{
-		TLSClientConfig:   &tls.Config{RootCAs: roots, ServerName: "www.demo.test"},
-		ForceAttemptHTTP2: true,
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, network, addr)
-		},
-	}
-	defer h2.CloseIdleConnections()
 	h3 := &http3.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "www.demo.test"}}
 	defer h3.Close()
 

@@ -169,20 +169,8 @@ routes:
   - name: app
     upstream: %[2]s
 `, t.TempDir(), up.URL))
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(n.TLSManager().RootPEM()) {
-		t.Fatal("no internal root")
-	}
-	addr := n.HTTPSAddr().String()
-	tr := &http.Transport{
-		TLSClientConfig:   &tls.Config{RootCAs: roots, ServerName: "www.demo.test"},
-		ForceAttemptHTTP2: true,
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, network, addr)
-		},
-	}
-	defer tr.CloseIdleConnections()
-	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	_, h2 := internalH2(t, n)
+	c := &http.Client{Transport: h2, Timeout: 10 * time.Second}
 	for _, tc := range []struct {
 		path   string
 		status int
@@ -207,4 +195,24 @@ routes:
 				resp.Header.Get("Strict-Transport-Security"), tc.status, tc.want)
 		}
 	}
+}
+
+// internalH2 is an HTTP/2 client transport for www.demo.test that trusts
+// n's internal CA and dials n's HTTPS listener whatever the URL names.
+func internalH2(t *testing.T, n *Node) (*x509.CertPool, *http.Transport) {
+	t.Helper()
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(n.TLSManager().RootPEM()) {
+		t.Fatal("no internal root")
+	}
+	addr := n.HTTPSAddr().String()
+	tr := &http.Transport{
+		TLSClientConfig:   &tls.Config{RootCAs: roots, ServerName: "www.demo.test"},
+		ForceAttemptHTTP2: true,
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		},
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	return roots, tr
 }
