@@ -323,28 +323,33 @@ func (a *App) updateMe(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, &in) {
 		return
 	}
-	u, err := a.store.UserByID(r.Context(), uid)
-	if err != nil {
-		a.fail(w, r, err, "user")
-		return
-	}
+	var name, bio string
 	if in.DisplayName != nil {
-		d := strings.TrimSpace(*in.DisplayName)
-		if d == "" || utf8.RuneCountInString(d) > 50 || !utf8.ValidString(d) {
+		name = strings.TrimSpace(*in.DisplayName)
+		if name == "" || utf8.RuneCountInString(name) > 50 || !utf8.ValidString(name) {
 			httperr.Write(w, r, http.StatusBadRequest, "bad_request", "display_name must be 1-50 characters")
 			return
 		}
-		u.DisplayName = d
 	}
 	if in.Bio != nil {
-		b := strings.TrimSpace(*in.Bio)
-		if utf8.RuneCountInString(b) > 160 || !utf8.ValidString(b) {
+		bio = strings.TrimSpace(*in.Bio)
+		if utf8.RuneCountInString(bio) > 160 || !utf8.ValidString(bio) {
 			httperr.Write(w, r, http.StatusBadRequest, "bad_request", "bio must be at most 160 characters")
 			return
 		}
-		u.Bio = b
 	}
-	if err := a.store.UpdateUser(r.Context(), u); err != nil {
+	// Only the fields sent change, atomically: a concurrent update of the
+	// other field is kept.
+	u, err := a.store.UpdateUser(r.Context(), uid, func(u *store.User) error {
+		if in.DisplayName != nil {
+			u.DisplayName = name
+		}
+		if in.Bio != nil {
+			u.Bio = bio
+		}
+		return nil
+	})
+	if err != nil {
 		a.fail(w, r, err, "user")
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -125,17 +126,28 @@ func (s *Bolt) CreateUser(ctx context.Context, u User) (User, error) {
 	return u, nil
 }
 
-// UpdateUser implements Store.
-func (s *Bolt) UpdateUser(ctx context.Context, u User) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+// UpdateUser implements Store: bbolt's single writer makes the read and
+// the write one transaction.
+func (s *Bolt) UpdateUser(ctx context.Context, id string, change func(*User) error) (User, error) {
+	var u User
+	err := s.db.Update(func(tx *bolt.Tx) error {
 		users := tx.Bucket(bUsers)
-		var old User
-		if err := getJSON(users, []byte(u.ID), &old); err != nil {
+		if err := getJSON(users, []byte(id), &u); err != nil {
 			return err
 		}
-		u.Username = old.Username
+		var err error
+		if u, err = applyChange(u, change); err != nil {
+			return err
+		}
 		return putJSON(users, []byte(u.ID), u)
 	})
+	if ce := (changeError{}); errors.As(err, &ce) {
+		return User{}, ce.err
+	}
+	if err != nil {
+		return User{}, err
+	}
+	return u, nil
 }
 
 // UserByID implements Store.

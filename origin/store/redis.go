@@ -124,21 +124,59 @@ func (s *Redis) CreateUser(ctx context.Context, u User) (User, error) {
 	return u, nil
 }
 
-// UpdateUser implements Store.
-func (s *Redis) UpdateUser(ctx context.Context, u User) error {
-	var old User
-	if err := s.getJSON(ctx, s.k("user", u.ID), &old); err != nil {
+// maxUpdateTries bounds UpdateUser's optimistic retries when other
+// writers keep changing the same user. Every round one writer wins, so a
+// writer among n concurrent ones fails at most n-1 times.
+const maxUpdateTries = 64
+
+// UpdateUser implements Store with an optimistic transaction: WATCH the
+// user, read, change, and write in MULTI/EXEC; a concurrent write aborts
+// the EXEC and the whole read-change-write runs again on the new value.
+func (s *Redis) UpdateUser(ctx context.Context, id string, change func(*User) error) (User, error) {
+	key := s.k("user", id)
+	var u User
+	txf := func(tx *redis.Tx) error {
+		raw, err := tx.Get(ctx, key).Bytes()
+		if errors.Is(err, redis.Nil) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		var old User
+		if err := json.Unmarshal(raw, &old); err != nil {
+			return err
+		}
+		if u, err = applyChange(old, change); err != nil {
+			return err
+		}
+		out, err := json.Marshal(u)
+		if err != nil {
+			return err
+		}
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.SetXX(ctx, key, out, 0)
+			return nil
+		})
 		return err
 	}
-	u.Username = old.Username
-	raw, err := json.Marshal(u)
-	if err != nil {
-		return err
+	for range maxUpdateTries {
+		err := s.rdb.Watch(ctx, txf, key)
+		if errors.Is(err, redis.TxFailedErr) {
+			continue // another writer won; read its value and change again
+		}
+		var ce changeError
+		switch {
+		case errors.As(err, &ce):
+			return User{}, ce.err
+		case errors.Is(err, ErrNotFound):
+			return User{}, err
+		case err != nil:
+			return User{}, fmt.Errorf("store: redis: %w", err)
+		}
+		return u, nil
 	}
-	if err := s.rdb.SetXX(ctx, s.k("user", u.ID), raw, 0).Err(); err != nil {
-		return fmt.Errorf("store: redis: %w", err)
-	}
-	return nil
+	return User{}, fmt.Errorf("store: redis: user %s: too many concurrent updates", id)
 }
 
 // UserByID implements Store.

@@ -11,6 +11,7 @@ package store
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 )
 
@@ -82,8 +83,11 @@ type Stats struct {
 type Store interface {
 	// CreateUser assigns u.ID and stores u; ErrExists if the username is taken.
 	CreateUser(ctx context.Context, u User) (User, error)
-	// UpdateUser replaces the stored user with u.ID (the username cannot change).
-	UpdateUser(ctx context.Context, u User) error
+	// UpdateUser applies change to the stored user id atomically and
+	// returns the result: two concurrent updates never lose each other's
+	// fields. An error from change aborts the update and is returned. The
+	// id and username cannot change.
+	UpdateUser(ctx context.Context, id string, change func(*User) error) (User, error)
 	UserByID(ctx context.Context, id string) (User, error)
 	UserByName(ctx context.Context, username string) (User, error)
 	Stats(ctx context.Context, userID string) (Stats, error)
@@ -113,3 +117,22 @@ type Store interface {
 	PutMedia(ctx context.Context, m Media, data []byte) (bool, error)
 	Media(ctx context.Context, name string) (Media, []byte, error)
 }
+
+// applyChange runs an UpdateUser change on a copy of old, keeping the
+// fields a change may not touch.
+func applyChange(old User, change func(*User) error) (User, error) {
+	u := old
+	u.Roles = slices.Clone(old.Roles)
+	if err := change(&u); err != nil {
+		return User{}, changeError{err}
+	}
+	u.ID, u.Username = old.ID, old.Username
+	return u, nil
+}
+
+// changeError carries an UpdateUser change's own error through the
+// transaction, to be returned as the change returned it.
+type changeError struct{ err error }
+
+func (e changeError) Error() string { return e.err.Error() }
+func (e changeError) Unwrap() error { return e.err }

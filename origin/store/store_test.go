@@ -35,6 +35,32 @@ func runConformance(t *testing.T, mk factory) {
 	t.Run("notifications", func(t *testing.T) { testNotifications(t, mk(t)) })
 	t.Run("media", func(t *testing.T) { testMedia(t, mk(t)) })
 	t.Run("concurrent signups", func(t *testing.T) { testConcurrentSignup(t, mk(t)) })
+	t.Run("concurrent updates", func(t *testing.T) { testConcurrentUpdates(t, mk(t)) })
+}
+
+// testConcurrentUpdates: updates of one user racing each other each read
+// the value the previous one wrote; none is lost.
+func testConcurrentUpdates(t *testing.T, s Store) {
+	ctx := context.Background()
+	u := mustUser(t, s, "racer")
+	const n = 24
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			_, err := s.UpdateUser(ctx, u.ID, func(u *User) error {
+				u.Bio += string(rune('a' + i))
+				return nil
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	got, err := s.UserByID(ctx, u.ID)
+	if err != nil || len(got.Bio) != n {
+		t.Fatalf("bio %q (%d of %d updates kept), %v", got.Bio, len(got.Bio), n, err)
+	}
 }
 
 func mustUser(t *testing.T, s Store, name string) User {
@@ -63,14 +89,24 @@ func testUsers(t *testing.T, s Store) {
 	if err != nil || got.ID != a.ID || got.Tier != "free" || len(got.Roles) != 1 {
 		t.Fatalf("by name: %+v %v", got, err)
 	}
-	got.Bio = "hello"
-	got.Username = "mallory"
-	if err := s.UpdateUser(ctx, got); err != nil {
-		t.Fatal(err)
+	updated, err := s.UpdateUser(ctx, a.ID, func(u *User) error {
+		u.Bio = "hello"
+		u.Username, u.ID = "mallory", "u999"
+		return nil
+	})
+	if err != nil || updated.Bio != "hello" || updated.Username != "alice" || updated.ID != a.ID {
+		t.Fatalf("update: %+v %v", updated, err)
 	}
 	got, err = s.UserByID(ctx, a.ID)
 	if err != nil || got.Bio != "hello" || got.Username != "alice" {
 		t.Fatalf("after update: %+v %v", got, err)
+	}
+	refused := errors.New("refused")
+	if _, err := s.UpdateUser(ctx, a.ID, func(u *User) error { u.Bio = "lost"; return refused }); err != refused {
+		t.Fatalf("a change's error: got %v, want it as returned", err)
+	}
+	if got, _ := s.UserByID(ctx, a.ID); got.Bio != "hello" {
+		t.Fatalf("a refused change was stored: bio %q", got.Bio)
 	}
 	for _, id := range []string{"", "u999", "x\x00y"} {
 		if _, err := s.UserByID(ctx, id); !errors.Is(err, ErrNotFound) {
@@ -80,7 +116,7 @@ func testUsers(t *testing.T, s Store) {
 	if _, err := s.UserByName(ctx, "nobody"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("UserByName: %v", err)
 	}
-	if err := s.UpdateUser(ctx, User{ID: "u999"}); !errors.Is(err, ErrNotFound) {
+	if _, err := s.UpdateUser(ctx, "u999", func(*User) error { return nil }); !errors.Is(err, ErrNotFound) {
 		t.Errorf("UpdateUser unknown: %v", err)
 	}
 }
