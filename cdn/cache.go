@@ -45,13 +45,13 @@ type Cache struct {
 	fillMu sync.Mutex // guards fills
 	fills  map[string]*fill
 
-	// purgeMu orders purges against fill commits: a commit compares the
-	// purge counters and publishes under RLock, a purge bumps them and
+	// purgeMu orders purges against fill commits: a commit checks the
+	// purge log and publishes under RLock, a purge logs itself and
 	// selects under Lock, so a fill either sees the purge or is removed by
 	// it (never published just after the purge looked).
 	purgeMu  sync.RWMutex
-	purgeSeq atomic.Uint64 // bumped by every purge; fills started before one are stored invalidated
-	hardSeq  atomic.Uint64 // bumped by every hard purge; fills started before one are not stored
+	purgeSeq atomic.Uint64 // numbers purges; a fill notes it when it starts
+	purgeLog purgeLog      // the recent purges a fill checks itself against; under purgeMu
 
 	bgMu   sync.RWMutex   // orders bg.Add against Close's Wait
 	bg     sync.WaitGroup // background refreshes

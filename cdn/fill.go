@@ -2,6 +2,7 @@ package cdn
 
 import (
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"sync"
@@ -25,6 +26,7 @@ const (
 type fill struct {
 	ready chan struct{} // closed once the outcome is known
 	done  chan struct{} // closed when the fetch has ended
+	key   string        // the cache key (all variants), for matching purges
 
 	outcome  fillOutcome
 	status   int
@@ -32,6 +34,7 @@ type fill struct {
 	vary     []string     // Vary of the response being stored
 	variant  string       // its variant key
 	tempPath string       // body being written (outcomeStoring)
+	tags     []string     // surrogate keys of the body being stored, or of stale
 	stale    *store.Entry // entry to serve stale (outcomeLookup after an origin error)
 	xcache   string       // what followers report (outcomeLookup)
 
@@ -43,8 +46,8 @@ type fill struct {
 	readyOne sync.Once
 }
 
-func newFill() *fill {
-	return &fill{ready: make(chan struct{}), done: make(chan struct{}), notify: make(chan struct{})}
+func newFill(key string) *fill {
+	return &fill{key: key, ready: make(chan struct{}), done: make(chan struct{}), notify: make(chan struct{})}
 }
 
 // setReady publishes the outcome (once).
@@ -71,31 +74,44 @@ func (f *fill) snapshot() (n int64, complete, failed bool, ch chan struct{}) {
 	return f.written, f.complete, f.failed, f.notify
 }
 
-// join returns the fill for key and whether the caller leads it.
-func (c *Cache) join(key string) (*fill, bool) {
+// join returns the fill fk (of cache key key) and whether the caller
+// leads it.
+func (c *Cache) join(fk, key string) (*fill, bool) {
 	c.fillMu.Lock()
 	defer c.fillMu.Unlock()
-	if f := c.fills[key]; f != nil {
+	if f := c.fills[fk]; f != nil {
 		return f, false
 	}
-	f := newFill()
-	c.fills[key] = f
+	f := newFill(key)
+	c.fills[fk] = f
 	return f, true
 }
 
-// detachFills forgets every in-flight fill, so a request arriving after a
-// hard purge fetches anew instead of following a body the purge was meant
-// to remove; detached fills finish for the clients already following them
-// (release only deletes its own map entry).
-func (c *Cache) detachFills() {
+// detachFills forgets the in-flight fills a hard purge may cover, so a
+// request arriving after it fetches anew instead of following a body the
+// purge was meant to remove; detached fills finish for the clients already
+// following them (release only deletes its own map entry). Fills the purge
+// cannot cover stay joinable.
+func (c *Cache) detachFills(sel *purgeSel) {
 	c.fillMu.Lock()
-	clear(c.fills)
-	c.fillMu.Unlock()
+	defer c.fillMu.Unlock()
+	maps.DeleteFunc(c.fills, func(_ string, f *fill) bool { return f.mayMatch(sel) })
 }
 
-// tryJoin starts a fill for key only if none is running.
-func (c *Cache) tryJoin(key string) (*fill, bool) {
-	f, leader := c.join(key)
+// mayMatch reports whether sel may cover f. A fill's tags are known once
+// its outcome is; before that, a selection by tag may cover it.
+func (f *fill) mayMatch(sel *purgeSel) bool {
+	select {
+	case <-f.ready:
+		return sel.matches(f.key, f.tags)
+	default:
+		return len(sel.tags) > 0 || sel.matches(f.key, nil)
+	}
+}
+
+// tryJoin starts a fill only if none is running.
+func (c *Cache) tryJoin(fk, key string) (*fill, bool) {
+	f, leader := c.join(fk, key)
 	if !leader {
 		return nil, false
 	}

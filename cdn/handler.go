@@ -104,7 +104,7 @@ func (h *handler) fillKey(key string, r *http.Request) string {
 // revalidate, if any.
 func (h *handler) fetch(w http.ResponseWriter, r *http.Request, key string, stale *store.Entry) {
 	fk := h.fillKey(key, r)
-	f, leader := h.c.join(fk)
+	f, leader := h.c.join(fk, key)
 	if !leader {
 		h.follow(w, r, f, key, stale)
 		return
@@ -116,7 +116,7 @@ func (h *handler) fetch(w http.ResponseWriter, r *http.Request, key string, stal
 // refresh revalidates e in the background, once per object at a time.
 func (h *handler) refresh(r *http.Request, key string, e *store.Entry) {
 	fk := h.fillKey(key, r)
-	f, ok := h.c.tryJoin(fk)
+	f, ok := h.c.tryJoin(fk, key)
 	if !ok {
 		return
 	}

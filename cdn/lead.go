@@ -81,7 +81,8 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 
 	cw := &captureWriter{header: make(http.Header), f: f}
 	cw.onFileErr = func(err error) { c.ioError("write", key, err) }
-	mark := c.purgeMark()
+	// Purges numbered after mark ran while this was fetched.
+	mark := c.purgeSeq.Load()
 	reqTime := c.now()
 	var dec storeDecision
 	var respTime time.Time
@@ -161,6 +162,7 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 			addVary(ch, "Accept-Encoding")
 		}
 		f.status, f.header, f.vary, f.variant, f.tempPath = status, ch, dec.meta.Vary, dec.meta.Variant, wr.TempPath()
+		f.tags = dec.meta.Tags
 		f.setReady(outcomeStoring)
 		if !deferClient {
 			cw.client = w
@@ -222,7 +224,9 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 			h.serveEntry(w, r, e, resRevalidated, "fwd=stale; fwd-status=304", c.now())
 		}
 	case modeStaleError:
-		f.stale = stale
+		// Its tags let a later hard purge of stale detach this fill
+		// before anyone else is served it.
+		f.stale, f.tags = stale, stale.Tags
 		f.setReady(outcomeLookup)
 		if !bg {
 			c.log.Warn("origin failed, serving stale", "key", key, "status", cw.status)
@@ -251,7 +255,7 @@ func (h *handler) callUpstream(cw *captureWriter, out *http.Request) (panicked a
 }
 
 // commit finishes a stored body and, for deferred clients, serves it.
-func (h *handler) commit(w http.ResponseWriter, r *http.Request, f *fill, cw *captureWriter, dec storeDecision, hdr http.Header, mark purgeMark, deferClient, bg bool) {
+func (h *handler) commit(w http.ResponseWriter, r *http.Request, f *fill, cw *captureWriter, dec storeDecision, hdr http.Header, mark uint64, deferClient, bg bool) {
 	c := h.c
 	wr := cw.file
 	var err error
@@ -270,16 +274,16 @@ func (h *handler) commit(w http.ResponseWriter, r *http.Request, f *fill, cw *ca
 		var e *store.Entry
 		var cerr error
 		c.purgeMu.RLock()
-		if c.hardSeq.Load() != mark.hard {
-			// A hard purge ran while this was fetched: the body may be
-			// what it removed. The clients streaming it get it whole;
-			// nobody else does.
+		hard, soft := c.purgeLog.since(mark, m.Key, m.Tags)
+		if hard {
+			// A hard purge of this object ran while it was fetched: the
+			// body may be what it removed. The clients streaming it get
+			// it whole; nobody else does.
 			wr.Abort()
 			cerr = errPurgedWhileFetched
 		} else {
-			if c.purgeSeq.Load() != mark.any {
-				// A soft purge ran while this was fetched; keep it but
-				// revalidate.
+			if soft {
+				// A soft one: keep it but revalidate.
 				m.Invalidated = true
 			}
 			e, cerr = wr.Commit(m)
@@ -306,13 +310,6 @@ func (h *handler) commit(w http.ResponseWriter, r *http.Request, f *fill, cw *ca
 }
 
 var errPurgedWhileFetched = errors.New("cdn: purged while fetched")
-
-// purgeMark is what a fill saw of the purge counters when it started.
-type purgeMark struct{ any, hard uint64 }
-
-func (c *Cache) purgeMark() purgeMark {
-	return purgeMark{any: c.purgeSeq.Load(), hard: c.hardSeq.Load()}
-}
 
 // revalidated applies a 304 to the stale entry: stored header fields are
 // replaced by the 304's (except Content-Length) and freshness restarts.

@@ -42,59 +42,33 @@ func (c *Cache) Purge(ctx context.Context, req PurgeRequest) (PurgeResult, error
 	if !req.All && len(req.URLs) == 0 && len(req.Prefixes) == 0 && len(req.Tags) == 0 {
 		return PurgeResult{}, fmt.Errorf("nothing selected: give urls, prefixes, tags or all")
 	}
-	var keys, prefixes []string
-	for _, raw := range req.URLs {
-		k, err := purgeKey(raw, false)
-		if err != nil {
-			return PurgeResult{}, err
-		}
-		keys = append(keys, "http://"+k, "https://"+k)
-	}
-	for _, raw := range req.Prefixes {
-		k, err := purgeKey(raw, true)
-		if err != nil {
-			return PurgeResult{}, err
-		}
-		prefixes = append(prefixes, k)
+	sel, err := compileSelection(req)
+	if err != nil {
+		return PurgeResult{}, err
 	}
 	if err := ctx.Err(); err != nil {
 		return PurgeResult{}, err
 	}
 	c.purgeMu.Lock()
 	defer c.purgeMu.Unlock()
-	c.purgeSeq.Add(1)
+	c.purgeLog.add(c.purgeSeq.Add(1), !req.Soft, sel)
 	if !req.Soft {
-		c.hardSeq.Add(1)
-		c.detachFills()
+		c.detachFills(sel)
 	}
-	var sel []*store.Entry
+	var found []*store.Entry
 	switch {
-	case req.All:
-		sel = c.store.Select(func(*store.Entry) bool { return true })
-	case len(prefixes) > 0 || len(req.Tags) > 0:
-		sel = c.store.Select(func(e *store.Entry) bool {
-			if len(prefixes) > 0 {
-				rest := strings.TrimPrefix(strings.TrimPrefix(e.Key, "http://"), "https://")
-				for _, p := range prefixes {
-					if strings.HasPrefix(rest, p) {
-						return true
-					}
-				}
-			}
-			for _, t := range e.Tags {
-				if slices.Contains(req.Tags, t) {
-					return true
-				}
-			}
-			return false
-		})
+	case sel.all:
+		found = c.store.Select(func(*store.Entry) bool { return true })
+	case len(sel.prefixes) > 0 || len(sel.tags) > 0:
+		found = c.store.Select(func(e *store.Entry) bool { return sel.scanMatch(e.Key, e.Tags) })
 	}
-	if !req.All {
-		for _, k := range keys {
-			sel = append(sel, c.store.Variants(k)...)
+	if !sel.all {
+		// Exact URLs come from the key index rather than a scan.
+		for _, k := range sel.keys {
+			found = append(found, c.store.Variants(k)...)
 		}
-		slices.SortFunc(sel, func(a, b *store.Entry) int { return strings.Compare(a.Key+"\x00"+a.Variant, b.Key+"\x00"+b.Variant) })
-		sel = slices.CompactFunc(sel, func(a, b *store.Entry) bool { return a == b })
+		slices.SortFunc(found, func(a, b *store.Entry) int { return strings.Compare(a.Key+"\x00"+a.Variant, b.Key+"\x00"+b.Variant) })
+		found = slices.CompactFunc(found, func(a, b *store.Entry) bool { return a == b })
 	}
 	kind := "url"
 	switch {
@@ -107,7 +81,7 @@ func (c *Cache) Purge(ctx context.Context, req PurgeRequest) (PurgeResult, error
 	}
 	n := 0
 	if req.Soft {
-		for _, e := range sel {
+		for _, e := range found {
 			if e.Invalidated {
 				continue
 			}
@@ -116,11 +90,128 @@ func (c *Cache) Purge(ctx context.Context, req PurgeRequest) (PurgeResult, error
 			}
 		}
 	} else {
-		n = c.store.Remove(sel)
+		n = c.store.Remove(found)
 	}
 	c.m.purged.WithLabelValues(kind).Add(float64(n))
 	c.log.Info("purge", "kind", kind, "soft", req.Soft, "entries", n)
 	return PurgeResult{Purged: n, Soft: req.Soft}, nil
+}
+
+// purgeSel is a purge request compiled for matching: against stored
+// entries when the purge runs, and against in-flight fills when they
+// publish (see purgeLog), so both agree on what a purge covers.
+type purgeSel struct {
+	all      bool
+	keys     []string // full cache keys, both schemes
+	prefixes []string // scheme-less key prefixes
+	tags     []string
+}
+
+func compileSelection(req PurgeRequest) (*purgeSel, error) {
+	sel := &purgeSel{all: req.All, tags: slices.Clone(req.Tags)}
+	for _, raw := range req.URLs {
+		k, err := purgeKey(raw, false)
+		if err != nil {
+			return nil, err
+		}
+		sel.keys = append(sel.keys, "http://"+k, "https://"+k)
+	}
+	for _, raw := range req.Prefixes {
+		k, err := purgeKey(raw, true)
+		if err != nil {
+			return nil, err
+		}
+		sel.prefixes = append(sel.prefixes, k)
+	}
+	return sel, nil
+}
+
+// scanMatch reports whether an object with key and tags is selected by a
+// prefix or a tag, the parts of a selection that need a scan of the store.
+func (s *purgeSel) scanMatch(key string, tags []string) bool {
+	rest := strings.TrimPrefix(strings.TrimPrefix(key, "http://"), "https://")
+	for _, p := range s.prefixes {
+		if strings.HasPrefix(rest, p) {
+			return true
+		}
+	}
+	for _, t := range tags {
+		if slices.Contains(s.tags, t) {
+			return true
+		}
+	}
+	return false
+}
+
+// matches reports whether the selection covers an object with key and tags.
+func (s *purgeSel) matches(key string, tags []string) bool {
+	return s.all || slices.Contains(s.keys, key) || s.scanMatch(key, tags)
+}
+
+// size is roughly the memory the selection holds.
+func (s *purgeSel) size() int {
+	n := 0
+	for _, l := range [][]string{s.keys, s.prefixes, s.tags} {
+		for _, v := range l {
+			n += len(v)
+		}
+	}
+	return n
+}
+
+// The purge log is bounded: a node purging faster than its longest fill
+// lasts falls back to treating the purges it forgot as matching, and a
+// selection too big to keep is kept as "all" (at most about 1 MiB).
+const (
+	purgeLogLen     = 256
+	purgeLogSelSize = 4 << 10
+)
+
+// purgeLog remembers the recent purges, so a fill can tell at publish
+// time which purges since its start cover it: its tags are only known
+// once its response headers arrive, long after a purge may have run.
+// It is guarded by Cache.purgeMu.
+type purgeLog struct {
+	recs     []purgeRec // oldest first, consecutive seqs
+	lost     uint64     // newest seq dropped from the log
+	lostHard uint64     // newest seq of a hard purge dropped from the log
+}
+
+type purgeRec struct {
+	seq  uint64
+	hard bool
+	sel  *purgeSel
+}
+
+func (l *purgeLog) add(seq uint64, hard bool, sel *purgeSel) {
+	if sel.size() > purgeLogSelSize {
+		sel = &purgeSel{all: true}
+	}
+	if len(l.recs) == purgeLogLen {
+		old := l.recs[0]
+		l.lost = old.seq
+		if old.hard {
+			l.lostHard = old.seq
+		}
+		l.recs = append(l.recs[:0], l.recs[1:]...)
+	}
+	l.recs = append(l.recs, purgeRec{seq: seq, hard: hard, sel: sel})
+}
+
+// since says how the purges after seq treat an object with key and tags:
+// hard when one removed it, soft when one only invalidated it.
+func (l *purgeLog) since(seq uint64, key string, tags []string) (hard, soft bool) {
+	if l.lost > seq {
+		// Some purges since the mark were forgotten: assume they matched.
+		hard, soft = l.lostHard > seq, true
+	}
+	for i := len(l.recs) - 1; i >= 0 && l.recs[i].seq > seq; i-- {
+		if r := l.recs[i]; r.sel.matches(key, tags) {
+			hard = hard || r.hard
+			soft = true
+		}
+	}
+	return hard, soft
 }
 
 // purgeKey turns an absolute URL into the scheme-less part of a cache key.

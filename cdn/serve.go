@@ -38,7 +38,7 @@ type readerOnly struct{ io.Reader }
 func (h *handler) compressEntry(e *store.Entry, enc string) *store.Entry {
 	c := h.c
 	fk := "z\x00" + e.Key + "\x00" + e.Variant + "\x00" + enc
-	f, ok := c.tryJoin(fk)
+	f, ok := c.tryJoin(fk, e.Key)
 	if !ok {
 		return nil
 	}
