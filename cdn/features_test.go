@@ -303,10 +303,16 @@ func TestPurge(t *testing.T) {
 		}
 	}
 	fill()
+	e.get("/index.html", "Host: www.example.com.other.test", "Accept-Language: en")
 	e.clock.Advance(time.Second)
-	res, err := e.cache.Purge(t.Context(), PurgeRequest{Prefixes: []string{"http://www.example.com/"}})
+	// A prefix naming only a host is that host's root: it does not reach
+	// into hosts whose names merely start the same way.
+	res, err := e.cache.Purge(t.Context(), PurgeRequest{Prefixes: []string{"http://www.example.com"}})
 	if err != nil || res.Purged != 8 {
-		t.Fatalf("direct purge %v %v", res, err)
+		t.Fatalf("host purge %v %v", res, err)
+	}
+	if r := e.get("/index.html", "Host: www.example.com.other.test", "Accept-Language: en"); r.Header.Get("X-Cache") != "HIT" {
+		t.Fatalf("a purge of host www.example.com reached www.example.com.other.test: %s", r.Header.Get("X-Cache"))
 	}
 }
 

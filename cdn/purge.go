@@ -110,14 +110,14 @@ type purgeSel struct {
 func compileSelection(req PurgeRequest) (*purgeSel, error) {
 	sel := &purgeSel{all: req.All, tags: slices.Clone(req.Tags)}
 	for _, raw := range req.URLs {
-		k, err := purgeKey(raw, false)
+		k, err := purgeKey(raw)
 		if err != nil {
 			return nil, err
 		}
 		sel.keys = append(sel.keys, "http://"+k, "https://"+k)
 	}
 	for _, raw := range req.Prefixes {
-		k, err := purgeKey(raw, true)
+		k, err := purgeKey(raw)
 		if err != nil {
 			return nil, err
 		}
@@ -215,7 +215,7 @@ func (l *purgeLog) since(seq uint64, key string, tags []string) (hard, soft bool
 }
 
 // purgeKey turns an absolute URL into the scheme-less part of a cache key.
-func purgeKey(raw string, prefix bool) (string, error) {
+func purgeKey(raw string) (string, error) {
 	u, err := url.Parse(strings.TrimSpace(raw))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return "", fmt.Errorf("want an absolute http(s) URL, got %q", raw)
@@ -224,8 +224,10 @@ func purgeKey(raw string, prefix bool) (string, error) {
 	if !ok {
 		return "", fmt.Errorf("invalid host in %q", raw)
 	}
+	// An empty path is the root, for prefixes too: "http://example.com"
+	// must not select "example.com.other.test".
 	p := u.EscapedPath()
-	if p == "" && !prefix {
+	if p == "" {
 		p = "/"
 	}
 	k := host + p
