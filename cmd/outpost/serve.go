@@ -156,6 +156,10 @@ func serve(path, nodeName string, stderr io.Writer) int {
 	}
 	if fan != nil {
 		defer fan.Close()
+		if err := fan.Register(reg); err != nil {
+			fmt.Fprintf(stderr, "outpost: %v\n", err)
+			return 1
+		}
 	}
 	n.MountAdmin(adm, fan)
 	var targets []admin.PurgeTarget

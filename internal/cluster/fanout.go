@@ -5,14 +5,17 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -37,9 +40,20 @@ type Fanout struct {
 	db     *bolt.DB // nil: no durability (tests, single process)
 	log    *slog.Logger
 
-	stop chan struct{}
+	// maxPerPeer bounds each peer's queue on disk; queued counts it.
+	maxPerPeer int
+	qmu        sync.Mutex
+	queued     map[string]int
+	dropped    atomic.Int64
+
+	ctx  context.Context // cancelled by Close: retries in flight stop
+	stop context.CancelFunc
 	done chan struct{}
 }
+
+// MaxQueuedPerPeer is how many operations wait for one peer at most; more
+// are reported as not queued (and counted in Dropped).
+const MaxQueuedPerPeer = 10000
 
 var queueBucket = []byte("fanout-queue")
 
@@ -56,15 +70,26 @@ type queued struct {
 // not retried).
 func NewFanout(self string, peers []Peer, token, queuePath string, log *slog.Logger) (*Fanout, error) {
 	f := &Fanout{self: self, peers: peers, token: token, log: log,
-		client: &http.Client{Timeout: 10 * time.Second}, stop: make(chan struct{}), done: make(chan struct{})}
+		client:     &http.Client{Timeout: 10 * time.Second},
+		maxPerPeer: MaxQueuedPerPeer, queued: map[string]int{}, done: make(chan struct{})}
+	f.ctx, f.stop = context.WithCancel(context.Background())
 	if queuePath != "" {
 		db, err := bolt.Open(queuePath, 0o600, &bolt.Options{Timeout: 2 * time.Second})
 		if err != nil {
 			return nil, fmt.Errorf("fanout queue %s: %w", queuePath, err)
 		}
 		if err := db.Update(func(tx *bolt.Tx) error {
-			_, err := tx.CreateBucketIfNotExists(queueBucket)
-			return err
+			b, err := tx.CreateBucketIfNotExists(queueBucket)
+			if err != nil {
+				return err
+			}
+			return b.ForEach(func(_, v []byte) error {
+				var q queued
+				if json.Unmarshal(v, &q) == nil {
+					f.queued[q.Peer]++
+				}
+				return nil
+			})
 		}); err != nil {
 			db.Close()
 			return nil, err
@@ -84,6 +109,9 @@ type Result struct {
 }
 
 // Send posts body to path on every peer concurrently and reports per peer.
+// An operation a peer could not take for now (unreachable, a server error,
+// an auth mismatch, rate limiting) is queued for that peer; one the peer
+// refused as such (another 4xx) is not.
 func (f *Fanout) Send(ctx context.Context, path string, body []byte) map[string]Result {
 	out := make(map[string]Result, len(f.peers))
 	var mu sync.Mutex
@@ -92,10 +120,20 @@ func (f *Fanout) Send(ctx context.Context, path string, body []byte) map[string]
 		wg.Add(1)
 		go func(p Peer) {
 			defer wg.Done()
-			res := f.post(ctx, p, path, body)
-			if res.Error != "" && f.db != nil {
-				if err := f.enqueue(queued{Peer: p.Name, Path: path, Body: body, NextAt: time.Now().Add(time.Second)}); err == nil {
+			res, retry := f.post(ctx, p, path, body)
+			if res.Error != "" && retry && f.db != nil {
+				err := f.enqueue(queued{Peer: p.Name, Path: path, Body: body, NextAt: time.Now().Add(time.Second)})
+				switch {
+				case err == nil:
 					res.Queued = true
+				case errors.Is(err, ErrQueueFull):
+					f.dropped.Add(1)
+					res.Error += fmt.Sprintf("; not queued: the retry queue for this peer is full (%d operations)", f.maxPerPeer)
+					if f.log != nil {
+						f.log.Error("admin operation not queued for a peer: its retry queue is full", "peer", p.Name, "path", path, "max", f.maxPerPeer)
+					}
+				default:
+					res.Error += "; not queued: " + err.Error()
 				}
 			}
 			mu.Lock()
@@ -107,10 +145,11 @@ func (f *Fanout) Send(ctx context.Context, path string, body []byte) map[string]
 	return out
 }
 
-func (f *Fanout) post(ctx context.Context, p Peer, path string, body []byte) Result {
+// post sends one operation and reports whether a failure is worth retrying.
+func (f *Fanout) post(ctx context.Context, p Peer, path string, body []byte) (Result, bool) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(p.Admin, "/")+path, bytes.NewReader(body))
 	if err != nil {
-		return Result{Error: err.Error()}
+		return Result{Error: err.Error()}, false
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(FanoutHeader, f.self)
@@ -119,7 +158,7 @@ func (f *Fanout) post(ctx context.Context, p Peer, path string, body []byte) Res
 	}
 	resp, err := f.client.Do(req)
 	if err != nil {
-		return Result{Error: err.Error()}
+		return Result{Error: err.Error()}, true
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
@@ -127,23 +166,50 @@ func (f *Fanout) post(ctx context.Context, p Peer, path string, body []byte) Res
 	if json.Valid(b) {
 		r.Result = b
 	}
-	if resp.StatusCode/100 != 2 {
-		r.Error = fmt.Sprintf("peer answered %d", resp.StatusCode)
-		if resp.StatusCode/100 == 4 {
-			// The peer understood and refused: retrying won't help.
-			return Result{Status: r.Status, Result: r.Result, Error: r.Error + " (not retried)"}
-		}
+	if resp.StatusCode/100 == 2 {
+		return r, false
 	}
-	return r
+	r.Error = fmt.Sprintf("peer answered %d", resp.StatusCode)
+	if !retryable(resp.StatusCode) {
+		// The peer understood and refused: retrying won't help.
+		r.Error += " (not retried)"
+		return r, false
+	}
+	return r, true
 }
 
+// retryable reports whether a peer's answer may turn into a success
+// without the operation changing: server errors, and the 4xx answers that
+// describe the moment rather than the request (a token not yet the same on
+// every node, a timeout, rate limiting).
+func retryable(status int) bool {
+	switch status {
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusRequestTimeout, http.StatusTooEarly, http.StatusTooManyRequests:
+		return true
+	}
+	return status/100 != 4
+}
+
+// ErrQueueFull is returned by enqueue when a peer already has
+// maxPerPeer operations waiting.
+var ErrQueueFull = errors.New("fanout: retry queue full")
+
 func (f *Fanout) enqueue(q queued) error {
-	return f.db.Update(func(tx *bolt.Tx) error {
+	f.qmu.Lock()
+	defer f.qmu.Unlock()
+	if f.queued[q.Peer] >= f.maxPerPeer {
+		return ErrQueueFull
+	}
+	err := f.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(queueBucket)
 		id, _ := b.NextSequence()
 		v, _ := json.Marshal(q)
 		return b.Put(u64(id), v)
 	})
+	if err == nil {
+		f.queued[q.Peer]++
+	}
+	return err
 }
 
 func u64(v uint64) []byte {
@@ -165,16 +231,38 @@ func (f *Fanout) Pending() int {
 	return n
 }
 
+// Register exposes the queue to Prometheus: outpost_fanout_queue_pending
+// (operations waiting for a peer) and outpost_fanout_queue_full_total
+// (operations not queued because their peer's queue was full).
+func (f *Fanout) Register(reg prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "outpost_fanout_queue_pending",
+			Help: "Admin operations (purges, key records) queued for peers that have not taken them yet."},
+			func() float64 { return float64(f.Pending()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "outpost_fanout_queue_full_total",
+			Help: "Admin operations not queued for a peer because its retry queue was full."},
+			func() float64 { return float64(f.Dropped()) }),
+	} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Dropped counts the operations not queued because a peer's queue was full.
+func (f *Fanout) Dropped() int64 { return f.dropped.Load() }
+
 func (f *Fanout) retryLoop() {
 	defer close(f.done)
 	if f.db == nil {
 		return
 	}
-	t := time.NewTicker(time.Second)
+	t := time.NewTicker(retryEvery)
 	defer t.Stop()
 	for {
 		select {
-		case <-f.stop:
+		case <-f.ctx.Done():
 			return
 		case <-t.C:
 			f.retryDue(time.Now())
@@ -182,54 +270,90 @@ func (f *Fanout) retryLoop() {
 	}
 }
 
+// retryEvery is how often the queue is scanned for due operations.
+var retryEvery = time.Second
+
+type queueItem struct {
+	key []byte
+	q   queued
+}
+
+// retryDue retries the queued operations that are due, each peer's in the
+// order they were made and peers side by side: a peer's operations wait
+// behind its oldest one, so nothing overtakes an operation still backing
+// off, and a peer that fails costs one attempt per pass.
 func (f *Fanout) retryDue(now time.Time) {
-	type item struct {
-		key []byte
-		q   queued
-	}
-	var due []item
+	byPeer := map[string][]queueItem{}
 	_ = f.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(queueBucket).ForEach(func(k, v []byte) error {
 			var q queued
-			if json.Unmarshal(v, &q) == nil && !q.NextAt.After(now) {
-				due = append(due, item{append([]byte(nil), k...), q})
+			if json.Unmarshal(v, &q) == nil {
+				byPeer[q.Peer] = append(byPeer[q.Peer], queueItem{append([]byte(nil), k...), q})
 			}
 			return nil
 		})
 	})
-	for _, it := range due {
+	var wg sync.WaitGroup
+	for name, items := range byPeer {
 		var peer *Peer
 		for i := range f.peers {
-			if f.peers[i].Name == it.q.Peer {
+			if f.peers[i].Name == name {
 				peer = &f.peers[i]
 			}
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		var res Result
-		if peer != nil {
-			res = f.post(ctx, *peer, it.q.Path, it.q.Body)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f.retryPeer(peer, items, now)
+		}()
+	}
+	wg.Wait()
+}
+
+// retryPeer delivers one peer's due operations in order, stopping at the
+// first that is not due or fails. A nil peer is no longer configured: its
+// operations are dropped.
+func (f *Fanout) retryPeer(peer *Peer, items []queueItem, now time.Time) {
+	for _, it := range items {
+		if peer != nil && it.q.NextAt.After(now) {
+			return
 		}
-		cancel()
-		_ = f.db.Update(func(tx *bolt.Tx) error {
-			b := tx.Bucket(queueBucket)
-			if peer == nil || res.Error == "" || strings.HasSuffix(res.Error, "(not retried)") {
-				if peer != nil && f.log != nil {
-					f.log.Info("queued admin operation delivered", "peer", peer.Name, "path", it.q.Path, "attempts", it.q.Attempts+1)
-				}
-				return b.Delete(it.key)
+		var res Result
+		retry := false
+		if peer != nil {
+			ctx, cancel := context.WithTimeout(f.ctx, 10*time.Second)
+			res, retry = f.post(ctx, *peer, it.q.Path, it.q.Body)
+			cancel()
+			if f.ctx.Err() != nil {
+				return // closing: the operation stays queued for the next start
 			}
+		}
+		if res.Error != "" && retry {
 			it.q.Attempts++
 			backoff := time.Second << min(it.q.Attempts, 9) // up to ~8.5 min
 			it.q.NextAt = now.Add(backoff)
 			v, _ := json.Marshal(it.q)
-			return b.Put(it.key, v)
-		})
+			_ = f.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(queueBucket).Put(it.key, v) })
+			return
+		}
+		if f.log != nil && peer != nil {
+			if res.Error == "" {
+				f.log.Info("queued admin operation delivered", "peer", peer.Name, "path", it.q.Path, "attempts", it.q.Attempts+1)
+			} else {
+				f.log.Warn("queued admin operation refused by the peer; dropped", "peer", peer.Name, "path", it.q.Path, "error", res.Error)
+			}
+		}
+		if f.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(queueBucket).Delete(it.key) }) == nil {
+			f.qmu.Lock()
+			f.queued[it.q.Peer]--
+			f.qmu.Unlock()
+		}
 	}
 }
 
 // Close stops retrying and closes the queue.
 func (f *Fanout) Close() error {
-	close(f.stop)
+	f.stop()
 	<-f.done
 	if f.db != nil {
 		return f.db.Close()
