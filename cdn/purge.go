@@ -123,6 +123,23 @@ func (c *Cache) Purge(ctx context.Context, req PurgeRequest) (PurgeResult, error
 	return PurgeResult{Purged: n, Soft: req.Soft}, nil
 }
 
+// Check reports the first URL or prefix the cache could not key (not an
+// absolute http(s) URL, or a host no stored entry can have), so a purge
+// can be refused before anything is purged.
+func (req PurgeRequest) Check() error {
+	for _, list := range []struct {
+		raws   []string
+		prefix bool
+	}{{req.URLs, false}, {req.Prefixes, true}} {
+		for _, raw := range list.raws {
+			if _, err := purgeKey(raw, list.prefix); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // purgeKey turns an absolute URL into the scheme-less part of a cache key.
 func purgeKey(raw string, prefix bool) (string, error) {
 	u, err := url.Parse(strings.TrimSpace(raw))

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -119,8 +120,14 @@ func (s *Server) authorized(r *http.Request) bool {
 	if s.open {
 		return localTool(r)
 	}
+	// Authorization is a singleton field; two copies (one perhaps added by
+	// a proxy) are ambiguous, so neither counts.
+	fields := r.Header.Values("Authorization")
+	if len(fields) != 1 {
+		return false
+	}
 	// RFC 9110 §11.1: the scheme is case-insensitive.
-	scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	scheme, got, ok := strings.Cut(fields[0], " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return false
 	}
@@ -221,6 +228,9 @@ func ReadJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("invalid JSON body: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("invalid JSON body: more after the JSON document")
 	}
 	return nil
 }
