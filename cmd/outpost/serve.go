@@ -127,26 +127,7 @@ func serve(path, nodeName string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "outpost: %v\n", err)
 		return 1
 	}
-	reload := func() (uint64, error) {
-		newCfg, err := config.Load(path, nodeName)
-		if err != nil {
-			log.Error("reload rejected; the old config stays", "errors", config.Format(err))
-			return n.Generation(), err
-		}
-		if err := lockLater(newCfg); err != nil {
-			log.Error("reload rejected; the old config stays", "error", err)
-			return n.Generation(), err
-		}
-		gen, err := n.Apply(newCfg)
-		var partial *configerr.Partial
-		switch {
-		case errors.As(err, &partial):
-			log.Error("reload applied with errors; the new config runs except for the failed part", "generation", gen, "error", partial.Err)
-		case err != nil:
-			log.Error("reload failed; the old config stays", "error", err)
-		}
-		return gen, err
-	}
+	reload := newReload(path, nodeName, n, lockLater, log)
 	var ready atomic.Bool
 	adm := newAdmin(cfg.Admin.Token, log, reg, reload, func() any { return nodeStatus(n) }, ready.Load)
 	fan, err := peerFanout(cfg, log)
@@ -210,6 +191,39 @@ func serve(path, nodeName string, stderr io.Writer) int {
 	_ = adminSrv.Shutdown(ctx)
 	log.Info("stopped")
 	return code
+}
+
+// loadConfig reads the config file for a reload (a seam for tests).
+var loadConfig = config.Load
+
+// newReload returns the reload that SIGHUP and POST /v1/reload share. One
+// reload runs at a time, from reading the file to applying it: two
+// overlapping reloads could otherwise apply in the other order, leaving
+// the older read of the file in force.
+func newReload(path, nodeName string, n *node.Node, lockLater func(*config.Config) error, log *slog.Logger) admin.ReloadFunc {
+	var mu sync.Mutex
+	return func() (uint64, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		newCfg, err := loadConfig(path, nodeName)
+		if err != nil {
+			log.Error("reload rejected; the old config stays", "errors", config.Format(err))
+			return n.Generation(), err
+		}
+		if err := lockLater(newCfg); err != nil {
+			log.Error("reload rejected; the old config stays", "error", err)
+			return n.Generation(), err
+		}
+		gen, err := n.Apply(newCfg)
+		var partial *configerr.Partial
+		switch {
+		case errors.As(err, &partial):
+			log.Error("reload applied with errors; the new config runs except for the failed part", "generation", gen, "error", partial.Err)
+		case err != nil:
+			log.Error("reload failed; the old config stays", "error", err)
+		}
+		return gen, err
+	}
 }
 
 // drain keeps the node serving for edge.shutdown_delay with its health
