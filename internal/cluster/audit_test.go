@@ -243,3 +243,34 @@ func TestFanoutQueueSurvivesRestart(t *testing.T) {
 		t.Errorf("pending %d", f.Pending())
 	}
 }
+
+// A peer's admin URL that redirects is not followed: Go's client would
+// resend the bearer token to whatever port of the host the redirect names
+// and turn the POST into a GET, and a page answering that GET with 200
+// would count as the peer having taken the purge. The redirect is
+// reported, and the operation queued for when nodes[].admin is fixed.
+func TestFanoutDoesNotFollowRedirects(t *testing.T) {
+	var leaked atomic.Int32
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "" {
+			leaked.Add(1)
+		}
+		io.WriteString(w, "<html>login</html>")
+	}))
+	defer elsewhere.Close()
+	peer := httptest.NewServer(http.RedirectHandler(elsewhere.URL+"/login", http.StatusFound))
+	defer peer.Close()
+	f := newTestFanout(t, "", Peer{"p", peer.URL})
+	defer f.Close()
+	res := f.Send(context.Background(), "/v1/purge", []byte(`{"all":true}`))["p"]
+	if !strings.Contains(res.Error, "302") || !res.Queued || f.Pending() != 1 {
+		t.Errorf("%+v, pending %d; want the 302 reported and the purge queued", res, f.Pending())
+	}
+	f.retryDue(time.Now().Add(time.Hour))
+	if f.Pending() != 1 {
+		t.Errorf("pending %d after a retry that was redirected again", f.Pending())
+	}
+	if leaked.Load() != 0 {
+		t.Errorf("the token reached the redirect's target %d times", leaked.Load())
+	}
+}

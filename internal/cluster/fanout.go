@@ -70,7 +70,10 @@ type queued struct {
 // not retried).
 func NewFanout(self string, peers []Peer, token, queuePath string, log *slog.Logger) (*Fanout, error) {
 	f := &Fanout{self: self, peers: peers, token: token, log: log,
-		client:     &http.Client{Timeout: 10 * time.Second},
+		client: &http.Client{Timeout: 10 * time.Second,
+			// A redirect would carry the token to wherever on the host it
+			// points and turn the POST into a GET; report it instead.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 		maxPerPeer: MaxQueuedPerPeer, queued: map[string]int{}, done: make(chan struct{})}
 	f.ctx, f.stop = context.WithCancel(context.Background())
 	if queuePath != "" {
@@ -170,6 +173,9 @@ func (f *Fanout) post(ctx context.Context, p Peer, path string, body []byte) (Re
 		return r, false
 	}
 	r.Error = fmt.Sprintf("peer answered %d", resp.StatusCode)
+	if resp.StatusCode/100 == 3 {
+		r.Error += fmt.Sprintf(" (a redirect to %q, not followed: check its nodes[].admin URL)", resp.Header.Get("Location"))
+	}
 	if !retryable(resp.StatusCode) {
 		// The peer understood and refused: retrying won't help.
 		r.Error += " (not retried)"
