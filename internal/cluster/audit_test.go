@@ -274,3 +274,25 @@ func TestFanoutDoesNotFollowRedirects(t *testing.T) {
 		t.Errorf("the token reached the redirect's target %d times", leaked.Load())
 	}
 }
+
+// A peer that takes a new operation is back: its backlog is retried on
+// the next pass, not when its backoff (up to minutes) runs out.
+func TestFanoutBackPeerCatchesUpAtOnce(t *testing.T) {
+	addr := downAddr(t)
+	f := newTestFanout(t, "", Peer{"b", "http://" + addr})
+	defer f.Close()
+	now := time.Now()
+	f.Send(context.Background(), "/v1/purge", []byte(`{"tags":["old"]}`))
+	for i := range 5 { // backoff grows to 32s
+		f.retryDue(now.Add(time.Duration(i+2) * time.Minute))
+	}
+	rc := &recorder{}
+	startAt(t, addr, rc)
+	if res := f.Send(context.Background(), "/v1/purge", []byte(`{"tags":["new"]}`))["b"]; res.Error != "" {
+		t.Fatal(res.Error)
+	}
+	f.retryDue(now.Add(6 * time.Minute))
+	if got := strings.Join(rc.got(), " "); got != `{"tags":["new"]} {"tags":["old"]}` {
+		t.Errorf("peer got %s; want the backlog right after the new purge", got)
+	}
+}

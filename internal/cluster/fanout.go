@@ -44,6 +44,7 @@ type Fanout struct {
 	maxPerPeer int
 	qmu        sync.Mutex
 	queued     map[string]int
+	back       map[string]bool // peers that took a new operation while they had a backlog
 	dropped    atomic.Int64
 
 	ctx  context.Context // cancelled by Close: retries in flight stop
@@ -74,7 +75,7 @@ func NewFanout(self string, peers []Peer, token, queuePath string, log *slog.Log
 			// A redirect would carry the token to wherever on the host it
 			// points and turn the POST into a GET; report it instead.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
-		maxPerPeer: MaxQueuedPerPeer, queued: map[string]int{}, done: make(chan struct{})}
+		maxPerPeer: MaxQueuedPerPeer, queued: map[string]int{}, back: map[string]bool{}, done: make(chan struct{})}
 	f.ctx, f.stop = context.WithCancel(context.Background())
 	if queuePath != "" {
 		db, err := bolt.Open(queuePath, 0o600, &bolt.Options{Timeout: 2 * time.Second})
@@ -124,6 +125,14 @@ func (f *Fanout) Send(ctx context.Context, path string, body []byte) map[string]
 		go func(p Peer) {
 			defer wg.Done()
 			res, retry := f.post(ctx, p, path, body)
+			if res.Error == "" {
+				// The peer is up: a backlog it has is due now.
+				f.qmu.Lock()
+				if f.queued[p.Name] > 0 {
+					f.back[p.Name] = true
+				}
+				f.qmu.Unlock()
+			}
 			if res.Error != "" && retry && f.db != nil {
 				err := f.enqueue(queued{Peer: p.Name, Path: path, Body: body, NextAt: time.Now().Add(time.Second)})
 				switch {
@@ -317,11 +326,16 @@ func (f *Fanout) retryDue(now time.Time) {
 }
 
 // retryPeer delivers one peer's due operations in order, stopping at the
-// first that is not due or fails. A nil peer is no longer configured: its
+// first that is not due or fails; all are due once the peer took a new
+// operation from Send (it is back). A nil peer is no longer configured: its
 // operations are dropped.
 func (f *Fanout) retryPeer(peer *Peer, items []queueItem, now time.Time) {
+	f.qmu.Lock()
+	back := f.back[items[0].q.Peer]
+	delete(f.back, items[0].q.Peer)
+	f.qmu.Unlock()
 	for _, it := range items {
-		if peer != nil && it.q.NextAt.After(now) {
+		if peer != nil && it.q.NextAt.After(now) && !back {
 			return
 		}
 		var res Result
