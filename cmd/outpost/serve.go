@@ -90,6 +90,13 @@ func formatLoadError(path string, err error) string {
 
 // serve runs one node until SIGINT/SIGTERM.
 func serve(path, nodeName string, stderr io.Writer) int {
+	// SIGHUP is taken from the start: one while the node starts
+	// (`systemctl reload` just after `start`) would otherwise kill the
+	// process (its default action); it is handled, as a reload, once the
+	// node is up. SIGINT and SIGTERM still stop a start that hangs.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP)
+	defer signal.Stop(sigs)
 	cfg, err := config.Load(path, nodeName)
 	if err != nil {
 		fmt.Fprint(stderr, formatLoadError(path, err))
@@ -168,9 +175,7 @@ func serve(path, nodeName string, stderr io.Writer) int {
 	ready.Store(true)
 	log.Info("outpost started", "version", buildinfo.Version(), "node", cfg.Node, "edge", n.Addr().String(), "admin", adminLn.Addr().String())
 
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
 			log.Info("SIGHUP: reloading config", "path", path)
