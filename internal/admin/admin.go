@@ -93,7 +93,21 @@ func (s *Server) Handle(pattern string, h http.Handler) {
 
 // HandlePublic registers h without auth (health and readiness only).
 func (s *Server) HandlePublic(pattern string, h http.Handler) {
-	s.mux.Handle(pattern, h)
+	s.mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		closeUnreadBody(w, r)
+		h.ServeHTTP(w, r)
+	}))
+}
+
+// closeUnreadBody makes the answer to a request whose body will not be
+// read close the connection. Otherwise Go's server drains the body before
+// it writes the answer, with no deadline (the admin server has none past
+// the headers), so anyone who announces a body and never sends it holds
+// a goroutine and a connection for good.
+func closeUnreadBody(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength != 0 {
+		w.Header().Set("Connection", "close")
+	}
 }
 
 // ServeHTTP implements http.Handler.
@@ -169,6 +183,7 @@ func (s *Server) auth(h http.Handler) http.Handler {
 }
 
 func (s *Server) unauthorized(w http.ResponseWriter, r *http.Request) {
+	closeUnreadBody(w, r)
 	if s.open {
 		httperr.Write(w, r, http.StatusForbidden, "forbidden",
 			"without admin.token the admin API only answers local tools addressing it by a loopback host, not browsers")

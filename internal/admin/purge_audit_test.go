@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"bufio"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/outpost-edge/outpost/cdn"
 	"github.com/outpost-edge/outpost/internal/cluster"
@@ -181,5 +183,34 @@ func TestAuthorizationHeaderTwice(t *testing.T) {
 		if resp.StatusCode != 401 {
 			t.Errorf("%q: %d, want 401", pair, resp.StatusCode)
 		}
+	}
+}
+
+// A client that announces a body and never sends it must not hold a
+// server goroutine and connection after an answer that did not need the
+// body: without a token (401), or on the public health endpoints. Go's
+// server would otherwise wait, with no deadline, to drain the body before
+// even writing the answer.
+func TestUnreadBodyDoesNotHoldTheConnection(t *testing.T) {
+	a := New(auditToken, slog.New(slog.DiscardHandler))
+	a.HandlePublic("GET /healthz", JSONHandler(func() any { return "ok" }))
+	a.Handle("POST /v1/purge", PurgeHandler(nil, nil))
+	srv := serveOn(t, "127.0.0.1", a)
+	for _, c := range []struct{ req, want string }{
+		{"POST /v1/purge HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n{\"all\"", "HTTP/1.1 401"},
+		{"POST /v1/nope HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"all", "HTTP/1.1 401"},
+		{"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\nabc", "HTTP/1.1 200"},
+	} {
+		conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(3 * time.Second))
+		io.WriteString(conn, c.req)
+		got, err := bufio.NewReader(conn).ReadString('\n')
+		if !strings.HasPrefix(got, c.want) {
+			t.Errorf("%q: got %q (%v), want %s at once", strings.Fields(c.req)[1], got, err, c.want)
+		}
+		conn.Close()
 	}
 }
