@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	bolt "go.etcd.io/bbolt"
 )
 
 // The tests run retry passes themselves, at the times they choose.
@@ -294,5 +296,94 @@ func TestFanoutBackPeerCatchesUpAtOnce(t *testing.T) {
 	f.retryDue(now.Add(6 * time.Minute))
 	if got := strings.Join(rc.got(), " "); got != `{"tags":["new"]} {"tags":["old"]}` {
 		t.Errorf("peer got %s; want the backlog right after the new purge", got)
+	}
+}
+
+// The bound is on bytes too: a purge body may be 1 MiB, and 10,000 of
+// them would be 10 GiB of queue.
+func TestFanoutQueueBoundedInBytes(t *testing.T) {
+	f := newTestFanout(t, "", Peer{"b", "http://" + downAddr(t)})
+	defer f.Close()
+	f.maxBytesPerPeer = 3100
+	body := fmt.Appendf(nil, `{"tags":[%q]}`, strings.Repeat("x", 990))
+	for i := range 4 {
+		res := f.Send(context.Background(), "/v1/purge", body)["b"]
+		if full := i == 3; res.Queued == full {
+			t.Errorf("send %d (%d bytes each): %+v", i, len(body), res)
+		}
+	}
+	// Delivering makes room again.
+	rc := &recorder{}
+	startAt(t, strings.TrimPrefix(f.peers[0].Admin, "http://"), rc)
+	f.retryDue(time.Now().Add(time.Hour))
+	if res := f.Send(context.Background(), "/v1/purge", body)["b"]; res.Error != "" || len(rc.got()) != 4 {
+		t.Errorf("after the backlog was delivered: %+v, peer got %d", res, len(rc.got()))
+	}
+	if f.queued["b"] != (backlog{}) {
+		t.Errorf("backlog after delivery: %+v", f.queued["b"])
+	}
+}
+
+// A retry pass reads what it needs: for a peer whose oldest operation is
+// still backing off, that one record, not the peer's whole backlog (up to
+// 64 MiB, every second, while the peer is down).
+func TestFanoutRetryPassReadsOnlyTheHeads(t *testing.T) {
+	f := newTestFanout(t, "", Peer{"b", "http://" + downAddr(t)})
+	defer f.Close()
+	f.db.NoSync = true
+	for range 2000 {
+		if err := f.enqueue(queued{Peer: "b", Path: "/v1/purge", Body: []byte(`{"all":true}`), NextAt: time.Now().Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	allocs := testing.AllocsPerRun(3, func() { f.retryDue(time.Now()) })
+	if allocs > 200 {
+		t.Errorf("a pass over a backlog that is not due made %.0f allocations", allocs)
+	}
+	if f.Pending() != 2000 {
+		t.Errorf("pending %d", f.Pending())
+	}
+}
+
+// A queue written by an earlier version (keys were bare sequence numbers)
+// is taken over at start, in order, and new operations queue behind it.
+func TestFanoutQueueFromEarlierVersion(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "q.db")
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := downAddr(t)
+	if err := db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucket(queueBucket)
+		if err != nil {
+			return err
+		}
+		for i, peer := range []string{"b", "gone", "b"} {
+			id, _ := b.NextSequence()
+			v := fmt.Appendf(nil, `{"peer":%q,"path":"/v1/purge","body":{"tags":["old%d"]},"attempts":3,"next_at":"2026-01-01T00:00:00Z"}`, peer, i)
+			if err := b.Put(binary.BigEndian.AppendUint64(nil, id), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	f := newTestFanout(t, path, Peer{"b", "http://" + addr})
+	defer f.Close()
+	if f.Pending() != 3 {
+		t.Fatalf("pending %d, want the 3 old operations", f.Pending())
+	}
+	f.Send(context.Background(), "/v1/purge", []byte(`{"tags":["new"]}`))
+	rc := &recorder{}
+	startAt(t, addr, rc)
+	f.retryDue(time.Now().Add(time.Hour))
+	if got := strings.Join(rc.got(), " "); got != `{"tags":["old0"]} {"tags":["old2"]} {"tags":["new"]}` {
+		t.Errorf("delivered %s", got)
+	}
+	if f.Pending() != 0 {
+		t.Errorf("pending %d (the operation for a peer no longer configured is dropped)", f.Pending())
 	}
 }

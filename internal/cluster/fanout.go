@@ -40,17 +40,29 @@ type Fanout struct {
 	db     *bolt.DB // nil: no durability (tests, single process)
 	log    *slog.Logger
 
-	// maxPerPeer bounds each peer's queue on disk; queued counts it.
-	maxPerPeer int
-	qmu        sync.Mutex
-	queued     map[string]int
-	back       map[string]bool // peers that took a new operation while they had a backlog
-	dropped    atomic.Int64
+	// maxPerPeer and maxBytesPerPeer bound each peer's queue on disk;
+	// queued counts it.
+	maxPerPeer      int
+	maxBytesPerPeer int
+	qmu             sync.Mutex
+	queued          map[string]backlog
+	back            map[string]bool // peers that took a new operation while they had a backlog
+	dropped         atomic.Int64
 
 	ctx  context.Context // cancelled by Close: retries in flight stop
 	stop context.CancelFunc
 	done chan struct{}
 }
+
+// backlog is what waits for one peer.
+type backlog struct {
+	n     int
+	bytes int
+}
+
+// MaxQueuedBytesPerPeer bounds the bodies waiting for one peer (a purge
+// body may be up to 1 MiB).
+const MaxQueuedBytesPerPeer = 64 << 20
 
 // MaxQueuedPerPeer is how many operations wait for one peer at most; more
 // are reported as not queued (and counted in Dropped).
@@ -75,7 +87,7 @@ func NewFanout(self string, peers []Peer, token, queuePath string, log *slog.Log
 			// A redirect would carry the token to wherever on the host it
 			// points and turn the POST into a GET; report it instead.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
-		maxPerPeer: MaxQueuedPerPeer, queued: map[string]int{}, back: map[string]bool{}, done: make(chan struct{})}
+		maxPerPeer: MaxQueuedPerPeer, maxBytesPerPeer: MaxQueuedBytesPerPeer, queued: map[string]backlog{}, back: map[string]bool{}, done: make(chan struct{})}
 	f.ctx, f.stop = context.WithCancel(context.Background())
 	if queuePath != "" {
 		db, err := bolt.Open(queuePath, 0o600, &bolt.Options{Timeout: 2 * time.Second})
@@ -87,13 +99,31 @@ func NewFanout(self string, peers []Peer, token, queuePath string, log *slog.Log
 			if err != nil {
 				return err
 			}
-			return b.ForEach(func(_, v []byte) error {
+			// Queues written before keys were grouped by peer had the
+			// bare sequence number as the key: move them, in order.
+			type move struct{ k, v []byte }
+			var old []move
+			err = b.ForEach(func(k, v []byte) error {
 				var q queued
 				if json.Unmarshal(v, &q) == nil {
-					f.queued[q.Peer]++
+					f.queued[q.Peer] = f.queued[q.Peer].add(len(q.Body))
+					if len(k) == 8 {
+						old = append(old, move{append([]byte(nil), k...), append([]byte(nil), v...)})
+					}
 				}
 				return nil
 			})
+			for _, m := range old {
+				var q queued
+				_ = json.Unmarshal(m.v, &q)
+				if err == nil {
+					err = b.Put(queueKey(q.Peer, binary.BigEndian.Uint64(m.k)), m.v)
+				}
+				if err == nil {
+					err = b.Delete(m.k)
+				}
+			}
+			return err
 		}); err != nil {
 			db.Close()
 			return nil, err
@@ -128,7 +158,7 @@ func (f *Fanout) Send(ctx context.Context, path string, body []byte) map[string]
 			if res.Error == "" {
 				// The peer is up: a backlog it has is due now.
 				f.qmu.Lock()
-				if f.queued[p.Name] > 0 {
+				if f.queued[p.Name].n > 0 {
 					f.back[p.Name] = true
 				}
 				f.qmu.Unlock()
@@ -140,9 +170,9 @@ func (f *Fanout) Send(ctx context.Context, path string, body []byte) map[string]
 					res.Queued = true
 				case errors.Is(err, ErrQueueFull):
 					f.dropped.Add(1)
-					res.Error += fmt.Sprintf("; not queued: the retry queue for this peer is full (%d operations)", f.maxPerPeer)
+					res.Error += fmt.Sprintf("; not queued: the retry queue for this peer is full (%d operations or %d KiB at most)", f.maxPerPeer, f.maxBytesPerPeer>>10)
 					if f.log != nil {
-						f.log.Error("admin operation not queued for a peer: its retry queue is full", "peer", p.Name, "path", path, "max", f.maxPerPeer)
+						f.log.Error("admin operation not queued for a peer: its retry queue is full", "peer", p.Name, "path", path, "max", f.maxPerPeer, "max_bytes", f.maxBytesPerPeer)
 					}
 				default:
 					res.Error += "; not queued: " + err.Error()
@@ -206,31 +236,41 @@ func retryable(status int) bool {
 }
 
 // ErrQueueFull is returned by enqueue when a peer already has
-// maxPerPeer operations waiting.
+// maxPerPeer operations or maxBytesPerPeer bytes waiting.
 var ErrQueueFull = errors.New("fanout: retry queue full")
 
 func (f *Fanout) enqueue(q queued) error {
 	f.qmu.Lock()
 	defer f.qmu.Unlock()
-	if f.queued[q.Peer] >= f.maxPerPeer {
+	if b := f.queued[q.Peer]; b.n >= f.maxPerPeer || b.bytes+len(q.Body) > f.maxBytesPerPeer {
 		return ErrQueueFull
 	}
 	err := f.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(queueBucket)
 		id, _ := b.NextSequence()
 		v, _ := json.Marshal(q)
-		return b.Put(u64(id), v)
+		return b.Put(queueKey(q.Peer, id), v)
 	})
 	if err == nil {
-		f.queued[q.Peer]++
+		f.queued[q.Peer] = f.queued[q.Peer].add(len(q.Body))
 	}
 	return err
 }
 
-func u64(v uint64) []byte {
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], v)
-	return b[:]
+// add counts one more operation of size bytes; remove one fewer.
+func (b backlog) add(size int) backlog    { return backlog{b.n + 1, b.bytes + size} }
+func (b backlog) remove(size int) backlog { return backlog{b.n - 1, b.bytes - size} }
+
+// queueKey is the key of a peer's operation number seq: each peer's
+// operations are together, oldest first, after peerPrefix(peer).
+func queueKey(peer string, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(peerPrefix(peer), seq)
+}
+
+func peerPrefix(peer string) []byte {
+	k := make([]byte, 0, 2+len(peer)+8)
+	k = binary.BigEndian.AppendUint16(k, uint16(len(peer)))
+	return append(k, peer...)
 }
 
 // Pending reports how many operations wait in the retry queue.
@@ -288,86 +328,103 @@ func (f *Fanout) retryLoop() {
 // retryEvery is how often the queue is scanned for due operations.
 var retryEvery = time.Second
 
-type queueItem struct {
-	key []byte
-	q   queued
-}
-
 // retryDue retries the queued operations that are due, each peer's in the
 // order they were made and peers side by side: a peer's operations wait
 // behind its oldest one, so nothing overtakes an operation still backing
 // off, and a peer that fails costs one attempt per pass.
 func (f *Fanout) retryDue(now time.Time) {
-	byPeer := map[string][]queueItem{}
-	_ = f.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(queueBucket).ForEach(func(k, v []byte) error {
-			var q queued
-			if json.Unmarshal(v, &q) == nil {
-				byPeer[q.Peer] = append(byPeer[q.Peer], queueItem{append([]byte(nil), k...), q})
-			}
-			return nil
-		})
-	})
-	var wg sync.WaitGroup
-	for name, items := range byPeer {
-		var peer *Peer
-		for i := range f.peers {
-			if f.peers[i].Name == name {
-				peer = &f.peers[i]
-			}
+	f.qmu.Lock()
+	var names []string
+	for name, b := range f.queued {
+		if b.n > 0 {
+			names = append(names, name)
 		}
+	}
+	f.qmu.Unlock()
+	var wg sync.WaitGroup
+	for _, name := range names {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			f.retryPeer(peer, items, now)
+			f.retryPeer(name, now)
 		}()
 	}
 	wg.Wait()
 }
 
-// retryPeer delivers one peer's due operations in order, stopping at the
+// head reads the oldest operation queued for peer name; key is nil when
+// there is none, q is zero when its record does not decode.
+func (f *Fanout) head(name string) (key []byte, q queued, ok bool) {
+	prefix := peerPrefix(name)
+	_ = f.db.View(func(tx *bolt.Tx) error {
+		k, v := tx.Bucket(queueBucket).Cursor().Seek(prefix)
+		if k != nil && bytes.HasPrefix(k, prefix) {
+			key = append([]byte(nil), k...)
+			ok = json.Unmarshal(v, &q) == nil
+		}
+		return nil
+	})
+	return key, q, ok
+}
+
+// retryPeer delivers peer name's due operations in order, stopping at the
 // first that is not due or fails; all are due once the peer took a new
-// operation from Send (it is back). A nil peer is no longer configured: its
-// operations are dropped.
-func (f *Fanout) retryPeer(peer *Peer, items []queueItem, now time.Time) {
+// operation from Send (it is back). The operations of a peer no longer
+// configured are dropped.
+func (f *Fanout) retryPeer(name string, now time.Time) {
+	var peer *Peer
+	for i := range f.peers {
+		if f.peers[i].Name == name {
+			peer = &f.peers[i]
+		}
+	}
 	f.qmu.Lock()
-	back := f.back[items[0].q.Peer]
-	delete(f.back, items[0].q.Peer)
+	back := f.back[name]
+	delete(f.back, name)
 	f.qmu.Unlock()
-	for _, it := range items {
-		if peer != nil && it.q.NextAt.After(now) && !back {
+	for {
+		key, q, ok := f.head(name)
+		if key == nil {
+			return
+		}
+		if !ok { // unreadable: it would block the rest for good
+			_ = f.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(queueBucket).Delete(key) })
+			continue
+		}
+		if peer != nil && q.NextAt.After(now) && !back {
 			return
 		}
 		var res Result
 		retry := false
 		if peer != nil {
 			ctx, cancel := context.WithTimeout(f.ctx, 10*time.Second)
-			res, retry = f.post(ctx, *peer, it.q.Path, it.q.Body)
+			res, retry = f.post(ctx, *peer, q.Path, q.Body)
 			cancel()
 			if f.ctx.Err() != nil {
 				return // closing: the operation stays queued for the next start
 			}
 		}
 		if res.Error != "" && retry {
-			it.q.Attempts++
-			backoff := time.Second << min(it.q.Attempts, 9) // up to ~8.5 min
-			it.q.NextAt = now.Add(backoff)
-			v, _ := json.Marshal(it.q)
-			_ = f.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(queueBucket).Put(it.key, v) })
+			q.Attempts++
+			backoff := time.Second << min(q.Attempts, 9) // up to ~8.5 min
+			q.NextAt = now.Add(backoff)
+			v, _ := json.Marshal(q)
+			_ = f.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(queueBucket).Put(key, v) })
 			return
 		}
 		if f.log != nil && peer != nil {
 			if res.Error == "" {
-				f.log.Info("queued admin operation delivered", "peer", peer.Name, "path", it.q.Path, "attempts", it.q.Attempts+1)
+				f.log.Info("queued admin operation delivered", "peer", name, "path", q.Path, "attempts", q.Attempts+1)
 			} else {
-				f.log.Warn("queued admin operation refused by the peer; dropped", "peer", peer.Name, "path", it.q.Path, "error", res.Error)
+				f.log.Warn("queued admin operation refused by the peer; dropped", "peer", name, "path", q.Path, "error", res.Error)
 			}
 		}
-		if f.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(queueBucket).Delete(it.key) }) == nil {
-			f.qmu.Lock()
-			f.queued[it.q.Peer]--
-			f.qmu.Unlock()
+		if err := f.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(queueBucket).Delete(key) }); err != nil {
+			return
 		}
+		f.qmu.Lock()
+		f.queued[name] = f.queued[name].remove(len(q.Body))
+		f.qmu.Unlock()
 	}
 }
 
