@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -387,3 +388,50 @@ func TestFanoutQueueFromEarlierVersion(t *testing.T) {
 		t.Errorf("pending %d (the operation for a peer no longer configured is dropped)", f.Pending())
 	}
 }
+
+// The token travels to peers and nowhere else: not into the log, whatever
+// happens to the operation (refused, queued, full, delivered, dropped),
+// and not into the results the admin API shows.
+func TestFanoutNeverShowsToken(t *testing.T) {
+	const token = "s3cret-fanout-token-0123456789"
+	var log strings.Builder
+	var mu sync.Mutex
+	w := writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return log.Write(p) })
+	status := atomic.Int32{}
+	status.Store(401)
+	peer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(int(status.Load()))
+		io.WriteString(w, `{}`)
+	}))
+	defer peer.Close()
+	f, err := NewFanout("self", []Peer{{"p", peer.URL}, {"down", "http://" + downAddr(t)}}, token,
+		filepath.Join(t.TempDir(), "q.db"), slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	f.maxPerPeer = 1
+	var shown strings.Builder
+	for range 3 {
+		for _, res := range f.Send(context.Background(), "/v1/purge", []byte(`{"all":true}`)) {
+			fmt.Fprintf(&shown, "%+v %s\n", res, res.Result)
+		}
+	}
+	status.Store(400)
+	f.retryDue(time.Now().Add(time.Hour))
+	status.Store(200)
+	f.Send(context.Background(), "/v1/purge", []byte(`{"all":true}`))
+	f.retryDue(time.Now().Add(2 * time.Hour))
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Contains(log.String()+shown.String(), "s3cret") {
+		t.Errorf("token shown:\nlog: %s\nresults: %s", log.String(), shown.String())
+	}
+	if !strings.Contains(log.String(), "retry queue is full") {
+		t.Errorf("the log does not say the queue was full:\n%s", log.String())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -412,10 +412,13 @@ func (f *Fanout) retryPeer(name string, now time.Time) {
 			_ = f.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(queueBucket).Put(key, v) })
 			return
 		}
-		if f.log != nil && peer != nil {
-			if res.Error == "" {
+		if f.log != nil {
+			switch {
+			case peer == nil:
+				f.log.Warn("queued admin operation dropped: the peer is no longer in the config", "peer", name, "path", q.Path)
+			case res.Error == "":
 				f.log.Info("queued admin operation delivered", "peer", name, "path", q.Path, "attempts", q.Attempts+1)
-			} else {
+			default:
 				f.log.Warn("queued admin operation refused by the peer; dropped", "peer", name, "path", q.Path, "error", res.Error)
 			}
 		}
