@@ -214,6 +214,14 @@ func (l *purgeLog) since(seq uint64, key string, tags []string) (hard, soft bool
 	return hard, soft
 }
 
+// Check reports the first URL or prefix the cache could not key (not an
+// absolute http(s) URL, or a host no stored entry can have), so a purge
+// can be refused before anything is purged.
+func (req PurgeRequest) Check() error {
+	_, err := compileSelection(req)
+	return err
+}
+
 // purgeKey turns an absolute URL into the scheme-less part of a cache key.
 func purgeKey(raw string) (string, error) {
 	u, err := url.Parse(strings.TrimSpace(raw))

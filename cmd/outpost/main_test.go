@@ -198,16 +198,7 @@ func TestServeRefusesSharedDataDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { first.Process.Signal(syscall.SIGTERM); first.Wait() }()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if b, _ := os.ReadFile(filepath.Join(data, "outpost.lock")); strings.TrimSpace(string(b)) == fmt.Sprint(first.Process.Pid) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("first process never locked the data directory")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitForLock(t, data, first.Process.Pid, 20*time.Millisecond)
 	var stderr bytes.Buffer
 	second := outpost("serve", "--config", config())
 	second.Stderr = &stderr
@@ -224,6 +215,36 @@ func TestServeRefusesSharedDataDir(t *testing.T) {
 	}
 }
 
+// startServe starts `outpost serve` on the config text cfg.
+func startServe(t *testing.T, cfg string) *exec.Cmd {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "outpost.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := outpost("serve", "--config", path)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd
+}
+
+// waitForLock waits, polling every poll, until the lock file of data
+// names pid: that process is starting with data as its data directory.
+func waitForLock(t *testing.T, data string, pid int, poll time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if b, _ := os.ReadFile(filepath.Join(data, "outpost.lock")); strings.TrimSpace(string(b)) == fmt.Sprint(pid) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d never locked the data directory", pid)
+		}
+		time.Sleep(poll)
+	}
+}
+
 // TestServeShutdownDelay: after SIGTERM with edge.shutdown_delay set, the
 // node keeps serving while its health endpoints (the edge's, which peers'
 // DNS probes, and the admin /readyz) answer 503; a second SIGTERM ends the
@@ -232,16 +253,8 @@ func TestServeShutdownDelay(t *testing.T) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "a") }))
 	defer up.Close()
 	edgeAddr, adminAddr := freePort(t), freePort(t)
-	path := filepath.Join(t.TempDir(), "outpost.yaml")
-	cfg := fmt.Sprintf("node: n1\nedge: {listen: %q, shutdown_delay: 5m}\nadmin: {listen: %q, token: %q}\nroutes:\n  - {name: app, upstream: %q}\n",
-		edgeAddr, adminAddr, "test-token-0123456789", up.URL)
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := outpost("serve", "--config", path)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd := startServe(t, fmt.Sprintf("node: n1\nedge: {listen: %q, shutdown_delay: 5m}\nadmin: {listen: %q, token: %q}\nroutes:\n  - {name: app, upstream: %q}\n",
+		edgeAddr, adminAddr, "test-token-0123456789", up.URL))
 	defer cmd.Process.Kill()
 	status := func(url string) int {
 		resp, err := http.Get(url)

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -173,6 +174,15 @@ func TestProxyQuickMode(t *testing.T) {
 	})
 }
 
+// purgeAll runs `outpost purge --all` against the admin API at url.
+func purgeAll(url string) (stdout []byte, stderr *bytes.Buffer, code int) {
+	cmd := outpost("purge", "--admin", url, "--token", "tok-0123456789abcdef", "--all")
+	stderr = &bytes.Buffer{}
+	cmd.Stderr = stderr
+	stdout, _ = cmd.Output()
+	return stdout, stderr, cmd.ProcessState.ExitCode()
+}
+
 // TestPurgeReportsPartial: a purge some node did not apply (207) exits 3
 // and names the nodes, so a deploy script does not take it for done.
 func TestPurgeReportsPartial(t *testing.T) {
@@ -185,11 +195,8 @@ func TestPurgeReportsPartial(t *testing.T) {
 		fmt.Fprint(w, `{"purged":2,"nodes":{"eu":{"purged":2,"applied":true},"us":{"purged":0,"applied":false,"queued":true,"error":"connection refused"},"ap":{"purged":0,"applied":false,"error":"500 internal"}}}`)
 	}))
 	defer adm.Close()
-	cmd := outpost("purge", "--admin", adm.URL, "--token", "tok-0123456789abcdef", "--all")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, _ := cmd.Output()
-	if code := cmd.ProcessState.ExitCode(); code != 3 {
+	out, stderr, code := purgeAll(adm.URL)
+	if code != 3 {
 		t.Fatalf("exit %d, want 3; stdout %s stderr %s", code, out, stderr.String())
 	}
 	want := "not applied everywhere: ap (500 internal), us (queued: applied when it is back)"
@@ -198,5 +205,33 @@ func TestPurgeReportsPartial(t *testing.T) {
 	}
 	if !strings.Contains(string(out), `"purged":2`) {
 		t.Errorf("stdout lacks the response: %s", out)
+	}
+}
+
+// TestPurgeDoesNotFollowRedirects: an --admin URL that redirects (a
+// proxy's http→https hop, a wrong port) is reported, not followed: Go's
+// client would resend the token to whatever port of that host the
+// redirect names, as a GET without the purge, and a 200 page there would
+// read as success.
+func TestPurgeDoesNotFollowRedirects(t *testing.T) {
+	var leaked atomic.Int32
+	page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "" {
+			leaked.Add(1)
+		}
+		fmt.Fprint(w, `{"purged":0,"nodes":{}}`)
+	}))
+	defer page.Close()
+	adm := httptest.NewServer(http.RedirectHandler(page.URL+"/v1/purge", http.StatusFound))
+	defer adm.Close()
+	out, stderr, code := purgeAll(adm.URL)
+	if code != 1 {
+		t.Errorf("exit %d, want 1; stdout %s stderr %s", code, out, stderr.String())
+	}
+	if !strings.Contains(string(out)+stderr.String(), page.URL) {
+		t.Errorf("the redirect is not named: stdout %s stderr %s", out, stderr.String())
+	}
+	if leaked.Load() != 0 {
+		t.Error("the token was sent to the redirect's target")
 	}
 }

@@ -100,6 +100,10 @@ func notApplied(body string) string {
 	return strings.Join(out, ", ")
 }
 
+// adminClient does not follow redirects: one would carry the token to
+// wherever on the host it points, and turn a POST into a GET.
+var adminClient = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
 // adminCall sends one JSON request to the admin API and returns the
 // response body, an exit code (0 for 2xx, 1 otherwise) and the HTTP status
 // (0 when there was no answer).
@@ -119,11 +123,15 @@ func adminCall(method, base, path, token string, body any) (string, int, int) {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := adminClient.Do(req)
 	if err != nil {
 		return fmt.Sprintf("outpost: admin API unreachable: %v\n", err), 1, 0
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode/100 == 3 {
+		return fmt.Sprintf("outpost: the admin API answered %d, a redirect to %q; not followed (it would carry the token there): point --admin at the API itself\n",
+			resp.StatusCode, resp.Header.Get("Location")), 1, resp.StatusCode
+	}
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if resp.StatusCode/100 != 2 {
 		return string(b), 1, resp.StatusCode

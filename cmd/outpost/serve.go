@@ -90,6 +90,13 @@ func formatLoadError(path string, err error) string {
 
 // serve runs one node until SIGINT/SIGTERM.
 func serve(path, nodeName string, stderr io.Writer) int {
+	// SIGHUP is taken from the start: one while the node starts
+	// (`systemctl reload` just after `start`) would otherwise kill the
+	// process (its default action); it is handled, as a reload, once the
+	// node is up. SIGINT and SIGTERM still stop a start that hangs.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP)
+	defer signal.Stop(sigs)
 	cfg, err := config.Load(path, nodeName)
 	if err != nil {
 		fmt.Fprint(stderr, formatLoadError(path, err))
@@ -127,26 +134,7 @@ func serve(path, nodeName string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "outpost: %v\n", err)
 		return 1
 	}
-	reload := func() (uint64, error) {
-		newCfg, err := config.Load(path, nodeName)
-		if err != nil {
-			log.Error("reload rejected; the old config stays", "errors", config.Format(err))
-			return n.Generation(), err
-		}
-		if err := lockLater(newCfg); err != nil {
-			log.Error("reload rejected; the old config stays", "error", err)
-			return n.Generation(), err
-		}
-		gen, err := n.Apply(newCfg)
-		var partial *configerr.Partial
-		switch {
-		case errors.As(err, &partial):
-			log.Error("reload applied with errors; the new config runs except for the failed part", "generation", gen, "error", partial.Err)
-		case err != nil:
-			log.Error("reload failed; the old config stays", "error", err)
-		}
-		return gen, err
-	}
+	reload := newReload(path, nodeName, n, lockLater, log)
 	var ready atomic.Bool
 	adm := newAdmin(cfg.Admin.Token, log, reg, reload, func() any { return nodeStatus(n) }, ready.Load)
 	fan, err := peerFanout(cfg, log)
@@ -156,6 +144,10 @@ func serve(path, nodeName string, stderr io.Writer) int {
 	}
 	if fan != nil {
 		defer fan.Close()
+		if err := fan.Register(reg); err != nil {
+			fmt.Fprintf(stderr, "outpost: %v\n", err)
+			return 1
+		}
 	}
 	n.MountAdmin(adm, fan)
 	var targets []admin.PurgeTarget
@@ -183,9 +175,7 @@ func serve(path, nodeName string, stderr io.Writer) int {
 	ready.Store(true)
 	log.Info("outpost started", "version", buildinfo.Version(), "node", cfg.Node, "edge", n.Addr().String(), "admin", adminLn.Addr().String())
 
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
 			log.Info("SIGHUP: reloading config", "path", path)
@@ -206,6 +196,39 @@ func serve(path, nodeName string, stderr io.Writer) int {
 	_ = adminSrv.Shutdown(ctx)
 	log.Info("stopped")
 	return code
+}
+
+// loadConfig reads the config file for a reload (a seam for tests).
+var loadConfig = config.Load
+
+// newReload returns the reload that SIGHUP and POST /v1/reload share. One
+// reload runs at a time, from reading the file to applying it: two
+// overlapping reloads could otherwise apply in the other order, leaving
+// the older read of the file in force.
+func newReload(path, nodeName string, n *node.Node, lockLater func(*config.Config) error, log *slog.Logger) admin.ReloadFunc {
+	var mu sync.Mutex
+	return func() (uint64, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		newCfg, err := loadConfig(path, nodeName)
+		if err != nil {
+			log.Error("reload rejected; the old config stays", "errors", config.Format(err))
+			return n.Generation(), err
+		}
+		if err := lockLater(newCfg); err != nil {
+			log.Error("reload rejected; the old config stays", "error", err)
+			return n.Generation(), err
+		}
+		gen, err := n.Apply(newCfg)
+		var partial *configerr.Partial
+		switch {
+		case errors.As(err, &partial):
+			log.Error("reload applied with errors; the new config runs except for the failed part", "generation", gen, "error", partial.Err)
+		case err != nil:
+			log.Error("reload failed; the old config stays", "error", err)
+		}
+		return gen, err
+	}
 }
 
 // drain keeps the node serving for edge.shutdown_delay with its health

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -92,7 +93,21 @@ func (s *Server) Handle(pattern string, h http.Handler) {
 
 // HandlePublic registers h without auth (health and readiness only).
 func (s *Server) HandlePublic(pattern string, h http.Handler) {
-	s.mux.Handle(pattern, h)
+	s.mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		closeUnreadBody(w, r)
+		h.ServeHTTP(w, r)
+	}))
+}
+
+// closeUnreadBody makes the answer to a request whose body will not be
+// read close the connection. Otherwise Go's server drains the body before
+// it writes the answer, with no deadline (the admin server has none past
+// the headers), so anyone who announces a body and never sends it holds
+// a goroutine and a connection for good.
+func closeUnreadBody(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength != 0 {
+		w.Header().Set("Connection", "close")
+	}
 }
 
 // ServeHTTP implements http.Handler.
@@ -119,8 +134,14 @@ func (s *Server) authorized(r *http.Request) bool {
 	if s.open {
 		return localTool(r)
 	}
+	// Authorization is a singleton field; two copies (one perhaps added by
+	// a proxy) are ambiguous, so neither counts.
+	fields := r.Header.Values("Authorization")
+	if len(fields) != 1 {
+		return false
+	}
 	// RFC 9110 §11.1: the scheme is case-insensitive.
-	scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	scheme, got, ok := strings.Cut(fields[0], " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return false
 	}
@@ -162,6 +183,7 @@ func (s *Server) auth(h http.Handler) http.Handler {
 }
 
 func (s *Server) unauthorized(w http.ResponseWriter, r *http.Request) {
+	closeUnreadBody(w, r)
 	if s.open {
 		httperr.Write(w, r, http.StatusForbidden, "forbidden",
 			"without admin.token the admin API only answers local tools addressing it by a loopback host, not browsers")
@@ -221,6 +243,9 @@ func ReadJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("invalid JSON body: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("invalid JSON body: more after the JSON document")
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -55,6 +56,10 @@ func PurgeHandler(local []PurgeTarget, fan *cluster.Fanout) http.Handler {
 				}
 			}
 		}
+		if err := req.Check(); err != nil {
+			httperr.Write(w, r, http.StatusBadRequest, "bad_request", err.Error())
+			return
+		}
 		resp := PurgeResponse{Nodes: map[string]NodePurge{}}
 		for _, t := range local {
 			res, err := t.Cache.Purge(r.Context(), req)
@@ -73,6 +78,14 @@ func PurgeHandler(local []PurgeTarget, fan *cluster.Fanout) http.Handler {
 				if res.Error == "" && json.NewDecoder(bytes.NewReader(res.Result)).Decode(&pr) == nil {
 					np.Purged, np.Applied = pr.Purged, true
 					resp.Purged += pr.Purged
+					// The peer took the request; whether its cache applied
+					// it is in its own answer (207 when it did not). A
+					// pushed purge touches only the peer's own caches.
+					for _, own := range pr.Nodes {
+						if !own.Applied {
+							np.Applied, np.Error = false, cmp.Or(own.Error, "the peer did not apply the purge")
+						}
+					}
 				}
 				resp.Nodes[name] = np
 			}

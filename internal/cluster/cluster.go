@@ -6,6 +6,7 @@ package cluster
 import (
 	"net/netip"
 	"net/url"
+	"strings"
 
 	"github.com/outpost-edge/outpost/internal/configerr"
 )
@@ -61,6 +62,9 @@ func (n *Node) Validate() error {
 		u, err := url.Parse(f.v)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			l.Addf(f.name, "want an http(s) URL, got %q", f.v)
+		} else if f.name == "admin" && (u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.HasSuffix(f.v, "#")) {
+			// API paths are appended to it: a query or fragment would swallow them.
+			l.Addf(f.name, "want a base URL without query or fragment (API paths are appended to it), got %q", f.v)
 		}
 	}
 	return l.Err()

@@ -144,10 +144,13 @@ func (p *PeerPush) send(ctx context.Context, method string, peer Peer, body []by
 	if p.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+p.Token)
 	}
-	client := p.Client
-	if client == nil {
-		client = http.DefaultClient
+	client := http.Client{}
+	if p.Client != nil {
+		client = *p.Client
 	}
+	// A redirect would carry the token to wherever on the host it points,
+	// as a GET that stores nothing; it is an error here.
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	resp, err := client.Do(req)
 	if err != nil {
 		return err
