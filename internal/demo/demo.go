@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -85,6 +86,10 @@ type Demo struct {
 	swept     chan struct{}
 	started   time.Time
 	secrets   map[string]string
+	// reloadMu runs reloads one at a time, from reading the file to the
+	// last node applying it, so overlapping reloads cannot leave the
+	// edges on different versions.
+	reloadMu sync.Mutex
 }
 
 // Start brings the network up; on error everything already started is
@@ -199,8 +204,12 @@ func Start(o Options) (d *Demo, err error) {
 	if err != nil {
 		return d, err
 	}
+	data, err := d.readConfig()
+	if err != nil {
+		return d, err
+	}
 	for _, e := range Edges {
-		cfg, err := d.nodeConfig(e)
+		cfg, err := d.nodeConfig(e, data)
 		if err != nil {
 			return d, errors.New(config.Format(err))
 		}
@@ -246,13 +255,15 @@ func listenError(err error) error {
 	return err
 }
 
-// nodeConfig loads $DATA/demo.yaml as node e.
-func (d *Demo) nodeConfig(e Edge) (*config.Config, error) {
+// readConfig reads $DATA/demo.yaml once for every node, so all three
+// load the same version of it.
+func (d *Demo) readConfig() ([]byte, error) {
+	return os.ReadFile(filepath.Join(d.DataDir, "demo.yaml"))
+}
+
+// nodeConfig loads data, read from $DATA/demo.yaml, as node e.
+func (d *Demo) nodeConfig(e Edge, data []byte) (*config.Config, error) {
 	path := filepath.Join(d.DataDir, "demo.yaml")
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
 	lookup := func(k string) (string, bool) {
 		switch k {
 		case "OUTPOST_NODE":
@@ -325,12 +336,18 @@ func (d *Demo) signingKey() (ed25519.PrivateKey, error) {
 	return sk, nil
 }
 
-// Reload re-reads $DATA/demo.yaml for every node. All three configs are
-// loaded and validated before any is applied.
+// Reload re-reads $DATA/demo.yaml, once, for every node. All three
+// configs are loaded and validated before any is applied.
 func (d *Demo) Reload() (uint64, error) {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	data, err := d.readConfig()
+	if err != nil {
+		return d.nodes[0].Generation(), err
+	}
 	cfgs := make([]*config.Config, len(Edges))
 	for i, e := range Edges {
-		cfg, err := d.nodeConfig(e)
+		cfg, err := d.nodeConfig(e, data)
 		if err != nil {
 			return d.nodes[0].Generation(), err
 		}

@@ -166,6 +166,57 @@ func TestDemoWalksTheSeedFlow(t *testing.T) {
 		}
 	}
 
+	// 7b. Edit demo.yaml and reload twice at once: every edge serves the
+	// new route (both reloads read the same file, one at a time).
+	path := filepath.Join(d.DataDir, "demo.yaml")
+	yaml, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := strings.Replace(string(yaml), "\nroutes:\n", `
+routes:
+  - name: reloaded
+    path_prefix: /reloaded/
+    pool: origin
+    gateway: {auth: {mode: none}, response: {set: {X-Reloaded: "yes"}}}
+`, 1)
+	if edited == string(yaml) {
+		t.Fatal("no routes: line in demo.yaml")
+	}
+	if err := os.WriteFile(path, []byte(edited), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reloads := make(chan error, 2)
+	for range 2 {
+		go func() { // no t.Fatal off the test goroutine
+			req, _ := http.NewRequest("POST", "http://"+AdminAddr+"/v1/reload", nil)
+			req.Header.Set("Authorization", "Bearer "+token)
+			resp, err := client.Do(req)
+			if err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					err = fmt.Errorf("%d %s", resp.StatusCode, b)
+				}
+			}
+			reloads <- err
+		}()
+	}
+	for range 2 {
+		if err := <-reloads; err != nil {
+			t.Errorf("reload: %v", err)
+		}
+	}
+	gen := d.Node(Edges[0].Name).Generation()
+	for _, e := range Edges {
+		if r := get(t, client, "http://"+e.EdgeAddr()+"/reloaded/x", nil); r.header.Get("X-Reloaded") != "yes" {
+			t.Errorf("%s after the reload: %d, X-Reloaded %q", e.Name, r.status, r.header.Get("X-Reloaded"))
+		}
+		if g := d.Node(e.Name).Generation(); g != gen {
+			t.Errorf("%s on config generation %d, eu on %d", e.Name, g, gen)
+		}
+	}
+
 	// 8. Exceed the login rate limit (10/min per client IP) → 429 with Retry-After.
 	var limited *result
 	for i := 0; i < 15 && limited == nil; i++ {
