@@ -261,6 +261,11 @@ func (rt *route) forward(w http.ResponseWriter, r *http.Request, info *reqinfo.I
 		ctx, cancel = context.WithTimeout(ctx, rt.timeout)
 		defer cancel()
 	}
+	if id != nil {
+		// The credential is removed below, before the cache: the mark
+		// keeps the cache from sharing this caller's responses.
+		ctx = reqinfo.WithAuthenticated(ctx)
+	}
 	out := r.WithContext(ctx)
 	out.Header = r.Header.Clone()
 	u := *r.URL

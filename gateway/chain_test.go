@@ -1,0 +1,115 @@
+package gateway
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/outpost-edge/outpost/cdn"
+	"github.com/outpost-edge/outpost/origin/identity"
+)
+
+// TestCacheNeverSharesAuthenticatedResponses: the gateway removes the
+// credential before the cache (gateway → cache → proxy), so the cache must
+// still treat the request as one with Authorization (RFC 9111 §3.5): a
+// response the origin made for one caller, with a plain max-age, is not
+// stored and served to another caller or to anonymous ones. Explicitly
+// shareable responses (public, s-maxage) are still cached.
+func TestCacheNeverSharesAuthenticatedResponses(t *testing.T) {
+	const alice, bob = "opk_alice-0123456789abcdef", "opk_bob-0123456789abcdefgh"
+	for _, tc := range []struct {
+		name, cacheControl string
+		credential         string // header carrying the key
+		forward            bool
+		shared             bool // the second and third callers get alice's answer
+	}{
+		{"x-api-key max-age", "max-age=60", "X-Api-Key", false, false},
+		{"bearer max-age", "max-age=60", "Authorization", false, false},
+		{"bearer forwarded", "max-age=60", "Authorization", true, false},
+		{"x-api-key forwarded", "max-age=60", "X-Api-Key", true, false},
+		{"public", "public, max-age=60", "X-Api-Key", false, true},
+		{"s-maxage", "s-maxage=60", "Authorization", false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var hits atomic.Int32
+			orig := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				hits.Add(1)
+				id, err := identity.Verify(r, []byte(testSecret), time.Now(), time.Hour)
+				if err != nil {
+					http.Error(w, err.Error(), http.StatusUnauthorized)
+					return
+				}
+				w.Header().Set("Cache-Control", tc.cacheControl)
+				io.WriteString(w, "profile of "+id.User)
+			}))
+			defer orig.Close()
+			cc := cdn.Config{Dir: t.TempDir()}
+			cc.SetDefaults()
+			c, err := cdn.New(cc, cdn.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			st, err := NewState(StateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := Config{IdentitySecret: testSecret, APIKeys: []APIKeyConfig{
+				{ID: "a", Hash: HashKey(alice), Owner: "alice"},
+				{ID: "b", Hash: HashKey(bob), Owner: "bob"},
+			}}
+			cfg.SetDefaults()
+			gw, err := New(cfg, st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rc := RouteConfig{Auth: AuthConfig{Mode: ModeOptional, ForwardCredentials: tc.forward}}
+			rc.SetDefaults()
+			h, err := gw.Handler("api", rc, c.Handler("api", cdn.RouteConfig{}, proxyTo(orig.URL)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			front := httptest.NewServer((&infoRecorder{}).wrap(h))
+			defer front.Close()
+			get := func(key string) string {
+				req, _ := http.NewRequest("GET", front.URL+"/me", nil)
+				switch {
+				case key == "":
+				case tc.credential == "Authorization":
+					req.Header.Set("Authorization", "Bearer "+key)
+				default:
+					req.Header.Set(tc.credential, key)
+				}
+				resp, err := front.Client().Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				b, _ := io.ReadAll(resp.Body)
+				if resp.StatusCode != 200 {
+					t.Fatalf("status %d: %s", resp.StatusCode, b)
+				}
+				return string(b)
+			}
+			if got := get(alice); got != "profile of alice" {
+				t.Fatalf("alice got %q", got)
+			}
+			bobGot, anonGot := get(bob), get("")
+			if tc.shared {
+				if bobGot != "profile of alice" || hits.Load() != 1 {
+					t.Fatalf("shareable response not cached: bob got %q, origin hits %d", bobGot, hits.Load())
+				}
+				return
+			}
+			if bobGot != "profile of bob" {
+				t.Errorf("bob got %q from the cache", bobGot)
+			}
+			if anonGot != "profile of " {
+				t.Errorf("anonymous caller got %q from the cache", anonGot)
+			}
+		})
+	}
+}
