@@ -113,3 +113,46 @@ func TestCacheNeverSharesAuthenticatedResponses(t *testing.T) {
 		})
 	}
 }
+
+// TestConnectionCannotDropGatewayHeaders: a field named in the client's
+// Connection header is hop-by-hop, and the proxy deletes it from the
+// upstream request. Naming the identity headers or a route's header edits
+// there must not make the proxy drop what the gateway set; other
+// Connection-listed fields are still dropped.
+func TestConnectionCannotDropGatewayHeaders(t *testing.T) {
+	const key = "opk_user-0123456789abcdef"
+	e := newEnv(t, envOpts{
+		cfg: Config{APIKeys: []APIKeyConfig{{ID: "u1", Hash: HashKey(key), Owner: "user1", Scopes: []string{"read"}}}},
+		route: RouteConfig{Request: RequestTransform{HeaderOps: HeaderOps{
+			Set: map[string]string{"X-Api-Version": "2"},
+			Add: map[string]string{"X-Edge": "outpost"},
+		}}},
+	})
+	for _, conn := range []string{
+		"X-Outpost-User",
+		"x-outpost-signature, X-Outpost-Timestamp",
+		"keep-alive, X-Outpost-Scopes",
+		"X-Outpost-Key-Id,X-Outpost-Tier",
+		"X-Api-Version",
+		"x-edge",
+		"X-Request-Id",
+	} {
+		t.Run(conn, func(t *testing.T) {
+			r := e.do("GET", "/x", map[string]string{"X-API-Key": key, "Connection": conn + ", X-Custom", "X-Custom": "hop"}, nil)
+			if r.StatusCode != 200 {
+				t.Fatalf("status %d", r.StatusCode)
+			}
+			o := e.origin.last(t)
+			if o.IDErr != nil || o.Identity.User != "user1" || o.Identity.KeyID != "u1" {
+				t.Errorf("identity %+v, %v", o.Identity, o.IDErr)
+			}
+			if o.Header.Get("X-Api-Version") != "2" || o.Header.Get("X-Edge") != "outpost" || o.Header.Get("X-Request-Id") == "" {
+				t.Errorf("route headers lost: version %q edge %q request id %q",
+					o.Header.Get("X-Api-Version"), o.Header.Get("X-Edge"), o.Header.Get("X-Request-Id"))
+			}
+			if v := o.Header.Get("X-Custom"); v != "" {
+				t.Errorf("connection-listed X-Custom reached the origin: %q", v)
+			}
+		})
+	}
+}

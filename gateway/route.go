@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net/http"
 	"net/netip"
+	"net/textproto"
 	"net/url"
 	"regexp"
 	"slices"
@@ -53,6 +54,7 @@ type route struct {
 	sem chan struct{} // concurrency slots; nil = unlimited
 
 	reqOps  headerOps
+	managed map[string]bool // canonical names of the request fields the gateway sets
 	query   [][2]string
 	respOps *headerOps
 	cors    *cors
@@ -122,6 +124,13 @@ func (g *Gateway) Handler(routeName string, rc RouteConfig, next http.Handler) (
 	rt.allowJWT = slices.Contains(methods, MethodJWT) && g.jwt.enabled()
 	if rt.mode != ModeNone && !rt.allowKey && !rt.allowJWT {
 		return nil, fmt.Errorf("gateway: route %q accepts only jwt but gateway.jwt has no keys or jwks", routeName)
+	}
+	rt.managed = map[string]bool{"X-Request-Id": true}
+	for _, h := range identity.Headers {
+		rt.managed[h] = true
+	}
+	for _, kv := range append(slices.Clone(rt.reqOps.set), rt.reqOps.add...) {
+		rt.managed[kv[0]] = true
 	}
 	rt.challenge = `Bearer realm="` + g.cfg.Realm + `"`
 	for k, v := range rc.Request.Query {
@@ -276,6 +285,7 @@ func (rt *route) forward(w http.ResponseWriter, r *http.Request, info *reqinfo.I
 		h.Del("Authorization")
 		h.Del("X-Api-Key")
 	}
+	rt.unlistManaged(h)
 	if rt.stripPrefix != "" || rt.rewrite != nil {
 		rt.rewritePath(out.URL)
 	}
@@ -324,6 +334,40 @@ func (rt *route) forward(w http.ResponseWriter, r *http.Request, info *reqinfo.I
 	}
 	rw := &respWriter{ResponseWriter: w, r: r, ops: rt.respOps, tripped: tripped}
 	rt.next.ServeHTTP(rw, out)
+}
+
+// unlistManaged removes from the client's Connection field the names of
+// fields the gateway sets. The proxy deletes every field Connection lists
+// (hop-by-hop), after the gateway has set its own: "Connection:
+// X-Outpost-Signature" would otherwise strip the signed identity, and
+// "Connection: X-Api-Version" a route's request.set edit. Other tokens
+// (close, Upgrade, a client's own hop-by-hop fields) stay.
+func (rt *route) unlistManaged(h http.Header) {
+	vals := h["Connection"]
+	if len(vals) == 0 {
+		return
+	}
+	var keep []string
+	dropped := false
+	for _, v := range vals {
+		for tok := range strings.SplitSeq(v, ",") {
+			tok = textproto.TrimString(tok)
+			switch {
+			case tok == "":
+			case rt.managed[textproto.CanonicalMIMEHeaderKey(tok)]:
+				dropped = true
+			default:
+				keep = append(keep, tok)
+			}
+		}
+	}
+	switch {
+	case !dropped:
+	case len(keep) == 0:
+		delete(h, "Connection")
+	default:
+		h["Connection"] = []string{strings.Join(keep, ", ")}
+	}
 }
 
 // rewritePath applies strip_prefix and rewrite to the escaped path, so
