@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,8 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/outpost-edge/outpost/internal/units"
 )
 
 // TestJWTMatrix sends real requests with each token variant through the
@@ -274,5 +277,62 @@ func TestJWKSDown(t *testing.T) {
 			t.Fatal("failed fetch not counted")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestJWKSWithoutUsableKeysKeepsOldKeys: a key-set URL that answers 200
+// with a document holding no usable signing key (a JSON error body, an
+// empty set, only symmetric keys) is a failed fetch: the keys fetched
+// before keep working instead of every token being refused.
+func TestJWKSWithoutUsableKeysKeepsOldKeys(t *testing.T) {
+	k := keys(t)
+	good, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: k.rsa.Public(), KeyID: "rsa", Algorithm: "RS256", Use: "sig"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sym, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: k.hmac, KeyID: "rsa", Algorithm: "HS256"}}})
+	for _, bad := range []string{`{}`, `{"error":"rate limited"}`, `{"keys":[]}`, `null`, string(sym)} {
+		t.Run(bad, func(t *testing.T) {
+			var body atomic.Value
+			body.Store(good)
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				w.Write(body.Load().([]byte))
+			}))
+			defer srv.Close()
+			e := newEnv(t, envOpts{
+				cfg:   Config{JWT: JWTConfig{JWKS: []JWKSConfig{{URL: srv.URL, RefreshInterval: units.Duration(time.Minute)}}}},
+				route: RouteConfig{Auth: AuthConfig{Methods: []string{MethodJWT}}},
+			})
+			fetches := func() float64 {
+				return testutil.ToFloat64(e.st.metrics.jwksFetch.WithLabelValues("ok")) +
+					testutil.ToFloat64(e.st.metrics.jwksFetch.WithLabelValues("error"))
+			}
+			jti := 0
+			call := func() *http.Response {
+				jti++
+				c := stdClaims(e.clock.Now())
+				c["jti"] = strconv.Itoa(jti) // a new token each time: no verified-token cache hit
+				return e.do("GET", "/x", bearer(sign(t, jwt.SigningMethodRS256, "rsa", k.rsa, c)), nil)
+			}
+			if r := call(); r.StatusCode != 200 {
+				t.Fatalf("before: %d %v", r.StatusCode, e.info.fields())
+			}
+			body.Store([]byte(bad))
+			e.clock.Advance(2 * time.Minute)
+			before := fetches()
+			call() // stale: starts the background refetch
+			for deadline := time.Now().Add(5 * time.Second); fetches() == before; time.Sleep(5 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("no refetch")
+				}
+			}
+			if r := call(); r.StatusCode != 200 {
+				t.Fatalf("after a key set without usable keys: %d %v", r.StatusCode, e.info.fields())
+			}
+			if testutil.ToFloat64(e.st.metrics.jwksFetch.WithLabelValues("error")) != 1 {
+				t.Error("the unusable key set was not counted as a failed fetch")
+			}
+		})
 	}
 }
