@@ -3,7 +3,9 @@ package gateway
 import (
 	"encoding/hex"
 	"fmt"
+	"net/netip"
 	"net/textproto"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -360,8 +362,8 @@ func (j *JWTConfig) validate() error {
 	}
 	for i, s := range j.JWKS {
 		p := fmt.Sprintf("jwks[%d]", i)
-		if !strings.HasPrefix(s.URL, "https://") && !strings.HasPrefix(s.URL, "http://") {
-			l.Addf(p+".url", "must be an http(s) URL, got %q", s.URL)
+		if msg := checkJWKSURL(s.URL); msg != "" {
+			l.Addf(p+".url", "%s", msg)
 		}
 		if s.RefreshInterval.D() < time.Second {
 			l.Addf(p+".refresh_interval", "must be >= 1s, got %s", s.RefreshInterval)
@@ -371,6 +373,29 @@ func (j *JWTConfig) validate() error {
 		}
 	}
 	return l.Err()
+}
+
+// checkJWKSURL allows https, and plain http only to a loopback host (as
+// documented): keys fetched in clear from elsewhere can be replaced on the
+// way, and every token would then verify against the replacement. It
+// returns the problem, or "".
+func checkJWKSURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Hostname() == "" {
+		return fmt.Sprintf("must be an http(s) URL, got %q", raw)
+	}
+	if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
+		return fmt.Sprintf("must be https (plain http only to a loopback address), got %q", raw)
+	}
+	return ""
+}
+
+func isLoopbackHost(h string) bool {
+	if strings.EqualFold(h, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(h)
+	return err == nil && ip.IsLoopback()
 }
 
 func (r RateLimit) validate() error {

@@ -128,6 +128,17 @@ func TestConfigValidate(t *testing.T) {
 			c.JWT.JWKS = []JWKSConfig{{URL: "file:///etc/passwd", RefreshInterval: 60e9, MinRefreshInterval: 60e9}}
 		}, "jwt.jwks[0].url", "http(s) URL"},
 		{"tiny token size", func(c *Config) { c.JWT.MaxTokenSize = 10 }, "jwt.max_token_size", "between 256B and 1MiB"},
+		// Keys fetched over plain HTTP from another host can be swapped by
+		// anyone on the path: every token would verify against theirs.
+		{"jwks plain http to a remote host", func(c *Config) {
+			c.JWT.JWKS = []JWKSConfig{{URL: "http://auth.example.com/.well-known/jwks.json", RefreshInterval: 60e9, MinRefreshInterval: 60e9}}
+		}, "jwt.jwks[0].url", "https"},
+		{"jwks plain http to a lookalike of localhost", func(c *Config) {
+			c.JWT.JWKS = []JWKSConfig{{URL: "http://localhost.evil.example/jwks", RefreshInterval: 60e9, MinRefreshInterval: 60e9}}
+		}, "jwt.jwks[0].url", "https"},
+		{"jwks without host", func(c *Config) {
+			c.JWT.JWKS = []JWKSConfig{{URL: "https:///jwks", RefreshInterval: 60e9, MinRefreshInterval: 60e9}}
+		}, "jwt.jwks[0].url", "http(s) URL"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -136,6 +147,24 @@ func TestConfigValidate(t *testing.T) {
 			tc.mut(&c)
 			assertFieldError(t, c.Validate(), tc.path, tc.msg)
 		})
+	}
+}
+
+// TestJWKSURLAccepted: https anywhere, plain http only on loopback.
+func TestJWKSURLAccepted(t *testing.T) {
+	for _, u := range []string{
+		"https://auth.example.com/.well-known/jwks.json",
+		"http://127.0.0.1:8080/jwks",
+		"http://127.9.9.9/jwks",
+		"http://[::1]:9000/jwks",
+		"http://localhost:9000/jwks",
+		"HTTP://LOCALHOST/jwks",
+	} {
+		c := Config{JWT: JWTConfig{JWKS: []JWKSConfig{{URL: u}}}}
+		c.SetDefaults()
+		if err := c.Validate(); err != nil {
+			t.Errorf("%s: %v", u, err)
+		}
 	}
 }
 
