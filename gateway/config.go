@@ -297,6 +297,10 @@ func (c *Config) Validate() error {
 	if c.IdentitySecret != "" && len(c.IdentitySecret) < 16 {
 		l.Addf("identity_secret", "must be at least 16 bytes, got %d", len(c.IdentitySecret))
 	}
+	if hasControl(c.Realm, `"\`) {
+		// It is sent inside a quoted string: realm="…".
+		l.Addf("realm", "must not contain a quote, backslash or control character, got %q", c.Realm)
+	}
 	ids := map[string]bool{}
 	hashes := map[string]bool{}
 	for i, k := range c.APIKeys {
@@ -321,7 +325,7 @@ func (c *Config) Validate() error {
 		validateWords(&l, p+".tier", []string{k.Tier})
 	}
 	for name, t := range c.Tiers {
-		if name == "" || strings.ContainsAny(name, " \t\r\n") {
+		if name == "" || hasControl(name, " ") {
 			l.Addf("tiers", "tier name %q must be a non-empty word", name)
 		}
 		l.Merge("tiers."+name, t.validate())
@@ -548,19 +552,32 @@ func validateOps(l *configerr.List, p string, ops HeaderOps, request bool) {
 	}
 	for k, v := range ops.Add {
 		check("add", k)
-		if strings.ContainsAny(v, "\r\n\x00") {
+		if hasControl(v, "") {
 			l.Addf(p+".add."+k, "value contains a control character")
 		}
 	}
 	for k, v := range ops.Set {
 		check("set", k)
-		if strings.ContainsAny(v, "\r\n\x00") {
+		if hasControl(v, "") {
 			l.Addf(p+".set."+k, "value contains a control character")
 		}
 	}
 	for _, k := range ops.Remove {
 		check("remove", k)
 	}
+}
+
+// hasControl reports whether s holds a byte a field value cannot carry
+// (RFC 9110 §5.5: controls other than tab, and DEL) or one of also.
+// Beyond CR and LF, Go's client refuses such a request outright (every
+// call would be a 502) and clients refuse such a response.
+func hasControl(s, also string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return true
+		}
+	}
+	return strings.ContainsAny(s, also)
 }
 
 func isIdentityHeader(name string) bool {
@@ -575,8 +592,8 @@ func isIdentityHeader(name string) bool {
 
 func validateWords(l *configerr.List, p string, words []string) {
 	for _, w := range words {
-		if w == "" || strings.ContainsAny(w, " \t\r\n\x00") {
-			l.Addf(p, "%q must be a non-empty word without spaces", w)
+		if w == "" || hasControl(w, " ") {
+			l.Addf(p, "%q must be a non-empty word without spaces or control characters", w)
 		}
 	}
 }

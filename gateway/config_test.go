@@ -128,6 +128,13 @@ func TestConfigValidate(t *testing.T) {
 			c.JWT.JWKS = []JWKSConfig{{URL: "file:///etc/passwd", RefreshInterval: 60e9, MinRefreshInterval: 60e9}}
 		}, "jwt.jwks[0].url", "http(s) URL"},
 		{"tiny token size", func(c *Config) { c.JWT.MaxTokenSize = 10 }, "jwt.max_token_size", "between 256B and 1MiB"},
+		// Scopes, roles and tiers travel in the X-Outpost-* headers.
+		{"control character in a key scope", func(c *Config) {
+			c.APIKeys = []APIKeyConfig{{ID: "a", Hash: HashKey("x"), Owner: "o", Tier: "f", Scopes: []string{"read\x01"}}}
+		}, "api_keys[0].scopes", "without spaces"},
+		{"control character in a tier name", func(c *Config) { c.Tiers = map[string]RateLimit{"f\x7f": {Requests: 1, Window: 60e9, Burst: 1}} }, "tiers", "non-empty word"},
+		{"realm with a quote", func(c *Config) { c.Realm = `a", error="none` }, "realm", "quote"},
+		{"realm with a control character", func(c *Config) { c.Realm = "a\x01" }, "realm", "quote"},
 		// Keys fetched over plain HTTP from another host can be swapped by
 		// anyone on the path: every token would verify against theirs.
 		{"jwks plain http to a remote host", func(c *Config) {
@@ -182,6 +189,12 @@ func TestRouteValidate(t *testing.T) {
 		{"bad rewrite", RouteConfig{Rewrite: &RewriteConfig{Match: "("}}, "rewrite.match", "regular expression"},
 		{"identity header transform", RouteConfig{Request: RequestTransform{HeaderOps: HeaderOps{Set: map[string]string{"x-outpost-user": "root"}}}}, "request.set", "signed identity"},
 		{"header injection", RouteConfig{Response: HeaderOps{Set: map[string]string{"X-A": "a\r\nX-B: b"}}}, "response.set.X-A", "control character"},
+		// Any control character but tab makes the field invalid: upstream,
+		// Go's client refuses the request (every call a 502); downstream,
+		// clients refuse the response.
+		{"control character in a request value", RouteConfig{Request: RequestTransform{HeaderOps: HeaderOps{Set: map[string]string{"X-A": "a\x01b"}}}}, "request.set.X-A", "control character"},
+		{"escape in a request value", RouteConfig{Request: RequestTransform{HeaderOps: HeaderOps{Add: map[string]string{"X-A": "\x1b[31m"}}}}, "request.add.X-A", "control character"},
+		{"DEL in a response value", RouteConfig{Response: HeaderOps{Add: map[string]string{"X-B": "a\x7fb"}}}, "response.add.X-B", "control character"},
 		{"cors wildcard with credentials", RouteConfig{CORS: &CORSConfig{AllowOrigins: []string{"*"}, AllowCredentials: true}}, "cors.allow_credentials", "cannot be combined"},
 		{"cors bad origin", RouteConfig{CORS: &CORSConfig{AllowOrigins: []string{"app.test"}}}, "cors.allow_origins[0]", "origin such as"},
 		{"negative concurrency", RouteConfig{Concurrency: -1}, "concurrency", "must be >= 0"},

@@ -343,3 +343,25 @@ func TestMaxBodyTrippedOverridesUpstreamStatus(t *testing.T) {
 		}
 	}
 }
+
+// TestHeaderEditValuesReachOrigin: values Validate accepts (tab, UTF-8
+// text) go through on both sides.
+func TestHeaderEditValuesReachOrigin(t *testing.T) {
+	rc := RouteConfig{
+		Auth:     AuthConfig{Mode: ModeNone},
+		Request:  RequestTransform{HeaderOps: HeaderOps{Set: map[string]string{"X-A": "a\tb ü"}}},
+		Response: HeaderOps{Set: map[string]string{"X-B": "c\td ü"}},
+	}
+	rc.SetDefaults()
+	if err := rc.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, envOpts{route: rc})
+	r := e.do("GET", "/x", nil, nil)
+	if r.StatusCode != 200 || r.Header.Get("X-B") != "c\td ü" {
+		t.Fatalf("status %d, X-B %q", r.StatusCode, r.Header.Get("X-B"))
+	}
+	if v := e.origin.last(t).Header.Get("X-A"); v != "a\tb ü" {
+		t.Fatalf("origin X-A %q", v)
+	}
+}
