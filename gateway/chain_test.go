@@ -1,14 +1,20 @@
 package gateway
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/outpost-edge/outpost/cdn"
+	"github.com/outpost-edge/outpost/internal/proxy"
+	"github.com/outpost-edge/outpost/internal/reqinfo"
 	"github.com/outpost-edge/outpost/origin/identity"
 )
 
@@ -155,4 +161,93 @@ func TestConnectionCannotDropGatewayHeaders(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestUntrustedForwardingHeadersNeverReachOrigin: through the gateway and
+// the edge's proxy, no X-Forwarded-* field, Forwarded or X-Real-IP a
+// client sent reaches the origin unless the peer is a trusted proxy; the
+// proxy's own X-Forwarded-For/Proto/Host describe the connection.
+func TestUntrustedForwardingHeadersNeverReachOrigin(t *testing.T) {
+	claimed := map[string]string{
+		"X-Forwarded-For": "6.6.6.6", "X-Forwarded-Host": "evil.test", "X-Forwarded-Proto": "https",
+		"X-Forwarded-Port": "443", "X-Forwarded-Prefix": "/admin", "X-Forwarded-Server": "evil",
+		"X-Forwarded-Ssl": "on", "X-Forwarded-Scheme": "https", "X-Forwarded-Path": "/admin",
+		"X-Forwarded-Client-Cert": "Hash=1;Subject=\"CN=admin\"",
+		"Forwarded":               "for=6.6.6.6;proto=https", "X-Real-Ip": "6.6.6.6",
+		// CGI-style origins read these as HTTP_X_FORWARDED_FOR and so on.
+		"X_Forwarded_For": "6.6.6.6", "X_Real_Ip": "6.6.6.6", "X_Forwarded_Prefix": "/admin",
+	}
+	for _, trusted := range []bool{false, true} {
+		t.Run(fmt.Sprintf("trusted=%v", trusted), func(t *testing.T) {
+			o := newOrigin(t)
+			target, _ := url.Parse(o.srv.URL)
+			st, err := NewState(StateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := Config{IdentitySecret: testSecret}
+			cfg.SetDefaults()
+			gw, err := New(cfg, st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rc := RouteConfig{Auth: AuthConfig{Mode: ModeNone}}
+			rc.SetDefaults()
+			h, err := gw.Handler("api", rc, proxy.New(proxy.Options{Target: target, Transport: proxy.NewTransport(5 * time.Second), Via: "edge"}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				ap := netip.MustParseAddrPort(r.RemoteAddr)
+				info := &reqinfo.Info{ID: "req-1", ClientIP: ap.Addr(), PeerIP: ap.Addr(), Trusted: trusted}
+				h.ServeHTTP(w, r.WithContext(reqinfo.With(r.Context(), info)))
+			}))
+			defer front.Close()
+			req, _ := http.NewRequest("GET", front.URL+"/x", nil)
+			for k, v := range claimed {
+				req.Header[k] = []string{v} // as spelled: X_Forwarded_For stays itself
+			}
+			resp, err := front.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			got := e2eHeader(o.last(t).Header)
+			if trusted {
+				for k, v := range claimed {
+					// Rewrite mode of httputil.ReverseProxy drops Forwarded
+					// whoever sent it.
+					if k != "X-Forwarded-For" && k != "Forwarded" && got.Get(k) != v {
+						t.Errorf("trusted proxy's %s = %q lost (got %q)", k, v, got.Get(k))
+					}
+				}
+				if xff := got.Get("X-Forwarded-For"); xff != "6.6.6.6, 127.0.0.1" {
+					t.Errorf("X-Forwarded-For %q", xff)
+				}
+				return
+			}
+			for k, v := range claimed {
+				if got.Get(k) == v {
+					t.Errorf("untrusted client's %s: %q reached the origin", k, v)
+				}
+			}
+			if got.Get("X-Forwarded-For") != "127.0.0.1" || got.Get("X-Forwarded-Proto") != "http" || got.Get("X-Forwarded-Host") != front.Listener.Addr().String() {
+				t.Errorf("proxy's own forwarding fields: %v", got)
+			}
+		})
+	}
+}
+
+type e2eHeader http.Header
+
+func (h e2eHeader) Get(k string) string {
+	if strings.Contains(k, "_") { // not canonical in http.Header's sense: compare as is, ignoring case
+		for name, v := range h {
+			if strings.EqualFold(name, k) {
+				return strings.Join(v, ", ")
+			}
+		}
+		return ""
+	}
+	return strings.Join(http.Header(h).Values(k), ", ")
 }
