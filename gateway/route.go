@@ -290,11 +290,7 @@ func (rt *route) forward(w http.ResponseWriter, r *http.Request, info *reqinfo.I
 		rt.rewritePath(out.URL)
 	}
 	if len(rt.query) > 0 {
-		q := out.URL.Query()
-		for _, kv := range rt.query {
-			q.Set(kv[0], kv[1])
-		}
-		out.URL.RawQuery = q.Encode()
+		out.URL.RawQuery = rt.injectQuery(out.URL.RawQuery)
 	}
 	rt.reqOps.apply(h)
 	if info != nil && info.ID != "" {
@@ -368,6 +364,43 @@ func (rt *route) unlistManaged(h http.Header) {
 	default:
 		h["Connection"] = []string{strings.Join(keep, ", ")}
 	}
+}
+
+// injectQuery sets the route's query parameters in raw. The client's
+// other parameters keep their order and escaping: re-encoding the whole
+// query sorted and re-escaped it, which breaks origins that check a
+// signed query string. A client parameter whose decoded name is injected
+// is removed. (Pairs with ';' or a bad escape are the proxy's business:
+// httputil.ReverseProxy drops them.)
+func (rt *route) injectQuery(raw string) string {
+	var b strings.Builder
+	for pair := range strings.SplitSeq(raw, "&") {
+		if pair != "" && !rt.injected(pair) {
+			b.WriteString(pair)
+			b.WriteByte('&')
+		}
+	}
+	for i, kv := range rt.query {
+		if i > 0 {
+			b.WriteByte('&')
+		}
+		b.WriteString(url.QueryEscape(kv[0]) + "=" + url.QueryEscape(kv[1]))
+	}
+	return b.String()
+}
+
+// injected reports whether the raw pair names an injected parameter.
+func (rt *route) injected(pair string) bool {
+	name, _, _ := strings.Cut(pair, "=")
+	if dec, err := url.QueryUnescape(name); err == nil {
+		name = dec
+	}
+	for _, kv := range rt.query {
+		if kv[0] == name {
+			return true
+		}
+	}
+	return false
 }
 
 // rewritePath applies strip_prefix and rewrite to the escaped path, so

@@ -35,7 +35,7 @@ func TestRoutingAndTransforms(t *testing.T) {
 		query              string
 	}{
 		{"rewritten", "GET", "/api/users/42", 200, "/v2/users/42", "api_version=2"},
-		{"stripped", "POST", "/api/posts/1/comments?x=1", 200, "/posts/1/comments", "api_version=2&x=1"},
+		{"stripped", "POST", "/api/posts/1/comments?x=1", 200, "/posts/1/comments", "x=1&api_version=2"},
 		{"HEAD allowed with GET", "HEAD", "/api/posts/1", 200, "/posts/1", "api_version=2"},
 		{"query injection overrides client", "GET", "/api/posts?api_version=9", 200, "/posts", "api_version=2"},
 		{"wrong method", "DELETE", "/api/users/42", 405, "", ""},
@@ -363,5 +363,32 @@ func TestHeaderEditValuesReachOrigin(t *testing.T) {
 	}
 	if v := e.origin.last(t).Header.Get("X-A"); v != "a\tb ü" {
 		t.Fatalf("origin X-A %q", v)
+	}
+}
+
+// TestQueryInjectionKeepsClientQuery: request.query replaces the named
+// parameters and leaves the others as the client wrote them (order and
+// escaping: origins may check a signed query string); a client value for
+// an injected name is removed however it is spelled.
+func TestQueryInjectionKeepsClientQuery(t *testing.T) {
+	e := newEnv(t, envOpts{route: RouteConfig{
+		Auth:    AuthConfig{Mode: ModeNone},
+		Request: RequestTransform{Query: map[string]string{"source": "edge", "v": "2 b"}},
+	}})
+	for _, tc := range []struct{ in, want string }{
+		{"", "source=edge&v=2+b"},
+		{"b=2&a=1", "b=2&a=1&source=edge&v=2+b"},
+		{"q=a%20b+c&empty&=x", "q=a%20b+c&empty&=x&source=edge&v=2+b"},
+		{"source=evil&x=1", "x=1&source=edge&v=2+b"},
+		{"sourc%65=evil&V=1", "V=1&source=edge&v=2+b"},
+		{"a=1&&source=x&b=%2F", "a=1&b=%2F&source=edge&v=2+b"},
+		{"source", "source=edge&v=2+b"},
+	} {
+		if r := e.do("GET", "/x?"+tc.in, nil, nil); r.StatusCode != 200 {
+			t.Fatalf("%q: status %d", tc.in, r.StatusCode)
+		}
+		if got := e.origin.last(t); got.RawQuery != tc.want || got.IDErr != nil {
+			t.Errorf("%q: origin saw %q (identity %v), want %q", tc.in, got.RawQuery, got.IDErr, tc.want)
+		}
 	}
 }
