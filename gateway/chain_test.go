@@ -251,3 +251,49 @@ func (h e2eHeader) Get(k string) string {
 	}
 	return strings.Join(http.Header(h).Values(k), ", ")
 }
+
+// TestOverrideHeadersCannotBypassPolicy: many frameworks (Symfony and
+// Laravel for POST, Express's method-override) let a header replace the
+// method, and some (IIS, Symfony, Zend) let X-Original-URL / X-Rewrite-URL
+// replace the path. The gateway checks methods and paths on the request
+// line, so an override naming a method the route refuses is refused too,
+// and the path overrides never reach the origin.
+func TestOverrideHeadersCannotBypassPolicy(t *testing.T) {
+	e := newEnv(t, envOpts{route: RouteConfig{
+		Auth:    AuthConfig{Mode: ModeNone},
+		Methods: []string{"GET", "POST"},
+		Paths:   []string{"/api/posts/**"},
+	}})
+	for _, tc := range []struct {
+		method string
+		hdr    map[string]string
+		status int
+	}{
+		{"POST", map[string]string{"X-HTTP-Method-Override": "DELETE"}, 405},
+		{"POST", map[string]string{"X-HTTP-Method-Override": "delete"}, 405},
+		{"POST", map[string]string{"X-HTTP-Method": "PUT"}, 405},
+		{"POST", map[string]string{"X-Method-Override": "PATCH"}, 405},
+		{"POST", map[string]string{"X_HTTP_Method_Override": "DELETE"}, 405},
+		{"GET", map[string]string{"X-HTTP-Method-Override": "DELETE"}, 405},
+		{"POST", map[string]string{"X-HTTP-Method-Override": "GET"}, 200},
+		{"POST", map[string]string{"X-HTTP-Method-Override": "post"}, 200},
+		{"GET", map[string]string{"X-Original-URL": "/admin/users", "X-Rewrite-URL": "/admin", "X_Original_URL": "/admin"}, 200},
+	} {
+		r := e.do(tc.method, "/api/posts/1", tc.hdr, nil)
+		if r.StatusCode != tc.status {
+			t.Errorf("%s %v: status %d, want %d", tc.method, tc.hdr, r.StatusCode, tc.status)
+			continue
+		}
+		if tc.status == 405 && r.Header.Get("Allow") != "GET, POST, HEAD" {
+			t.Errorf("%s %v: Allow %q", tc.method, tc.hdr, r.Header.Get("Allow"))
+		}
+		if tc.status != 200 {
+			continue
+		}
+		for k := range e.origin.last(t).Header {
+			if n := strings.ToLower(strings.ReplaceAll(k, "_", "-")); n == "x-original-url" || n == "x-rewrite-url" {
+				t.Errorf("%s reached the origin", k)
+			}
+		}
+	}
+}

@@ -224,6 +224,11 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed on this route")
 		return
 	}
+	if rt.methods != nil && rt.overrideRefused(r.Header) {
+		w.Header().Set("Allow", rt.allow)
+		writeError(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "method override names a method not allowed on this route")
+		return
+	}
 	if rt.maxBody > 0 && r.ContentLength > rt.maxBody {
 		writeError(w, r, http.StatusRequestEntityTooLarge, "body_too_large", "request body too large")
 		return
@@ -300,7 +305,7 @@ func (rt *route) forward(w http.ResponseWriter, r *http.Request, info *reqinfo.I
 	// client sent under these names is dropped, on every route and mode,
 	// including spellings with '_' that CGI-style origins read as the same
 	// variable (X_Outpost_User → HTTP_X_OUTPOST_USER).
-	stripIdentityAliases(h)
+	stripSpoofable(h)
 	if len(rt.g.secret) > 0 {
 		if id == nil {
 			id = &identity.Identity{Tier: rt.g.cfg.AnonymousTier}
@@ -522,19 +527,51 @@ func writeError(w http.ResponseWriter, r *http.Request, status int, code, msg st
 	httperr.Write(w, r, status, code, msg)
 }
 
-// stripIdentityAliases removes headers whose names contain '_' and equal
-// an identity header once '_' is read as '-'.
-func stripIdentityAliases(h http.Header) {
-	for k := range h {
-		if !strings.Contains(k, "_") {
+// Fields many frameworks read in place of the request line. The gateway
+// checks methods and paths on the request line: a method override naming
+// a method the route refuses is refused (Symfony and Laravel honour one on
+// POST, Express's method-override on any method), and the path overrides
+// (IIS, Symfony, Zend) never go upstream.
+var (
+	methodOverrides = []string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
+	pathOverrides   = []string{"X-Original-Url", "X-Rewrite-Url"}
+)
+
+// fieldIs reports whether the field name k is one of names, reading '_'
+// as '-' as CGI-style origins do (X_Outpost_User → HTTP_X_OUTPOST_USER).
+func fieldIs(k string, names []string) bool {
+	n := strings.ReplaceAll(k, "_", "-")
+	for _, x := range names {
+		if strings.EqualFold(n, x) {
+			return true
+		}
+	}
+	return false
+}
+
+// overrideRefused reports whether a method-override field names a method
+// outside the route's methods.
+func (rt *route) overrideRefused(h http.Header) bool {
+	for k, vs := range h {
+		if !fieldIs(k, methodOverrides) {
 			continue
 		}
-		n := strings.ReplaceAll(k, "_", "-")
-		for _, id := range identity.Headers {
-			if strings.EqualFold(n, id) {
-				delete(h, k)
-				break
+		for _, v := range vs {
+			if !slices.Contains(rt.methods, strings.ToUpper(strings.TrimSpace(v))) {
+				return true
 			}
+		}
+	}
+	return false
+}
+
+// stripSpoofable removes headers whose names contain '_' and equal
+// an identity header once '_' is read as '-', and the path overrides
+// however they are spelled.
+func stripSpoofable(h http.Header) {
+	for k := range h {
+		if strings.Contains(k, "_") && fieldIs(k, identity.Headers[:]) || fieldIs(k, pathOverrides) {
+			delete(h, k)
 		}
 	}
 }
