@@ -18,6 +18,28 @@ import (
 	"github.com/outpost-edge/outpost/origin/identity"
 )
 
+// routeHandler builds one gateway route (state, config and route with
+// defaults) in front of next, for chains newEnv does not build.
+func routeHandler(t *testing.T, cfg Config, rc RouteConfig, next http.Handler) http.Handler {
+	t.Helper()
+	st, err := NewState(StateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.IdentitySecret = testSecret
+	cfg.SetDefaults()
+	gw, err := New(cfg, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.SetDefaults()
+	h, err := gw.Handler("api", rc, next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
 // TestCacheNeverSharesAuthenticatedResponses: the gateway removes the
 // credential before the cache (gateway → cache → proxy), so the cache must
 // still treat the request as one with Authorization (RFC 9111 §3.5): a
@@ -59,25 +81,12 @@ func TestCacheNeverSharesAuthenticatedResponses(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			st, err := NewState(StateOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg := Config{IdentitySecret: testSecret, APIKeys: []APIKeyConfig{
+			cfg := Config{APIKeys: []APIKeyConfig{
 				{ID: "a", Hash: HashKey(alice), Owner: "alice"},
 				{ID: "b", Hash: HashKey(bob), Owner: "bob"},
 			}}
-			cfg.SetDefaults()
-			gw, err := New(cfg, st)
-			if err != nil {
-				t.Fatal(err)
-			}
 			rc := RouteConfig{Auth: AuthConfig{Mode: ModeOptional, ForwardCredentials: tc.forward}}
-			rc.SetDefaults()
-			h, err := gw.Handler("api", rc, c.Handler("api", cdn.RouteConfig{}, proxyTo(orig.URL)))
-			if err != nil {
-				t.Fatal(err)
-			}
+			h := routeHandler(t, cfg, rc, c.Handler("api", cdn.RouteConfig{}, proxyTo(orig.URL)))
 			front := httptest.NewServer((&infoRecorder{}).wrap(h))
 			defer front.Close()
 			get := func(key string) string {
@@ -181,22 +190,8 @@ func TestUntrustedForwardingHeadersNeverReachOrigin(t *testing.T) {
 		t.Run(fmt.Sprintf("trusted=%v", trusted), func(t *testing.T) {
 			o := newOrigin(t)
 			target, _ := url.Parse(o.srv.URL)
-			st, err := NewState(StateOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg := Config{IdentitySecret: testSecret}
-			cfg.SetDefaults()
-			gw, err := New(cfg, st)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rc := RouteConfig{Auth: AuthConfig{Mode: ModeNone}}
-			rc.SetDefaults()
-			h, err := gw.Handler("api", rc, proxy.New(proxy.Options{Target: target, Transport: proxy.NewTransport(5 * time.Second), Via: "edge"}))
-			if err != nil {
-				t.Fatal(err)
-			}
+			h := routeHandler(t, Config{}, RouteConfig{Auth: AuthConfig{Mode: ModeNone}},
+				proxy.New(proxy.Options{Target: target, Transport: proxy.NewTransport(5 * time.Second), Via: "edge"}))
 			front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				ap := netip.MustParseAddrPort(r.RemoteAddr)
 				info := &reqinfo.Info{ID: "req-1", ClientIP: ap.Addr(), PeerIP: ap.Addr(), Trusted: trusted}
@@ -294,6 +289,55 @@ func TestOverrideHeadersCannotBypassPolicy(t *testing.T) {
 			if n := strings.ToLower(strings.ReplaceAll(k, "_", "-")); n == "x-original-url" || n == "x-rewrite-url" {
 				t.Errorf("%s reached the origin", k)
 			}
+		}
+	}
+}
+
+// TestCORSGatewayOwnsResponseFields: on a route with a cors block the
+// gateway's policy is the one the browser sees. An origin with its own
+// CORS middleware must neither duplicate Access-Control-Allow-Origin
+// (browsers refuse two values, breaking allowed origins) nor open the
+// route to origins the gateway does not allow.
+func TestCORSGatewayOwnsResponseFields(t *testing.T) {
+	orig := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A permissive origin: reflects any Origin, with credentials.
+		w.Header().Set("Access-Control-Allow-Origin", r.Header.Get("Origin"))
+		w.Header().Set("Access-Control-Allow-Credentials", "true")
+		w.Header().Set("Access-Control-Expose-Headers", "X-Secret")
+		w.Header().Set("Vary", "Accept-Encoding")
+		io.WriteString(w, "data")
+	}))
+	defer orig.Close()
+	rc := RouteConfig{Auth: AuthConfig{Mode: ModeNone}, CORS: &CORSConfig{AllowOrigins: []string{"https://app.demo.test"}}}
+	h := routeHandler(t, Config{}, rc, proxyTo(orig.URL))
+	front := httptest.NewServer((&infoRecorder{}).wrap(h))
+	defer front.Close()
+	for _, tc := range []struct{ origin, acao, acac string }{
+		{"https://app.demo.test", "https://app.demo.test", ""},
+		{"https://evil.test", "", ""},
+		{"", "", ""},
+	} {
+		req, _ := http.NewRequest("GET", front.URL+"/x", nil)
+		if tc.origin != "" {
+			req.Header.Set("Origin", tc.origin)
+		}
+		resp, err := front.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		h := resp.Header
+		if got := h.Values("Access-Control-Allow-Origin"); strings.Join(got, ",") != tc.acao {
+			t.Errorf("Origin %q: Access-Control-Allow-Origin %q, want %q", tc.origin, got, tc.acao)
+		}
+		if got := h.Get("Access-Control-Allow-Credentials"); got != tc.acac {
+			t.Errorf("Origin %q: Access-Control-Allow-Credentials %q", tc.origin, got)
+		}
+		if got := strings.Join(h.Values("Access-Control-Expose-Headers"), ","); strings.Contains(got, "X-Secret") {
+			t.Errorf("Origin %q: origin's Access-Control-Expose-Headers kept: %q", tc.origin, got)
+		}
+		if vary := strings.Join(h.Values("Vary"), ", "); !strings.Contains(vary, "Origin") || !strings.Contains(vary, "Accept-Encoding") {
+			t.Errorf("Origin %q: Vary %q", tc.origin, vary)
 		}
 	}
 }

@@ -329,11 +329,11 @@ func (rt *route) forward(w http.ResponseWriter, r *http.Request, info *reqinfo.I
 		tripped = new(atomic.Bool)
 		out.Body = &bodyLimit{rc: out.Body, left: rt.maxBody, tripped: tripped}
 	}
-	if rt.respOps == nil && tripped == nil {
+	if rt.respOps == nil && rt.cors == nil && tripped == nil {
 		rt.next.ServeHTTP(w, out)
 		return
 	}
-	rw := &respWriter{ResponseWriter: w, r: r, ops: rt.respOps, tripped: tripped}
+	rw := &respWriter{ResponseWriter: w, r: r, ops: rt.respOps, cors: rt.cors, tripped: tripped}
 	rt.next.ServeHTTP(rw, out)
 }
 

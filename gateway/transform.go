@@ -175,6 +175,27 @@ func (c *cors) allowed(origin string) bool {
 // decorate adds the CORS response fields for an allowed origin.
 func (c *cors) decorate(h http.Header, origin string) {
 	h.Add("Vary", "Origin")
+	c.setFields(h, origin)
+}
+
+// corsFields are the response fields of a CORS policy.
+var corsFields = []string{
+	"Access-Control-Allow-Origin", "Access-Control-Allow-Credentials", "Access-Control-Expose-Headers",
+	"Access-Control-Allow-Methods", "Access-Control-Allow-Headers", "Access-Control-Max-Age",
+}
+
+// own replaces whatever CORS fields the upstream answered with the
+// route's: an origin's own CORS middleware would otherwise duplicate
+// Access-Control-Allow-Origin (browsers then refuse the response) or
+// grant origins the route does not allow.
+func (c *cors) own(h http.Header, origin string) {
+	for _, k := range corsFields {
+		delete(h, k)
+	}
+	c.setFields(h, origin)
+}
+
+func (c *cors) setFields(h http.Header, origin string) {
 	if !c.allowed(origin) {
 		return
 	}
@@ -243,12 +264,14 @@ func (b *bodyLimit) Read(p []byte) (int, error) {
 
 func (b *bodyLimit) Close() error { return b.rc.Close() }
 
-// respWriter applies response header edits when the status is written and
-// answers 413 instead of the upstream's status when the body limit tripped.
+// respWriter applies the route's CORS fields and response header edits
+// when the status is written, and answers 413 instead of the upstream's
+// status when the body limit tripped.
 type respWriter struct {
 	http.ResponseWriter
 	r       *http.Request
 	ops     *headerOps
+	cors    *cors // nil: no cors block
 	tripped *atomic.Bool
 	wrote   bool
 	swallow bool // a 413 was written instead; drop the proxy's body
@@ -271,6 +294,9 @@ func (rw *respWriter) WriteHeader(code int) {
 		rw.swallow = true
 		writeError(rw.ResponseWriter, rw.r, http.StatusRequestEntityTooLarge, "body_too_large", "request body too large")
 		return
+	}
+	if rw.cors != nil {
+		rw.cors.own(rw.ResponseWriter.Header(), rw.r.Header.Get("Origin"))
 	}
 	if rw.ops != nil {
 		rw.ops.apply(rw.ResponseWriter.Header())
