@@ -79,7 +79,7 @@ func (g *Gateway) Handler(routeName string, rc RouteConfig, next http.Handler) (
 		next:         next,
 		log:          g.st.log.With("route", routeName),
 		patterns:     make([]pattern, 0, len(rc.Paths)),
-		stripPrefix:  strings.TrimSuffix(rc.StripPrefix, "/"),
+		stripPrefix:  strings.TrimSuffix(normalizeEscaped(rc.StripPrefix), "/"),
 		timeout:      rc.Timeout.D(),
 		maxBody:      rc.MaxBody.Int64(),
 		mode:         rc.Auth.Mode,
@@ -196,7 +196,7 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Path first: a path the route does not serve is 404 for every
 	// method, preflights included (a browser must not learn a CORS policy
 	// for a resource that does not exist); 405 says the resource exists.
-	if len(rt.patterns) > 0 && !rt.matchPath(r.URL.EscapedPath()) {
+	if len(rt.patterns) > 0 && !rt.matchPath(normalizeEscaped(r.URL.EscapedPath())) {
 		writeError(w, r, http.StatusNotFound, "no_route", "no route for this path")
 		return
 	}
@@ -408,10 +408,11 @@ func (rt *route) injected(pair string) bool {
 	return false
 }
 
-// rewritePath applies strip_prefix and rewrite to the escaped path, so
-// encoded slashes survive, then re-derives the decoded path.
+// rewritePath applies strip_prefix and rewrite to the escaped path (in
+// normal form), so encoded slashes survive, then re-derives the decoded
+// path.
 func (rt *route) rewritePath(u *url.URL) {
-	p := u.EscapedPath()
+	p := normalizeEscaped(u.EscapedPath())
 	if rt.stripPrefix != "" {
 		if p == rt.stripPrefix {
 			p = "/"

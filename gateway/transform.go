@@ -40,13 +40,53 @@ func compilePattern(p string) (pattern, error) {
 		case strings.ContainsAny(s, "{}*"):
 			return pattern{}, fmt.Errorf("pattern %q: segment %q mixes literal text and wildcards", p, s)
 		default:
-			pt.segs = append(pt.segs, s)
+			pt.segs = append(pt.segs, normalizeEscaped(s))
 		}
 	}
 	return pt, nil
 }
 
-// match reports whether the escaped path matches. Matching the escaped
+// normalizeEscaped returns the escaped path p in normal form (RFC 3986
+// §6.2.2): escaped unreserved characters decoded ("%61" is "a"), other
+// escapes in upper case ("%2f" is "%2F"). Two spellings of one path are
+// then one string for paths, strip_prefix and rewrite, as they are for
+// the edge's router and the origin; an escaped "/" stays escaped.
+func normalizeEscaped(p string) string {
+	if !strings.Contains(p, "%") {
+		return p
+	}
+	var b strings.Builder
+	b.Grow(len(p))
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if c != '%' || i+2 >= len(p) || !isHex(p[i+1]) || !isHex(p[i+2]) {
+			b.WriteByte(c)
+			continue
+		}
+		d := unhex(p[i+1])<<4 | unhex(p[i+2])
+		if d >= 'a' && d <= 'z' || d >= 'A' && d <= 'Z' || d >= '0' && d <= '9' || d == '-' || d == '.' || d == '_' || d == '~' {
+			b.WriteByte(d)
+		} else {
+			b.WriteString(strings.ToUpper(p[i : i+3]))
+		}
+		i += 2
+	}
+	return b.String()
+}
+
+func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
+
+func unhex(c byte) byte {
+	switch {
+	case c >= 'a':
+		return c - 'a' + 10
+	case c >= 'A':
+		return c - 'A' + 10
+	}
+	return c - '0'
+}
+
+// match reports whether the escaped path (in normalizeEscaped form) matches. Matching the escaped
 // form keeps %2F inside a segment from creating a new segment.
 func (pt pattern) match(path string) bool {
 	if !strings.HasPrefix(path, "/") {

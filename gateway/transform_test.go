@@ -42,6 +42,15 @@ func TestRoutingAndTransforms(t *testing.T) {
 		{"no pattern match", "GET", "/api/other", 404, "", ""},
 		{"one-segment wildcard is one segment", "GET", "/api/users/42/extra", 404, "", ""},
 		{"encoded slash stays in its segment", "GET", "/api/users/a%2Fb", 200, "/users/a/b", "api_version=2"},
+		// Escaped unreserved characters are the same path (RFC 3986
+		// §6.2.2.2), as the edge's router reads it: paths, strip_prefix
+		// and rewrite see through them, so "/%61pi" cannot dodge the strip
+		// or the rewrite and reach the origin unchanged.
+		{"escaped letters in the prefix", "GET", "/%61pi/posts/1", 200, "/posts/1", "api_version=2"},
+		{"escaped letters in a literal", "GET", "/api/p%6F%73ts/1", 200, "/posts/1", "api_version=2"},
+		{"escaped letters before a rewrite", "GET", "/api/%75sers/42", 200, "/v2/users/42", "api_version=2"},
+		{"lower-case escape of a reserved character", "GET", "/api/%2fodd/x", 200, "//odd/x", "api_version=2"},
+		{"escaped slash is not a separator", "GET", "/api%2Fposts/1", 404, "", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -389,6 +398,32 @@ func TestQueryInjectionKeepsClientQuery(t *testing.T) {
 		}
 		if got := e.origin.last(t); got.RawQuery != tc.want || got.IDErr != nil {
 			t.Errorf("%q: origin saw %q (identity %v), want %q", tc.in, got.RawQuery, got.IDErr, tc.want)
+		}
+	}
+}
+
+// TestStripAndRewriteSeeThroughEscapes: without paths to refuse it, an
+// escaped spelling of the prefix ("/%61pi") used to skip strip_prefix and
+// rewrite and reach the origin as "/api/…", a path space the route never
+// meant to expose.
+func TestStripAndRewriteSeeThroughEscapes(t *testing.T) {
+	e := newEnv(t, envOpts{route: RouteConfig{
+		StripPrefix: "/api",
+		Rewrite:     &RewriteConfig{Match: `^/internal/(.*)$`, Replace: "/public/$1"},
+		Auth:        AuthConfig{Mode: ModeNone},
+	}})
+	for path, want := range map[string]string{
+		"/%61pi/x":              "/x",
+		"/%41pi/x":              "/Api/x", // not the same path: case matters
+		"/api/%69nternal/a":     "/public/a",
+		"/api/internal/%7Euser": "/public/~user",
+		"/api/a%2Fb":            "/a/b",
+	} {
+		if r := e.do("GET", path, nil, nil); r.StatusCode != 200 {
+			t.Fatalf("%s: status %d", path, r.StatusCode)
+		}
+		if o := e.origin.last(t); o.Path != want || o.IDErr != nil {
+			t.Errorf("%s: origin saw %q (identity %v), want %q", path, o.Path, o.IDErr, want)
 		}
 	}
 }
