@@ -85,6 +85,10 @@ func TestJWTMatrix(t *testing.T) {
 		{"unknown kid", sign(t, jwt.SigningMethodHS256, "nope", k.hmac, std), 401, "unknown_kid"},
 		{"oversized", sign(t, jwt.SigningMethodHS256, k.hmacKID, k.hmac, with(func(c jwt.MapClaims) { c["pad"] = strings.Repeat("x", 9000) })), 401, "too_large"},
 		{"garbage", "a.b.c", 401, "malformed"},
+		// Some issuers (Spring Authorization Server) send scope as an
+		// array, as roles may come as a string: both forms are read.
+		{"scope as array", sign(t, jwt.SigningMethodHS256, k.hmacKID, k.hmac, with(func(c jwt.MapClaims) { c["scope"] = []string{"posts:read", "posts:write"} })), 200, ""},
+		{"roles as string", sign(t, jwt.SigningMethodHS256, k.hmacKID, k.hmac, with(func(c jwt.MapClaims) { c["roles"] = "editor viewer" })), 200, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
