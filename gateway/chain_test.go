@@ -20,9 +20,9 @@ import (
 
 // routeHandler builds one gateway route (state, config and route with
 // defaults) in front of next, for chains newEnv does not build.
-func routeHandler(t *testing.T, cfg Config, rc RouteConfig, next http.Handler) http.Handler {
+func routeHandler(t *testing.T, so StateOptions, cfg Config, rc RouteConfig, next http.Handler) http.Handler {
 	t.Helper()
-	st, err := NewState(StateOptions{})
+	st, err := NewState(so)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func TestCacheNeverSharesAuthenticatedResponses(t *testing.T) {
 				{ID: "b", Hash: HashKey(bob), Owner: "bob"},
 			}}
 			rc := RouteConfig{Auth: AuthConfig{Mode: ModeOptional, ForwardCredentials: tc.forward}}
-			h := routeHandler(t, cfg, rc, c.Handler("api", cdn.RouteConfig{}, proxyTo(orig.URL)))
+			h := routeHandler(t, StateOptions{}, cfg, rc, c.Handler("api", cdn.RouteConfig{}, proxyTo(orig.URL)))
 			front := httptest.NewServer((&infoRecorder{}).wrap(h))
 			defer front.Close()
 			get := func(key string) string {
@@ -190,7 +190,7 @@ func TestUntrustedForwardingHeadersNeverReachOrigin(t *testing.T) {
 		t.Run(fmt.Sprintf("trusted=%v", trusted), func(t *testing.T) {
 			o := newOrigin(t)
 			target, _ := url.Parse(o.srv.URL)
-			h := routeHandler(t, Config{}, RouteConfig{Auth: AuthConfig{Mode: ModeNone}},
+			h := routeHandler(t, StateOptions{}, Config{}, RouteConfig{Auth: AuthConfig{Mode: ModeNone}},
 				proxy.New(proxy.Options{Target: target, Transport: proxy.NewTransport(5 * time.Second), Via: "edge"}))
 			front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				ap := netip.MustParseAddrPort(r.RemoteAddr)
@@ -309,7 +309,7 @@ func TestCORSGatewayOwnsResponseFields(t *testing.T) {
 	}))
 	defer orig.Close()
 	rc := RouteConfig{Auth: AuthConfig{Mode: ModeNone}, CORS: &CORSConfig{AllowOrigins: []string{"https://app.demo.test"}}}
-	h := routeHandler(t, Config{}, rc, proxyTo(orig.URL))
+	h := routeHandler(t, StateOptions{}, Config{}, rc, proxyTo(orig.URL))
 	front := httptest.NewServer((&infoRecorder{}).wrap(h))
 	defer front.Close()
 	for _, tc := range []struct{ origin, acao, acac string }{

@@ -164,6 +164,13 @@ func (c *jwksCache) fetch(ctx context.Context, url string) (map[string]verifyKey
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("status %d", resp.StatusCode)
 	}
+	if final := resp.Request.URL.String(); final != url {
+		// Redirects are followed, but to where jwks.url itself could
+		// point: not to plain http on another host.
+		if msg := checkJWKSURL(final); msg != "" {
+			return nil, fmt.Errorf("redirected: %s", msg)
+		}
+	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSBody+1))
 	if err != nil {
 		return nil, err

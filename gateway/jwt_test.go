@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -336,6 +337,56 @@ func TestJWKSWithoutUsableKeysKeepsOldKeys(t *testing.T) {
 			}
 			if testutil.ToFloat64(e.st.metrics.jwksFetch.WithLabelValues("error")) != 1 {
 				t.Error("the unusable key set was not counted as a failed fetch")
+			}
+		})
+	}
+}
+
+// TestJWKSRedirectToPlainHTTPRefused: a key set configured over https
+// that redirects to plain http on another host is a failed fetch; keys
+// read in clear could have been replaced on the way (the same rule as
+// jwks.url itself).
+func TestJWKSRedirectToPlainHTTPRefused(t *testing.T) {
+	k := keys(t)
+	set, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: k.ec.Public(), KeyID: "ec", Algorithm: "ES256"}}})
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(set) }))
+	defer plain.Close()
+	tls := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/direct" {
+			w.Write(set)
+			return
+		}
+		http.Redirect(w, r, "http://idp.example/jwks", http.StatusFound)
+	}))
+	defer tls.Close()
+	// idp.example resolves to the test servers: :443 to the TLS one, :80
+	// to the plain one.
+	tr := tls.Client().Transport.(*http.Transport).Clone()
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		target := plain.Listener.Addr().String()
+		if strings.HasSuffix(addr, ":443") {
+			target = tls.Listener.Addr().String()
+		}
+		return (&net.Dialer{}).DialContext(ctx, network, target)
+	}
+	tr.TLSClientConfig.InsecureSkipVerify = true
+	for path, want := range map[string]int{"/direct": 200, "/redirect": 401} {
+		t.Run(path, func(t *testing.T) {
+			clk := newClock()
+			h := routeHandler(t, StateOptions{HTTPClient: &http.Client{Transport: tr, Timeout: 5 * time.Second}, Now: clk.Now},
+				Config{JWT: JWTConfig{JWKS: []JWKSConfig{{URL: "https://idp.example" + path}}}},
+				RouteConfig{Auth: AuthConfig{Methods: []string{MethodJWT}}}, proxyTo(newOrigin(t).srv.URL))
+			front := httptest.NewServer((&infoRecorder{}).wrap(h))
+			defer front.Close()
+			req, _ := http.NewRequest("GET", front.URL+"/x", nil)
+			req.Header.Set("Authorization", "Bearer "+sign(t, jwt.SigningMethodES256, "ec", k.ec, stdClaims(clk.Now())))
+			resp, err := front.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				t.Fatalf("status %d, want %d", resp.StatusCode, want)
 			}
 		})
 	}
