@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -38,6 +39,19 @@ func routeHandler(t *testing.T, so StateOptions, cfg Config, rc RouteConfig, nex
 		t.Fatal(err)
 	}
 	return h
+}
+
+// newCache is a node cache in a temporary directory, closed with the test.
+func newCache(t *testing.T) *cdn.Cache {
+	t.Helper()
+	cc := cdn.Config{Dir: t.TempDir()}
+	cc.SetDefaults()
+	c, err := cdn.New(cc, cdn.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 // TestCacheNeverSharesAuthenticatedResponses: the gateway removes the
@@ -74,13 +88,7 @@ func TestCacheNeverSharesAuthenticatedResponses(t *testing.T) {
 				io.WriteString(w, "profile of "+id.User)
 			}))
 			defer orig.Close()
-			cc := cdn.Config{Dir: t.TempDir()}
-			cc.SetDefaults()
-			c, err := cdn.New(cc, cdn.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			c := newCache(t)
 			cfg := Config{APIKeys: []APIKeyConfig{
 				{ID: "a", Hash: HashKey(alice), Owner: "alice"},
 				{ID: "b", Hash: HashKey(bob), Owner: "bob"},
@@ -338,6 +346,49 @@ func TestCORSGatewayOwnsResponseFields(t *testing.T) {
 		}
 		if vary := strings.Join(h.Values("Vary"), ", "); !strings.Contains(vary, "Origin") || !strings.Contains(vary, "Accept-Encoding") {
 			t.Errorf("Origin %q: Vary %q", tc.origin, vary)
+		}
+	}
+}
+
+// TestCacheFillKeepsIdentityValid: the cache behind the gateway turns a
+// HEAD miss into a GET fill (and drops conditionals); the origin must
+// still verify the signed identity of the request it really receives.
+func TestCacheFillKeepsIdentityValid(t *testing.T) {
+	const key = "opk_alice-0123456789abcdef"
+	var mu sync.Mutex
+	var seen []string
+	orig := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, err := identity.Verify(r, []byte(testSecret), time.Now(), time.Minute)
+		mu.Lock()
+		seen = append(seen, fmt.Sprintf("%s %v", r.Method, err))
+		mu.Unlock()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusForbidden)
+			return
+		}
+		w.Header().Set("Cache-Control", "public, max-age=60")
+		io.WriteString(w, "hello "+id.User)
+	}))
+	defer orig.Close()
+	target, _ := url.Parse(orig.URL)
+	c := newCache(t)
+	up := proxy.New(proxy.Options{Target: target, Transport: proxy.NewTransport(5 * time.Second), Via: "edge"})
+	h := routeHandler(t, StateOptions{}, Config{APIKeys: []APIKeyConfig{{ID: "a", Hash: HashKey(key), Owner: "alice"}}},
+		RouteConfig{}, c.Handler("api", cdn.RouteConfig{}, up))
+	front := httptest.NewServer((&infoRecorder{}).wrap(h))
+	defer front.Close()
+	for _, m := range []string{"HEAD", "GET"} {
+		req, _ := http.NewRequest(m, front.URL+"/doc", nil)
+		req.Header.Set("X-Api-Key", key)
+		resp, err := front.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			mu.Lock()
+			t.Fatalf("%s: status %d; origin saw %q", m, resp.StatusCode, seen)
+			mu.Unlock()
 		}
 	}
 }

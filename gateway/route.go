@@ -311,12 +311,13 @@ func (rt *route) forward(w http.ResponseWriter, r *http.Request, info *reqinfo.I
 			id = &identity.Identity{Tier: rt.g.cfg.AnonymousTier}
 		}
 		identity.Sign(out, id, rt.g.secret, rt.g.st.now())
-		// Sign again if the path or query the origin really sees differs
-		// once the upstream URL is final (a backend URL with a path prefix); the
-		// common request is signed once.
-		secret, now, signed, path, query := rt.g.secret, rt.g.st.now, id, out.URL.Path, out.URL.RawQuery
+		// Sign again if the method, path or query the origin really sees
+		// differs once the request is final (a backend URL with a path
+		// prefix, the cache filling a HEAD miss with a GET); the common
+		// request is signed once.
+		secret, now, signed, method, path, query := rt.g.secret, rt.g.st.now, id, out.Method, out.URL.Path, out.URL.RawQuery
 		out = out.WithContext(reqinfo.WithFinalize(out.Context(), func(r *http.Request) {
-			if r.URL.Path != path || r.URL.RawQuery != query {
+			if r.Method != method || r.URL.Path != path || r.URL.RawQuery != query {
 				identity.Sign(r, signed, secret, now())
 			}
 		}))
