@@ -392,3 +392,41 @@ func TestCacheFillKeepsIdentityValid(t *testing.T) {
 		}
 	}
 }
+
+// TestIdentityTrailersNeverReachOrigin: a chunked request can carry
+// fields after the body (trailers); identity fields sent that way are
+// dropped like the headers are, through the edge's proxy, while other
+// trailers still pass.
+func TestIdentityTrailersNeverReachOrigin(t *testing.T) {
+	trailers := make(chan http.Header, 1)
+	orig := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		trailers <- r.Trailer.Clone()
+	}))
+	defer orig.Close()
+	target, _ := url.Parse(orig.URL)
+	h := routeHandler(t, StateOptions{}, Config{}, RouteConfig{Auth: AuthConfig{Mode: ModeNone}},
+		proxy.New(proxy.Options{Target: target, Transport: proxy.NewTransport(5 * time.Second), Via: "edge"}))
+	front := httptest.NewServer((&infoRecorder{}).wrap(h))
+	defer front.Close()
+	req, _ := http.NewRequest("POST", front.URL+"/x", chunked{strings.NewReader("body")})
+	req.ContentLength = -1
+	req.Trailer = http.Header{
+		identity.HeaderUser: {"admin"}, identity.HeaderSignature: {"v2=forged"}, "X_Outpost_Roles": {"admin"},
+		"X-Original-Url": {"/admin"}, "X-Checksum": {"abc"},
+	}
+	resp, err := front.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	got := <-trailers
+	for k := range got {
+		if n := strings.ToLower(strings.ReplaceAll(k, "_", "-")); strings.HasPrefix(n, "x-outpost-") || n == "x-original-url" {
+			t.Errorf("trailer %s: %q reached the origin", k, got[k])
+		}
+	}
+	if got.Get("X-Checksum") != "abc" {
+		t.Errorf("other trailers lost: %v", got)
+	}
+}

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -325,6 +326,10 @@ func (rt *route) forward(w http.ResponseWriter, r *http.Request, info *reqinfo.I
 		identity.Strip(h)
 	}
 
+	if len(r.Trailer) > 0 && out.Body != nil && out.Body != http.NoBody {
+		out.Trailer = allowedFields(r.Trailer)
+		out.Body = &trailerFilter{rc: out.Body, from: r.Trailer, to: out.Trailer}
+	}
 	var tripped *atomic.Bool
 	if rt.maxBody > 0 && out.ContentLength < 0 && out.Body != nil && out.Body != http.NoBody {
 		tripped = new(atomic.Bool)
@@ -528,6 +533,35 @@ func ceilSeconds(d time.Duration) int64 {
 func writeError(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
 	httperr.Write(w, r, status, code, msg)
 }
+
+// trailerFilter keeps identity fields (and the other fields the gateway
+// never lets through) out of the request's trailers, which the proxy
+// forwards. net/http fills the inbound trailer map when the body reaches
+// EOF; the allowed fields are copied to the outbound map right then,
+// before the proxy writes them upstream.
+type trailerFilter struct {
+	rc       io.ReadCloser
+	from, to http.Header
+}
+
+func (f *trailerFilter) Read(p []byte) (int, error) {
+	n, err := f.rc.Read(p)
+	if err == io.EOF {
+		maps.Copy(f.to, allowedFields(f.from))
+	}
+	return n, err
+}
+
+// allowedFields is a copy of h without the fields a client may not send
+// upstream: identity (any spelling) and path overrides.
+func allowedFields(h http.Header) http.Header {
+	c := h.Clone()
+	identity.Strip(c)
+	stripSpoofable(c)
+	return c
+}
+
+func (f *trailerFilter) Close() error { return f.rc.Close() }
 
 // Fields many frameworks read in place of the request line. The gateway
 // checks methods and paths on the request line: a method override naming
