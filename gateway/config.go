@@ -459,11 +459,7 @@ func (rc *RouteConfig) SetDefaults() {
 // Validate checks one route's block; paths are relative to it.
 func (rc *RouteConfig) Validate() error {
 	var l configerr.List
-	for i, m := range rc.Methods {
-		if !isToken(m) {
-			l.Addf(fmt.Sprintf("methods[%d]", i), "invalid method %q", m)
-		}
-	}
+	validateTokens(&l, "methods", "method", rc.Methods)
 	for i, p := range rc.Paths {
 		if _, err := compilePattern(p); err != nil {
 			l.Addf(fmt.Sprintf("paths[%d]", i), "%v", err)
@@ -528,11 +524,9 @@ func (rc *RouteConfig) Validate() error {
 				l.Addf("cors.allow_credentials", "cannot be combined with allow_origins \"*\"")
 			}
 		}
-		for i, h := range c.AllowHeaders {
-			if !isToken(h) {
-				l.Addf(fmt.Sprintf("cors.allow_headers[%d]", i), "invalid header name %q", h)
-			}
-		}
+		validateTokens(&l, "cors.allow_headers", "header name", c.AllowHeaders)
+		validateTokens(&l, "cors.expose_headers", "header name", c.ExposeHeaders)
+		validateTokens(&l, "cors.allow_methods", "method", c.AllowMethods)
 		if c.MaxAge < 0 {
 			l.Addf("cors.max_age", "must be >= 0")
 		}
@@ -588,6 +582,16 @@ func isIdentityHeader(name string) bool {
 		}
 	}
 	return false
+}
+
+// validateTokens checks that every entry of list (at path p) is an RFC
+// 9110 token: field names and methods go into header values as they are.
+func validateTokens(l *configerr.List, p, what string, list []string) {
+	for i, v := range list {
+		if !isToken(v) {
+			l.Addf(fmt.Sprintf("%s[%d]", p, i), "invalid %s %q", what, v)
+		}
+	}
 }
 
 func validateWords(l *configerr.List, p string, words []string) {

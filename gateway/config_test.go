@@ -196,6 +196,8 @@ func TestRouteValidate(t *testing.T) {
 		{"escape in a request value", RouteConfig{Request: RequestTransform{HeaderOps: HeaderOps{Add: map[string]string{"X-A": "\x1b[31m"}}}}, "request.add.X-A", "control character"},
 		{"DEL in a response value", RouteConfig{Response: HeaderOps{Add: map[string]string{"X-B": "a\x7fb"}}}, "response.add.X-B", "control character"},
 		{"cors wildcard with credentials", RouteConfig{CORS: &CORSConfig{AllowOrigins: []string{"*"}, AllowCredentials: true}}, "cors.allow_credentials", "cannot be combined"},
+		{"cors bad expose header", RouteConfig{CORS: &CORSConfig{AllowOrigins: []string{"*"}, ExposeHeaders: []string{"X-A\x01"}}}, "cors.expose_headers[0]", "invalid header name"},
+		{"cors bad method", RouteConfig{CORS: &CORSConfig{AllowOrigins: []string{"*"}, AllowMethods: []string{"GET\r\nX: y"}}}, "cors.allow_methods[0]", "invalid method"},
 		{"cors bad origin", RouteConfig{CORS: &CORSConfig{AllowOrigins: []string{"app.test"}}}, "cors.allow_origins[0]", "origin such as"},
 		{"negative concurrency", RouteConfig{Concurrency: -1}, "concurrency", "must be >= 0"},
 		{"route limit zero requests", RouteConfig{RateLimit: &RouteRateLimit{RateLimit: RateLimit{Window: 60e9}}}, "rate_limit.requests", "must be >= 1"},
