@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/outpost-edge/outpost/cdn/store"
+	"github.com/outpost-edge/outpost/internal/reqinfo"
 )
 
 // Targeted cache-control fields (RFC 9213), most specific first. Either
@@ -68,7 +69,10 @@ func (h *handler) decide(r *http.Request, key string, status int, hdr http.Heade
 		}
 		h.c.warnOverrideOnce(h.route, rule.index)
 	}
-	if r.Header.Get("Authorization") != "" && !d.public && d.sMaxAge < 0 && !d.mustRevalidate {
+	// A caller the gateway authenticated counts as one with Authorization:
+	// the gateway has removed the credential by the time the cache runs.
+	authorized := r.Header.Get("Authorization") != "" || reqinfo.Authenticated(r.Context())
+	if authorized && !d.public && d.sMaxAge < 0 && !d.mustRevalidate {
 		return storeDecision{reason: "authorization"}
 	}
 	if len(hdr["Set-Cookie"]) > 0 && !h.rc.StripSetCookie {

@@ -3,7 +3,9 @@ package gateway
 import (
 	"encoding/hex"
 	"fmt"
+	"net/netip"
 	"net/textproto"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -295,6 +297,10 @@ func (c *Config) Validate() error {
 	if c.IdentitySecret != "" && len(c.IdentitySecret) < 16 {
 		l.Addf("identity_secret", "must be at least 16 bytes, got %d", len(c.IdentitySecret))
 	}
+	if hasControl(c.Realm, `"\`) {
+		// It is sent inside a quoted string: realm="…".
+		l.Addf("realm", "must not contain a quote, backslash or control character, got %q", c.Realm)
+	}
 	ids := map[string]bool{}
 	hashes := map[string]bool{}
 	for i, k := range c.APIKeys {
@@ -319,7 +325,7 @@ func (c *Config) Validate() error {
 		validateWords(&l, p+".tier", []string{k.Tier})
 	}
 	for name, t := range c.Tiers {
-		if name == "" || strings.ContainsAny(name, " \t\r\n") {
+		if name == "" || hasControl(name, " ") {
 			l.Addf("tiers", "tier name %q must be a non-empty word", name)
 		}
 		l.Merge("tiers."+name, t.validate())
@@ -360,8 +366,8 @@ func (j *JWTConfig) validate() error {
 	}
 	for i, s := range j.JWKS {
 		p := fmt.Sprintf("jwks[%d]", i)
-		if !strings.HasPrefix(s.URL, "https://") && !strings.HasPrefix(s.URL, "http://") {
-			l.Addf(p+".url", "must be an http(s) URL, got %q", s.URL)
+		if msg := checkJWKSURL(s.URL); msg != "" {
+			l.Addf(p+".url", "%s", msg)
 		}
 		if s.RefreshInterval.D() < time.Second {
 			l.Addf(p+".refresh_interval", "must be >= 1s, got %s", s.RefreshInterval)
@@ -371,6 +377,29 @@ func (j *JWTConfig) validate() error {
 		}
 	}
 	return l.Err()
+}
+
+// checkJWKSURL allows https, and plain http only to a loopback host (as
+// documented): keys fetched in clear from elsewhere can be replaced on the
+// way, and every token would then verify against the replacement. It
+// returns the problem, or "".
+func checkJWKSURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Hostname() == "" {
+		return fmt.Sprintf("must be an http(s) URL, got %q", raw)
+	}
+	if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
+		return fmt.Sprintf("must be https (plain http only to a loopback address), got %q", raw)
+	}
+	return ""
+}
+
+func isLoopbackHost(h string) bool {
+	if strings.EqualFold(h, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(h)
+	return err == nil && ip.IsLoopback()
 }
 
 func (r RateLimit) validate() error {
@@ -430,11 +459,7 @@ func (rc *RouteConfig) SetDefaults() {
 // Validate checks one route's block; paths are relative to it.
 func (rc *RouteConfig) Validate() error {
 	var l configerr.List
-	for i, m := range rc.Methods {
-		if !isToken(m) {
-			l.Addf(fmt.Sprintf("methods[%d]", i), "invalid method %q", m)
-		}
-	}
+	validateTokens(&l, "methods", "method", rc.Methods)
 	for i, p := range rc.Paths {
 		if _, err := compilePattern(p); err != nil {
 			l.Addf(fmt.Sprintf("paths[%d]", i), "%v", err)
@@ -499,11 +524,9 @@ func (rc *RouteConfig) Validate() error {
 				l.Addf("cors.allow_credentials", "cannot be combined with allow_origins \"*\"")
 			}
 		}
-		for i, h := range c.AllowHeaders {
-			if !isToken(h) {
-				l.Addf(fmt.Sprintf("cors.allow_headers[%d]", i), "invalid header name %q", h)
-			}
-		}
+		validateTokens(&l, "cors.allow_headers", "header name", c.AllowHeaders)
+		validateTokens(&l, "cors.expose_headers", "header name", c.ExposeHeaders)
+		validateTokens(&l, "cors.allow_methods", "method", c.AllowMethods)
 		if c.MaxAge < 0 {
 			l.Addf("cors.max_age", "must be >= 0")
 		}
@@ -523,19 +546,32 @@ func validateOps(l *configerr.List, p string, ops HeaderOps, request bool) {
 	}
 	for k, v := range ops.Add {
 		check("add", k)
-		if strings.ContainsAny(v, "\r\n\x00") {
+		if hasControl(v, "") {
 			l.Addf(p+".add."+k, "value contains a control character")
 		}
 	}
 	for k, v := range ops.Set {
 		check("set", k)
-		if strings.ContainsAny(v, "\r\n\x00") {
+		if hasControl(v, "") {
 			l.Addf(p+".set."+k, "value contains a control character")
 		}
 	}
 	for _, k := range ops.Remove {
 		check("remove", k)
 	}
+}
+
+// hasControl reports whether s holds a byte a field value cannot carry
+// (RFC 9110 §5.5: controls other than tab, and DEL) or one of also.
+// Beyond CR and LF, Go's client refuses such a request outright (every
+// call would be a 502) and clients refuse such a response.
+func hasControl(s, also string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return true
+		}
+	}
+	return strings.ContainsAny(s, also)
 }
 
 func isIdentityHeader(name string) bool {
@@ -548,10 +584,20 @@ func isIdentityHeader(name string) bool {
 	return false
 }
 
+// validateTokens checks that every entry of list (at path p) is an RFC
+// 9110 token: field names and methods go into header values as they are.
+func validateTokens(l *configerr.List, p, what string, list []string) {
+	for i, v := range list {
+		if !isToken(v) {
+			l.Addf(fmt.Sprintf("%s[%d]", p, i), "invalid %s %q", what, v)
+		}
+	}
+}
+
 func validateWords(l *configerr.List, p string, words []string) {
 	for _, w := range words {
-		if w == "" || strings.ContainsAny(w, " \t\r\n\x00") {
-			l.Addf(p, "%q must be a non-empty word without spaces", w)
+		if w == "" || hasControl(w, " ") {
+			l.Addf(p, "%q must be a non-empty word without spaces or control characters", w)
 		}
 	}
 }

@@ -128,6 +128,24 @@ func TestConfigValidate(t *testing.T) {
 			c.JWT.JWKS = []JWKSConfig{{URL: "file:///etc/passwd", RefreshInterval: 60e9, MinRefreshInterval: 60e9}}
 		}, "jwt.jwks[0].url", "http(s) URL"},
 		{"tiny token size", func(c *Config) { c.JWT.MaxTokenSize = 10 }, "jwt.max_token_size", "between 256B and 1MiB"},
+		// Scopes, roles and tiers travel in the X-Outpost-* headers.
+		{"control character in a key scope", func(c *Config) {
+			c.APIKeys = []APIKeyConfig{{ID: "a", Hash: HashKey("x"), Owner: "o", Tier: "f", Scopes: []string{"read\x01"}}}
+		}, "api_keys[0].scopes", "without spaces"},
+		{"control character in a tier name", func(c *Config) { c.Tiers = map[string]RateLimit{"f\x7f": {Requests: 1, Window: 60e9, Burst: 1}} }, "tiers", "non-empty word"},
+		{"realm with a quote", func(c *Config) { c.Realm = `a", error="none` }, "realm", "quote"},
+		{"realm with a control character", func(c *Config) { c.Realm = "a\x01" }, "realm", "quote"},
+		// Keys fetched over plain HTTP from another host can be swapped by
+		// anyone on the path: every token would verify against theirs.
+		{"jwks plain http to a remote host", func(c *Config) {
+			c.JWT.JWKS = []JWKSConfig{{URL: "http://auth.example.com/.well-known/jwks.json", RefreshInterval: 60e9, MinRefreshInterval: 60e9}}
+		}, "jwt.jwks[0].url", "https"},
+		{"jwks plain http to a lookalike of localhost", func(c *Config) {
+			c.JWT.JWKS = []JWKSConfig{{URL: "http://localhost.evil.example/jwks", RefreshInterval: 60e9, MinRefreshInterval: 60e9}}
+		}, "jwt.jwks[0].url", "https"},
+		{"jwks without host", func(c *Config) {
+			c.JWT.JWKS = []JWKSConfig{{URL: "https:///jwks", RefreshInterval: 60e9, MinRefreshInterval: 60e9}}
+		}, "jwt.jwks[0].url", "http(s) URL"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -136,6 +154,24 @@ func TestConfigValidate(t *testing.T) {
 			tc.mut(&c)
 			assertFieldError(t, c.Validate(), tc.path, tc.msg)
 		})
+	}
+}
+
+// TestJWKSURLAccepted: https anywhere, plain http only on loopback.
+func TestJWKSURLAccepted(t *testing.T) {
+	for _, u := range []string{
+		"https://auth.example.com/.well-known/jwks.json",
+		"http://127.0.0.1:8080/jwks",
+		"http://127.9.9.9/jwks",
+		"http://[::1]:9000/jwks",
+		"http://localhost:9000/jwks",
+		"HTTP://LOCALHOST/jwks",
+	} {
+		c := Config{JWT: JWTConfig{JWKS: []JWKSConfig{{URL: u}}}}
+		c.SetDefaults()
+		if err := c.Validate(); err != nil {
+			t.Errorf("%s: %v", u, err)
+		}
 	}
 }
 
@@ -153,7 +189,15 @@ func TestRouteValidate(t *testing.T) {
 		{"bad rewrite", RouteConfig{Rewrite: &RewriteConfig{Match: "("}}, "rewrite.match", "regular expression"},
 		{"identity header transform", RouteConfig{Request: RequestTransform{HeaderOps: HeaderOps{Set: map[string]string{"x-outpost-user": "root"}}}}, "request.set", "signed identity"},
 		{"header injection", RouteConfig{Response: HeaderOps{Set: map[string]string{"X-A": "a\r\nX-B: b"}}}, "response.set.X-A", "control character"},
+		// Any control character but tab makes the field invalid: upstream,
+		// Go's client refuses the request (every call a 502); downstream,
+		// clients refuse the response.
+		{"control character in a request value", RouteConfig{Request: RequestTransform{HeaderOps: HeaderOps{Set: map[string]string{"X-A": "a\x01b"}}}}, "request.set.X-A", "control character"},
+		{"escape in a request value", RouteConfig{Request: RequestTransform{HeaderOps: HeaderOps{Add: map[string]string{"X-A": "\x1b[31m"}}}}, "request.add.X-A", "control character"},
+		{"DEL in a response value", RouteConfig{Response: HeaderOps{Add: map[string]string{"X-B": "a\x7fb"}}}, "response.add.X-B", "control character"},
 		{"cors wildcard with credentials", RouteConfig{CORS: &CORSConfig{AllowOrigins: []string{"*"}, AllowCredentials: true}}, "cors.allow_credentials", "cannot be combined"},
+		{"cors bad expose header", RouteConfig{CORS: &CORSConfig{AllowOrigins: []string{"*"}, ExposeHeaders: []string{"X-A\x01"}}}, "cors.expose_headers[0]", "invalid header name"},
+		{"cors bad method", RouteConfig{CORS: &CORSConfig{AllowOrigins: []string{"*"}, AllowMethods: []string{"GET\r\nX: y"}}}, "cors.allow_methods[0]", "invalid method"},
 		{"cors bad origin", RouteConfig{CORS: &CORSConfig{AllowOrigins: []string{"app.test"}}}, "cors.allow_origins[0]", "origin such as"},
 		{"negative concurrency", RouteConfig{Concurrency: -1}, "concurrency", "must be >= 0"},
 		{"route limit zero requests", RouteConfig{RateLimit: &RouteRateLimit{RateLimit: RateLimit{Window: 60e9}}}, "rate_limit.requests", "must be >= 1"},

@@ -149,7 +149,7 @@ func (s *jwksSet) startLocked() chan struct{} {
 
 // fetch downloads and parses a key set. Entries that are not usable
 // public signing keys (symmetric keys, private keys, unknown types) are
-// skipped rather than failing the whole set.
+// skipped rather than failing the whole set; a set with none left fails.
 func (c *jwksCache) fetch(ctx context.Context, url string) (map[string]verifyKey, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -164,6 +164,13 @@ func (c *jwksCache) fetch(ctx context.Context, url string) (map[string]verifyKey
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("status %d", resp.StatusCode)
 	}
+	if final := resp.Request.URL.String(); final != url {
+		// Redirects are followed, but to where jwks.url itself could
+		// point: not to plain http on another host.
+		if msg := checkJWKSURL(final); msg != "" {
+			return nil, fmt.Errorf("redirected: %s", msg)
+		}
+	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSBody+1))
 	if err != nil {
 		return nil, err
@@ -171,7 +178,13 @@ func (c *jwksCache) fetch(ctx context.Context, url string) (map[string]verifyKey
 	if len(body) > maxJWKSBody {
 		return nil, errors.New("key set larger than 1MiB")
 	}
-	return parseJWKS(body)
+	keys, err := parseJWKS(body)
+	if err == nil && len(keys) == 0 {
+		// A JSON error body served with 200, an empty or symmetric-only
+		// set: replacing the keys with nothing would refuse every token.
+		err = errors.New("key set has no usable signing key")
+	}
+	return keys, err
 }
 
 // parseJWKS parses a JWKS document into kid → key.

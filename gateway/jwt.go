@@ -106,15 +106,18 @@ func bindKey(alg string, pub any) (any, error) {
 
 // tokenClaims is the claims convention shared with the origin services:
 // sub = user id, scope = space-separated scopes, roles = array, tier.
+// Both scope and roles are read in either form (a string or an array):
+// issuers differ, and a form mismatch refused every token as malformed.
 type tokenClaims struct {
 	jwt.RegisteredClaims
-	Scope string     `json:"scope,omitempty"`
+	Scope stringList `json:"scope,omitempty"`
 	Roles stringList `json:"roles,omitempty"`
 	Tier  string     `json:"tier,omitempty"`
 }
 
-// stringList accepts a JSON array of strings or, leniently, a single
-// space-separated string (some issuers emit roles that way).
+// stringList accepts a JSON array of strings or a single space-separated
+// string (RFC 8693 scope; some issuers emit roles that way, others scope
+// as an array).
 type stringList []string
 
 func (s *stringList) UnmarshalJSON(b []byte) error {
@@ -247,7 +250,7 @@ func (v *jwtVerifier) verify(ctx context.Context, token string) (*identity.Ident
 	}
 	// Scopes and roles travel in headers: words with control characters
 	// would make the upstream request invalid (a 502), so they are dropped.
-	for _, s := range strings.Fields(claims.Scope) {
+	for _, s := range claims.Scope {
 		if cleanWord(s) {
 			id.Scopes = append(id.Scopes, s)
 		}

@@ -7,8 +7,10 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +20,8 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/outpost-edge/outpost/internal/units"
 )
 
 // TestJWTMatrix sends real requests with each token variant through the
@@ -82,6 +86,10 @@ func TestJWTMatrix(t *testing.T) {
 		{"unknown kid", sign(t, jwt.SigningMethodHS256, "nope", k.hmac, std), 401, "unknown_kid"},
 		{"oversized", sign(t, jwt.SigningMethodHS256, k.hmacKID, k.hmac, with(func(c jwt.MapClaims) { c["pad"] = strings.Repeat("x", 9000) })), 401, "too_large"},
 		{"garbage", "a.b.c", 401, "malformed"},
+		// Some issuers (Spring Authorization Server) send scope as an
+		// array, as roles may come as a string: both forms are read.
+		{"scope as array", sign(t, jwt.SigningMethodHS256, k.hmacKID, k.hmac, with(func(c jwt.MapClaims) { c["scope"] = []string{"posts:read", "posts:write"} })), 200, ""},
+		{"roles as string", sign(t, jwt.SigningMethodHS256, k.hmacKID, k.hmac, with(func(c jwt.MapClaims) { c["roles"] = "editor viewer" })), 200, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -274,5 +282,112 @@ func TestJWKSDown(t *testing.T) {
 			t.Fatal("failed fetch not counted")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestJWKSWithoutUsableKeysKeepsOldKeys: a key-set URL that answers 200
+// with a document holding no usable signing key (a JSON error body, an
+// empty set, only symmetric keys) is a failed fetch: the keys fetched
+// before keep working instead of every token being refused.
+func TestJWKSWithoutUsableKeysKeepsOldKeys(t *testing.T) {
+	k := keys(t)
+	good, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: k.rsa.Public(), KeyID: "rsa", Algorithm: "RS256", Use: "sig"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sym, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: k.hmac, KeyID: "rsa", Algorithm: "HS256"}}})
+	for _, bad := range []string{`{}`, `{"error":"rate limited"}`, `{"keys":[]}`, `null`, string(sym)} {
+		t.Run(bad, func(t *testing.T) {
+			var body atomic.Value
+			body.Store(good)
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				w.Write(body.Load().([]byte))
+			}))
+			defer srv.Close()
+			e := newEnv(t, envOpts{
+				cfg:   Config{JWT: JWTConfig{JWKS: []JWKSConfig{{URL: srv.URL, RefreshInterval: units.Duration(time.Minute)}}}},
+				route: RouteConfig{Auth: AuthConfig{Methods: []string{MethodJWT}}},
+			})
+			fetches := func() float64 {
+				return testutil.ToFloat64(e.st.metrics.jwksFetch.WithLabelValues("ok")) +
+					testutil.ToFloat64(e.st.metrics.jwksFetch.WithLabelValues("error"))
+			}
+			jti := 0
+			call := func() *http.Response {
+				jti++
+				c := stdClaims(e.clock.Now())
+				c["jti"] = strconv.Itoa(jti) // a new token each time: no verified-token cache hit
+				return e.do("GET", "/x", bearer(sign(t, jwt.SigningMethodRS256, "rsa", k.rsa, c)), nil)
+			}
+			if r := call(); r.StatusCode != 200 {
+				t.Fatalf("before: %d %v", r.StatusCode, e.info.fields())
+			}
+			body.Store([]byte(bad))
+			e.clock.Advance(2 * time.Minute)
+			before := fetches()
+			call() // stale: starts the background refetch
+			for deadline := time.Now().Add(5 * time.Second); fetches() == before; time.Sleep(5 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("no refetch")
+				}
+			}
+			if r := call(); r.StatusCode != 200 {
+				t.Fatalf("after a key set without usable keys: %d %v", r.StatusCode, e.info.fields())
+			}
+			if testutil.ToFloat64(e.st.metrics.jwksFetch.WithLabelValues("error")) != 1 {
+				t.Error("the unusable key set was not counted as a failed fetch")
+			}
+		})
+	}
+}
+
+// TestJWKSRedirectToPlainHTTPRefused: a key set configured over https
+// that redirects to plain http on another host is a failed fetch; keys
+// read in clear could have been replaced on the way (the same rule as
+// jwks.url itself).
+func TestJWKSRedirectToPlainHTTPRefused(t *testing.T) {
+	k := keys(t)
+	set, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: k.ec.Public(), KeyID: "ec", Algorithm: "ES256"}}})
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(set) }))
+	defer plain.Close()
+	tls := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/direct" {
+			w.Write(set)
+			return
+		}
+		http.Redirect(w, r, "http://idp.example/jwks", http.StatusFound)
+	}))
+	defer tls.Close()
+	// idp.example resolves to the test servers: :443 to the TLS one, :80
+	// to the plain one.
+	tr := tls.Client().Transport.(*http.Transport).Clone()
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		target := plain.Listener.Addr().String()
+		if strings.HasSuffix(addr, ":443") {
+			target = tls.Listener.Addr().String()
+		}
+		return (&net.Dialer{}).DialContext(ctx, network, target)
+	}
+	tr.TLSClientConfig.InsecureSkipVerify = true
+	for path, want := range map[string]int{"/direct": 200, "/redirect": 401} {
+		t.Run(path, func(t *testing.T) {
+			clk := newClock()
+			h := routeHandler(t, StateOptions{HTTPClient: &http.Client{Transport: tr, Timeout: 5 * time.Second}, Now: clk.Now},
+				Config{JWT: JWTConfig{JWKS: []JWKSConfig{{URL: "https://idp.example" + path}}}},
+				RouteConfig{Auth: AuthConfig{Methods: []string{MethodJWT}}}, proxyTo(newOrigin(t).srv.URL))
+			front := httptest.NewServer((&infoRecorder{}).wrap(h))
+			defer front.Close()
+			req, _ := http.NewRequest("GET", front.URL+"/x", nil)
+			req.Header.Set("Authorization", "Bearer "+sign(t, jwt.SigningMethodES256, "ec", k.ec, stdClaims(clk.Now())))
+			resp, err := front.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				t.Fatalf("status %d, want %d", resp.StatusCode, want)
+			}
+		})
 	}
 }

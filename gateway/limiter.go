@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -34,9 +36,32 @@ func newPolicy(name, keyPrefix string, l RateLimit) *policy {
 		interval:  max(win/time.Duration(l.Requests), time.Microsecond),
 		burst:     burst,
 		keyPrefix: keyPrefix,
-		header:    strconv.Quote(name) + ";q=" + strconv.Itoa(l.Requests) + ";w=" + strconv.FormatInt(int64(win/time.Second), 10),
-		rlPrefix:  strconv.Quote(name) + ";r=",
+		header:    sfString(name) + ";q=" + strconv.Itoa(l.Requests) + ";w=" + strconv.FormatInt(int64(win/time.Second), 10),
+		rlPrefix:  sfString(name) + ";r=",
 	}
+}
+
+// sfString serialises s as a structured-field string (RFC 9651 §3.3.3):
+// printable ASCII with only '"' and '\' escaped. Other bytes (UTF-8,
+// controls) and '%' are percent-encoded, so any tier or route name gives
+// a field clients can parse; strconv.Quote wrote UTF-8 as is and
+// controls as , both invalid there.
+func sfString(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case c == '%' || c < 0x20 || c > 0x7e:
+			fmt.Fprintf(&b, "%%%02X", c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
 }
 
 // Decision is one limiter answer.

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -364,5 +365,29 @@ func TestRouteKeyPrefixDistinct(t *testing.T) {
 			t.Fatalf("route %q tier %q and route %q tier %q share %q", p[0], p[1], prev[0], prev[1], k)
 		}
 		seen[k] = p
+	}
+}
+
+// TestRateLimitFieldsAreStructured: policy names come from tier and route
+// names, which may hold any text; the RateLimit fields must still be
+// valid structured-field strings (printable ASCII, only \" and \\
+// escaped), or clients that parse them reject the whole field.
+func TestRateLimitFieldsAreStructured(t *testing.T) {
+	const key = "opk_limited-0123456789abcdef"
+	tier := "prö\"%\\"
+	e := newEnv(t, envOpts{cfg: Config{
+		APIKeys: []APIKeyConfig{{ID: "k1", Hash: HashKey(key), Owner: "u1", Tier: tier}},
+		Tiers:   map[string]RateLimit{tier: {Requests: 10, Window: units.Duration(time.Minute)}},
+	}})
+	r := e.do("GET", "/x", map[string]string{"X-API-Key": key}, nil)
+	if r.StatusCode != 200 {
+		t.Fatalf("status %d", r.StatusCode)
+	}
+	want := `"pr%C3%B6\"%25\\"`
+	if got := r.Header.Get("RateLimit-Policy"); got != want+";q=10;w=60" {
+		t.Errorf("RateLimit-Policy = %q, want %q", got, want+";q=10;w=60")
+	}
+	if got := r.Header.Get("RateLimit"); !strings.HasPrefix(got, want+";r=9;") {
+		t.Errorf("RateLimit = %q", got)
 	}
 }

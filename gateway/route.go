@@ -3,10 +3,12 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"net/http"
 	"net/netip"
+	"net/textproto"
 	"net/url"
 	"regexp"
 	"slices"
@@ -53,6 +55,7 @@ type route struct {
 	sem chan struct{} // concurrency slots; nil = unlimited
 
 	reqOps  headerOps
+	managed map[string]bool // canonical names of the request fields the gateway sets
 	query   [][2]string
 	respOps *headerOps
 	cors    *cors
@@ -77,7 +80,7 @@ func (g *Gateway) Handler(routeName string, rc RouteConfig, next http.Handler) (
 		next:         next,
 		log:          g.st.log.With("route", routeName),
 		patterns:     make([]pattern, 0, len(rc.Paths)),
-		stripPrefix:  strings.TrimSuffix(rc.StripPrefix, "/"),
+		stripPrefix:  strings.TrimSuffix(normalizeEscaped(rc.StripPrefix), "/"),
 		timeout:      rc.Timeout.D(),
 		maxBody:      rc.MaxBody.Int64(),
 		mode:         rc.Auth.Mode,
@@ -122,6 +125,13 @@ func (g *Gateway) Handler(routeName string, rc RouteConfig, next http.Handler) (
 	rt.allowJWT = slices.Contains(methods, MethodJWT) && g.jwt.enabled()
 	if rt.mode != ModeNone && !rt.allowKey && !rt.allowJWT {
 		return nil, fmt.Errorf("gateway: route %q accepts only jwt but gateway.jwt has no keys or jwks", routeName)
+	}
+	rt.managed = map[string]bool{"X-Request-Id": true}
+	for _, h := range identity.Headers {
+		rt.managed[h] = true
+	}
+	for _, kv := range append(slices.Clone(rt.reqOps.set), rt.reqOps.add...) {
+		rt.managed[kv[0]] = true
 	}
 	rt.challenge = `Bearer realm="` + g.cfg.Realm + `"`
 	for k, v := range rc.Request.Query {
@@ -187,7 +197,7 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Path first: a path the route does not serve is 404 for every
 	// method, preflights included (a browser must not learn a CORS policy
 	// for a resource that does not exist); 405 says the resource exists.
-	if len(rt.patterns) > 0 && !rt.matchPath(r.URL.EscapedPath()) {
+	if len(rt.patterns) > 0 && !rt.matchPath(normalizeEscaped(r.URL.EscapedPath())) {
 		writeError(w, r, http.StatusNotFound, "no_route", "no route for this path")
 		return
 	}
@@ -213,6 +223,11 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		w.Header().Set("Allow", rt.allow)
 		writeError(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed on this route")
+		return
+	}
+	if rt.methods != nil && rt.overrideRefused(r.Header) {
+		w.Header().Set("Allow", rt.allow)
+		writeError(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "method override names a method not allowed on this route")
 		return
 	}
 	if rt.maxBody > 0 && r.ContentLength > rt.maxBody {
@@ -261,6 +276,11 @@ func (rt *route) forward(w http.ResponseWriter, r *http.Request, info *reqinfo.I
 		ctx, cancel = context.WithTimeout(ctx, rt.timeout)
 		defer cancel()
 	}
+	if id != nil {
+		// The credential is removed below, before the cache: the mark
+		// keeps the cache from sharing this caller's responses.
+		ctx = reqinfo.WithAuthenticated(ctx)
+	}
 	out := r.WithContext(ctx)
 	out.Header = r.Header.Clone()
 	u := *r.URL
@@ -271,15 +291,12 @@ func (rt *route) forward(w http.ResponseWriter, r *http.Request, info *reqinfo.I
 		h.Del("Authorization")
 		h.Del("X-Api-Key")
 	}
+	rt.unlistManaged(h)
 	if rt.stripPrefix != "" || rt.rewrite != nil {
 		rt.rewritePath(out.URL)
 	}
 	if len(rt.query) > 0 {
-		q := out.URL.Query()
-		for _, kv := range rt.query {
-			q.Set(kv[0], kv[1])
-		}
-		out.URL.RawQuery = q.Encode()
+		out.URL.RawQuery = rt.injectQuery(out.URL.RawQuery)
 	}
 	rt.reqOps.apply(h)
 	if info != nil && info.ID != "" {
@@ -289,18 +306,19 @@ func (rt *route) forward(w http.ResponseWriter, r *http.Request, info *reqinfo.I
 	// client sent under these names is dropped, on every route and mode,
 	// including spellings with '_' that CGI-style origins read as the same
 	// variable (X_Outpost_User → HTTP_X_OUTPOST_USER).
-	stripIdentityAliases(h)
+	stripSpoofable(h)
 	if len(rt.g.secret) > 0 {
 		if id == nil {
 			id = &identity.Identity{Tier: rt.g.cfg.AnonymousTier}
 		}
 		identity.Sign(out, id, rt.g.secret, rt.g.st.now())
-		// Sign again if the path or query the origin really sees differs
-		// once the upstream URL is final (a backend URL with a path prefix); the
-		// common request is signed once.
-		secret, now, signed, path, query := rt.g.secret, rt.g.st.now, id, out.URL.Path, out.URL.RawQuery
+		// Sign again if the method, path or query the origin really sees
+		// differs once the request is final (a backend URL with a path
+		// prefix, the cache filling a HEAD miss with a GET); the common
+		// request is signed once.
+		secret, now, signed, method, path, query := rt.g.secret, rt.g.st.now, id, out.Method, out.URL.Path, out.URL.RawQuery
 		out = out.WithContext(reqinfo.WithFinalize(out.Context(), func(r *http.Request) {
-			if r.URL.Path != path || r.URL.RawQuery != query {
+			if r.Method != method || r.URL.Path != path || r.URL.RawQuery != query {
 				identity.Sign(r, signed, secret, now())
 			}
 		}))
@@ -308,23 +326,99 @@ func (rt *route) forward(w http.ResponseWriter, r *http.Request, info *reqinfo.I
 		identity.Strip(h)
 	}
 
+	if len(r.Trailer) > 0 && out.Body != nil && out.Body != http.NoBody {
+		out.Trailer = allowedFields(r.Trailer)
+		out.Body = &trailerFilter{rc: out.Body, from: r.Trailer, to: out.Trailer}
+	}
 	var tripped *atomic.Bool
 	if rt.maxBody > 0 && out.ContentLength < 0 && out.Body != nil && out.Body != http.NoBody {
 		tripped = new(atomic.Bool)
 		out.Body = &bodyLimit{rc: out.Body, left: rt.maxBody, tripped: tripped}
 	}
-	if rt.respOps == nil && tripped == nil {
+	if rt.respOps == nil && rt.cors == nil && tripped == nil {
 		rt.next.ServeHTTP(w, out)
 		return
 	}
-	rw := &respWriter{ResponseWriter: w, r: r, ops: rt.respOps, tripped: tripped}
+	rw := &respWriter{ResponseWriter: w, r: r, ops: rt.respOps, cors: rt.cors, tripped: tripped}
 	rt.next.ServeHTTP(rw, out)
 }
 
-// rewritePath applies strip_prefix and rewrite to the escaped path, so
-// encoded slashes survive, then re-derives the decoded path.
+// unlistManaged removes from the client's Connection field the names of
+// fields the gateway sets. The proxy deletes every field Connection lists
+// (hop-by-hop), after the gateway has set its own: "Connection:
+// X-Outpost-Signature" would otherwise strip the signed identity, and
+// "Connection: X-Api-Version" a route's request.set edit. Other tokens
+// (close, Upgrade, a client's own hop-by-hop fields) stay.
+func (rt *route) unlistManaged(h http.Header) {
+	vals := h["Connection"]
+	if len(vals) == 0 {
+		return
+	}
+	var keep []string
+	dropped := false
+	for _, v := range vals {
+		for tok := range strings.SplitSeq(v, ",") {
+			tok = textproto.TrimString(tok)
+			switch {
+			case tok == "":
+			case rt.managed[textproto.CanonicalMIMEHeaderKey(tok)]:
+				dropped = true
+			default:
+				keep = append(keep, tok)
+			}
+		}
+	}
+	switch {
+	case !dropped:
+	case len(keep) == 0:
+		delete(h, "Connection")
+	default:
+		h["Connection"] = []string{strings.Join(keep, ", ")}
+	}
+}
+
+// injectQuery sets the route's query parameters in raw. The client's
+// other parameters keep their order and escaping: re-encoding the whole
+// query sorted and re-escaped it, which breaks origins that check a
+// signed query string. A client parameter whose decoded name is injected
+// is removed. (Pairs with ';' or a bad escape are the proxy's business:
+// httputil.ReverseProxy drops them.)
+func (rt *route) injectQuery(raw string) string {
+	var b strings.Builder
+	for pair := range strings.SplitSeq(raw, "&") {
+		if pair != "" && !rt.injected(pair) {
+			b.WriteString(pair)
+			b.WriteByte('&')
+		}
+	}
+	for i, kv := range rt.query {
+		if i > 0 {
+			b.WriteByte('&')
+		}
+		b.WriteString(url.QueryEscape(kv[0]) + "=" + url.QueryEscape(kv[1]))
+	}
+	return b.String()
+}
+
+// injected reports whether the raw pair names an injected parameter.
+func (rt *route) injected(pair string) bool {
+	name, _, _ := strings.Cut(pair, "=")
+	if dec, err := url.QueryUnescape(name); err == nil {
+		name = dec
+	}
+	for _, kv := range rt.query {
+		if kv[0] == name {
+			return true
+		}
+	}
+	return false
+}
+
+// rewritePath applies strip_prefix and rewrite to the escaped path (in
+// normal form), so encoded slashes survive, then re-derives the decoded
+// path.
 func (rt *route) rewritePath(u *url.URL) {
-	p := u.EscapedPath()
+	p := normalizeEscaped(u.EscapedPath())
 	if rt.stripPrefix != "" {
 		if p == rt.stripPrefix {
 			p = "/"
@@ -440,19 +534,80 @@ func writeError(w http.ResponseWriter, r *http.Request, status int, code, msg st
 	httperr.Write(w, r, status, code, msg)
 }
 
-// stripIdentityAliases removes headers whose names contain '_' and equal
-// an identity header once '_' is read as '-'.
-func stripIdentityAliases(h http.Header) {
-	for k := range h {
-		if !strings.Contains(k, "_") {
+// trailerFilter keeps identity fields (and the other fields the gateway
+// never lets through) out of the request's trailers, which the proxy
+// forwards. net/http fills the inbound trailer map when the body reaches
+// EOF; the allowed fields are copied to the outbound map right then,
+// before the proxy writes them upstream.
+type trailerFilter struct {
+	rc       io.ReadCloser
+	from, to http.Header
+}
+
+func (f *trailerFilter) Read(p []byte) (int, error) {
+	n, err := f.rc.Read(p)
+	if err == io.EOF {
+		maps.Copy(f.to, allowedFields(f.from))
+	}
+	return n, err
+}
+
+// allowedFields is a copy of h without the fields a client may not send
+// upstream: identity (any spelling) and path overrides.
+func allowedFields(h http.Header) http.Header {
+	c := h.Clone()
+	identity.Strip(c)
+	stripSpoofable(c)
+	return c
+}
+
+func (f *trailerFilter) Close() error { return f.rc.Close() }
+
+// Fields many frameworks read in place of the request line. The gateway
+// checks methods and paths on the request line: a method override naming
+// a method the route refuses is refused (Symfony and Laravel honour one on
+// POST, Express's method-override on any method), and the path overrides
+// (IIS, Symfony, Zend) never go upstream.
+var (
+	methodOverrides = []string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
+	pathOverrides   = []string{"X-Original-Url", "X-Rewrite-Url"}
+)
+
+// fieldIs reports whether the field name k is one of names, reading '_'
+// as '-' as CGI-style origins do (X_Outpost_User → HTTP_X_OUTPOST_USER).
+func fieldIs(k string, names []string) bool {
+	n := strings.ReplaceAll(k, "_", "-")
+	for _, x := range names {
+		if strings.EqualFold(n, x) {
+			return true
+		}
+	}
+	return false
+}
+
+// overrideRefused reports whether a method-override field names a method
+// outside the route's methods.
+func (rt *route) overrideRefused(h http.Header) bool {
+	for k, vs := range h {
+		if !fieldIs(k, methodOverrides) {
 			continue
 		}
-		n := strings.ReplaceAll(k, "_", "-")
-		for _, id := range identity.Headers {
-			if strings.EqualFold(n, id) {
-				delete(h, k)
-				break
+		for _, v := range vs {
+			if !slices.Contains(rt.methods, strings.ToUpper(strings.TrimSpace(v))) {
+				return true
 			}
+		}
+	}
+	return false
+}
+
+// stripSpoofable removes headers whose names contain '_' and equal
+// an identity header once '_' is read as '-', and the path overrides
+// however they are spelled.
+func stripSpoofable(h http.Header) {
+	for k := range h {
+		if strings.Contains(k, "_") && fieldIs(k, identity.Headers[:]) || fieldIs(k, pathOverrides) {
+			delete(h, k)
 		}
 	}
 }

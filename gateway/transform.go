@@ -40,13 +40,53 @@ func compilePattern(p string) (pattern, error) {
 		case strings.ContainsAny(s, "{}*"):
 			return pattern{}, fmt.Errorf("pattern %q: segment %q mixes literal text and wildcards", p, s)
 		default:
-			pt.segs = append(pt.segs, s)
+			pt.segs = append(pt.segs, normalizeEscaped(s))
 		}
 	}
 	return pt, nil
 }
 
-// match reports whether the escaped path matches. Matching the escaped
+// normalizeEscaped returns the escaped path p in normal form (RFC 3986
+// §6.2.2): escaped unreserved characters decoded ("%61" is "a"), other
+// escapes in upper case ("%2f" is "%2F"). Two spellings of one path are
+// then one string for paths, strip_prefix and rewrite, as they are for
+// the edge's router and the origin; an escaped "/" stays escaped.
+func normalizeEscaped(p string) string {
+	if !strings.Contains(p, "%") {
+		return p
+	}
+	var b strings.Builder
+	b.Grow(len(p))
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if c != '%' || i+2 >= len(p) || !isHex(p[i+1]) || !isHex(p[i+2]) {
+			b.WriteByte(c)
+			continue
+		}
+		d := unhex(p[i+1])<<4 | unhex(p[i+2])
+		if d >= 'a' && d <= 'z' || d >= 'A' && d <= 'Z' || d >= '0' && d <= '9' || d == '-' || d == '.' || d == '_' || d == '~' {
+			b.WriteByte(d)
+		} else {
+			b.WriteString(strings.ToUpper(p[i : i+3]))
+		}
+		i += 2
+	}
+	return b.String()
+}
+
+func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
+
+func unhex(c byte) byte {
+	switch {
+	case c >= 'a':
+		return c - 'a' + 10
+	case c >= 'A':
+		return c - 'A' + 10
+	}
+	return c - '0'
+}
+
+// match reports whether the escaped path (in normalizeEscaped form) matches. Matching the escaped
 // form keeps %2F inside a segment from creating a new segment.
 func (pt pattern) match(path string) bool {
 	if !strings.HasPrefix(path, "/") {
@@ -175,6 +215,27 @@ func (c *cors) allowed(origin string) bool {
 // decorate adds the CORS response fields for an allowed origin.
 func (c *cors) decorate(h http.Header, origin string) {
 	h.Add("Vary", "Origin")
+	c.setFields(h, origin)
+}
+
+// corsFields are the response fields of a CORS policy.
+var corsFields = []string{
+	"Access-Control-Allow-Origin", "Access-Control-Allow-Credentials", "Access-Control-Expose-Headers",
+	"Access-Control-Allow-Methods", "Access-Control-Allow-Headers", "Access-Control-Max-Age",
+}
+
+// own replaces whatever CORS fields the upstream answered with the
+// route's: an origin's own CORS middleware would otherwise duplicate
+// Access-Control-Allow-Origin (browsers then refuse the response) or
+// grant origins the route does not allow.
+func (c *cors) own(h http.Header, origin string) {
+	for _, k := range corsFields {
+		delete(h, k)
+	}
+	c.setFields(h, origin)
+}
+
+func (c *cors) setFields(h http.Header, origin string) {
 	if !c.allowed(origin) {
 		return
 	}
@@ -243,12 +304,14 @@ func (b *bodyLimit) Read(p []byte) (int, error) {
 
 func (b *bodyLimit) Close() error { return b.rc.Close() }
 
-// respWriter applies response header edits when the status is written and
-// answers 413 instead of the upstream's status when the body limit tripped.
+// respWriter applies the route's CORS fields and response header edits
+// when the status is written, and answers 413 instead of the upstream's
+// status when the body limit tripped.
 type respWriter struct {
 	http.ResponseWriter
 	r       *http.Request
 	ops     *headerOps
+	cors    *cors // nil: no cors block
 	tripped *atomic.Bool
 	wrote   bool
 	swallow bool // a 413 was written instead; drop the proxy's body
@@ -271,6 +334,9 @@ func (rw *respWriter) WriteHeader(code int) {
 		rw.swallow = true
 		writeError(rw.ResponseWriter, rw.r, http.StatusRequestEntityTooLarge, "body_too_large", "request body too large")
 		return
+	}
+	if rw.cors != nil {
+		rw.cors.own(rw.ResponseWriter.Header(), rw.r.Header.Get("Origin"))
 	}
 	if rw.ops != nil {
 		rw.ops.apply(rw.ResponseWriter.Header())

@@ -35,13 +35,22 @@ func TestRoutingAndTransforms(t *testing.T) {
 		query              string
 	}{
 		{"rewritten", "GET", "/api/users/42", 200, "/v2/users/42", "api_version=2"},
-		{"stripped", "POST", "/api/posts/1/comments?x=1", 200, "/posts/1/comments", "api_version=2&x=1"},
+		{"stripped", "POST", "/api/posts/1/comments?x=1", 200, "/posts/1/comments", "x=1&api_version=2"},
 		{"HEAD allowed with GET", "HEAD", "/api/posts/1", 200, "/posts/1", "api_version=2"},
 		{"query injection overrides client", "GET", "/api/posts?api_version=9", 200, "/posts", "api_version=2"},
 		{"wrong method", "DELETE", "/api/users/42", 405, "", ""},
 		{"no pattern match", "GET", "/api/other", 404, "", ""},
 		{"one-segment wildcard is one segment", "GET", "/api/users/42/extra", 404, "", ""},
 		{"encoded slash stays in its segment", "GET", "/api/users/a%2Fb", 200, "/users/a/b", "api_version=2"},
+		// Escaped unreserved characters are the same path (RFC 3986
+		// §6.2.2.2), as the edge's router reads it: paths, strip_prefix
+		// and rewrite see through them, so "/%61pi" cannot dodge the strip
+		// or the rewrite and reach the origin unchanged.
+		{"escaped letters in the prefix", "GET", "/%61pi/posts/1", 200, "/posts/1", "api_version=2"},
+		{"escaped letters in a literal", "GET", "/api/p%6F%73ts/1", 200, "/posts/1", "api_version=2"},
+		{"escaped letters before a rewrite", "GET", "/api/%75sers/42", 200, "/v2/users/42", "api_version=2"},
+		{"lower-case escape of a reserved character", "GET", "/api/%2fodd/x", 200, "//odd/x", "api_version=2"},
+		{"escaped slash is not a separator", "GET", "/api%2Fposts/1", 404, "", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -340,6 +349,81 @@ func TestMaxBodyTrippedOverridesUpstreamStatus(t *testing.T) {
 		h.ServeHTTP(w, r)
 		if w.Code != 413 || strings.Contains(w.Body.String(), "upstream body") {
 			t.Errorf("upstream %d: got %d %q, want 413 without the upstream's body", upstream, w.Code, w.Body.String())
+		}
+	}
+}
+
+// TestHeaderEditValuesReachOrigin: values Validate accepts (tab, UTF-8
+// text) go through on both sides.
+func TestHeaderEditValuesReachOrigin(t *testing.T) {
+	rc := RouteConfig{
+		Auth:     AuthConfig{Mode: ModeNone},
+		Request:  RequestTransform{HeaderOps: HeaderOps{Set: map[string]string{"X-A": "a\tb ü"}}},
+		Response: HeaderOps{Set: map[string]string{"X-B": "c\td ü"}},
+	}
+	rc.SetDefaults()
+	if err := rc.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, envOpts{route: rc})
+	r := e.do("GET", "/x", nil, nil)
+	if r.StatusCode != 200 || r.Header.Get("X-B") != "c\td ü" {
+		t.Fatalf("status %d, X-B %q", r.StatusCode, r.Header.Get("X-B"))
+	}
+	if v := e.origin.last(t).Header.Get("X-A"); v != "a\tb ü" {
+		t.Fatalf("origin X-A %q", v)
+	}
+}
+
+// TestQueryInjectionKeepsClientQuery: request.query replaces the named
+// parameters and leaves the others as the client wrote them (order and
+// escaping: origins may check a signed query string); a client value for
+// an injected name is removed however it is spelled.
+func TestQueryInjectionKeepsClientQuery(t *testing.T) {
+	e := newEnv(t, envOpts{route: RouteConfig{
+		Auth:    AuthConfig{Mode: ModeNone},
+		Request: RequestTransform{Query: map[string]string{"source": "edge", "v": "2 b"}},
+	}})
+	for _, tc := range []struct{ in, want string }{
+		{"", "source=edge&v=2+b"},
+		{"b=2&a=1", "b=2&a=1&source=edge&v=2+b"},
+		{"q=a%20b+c&empty&=x", "q=a%20b+c&empty&=x&source=edge&v=2+b"},
+		{"source=evil&x=1", "x=1&source=edge&v=2+b"},
+		{"sourc%65=evil&V=1", "V=1&source=edge&v=2+b"},
+		{"a=1&&source=x&b=%2F", "a=1&b=%2F&source=edge&v=2+b"},
+		{"source", "source=edge&v=2+b"},
+	} {
+		if r := e.do("GET", "/x?"+tc.in, nil, nil); r.StatusCode != 200 {
+			t.Fatalf("%q: status %d", tc.in, r.StatusCode)
+		}
+		if got := e.origin.last(t); got.RawQuery != tc.want || got.IDErr != nil {
+			t.Errorf("%q: origin saw %q (identity %v), want %q", tc.in, got.RawQuery, got.IDErr, tc.want)
+		}
+	}
+}
+
+// TestStripAndRewriteSeeThroughEscapes: without paths to refuse it, an
+// escaped spelling of the prefix ("/%61pi") used to skip strip_prefix and
+// rewrite and reach the origin as "/api/…", a path space the route never
+// meant to expose.
+func TestStripAndRewriteSeeThroughEscapes(t *testing.T) {
+	e := newEnv(t, envOpts{route: RouteConfig{
+		StripPrefix: "/api",
+		Rewrite:     &RewriteConfig{Match: `^/internal/(.*)$`, Replace: "/public/$1"},
+		Auth:        AuthConfig{Mode: ModeNone},
+	}})
+	for path, want := range map[string]string{
+		"/%61pi/x":              "/x",
+		"/%41pi/x":              "/Api/x", // not the same path: case matters
+		"/api/%69nternal/a":     "/public/a",
+		"/api/internal/%7Euser": "/public/~user",
+		"/api/a%2Fb":            "/a/b",
+	} {
+		if r := e.do("GET", path, nil, nil); r.StatusCode != 200 {
+			t.Fatalf("%s: status %d", path, r.StatusCode)
+		}
+		if o := e.origin.last(t); o.Path != want || o.IDErr != nil {
+			t.Errorf("%s: origin saw %q (identity %v), want %q", path, o.Path, o.IDErr, want)
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/textproto"
 	"net/url"
 	"strings"
 	"sync"
@@ -139,13 +140,21 @@ func rewrite(pr *httputil.ProxyRequest, target *url.URL, via string) {
 	// Varnish do by default: virtual hosting at the origin keeps working.
 	out.Host = in.Host
 
-	// Rewrite mode has already removed X-Forwarded-* from out. Forwarded
-	// (RFC 7239) and X-Real-IP are not ours to pass on from strangers.
+	// Rewrite mode has already removed X-Forwarded-For/Host/Proto from
+	// out. The rest of the family (Prefix, Port, Ssl, Client-Cert, …),
+	// Forwarded (RFC 7239) and X-Real-IP are not ours to pass on from
+	// strangers: origins trust them to say what a proxy saw. Spellings
+	// with '_' go too: CGI-style origins read X_Forwarded_For as the same
+	// variable (HTTP_X_FORWARDED_FOR) as the field set below.
 	h := out.Header
 	trusted := info != nil && info.Trusted
 	if !trusted {
-		h.Del("Forwarded")
-		h.Del("X-Real-Ip")
+		for k := range h {
+			n := textproto.CanonicalMIMEHeaderKey(strings.ReplaceAll(k, "_", "-"))
+			if strings.HasPrefix(n, "X-Forwarded-") || n == "Forwarded" || n == "X-Real-Ip" {
+				delete(h, k)
+			}
+		}
 	}
 	peer := ""
 	if info != nil && info.PeerIP.IsValid() {

@@ -129,3 +129,21 @@ func FinalizeOutgoing(r *http.Request) {
 		f(r)
 	}
 }
+
+type authenticatedKey struct{}
+
+// WithAuthenticated marks a request whose caller was authenticated by an
+// earlier hop of the chain. The gateway removes the credential it consumed
+// (Authorization, X-API-Key) before the cache sees the request, so the
+// cache reads this mark where it would read Authorization: a response to
+// such a request is personal unless the origin says otherwise (RFC 9111
+// §3.5).
+func WithAuthenticated(ctx context.Context) context.Context {
+	return context.WithValue(ctx, authenticatedKey{}, true)
+}
+
+// Authenticated reports whether ctx carries the WithAuthenticated mark.
+func Authenticated(ctx context.Context) bool {
+	b, _ := ctx.Value(authenticatedKey{}).(bool)
+	return b
+}
