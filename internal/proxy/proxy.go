@@ -150,6 +150,9 @@ func rewrite(pr *httputil.ProxyRequest, target *url.URL, via string) {
 	trusted := info != nil && info.Trusted
 	if !trusted {
 		for k := range h {
+			if len(k) < len("X-Real-Ip") || (k[0]|0x20 != 'x' && k[0]|0x20 != 'f') {
+				continue // the common case, without canonicalizing
+			}
 			n := textproto.CanonicalMIMEHeaderKey(strings.ReplaceAll(k, "_", "-"))
 			if strings.HasPrefix(n, "X-Forwarded-") || n == "Forwarded" || n == "X-Real-Ip" {
 				delete(h, k)
