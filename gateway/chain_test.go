@@ -430,3 +430,55 @@ func TestIdentityTrailersNeverReachOrigin(t *testing.T) {
 		t.Errorf("other trailers lost: %v", got)
 	}
 }
+
+// readFromCounter stands for the edge's connection writer: it counts the
+// bodies that reach it through ReadFrom (sendfile(2) on a real socket).
+type readFromCounter struct {
+	http.ResponseWriter
+	calls *atomic.Int32
+}
+
+func (w readFromCounter) ReadFrom(r io.Reader) (int64, error) {
+	w.calls.Add(1)
+	return io.Copy(struct{ io.Writer }{w.ResponseWriter}, r)
+}
+
+// TestCacheHitKeepsReadFromOnCORSRoute: the writer a cors block wraps
+// the response in still passes a cache hit's file body to the connection's
+// ReadFrom, so hits on such routes keep sendfile(2).
+func TestCacheHitKeepsReadFromOnCORSRoute(t *testing.T) {
+	body := strings.Repeat("x", 1<<20) // over memory_body_max: served from its file
+	orig := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=60")
+		w.Header().Set("Content-Type", "application/octet-stream")
+		io.WriteString(w, body)
+	}))
+	defer orig.Close()
+	target, _ := url.Parse(orig.URL)
+	c := newCache(t)
+	up := proxy.New(proxy.Options{Target: target, Transport: proxy.NewTransport(5 * time.Second), Via: "edge"})
+	rc := RouteConfig{Auth: AuthConfig{Mode: ModeNone}, CORS: &CORSConfig{AllowOrigins: []string{"https://app.demo.test"}}}
+	h := (&infoRecorder{}).wrap(routeHandler(t, StateOptions{}, Config{}, rc, c.Handler("api", cdn.RouteConfig{}, up)))
+	var calls atomic.Int32
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(readFromCounter{w, &calls}, r)
+	}))
+	defer front.Close()
+	for i, want := range []string{"MISS", "HIT"} {
+		req, _ := http.NewRequest("GET", front.URL+"/big.bin", nil)
+		req.Header.Set("Origin", "https://app.demo.test")
+		resp, err := front.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.Header.Get("X-Cache") != want || string(got) != body ||
+			resp.Header.Get("Access-Control-Allow-Origin") != "https://app.demo.test" {
+			t.Fatalf("request %d: X-Cache %q, %d bytes, ACAO %q", i, resp.Header.Get("X-Cache"), len(got), resp.Header.Get("Access-Control-Allow-Origin"))
+		}
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("the HIT reached the connection's ReadFrom %d times, want 1", n)
+	}
+}

@@ -363,6 +363,21 @@ func (rw *respWriter) Flush() {
 	}
 }
 
+// ReadFrom keeps sendfile(2) for a file body (a cache hit on the route)
+// when the writer below has it.
+func (rw *respWriter) ReadFrom(src io.Reader) (int64, error) {
+	if !rw.wrote {
+		rw.WriteHeader(http.StatusOK)
+	}
+	if rw.swallow {
+		return io.Copy(io.Discard, src)
+	}
+	if rf, ok := rw.ResponseWriter.(io.ReaderFrom); ok {
+		return rf.ReadFrom(src)
+	}
+	return io.Copy(struct{ io.Writer }{rw.ResponseWriter}, src)
+}
+
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (rw *respWriter) Unwrap() http.ResponseWriter { return rw.ResponseWriter }
 
