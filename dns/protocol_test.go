@@ -115,12 +115,15 @@ func TestProtocol(t *testing.T) {
 		}
 	})
 	t.Run("NOTIMP", func(t *testing.T) {
-		for _, op := range []int{mdns.OpcodeStatus, mdns.OpcodeUpdate, mdns.OpcodeNotify, 3} {
-			m := newQuery("example.com.", mdns.TypeSOA)
-			m.Opcode = op
-			r := exchange(t, addr, "udp", m)
-			if r.Rcode != mdns.RcodeNotImplemented {
-				t.Errorf("opcode %d: rcode %s, want NOTIMP", op, mdns.RcodeToString[r.Rcode])
+		for _, network := range []string{"udp", "tcp"} {
+			for _, op := range []int{mdns.OpcodeStatus, mdns.OpcodeUpdate, mdns.OpcodeNotify, 3} {
+				m := newQuery("example.com.", mdns.TypeSOA)
+				m.Opcode = op
+				r := exchange(t, addr, network, m)
+				if r.Rcode != mdns.RcodeNotImplemented || len(r.Question) != 1 {
+					// TCP answered from the header alone before.
+					t.Errorf("%s opcode %d: rcode %s, question %v, want NOTIMP with the question", network, op, mdns.RcodeToString[r.Rcode], r.Question)
+				}
 			}
 		}
 	})

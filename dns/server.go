@@ -526,7 +526,9 @@ func acceptFunc(dh mdns.Header) mdns.MsgAcceptAction {
 	}
 	opcode := int(dh.Bits>>11) & 0xF
 	if opcode != mdns.OpcodeQuery {
-		return mdns.MsgRejectNotImplemented
+		// Not MsgRejectNotImplemented: miekg/dns would answer that over
+		// TCP with the header alone, without the question.
+		return mdns.MsgAccept
 	}
 	if dh.Qdcount != 1 || dh.Ancount > 0 || dh.Nscount > 1 || dh.Arcount > 2 {
 		return mdns.MsgReject
