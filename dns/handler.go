@@ -174,7 +174,15 @@ func (s *Server) respond(w mdns.ResponseWriter, r *mdns.Msg, limit rrlAction) (c
 			}
 			m.Truncated = true
 		}
+		slipped, nAns, nNs := m.Truncated, len(m.Answer), len(m.Ns)
 		m.Truncate(udpSize)
+		if m.Truncated && !slipped && m.Authoritative && len(m.Answer) == nAns && len(m.Ns) == nNs {
+			// Only additional records were left out: the answer is
+			// complete, so no TC (RFC 2181 §9), which miekg/dns sets
+			// for any record left out. A referral that lost glue keeps
+			// TC (RFC 9471), as in Knot.
+			m.Truncated = false
+		}
 		// Truncate turns compression off when the uncompressed message
 		// fits; keep it on, as Knot does: answers are packed once and
 		// cached, and every byte saved is a byte less to reflect.

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -225,5 +226,25 @@ func TestTCPIdleTimeout(t *testing.T) {
 	_, err = c.Read(make([]byte, 1))
 	if ne, ok := err.(net.Error); ok && ne.Timeout() {
 		t.Fatal("idle TCP connection was not closed")
+	}
+}
+
+// TestTruncationAdditionalOnly: an answer that fits in 512 octets only
+// without some of its additional records is complete, so TC stays clear
+// (RFC 2181 §9); a referral that loses glue sets TC (RFC 9471). miekg/dns's
+// Truncate sets TC for any record left out.
+func TestTruncationAdditionalOnly(t *testing.T) {
+	cfg := testConfig(ZoneConfig{File: filepath.Join("testdata", "diff.test.zone")})
+	_, addr := startServer(t, cfg, nil, Options{})
+	for i := 0; i < 2; i++ { // the second answer comes from the fast path's cache
+		r := exchange(t, addr, "udp", newQuery("bigmx.diff.test.", mdns.TypeMX))
+		if r.Truncated || len(r.Answer) != 6 || len(r.Extra) == 0 || len(r.Extra) == 12 {
+			t.Fatalf("MX: TC=%v, %d answers, %d additional; want TC clear, 6 answers, some additional left out",
+				r.Truncated, len(r.Answer), len(r.Extra))
+		}
+	}
+	r := exchange(t, addr, "udp", newQuery("x.bigdeleg.diff.test.", mdns.TypeA))
+	if !r.Truncated || r.Authoritative || len(r.Ns) != 8 || len(r.Extra) == 16 {
+		t.Fatalf("referral: TC=%v AA=%v, %d NS, %d glue; want TC set, 8 NS, glue left out", r.Truncated, r.Authoritative, len(r.Ns), len(r.Extra))
 	}
 }
