@@ -128,6 +128,14 @@ func (s *Server) respond(w mdns.ResponseWriter, r *mdns.Msg, limit rrlAction) (c
 	default:
 		lname := strings.ToLower(q.Name)
 		z := sn.findZone(lname)
+		if qtype == mdns.TypeDS && z != nil && z.origin == lname && lname != "." {
+			// RFC 4035 §3.1.4.1: the DS at a child's apex belongs to the
+			// parent side of the cut; answer from the parent if served.
+			off, _ := mdns.NextLabel(lname, 0)
+			if p := sn.findZone(lname[off:]); p != nil {
+				z = p
+			}
+		}
 		if z == nil {
 			m.Rcode = mdns.RcodeRefused
 			break

@@ -26,12 +26,18 @@ func TestKnotDiff(t *testing.T) {
 	if err != nil {
 		t.Skip("knotd (Knot DNS) is not on PATH; install it (Debian: apt-get install knot) to run the Knot differential test")
 	}
-	zone, err := filepath.Abs(filepath.Join("testdata", "diff.test.zone"))
-	if err != nil {
-		t.Fatal(err)
+	zones := map[string]string{}
+	var zcs []ZoneConfig
+	for _, origin := range []string{"diff.test", "child.diff.test", "apexwild.test"} {
+		file, err := filepath.Abs(filepath.Join("testdata", origin+".zone"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		zones[origin] = file
+		zcs = append(zcs, ZoneConfig{File: file})
 	}
-	kaddr := startKnot(t, knotd, zone)
-	_, oaddr := startServer(t, testConfig(ZoneConfig{File: zone}), nil, Options{})
+	kaddr := startKnot(t, knotd, zones)
+	_, oaddr := startServer(t, testConfig(zcs...), nil, Options{})
 
 	for _, c := range knotDiffCases() {
 		nets := c.nets
@@ -171,6 +177,32 @@ func knotDiffCases() []knotDiffCase {
 		{name: "DS at cut", msg: q("sub.", mdns.TypeDS)},
 		{name: "DS below cut", msg: q("x.sub.", mdns.TypeDS)},
 		{name: "referral EDNS", msg: edns(q("deep.host.sub.", mdns.TypeAAAA), 1232)},
+
+		// Parent and child zones on one server (RFC 4035 §3.1.4.1: DS from
+		// the parent side), NS and data from the child.
+		{name: "child apex DS from parent", msg: q("child.", mdns.TypeDS)},
+		{name: "child apex NS", msg: q("child.", mdns.TypeNS)},
+		{name: "child apex SOA", msg: q("child.", mdns.TypeSOA)},
+		{name: "child data", msg: q("www.child.", mdns.TypeA)},
+		{name: "child NXDOMAIN", msg: q("nope.child.", mdns.TypeA)},
+		{name: "child DS below apex", msg: q("www.child.", mdns.TypeDS)},
+		{name: "child DS 0x20", msg: newQuery("CHILD.diff.TEST.", mdns.TypeDS)},
+
+		// A wildcard at the apex (RFC 4592 §2.2.1).
+		{name: "apex wildcard", msg: newQuery("x.apexwild.test.", mdns.TypeA)},
+		{name: "apex wildcard deep", msg: newQuery("x.y.apexwild.test.", mdns.TypeMX)},
+		{name: "apex wildcard NODATA", msg: newQuery("x.apexwild.test.", mdns.TypeTXT)},
+		{name: "apex wildcard ENT blocks", msg: newQuery("c.apexwild.test.", mdns.TypeA)},
+		{name: "apex wildcard below ENT", msg: newQuery("x.c.apexwild.test.", mdns.TypeA)},
+		{name: "apex wildcard existing", msg: newQuery("ns1.apexwild.test.", mdns.TypeMX)},
+		{name: "apex wildcard CNAME", msg: newQuery("x.d.apexwild.test.", mdns.TypeA)},
+		{name: "apex wildcard under delegation", msg: newQuery("x.sub.apexwild.test.", mdns.TypeA)},
+		{name: "apex wildcard DS", msg: newQuery("x.apexwild.test.", mdns.TypeDS)},
+		{name: "apex wildcard ANY", msg: newQuery("x.apexwild.test.", mdns.TypeANY), expect: expectANY},
+		{name: "apex wildcard owner", msg: newQuery("*.apexwild.test.", mdns.TypeA)},
+		{name: "asterisk label inside", msg: q("a.*.wild.", mdns.TypeTXT)},
+		{name: "below asterisk label inside", msg: q("x.*.wild.", mdns.TypeTXT)},
+		{name: "below wildcard owner", msg: q("y.*.wild.", mdns.TypeA)},
 
 		// Out of zone.
 		{name: "out of zone", msg: newQuery("www.example.net.", mdns.TypeA)},
@@ -562,9 +594,9 @@ func rawExchangeMsg(t *testing.T, addr, network string, wire []byte, wait time.D
 	return m
 }
 
-// startKnot runs knotd on a free 127.0.0.1 port serving zone as diff.test
-// and returns its address once the zone is loaded.
-func startKnot(t *testing.T, knotd, zone string) string {
+// startKnot runs knotd on a free 127.0.0.1 port serving zones (origin →
+// file) and returns its address once they are loaded.
+func startKnot(t *testing.T, knotd string, zones map[string]string) string {
 	t.Helper()
 	dir := t.TempDir()
 	pc, ln := listenPair(t, "127.0.0.1")
@@ -585,11 +617,10 @@ template:
     storage: %q
     semantic-checks: off
 zone:
-  - domain: diff.test
-    file: %q
-    journal-content: none
-    zonefile-sync: -1
-`, dir, host, port, filepath.Join(dir, "db"), dir, zone)
+`, dir, host, port, filepath.Join(dir, "db"), dir)
+	for origin, file := range zones {
+		conf += fmt.Sprintf("  - domain: %s\n    file: %q\n    journal-content: none\n    zonefile-sync: -1\n", origin, file)
+	}
 	cf := filepath.Join(dir, "knot.conf")
 	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
@@ -611,19 +642,23 @@ zone:
 		cmd.Process.Kill()
 		<-exited
 	})
-	wire, _ := newQuery("diff.test.", mdns.TypeSOA).Pack()
 	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-exited:
-			t.Fatalf("knotd exited: %s", logs())
-		default:
+	for origin := range zones {
+		wire, _ := newQuery(origin+".", mdns.TypeSOA).Pack()
+		for {
+			select {
+			case <-exited:
+				t.Fatalf("knotd exited: %s", logs())
+			default:
+			}
+			if r := rawExchangeMsg(t, addr, "udp", wire, 200*time.Millisecond); r != nil && r.Rcode == mdns.RcodeSuccess {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("knotd did not serve %s within 10s: %s", origin, logs())
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
-		if r := rawExchangeMsg(t, addr, "udp", wire, 200*time.Millisecond); r != nil && r.Rcode == mdns.RcodeSuccess {
-			return addr
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("knotd did not serve diff.test within 10s: %s", logs())
-	return ""
+	return addr
 }

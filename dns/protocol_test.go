@@ -248,3 +248,22 @@ func TestTruncationAdditionalOnly(t *testing.T) {
 		t.Fatalf("referral: TC=%v AA=%v, %d NS, %d glue; want TC set, 8 NS, glue left out", r.Truncated, r.Authoritative, len(r.Ns), len(r.Extra))
 	}
 }
+
+// TestDSFromParent: with the parent and child zones on one server, a DS
+// query for the child's apex is answered from the parent (RFC 4035
+// §3.1.4.1); everything else at the apex from the child.
+func TestDSFromParent(t *testing.T) {
+	cfg := testConfig(ZoneConfig{File: filepath.Join("testdata", "diff.test.zone")},
+		ZoneConfig{File: filepath.Join("testdata", "child.diff.test.zone")})
+	_, addr := startServer(t, cfg, nil, Options{})
+	for _, network := range []string{"udp", "tcp"} {
+		r := exchange(t, addr, network, newQuery("Child.diff.test.", mdns.TypeDS))
+		if !r.Authoritative || len(r.Answer) != 1 || r.Answer[0].Header().Rrtype != mdns.TypeDS {
+			t.Errorf("%s DS: AA=%v answer %v, want the parent's DS", network, r.Authoritative, r.Answer)
+		}
+		r = exchange(t, addr, network, newQuery("child.diff.test.", mdns.TypeNS))
+		if !r.Authoritative || len(r.Answer) != 1 || r.Answer[0].(*mdns.NS).Ns != "ns1.child.diff.test." {
+			t.Errorf("%s NS: AA=%v answer %v, want the child's NS", network, r.Authoritative, r.Answer)
+		}
+	}
+}
