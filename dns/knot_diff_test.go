@@ -65,9 +65,7 @@ func TestKnotDiff(t *testing.T) {
 					c.expect(t, network, o, k)
 					return
 				}
-				if ostr, kstr := diffSummary(o), diffSummary(k); ostr != kstr {
-					t.Errorf("Outpost and Knot differ\n--- outpost\n%s\n--- knot\n%s", ostr, kstr)
-				}
+				expectSame(t, o, k)
 			})
 		}
 	}
@@ -90,7 +88,7 @@ type knotDiffCase struct {
 	maybeSilent bool      // a server may rightly not answer (shorter wait)
 	// expect, when set, replaces the equality check: the servers differ
 	// in a way both RFC-allowed; it checks each side's behaviour.
-	expect func(t *testing.T, network string, outpost, knot *mdns.Msg)
+	expect expectFunc
 }
 
 func knotDiffCases() []knotDiffCase {
@@ -203,6 +201,26 @@ func knotDiffCases() []knotDiffCase {
 		{name: "asterisk label inside", msg: q("a.*.wild.", mdns.TypeTXT)},
 		{name: "below asterisk label inside", msg: q("x.*.wild.", mdns.TypeTXT)},
 		{name: "below wildcard owner", msg: q("y.*.wild.", mdns.TypeA)},
+
+		{name: "CNAME into child zone", msg: q("tochild.", mdns.TypeA)},
+		// Expected difference: how far a server follows a CNAME chain in
+		// its zone is its choice (RFC 1034 §4.3.2 sets no bound); the
+		// resolver goes on from the last target. Outpost stops after 8
+		// CNAMEs, Knot after 5.
+		{name: "CNAME chain of ten", msg: q("c0.", mdns.TypeA), expect: expectChain(8, 5)},
+		{name: "sibling glue", msg: q("x.sib.", mdns.TypeA)},
+		{name: "MX target occluded", msg: q("mxsub.", mdns.TypeMX)},
+		// Expected difference: additional-section data is optional (RFC
+		// 1034 §4.3.2 step 6, RFC 2181 §9). Outpost precomputes it from
+		// names that exist; Knot also synthesizes it from a wildcard.
+		{name: "MX target wildcard", msg: q("mxwild.", mdns.TypeMX), expect: expectNoExtra},
+		{name: "MX target CNAME", msg: q("mxcname.", mdns.TypeMX)},
+		// Expected difference: an RRset whose TTLs differ is a zone error
+		// (RFC 2181 §5.2); Outpost serves the lowest TTL, as §5.2 tells
+		// clients to treat it, Knot the last one it read.
+		{name: "RRset TTLs differ", msg: q("ttlmix.", mdns.TypeA), expect: expectTTL(100, 200)},
+		{name: "SOA below apex", msg: q("www.", mdns.TypeSOA)},
+		{name: "NS below apex", msg: q("www.", mdns.TypeNS)},
 
 		// Out of zone.
 		{name: "out of zone", msg: newQuery("www.example.net.", mdns.TypeA)},
@@ -385,7 +403,8 @@ func chaos(name string) *mdns.Msg {
 // targets, while Outpost keeps the minimal answer minimal.
 func expectANY(t *testing.T, network string, o, k *mdns.Msg) {
 	t.Helper()
-	for name, r := range map[string]*mdns.Msg{"outpost": o, "knot": k} {
+	for _, s := range sides(o, k) {
+		name, r := s.name, s.r
 		if r == nil || r.Rcode != mdns.RcodeSuccess || !r.Authoritative || typesIn(r.Answer) != 1 {
 			t.Fatalf("%s: want one authoritative RRset, got\n%s", name, diffSummary(r))
 		}
@@ -395,30 +414,77 @@ func expectANY(t *testing.T, network string, o, k *mdns.Msg) {
 	}
 }
 
+// expectChain: both answer a long CNAME chain with a prefix of it, o
+// and k CNAMEs long; everything else agrees.
+func expectChain(o, k int) expectFunc {
+	return func(t *testing.T, network string, outpost, knot *mdns.Msg) {
+		t.Helper()
+		if outpost == nil || knot == nil || len(outpost.Answer) != o || len(knot.Answer) != k {
+			t.Fatalf("want %d and %d CNAMEs, got\n%s\n%s", o, k, diffSummary(outpost), diffSummary(knot))
+		}
+		outpost.Answer = outpost.Answer[:k]
+		expectSame(t, outpost, knot)
+	}
+}
+
+// expectNoExtra: Knot has additional records Outpost does not; the rest
+// agrees.
+func expectNoExtra(t *testing.T, network string, o, k *mdns.Msg) {
+	t.Helper()
+	if o == nil || k == nil || len(o.Extra) != 0 || len(k.Extra) == 0 {
+		t.Fatalf("want additional records from Knot only, got\n%s\n%s", diffSummary(o), diffSummary(k))
+	}
+	k.Extra = nil
+	expectSame(t, o, k)
+}
+
+// expectTTL: the answers agree but for the TTL of the answer records, o
+// from Outpost and k from Knot.
+func expectTTL(o, k uint32) expectFunc {
+	return func(t *testing.T, network string, outpost, knot *mdns.Msg) {
+		t.Helper()
+		for i, s := range sides(outpost, knot) {
+			ttl := [2]uint32{o, k}[i]
+			if s.r == nil || len(s.r.Answer) == 0 {
+				t.Fatalf("%s: no answer", s.name)
+			}
+			for _, rr := range s.r.Answer {
+				if rr.Header().Ttl != ttl {
+					t.Errorf("%s: TTL %d, want %d", s.name, rr.Header().Ttl, ttl)
+				}
+				rr.Header().Ttl = 0
+			}
+		}
+		expectSame(t, outpost, knot)
+	}
+}
+
+func expectSame(t *testing.T, o, k *mdns.Msg) {
+	t.Helper()
+	if ostr, kstr := diffSummary(o), diffSummary(k); ostr != kstr {
+		t.Errorf("Outpost and Knot differ\n--- outpost\n%s\n--- knot\n%s", ostr, kstr)
+	}
+}
+
 // expectOptions: the answers agree but for the EDNS options each returns.
-func expectOptions(o, k []uint16) func(t *testing.T, network string, outpost, knot *mdns.Msg) {
+func expectOptions(o, k []uint16) expectFunc {
 	return func(t *testing.T, network string, outpost, knot *mdns.Msg) {
 		t.Helper()
 		if outpost == nil || knot == nil || outpost.IsEdns0() == nil || knot.IsEdns0() == nil {
 			t.Fatalf("want EDNS answers from both:\n%s\n%s", diffSummary(outpost), diffSummary(knot))
 		}
-		for _, s := range []struct {
-			name  string
-			r     *mdns.Msg
-			codes []uint16
-		}{{"outpost", outpost, o}, {"knot", knot, k}} {
+		for i, s := range sides(outpost, knot) {
+			codes := [2][]uint16{o, k}[i]
 			var got []uint16
 			for _, opt := range s.r.IsEdns0().Option {
 				got = append(got, opt.Option())
 			}
-			if fmt.Sprint(got) != fmt.Sprint(s.codes) {
-				t.Errorf("%s: EDNS options %v, want %v", s.name, got, s.codes)
+			if fmt.Sprint(got) != fmt.Sprint(codes) {
+				t.Errorf("%s: EDNS options %v, want %v", s.name, got, codes)
 			}
 			s.r.IsEdns0().Option = nil
 		}
-		if ostr, kstr := diffSummary(outpost), diffSummary(knot); ostr != kstr {
-			t.Errorf("Outpost and Knot differ\n--- outpost\n%s\n--- knot\n%s", ostr, kstr)
-		}
+		expectSame(t, outpost, knot)
 	}
 }
 
@@ -442,7 +508,8 @@ func expectChaos(t *testing.T, network string, o, k *mdns.Msg) {
 // retried over TCP (the "TCP retry" cases), where they agree.
 func expectTC(t *testing.T, network string, o, k *mdns.Msg) {
 	t.Helper()
-	for name, r := range map[string]*mdns.Msg{"outpost": o, "knot": k} {
+	for _, s := range sides(o, k) {
+		name, r := s.name, s.r
 		if r == nil || !r.Truncated || r.Rcode != mdns.RcodeSuccess || !r.Authoritative {
 			t.Fatalf("%s: %v, want NOERROR with TC and AA", name, r)
 		}
@@ -453,7 +520,8 @@ func expectTC(t *testing.T, network string, o, k *mdns.Msg) {
 // §4.1.1 leaves dropping to the server); only what each gives differs.
 func expectGarbage(t *testing.T, network string, o, k *mdns.Msg) {
 	t.Helper()
-	for name, r := range map[string]*mdns.Msg{"outpost": o, "knot": k} {
+	for _, s := range sides(o, k) {
+		name, r := s.name, s.r
 		if r != nil && r.Rcode != mdns.RcodeFormatError {
 			t.Errorf("%s: rcode %s, want FORMERR or no answer", name, mdns.RcodeToString[r.Rcode])
 		}
@@ -466,19 +534,16 @@ const noAnswer = -1
 // expectRcodes checks that Outpost answers with rcode o and Knot with k
 // (or not at all, noAnswer), each echoing the question when it answers
 // with one.
-func expectRcodes(o, k int) func(t *testing.T, network string, outpost, knot *mdns.Msg) {
+func expectRcodes(o, k int) expectFunc {
 	return func(t *testing.T, network string, outpost, knot *mdns.Msg) {
 		t.Helper()
-		for _, s := range []struct {
-			name  string
-			r     *mdns.Msg
-			rcode int
-		}{{"outpost", outpost, o}, {"knot", knot, k}} {
+		for i, s := range sides(outpost, knot) {
+			rcode := [2]int{o, k}[i]
 			switch {
-			case s.rcode == noAnswer && s.r != nil:
+			case rcode == noAnswer && s.r != nil:
 				t.Errorf("%s answered, expected silence:\n%s", s.name, diffSummary(s.r))
-			case s.rcode != noAnswer && (s.r == nil || s.r.Rcode != s.rcode):
-				t.Errorf("%s: want rcode %s, got\n%s", s.name, mdns.RcodeToString[s.rcode], diffSummary(s.r))
+			case rcode != noAnswer && (s.r == nil || s.r.Rcode != rcode):
+				t.Errorf("%s: want rcode %s, got\n%s", s.name, mdns.RcodeToString[rcode], diffSummary(s.r))
 			case s.r != nil && s.r.Rcode != mdns.RcodeFormatError && len(s.r.Question) != 1:
 				t.Errorf("%s: question not echoed:\n%s", s.name, diffSummary(s.r))
 			}
@@ -495,9 +560,20 @@ func expectCD(t *testing.T, network string, o, k *mdns.Msg) {
 		t.Fatalf("CD: outpost %v, knot %v; want outpost to copy it, knot to clear it", o, k)
 	}
 	o.CheckingDisabled = false
-	if ostr, kstr := diffSummary(o), diffSummary(k); ostr != kstr {
-		t.Errorf("Outpost and Knot differ\n--- outpost\n%s\n--- knot\n%s", ostr, kstr)
-	}
+	expectSame(t, o, k)
+}
+
+// expectFunc checks an expected difference: each server's answer on its
+// own, then usually the rest for equality.
+type expectFunc func(t *testing.T, network string, outpost, knot *mdns.Msg)
+
+type side struct {
+	name string
+	r    *mdns.Msg
+}
+
+func sides(outpost, knot *mdns.Msg) [2]side {
+	return [2]side{{"outpost", outpost}, {"knot", knot}}
 }
 
 func typesIn(rrs []mdns.RR) int {
