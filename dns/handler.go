@@ -64,18 +64,8 @@ func (s *Server) respond(w mdns.ResponseWriter, r *mdns.Msg, limit rrlAction) (c
 	}
 	_, isTCP := w.RemoteAddr().(*net.TCPAddr)
 
-	if r.Opcode != mdns.OpcodeQuery {
-		m.Rcode = mdns.RcodeNotImplemented
-		s.finish(w, r, m, qtype)
-		return false
-	}
-	if len(r.Question) != 1 {
-		m.Rcode = mdns.RcodeFormatError
-		s.finish(w, r, m, qtype)
-		return false
-	}
-
-	// EDNS0 (RFC 6891): at most one OPT; version 0 only.
+	// EDNS0 (RFC 6891): at most one OPT; version 0 only. Every answer to
+	// a query with an OPT carries one (§6.1.1), errors included.
 	var opt *mdns.OPT
 	nOpt := 0
 	for _, rr := range r.Extra {
@@ -98,6 +88,19 @@ func (s *Server) respond(w mdns.ResponseWriter, r *mdns.Msg, limit rrlAction) (c
 			ro.SetDo()
 		}
 		m.Extra = append(m.Extra, ro)
+	}
+	if r.Opcode != mdns.OpcodeQuery {
+		m.Rcode = mdns.RcodeNotImplemented
+		s.finish(w, r, m, qtype)
+		return false
+	}
+	if len(r.Question) != 1 {
+		m.Rcode = mdns.RcodeFormatError
+		m.Question = nil
+		s.finish(w, r, m, qtype)
+		return false
+	}
+	if opt != nil {
 		if opt.Version() != 0 {
 			m.Rcode = mdns.RcodeBadVers
 			s.finish(w, r, m, qtype)

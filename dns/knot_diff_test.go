@@ -337,6 +337,21 @@ func knotDiffCases() []knotDiffCase {
 		{name: "opcode 3", msg: with(q("", mdns.TypeSOA), func(m *mdns.Msg) { m.Opcode = 3 })},
 		{name: "opcode 15", msg: with(q("", mdns.TypeSOA), func(m *mdns.Msg) { m.Opcode = 15 })},
 
+		// RFC 6891 §7: a query with an OPT gets one back, errors included.
+		{name: "EDNS NOTIFY", msg: with(edns(q("", mdns.TypeSOA), 1232), func(m *mdns.Msg) { m.Opcode = mdns.OpcodeNotify }),
+			expect: expectRcodes(mdns.RcodeNotImplemented, mdns.RcodeNotAuth)},
+		{name: "EDNS opcode 3", msg: with(edns(q("", mdns.TypeSOA), 1232), func(m *mdns.Msg) { m.Opcode = 3 })},
+		{name: "EDNS qdcount 0", msg: with(edns(q("", mdns.TypeSOA), 1232), func(m *mdns.Msg) { m.Question = nil })},
+		{name: "EDNS qdcount 0 cookie", msg: with(edns(q("", mdns.TypeSOA), 1232, &mdns.EDNS0_COOKIE{Code: mdns.EDNS0COOKIE, Cookie: "0102030405060708"}),
+			func(m *mdns.Msg) { m.Question = nil })},
+		// Expected difference: Knot adds an Extended DNS Error (RFC 8914,
+		// optional) to REFUSED; Outpost does not.
+		{name: "EDNS out of zone", msg: edns(newQuery("example.net.", mdns.TypeA), 1232), expect: expectOptions(nil, []uint16{mdns.EDNS0EDE})},
+		{name: "EDNS CH", msg: edns(chaos("id.server."), 1232), expect: expectChaos},
+		{name: "EDNS version 1 DO", msg: with(q("www.", mdns.TypeA), func(m *mdns.Msg) { m.SetEdns0(1232, true); m.IsEdns0().SetVersion(1) })},
+		{name: "EDNS version 1 out of zone", msg: with(edns(newQuery("example.net.", mdns.TypeA), 1232), func(m *mdns.Msg) { m.IsEdns0().SetVersion(1) })},
+		{name: "EDNS qtype OPT", msg: edns(q("www.", mdns.TypeOPT), 1232), expect: expectRcodes(mdns.RcodeFormatError, mdns.RcodeSuccess)},
+
 		// Header counts and garbage.
 		{name: "qdcount 0", msg: with(q("", mdns.TypeSOA), func(m *mdns.Msg) { m.Question = nil })},
 		// Expected difference: a query with two questions is undefined
@@ -547,6 +562,11 @@ func expectRcodes(o, k int) expectFunc {
 			case s.r != nil && s.r.Rcode != mdns.RcodeFormatError && len(s.r.Question) != 1:
 				t.Errorf("%s: question not echoed:\n%s", s.name, diffSummary(s.r))
 			}
+		}
+		// EDNS presence must agree, except on FORMERR for a broken OPT.
+		if outpost != nil && knot != nil && outpost.Rcode != mdns.RcodeFormatError && knot.Rcode != mdns.RcodeFormatError &&
+			(outpost.IsEdns0() == nil) != (knot.IsEdns0() == nil) {
+			t.Errorf("EDNS in one answer only:\n%s\n%s", diffSummary(outpost), diffSummary(knot))
 		}
 	}
 }

@@ -267,3 +267,29 @@ func TestDSFromParent(t *testing.T) {
 		}
 	}
 }
+
+// TestEDNSInErrors: an answer to a query with an OPT carries one (RFC 6891
+// §6.1.1), NOTIMP and FORMERR for a missing question included; before, the
+// opcode and question-count checks answered without it.
+func TestEDNSInErrors(t *testing.T) {
+	cfg := testConfig(ZoneConfig{File: testdata("example.com.zone")})
+	_, addr := startServer(t, cfg, nil, Options{})
+	notify := newQuery("example.com.", mdns.TypeSOA)
+	notify.Opcode = mdns.OpcodeNotify
+	notify.SetEdns0(1232, false)
+	noQuestion := newQuery("example.com.", mdns.TypeSOA)
+	noQuestion.SetEdns0(1232, false)
+	noQuestion.Question = nil
+	for _, network := range []string{"udp", "tcp"} {
+		for _, tc := range []struct {
+			m     *mdns.Msg
+			rcode int
+		}{{notify, mdns.RcodeNotImplemented}, {noQuestion, mdns.RcodeFormatError}} {
+			wire, _ := tc.m.Pack()
+			r := rawExchangeMsg(t, addr, network, wire, 2*time.Second)
+			if r == nil || r.Rcode != tc.rcode || r.IsEdns0() == nil {
+				t.Errorf("%s opcode %d, %d questions: %v, want %s with an OPT", network, tc.m.Opcode, len(tc.m.Question), r, mdns.RcodeToString[tc.rcode])
+			}
+		}
+	}
+}

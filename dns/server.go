@@ -530,7 +530,9 @@ func acceptFunc(dh mdns.Header) mdns.MsgAcceptAction {
 		// TCP with the header alone, without the question.
 		return mdns.MsgAccept
 	}
-	if dh.Qdcount != 1 || dh.Ancount > 0 || dh.Nscount > 1 || dh.Arcount > 2 {
+	// A question count other than 1 is FORMERR from the handler, which
+	// (unlike miekg/dns's reject) echoes the OPT (RFC 6891 §6.1.1).
+	if dh.Ancount > 0 || dh.Nscount > 1 || dh.Arcount > 2 {
 		return mdns.MsgReject
 	}
 	return mdns.MsgAccept
