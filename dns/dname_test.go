@@ -52,6 +52,26 @@ func TestDNAME(t *testing.T) {
 	}
 }
 
+// TestDNAMEOnce: a DNAME used at every step of a chain (its target is
+// below it) is in the answer once (RFC 2181 §5: no duplicate records), with
+// a CNAME per step up to the chain bound.
+func TestDNAMEOnce(t *testing.T) {
+	z := testZone(t, "d.test.",
+		"d.test. 3600 IN SOA ns hm 1 7200 3600 1209600 300",
+		"self.d.test. 600 IN DNAME x.self.d.test.",
+	)
+	m := new(mdns.Msg)
+	m.SetQuestion("a.self.d.test.", mdns.TypeA)
+	z.answer(m, "a.self.d.test.", "a.self.d.test.", mdns.TypeA, &query{})
+	n := map[uint16]int{}
+	for _, rr := range m.Answer {
+		n[rr.Header().Rrtype]++
+	}
+	if n[mdns.TypeDNAME] != 1 || n[mdns.TypeCNAME] != maxCNAMEChain {
+		t.Fatalf("answer %v: want 1 DNAME and %d CNAMEs", m.Answer, maxCNAMEChain)
+	}
+}
+
 func TestDNAMEZoneErrors(t *testing.T) {
 	for name, rrs := range map[string][]string{
 		"data below a DNAME": {"a.d.test. IN DNAME example.net.", "x.a.d.test. IN A 192.0.2.1"},

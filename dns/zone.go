@@ -2,6 +2,7 @@ package dns
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -272,7 +273,9 @@ func (z *Zone) answer(m *mdns.Msg, qname, lname string, qtype uint16, q *query) 
 				// RFC 6672 §3.2: the DNAME, a CNAME synthesized from it
 				// (with its TTL), then the new name as for a CNAME.
 				d := r.dname
-				m.Answer = append(m.Answer, d)
+				if !slices.Contains(m.Answer, mdns.RR(d)) { // once, however often it is used
+					m.Answer = append(m.Answer, d)
+				}
 				target := lname[:len(lname)-len(r.name)] + d.Target
 				if _, ok := mdns.IsDomainName(target); !ok {
 					m.Rcode = mdns.RcodeYXDomain // the new name is too long
