@@ -133,10 +133,13 @@ func (s *Server) respond(w mdns.ResponseWriter, r *mdns.Msg, limit rrlAction) (c
 		z := sn.findZone(lname)
 		if qtype == mdns.TypeDS && z != nil && z.origin == lname && lname != "." {
 			// RFC 4035 §3.1.4.1: the DS at a child's apex belongs to the
-			// parent side of the cut; answer from the parent if served.
+			// parent side of the cut; answer from the parent when it is
+			// served and delegates here.
 			off, _ := mdns.NextLabel(lname, 0)
 			if p := sn.findZone(lname[off:]); p != nil {
-				z = p
+				if n := p.nodes[lname]; n != nil && n.cut {
+					z = p
+				}
 			}
 		}
 		if z == nil {

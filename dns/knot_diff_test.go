@@ -17,8 +17,8 @@ import (
 )
 
 // TestKnotDiff is a differential test: Outpost and Knot DNS serve the same
-// zone (testdata/diff.test.zone) on loopback and get the same queries over
-// UDP and TCP; their answers must agree (rcode, flags, sections as sets,
+// zones (testdata/diff.test.zone and three more) on loopback and get the
+// same queries over UDP and TCP; their answers must agree (rcode, flags, sections as sets,
 // EDNS) except where a case documents an expected difference that both
 // behaviours are allowed by the RFCs (see docs/dns.md, "Compared with Knot").
 func TestKnotDiff(t *testing.T) {

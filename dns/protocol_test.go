@@ -254,10 +254,16 @@ func TestTruncationAdditionalOnly(t *testing.T) {
 // §3.1.4.1); everything else at the apex from the child.
 func TestDSFromParent(t *testing.T) {
 	cfg := testConfig(ZoneConfig{File: filepath.Join("testdata", "diff.test.zone")},
-		ZoneConfig{File: filepath.Join("testdata", "child.diff.test.zone")})
+		ZoneConfig{File: filepath.Join("testdata", "child.diff.test.zone")},
+		ZoneConfig{Origin: "orphan.diff.test", Records: []string{"@ IN NS ns1.diff.test."}})
 	_, addr := startServer(t, cfg, nil, Options{})
 	for _, network := range []string{"udp", "tcp"} {
-		r := exchange(t, addr, network, newQuery("Child.diff.test.", mdns.TypeDS))
+		// A zone the parent does not delegate to answers for itself.
+		r := exchange(t, addr, network, newQuery("orphan.diff.test.", mdns.TypeDS))
+		if r.Rcode != mdns.RcodeSuccess || len(r.Answer) != 0 || len(r.Ns) != 1 || r.Ns[0].Header().Name != "orphan.diff.test." {
+			t.Errorf("%s orphan DS: %v, want NODATA from the zone itself", network, r)
+		}
+		r = exchange(t, addr, network, newQuery("Child.diff.test.", mdns.TypeDS))
 		if !r.Authoritative || len(r.Answer) != 1 || r.Answer[0].Header().Rrtype != mdns.TypeDS {
 			t.Errorf("%s DS: AA=%v answer %v, want the parent's DS", network, r.Authoritative, r.Answer)
 		}
