@@ -151,6 +151,9 @@ func knotDiffCases() []knotDiffCase {
 		{name: "wildcard CNAME", msg: q("x.cwild.", mdns.TypeA)},
 		{name: "wildcard CNAME out of zone", msg: q("x.cext.", mdns.TypeAAAA)},
 		{name: "wildcard ANY", msg: q("x.wild.", mdns.TypeANY), nets: udp},
+		{name: "wildcard CNAME loop", msg: q("b.wloop.", mdns.TypeA)},
+		{name: "wildcard CNAME to NXDOMAIN", msg: q("x.wdang.", mdns.TypeA)},
+		{name: "wildcard CNAME query", msg: q("x.cwild.", mdns.TypeCNAME)},
 
 		// CNAME (RFC 1034 §4.3.2, RFC 2181 §10.1).
 		{name: "CNAME", msg: q("alias.", mdns.TypeA)},
