@@ -81,13 +81,13 @@ func (c *answerCache) put(key, resp []byte, counter prometheus.Counter) {
 }
 
 // indexSteered maps the lower-case wire form of every steered name that is
-// not below a delegation to its steering data.
+// not below a delegation (or DNAME) to its steering data.
 func indexSteered(zones map[string]*Zone) map[string]*steeredName {
 	out := map[string]*steeredName{}
 	buf := make([]byte, 256)
 	for _, z := range zones {
 		for name, n := range z.nodes {
-			if n.steer == nil || (z.hasCuts && z.findCut(name, mdns.TypeA) != nil) {
+			if n.steer == nil || ((z.hasCuts || z.hasDname) && z.findCut(name, mdns.TypeA) != nil) {
 				continue
 			}
 			off, err := mdns.PackDomainName(name, buf, 0, nil, false)

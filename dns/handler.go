@@ -64,18 +64,8 @@ func (s *Server) respond(w mdns.ResponseWriter, r *mdns.Msg, limit rrlAction) (c
 	}
 	_, isTCP := w.RemoteAddr().(*net.TCPAddr)
 
-	if r.Opcode != mdns.OpcodeQuery {
-		m.Rcode = mdns.RcodeNotImplemented
-		s.finish(w, r, m, qtype)
-		return false
-	}
-	if len(r.Question) != 1 {
-		m.Rcode = mdns.RcodeFormatError
-		s.finish(w, r, m, qtype)
-		return false
-	}
-
-	// EDNS0 (RFC 6891): at most one OPT; version 0 only.
+	// EDNS0 (RFC 6891): at most one OPT; version 0 only. Every answer to
+	// a query with an OPT carries one (§6.1.1), errors included.
 	var opt *mdns.OPT
 	nOpt := 0
 	for _, rr := range r.Extra {
@@ -98,6 +88,19 @@ func (s *Server) respond(w mdns.ResponseWriter, r *mdns.Msg, limit rrlAction) (c
 			ro.SetDo()
 		}
 		m.Extra = append(m.Extra, ro)
+	}
+	if r.Opcode != mdns.OpcodeQuery {
+		m.Rcode = mdns.RcodeNotImplemented
+		s.finish(w, r, m, qtype)
+		return false
+	}
+	if len(r.Question) != 1 {
+		m.Rcode = mdns.RcodeFormatError
+		m.Question = nil
+		s.finish(w, r, m, qtype)
+		return false
+	}
+	if opt != nil {
 		if opt.Version() != 0 {
 			m.Rcode = mdns.RcodeBadVers
 			s.finish(w, r, m, qtype)
@@ -128,6 +131,17 @@ func (s *Server) respond(w mdns.ResponseWriter, r *mdns.Msg, limit rrlAction) (c
 	default:
 		lname := strings.ToLower(q.Name)
 		z := sn.findZone(lname)
+		if qtype == mdns.TypeDS && z != nil && z.origin == lname && lname != "." {
+			// RFC 4035 §3.1.4.1: the DS at a child's apex belongs to the
+			// parent side of the cut; answer from the parent when it is
+			// served and delegates here.
+			off, _ := mdns.NextLabel(lname, 0)
+			if p := sn.findZone(lname[off:]); p != nil {
+				if n := p.nodes[lname]; n != nil && n.cut {
+					z = p
+				}
+			}
+		}
 		if z == nil {
 			m.Rcode = mdns.RcodeRefused
 			break
@@ -174,7 +188,15 @@ func (s *Server) respond(w mdns.ResponseWriter, r *mdns.Msg, limit rrlAction) (c
 			}
 			m.Truncated = true
 		}
+		slipped, nAns, nNs := m.Truncated, len(m.Answer), len(m.Ns)
 		m.Truncate(udpSize)
+		if m.Truncated && !slipped && m.Authoritative && len(m.Answer) == nAns && len(m.Ns) == nNs {
+			// Only additional records were left out: the answer is
+			// complete, so no TC (RFC 2181 §9), which miekg/dns sets
+			// for any record left out. A referral that lost glue keeps
+			// TC (RFC 9471), as in Knot.
+			m.Truncated = false
+		}
 		// Truncate turns compression off when the uncompressed message
 		// fits; keep it on, as Knot does: answers are packed once and
 		// cached, and every byte saved is a byte less to reflect.

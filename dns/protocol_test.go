@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -115,12 +116,15 @@ func TestProtocol(t *testing.T) {
 		}
 	})
 	t.Run("NOTIMP", func(t *testing.T) {
-		for _, op := range []int{mdns.OpcodeStatus, mdns.OpcodeUpdate, mdns.OpcodeNotify, 3} {
-			m := newQuery("example.com.", mdns.TypeSOA)
-			m.Opcode = op
-			r := exchange(t, addr, "udp", m)
-			if r.Rcode != mdns.RcodeNotImplemented {
-				t.Errorf("opcode %d: rcode %s, want NOTIMP", op, mdns.RcodeToString[r.Rcode])
+		for _, network := range []string{"udp", "tcp"} {
+			for _, op := range []int{mdns.OpcodeStatus, mdns.OpcodeUpdate, mdns.OpcodeNotify, 3} {
+				m := newQuery("example.com.", mdns.TypeSOA)
+				m.Opcode = op
+				r := exchange(t, addr, network, m)
+				if r.Rcode != mdns.RcodeNotImplemented || len(r.Question) != 1 {
+					// TCP answered from the header alone before.
+					t.Errorf("%s opcode %d: rcode %s, question %v, want NOTIMP with the question", network, op, mdns.RcodeToString[r.Rcode], r.Question)
+				}
 			}
 		}
 	})
@@ -222,5 +226,76 @@ func TestTCPIdleTimeout(t *testing.T) {
 	_, err = c.Read(make([]byte, 1))
 	if ne, ok := err.(net.Error); ok && ne.Timeout() {
 		t.Fatal("idle TCP connection was not closed")
+	}
+}
+
+// TestTruncationAdditionalOnly: an answer that fits in 512 octets only
+// without some of its additional records is complete, so TC stays clear
+// (RFC 2181 §9); a referral that loses glue sets TC (RFC 9471). miekg/dns's
+// Truncate sets TC for any record left out.
+func TestTruncationAdditionalOnly(t *testing.T) {
+	cfg := testConfig(ZoneConfig{File: filepath.Join("testdata", "diff.test.zone")})
+	_, addr := startServer(t, cfg, nil, Options{})
+	for i := 0; i < 2; i++ { // the second answer comes from the fast path's cache
+		r := exchange(t, addr, "udp", newQuery("bigmx.diff.test.", mdns.TypeMX))
+		if r.Truncated || len(r.Answer) != 6 || len(r.Extra) == 0 || len(r.Extra) == 12 {
+			t.Fatalf("MX: TC=%v, %d answers, %d additional; want TC clear, 6 answers, some additional left out",
+				r.Truncated, len(r.Answer), len(r.Extra))
+		}
+	}
+	r := exchange(t, addr, "udp", newQuery("x.bigdeleg.diff.test.", mdns.TypeA))
+	if !r.Truncated || r.Authoritative || len(r.Ns) != 8 || len(r.Extra) == 16 {
+		t.Fatalf("referral: TC=%v AA=%v, %d NS, %d glue; want TC set, 8 NS, glue left out", r.Truncated, r.Authoritative, len(r.Ns), len(r.Extra))
+	}
+}
+
+// TestDSFromParent: with the parent and child zones on one server, a DS
+// query for the child's apex is answered from the parent (RFC 4035
+// §3.1.4.1); everything else at the apex from the child.
+func TestDSFromParent(t *testing.T) {
+	cfg := testConfig(ZoneConfig{File: filepath.Join("testdata", "diff.test.zone")},
+		ZoneConfig{File: filepath.Join("testdata", "child.diff.test.zone")},
+		ZoneConfig{Origin: "orphan.diff.test", Records: []string{"@ IN NS ns1.diff.test."}})
+	_, addr := startServer(t, cfg, nil, Options{})
+	for _, network := range []string{"udp", "tcp"} {
+		// A zone the parent does not delegate to answers for itself.
+		r := exchange(t, addr, network, newQuery("orphan.diff.test.", mdns.TypeDS))
+		if r.Rcode != mdns.RcodeSuccess || len(r.Answer) != 0 || len(r.Ns) != 1 || r.Ns[0].Header().Name != "orphan.diff.test." {
+			t.Errorf("%s orphan DS: %v, want NODATA from the zone itself", network, r)
+		}
+		r = exchange(t, addr, network, newQuery("Child.diff.test.", mdns.TypeDS))
+		if !r.Authoritative || len(r.Answer) != 1 || r.Answer[0].Header().Rrtype != mdns.TypeDS {
+			t.Errorf("%s DS: AA=%v answer %v, want the parent's DS", network, r.Authoritative, r.Answer)
+		}
+		r = exchange(t, addr, network, newQuery("child.diff.test.", mdns.TypeNS))
+		if !r.Authoritative || len(r.Answer) != 1 || r.Answer[0].(*mdns.NS).Ns != "ns1.child.diff.test." {
+			t.Errorf("%s NS: AA=%v answer %v, want the child's NS", network, r.Authoritative, r.Answer)
+		}
+	}
+}
+
+// TestEDNSInErrors: an answer to a query with an OPT carries one (RFC 6891
+// §6.1.1), NOTIMP and FORMERR for a missing question included; before, the
+// opcode and question-count checks answered without it.
+func TestEDNSInErrors(t *testing.T) {
+	cfg := testConfig(ZoneConfig{File: testdata("example.com.zone")})
+	_, addr := startServer(t, cfg, nil, Options{})
+	notify := newQuery("example.com.", mdns.TypeSOA)
+	notify.Opcode = mdns.OpcodeNotify
+	notify.SetEdns0(1232, false)
+	noQuestion := newQuery("example.com.", mdns.TypeSOA)
+	noQuestion.SetEdns0(1232, false)
+	noQuestion.Question = nil
+	for _, network := range []string{"udp", "tcp"} {
+		for _, tc := range []struct {
+			m     *mdns.Msg
+			rcode int
+		}{{notify, mdns.RcodeNotImplemented}, {noQuestion, mdns.RcodeFormatError}} {
+			wire, _ := tc.m.Pack()
+			r := rawExchangeMsg(t, addr, network, wire, 2*time.Second)
+			if r == nil || r.Rcode != tc.rcode || r.IsEdns0() == nil {
+				t.Errorf("%s opcode %d, %d questions: %v, want %s with an OPT", network, tc.m.Opcode, len(tc.m.Question), r, mdns.RcodeToString[tc.rcode])
+			}
+		}
 	}
 }

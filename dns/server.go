@@ -526,9 +526,13 @@ func acceptFunc(dh mdns.Header) mdns.MsgAcceptAction {
 	}
 	opcode := int(dh.Bits>>11) & 0xF
 	if opcode != mdns.OpcodeQuery {
-		return mdns.MsgRejectNotImplemented
+		// Not MsgRejectNotImplemented: miekg/dns would answer that over
+		// TCP with the header alone, without the question.
+		return mdns.MsgAccept
 	}
-	if dh.Qdcount != 1 || dh.Ancount > 0 || dh.Nscount > 1 || dh.Arcount > 2 {
+	// A question count other than 1 is FORMERR from the handler, which
+	// (unlike miekg/dns's reject) echoes the OPT (RFC 6891 §6.1.1).
+	if dh.Ancount > 0 || dh.Nscount > 1 || dh.Arcount > 2 {
 		return mdns.MsgReject
 	}
 	return mdns.MsgAccept

@@ -2,6 +2,7 @@ package dns
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -14,10 +15,12 @@ type Zone struct {
 	nodes  map[string]*node
 	soa    *mdns.SOA // apex SOA with the served serial
 	negSOA *mdns.SOA // SOA for negative answers: TTL = min(TTL, MINIMUM) (RFC 2308 §5)
-	// hasCuts and hasWild let the answer path skip walks most zones don't need.
-	hasCuts bool
-	hasWild bool
-	records []mdns.RR // every record, SOA first, for AXFR and Records
+	// hasCuts, hasDname and hasWild let the answer path skip walks most
+	// zones don't need.
+	hasCuts  bool
+	hasDname bool
+	hasWild  bool
+	records  []mdns.RR // every record, SOA first, for AXFR and Records
 }
 
 // node is one owner name. A node without sets is an empty non-terminal.
@@ -25,6 +28,7 @@ type node struct {
 	name  string
 	sets  []rrset
 	cut   bool         // NS below the apex: a delegation point
+	dname *mdns.DNAME  // the name's DNAME: names below it are redirected
 	steer *steeredName // non-nil when the name is steered
 }
 
@@ -118,12 +122,35 @@ func buildZone(origin string, rrs []mdns.RR, steered []*steeredName, serialBump 
 		if strings.HasPrefix(name, "*.") {
 			z.hasWild = true
 		}
+		if d := n.get(mdns.TypeDNAME); d != nil {
+			if len(d.rrs) > 1 {
+				return nil, fmt.Errorf("%s has more than one DNAME record (RFC 6672 §2.4)", name)
+			}
+			n.dname = d.rrs[0].(*mdns.DNAME)
+			z.hasDname = true
+		}
 		if c := n.get(mdns.TypeCNAME); c != nil {
 			if len(n.sets) > 1 {
 				return nil, fmt.Errorf("%s has a CNAME and other data (RFC 1034 §3.6.2)", name)
 			}
 			if len(c.rrs) > 1 {
 				return nil, fmt.Errorf("%s has more than one CNAME record", name)
+			}
+		}
+	}
+	if z.hasDname {
+		for name, n := range z.nodes {
+			if len(n.sets) == 0 && n.steer == nil {
+				continue // an empty non-terminal: its descendants are checked
+			}
+			for off, end := mdns.NextLabel(name, 0); !end && name != origin; off, end = mdns.NextLabel(name, off) {
+				p := name[off:]
+				if a := z.nodes[p]; a != nil && a.dname != nil {
+					return nil, fmt.Errorf("%s is below the DNAME at %s (RFC 6672 §2.4)", name, p)
+				}
+				if p == origin {
+					break
+				}
 			}
 		}
 	}
@@ -241,15 +268,37 @@ func (z *Zone) answer(m *mdns.Msg, qname, lname string, qtype uint16, q *query) 
 	m.Authoritative = true
 	owner := qname // the owner for synthesized records: the name as asked
 	for hop := 0; ; hop++ {
-		if z.hasCuts {
-			if cut := z.findCut(lname, qtype); cut != nil {
+		if z.hasCuts || z.hasDname {
+			if r := z.findCut(lname, qtype); r != nil && r.dname != nil && !r.cut {
+				// RFC 6672 §3.2: the DNAME, a CNAME synthesized from it
+				// (with its TTL), then the new name as for a CNAME.
+				d := r.dname
+				if !slices.Contains(m.Answer, mdns.RR(d)) { // once, however often it is used
+					m.Answer = append(m.Answer, d)
+				}
+				target := lname[:len(lname)-len(r.name)] + d.Target
+				if _, ok := mdns.IsDomainName(target); !ok {
+					m.Rcode = mdns.RcodeYXDomain // the new name is too long
+					return
+				}
+				m.Answer = append(m.Answer, &mdns.CNAME{
+					Hdr:    mdns.RR_Header{Name: owner, Rrtype: mdns.TypeCNAME, Class: mdns.ClassINET, Ttl: d.Hdr.Ttl},
+					Target: target,
+				})
+				ltarget := strings.ToLower(target)
+				if hop+1 >= maxCNAMEChain || !mdns.IsSubDomain(z.origin, ltarget) || cnameLoop(m.Answer, ltarget) {
+					return
+				}
+				owner, lname = target, ltarget
+				continue
+			} else if r != nil {
 				// A referral: not authoritative, NS in authority, glue in
 				// additional. Only the first name in a chain can be a
 				// referral with AA clear.
 				if hop == 0 {
 					m.Authoritative = false
 				}
-				ns := cut.get(mdns.TypeNS)
+				ns := r.get(mdns.TypeNS)
 				m.Ns = append(m.Ns, ns.rrs...)
 				m.Extra = append(m.Extra, ns.extra...)
 				return
@@ -308,12 +357,18 @@ func (z *Zone) answer(m *mdns.Msg, qname, lname string, qtype uint16, q *query) 
 	}
 }
 
-// findCut returns the highest delegation point at or above name, if any.
-// A DS query at the cut itself is answered by the parent (this zone).
+// findCut returns the highest delegation point at or above name, or DNAME
+// owner above it, if any. A DS query at the cut itself is answered by the
+// parent (this zone); a DNAME does not apply to its own owner.
 func (z *Zone) findCut(name string, qtype uint16) *node {
 	labels := mdns.CountLabel(name) - mdns.CountLabel(z.origin)
 	if labels <= 0 {
 		return nil
+	}
+	if z.hasDname {
+		if apex := z.nodes[z.origin]; apex.dname != nil {
+			return apex
+		}
 	}
 	idx := mdns.Split(name)
 	// idx[i] starts the suffix with len(idx)-i labels; walk from just below
@@ -328,6 +383,9 @@ func (z *Zone) findCut(name string, qtype uint16) *node {
 			if i == 0 && qtype == mdns.TypeDS {
 				return nil
 			}
+			return n
+		}
+		if n.dname != nil && i > 0 {
 			return n
 		}
 	}
