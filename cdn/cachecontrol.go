@@ -41,15 +41,17 @@ func parseDirectives(values []string) directives {
 			if len(arg) >= 2 && arg[0] == '"' && arg[len(arg)-1] == '"' {
 				arg = arg[1 : len(arg)-1]
 			}
+			// A directive given twice counts once, the first time (RFC 9111
+			// §4.2.1): a later max-age must not lengthen an earlier one.
 			switch name {
 			case "max-age":
-				d.maxAge = parseDelta(arg)
+				d.maxAge = firstDelta(d.maxAge, arg)
 			case "s-maxage":
-				d.sMaxAge = parseDelta(arg)
+				d.sMaxAge = firstDelta(d.sMaxAge, arg)
 			case "stale-while-revalidate":
-				d.swr = parseDelta(arg)
+				d.swr = firstDelta(d.swr, arg)
 			case "stale-if-error":
-				d.sie = parseDelta(arg)
+				d.sie = firstDelta(d.sie, arg)
 			case "max-stale":
 				if hasArg {
 					d.maxStale = parseDelta(arg)
@@ -119,6 +121,15 @@ func splitFields(s string) []string {
 		}
 	}
 	return out
+}
+
+// firstDelta is cur if a directive was already seen (cur >= 0), else arg
+// parsed.
+func firstDelta(cur time.Duration, arg string) time.Duration {
+	if cur >= 0 {
+		return cur
+	}
+	return parseDelta(arg)
 }
 
 // parseDelta parses delta-seconds. Invalid values (negative, not a number)

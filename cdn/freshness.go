@@ -19,15 +19,26 @@ const (
 	hdrCDNCC     = "Cdn-Cache-Control"
 )
 
-// responseDirectives returns the directives that govern this cache.
-func responseDirectives(h http.Header) directives {
-	if v := h[hdrOutpostCC]; len(v) > 0 {
-		return parseDirectives(v)
+// responseDirectives returns the directives that govern this cache and
+// whether they come from a targeted field. The first targeted field with a
+// non-empty value replaces Cache-Control and Expires (RFC 9213 §2.2); an
+// empty one is ignored.
+func responseDirectives(h http.Header) (d directives, targeted bool) {
+	for _, k := range [...]string{hdrOutpostCC, hdrCDNCC} {
+		if v := h[k]; nonEmpty(v) {
+			return parseDirectives(v), true
+		}
 	}
-	if v := h[hdrCDNCC]; len(v) > 0 {
-		return parseDirectives(v)
+	return parseDirectives(h["Cache-Control"]), false
+}
+
+func nonEmpty(values []string) bool {
+	for _, v := range values {
+		if strings.Trim(v, " \t,") != "" {
+			return true
+		}
 	}
-	return parseDirectives(h["Cache-Control"])
+	return false
 }
 
 // heuristicStatus lists the status codes cacheable by default (RFC 9110 §15.1).
@@ -52,11 +63,14 @@ type storeDecision struct {
 	ok     bool
 	reason string // why not, for logs and Cache-Status detail
 	meta   store.Meta
+	// unshared are the fields named by no-cache="…" and private="…": the
+	// client that caused the fetch gets them, nobody else does.
+	unshared []string
 }
 
 // decide applies RFC 9111 §3 and the route's TTL rules to a response.
 func (h *handler) decide(r *http.Request, key string, status int, hdr http.Header, reqTime, respTime time.Time) storeDecision {
-	d := responseDirectives(hdr)
+	d, targeted := responseDirectives(hdr)
 	if status == http.StatusPartialContent || status == http.StatusNotModified || status < 200 || (status >= 500 && status != 501) {
 		return storeDecision{reason: "status"}
 	}
@@ -109,7 +123,7 @@ func (h *handler) decide(r *http.Request, key string, status int, hdr http.Heade
 		lifetime = d.sMaxAge
 	case d.maxAge >= 0:
 		lifetime = d.maxAge
-	case len(hdr["Expires"]) > 0:
+	case len(hdr["Expires"]) > 0 && !targeted:
 		// An Expires that does not parse means already expired (§5.3).
 		if exp, ok := parseHTTPDate(hdr.Get("Expires")); ok {
 			lifetime = exp.Sub(date)
@@ -150,6 +164,11 @@ func (h *handler) decide(r *http.Request, key string, status int, hdr http.Heade
 	}
 
 	stored := storedHeader(hdr, d, h.rc.StripSetCookie)
+	if _, ok := parseHTTPDate(hdr.Get("Date")); !ok {
+		// RFC 9110 §6.6.1: a cache records when a response without Date
+		// arrived and sends that with it (not the time of each hit).
+		stored["Date"] = []string{httpDate(respTime)}
+	}
 	m := store.Meta{
 		Key:            key,
 		Vary:           vary,
@@ -169,8 +188,10 @@ func (h *handler) decide(r *http.Request, key string, status int, hdr http.Heade
 		Tags:           surrogateKeys(hdr),
 	}
 	m.Compressible = status == http.StatusOK && !d.noTransform && h.c.compressible(stored)
-	return storeDecision{ok: true, meta: m}
+	return storeDecision{ok: true, meta: m, unshared: slices.Concat(d.noCacheFields, d.privateFields)}
 }
+
+func httpDate(t time.Time) string { return t.UTC().Format(http.TimeFormat) }
 
 // dropConnectionFields removes what belongs to one connection (RFC 9110
 // §7.6.1): Connection, the fields it names, Keep-Alive and
@@ -351,10 +372,15 @@ func (c *Cache) state(e *store.Entry, req directives, now time.Time) freshState 
 
 // staleOnError reports whether e may be served because the origin failed:
 // within stale-if-error, or within the configured grace.
+//
+// must-revalidate, proxy-revalidate and no-cache forbid it (RFC 9111
+// §4.2.4). s-maxage carries proxy-revalidate's semantics (§5.2.2.10), so
+// grace, which the origin never asked for, does not apply to it; an
+// explicit stale-if-error does.
 func (c *Cache) staleOnError(e *store.Entry, now time.Time) bool {
-	if e.MustRevalidate {
+	if e.MustRevalidate || e.NoCache {
 		return false
 	}
 	staleness := c.currentAge(e, now) - e.Lifetime
-	return staleness <= e.SIE || staleness <= c.grace()
+	return staleness <= e.SIE || (!e.SharedMaxAge && staleness <= c.grace())
 }

@@ -174,7 +174,7 @@ func (h *handler) follow(w http.ResponseWriter, r *http.Request, f *fill, key st
 		h.stream(w, r, f)
 	case outcomeLookup:
 		if f.stale != nil {
-			h.serveEntry(w, r, f.stale, resStale, "hit; detail=stale-if-error; collapsed", h.c.now())
+			h.serveEntry(w, r, f.stale, resStale, "fwd=stale; collapsed; detail=stale-if-error", h.c.now())
 			return
 		}
 		if e := h.c.store.Lookup(key, r.Header); e != nil {
@@ -209,7 +209,7 @@ func (h *handler) stream(w http.ResponseWriter, r *http.Request, f *fill) {
 		hdr[k] = v
 	}
 	hdr.Set("X-Cache", resMiss)
-	hdr.Set("Cache-Status", "Outpost; fwd=miss; collapsed")
+	addCacheStatus(hdr, "Outpost; fwd=miss; collapsed")
 	w.WriteHeader(f.status)
 	if r.Method == http.MethodHead {
 		return
@@ -428,9 +428,9 @@ func (p *passWriter) WriteHeader(code int) {
 		}
 		hdr.Set("X-Cache", p.xcache)
 		if p.xcache == resBypass {
-			hdr.Set("Cache-Status", "Outpost; fwd=bypass; detail="+p.detail)
+			addCacheStatus(hdr, "Outpost; fwd=bypass; detail="+p.detail)
 		} else {
-			hdr.Set("Cache-Status", "Outpost; fwd=uri-miss; detail="+p.detail)
+			addCacheStatus(hdr, "Outpost; fwd=uri-miss; detail="+p.detail)
 		}
 	}
 	p.ResponseWriter.WriteHeader(code)

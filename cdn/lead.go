@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -22,6 +23,7 @@ const (
 	modeRevalidated          // 304 for the stale entry: refresh and serve it
 	modeStaleError           // origin error with a usable stale entry: serve it
 	modeRetryPass            // range too large to fill: pass the original request
+	modeMismatch             // 304 for another representation: drop stale, pass
 )
 
 // conditionalHeaders are removed from fill requests: the cache wants the
@@ -91,6 +93,10 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 		respTime = c.now()
 		hdr = hd
 		switch {
+		case stale != nil && status == http.StatusNotModified && !sameValidator(stale.Header, hd):
+			cw.mode = modeMismatch
+			f.setReady(outcomePass)
+			return
 		case stale != nil && status == http.StatusNotModified:
 			cw.mode = modeRevalidated
 			return
@@ -115,7 +121,7 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 				h.cleanHeader(hd, false)
 				copyHeader(w.Header(), hd)
 				w.Header().Set("X-Cache", resMiss)
-				w.Header().Set("Cache-Status", "Outpost; fwd=uri-miss; detail="+dec.reason)
+				addCacheStatus(w.Header(), "Outpost; fwd=uri-miss; detail="+dec.reason)
 				cw.clientBody = r.Method != http.MethodHead
 				reqinfo.From(r.Context()).Set(reqinfo.FieldCache, resMiss)
 				c.m.result(resMiss)
@@ -141,7 +147,7 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 				h.cleanHeader(hd, false)
 				copyHeader(w.Header(), hd)
 				w.Header().Set("X-Cache", resMiss)
-				w.Header().Set("Cache-Status", "Outpost; fwd=uri-miss; detail=store-error")
+				addCacheStatus(w.Header(), "Outpost; fwd=uri-miss; detail=store-error")
 				cw.clientBody = r.Method != http.MethodHead
 				reqinfo.From(r.Context()).Set(reqinfo.FieldCache, resMiss)
 				c.m.result(resMiss)
@@ -161,14 +167,26 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 		if dec.meta.Compressible {
 			addVary(ch, "Accept-Encoding")
 		}
-		f.status, f.header, f.vary, f.variant, f.tempPath = status, ch, dec.meta.Vary, dec.meta.Variant, wr.TempPath()
+		if _, ok := parseHTTPDate(hd.Get("Date")); !ok {
+			ch["Date"] = dec.meta.Header["Date"] // as stored: when it arrived
+		}
+		// Requests collapsed onto this fetch are other clients: they do
+		// not get the fields the origin kept for this one.
+		fh := ch
+		if len(dec.unshared) > 0 {
+			fh = ch.Clone()
+			for _, k := range dec.unshared {
+				delete(fh, k)
+			}
+		}
+		f.status, f.header, f.vary, f.variant, f.tempPath = status, fh, dec.meta.Vary, dec.meta.Variant, wr.TempPath()
 		f.tags = dec.meta.Tags
 		f.setReady(outcomeStoring)
 		if !deferClient {
 			cw.client = w
 			copyHeader(w.Header(), ch)
 			w.Header().Set("X-Cache", resMiss)
-			w.Header().Set("Cache-Status", "Outpost; fwd=miss; stored")
+			addCacheStatus(w.Header(), "Outpost; fwd=miss; stored")
 			cw.clientBody = r.Method != http.MethodHead
 			reqinfo.From(r.Context()).Set(reqinfo.FieldCache, resMiss)
 			c.m.result(resMiss)
@@ -194,7 +212,7 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 		}
 		f.progress(0, false, true)
 		switch {
-		case cw.mode == modeRetryPass, cw.mode == modeRevalidated, cw.mode == modeStaleError:
+		case cw.mode == modeRetryPass, cw.mode == modeRevalidated, cw.mode == modeStaleError, cw.mode == modeMismatch:
 			// The body was being discarded (or cut on purpose): carry on.
 		case cw.mode == modeStore && cw.client == nil:
 			// Nothing reached this client yet (deferred or background):
@@ -230,11 +248,19 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 		f.setReady(outcomeLookup)
 		if !bg {
 			c.log.Warn("origin failed, serving stale", "key", key, "status", cw.status)
-			h.serveEntry(w, r, stale, resStale, "hit; detail=stale-if-error; fwd-status="+strconv.Itoa(cw.status), c.now())
+			h.serveEntry(w, r, stale, resStale, "fwd=stale; fwd-status="+strconv.Itoa(cw.status)+"; detail=stale-if-error", c.now())
 		}
 	case modeRetryPass:
 		if !bg {
 			h.pass(w, r, resMiss, "range-too-large")
+		}
+	case modeMismatch:
+		// RFC 9111 §4.3.4: a 304 whose validator is not the stored
+		// response's must not refresh it. That copy is outdated (or the
+		// origin confused): drop it, and fetch this client's answer anew.
+		c.store.Remove([]*store.Entry{stale})
+		if !bg {
+			h.pass(w, r, resMiss, "validator-mismatch")
 		}
 	case modePass:
 		if stale != nil && cw.status < 500 {
@@ -315,13 +341,19 @@ var errPurgedWhileFetched = errors.New("cdn: purged while fetched")
 // replaced by the 304's (except Content-Length) and freshness restarts.
 func (h *handler) revalidated(r *http.Request, key string, stale *store.Entry, h304 http.Header, reqTime, respTime time.Time) (*store.Entry, error) {
 	merged := store.CloneHeader(stale.Header)
-	d := responseDirectives(h304)
+	d, _ := responseDirectives(h304)
 	upd := storedHeader(h304, d, h.rc.StripSetCookie)
 	for k, v := range upd {
 		if k == "Content-Length" || k == "Set-Cookie" {
 			continue
 		}
 		merged[k] = v
+	}
+	if _, ok := parseHTTPDate(h304.Get("Date")); !ok {
+		// The 304 is the response freshness restarts from: without its
+		// own Date, the stored one would make it look as old as the
+		// first fetch (RFC 9110 §6.6.1, RFC 9111 §4.2.3).
+		merged["Date"] = []string{httpDate(respTime)}
 	}
 	// Targeted fields govern freshness; the 304's replace the stored ones.
 	probe := store.CloneHeader(merged)
@@ -349,6 +381,32 @@ func (h *handler) revalidated(r *http.Request, key string, stale *store.Entry, h
 		m.Tags = dec.meta.Tags
 		m.Invalidated = false
 	})
+}
+
+// sameValidator reports whether a 304 is about the stored response with
+// header stored (RFC 9111 §4.3.4): a strong ETag must be the stored one, a
+// weak one must match it weakly, a Last-Modified without an ETag must be the
+// stored one. A 304 with no validator is taken as being about it.
+func sameValidator(stored, h304 http.Header) bool {
+	if et := h304.Get("Etag"); et != "" {
+		st := stored.Get("Etag")
+		if strings.HasPrefix(et, "W/") {
+			return st != "" && strings.TrimPrefix(st, "W/") == et[2:]
+		}
+		return st == et
+	}
+	if lm, ok := parseHTTPDate(h304.Get("Last-Modified")); ok {
+		slm, ok := parseHTTPDate(stored.Get("Last-Modified"))
+		return ok && slm.Equal(lm)
+	}
+	return true
+}
+
+// addCacheStatus adds this cache's member after those of the caches before
+// it (RFC 9211 §2), never writing into a slice another header shares.
+func addCacheStatus(h http.Header, member string) {
+	prev := h["Cache-Status"]
+	h["Cache-Status"] = append(prev[:len(prev):len(prev)], member)
 }
 
 func (c *Cache) ioError(op, key string, err error) {

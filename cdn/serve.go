@@ -130,10 +130,14 @@ func (h *handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 	hdr["Age"] = []string{strconv.FormatInt(int64(age), 10)}
 	hdr["X-Cache"] = xcacheValue(xcache)
 	ttl := int64((e.Lifetime - c.currentAge(e, now)) / time.Second)
+	// After the members of the caches before this one (RFC 9211 §2),
+	// appended to a copy: the stored slice is shared by every hit.
+	cs := e.Header["Cache-Status"]
+	cs = cs[:len(cs):len(cs)]
 	if strings.HasPrefix(status, "hit") {
-		hdr["Cache-Status"] = []string{"Outpost; " + status + "; ttl=" + strconv.FormatInt(ttl, 10)}
+		hdr["Cache-Status"] = append(cs, "Outpost; "+status+"; ttl="+strconv.FormatInt(ttl, 10))
 	} else {
-		hdr["Cache-Status"] = []string{"Outpost; " + status}
+		hdr["Cache-Status"] = append(cs, "Outpost; "+status)
 	}
 	if e.Compressible {
 		addVary(hdr, "Accept-Encoding")
@@ -220,6 +224,11 @@ func notModified(r *http.Request, hdr http.Header) bool {
 		return false
 	}
 	lm, ok := parseHTTPDate(hdr.Get("Last-Modified"))
+	if !ok {
+		// Without Last-Modified a cache uses the stored Date (RFC 9111
+		// §4.3.2), recorded on arrival when the origin sent none.
+		lm, ok = parseHTTPDate(hdr.Get("Date"))
+	}
 	return ok && !lm.After(ims)
 }
 

@@ -26,11 +26,12 @@ type Meta struct {
 	Lifetime     time.Duration `json:"lt"`            // freshness lifetime after TTL rules
 	SWR          time.Duration `json:"swr,omitempty"` // stale-while-revalidate window
 	SIE          time.Duration `json:"sie,omitempty"` // stale-if-error window
-	// MustRevalidate forbids serving stale (must-revalidate, proxy-revalidate,
-	// s-maxage) except when the origin is down and grace allows it.
+	// MustRevalidate forbids serving stale (must-revalidate,
+	// proxy-revalidate), grace and stale-if-error included.
 	MustRevalidate bool `json:"mr,omitempty"`
 	// SharedMaxAge (s-maxage present) forbids stale serving a client asks
-	// for with max-stale; explicit stale-while-revalidate/-if-error still apply.
+	// for with max-stale, and grace; explicit stale-while-revalidate/-if-error
+	// still apply.
 	SharedMaxAge bool `json:"sm,omitempty"`
 	// NoCache means stored but revalidated before every use.
 	NoCache bool `json:"nc,omitempty"`

@@ -1,0 +1,244 @@
+package cdn
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Conformance cases in the manner of the HTTP WG cache-tests suite
+// (cache-tests.fyi), over real HTTP: each is a sequence of requests against
+// one URL, the origin's handler replaceable between steps.
+
+type rfcStep struct {
+	advance time.Duration
+	origin  http.HandlerFunc // if set, replaces the origin before the step
+	hdr     []string
+	status  int    // default 200
+	xcache  string // "" = don't check
+	hits    int64  // origin hits after the step; -1 = don't check
+	check   func(t *testing.T, r resp)
+}
+
+type rfcCase struct {
+	name   string
+	origin http.HandlerFunc
+	opts   []envOpt
+	steps  []rfcStep
+}
+
+func runRFCCases(t *testing.T, cases []rfcCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, tc.origin, tc.opts...)
+			for i, s := range tc.steps {
+				e.clock.Advance(s.advance)
+				if s.origin != nil {
+					e.origin.set(s.origin)
+				}
+				r := e.get("/c", s.hdr...)
+				want := s.status
+				if want == 0 {
+					want = 200
+				}
+				if r.StatusCode != want {
+					t.Errorf("step %d: status %d, want %d", i, r.StatusCode, want)
+				}
+				if s.xcache != "" && r.Header.Get("X-Cache") != s.xcache {
+					t.Errorf("step %d: X-Cache %q, want %q (Cache-Status %q)", i, r.Header.Get("X-Cache"), s.xcache, r.Header.Get("Cache-Status"))
+				}
+				if s.hits >= 0 && e.hits() != s.hits {
+					t.Errorf("step %d: origin hits %d, want %d", i, e.hits(), s.hits)
+				}
+				if s.check != nil {
+					s.check(t, r)
+				}
+			}
+		})
+	}
+}
+
+// dropDate removes Date from the origin's responses with one of the given
+// statuses (all when none) on their way to the cache.
+func dropDate(statuses ...int) envOpt {
+	return withUpstream(func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			next.ServeHTTP(dateDropper{w, statuses}, r)
+		})
+	})
+}
+
+type dateDropper struct {
+	http.ResponseWriter
+	statuses []int
+}
+
+func (d dateDropper) WriteHeader(code int) {
+	drop := len(d.statuses) == 0
+	for _, s := range d.statuses {
+		drop = drop || s == code
+	}
+	if drop {
+		d.Header().Del("Date")
+	}
+	d.ResponseWriter.WriteHeader(code)
+}
+
+func (d dateDropper) Unwrap() http.ResponseWriter { return d.ResponseWriter }
+
+func cacheStatusIs(want string) func(t *testing.T, r resp) {
+	return func(t *testing.T, r resp) {
+		t.Helper()
+		if got := strings.Join(r.Header.Values("Cache-Status"), ", "); got != want {
+			t.Errorf("Cache-Status %q, want %q", got, want)
+		}
+	}
+}
+
+func TestRFC9111Conformance(t *testing.T) {
+	// The fake clock starts at the wall clock; these cases move it an hour
+	// ahead first, so a Date the front server invents (the wall clock) is
+	// told apart from one the cache recorded.
+	const ahead = time.Hour
+	cases := []rfcCase{
+		// RFC 9110 §6.6.1: a cache that stores a response without Date
+		// records when it arrived and sends that Date with it.
+		{"Date recorded when the origin sends none", static("x", "Cache-Control: max-age=600"), []envOpt{dropDate()}, []rfcStep{
+			{advance: ahead, xcache: "MISS", hits: 1},
+			{advance: 10 * time.Second, xcache: "HIT", hits: 1, check: func(t *testing.T, r resp) {
+				hdrIs("Age", "10")(t, r)
+				d, err := http.ParseTime(r.Header.Get("Date"))
+				// Fetched at the clock's now+1h, served 10s later: the wall
+				// clock (now) or the time of the hit (1h10s on) is wrong.
+				arrived := time.Now().Add(ahead)
+				if err != nil || d.Before(arrived.Add(-time.Minute)) || d.After(arrived.Add(5*time.Second)) {
+					t.Errorf("Date %q is not when the response arrived", r.Header.Get("Date"))
+				}
+			}},
+		}},
+		// §4.2.3, §4.3.4: freshness restarts at a 304 even when it has no
+		// Date; the stored (old) Date must not make it look 11s old.
+		{"304 without Date refreshes", validating("x", `"d"`, "Cache-Control: max-age=10"), []envOpt{dropDate(http.StatusNotModified)}, []rfcStep{
+			{xcache: "MISS", hits: 1},
+			{advance: 11 * time.Second, xcache: "REVALIDATED", hits: 2},
+			{advance: 5 * time.Second, xcache: "HIT", hits: 2, check: hdrIs("Age", "5")},
+		}},
+		// §4.2.1: with two max-age values, the first is used (or the
+		// response is stale) — never a later, longer one.
+		{"duplicate max-age uses the first", static("x", "Cache-Control: max-age=0, max-age=3600"), nil, []rfcStep{
+			{xcache: "MISS", hits: 1},
+			{xcache: "MISS", hits: 2},
+		}},
+		{"duplicate max-age lines use the first", static("x", "Cache-Control: max-age=1", "Cache-Control: max-age=3600"), nil, []rfcStep{
+			{xcache: "MISS", hits: 1},
+			{advance: 2 * time.Second, xcache: "MISS", hits: 2},
+		}},
+		// RFC 9213 §2.2: a targeted field replaces Cache-Control and
+		// Expires; an empty one is ignored.
+		{"targeted field ignores Expires", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("CDN-Cache-Control", "must-revalidate")
+			w.Header().Set("Expires", time.Now().Add(10*time.Hour).UTC().Format(http.TimeFormat))
+			io.WriteString(w, "x")
+		}, nil, []rfcStep{
+			{xcache: "MISS", hits: 1},
+			{xcache: "MISS", hits: 2},
+		}},
+		{"empty targeted field ignored", static("x", "Cache-Control: max-age=60", "CDN-Cache-Control: "), nil, []rfcStep{
+			{xcache: "MISS", hits: 1},
+			{xcache: "HIT", hits: 1},
+		}},
+		// §4.3.2: If-Modified-Since against a stored response without
+		// Last-Modified is evaluated against its Date.
+		{"If-Modified-Since without Last-Modified uses Date", static("hello", "Cache-Control: max-age=600"), nil, []rfcStep{
+			{xcache: "MISS", hits: 1},
+			{hdr: []string{"If-Modified-Since: " + time.Now().Add(time.Hour).UTC().Format(http.TimeFormat)}, status: 304, xcache: "HIT", hits: 1},
+			{hdr: []string{"If-Modified-Since: " + time.Now().Add(-time.Hour).UTC().Format(http.TimeFormat)}, xcache: "HIT", hits: 1, check: bodyIs("hello")},
+		}},
+		// §4.3.4: a 304 whose strong validator is not the stored one's
+		// must not refresh it: the body would be served under another
+		// representation's ETag.
+		{"304 with another ETag does not refresh", validating("old", `"a"`, "Cache-Control: max-age=10"), nil, []rfcStep{
+			{xcache: "MISS", hits: 1, check: bodyIs("old")},
+			{advance: 11 * time.Second, origin: func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Cache-Control", "max-age=10")
+				w.Header().Set("ETag", `"b"`)
+				if r.Header.Get("If-None-Match") != "" {
+					w.WriteHeader(http.StatusNotModified) // a broken origin, or another variant's 304
+					return
+				}
+				io.WriteString(w, "new")
+			}, hits: -1, check: func(t *testing.T, r resp) {
+				if et := r.Header.Get("ETag"); (r.body == "old") != (et == `"a"`) {
+					t.Errorf("body %q served with ETag %s", r.body, et)
+				}
+				if r.Header.Get("X-Cache") == "REVALIDATED" {
+					t.Errorf("refreshed by a 304 for another validator")
+				}
+			}},
+		}},
+		{"304 with the same weak ETag refreshes", validating("x", `W/"w"`, "Cache-Control: max-age=10"), nil, []rfcStep{
+			{xcache: "MISS", hits: 1},
+			{advance: 11 * time.Second, xcache: "REVALIDATED", hits: 2},
+			{xcache: "HIT", hits: 2},
+		}},
+		// RFC 9211 §2: a cache keeps the Cache-Status members of the
+		// caches before it and adds its own last.
+		{"Cache-Status keeps the upstream's members", static("x", "Cache-Control: max-age=60", "Cache-Status: OriginCache; hit"), nil, []rfcStep{
+			{xcache: "MISS", hits: 1, check: cacheStatusIs("OriginCache; hit, Outpost; fwd=miss; stored")},
+			{advance: 10 * time.Second, xcache: "HIT", hits: 1, check: cacheStatusIs("OriginCache; hit, Outpost; hit; ttl=50")},
+		}},
+		// RFC 9211 §2.1: hit means the request was not forwarded; stale
+		// served after a failed forward is fwd=stale with its fwd-status.
+		{"Cache-Status of stale-if-error", static("x", "Cache-Control: max-age=1, stale-if-error=60"), nil, []rfcStep{
+			{xcache: "MISS", hits: 1},
+			{advance: 10 * time.Second, origin: func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(503) }, xcache: "STALE", hits: 2,
+				check: cacheStatusIs("Outpost; fwd=stale; fwd-status=503; detail=stale-if-error")},
+		}},
+	}
+	runRFCCases(t, cases)
+}
+
+// TestFollowerGetsNoPrivateFields: fields a response names in private="…"
+// (or no-cache="…") are for the client that caused the fetch; a shared cache
+// must not hand them to anyone else (RFC 9111 §5.2.2.7, §5.2.2.4), and
+// requests collapsed onto that fetch are someone else.
+func TestFollowerGetsNoPrivateFields(t *testing.T) {
+	release := make(chan struct{})
+	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", `max-age=60, private="X-User", no-cache="X-Token"`)
+		w.Header().Set("X-User", "alice")
+		w.Header().Set("X-Token", "t1")
+		w.Header().Set("Content-Length", "6")
+		io.WriteString(w, "abc")
+		http.NewResponseController(w).Flush()
+		<-release
+		io.WriteString(w, "def")
+	})
+	var wg sync.WaitGroup
+	var leader, follower resp
+	wg.Add(2)
+	go func() { defer wg.Done(); leader = e.get("/p") }()
+	waitFor(t, "the fill's header", func() bool { return e.hits() == 1 })
+	go func() { defer wg.Done(); follower = e.get("/p") }()
+	waitFor(t, "the follower to join", func() bool { return e.metric("outpost_cache_coalesced_total") == 1 })
+	close(release)
+	wg.Wait()
+	if leader.Header.Get("X-User") != "alice" || leader.body != "abcdef" {
+		t.Fatalf("leader: X-User %q body %q", leader.Header.Get("X-User"), leader.body)
+	}
+	if follower.body != "abcdef" || !strings.Contains(follower.Header.Get("Cache-Status"), "collapsed") {
+		t.Fatalf("follower did not share the fill: %q %q", follower.body, follower.Header.Get("Cache-Status"))
+	}
+	for _, f := range []string{"X-User", "X-Token"} {
+		if v := follower.Header.Get(f); v != "" {
+			t.Errorf("follower got %s: %q", f, v)
+		}
+	}
+	if r := e.get("/p"); r.Header.Get("X-Cache") != "HIT" || r.Header.Get("X-User") != "" {
+		t.Errorf("hit: %q X-User %q", r.Header.Get("X-Cache"), r.Header.Get("X-User"))
+	}
+}
