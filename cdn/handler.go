@@ -233,14 +233,11 @@ func (h *handler) stream(w http.ResponseWriter, r *http.Request, f *fill) {
 func (h *handler) resume(w http.ResponseWriter, r *http.Request, f *fill, off int64) bool {
 	validator := f.header.Get("ETag")
 	if validator == "" || strings.HasPrefix(validator, "W/") {
-		// A date is a strong validator only if the response was generated
-		// at least a second after it (RFC 9110 §8.8.2.2, §13.1.5).
-		lm, err1 := http.ParseTime(f.header.Get("Last-Modified"))
-		date, err2 := http.ParseTime(f.header.Get("Date"))
-		if err1 != nil || err2 != nil || date.Sub(lm) < time.Second {
+		lm, ok := strongLastModified(f.header)
+		if !ok {
 			return false
 		}
-		validator = f.header.Get("Last-Modified")
+		validator = lm
 	}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
@@ -268,6 +265,16 @@ func (h *handler) resume(w http.ResponseWriter, r *http.Request, f *fill, off in
 			"path", r.URL.Path, "sent", off+rw.copied)
 	}
 	return ok
+}
+
+// strongLastModified returns h's Last-Modified if it is a strong validator:
+// the response was generated at least a second after it (RFC 9110 §8.8.2.2,
+// §13.1.5).
+func strongLastModified(h http.Header) (string, bool) {
+	v := h.Get("Last-Modified")
+	lm, ok1 := parseHTTPDate(v)
+	date, ok2 := parseHTTPDate(h.Get("Date"))
+	return v, ok1 && ok2 && date.Sub(lm) >= time.Second
 }
 
 // resumeWriter takes the origin's answer to a resume request: it passes the

@@ -161,7 +161,9 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 		ch := make(http.Header, len(hd)+3)
 		copyHeader(ch, hd)
 		h.cleanHeader(ch, h.rc.StripSetCookie)
-		if dec.meta.InitialAge >= time.Second {
+		if dec.meta.InitialAge >= time.Second || len(hd["Age"]) > 0 {
+			// Also replaces an Age the origin sent that meant nothing
+			// (not a number, negative): RFC 9111 §5.1.
 			ch.Set("Age", strconv.FormatInt(int64(dec.meta.InitialAge/time.Second), 10))
 		}
 		if dec.meta.Compressible {

@@ -3,6 +3,7 @@ package cdn
 import (
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -240,5 +241,158 @@ func TestFollowerGetsNoPrivateFields(t *testing.T) {
 	}
 	if r := e.get("/p"); r.Header.Get("X-Cache") != "HIT" || r.Header.Get("X-User") != "" {
 		t.Errorf("hit: %q X-User %q", r.Header.Get("X-Cache"), r.Header.Get("X-User"))
+	}
+}
+
+// TestRFC9111Freshness covers age and freshness calculation and request
+// directives, cache-tests style.
+func TestRFC9111Freshness(t *testing.T) {
+	var e *env // the case's env, for origins that move its clock
+	slowOrigin := func(delay time.Duration, hdr ...string) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			e.clock.Advance(delay) // Date is already set: the response took this long
+			static("x", hdr...)(w, r)
+		}
+	}
+	lmHourAgo := time.Now().Add(-time.Hour).UTC().Format(http.TimeFormat)
+	cases := []rfcCase{
+		// §4.2.3: corrected_age_value = age_value + response_delay.
+		{"Age plus response delay", slowOrigin(5*time.Second, "Cache-Control: max-age=60", "Age: 10"), nil, []rfcStep{
+			{xcache: "MISS", hits: 1, check: hdrIs("Age", "15")},
+			{xcache: "HIT", hits: 1, check: hdrIs("Age", "15")},
+			{advance: 44 * time.Second, xcache: "HIT", hits: 1},
+			{advance: 2 * time.Second, xcache: "MISS", hits: 2},
+		}},
+		{"Age larger than max-age is stale", static("x", "Cache-Control: max-age=60", "Age: 3600"), nil, []rfcStep{
+			{xcache: "MISS", hits: 1}, {xcache: "MISS", hits: 2},
+		}},
+		{"huge Age is stale", static("x", "Cache-Control: max-age=60", "Age: 99999999999999999999"), nil, []rfcStep{
+			{xcache: "MISS", hits: 1}, {xcache: "MISS", hits: 2},
+		}},
+		// §5.1: an invalid Age is ignored, not passed on as if it meant
+		// something.
+		{"garbage Age not forwarded", static("x", "Cache-Control: max-age=60", "Age: abc"), nil, []rfcStep{
+			{xcache: "MISS", hits: 1, check: hdrIs("Age", "0")},
+		}},
+		{"negative Age not forwarded", static("x", "Cache-Control: max-age=60", "Age: -5"), nil, []rfcStep{
+			{xcache: "MISS", hits: 1, check: hdrIs("Age", "0")},
+		}},
+		// §4.2.3 on a 304: its Age counts from the refresh.
+		{"Age of a 304 counts", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Cache-Control", "max-age=10")
+			w.Header().Set("ETag", `"a"`)
+			if r.Header.Get("If-None-Match") == `"a"` {
+				w.Header().Set("Age", "3")
+				w.WriteHeader(http.StatusNotModified)
+				return
+			}
+			io.WriteString(w, "x")
+		}, nil, []rfcStep{
+			{xcache: "MISS", hits: 1},
+			{advance: 20 * time.Second, xcache: "REVALIDATED", hits: 2, check: hdrIs("Age", "3")},
+			{advance: 6 * time.Second, xcache: "HIT", hits: 2, check: hdrIs("Age", "9")},
+			{advance: 2 * time.Second, xcache: "REVALIDATED", hits: 3},
+		}},
+		// §4.2.1: Expires is relative to Date, even a Date in the future.
+		{"Expires relative to a future Date", func(w http.ResponseWriter, r *http.Request) {
+			d := e.clock.Now().Add(time.Hour)
+			w.Header().Set("Date", d.UTC().Format(http.TimeFormat))
+			w.Header().Set("Expires", d.Add(time.Minute).UTC().Format(http.TimeFormat))
+			io.WriteString(w, "x")
+		}, nil, []rfcStep{
+			{xcache: "MISS", hits: 1},
+			{advance: 59 * time.Second, xcache: "HIT", hits: 1, check: hdrIs("Age", "59")},
+			{advance: 2 * time.Second, xcache: "MISS", hits: 2},
+		}},
+		{"Expires in the past", static("x", "Expires: Thu, 01 Jan 1970 00:00:00 GMT"), nil, []rfcStep{
+			{xcache: "MISS", hits: 1}, {xcache: "MISS", hits: 2},
+		}},
+		{"max-age beats Expires", static("x", "Cache-Control: max-age=60", "Expires: Thu, 01 Jan 1970 00:00:00 GMT"), nil, []rfcStep{
+			{xcache: "MISS", hits: 1}, {xcache: "HIT", hits: 1},
+		}},
+		{"heuristic needs Last-Modified", static("x"), nil, []rfcStep{
+			{xcache: "MISS", hits: 1}, {xcache: "MISS", hits: 2},
+		}},
+		// §5.2.1.7: only-if-cached with nothing fresh is a 504, not a
+		// stale copy and not an origin fetch.
+		{"only-if-cached on a stale entry", static("x", "Cache-Control: max-age=1"), nil, []rfcStep{
+			{xcache: "MISS", hits: 1},
+			{advance: 5 * time.Second, hdr: []string{"Cache-Control: only-if-cached"}, status: 504, hits: 1},
+			{hdr: []string{"Cache-Control: only-if-cached, max-stale"}, xcache: "STALE", hits: 1},
+		}},
+		{"request max-age=0 on a fresh entry", static("x", "Cache-Control: max-age=60"), nil, []rfcStep{
+			{xcache: "MISS", hits: 1},
+			{advance: time.Second, hdr: []string{"Cache-Control: max-age=0"}, xcache: "MISS", hits: 2},
+			{xcache: "HIT", hits: 2},
+		}},
+		{"must-revalidate ignores max-stale", static("x", "Cache-Control: max-age=1, must-revalidate"), nil, []rfcStep{
+			{xcache: "MISS", hits: 1},
+			{advance: 5 * time.Second, hdr: []string{"Cache-Control: max-stale"}, xcache: "MISS", hits: 2},
+		}},
+		{"s-maxage ignores max-stale", static("x", "Cache-Control: s-maxage=1"), nil, []rfcStep{
+			{xcache: "MISS", hits: 1},
+			{advance: 5 * time.Second, hdr: []string{"Cache-Control: max-stale"}, xcache: "MISS", hits: 2},
+		}},
+		// RFC 9110 §13.2.1: If-None-Match uses the weak comparison.
+		{"weak If-None-Match matches a strong ETag", static("x", "Cache-Control: max-age=60", `ETag: "s"`), nil, []rfcStep{
+			{xcache: "MISS", hits: 1},
+			{hdr: []string{`If-None-Match: W/"s"`}, status: 304, xcache: "HIT", hits: 1},
+			{hdr: []string{`If-None-Match: "x", "s"`}, status: 304, xcache: "HIT", hits: 1},
+		}},
+		// RFC 9110 §13.1.5: If-Range uses the strong comparison; a date
+		// only matches a strong Last-Modified (Date at least a second
+		// after it, §8.8.2.2).
+		{"If-Range with a weak ETag is a full response", static("0123456789", "Cache-Control: max-age=60", `ETag: W/"w"`), nil, []rfcStep{
+			{xcache: "MISS", hits: 1},
+			{hdr: []string{"Range: bytes=0-1", `If-Range: W/"w"`}, xcache: "HIT", hits: 1, check: bodyIs("0123456789")},
+		}},
+		{"If-Range with a strong Last-Modified", static("0123456789", "Cache-Control: max-age=60", "Last-Modified: "+lmHourAgo), nil, []rfcStep{
+			{xcache: "MISS", hits: 1},
+			{hdr: []string{"Range: bytes=0-1", "If-Range: " + lmHourAgo}, status: 206, xcache: "HIT", hits: 1, check: bodyIs("01")},
+		}},
+		{"If-Range with a weak Last-Modified is a full response", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Cache-Control", "max-age=86400")
+			w.Header().Set("Date", lmHourAgo)
+			w.Header().Set("Last-Modified", lmHourAgo) // modified in the second it was sent
+			io.WriteString(w, "0123456789")
+		}, nil, []rfcStep{
+			{xcache: "MISS", hits: 1},
+			{hdr: []string{"Range: bytes=0-1", "If-Range: " + lmHourAgo}, xcache: "HIT", hits: 1, check: bodyIs("0123456789")},
+		}},
+	}
+	for i := range cases {
+		opts := cases[i].opts
+		cases[i].opts = append(opts, func(en *env) { e = en })
+	}
+	runRFCCases(t, cases)
+}
+
+// TestHeuristicStatuses: without explicit freshness, only the heuristically
+// cacheable statuses (RFC 9110 §15.1) are stored on a Last-Modified.
+func TestHeuristicStatuses(t *testing.T) {
+	lm := time.Now().Add(-240 * time.Hour).UTC().Format(http.TimeFormat)
+	for _, tc := range []struct {
+		status int
+		stored bool
+	}{
+		{200, true}, {203, true}, {204, true}, {300, true}, {301, true}, {308, true},
+		{404, true}, {405, true}, {410, true}, {414, true}, {501, true},
+		{302, false}, {303, false}, {307, false}, {400, false}, {403, false}, {500, false}, {503, false},
+	} {
+		t.Run(strconv.Itoa(tc.status), func(t *testing.T) {
+			e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Last-Modified", lm)
+				if tc.status/100 == 3 {
+					w.Header().Set("Location", "/elsewhere")
+				}
+				w.WriteHeader(tc.status)
+			})
+			e.client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+			e.get("/h")
+			r := e.get("/h")
+			if r.StatusCode != tc.status || (r.Header.Get("X-Cache") == "HIT") != tc.stored {
+				t.Fatalf("%d: X-Cache %q (Cache-Status %q), stored want %v", r.StatusCode, r.Header.Get("X-Cache"), r.Header.Get("Cache-Status"), tc.stored)
+			}
+		})
 	}
 }

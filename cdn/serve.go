@@ -161,6 +161,15 @@ func (h *handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 			if t, ok := parseHTTPDate(e.Header.Get("Last-Modified")); ok {
 				lm = t
 			}
+			if ir := r.Header.Get("If-Range"); ir != "" && ir[0] != '"' && !strings.HasPrefix(ir, "W/") {
+				if _, strong := strongLastModified(e.Header); !strong {
+					// A date only matches a strong Last-Modified (RFC
+					// 9110 §13.1.5), which net/http does not check:
+					// the condition is false, so the whole body.
+					r = r.Clone(r.Context())
+					r.Header.Del("Range")
+				}
+			}
 			cw := &fileCountingWriter{countingWriter{ResponseWriter: w}}
 			var body io.ReadSeeker = file
 			if file == nil {
