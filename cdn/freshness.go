@@ -51,11 +51,12 @@ func heuristicStatus(code int) bool {
 }
 
 // hopByHop are never stored (RFC 9110 §7.6.1), with the fields a cache
-// computes itself or must not replay.
+// computes itself. The targeted fields are stored (a 304 that does not
+// repeat them leaves them in force) but never sent on.
 var hopByHop = []string{
 	"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer",
 	"Transfer-Encoding", "Upgrade", "Proxy-Authenticate", "Proxy-Authorization",
-	"Age", hdrOutpostCC, hdrCDNCC,
+	"Age",
 }
 
 // storeDecision is the outcome of deciding whether a response is stored.

@@ -152,6 +152,25 @@ func TestRFC9111Conformance(t *testing.T) {
 			{xcache: "MISS", hits: 1},
 			{xcache: "HIT", hits: 1},
 		}},
+		// RFC 9213 §2.2 with RFC 9111 §3.2: a 304 that does not repeat the
+		// targeted field leaves the stored one in force.
+		{"targeted field survives a 304 without it", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("ETag", `"t"`)
+			if r.Header.Get("If-None-Match") == `"t"` {
+				w.WriteHeader(http.StatusNotModified)
+				return
+			}
+			w.Header().Set("Cache-Control", "no-store")
+			w.Header().Set("CDN-Cache-Control", "max-age=10")
+			io.WriteString(w, "x")
+		}, nil, []rfcStep{
+			{xcache: "MISS", hits: 1, check: hdrAbsent("CDN-Cache-Control")},
+			{advance: 11 * time.Second, xcache: "REVALIDATED", hits: 2, check: hdrAbsent("CDN-Cache-Control")},
+			{advance: 5 * time.Second, xcache: "HIT", hits: 2, check: func(t *testing.T, r resp) {
+				hdrAbsent("CDN-Cache-Control")(t, r)
+				hdrIs("Cache-Control", "no-store")(t, r)
+			}},
+		}},
 		// §4.3.2: If-Modified-Since against a stored response without
 		// Last-Modified is evaluated against its Date.
 		{"If-Modified-Since without Last-Modified uses Date", static("hello", "Cache-Control: max-age=600"), nil, []rfcStep{

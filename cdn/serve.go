@@ -118,8 +118,13 @@ func (h *handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 	hdr := w.Header()
 	pass := c.cfg.PassSurrogateHeaders
 	for k, v := range e.Header {
-		if !pass && (k == "Surrogate-Key" || k == "Cache-Tag") {
-			continue
+		switch k {
+		case hdrOutpostCC, hdrCDNCC:
+			continue // for this cache only
+		case "Surrogate-Key", "Cache-Tag":
+			if !pass {
+				continue
+			}
 		}
 		hdr[k] = v
 	}

@@ -173,6 +173,14 @@ func VariantKey(vary []string, h http.Header) string {
 				}
 			}
 		}
+		if len(vals) > 0 && len(parts) == 0 {
+			// A negotiation field sent empty is not one absent (RFC 9111
+			// §4.1, RFC 9110 §12.5.3): an empty Accept-Encoding accepts
+			// no coding, an absent one any. A control byte cannot come
+			// from a field value.
+			b.WriteByte(1)
+			continue
+		}
 		sort.Strings(parts)
 		b.WriteString(strings.Join(parts, ","))
 	}
