@@ -89,9 +89,16 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 	var dec storeDecision
 	var respTime time.Time
 	var hdr http.Header
+	// Cache-Status (RFC 9211 §2.2): why this went forward, and with a
+	// stored response, what came back.
+	fwd, fwdPass := "fwd=miss", "fwd=uri-miss"
 	cw.onHeader = func(status int, hd http.Header) {
 		respTime = c.now()
 		hdr = hd
+		if stale != nil {
+			fwd = "fwd=" + c.fwdReason(stale, reqTime) + "; fwd-status=" + strconv.Itoa(status)
+			fwdPass = fwd
+		}
 		switch {
 		case stale != nil && status == http.StatusNotModified && !sameValidator(stale.Header, hd):
 			cw.mode = modeMismatch
@@ -121,7 +128,7 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 				h.cleanHeader(hd, false)
 				copyHeader(w.Header(), hd)
 				w.Header().Set("X-Cache", resMiss)
-				addCacheStatus(w.Header(), "Outpost; fwd=uri-miss; detail="+dec.reason)
+				addCacheStatus(w.Header(), "Outpost; "+fwdPass+"; detail="+dec.reason)
 				cw.clientBody = r.Method != http.MethodHead
 				reqinfo.From(r.Context()).Set(reqinfo.FieldCache, resMiss)
 				c.m.result(resMiss)
@@ -147,7 +154,7 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 				h.cleanHeader(hd, false)
 				copyHeader(w.Header(), hd)
 				w.Header().Set("X-Cache", resMiss)
-				addCacheStatus(w.Header(), "Outpost; fwd=uri-miss; detail=store-error")
+				addCacheStatus(w.Header(), "Outpost; "+fwdPass+"; detail=store-error")
 				cw.clientBody = r.Method != http.MethodHead
 				reqinfo.From(r.Context()).Set(reqinfo.FieldCache, resMiss)
 				c.m.result(resMiss)
@@ -188,7 +195,7 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 			cw.client = w
 			copyHeader(w.Header(), ch)
 			w.Header().Set("X-Cache", resMiss)
-			addCacheStatus(w.Header(), "Outpost; fwd=miss; stored")
+			addCacheStatus(w.Header(), "Outpost; "+fwd+"; stored")
 			cw.clientBody = r.Method != http.MethodHead
 			reqinfo.From(r.Context()).Set(reqinfo.FieldCache, resMiss)
 			c.m.result(resMiss)
@@ -232,7 +239,7 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 
 	switch cw.mode {
 	case modeStore:
-		h.commit(w, r, f, cw, dec, hdr, mark, deferClient, bg)
+		h.commit(w, r, f, cw, dec, hdr, mark, fwd, deferClient, bg)
 	case modeRevalidated:
 		e, err := h.revalidated(r, key, stale, hdr, reqTime, respTime)
 		if err != nil {
@@ -241,7 +248,7 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 		f.xcache = resRevalidated
 		f.setReady(outcomeLookup)
 		if !bg {
-			h.serveEntry(w, r, e, resRevalidated, "fwd=stale; fwd-status=304", c.now())
+			h.serveEntry(w, r, e, resRevalidated, fwd, c.now())
 		}
 	case modeStaleError:
 		// Its tags let a later hard purge of stale detach this fill
@@ -283,7 +290,7 @@ func (h *handler) callUpstream(cw *captureWriter, out *http.Request) (panicked a
 }
 
 // commit finishes a stored body and, for deferred clients, serves it.
-func (h *handler) commit(w http.ResponseWriter, r *http.Request, f *fill, cw *captureWriter, dec storeDecision, hdr http.Header, mark uint64, deferClient, bg bool) {
+func (h *handler) commit(w http.ResponseWriter, r *http.Request, f *fill, cw *captureWriter, dec storeDecision, hdr http.Header, mark uint64, fwd string, deferClient, bg bool) {
 	c := h.c
 	wr := cw.file
 	var err error
@@ -327,7 +334,7 @@ func (h *handler) commit(w http.ResponseWriter, r *http.Request, f *fill, cw *ca
 			c.ioError("commit", dec.meta.Key, cerr)
 		}
 		if cerr == nil && deferClient && !bg {
-			h.serveEntry(w, r, e, resMiss, "fwd=miss; stored", c.now())
+			h.serveEntry(w, r, e, resMiss, fwd+"; stored", c.now())
 			return
 		}
 	}
@@ -383,6 +390,16 @@ func (h *handler) revalidated(r *http.Request, key string, stale *store.Entry, h
 		m.Tags = dec.meta.Tags
 		m.Invalidated = false
 	})
+}
+
+// fwdReason is the Cache-Status fwd value of a forward made with stale at
+// hand (RFC 9211 §2.2): "request" when it was fresh and the request would
+// not take it (no-cache, max-age, min-fresh), else "stale".
+func (c *Cache) fwdReason(stale *store.Entry, now time.Time) string {
+	if stale.Lifetime > c.currentAge(stale, now) && !stale.NoCache && !stale.Invalidated {
+		return "request"
+	}
+	return "stale"
 }
 
 // sameValidator reports whether a 304 is about the stored response with

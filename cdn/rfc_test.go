@@ -211,6 +211,20 @@ func TestRFC9111Conformance(t *testing.T) {
 			{xcache: "MISS", hits: 1, check: cacheStatusIs("OriginCache; hit, Outpost; fwd=miss; stored")},
 			{advance: 10 * time.Second, xcache: "HIT", hits: 1, check: cacheStatusIs("OriginCache; hit, Outpost; hit; ttl=50")},
 		}},
+		// RFC 9211 §2.2: fwd says why the request went forward: with a
+		// stale response at hand, stale; with a fresh one the request
+		// would not take, request; fwd-status is what came back.
+		{"Cache-Status of a revalidation", validating("x", `"r"`, "Cache-Control: max-age=10"), nil, []rfcStep{
+			{xcache: "MISS", hits: 1, check: cacheStatusIs("Outpost; fwd=miss; stored")},
+			{advance: 11 * time.Second, xcache: "REVALIDATED", hits: 2, check: cacheStatusIs("Outpost; fwd=stale; fwd-status=304")},
+			{hdr: []string{"Cache-Control: no-cache"}, xcache: "REVALIDATED", hits: 3, check: cacheStatusIs("Outpost; fwd=request; fwd-status=304")},
+		}},
+		{"Cache-Status of a refetch", static("x", "Cache-Control: max-age=10"), nil, []rfcStep{
+			{xcache: "MISS", hits: 1},
+			{advance: 11 * time.Second, xcache: "MISS", hits: 2, check: cacheStatusIs("Outpost; fwd=stale; fwd-status=200; stored")},
+			{advance: time.Second, hdr: []string{"Cache-Control: max-age=0"}, origin: static("y", "Cache-Control: no-store"), xcache: "MISS", hits: 3,
+				check: cacheStatusIs("Outpost; fwd=request; fwd-status=200; detail=private")},
+		}},
 		// RFC 9211 §2.1: hit means the request was not forwarded; stale
 		// served after a failed forward is fwd=stale with its fwd-status.
 		{"Cache-Status of stale-if-error", static("x", "Cache-Control: max-age=1, stale-if-error=60"), nil, []rfcStep{
