@@ -362,7 +362,10 @@ func (c *Cache) state(e *store.Entry, req directives, now time.Time) freshState 
 	if staleness < 0 {
 		staleness = 0
 	}
-	if !e.MustRevalidate && !e.SharedMaxAge && !e.Invalidated && (req.maxStaleAny || (req.maxStale >= 0 && staleness <= req.maxStale)) {
+	// max-stale admits a stale response; a request max-age still bounds
+	// its age (RFC 9111 §5.2.1.1).
+	withinAge := req.maxAge < 0 || age <= req.maxAge
+	if !e.MustRevalidate && !e.SharedMaxAge && !e.Invalidated && withinAge && (req.maxStaleAny || (req.maxStale >= 0 && staleness <= req.maxStale)) {
 		st.staleOK = true
 	}
 	if e.Invalidated || (!e.MustRevalidate && e.SWR > 0 && staleness <= e.SWR) {

@@ -358,6 +358,13 @@ func TestRFC9111Freshness(t *testing.T) {
 			{advance: time.Second, hdr: []string{"Cache-Control: max-age=0"}, xcache: "MISS", hits: 2},
 			{xcache: "HIT", hits: 2},
 		}},
+		// §5.2.1.1: max-stale lets a stale response through, but the
+		// request's max-age still bounds its age.
+		{"request max-age bounds max-stale", static("x", "Cache-Control: max-age=10"), nil, []rfcStep{
+			{xcache: "MISS", hits: 1},
+			{advance: 30 * time.Second, hdr: []string{"Cache-Control: max-age=40, max-stale=100"}, xcache: "STALE", hits: 1},
+			{hdr: []string{"Cache-Control: max-age=20, max-stale=100"}, xcache: "MISS", hits: 2},
+		}},
 		{"must-revalidate ignores max-stale", static("x", "Cache-Control: max-age=1, must-revalidate"), nil, []rfcStep{
 			{xcache: "MISS", hits: 1},
 			{advance: 5 * time.Second, hdr: []string{"Cache-Control: max-stale"}, xcache: "MISS", hits: 2},
