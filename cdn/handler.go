@@ -434,9 +434,13 @@ func (p *passWriter) WriteHeader(code int) {
 			p.h.cleanHeader(hdr, false)
 		}
 		hdr.Set("X-Cache", p.xcache)
-		if p.xcache == resBypass {
+		switch {
+		case p.xcache == resBypass && p.detail == "method":
+			// RFC 9211 §2.2: the method's semantics require the forward.
+			addCacheStatus(hdr, "Outpost; fwd=method")
+		case p.xcache == resBypass:
 			addCacheStatus(hdr, "Outpost; fwd=bypass; detail="+p.detail)
-		} else {
+		default:
 			addCacheStatus(hdr, "Outpost; fwd=uri-miss; detail="+p.detail)
 		}
 	}
