@@ -119,3 +119,37 @@ func FuzzCacheKey(f *testing.F) {
 		}
 	})
 }
+
+// TestParseHTTPDate: the three HTTP-date forms exactly (RFC 9110 §5.6.7);
+// what time.Parse also takes (one-digit hours, names in another case, extra
+// spaces) is invalid, so an Expires written so is already expired (RFC 9111
+// §5.3) and an If-Modified-Since so is ignored.
+func TestParseHTTPDate(t *testing.T) {
+	want := time.Date(2050, 8, 18, 2, 33, 16, 0, time.UTC)
+	for v, valid := range map[string]bool{
+		"Thu, 18 Aug 2050 02:33:16 GMT":    true,
+		"Mon, 18 Aug 2050 02:33:16 GMT":    true, // weekday not checked against the date
+		"Thursday, 18-Aug-50 02:33:16 GMT": true,
+		"Thu Aug 18 02:33:16 2050":         true,
+		"Thu, 18 Aug 2050 2:33:16 GMT":     false,
+		"THU, 18 Aug 2050 02:33:16 GMT":    false,
+		"thu, 18 aug 2050 02:33:16 GMT":    false,
+		"Thu, 18 AUG 2050 02:33:16 GMT":    false,
+		"Thu,  18 Aug 2050 02:33:16 GMT":   false,
+		"Thu, 18 Aug 2050 02:33:16 UTC":    false,
+		"Thu, 18 Aug 2050 02:33:16 gmt":    false,
+		"Thursday, 18-Aug-50 02:33:16 PST": false,
+		"Thu, 18 Aug 2050 02:33:16 GMT ":   false,
+		"Thu Aug 18 2:33:16 2050":          false,
+		"0":                                false,
+		"":                                 false,
+	} {
+		got, ok := parseHTTPDate(v)
+		if ok != valid || ok && !got.Equal(want) {
+			t.Errorf("%q: %v %v, want valid=%v", v, got, ok, valid)
+		}
+	}
+	if got, ok := parseHTTPDate("Sun Nov  6 08:49:37 1994"); !ok || got.Day() != 6 {
+		t.Errorf("asctime with a one-digit day: %v %v", got, ok)
+	}
+}

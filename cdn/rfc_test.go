@@ -400,6 +400,24 @@ func TestRFC9111Freshness(t *testing.T) {
 			{hdr: []string{"Range: bytes=0-1", "If-Range: " + lmHourAgo}, xcache: "HIT", hits: 1, check: bodyIs("0123456789")},
 		}},
 	}
+	// §5.3: an Expires that is not an HTTP-date is already expired,
+	// however time.Parse would read it; all three forms are dates.
+	for _, x := range []struct {
+		name, expires string
+		valid         bool
+	}{
+		{"one-digit hour", "Thu, 18 Aug 2050 2:33:16 GMT", false},
+		{"lower-case weekday", "thu, 18 Aug 2050 02:33:16 GMT", false},
+		{"rfc850 form", "Thursday, 18-Aug-50 02:33:16 GMT", true},
+		{"asctime form", "Thu Aug 18 02:33:16 2050", true},
+	} {
+		second := rfcStep{xcache: "MISS", hits: 2}
+		if x.valid {
+			second = rfcStep{xcache: "HIT", hits: 1}
+		}
+		cases = append(cases, rfcCase{"Expires " + x.name, static("x", "Expires: "+x.expires), nil,
+			[]rfcStep{{xcache: "MISS", hits: 1}, second}})
+	}
 	for i := range cases {
 		opts := cases[i].opts
 		cases[i].opts = append(opts, func(en *env) { e = en })
