@@ -242,6 +242,15 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 		h.commit(w, r, f, cw, dec, hdr, mark, fwd, deferClient, bg)
 	case modeRevalidated:
 		e, err := h.revalidated(r, key, stale, hdr, reqTime, respTime)
+		if errors.Is(err, errNoLongerStorable) {
+			// The stored copy is gone (its body may be too): this client
+			// gets the response, with the 304's fields, from the origin.
+			f.setReady(outcomePass)
+			if !bg {
+				h.pass(w, r, resMiss, "no-longer-storable")
+			}
+			break
+		}
 		if err != nil {
 			e = stale
 		}
@@ -344,7 +353,10 @@ func (h *handler) commit(w http.ResponseWriter, r *http.Request, f *fill, cw *ca
 	}
 }
 
-var errPurgedWhileFetched = errors.New("cdn: purged while fetched")
+var (
+	errPurgedWhileFetched = errors.New("cdn: purged while fetched")
+	errNoLongerStorable   = errors.New("cdn: a 304 made the stored response unstorable")
+)
 
 // revalidated applies a 304 to the stale entry: stored header fields are
 // replaced by the 304's (except Content-Length) and freshness restarts.
@@ -374,7 +386,7 @@ func (h *handler) revalidated(r *http.Request, key string, stale *store.Entry, h
 	dec := h.decide(r, key, stale.Status, probe, reqTime, respTime)
 	if !dec.ok {
 		h.c.store.Remove([]*store.Entry{stale})
-		return nil, errors.New("no longer storable")
+		return nil, errNoLongerStorable
 	}
 	// Under purgeMu: the update replaces stale with a copy, which a purge
 	// between selecting stale and removing (or invalidating) it would miss.

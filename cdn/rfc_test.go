@@ -236,6 +236,50 @@ func TestRFC9111Conformance(t *testing.T) {
 	runRFCCases(t, cases)
 }
 
+// TestRevalidatedNoLongerStorable: a 304 that makes the stored response
+// unstorable (no-store) removes it; the client gets the response with the
+// 304's fields — here from the origin again — and that is no store error.
+func TestRevalidatedNoLongerStorable(t *testing.T) {
+	for _, warm := range []bool{false, true} { // body read from its file, or from memory
+		t.Run(map[bool]string{false: "file", true: "memory"}[warm], func(t *testing.T) {
+			e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("ETag", `"n"`)
+				if r.Header.Get("If-None-Match") == `"n"` {
+					w.Header().Set("Cache-Control", "no-store")
+					w.WriteHeader(http.StatusNotModified)
+					return
+				}
+				w.Header().Set("Cache-Control", "max-age=10")
+				io.WriteString(w, "body")
+			})
+			e.get("/n")
+			if warm {
+				e.get("/n") // a hit loads the body into memory
+			}
+			e.clock.Advance(11 * time.Second)
+			e.origin.set(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("ETag", `"n"`)
+				w.Header().Set("Cache-Control", "no-store")
+				if r.Header.Get("If-None-Match") == `"n"` {
+					w.WriteHeader(http.StatusNotModified)
+					return
+				}
+				io.WriteString(w, "body")
+			})
+			r := e.get("/n")
+			if r.StatusCode != 200 || r.body != "body" || r.Header.Get("Cache-Control") != "no-store" {
+				t.Errorf("got %d %q Cache-Control %q (X-Cache %q)", r.StatusCode, r.body, r.Header.Get("Cache-Control"), r.Header.Get("X-Cache"))
+			}
+			if n := e.metric("outpost_cache_io_errors_total"); n != 0 {
+				t.Errorf("%v store errors counted", n)
+			}
+			if e.cache.Objects() != 0 {
+				t.Errorf("entry kept")
+			}
+		})
+	}
+}
+
 // TestFollowerGetsNoPrivateFields: fields a response names in private="…"
 // (or no-cache="…") are for the client that caused the fetch; a shared cache
 // must not hand them to anyone else (RFC 9111 §5.2.2.7, §5.2.2.4), and
