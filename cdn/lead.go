@@ -415,22 +415,19 @@ func (c *Cache) fwdReason(stale *store.Entry, now time.Time) string {
 }
 
 // sameValidator reports whether a 304 is about the stored response with
-// header stored (RFC 9111 §4.3.4): a strong ETag must be the stored one, a
-// weak one must match it weakly, a Last-Modified without an ETag must be the
-// stored one. A 304 with no validator is taken as being about it.
+// header stored (RFC 9111 §4.3.4): an ETag must be the stored one, a
+// Last-Modified (when there are no two ETags to compare) the stored one.
+// ETags compare weakly: an origin that weakens the ETag of a compressed
+// body (nginx) sends its 304 with the strong one. A validator the stored
+// response lacks is no contradiction.
 func sameValidator(stored, h304 http.Header) bool {
-	if et := h304.Get("Etag"); et != "" {
-		st := stored.Get("Etag")
-		if strings.HasPrefix(et, "W/") {
-			return st != "" && strings.TrimPrefix(st, "W/") == et[2:]
-		}
-		return st == et
+	et, st := h304.Get("Etag"), stored.Get("Etag")
+	if et != "" && st != "" {
+		return strings.TrimPrefix(et, "W/") == strings.TrimPrefix(st, "W/")
 	}
-	if lm, ok := parseHTTPDate(h304.Get("Last-Modified")); ok {
-		slm, ok := parseHTTPDate(stored.Get("Last-Modified"))
-		return ok && slm.Equal(lm)
-	}
-	return true
+	lm, ok1 := parseHTTPDate(h304.Get("Last-Modified"))
+	slm, ok2 := parseHTTPDate(stored.Get("Last-Modified"))
+	return !ok1 || !ok2 || lm.Equal(slm)
 }
 
 // addCacheStatus adds this cache's member after those of the caches before

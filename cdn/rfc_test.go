@@ -205,6 +205,33 @@ func TestRFC9111Conformance(t *testing.T) {
 			{advance: 11 * time.Second, xcache: "REVALIDATED", hits: 2},
 			{xcache: "HIT", hits: 2},
 		}},
+		// nginx weakens the ETag of a body it compresses, not its 304's.
+		{"304 with the strong form of a weak ETag refreshes", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Cache-Control", "max-age=10")
+			if r.Header.Get("If-None-Match") == `W/"g"` {
+				w.Header().Set("ETag", `"g"`)
+				w.WriteHeader(http.StatusNotModified)
+				return
+			}
+			w.Header().Set("ETag", `W/"g"`)
+			io.WriteString(w, "x")
+		}, nil, []rfcStep{
+			{xcache: "MISS", hits: 1},
+			{advance: 11 * time.Second, xcache: "REVALIDATED", hits: 2},
+		}},
+		{"304 with another Last-Modified does not refresh", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Cache-Control", "max-age=10")
+			if r.Header.Get("If-Modified-Since") != "" {
+				w.Header().Set("Last-Modified", "Tue, 01 Jan 2030 00:00:00 GMT")
+				w.WriteHeader(http.StatusNotModified)
+				return
+			}
+			w.Header().Set("Last-Modified", "Mon, 01 Jan 2024 00:00:00 GMT")
+			io.WriteString(w, "x")
+		}, nil, []rfcStep{
+			{xcache: "MISS", hits: 1},
+			{advance: 11 * time.Second, xcache: "MISS", hits: 3, check: cacheStatusIs("Outpost; fwd=uri-miss; detail=validator-mismatch")},
+		}},
 		// RFC 9211 §2: a cache keeps the Cache-Status members of the
 		// caches before it and adds its own last.
 		{"Cache-Status keeps the upstream's members", static("x", "Cache-Control: max-age=60", "Cache-Status: OriginCache; hit"), nil, []rfcStep{
