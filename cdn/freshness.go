@@ -21,24 +21,26 @@ const (
 
 // responseDirectives returns the directives that govern this cache and
 // whether they come from a targeted field. The first targeted field with a
-// non-empty value replaces Cache-Control and Expires (RFC 9213 §2.2); an
-// empty one is ignored.
+// valid, non-empty value replaces Cache-Control and Expires (RFC 9213
+// §2.1, §2.2); an empty or invalid one is ignored.
 func responseDirectives(h http.Header) (d directives, targeted bool) {
 	for _, k := range [...]string{hdrOutpostCC, hdrCDNCC} {
-		if v := h[k]; nonEmpty(v) {
+		if v := h[k]; validTargetedValues(v) {
 			return parseDirectives(v), true
 		}
 	}
 	return parseDirectives(h["Cache-Control"]), false
 }
 
-func nonEmpty(values []string) bool {
-	for _, v := range values {
-		if strings.Trim(v, " \t,") != "" {
-			return true
-		}
+// validTargetedValues checks a targeted field's lines as one value.
+func validTargetedValues(values []string) bool {
+	switch len(values) {
+	case 0:
+		return false
+	case 1:
+		return validTargeted(values[0])
 	}
-	return false
+	return validTargeted(strings.Join(values, ", "))
 }
 
 // heuristicStatus lists the status codes cacheable by default (RFC 9110 §15.1).

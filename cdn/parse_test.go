@@ -153,3 +153,45 @@ func TestParseHTTPDate(t *testing.T) {
 		t.Errorf("asctime with a one-digit day: %v %v", got, ok)
 	}
 }
+
+func TestValidTargeted(t *testing.T) {
+	for v, valid := range map[string]bool{
+		"max-age=60": true,
+		"  max-age=60, stale-while-revalidate=30  ": true,
+		"no-store":                                   true,
+		`no-cache="Set-Cookie", private`:             true,
+		"max-age=60;a=1;b, foo=?1, bar=:aGk=:, n=-5": true,
+		"k=1.5, t=tok/en:x, l=(a \"b\" 1);q, m=()":   true,
+		"*x=1":                     true,
+		"max-age=-1":               true, // an integer; read as 0
+		"max-age=10000, &&&&&":     false,
+		`max-age="10000"`:          false,
+		"max-age":                  false,
+		"max-age=1.5":              false,
+		"max-age =100":             false,
+		"max-age= 100":             false,
+		"MaX-aGe=3600":             false,
+		"max-age=60,":              false,
+		",max-age=60":              false,
+		"max-age=1234567890123456": false,
+		`a="unterminated`:          false,
+		"a=?2":                     false,
+		"a=(1 2":                   false,
+		"a=:not base64!:":          false,
+	} {
+		if got := validTargeted(v); got != valid {
+			t.Errorf("%q: %v, want %v", v, got, valid)
+		}
+	}
+}
+
+func FuzzValidTargeted(f *testing.F) {
+	for _, s := range []string{"max-age=60", `a=(1 "x";q);p, b=:aGk=:, c=?1`, "k=-1.25", "x=\"\\\"\""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if validTargeted(s) && strings.TrimSpace(s) == "" {
+			t.Fatalf("%q: an empty value is valid", s)
+		}
+	})
+}

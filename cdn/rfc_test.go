@@ -152,6 +152,24 @@ func TestRFC9111Conformance(t *testing.T) {
 			{xcache: "MISS", hits: 1},
 			{xcache: "HIT", hits: 1},
 		}},
+		// RFC 9213 §2.1: a targeted field is a Structured Field Dictionary
+		// (RFC 8941); one that does not parse as one, or whose max-age is
+		// not an integer, is ignored (cache-tests cdn-cc-invalid-*).
+		{"targeted field that is no Dictionary ignored", static("x", "Cache-Control: no-store", "CDN-Cache-Control: max-age=10000, &&&&&"), nil, []rfcStep{
+			{xcache: "MISS", hits: 1}, {xcache: "MISS", hits: 2},
+		}},
+		{"targeted field with a string max-age ignored", static("x", "Cache-Control: no-store", `CDN-Cache-Control: max-age="10000"`), nil, []rfcStep{
+			{xcache: "MISS", hits: 1}, {xcache: "MISS", hits: 2},
+		}},
+		{"targeted field with a space before = ignored", static("x", "Cache-Control: max-age=1", "CDN-Cache-Control: max-age =100"), nil, []rfcStep{
+			{xcache: "MISS", hits: 1}, {advance: 2 * time.Second, xcache: "MISS", hits: 2},
+		}},
+		{"targeted field with an extension", static("x", "Cache-Control: no-store", `CDN-Cache-Control: foobar, max-age=3600, x-y="a b";p=1, z=(1 2)`), nil, []rfcStep{
+			{xcache: "MISS", hits: 1}, {xcache: "HIT", hits: 1},
+		}},
+		{"targeted max-age past 2^31", static("x", "CDN-Cache-Control: max-age=99999999999"), nil, []rfcStep{
+			{xcache: "MISS", hits: 1}, {xcache: "HIT", hits: 1},
+		}},
 		// RFC 9213 §2.2 with RFC 9111 §3.2: a 304 that does not repeat the
 		// targeted field leaves the stored one in force.
 		{"targeted field survives a 304 without it", func(w http.ResponseWriter, r *http.Request) {
