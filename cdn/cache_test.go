@@ -39,7 +39,9 @@ func TestAccessLogField(t *testing.T) {
 		{0, "GET", "MISS", "Outpost; fwd=miss; stored"},
 		{0, "GET", "HIT", "Outpost; hit; ttl=1"},
 		{5 * time.Second, "GET", "STALE", "Outpost; hit; detail=stale-while-revalidate; ttl=-4"},
-		{0, "DELETE", "BYPASS", "Outpost; fwd=bypass; detail=method"},
+		// RFC 9211 §2.2: fwd=method, the method's semantics require it.
+		{0, "DELETE", "BYPASS", "Outpost; fwd=method"},
+		{0, "OPTIONS", "BYPASS", "Outpost; fwd=method"},
 	}
 	for i, s := range steps {
 		e.clock.Advance(s.advance)

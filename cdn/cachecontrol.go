@@ -1,6 +1,7 @@
 package cdn
 
 import (
+	"bytes"
 	"net/http"
 	"strconv"
 	"strings"
@@ -41,15 +42,17 @@ func parseDirectives(values []string) directives {
 			if len(arg) >= 2 && arg[0] == '"' && arg[len(arg)-1] == '"' {
 				arg = arg[1 : len(arg)-1]
 			}
+			// A directive given twice counts once, the first time (RFC 9111
+			// §4.2.1): a later max-age must not lengthen an earlier one.
 			switch name {
 			case "max-age":
-				d.maxAge = parseDelta(arg)
+				d.maxAge = firstDelta(d.maxAge, arg)
 			case "s-maxage":
-				d.sMaxAge = parseDelta(arg)
+				d.sMaxAge = firstDelta(d.sMaxAge, arg)
 			case "stale-while-revalidate":
-				d.swr = parseDelta(arg)
+				d.swr = firstDelta(d.swr, arg)
 			case "stale-if-error":
-				d.sie = parseDelta(arg)
+				d.sie = firstDelta(d.sie, arg)
 			case "max-stale":
 				if hasArg {
 					d.maxStale = parseDelta(arg)
@@ -121,6 +124,15 @@ func splitFields(s string) []string {
 	return out
 }
 
+// firstDelta is cur if a directive was already seen (cur >= 0), else arg
+// parsed.
+func firstDelta(cur time.Duration, arg string) time.Duration {
+	if cur >= 0 {
+		return cur
+	}
+	return parseDelta(arg)
+}
+
 // parseDelta parses delta-seconds. Invalid values (negative, not a number)
 // read as 0; huge values are capped.
 func parseDelta(s string) time.Duration {
@@ -156,14 +168,41 @@ func parseAge(h http.Header) time.Duration {
 	return parseDelta(v)
 }
 
+// httpDateLayouts are the three HTTP-date forms (RFC 9110 §5.6.7):
+// IMF-fixdate, rfc850-date and asctime-date.
+var httpDateLayouts = [...]string{http.TimeFormat, time.RFC850, time.ANSIC}
+
 // parseHTTPDate parses an HTTP-date; ok is false for anything invalid.
+// time.Parse also takes what the grammar does not (one-digit hours, names
+// in any case, extra spaces, other zones), so a value only counts if it is
+// what its time formats back to. The weekday is only checked to be a
+// weekday's name: the grammar leaves its agreement with the date alone.
 func parseHTTPDate(v string) (time.Time, bool) {
 	if v == "" {
 		return time.Time{}, false
 	}
-	t, err := http.ParseTime(v)
-	if err != nil {
-		return time.Time{}, false
+	for _, layout := range httpDateLayouts {
+		t, err := time.Parse(layout, v)
+		if err != nil || layout == time.RFC850 && !strings.HasSuffix(v, " GMT") {
+			continue
+		}
+		var buf [40]byte
+		out := t.AppendFormat(buf[:0], layout)
+		i, j := strings.IndexAny(v, ", "), bytes.IndexAny(out, ", ")
+		if i > 0 && j > 0 && v[i:] == string(out[j:]) && weekdayName(v[:i], layout == time.RFC850) {
+			return t, true
+		}
 	}
-	return t, true
+	return time.Time{}, false
+}
+
+// weekdayName reports whether s is a day-name (Mon) or, long, a
+// day-name-l (Monday), in its exact case.
+func weekdayName(s string, long bool) bool {
+	for d := time.Sunday; d <= time.Saturday; d++ {
+		if n := d.String(); s == n || !long && s == n[:3] {
+			return true
+		}
+	}
+	return false
 }

@@ -261,6 +261,17 @@ func TestStaleIfErrorAndGrace(t *testing.T) {
 		{"must-revalidate forbids", "max-age=1, must-revalidate", time.Hour, time.Minute, status500, false},
 		{"proxy-revalidate forbids", "max-age=1, proxy-revalidate", time.Hour, time.Minute, status500, false},
 		{"proxy-revalidate forbids stale-if-error", "max-age=1, stale-if-error=60, proxy-revalidate", 0, 30 * time.Second, down, false},
+		// no-cache (RFC 9111 §5.2.2.4, §4.2.4): never used without a
+		// successful validation, so neither grace nor stale-if-error
+		// serves it when the validation fails.
+		{"no-cache forbids grace", "max-age=60, no-cache", time.Hour, 0, status500, false},
+		{"no-cache forbids stale-if-error", "max-age=1, no-cache, stale-if-error=60", 0, 30 * time.Second, down, false},
+		// s-maxage carries proxy-revalidate's semantics (§5.2.2.10): grace,
+		// which the origin never asked for, does not apply; an explicit
+		// stale-if-error still does (a documented choice).
+		{"s-maxage forbids grace", "s-maxage=1", time.Hour, time.Minute, status500, false},
+		{"s-maxage forbids grace origin down", "max-age=600, s-maxage=1", time.Hour, time.Minute, down, false},
+		{"s-maxage with stale-if-error", "s-maxage=1, stale-if-error=60", 0, 30 * time.Second, status500, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

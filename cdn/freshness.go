@@ -19,15 +19,28 @@ const (
 	hdrCDNCC     = "Cdn-Cache-Control"
 )
 
-// responseDirectives returns the directives that govern this cache.
-func responseDirectives(h http.Header) directives {
-	if v := h[hdrOutpostCC]; len(v) > 0 {
-		return parseDirectives(v)
+// responseDirectives returns the directives that govern this cache and
+// whether they come from a targeted field. The first targeted field with a
+// valid, non-empty value replaces Cache-Control and Expires (RFC 9213
+// §2.1, §2.2); an empty or invalid one is ignored.
+func responseDirectives(h http.Header) (d directives, targeted bool) {
+	for _, k := range [...]string{hdrOutpostCC, hdrCDNCC} {
+		if v := h[k]; validTargetedValues(v) {
+			return parseDirectives(v), true
+		}
 	}
-	if v := h[hdrCDNCC]; len(v) > 0 {
-		return parseDirectives(v)
+	return parseDirectives(h["Cache-Control"]), false
+}
+
+// validTargetedValues checks a targeted field's lines as one value.
+func validTargetedValues(values []string) bool {
+	switch len(values) {
+	case 0:
+		return false
+	case 1:
+		return validTargeted(values[0])
 	}
-	return parseDirectives(h["Cache-Control"])
+	return validTargeted(strings.Join(values, ", "))
 }
 
 // heuristicStatus lists the status codes cacheable by default (RFC 9110 §15.1).
@@ -40,11 +53,12 @@ func heuristicStatus(code int) bool {
 }
 
 // hopByHop are never stored (RFC 9110 §7.6.1), with the fields a cache
-// computes itself or must not replay.
+// computes itself. The targeted fields are stored (a 304 that does not
+// repeat them leaves them in force) but never sent on.
 var hopByHop = []string{
 	"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer",
 	"Transfer-Encoding", "Upgrade", "Proxy-Authenticate", "Proxy-Authorization",
-	"Age", hdrOutpostCC, hdrCDNCC,
+	"Age",
 }
 
 // storeDecision is the outcome of deciding whether a response is stored.
@@ -52,11 +66,14 @@ type storeDecision struct {
 	ok     bool
 	reason string // why not, for logs and Cache-Status detail
 	meta   store.Meta
+	// unshared are the fields named by no-cache="…" and private="…": the
+	// client that caused the fetch gets them, nobody else does.
+	unshared []string
 }
 
 // decide applies RFC 9111 §3 and the route's TTL rules to a response.
 func (h *handler) decide(r *http.Request, key string, status int, hdr http.Header, reqTime, respTime time.Time) storeDecision {
-	d := responseDirectives(hdr)
+	d, targeted := responseDirectives(hdr)
 	if status == http.StatusPartialContent || status == http.StatusNotModified || status < 200 || (status >= 500 && status != 501) {
 		return storeDecision{reason: "status"}
 	}
@@ -109,7 +126,7 @@ func (h *handler) decide(r *http.Request, key string, status int, hdr http.Heade
 		lifetime = d.sMaxAge
 	case d.maxAge >= 0:
 		lifetime = d.maxAge
-	case len(hdr["Expires"]) > 0:
+	case len(hdr["Expires"]) > 0 && !targeted:
 		// An Expires that does not parse means already expired (§5.3).
 		if exp, ok := parseHTTPDate(hdr.Get("Expires")); ok {
 			lifetime = exp.Sub(date)
@@ -150,6 +167,11 @@ func (h *handler) decide(r *http.Request, key string, status int, hdr http.Heade
 	}
 
 	stored := storedHeader(hdr, d, h.rc.StripSetCookie)
+	if _, ok := parseHTTPDate(hdr.Get("Date")); !ok {
+		// RFC 9110 §6.6.1: a cache records when a response without Date
+		// arrived and sends that with it (not the time of each hit).
+		stored["Date"] = []string{httpDate(respTime)}
+	}
 	m := store.Meta{
 		Key:            key,
 		Vary:           vary,
@@ -169,8 +191,10 @@ func (h *handler) decide(r *http.Request, key string, status int, hdr http.Heade
 		Tags:           surrogateKeys(hdr),
 	}
 	m.Compressible = status == http.StatusOK && !d.noTransform && h.c.compressible(stored)
-	return storeDecision{ok: true, meta: m}
+	return storeDecision{ok: true, meta: m, unshared: slices.Concat(d.noCacheFields, d.privateFields)}
 }
+
+func httpDate(t time.Time) string { return t.UTC().Format(http.TimeFormat) }
 
 // dropConnectionFields removes what belongs to one connection (RFC 9110
 // §7.6.1): Connection, the fields it names, Keep-Alive and
@@ -340,7 +364,10 @@ func (c *Cache) state(e *store.Entry, req directives, now time.Time) freshState 
 	if staleness < 0 {
 		staleness = 0
 	}
-	if !e.MustRevalidate && !e.SharedMaxAge && !e.Invalidated && (req.maxStaleAny || (req.maxStale >= 0 && staleness <= req.maxStale)) {
+	// max-stale admits a stale response; a request max-age still bounds
+	// its age (RFC 9111 §5.2.1.1).
+	withinAge := req.maxAge < 0 || age <= req.maxAge
+	if !e.MustRevalidate && !e.SharedMaxAge && !e.Invalidated && withinAge && (req.maxStaleAny || (req.maxStale >= 0 && staleness <= req.maxStale)) {
 		st.staleOK = true
 	}
 	if e.Invalidated || (!e.MustRevalidate && e.SWR > 0 && staleness <= e.SWR) {
@@ -351,10 +378,15 @@ func (c *Cache) state(e *store.Entry, req directives, now time.Time) freshState 
 
 // staleOnError reports whether e may be served because the origin failed:
 // within stale-if-error, or within the configured grace.
+//
+// must-revalidate, proxy-revalidate and no-cache forbid it (RFC 9111
+// §4.2.4). s-maxage carries proxy-revalidate's semantics (§5.2.2.10), so
+// grace, which the origin never asked for, does not apply to it; an
+// explicit stale-if-error does.
 func (c *Cache) staleOnError(e *store.Entry, now time.Time) bool {
-	if e.MustRevalidate {
+	if e.MustRevalidate || e.NoCache {
 		return false
 	}
 	staleness := c.currentAge(e, now) - e.Lifetime
-	return staleness <= e.SIE || staleness <= c.grace()
+	return staleness <= e.SIE || (!e.SharedMaxAge && staleness <= c.grace())
 }

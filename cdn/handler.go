@@ -174,7 +174,7 @@ func (h *handler) follow(w http.ResponseWriter, r *http.Request, f *fill, key st
 		h.stream(w, r, f)
 	case outcomeLookup:
 		if f.stale != nil {
-			h.serveEntry(w, r, f.stale, resStale, "hit; detail=stale-if-error; collapsed", h.c.now())
+			h.serveEntry(w, r, f.stale, resStale, "fwd=stale; collapsed; detail=stale-if-error", h.c.now())
 			return
 		}
 		if e := h.c.store.Lookup(key, r.Header); e != nil {
@@ -209,7 +209,7 @@ func (h *handler) stream(w http.ResponseWriter, r *http.Request, f *fill) {
 		hdr[k] = v
 	}
 	hdr.Set("X-Cache", resMiss)
-	hdr.Set("Cache-Status", "Outpost; fwd=miss; collapsed")
+	addCacheStatus(hdr, "Outpost; fwd=miss; collapsed")
 	w.WriteHeader(f.status)
 	if r.Method == http.MethodHead {
 		return
@@ -233,14 +233,11 @@ func (h *handler) stream(w http.ResponseWriter, r *http.Request, f *fill) {
 func (h *handler) resume(w http.ResponseWriter, r *http.Request, f *fill, off int64) bool {
 	validator := f.header.Get("ETag")
 	if validator == "" || strings.HasPrefix(validator, "W/") {
-		// A date is a strong validator only if the response was generated
-		// at least a second after it (RFC 9110 §8.8.2.2, §13.1.5).
-		lm, err1 := http.ParseTime(f.header.Get("Last-Modified"))
-		date, err2 := http.ParseTime(f.header.Get("Date"))
-		if err1 != nil || err2 != nil || date.Sub(lm) < time.Second {
+		lm, ok := strongLastModified(f.header)
+		if !ok {
 			return false
 		}
-		validator = f.header.Get("Last-Modified")
+		validator = lm
 	}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
@@ -268,6 +265,16 @@ func (h *handler) resume(w http.ResponseWriter, r *http.Request, f *fill, off in
 			"path", r.URL.Path, "sent", off+rw.copied)
 	}
 	return ok
+}
+
+// strongLastModified returns h's Last-Modified if it is a strong validator:
+// the response was generated at least a second after it (RFC 9110 §8.8.2.2,
+// §13.1.5).
+func strongLastModified(h http.Header) (string, bool) {
+	v := h.Get("Last-Modified")
+	lm, ok1 := parseHTTPDate(v)
+	date, ok2 := parseHTTPDate(h.Get("Date"))
+	return v, ok1 && ok2 && date.Sub(lm) >= time.Second
 }
 
 // resumeWriter takes the origin's answer to a resume request: it passes the
@@ -427,10 +434,14 @@ func (p *passWriter) WriteHeader(code int) {
 			p.h.cleanHeader(hdr, false)
 		}
 		hdr.Set("X-Cache", p.xcache)
-		if p.xcache == resBypass {
-			hdr.Set("Cache-Status", "Outpost; fwd=bypass; detail="+p.detail)
-		} else {
-			hdr.Set("Cache-Status", "Outpost; fwd=uri-miss; detail="+p.detail)
+		switch {
+		case p.xcache == resBypass && p.detail == "method":
+			// RFC 9211 §2.2: the method's semantics require the forward.
+			addCacheStatus(hdr, "Outpost; fwd=method")
+		case p.xcache == resBypass:
+			addCacheStatus(hdr, "Outpost; fwd=bypass; detail="+p.detail)
+		default:
+			addCacheStatus(hdr, "Outpost; fwd=uri-miss; detail="+p.detail)
 		}
 	}
 	p.ResponseWriter.WriteHeader(code)

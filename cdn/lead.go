@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -22,6 +23,7 @@ const (
 	modeRevalidated          // 304 for the stale entry: refresh and serve it
 	modeStaleError           // origin error with a usable stale entry: serve it
 	modeRetryPass            // range too large to fill: pass the original request
+	modeMismatch             // 304 for another representation: drop stale, pass
 )
 
 // conditionalHeaders are removed from fill requests: the cache wants the
@@ -87,10 +89,21 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 	var dec storeDecision
 	var respTime time.Time
 	var hdr http.Header
+	// Cache-Status (RFC 9211 §2.2): why this went forward, and with a
+	// stored response, what came back.
+	fwd, fwdPass := "fwd=miss", "fwd=uri-miss"
 	cw.onHeader = func(status int, hd http.Header) {
 		respTime = c.now()
 		hdr = hd
+		if stale != nil {
+			fwd = "fwd=" + c.fwdReason(stale, reqTime) + "; fwd-status=" + strconv.Itoa(status)
+			fwdPass = fwd
+		}
 		switch {
+		case stale != nil && status == http.StatusNotModified && !sameValidator(stale.Header, hd):
+			cw.mode = modeMismatch
+			f.setReady(outcomePass)
+			return
 		case stale != nil && status == http.StatusNotModified:
 			cw.mode = modeRevalidated
 			return
@@ -115,7 +128,7 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 				h.cleanHeader(hd, false)
 				copyHeader(w.Header(), hd)
 				w.Header().Set("X-Cache", resMiss)
-				w.Header().Set("Cache-Status", "Outpost; fwd=uri-miss; detail="+dec.reason)
+				addCacheStatus(w.Header(), "Outpost; "+fwdPass+"; detail="+dec.reason)
 				cw.clientBody = r.Method != http.MethodHead
 				reqinfo.From(r.Context()).Set(reqinfo.FieldCache, resMiss)
 				c.m.result(resMiss)
@@ -141,7 +154,7 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 				h.cleanHeader(hd, false)
 				copyHeader(w.Header(), hd)
 				w.Header().Set("X-Cache", resMiss)
-				w.Header().Set("Cache-Status", "Outpost; fwd=uri-miss; detail=store-error")
+				addCacheStatus(w.Header(), "Outpost; "+fwdPass+"; detail=store-error")
 				cw.clientBody = r.Method != http.MethodHead
 				reqinfo.From(r.Context()).Set(reqinfo.FieldCache, resMiss)
 				c.m.result(resMiss)
@@ -155,20 +168,34 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 		ch := make(http.Header, len(hd)+3)
 		copyHeader(ch, hd)
 		h.cleanHeader(ch, h.rc.StripSetCookie)
-		if dec.meta.InitialAge >= time.Second {
+		if dec.meta.InitialAge >= time.Second || len(hd["Age"]) > 0 {
+			// Also replaces an Age the origin sent that meant nothing
+			// (not a number, negative): RFC 9111 §5.1.
 			ch.Set("Age", strconv.FormatInt(int64(dec.meta.InitialAge/time.Second), 10))
 		}
 		if dec.meta.Compressible {
 			addVary(ch, "Accept-Encoding")
 		}
-		f.status, f.header, f.vary, f.variant, f.tempPath = status, ch, dec.meta.Vary, dec.meta.Variant, wr.TempPath()
+		if _, ok := parseHTTPDate(hd.Get("Date")); !ok {
+			ch["Date"] = dec.meta.Header["Date"] // as stored: when it arrived
+		}
+		// Requests collapsed onto this fetch are other clients: they do
+		// not get the fields the origin kept for this one.
+		fh := ch
+		if len(dec.unshared) > 0 {
+			fh = ch.Clone()
+			for _, k := range dec.unshared {
+				delete(fh, k)
+			}
+		}
+		f.status, f.header, f.vary, f.variant, f.tempPath = status, fh, dec.meta.Vary, dec.meta.Variant, wr.TempPath()
 		f.tags = dec.meta.Tags
 		f.setReady(outcomeStoring)
 		if !deferClient {
 			cw.client = w
 			copyHeader(w.Header(), ch)
 			w.Header().Set("X-Cache", resMiss)
-			w.Header().Set("Cache-Status", "Outpost; fwd=miss; stored")
+			addCacheStatus(w.Header(), "Outpost; "+fwd+"; stored")
 			cw.clientBody = r.Method != http.MethodHead
 			reqinfo.From(r.Context()).Set(reqinfo.FieldCache, resMiss)
 			c.m.result(resMiss)
@@ -194,7 +221,7 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 		}
 		f.progress(0, false, true)
 		switch {
-		case cw.mode == modeRetryPass, cw.mode == modeRevalidated, cw.mode == modeStaleError:
+		case cw.mode == modeRetryPass, cw.mode == modeRevalidated, cw.mode == modeStaleError, cw.mode == modeMismatch:
 			// The body was being discarded (or cut on purpose): carry on.
 		case cw.mode == modeStore && cw.client == nil:
 			// Nothing reached this client yet (deferred or background):
@@ -212,16 +239,25 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 
 	switch cw.mode {
 	case modeStore:
-		h.commit(w, r, f, cw, dec, hdr, mark, deferClient, bg)
+		h.commit(w, r, f, cw, dec, hdr, mark, fwd, deferClient, bg)
 	case modeRevalidated:
 		e, err := h.revalidated(r, key, stale, hdr, reqTime, respTime)
+		if errors.Is(err, errNoLongerStorable) {
+			// The stored copy is gone (its body may be too): this client
+			// gets the response, with the 304's fields, from the origin.
+			f.setReady(outcomePass)
+			if !bg {
+				h.pass(w, r, resMiss, "no-longer-storable")
+			}
+			break
+		}
 		if err != nil {
 			e = stale
 		}
 		f.xcache = resRevalidated
 		f.setReady(outcomeLookup)
 		if !bg {
-			h.serveEntry(w, r, e, resRevalidated, "fwd=stale; fwd-status=304", c.now())
+			h.serveEntry(w, r, e, resRevalidated, fwd, c.now())
 		}
 	case modeStaleError:
 		// Its tags let a later hard purge of stale detach this fill
@@ -230,11 +266,19 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 		f.setReady(outcomeLookup)
 		if !bg {
 			c.log.Warn("origin failed, serving stale", "key", key, "status", cw.status)
-			h.serveEntry(w, r, stale, resStale, "hit; detail=stale-if-error; fwd-status="+strconv.Itoa(cw.status), c.now())
+			h.serveEntry(w, r, stale, resStale, "fwd=stale; fwd-status="+strconv.Itoa(cw.status)+"; detail=stale-if-error", c.now())
 		}
 	case modeRetryPass:
 		if !bg {
 			h.pass(w, r, resMiss, "range-too-large")
+		}
+	case modeMismatch:
+		// RFC 9111 §4.3.4: a 304 whose validator is not the stored
+		// response's must not refresh it. That copy is outdated (or the
+		// origin confused): drop it, and fetch this client's answer anew.
+		c.store.Remove([]*store.Entry{stale})
+		if !bg {
+			h.pass(w, r, resMiss, "validator-mismatch")
 		}
 	case modePass:
 		if stale != nil && cw.status < 500 {
@@ -255,7 +299,7 @@ func (h *handler) callUpstream(cw *captureWriter, out *http.Request) (panicked a
 }
 
 // commit finishes a stored body and, for deferred clients, serves it.
-func (h *handler) commit(w http.ResponseWriter, r *http.Request, f *fill, cw *captureWriter, dec storeDecision, hdr http.Header, mark uint64, deferClient, bg bool) {
+func (h *handler) commit(w http.ResponseWriter, r *http.Request, f *fill, cw *captureWriter, dec storeDecision, hdr http.Header, mark uint64, fwd string, deferClient, bg bool) {
 	c := h.c
 	wr := cw.file
 	var err error
@@ -299,7 +343,7 @@ func (h *handler) commit(w http.ResponseWriter, r *http.Request, f *fill, cw *ca
 			c.ioError("commit", dec.meta.Key, cerr)
 		}
 		if cerr == nil && deferClient && !bg {
-			h.serveEntry(w, r, e, resMiss, "fwd=miss; stored", c.now())
+			h.serveEntry(w, r, e, resMiss, fwd+"; stored", c.now())
 			return
 		}
 	}
@@ -309,19 +353,28 @@ func (h *handler) commit(w http.ResponseWriter, r *http.Request, f *fill, cw *ca
 	}
 }
 
-var errPurgedWhileFetched = errors.New("cdn: purged while fetched")
+var (
+	errPurgedWhileFetched = errors.New("cdn: purged while fetched")
+	errNoLongerStorable   = errors.New("cdn: a 304 made the stored response unstorable")
+)
 
 // revalidated applies a 304 to the stale entry: stored header fields are
 // replaced by the 304's (except Content-Length) and freshness restarts.
 func (h *handler) revalidated(r *http.Request, key string, stale *store.Entry, h304 http.Header, reqTime, respTime time.Time) (*store.Entry, error) {
 	merged := store.CloneHeader(stale.Header)
-	d := responseDirectives(h304)
+	d, _ := responseDirectives(h304)
 	upd := storedHeader(h304, d, h.rc.StripSetCookie)
 	for k, v := range upd {
 		if k == "Content-Length" || k == "Set-Cookie" {
 			continue
 		}
 		merged[k] = v
+	}
+	if _, ok := parseHTTPDate(h304.Get("Date")); !ok {
+		// The 304 is the response freshness restarts from: without its
+		// own Date, the stored one would make it look as old as the
+		// first fetch (RFC 9110 §6.6.1, RFC 9111 §4.2.3).
+		merged["Date"] = []string{httpDate(respTime)}
 	}
 	// Targeted fields govern freshness; the 304's replace the stored ones.
 	probe := store.CloneHeader(merged)
@@ -333,7 +386,7 @@ func (h *handler) revalidated(r *http.Request, key string, stale *store.Entry, h
 	dec := h.decide(r, key, stale.Status, probe, reqTime, respTime)
 	if !dec.ok {
 		h.c.store.Remove([]*store.Entry{stale})
-		return nil, errors.New("no longer storable")
+		return nil, errNoLongerStorable
 	}
 	// Under purgeMu: the update replaces stale with a copy, which a purge
 	// between selecting stale and removing (or invalidating) it would miss.
@@ -349,6 +402,39 @@ func (h *handler) revalidated(r *http.Request, key string, stale *store.Entry, h
 		m.Tags = dec.meta.Tags
 		m.Invalidated = false
 	})
+}
+
+// fwdReason is the Cache-Status fwd value of a forward made with stale at
+// hand (RFC 9211 §2.2): "request" when it was fresh and the request would
+// not take it (no-cache, max-age, min-fresh), else "stale".
+func (c *Cache) fwdReason(stale *store.Entry, now time.Time) string {
+	if stale.Lifetime > c.currentAge(stale, now) && !stale.NoCache && !stale.Invalidated {
+		return "request"
+	}
+	return "stale"
+}
+
+// sameValidator reports whether a 304 is about the stored response with
+// header stored (RFC 9111 §4.3.4): an ETag must be the stored one, a
+// Last-Modified (when there are no two ETags to compare) the stored one.
+// ETags compare weakly: an origin that weakens the ETag of a compressed
+// body (nginx) sends its 304 with the strong one. A validator the stored
+// response lacks is no contradiction.
+func sameValidator(stored, h304 http.Header) bool {
+	et, st := h304.Get("Etag"), stored.Get("Etag")
+	if et != "" && st != "" {
+		return strings.TrimPrefix(et, "W/") == strings.TrimPrefix(st, "W/")
+	}
+	lm, ok1 := parseHTTPDate(h304.Get("Last-Modified"))
+	slm, ok2 := parseHTTPDate(stored.Get("Last-Modified"))
+	return !ok1 || !ok2 || lm.Equal(slm)
+}
+
+// addCacheStatus adds this cache's member after those of the caches before
+// it (RFC 9211 §2), never writing into a slice another header shares.
+func addCacheStatus(h http.Header, member string) {
+	prev := h["Cache-Status"]
+	h["Cache-Status"] = append(prev[:len(prev):len(prev)], member)
 }
 
 func (c *Cache) ioError(op, key string, err error) {

@@ -119,3 +119,79 @@ func FuzzCacheKey(f *testing.F) {
 		}
 	})
 }
+
+// TestParseHTTPDate: the three HTTP-date forms exactly (RFC 9110 §5.6.7);
+// what time.Parse also takes (one-digit hours, names in another case, extra
+// spaces) is invalid, so an Expires written so is already expired (RFC 9111
+// §5.3) and an If-Modified-Since so is ignored.
+func TestParseHTTPDate(t *testing.T) {
+	want := time.Date(2050, 8, 18, 2, 33, 16, 0, time.UTC)
+	for v, valid := range map[string]bool{
+		"Thu, 18 Aug 2050 02:33:16 GMT":    true,
+		"Mon, 18 Aug 2050 02:33:16 GMT":    true, // weekday not checked against the date
+		"Thursday, 18-Aug-50 02:33:16 GMT": true,
+		"Thu Aug 18 02:33:16 2050":         true,
+		"Thu, 18 Aug 2050 2:33:16 GMT":     false,
+		"THU, 18 Aug 2050 02:33:16 GMT":    false,
+		"thu, 18 aug 2050 02:33:16 GMT":    false,
+		"Thu, 18 AUG 2050 02:33:16 GMT":    false,
+		"Thu,  18 Aug 2050 02:33:16 GMT":   false,
+		"Thu, 18 Aug 2050 02:33:16 UTC":    false,
+		"Thu, 18 Aug 2050 02:33:16 gmt":    false,
+		"Thursday, 18-Aug-50 02:33:16 PST": false,
+		"Thu, 18 Aug 2050 02:33:16 GMT ":   false,
+		"Thu Aug 18 2:33:16 2050":          false,
+		"0":                                false,
+		"":                                 false,
+	} {
+		got, ok := parseHTTPDate(v)
+		if ok != valid || ok && !got.Equal(want) {
+			t.Errorf("%q: %v %v, want valid=%v", v, got, ok, valid)
+		}
+	}
+	if got, ok := parseHTTPDate("Sun Nov  6 08:49:37 1994"); !ok || got.Day() != 6 {
+		t.Errorf("asctime with a one-digit day: %v %v", got, ok)
+	}
+}
+
+func TestValidTargeted(t *testing.T) {
+	for v, valid := range map[string]bool{
+		"max-age=60": true,
+		"  max-age=60, stale-while-revalidate=30  ": true,
+		"no-store":                                   true,
+		`no-cache="Set-Cookie", private`:             true,
+		"max-age=60;a=1;b, foo=?1, bar=:aGk=:, n=-5": true,
+		"k=1.5, t=tok/en:x, l=(a \"b\" 1);q, m=()":   true,
+		"*x=1":                     true,
+		"max-age=-1":               true, // an integer; read as 0
+		"max-age=10000, &&&&&":     false,
+		`max-age="10000"`:          false,
+		"max-age":                  false,
+		"max-age=1.5":              false,
+		"max-age =100":             false,
+		"max-age= 100":             false,
+		"MaX-aGe=3600":             false,
+		"max-age=60,":              false,
+		",max-age=60":              false,
+		"max-age=1234567890123456": false,
+		`a="unterminated`:          false,
+		"a=?2":                     false,
+		"a=(1 2":                   false,
+		"a=:not base64!:":          false,
+	} {
+		if got := validTargeted(v); got != valid {
+			t.Errorf("%q: %v, want %v", v, got, valid)
+		}
+	}
+}
+
+func FuzzValidTargeted(f *testing.F) {
+	for _, s := range []string{"max-age=60", `a=(1 "x";q);p, b=:aGk=:, c=?1`, "k=-1.25", "x=\"\\\"\""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if validTargeted(s) && strings.TrimSpace(s) == "" {
+			t.Fatalf("%q: an empty value is valid", s)
+		}
+	})
+}

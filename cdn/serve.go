@@ -118,8 +118,13 @@ func (h *handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 	hdr := w.Header()
 	pass := c.cfg.PassSurrogateHeaders
 	for k, v := range e.Header {
-		if !pass && (k == "Surrogate-Key" || k == "Cache-Tag") {
-			continue
+		switch k {
+		case hdrOutpostCC, hdrCDNCC:
+			continue // for this cache only
+		case "Surrogate-Key", "Cache-Tag":
+			if !pass {
+				continue
+			}
 		}
 		hdr[k] = v
 	}
@@ -130,10 +135,14 @@ func (h *handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 	hdr["Age"] = []string{strconv.FormatInt(int64(age), 10)}
 	hdr["X-Cache"] = xcacheValue(xcache)
 	ttl := int64((e.Lifetime - c.currentAge(e, now)) / time.Second)
+	// After the members of the caches before this one (RFC 9211 §2),
+	// appended to a copy: the stored slice is shared by every hit.
+	cs := e.Header["Cache-Status"]
+	cs = cs[:len(cs):len(cs)]
 	if strings.HasPrefix(status, "hit") {
-		hdr["Cache-Status"] = []string{"Outpost; " + status + "; ttl=" + strconv.FormatInt(ttl, 10)}
+		hdr["Cache-Status"] = append(cs, "Outpost; "+status+"; ttl="+strconv.FormatInt(ttl, 10))
 	} else {
-		hdr["Cache-Status"] = []string{"Outpost; " + status}
+		hdr["Cache-Status"] = append(cs, "Outpost; "+status)
 	}
 	if e.Compressible {
 		addVary(hdr, "Accept-Encoding")
@@ -156,6 +165,15 @@ func (h *handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 			var lm time.Time
 			if t, ok := parseHTTPDate(e.Header.Get("Last-Modified")); ok {
 				lm = t
+			}
+			if ir := r.Header.Get("If-Range"); ir != "" && ir[0] != '"' && !strings.HasPrefix(ir, "W/") {
+				if _, strong := strongLastModified(e.Header); !strong {
+					// A date only matches a strong Last-Modified (RFC
+					// 9110 §13.1.5), which net/http does not check:
+					// the condition is false, so the whole body.
+					r = r.Clone(r.Context())
+					r.Header.Del("Range")
+				}
 			}
 			cw := &fileCountingWriter{countingWriter{ResponseWriter: w}}
 			var body io.ReadSeeker = file
@@ -220,6 +238,11 @@ func notModified(r *http.Request, hdr http.Header) bool {
 		return false
 	}
 	lm, ok := parseHTTPDate(hdr.Get("Last-Modified"))
+	if !ok {
+		// Without Last-Modified a cache uses the stored Date (RFC 9111
+		// §4.3.2), recorded on arrival when the origin sent none.
+		lm, ok = parseHTTPDate(hdr.Get("Date"))
+	}
 	return ok && !lm.After(ims)
 }
 

@@ -26,11 +26,12 @@ type Meta struct {
 	Lifetime     time.Duration `json:"lt"`            // freshness lifetime after TTL rules
 	SWR          time.Duration `json:"swr,omitempty"` // stale-while-revalidate window
 	SIE          time.Duration `json:"sie,omitempty"` // stale-if-error window
-	// MustRevalidate forbids serving stale (must-revalidate, proxy-revalidate,
-	// s-maxage) except when the origin is down and grace allows it.
+	// MustRevalidate forbids serving stale (must-revalidate,
+	// proxy-revalidate), grace and stale-if-error included.
 	MustRevalidate bool `json:"mr,omitempty"`
 	// SharedMaxAge (s-maxage present) forbids stale serving a client asks
-	// for with max-stale; explicit stale-while-revalidate/-if-error still apply.
+	// for with max-stale, and grace; explicit stale-while-revalidate/-if-error
+	// still apply.
 	SharedMaxAge bool `json:"sm,omitempty"`
 	// NoCache means stored but revalidated before every use.
 	NoCache bool `json:"nc,omitempty"`
@@ -171,6 +172,14 @@ func VariantKey(vary []string, h http.Header) string {
 					parts = append(parts, p)
 				}
 			}
+		}
+		if len(vals) > 0 && len(parts) == 0 {
+			// A negotiation field sent empty is not one absent (RFC 9111
+			// §4.1, RFC 9110 §12.5.3): an empty Accept-Encoding accepts
+			// no coding, an absent one any. A control byte cannot come
+			// from a field value.
+			b.WriteByte(1)
+			continue
 		}
 		sort.Strings(parts)
 		b.WriteString(strings.Join(parts, ","))

@@ -28,6 +28,8 @@ func TestVariantKey(t *testing.T) {
 		{"token case matters", []string{"X-Api-Key"}, h("X-Api-Key", "Key1"), h("X-Api-Key", "key1"), false},
 		{"token surrounding space", []string{"X-Api-Key"}, h("X-Api-Key", " key1 "), h("X-Api-Key", "key1"), true},
 		{"absent vs empty", []string{"X-Api-Key"}, h(), h("X-Api-Key", ""), true},
+		{"absent vs empty encoding", []string{"Accept-Encoding"}, h(), h("Accept-Encoding", ""), false},
+		{"absent vs empty language", []string{"Accept-Language"}, h(), h("Accept-Language", " "), false},
 		{"two fields", []string{"Accept-Encoding", "X-Tenant"}, h("Accept-Encoding", "br", "X-Tenant", "A"), h("Accept-Encoding", "br", "X-Tenant", "a"), false},
 	}
 	for _, tc := range tests {
