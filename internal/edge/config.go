@@ -22,6 +22,14 @@ type Config struct {
 	// WriteTimeout bounds writing a response; 0 (default) so large cached
 	// objects can stream to slow clients.
 	WriteTimeout units.Duration `yaml:"write_timeout"`
+	// ClientBodyTimeout bounds each read of a request body: a client that
+	// sends nothing for this long loses the connection (nginx's
+	// client_body_timeout). Default 60s.
+	ClientBodyTimeout units.Duration `yaml:"client_body_timeout"`
+	// SendTimeout bounds each write of a response: a client that takes
+	// nothing for this long loses the connection (nginx's send_timeout).
+	// Default 60s.
+	SendTimeout units.Duration `yaml:"send_timeout"`
 	// IdleTimeout closes idle keep-alive connections. Default 120s.
 	IdleTimeout units.Duration `yaml:"idle_timeout"`
 	// MaxHeaderBytes caps request line plus headers. Default 64KiB.
@@ -51,6 +59,12 @@ func (c *Config) SetDefaults() {
 	if c.ReadHeaderTimeout == 0 {
 		c.ReadHeaderTimeout = units.Duration(10e9)
 	}
+	if c.ClientBodyTimeout == 0 {
+		c.ClientBodyTimeout = units.Duration(60e9)
+	}
+	if c.SendTimeout == 0 {
+		c.SendTimeout = units.Duration(60e9)
+	}
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = units.Duration(120e9)
 	}
@@ -76,7 +90,7 @@ func (c *Config) Validate() error {
 		l.Addf("max_header_bytes", "must be at least 1KiB, got %d", c.MaxHeaderBytes)
 	}
 	for name, d := range map[string]units.Duration{"read_header_timeout": c.ReadHeaderTimeout, "read_timeout": c.ReadTimeout,
-		"write_timeout": c.WriteTimeout, "idle_timeout": c.IdleTimeout, "shutdown_timeout": c.ShutdownTimeout,
+		"write_timeout": c.WriteTimeout, "client_body_timeout": c.ClientBodyTimeout, "send_timeout": c.SendTimeout, "idle_timeout": c.IdleTimeout, "shutdown_timeout": c.ShutdownTimeout,
 		"shutdown_delay": c.ShutdownDelay} {
 		if d < 0 {
 			l.Addf(name, "must not be negative, got %s", d)

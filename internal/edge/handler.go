@@ -283,10 +283,11 @@ func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
 }
 
 // NewServer returns an http.Server with the configured limits; handler is
-// typically a *Swapper so reloads don't touch the listener.
+// typically a *Swapper so reloads don't touch the listener. The handler
+// runs under Guard; set Handler to Guard(cfg, h) when replacing it.
 func NewServer(cfg *Config, handler http.Handler, errLog *slog.Logger) *http.Server {
 	s := &http.Server{
-		Handler:           handler,
+		Handler:           Guard(cfg, handler),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout.D(),
 		ReadTimeout:       cfg.ReadTimeout.D(),
 		WriteTimeout:      cfg.WriteTimeout.D(),

@@ -96,7 +96,7 @@ func (n *Node) startTLS(cfg *config.Config) (err error) {
 		}
 	}()
 	if cfg.TLS.HTTP3 == nil || *cfg.TLS.HTTP3 {
-		h3, err := t.mgr.ListenHTTP3(h3Addr(cfg.TLS.Listen, ln.Addr()), handler)
+		h3, err := t.mgr.ListenHTTP3(h3Addr(cfg.TLS.Listen, ln.Addr()), edge.Guard(&cfg.Edge, handler))
 		if err != nil {
 			return fmt.Errorf("tls: http/3: %w", err)
 		}
@@ -114,7 +114,7 @@ func (n *Node) startTLS(cfg *config.Config) (err error) {
 		go t.plain.Serve(pl)
 	default:
 		// The edge listener itself becomes the redirecting port-80 side.
-		n.srv.Handler = n.plainHandler()
+		n.srv.Handler = edge.Guard(&cfg.Edge, n.plainHandler())
 	}
 	// Certificates are obtained once every listener is up, so the CA's
 	// HTTP-01 and TLS-ALPN-01 validations find someone to answer them.

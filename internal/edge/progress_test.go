@@ -1,0 +1,234 @@
+package edge
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/outpost-edge/outpost/internal/units"
+)
+
+// guardServer serves h through NewServer with short progress timeouts,
+// over plain HTTP/1.1 or (tls) HTTPS with HTTP/2.
+func guardServer(t *testing.T, h http.Handler, tls bool) *httptest.Server {
+	t.Helper()
+	cfg := Config{Listen: "127.0.0.1:0", SendTimeout: units.Duration(300 * time.Millisecond),
+		ClientBodyTimeout: units.Duration(300 * time.Millisecond)}
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewUnstartedServer(nil)
+	ts.Config = NewServer(&cfg, h, nil)
+	if tls {
+		ts.EnableHTTP2 = true
+		ts.StartTLS()
+	} else {
+		ts.Start()
+	}
+	t.Cleanup(ts.Close)
+	return ts
+}
+
+// handlerDone reports how a handler ended.
+func waitHandler(t *testing.T, done <-chan error, what string) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: handler still blocked 10s after its client stalled (send_timeout/client_body_timeout 300ms)", what)
+		return nil
+	}
+}
+
+// stalledClient sends req on a raw connection with a small receive buffer
+// and then neither sends nor reads anything more.
+func stalledClient(t *testing.T, ts *httptest.Server, req string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", ts.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.(*net.TCPConn).SetReadBuffer(4 << 10)
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// writeUntilError writes up to 256MiB and reports the first write error.
+func writeUntilError(done chan<- error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		chunk := make([]byte, 64<<10)
+		for range 4096 {
+			if _, err := w.Write(chunk); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	})
+}
+
+// A client that sends a request and never reads the response no longer
+// holds the handler (and what it holds: an origin, a cache fill) forever.
+func TestSendTimeoutReleasesStalledReader(t *testing.T) {
+	t.Run("http1", func(t *testing.T) {
+		done := make(chan error, 1)
+		ts := guardServer(t, writeUntilError(done), false)
+		stalledClient(t, ts, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		if err := waitHandler(t, done, "http1"); err == nil {
+			t.Fatal("256MiB written to a client that reads nothing")
+		}
+	})
+	t.Run("http1 sendfile", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "big")
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = f.Truncate(256 << 20) // sparse
+		f.Close()
+		done := make(chan error, 1)
+		ts := guardServer(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			f, err := os.Open(path)
+			if err != nil {
+				done <- err
+				return
+			}
+			defer f.Close()
+			w.Header().Set("Content-Length", "268435456")
+			_, err = io.Copy(w, f) // ReadFrom: the sendfile path
+			done <- err
+		}), false)
+		stalledClient(t, ts, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		if err := waitHandler(t, done, "sendfile"); err == nil {
+			t.Fatal("256MiB sent to a client that reads nothing")
+		}
+	})
+	t.Run("http2", func(t *testing.T) {
+		done := make(chan error, 1)
+		ts := guardServer(t, writeUntilError(done), true)
+		resp, err := ts.Client().Get(ts.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.ProtoMajor != 2 {
+			t.Fatalf("proto %s", resp.Proto)
+		}
+		// The body is never read: the stream's flow-control window closes.
+		if err := waitHandler(t, done, "http2"); err == nil {
+			t.Fatal("256MiB written to a stream whose client reads nothing")
+		}
+		// The connection and server still answer.
+		r2, err := ts.Client().Get(ts.URL + "/again")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r2.Body.Close()
+		<-done
+	})
+}
+
+// A request body trickled then stopped is cut after client_body_timeout.
+func TestClientBodyTimeoutReleasesStalledUpload(t *testing.T) {
+	t.Run("http1", func(t *testing.T) {
+		done := make(chan error, 1)
+		ts := guardServer(t, http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+			_, err := io.ReadAll(r.Body)
+			done <- err
+		}), false)
+		c := stalledClient(t, ts, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n0123456789")
+		if err := waitHandler(t, done, "http1"); err == nil {
+			t.Fatal("read a body that never arrived")
+		}
+		// The connection is closed.
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err := io.ReadAll(c)
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Fatal("connection still open 5s after the body timed out")
+		}
+	})
+	t.Run("http2", func(t *testing.T) {
+		done := make(chan error, 1)
+		ts := guardServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, err := io.ReadAll(r.Body)
+			done <- err
+		}), true)
+		pr, pw := io.Pipe()
+		defer pw.Close()
+		go func() { _, _ = pw.Write([]byte("0123456789")) }() // then nothing
+		req, _ := http.NewRequest("POST", ts.URL, pr)
+		go func() {
+			if resp, err := ts.Client().Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}()
+		if err := waitHandler(t, done, "http2"); err == nil {
+			t.Fatal("read a body that never arrived")
+		}
+	})
+}
+
+// The timeouts bound each read and write, not the pauses between them: a
+// slow origin or an event stream quiet for longer than send_timeout is not
+// cut, and a slowly uploaded body that keeps coming is read whole.
+func TestProgressTimeoutsSparePauses(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		time.Sleep(500 * time.Millisecond) // a slow origin
+		_, _ = w.Write(b)
+		http.NewResponseController(w).Flush()
+		time.Sleep(500 * time.Millisecond) // an event stream's pause
+		_, _ = w.Write([]byte("!"))
+	})
+	for _, tls := range []bool{false, true} {
+		ts := guardServer(t, h, tls)
+		pr, pw := io.Pipe()
+		go func() {
+			for _, s := range []string{"a", "b", "c"} {
+				time.Sleep(200 * time.Millisecond) // each within 300ms
+				_, _ = pw.Write([]byte(s))
+			}
+			pw.Close()
+		}()
+		resp, err := ts.Client().Post(ts.URL, "text/plain", pr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || string(b) != "abc!" {
+			t.Errorf("tls=%v: %s %q %v", tls, resp.Proto, b, err)
+		}
+	}
+}
+
+func TestProgressTimeoutConfig(t *testing.T) {
+	var cfg Config
+	cfg.SetDefaults()
+	if cfg.SendTimeout.D() != time.Minute || cfg.ClientBodyTimeout.D() != time.Minute {
+		t.Errorf("defaults %s %s", cfg.SendTimeout, cfg.ClientBodyTimeout)
+	}
+	cfg.SendTimeout = -1
+	cfg.ClientBodyTimeout = -1
+	err := cfg.Validate()
+	if err == nil || !strings.Contains(err.Error(), "send_timeout") || !strings.Contains(err.Error(), "client_body_timeout") {
+		t.Errorf("negative timeouts: %v", err)
+	}
+}
