@@ -96,7 +96,8 @@ func (n *Node) startTLS(cfg *config.Config) (err error) {
 		}
 	}()
 	if cfg.TLS.HTTP3 == nil || *cfg.TLS.HTTP3 {
-		h3, err := t.mgr.ListenHTTP3(h3Addr(cfg.TLS.Listen, ln.Addr()), edge.Guard(&cfg.Edge, handler))
+		h3, err := t.mgr.ListenHTTP3(h3Addr(cfg.TLS.Listen, ln.Addr()), edge.Guard(&cfg.Edge, handler),
+			tlsedge.HTTP3Limits{MaxHeaderBytes: int(cfg.Edge.MaxHeaderBytes), IdleTimeout: cfg.Edge.IdleTimeout.D()})
 		if err != nil {
 			return fmt.Errorf("tls: http/3: %w", err)
 		}

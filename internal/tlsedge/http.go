@@ -7,7 +7,9 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
+	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/outpost-edge/outpost/internal/httperr"
@@ -160,9 +162,24 @@ type HTTP3Server struct {
 	err  error
 }
 
+// HTTP3Limits are the limits HTTP/3 shares with the TCP listeners
+// (edge.max_header_bytes and edge.idle_timeout).
+type HTTP3Limits struct {
+	// MaxHeaderBytes caps a request's HEADERS frame; 0: quic-go's 1MiB.
+	MaxHeaderBytes int
+	// IdleTimeout closes a connection with no request in flight for this
+	// long, however many QUIC PINGs keep it alive; 0: never.
+	IdleTimeout time.Duration
+}
+
 // ListenHTTP3 binds addr (UDP) and serves handler over HTTP/3 with the
-// manager's certificates until Close or Shutdown.
-func (m *Manager) ListenHTTP3(addr string, handler http.Handler) (*HTTP3Server, error) {
+// manager's certificates until Close or Shutdown. Early data (0-RTT) is
+// refused: a request in it could be replayed by anyone who captured it,
+// and the handler could not tell (http3.Server accepts it unless told).
+// QUIC's own bounds stay at quic-go's defaults: 100 concurrent request
+// streams per connection, a 5s handshake idle timeout, 30s without any
+// packet.
+func (m *Manager) ListenHTTP3(addr string, handler http.Handler, lim HTTP3Limits) (*HTTP3Server, error) {
 	conn, err := net.ListenPacket("udp", addr)
 	if err != nil {
 		return nil, err
@@ -170,7 +187,9 @@ func (m *Manager) ListenHTTP3(addr string, handler http.Handler) (*HTTP3Server, 
 	tc := m.TLSConfig()
 	tc.MinVersion = tls.VersionTLS13 // QUIC is TLS 1.3 only
 	s := &HTTP3Server{
-		srv:  &http3.Server{Handler: handler, TLSConfig: http3.ConfigureTLSConfig(tc), Logger: m.log},
+		srv: &http3.Server{Handler: handler, TLSConfig: http3.ConfigureTLSConfig(tc), Logger: m.log,
+			QUICConfig:     &quic.Config{Allow0RTT: false},
+			MaxHeaderBytes: lim.MaxHeaderBytes, IdleTimeout: lim.IdleTimeout},
 		conn: conn,
 		done: make(chan struct{}),
 	}
