@@ -345,3 +345,61 @@ func TestNodeGatewayBodyLimit(t *testing.T) {
 type readerFunc func([]byte) (int, error)
 
 func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
+
+// A response header far over 1MiB (Go's transport buffers up to 10MiB per
+// request by default) is a 502 on single-upstream routes and on pool
+// routes, including requests with a body, which skip the pool's h1 path;
+// the node keeps serving.
+func TestNodeResponseHeaderBomb(t *testing.T) {
+	bomb := func(c net.Conn, req *http.Request) {
+		if req.URL.Path == "/ok" || strings.HasSuffix(req.URL.Path, "/ok") {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			return
+		}
+		io.Copy(io.Discard, req.Body)
+		w := bufio.NewWriter(c)
+		w.WriteString("HTTP/1.1 200 OK\r\n")
+		line := "X-Bomb: " + strings.Repeat("b", 1000) + "\r\n"
+		for range 3 << 10 { // 3MiB
+			if _, err := w.WriteString(line); err != nil {
+				return
+			}
+		}
+		w.WriteString("Content-Length: 0\r\n\r\n")
+		w.Flush()
+	}
+	up := brokenBackend(t, bomb)
+	_, single := startNode(t, proxyConfig(up, ""))
+	pooled := poolNode(t, map[string]string{"p": up}, "")
+	client := &http.Client{Timeout: 10 * time.Second}
+	for _, c := range []struct{ name, method, url string }{
+		{"single upstream", "GET", single + "/"},
+		{"pool", "GET", pooled + "/p/"},
+		{"pool with a body", "POST", pooled + "/p/"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var body io.Reader
+			if c.method == "POST" {
+				body = strings.NewReader("data")
+			}
+			req, _ := http.NewRequest(c.method, c.url, body)
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusBadGateway {
+				t.Errorf("got %d with %d header fields, want 502", resp.StatusCode, len(resp.Header["X-Bomb"]))
+			}
+			resp, err = client.Get(strings.TrimSuffix(c.url, "/") + "/ok")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("normal request afterwards: %d", resp.StatusCode)
+			}
+		})
+	}
+}
