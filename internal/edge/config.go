@@ -125,6 +125,10 @@ type Route struct {
 	Pool string `yaml:"pool"`
 	// Timeout bounds the wait for the upstream's response headers. Default 30s.
 	Timeout units.Duration `yaml:"timeout"`
+	// BodyTimeout bounds each read of the upstream's response body: an
+	// upstream silent this long mid-body is cut off (nginx's
+	// proxy_read_timeout). Default 60s.
+	BodyTimeout units.Duration `yaml:"body_timeout"`
 }
 
 // SetDefaults fills unset fields.
@@ -134,6 +138,9 @@ func (r *Route) SetDefaults() {
 	}
 	if r.Timeout == 0 {
 		r.Timeout = units.Duration(30e9)
+	}
+	if r.BodyTimeout == 0 {
+		r.BodyTimeout = units.Duration(60e9)
 	}
 	for i, h := range r.Hosts {
 		r.Hosts[i] = strings.ToLower(strings.TrimSuffix(h, "."))
@@ -169,6 +176,9 @@ func (r *Route) Validate(pools map[string]bool) error {
 	}
 	if r.Timeout < 0 {
 		l.Addf("timeout", "must not be negative")
+	}
+	if r.BodyTimeout < 0 {
+		l.Addf("body_timeout", "must not be negative")
 	}
 	return l.Err()
 }

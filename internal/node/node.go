@@ -174,7 +174,7 @@ func (n *Node) buildLocked(cfg *config.Config, pools map[string]*lb.Pool) (http.
 }
 
 func (n *Node) routeHandler(gw *gateway.Gateway, pools map[string]*lb.Pool, r *config.Route, via string) (http.Handler, error) {
-	po := proxy.Options{Via: via, Logger: n.base.With("component", "proxy", "route", r.Name)}
+	po := proxy.Options{Via: via, Logger: n.base.With("component", "proxy", "route", r.Name), BodyTimeout: r.BodyTimeout.D()}
 	if r.Upstream != "" {
 		u, err := url.Parse(r.Upstream)
 		if err != nil {

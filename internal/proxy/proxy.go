@@ -38,6 +38,9 @@ type Options struct {
 	Via string
 	// Logger receives upstream errors.
 	Logger *slog.Logger
+	// BodyTimeout bounds each read of the upstream's response body; 0:
+	// none.
+	BodyTimeout time.Duration
 }
 
 // StatusCoder is implemented by transport errors that know which status a
@@ -54,8 +57,12 @@ func New(o Options) http.Handler {
 		log = slog.New(slog.DiscardHandler)
 	}
 	target := o.Target
+	transport := o.Transport
+	if o.BodyTimeout > 0 {
+		transport = bodyTimeout{rt: transport, d: o.BodyTimeout}
+	}
 	rp := &httputil.ReverseProxy{
-		Transport:  o.Transport,
+		Transport:  transport,
 		BufferPool: bufPool{},
 		// Zero: ReverseProxy already flushes every write of responses
 		// without a Content-Length and of event streams, so slow origins
