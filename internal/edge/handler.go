@@ -293,6 +293,13 @@ func NewServer(cfg *Config, handler http.Handler, errLog *slog.Logger) *http.Ser
 		WriteTimeout:      cfg.WriteTimeout.D(),
 		IdleTimeout:       cfg.IdleTimeout.D(),
 		MaxHeaderBytes:    int(cfg.MaxHeaderBytes),
+		// A client that stops reading an HTTP/2 connection blocks its
+		// frame writer, and with it every stream's reset: close the
+		// connection after send_timeout without a written byte. The
+		// other HTTP/2 limits keep Go's defaults (250 concurrent streams,
+		// rapid-reset and CONTINUATION-flood protection, max_header_bytes
+		// as the header list limit).
+		HTTP2: &http.HTTP2Config{WriteByteTimeout: cfg.SendTimeout.D()},
 	}
 	if errLog != nil {
 		s.ErrorLog = slog.NewLogLogger(errLog.Handler(), slog.LevelWarn)

@@ -1,16 +1,23 @@
 package edge
 
 import (
+	"bytes"
+	"crypto/tls"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 
 	"github.com/outpost-edge/outpost/internal/units"
 )
@@ -43,8 +50,8 @@ func waitHandler(t *testing.T, done <-chan error, what string) error {
 	select {
 	case err := <-done:
 		return err
-	case <-time.After(10 * time.Second):
-		t.Fatalf("%s: handler still blocked 10s after its client stalled (send_timeout/client_body_timeout 300ms)", what)
+	case <-time.After(15 * time.Second):
+		t.Fatalf("%s: handler still blocked 15s after its client stalled (send_timeout/client_body_timeout 300ms)", what)
 		return nil
 	}
 }
@@ -230,5 +237,111 @@ func TestProgressTimeoutConfig(t *testing.T) {
 	err := cfg.Validate()
 	if err == nil || !strings.Contains(err.Error(), "send_timeout") || !strings.Contains(err.Error(), "client_body_timeout") {
 		t.Errorf("negative timeouts: %v", err)
+	}
+}
+
+// An HTTP/2 client that stops reading its socket altogether (rather than
+// just holding a stream's flow-control window) blocks the connection's
+// frame writer: stream deadlines cannot even send their resets. The
+// connection is closed after send_timeout without a written byte, and the
+// handlers on it return.
+func TestSendTimeoutClosesStalledHTTP2Connection(t *testing.T) {
+	done := make(chan error, 4)
+	ts := guardServer(t, writeUntilError(done), true)
+	raw, err := net.Dial("tcp", ts.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = raw.(*net.TCPConn).SetReadBuffer(4 << 10)
+	c := tls.Client(raw, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}}) //nolint:gosec // test server
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := c.Handshake(); err != nil || c.ConnectionState().NegotiatedProtocol != "h2" {
+		t.Fatalf("handshake: %v %q", err, c.ConnectionState().NegotiatedProtocol)
+	}
+	_ = c.SetDeadline(time.Time{})
+	if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(c, c)
+	// Windows wide open: only TCP stops the server.
+	_ = fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1<<31 - 1})
+	_ = fr.WriteWindowUpdate(0, 1<<31-1-65535)
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "x"}, {":path", "/"}} {
+		_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	for id := uint32(1); id <= 5; id += 2 {
+		if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Read nothing from here on.
+	// (Closing the TLS connection waits up to 5s more for its
+	// close_notify alert to be written.)
+	for range 3 {
+		if err := waitHandler(t, done, "http2 connection"); err == nil {
+			t.Fatal("256MiB written to a connection whose client reads nothing")
+		}
+	}
+}
+
+// Checked and fine, kept as regressions: a TLS handshake that stalls after
+// a partial ClientHello is cut by read_header_timeout (net/http's
+// handshake timeout is the smallest of the read/write timeouts), and a
+// few hundred slowloris connections neither stop a normal client nor
+// leave goroutines behind once the timeout has closed them.
+func TestStalledHandshakesAndSlowlorisAreBounded(t *testing.T) {
+	cfg := Config{Listen: "127.0.0.1:0", ReadHeaderTimeout: units.Duration(300 * time.Millisecond)}
+	cfg.SetDefaults()
+	before := runtime.NumGoroutine()
+	ts := httptest.NewUnstartedServer(nil)
+	ts.Config = NewServer(&cfg, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") }), slog.New(slog.DiscardHandler))
+	ts.StartTLS()
+	plain := httptest.NewUnstartedServer(nil)
+	plain.Config = NewServer(&cfg, ts.Config.Handler, nil)
+	plain.Start()
+
+	var conns []net.Conn
+	for i := range 200 {
+		addr, start := plain.Listener.Addr().String(), "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: "
+		if i%2 == 1 {
+			addr, start = ts.Listener.Addr().String(), "\x16\x03\x01\x02\x00\x01" // a ClientHello's first bytes
+		}
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_, _ = io.WriteString(c, start)
+		conns = append(conns, c)
+	}
+	for _, u := range []string{plain.URL, ts.URL} {
+		c := ts.Client()
+		resp, err := c.Get(u)
+		if err != nil {
+			t.Fatalf("a normal client among 200 stalled ones: %v", err)
+		}
+		resp.Body.Close()
+		c.CloseIdleConnections()
+	}
+	for i, c := range conns {
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err := io.ReadAll(c)
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Fatalf("stalled connection %d still open 5s after a 300ms timeout", i)
+		}
+		c.Close()
+	}
+	ts.Close()
+	plain.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Errorf("%d goroutines before, %d after", before, n)
 	}
 }
