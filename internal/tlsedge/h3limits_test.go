@@ -92,3 +92,27 @@ func TestHTTP3Limits(t *testing.T) {
 		t.Fatal("an idle HTTP/3 connection kept alive by PINGs was still open after 5s (idle timeout 300ms)")
 	}
 }
+
+// Past h3RetryRate handshakes a second from unvalidated addresses, HTTP/3
+// asks for a Retry (address validation) before it keeps any handshake
+// state; real clients go through it.
+func TestHTTP3RetriesBeyondRate(t *testing.T) {
+	old := h3RetryRate
+	h3RetryRate = 2
+	defer func() { h3RetryRate = old }()
+	e, roots := newInternal(t, nil)
+	h3, err := e.m.ListenHTTP3("127.0.0.1:0", hello, HTTP3Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h3.Close()
+	for i := range 6 {
+		c := h3ClientFor(t, roots, h3.Addr().String()) // a new connection each
+		if resp, _ := fetch(t, c, "https://demo.test/"); resp.StatusCode != http.StatusOK {
+			t.Fatalf("client %d: %d", i, resp.StatusCode)
+		}
+	}
+	if n := h3.gate.retried.Load(); n < 3 {
+		t.Errorf("%d of 6 handshakes within a second were asked for a Retry with a rate of 2/s", n)
+	}
+}
