@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -248,32 +249,12 @@ func TestProgressTimeoutConfig(t *testing.T) {
 func TestSendTimeoutClosesStalledHTTP2Connection(t *testing.T) {
 	done := make(chan error, 4)
 	ts := guardServer(t, writeUntilError(done), true)
-	raw, err := net.Dial("tcp", ts.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = raw.(*net.TCPConn).SetReadBuffer(4 << 10)
-	c := tls.Client(raw, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}}) //nolint:gosec // test server
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	if err := c.Handshake(); err != nil || c.ConnectionState().NegotiatedProtocol != "h2" {
-		t.Fatalf("handshake: %v %q", err, c.ConnectionState().NegotiatedProtocol)
-	}
-	_ = c.SetDeadline(time.Time{})
-	if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
-		t.Fatal(err)
-	}
-	fr := http2.NewFramer(c, c)
+	fr, hb := rawH2(t, ts, 4<<10)
 	// Windows wide open: only TCP stops the server.
 	_ = fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1<<31 - 1})
 	_ = fr.WriteWindowUpdate(0, 1<<31-1-65535)
-	var hb bytes.Buffer
-	enc := hpack.NewEncoder(&hb)
-	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "x"}, {":path", "/"}} {
-		_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
-	}
 	for id := uint32(1); id <= 5; id += 2 {
-		if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true}); err != nil {
+		if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hb, EndStream: true, EndHeaders: true}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -284,6 +265,87 @@ func TestSendTimeoutClosesStalledHTTP2Connection(t *testing.T) {
 		if err := waitHandler(t, done, "http2 connection"); err == nil {
 			t.Fatal("256MiB written to a connection whose client reads nothing")
 		}
+	}
+}
+
+// rawH2 opens an HTTP/2 connection to ts by hand (a receive buffer of
+// rcvBuf bytes when > 0) and returns its framer, the preface and an
+// empty SETTINGS sent, and the HPACK block of a GET for "/".
+func rawH2(t *testing.T, ts *httptest.Server, rcvBuf int) (*http2.Framer, []byte) {
+	t.Helper()
+	raw, err := net.Dial("tcp", ts.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rcvBuf > 0 {
+		_ = raw.(*net.TCPConn).SetReadBuffer(rcvBuf)
+	}
+	c := tls.Client(raw, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}}) //nolint:gosec // test server
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := c.Handshake(); err != nil || c.ConnectionState().NegotiatedProtocol != "h2" {
+		t.Fatalf("handshake: %v %q", err, c.ConnectionState().NegotiatedProtocol)
+	}
+	_ = c.SetDeadline(time.Time{})
+	if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(c, c)
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "x"}, {":path", "/"}} {
+		_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	return fr, hb.Bytes()
+}
+
+// Checked and fine, kept as a regression: HTTP/2 rapid reset
+// (CVE-2023-44487). Streams opened and reset at once end their handlers
+// (which honour cancellation, as the proxy does), the server keeps
+// serving, and no goroutine is left.
+func TestHTTP2RapidReset(t *testing.T) {
+	var active atomic.Int64
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/ok" {
+			_, _ = io.WriteString(w, "ok")
+			return
+		}
+		active.Add(1)
+		defer active.Add(-1)
+		<-r.Context().Done() // a slow origin
+	})
+	before := runtime.NumGoroutine()
+	ts := guardServer(t, h, true)
+	fr, hb := rawH2(t, ts, 0)
+	_ = fr.WriteSettings()
+	for id := uint32(1); id < 2*500; id += 2 {
+		if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hb, EndStream: true, EndHeaders: true}); err != nil {
+			break // the server may hang up on the flood: fine
+		}
+		if err := fr.WriteRSTStream(id, http2.ErrCodeCancel); err != nil {
+			break
+		}
+	}
+	c := ts.Client()
+	resp, err := c.Get(ts.URL + "/ok")
+	if err != nil {
+		t.Fatalf("a normal client after the flood: %v", err)
+	}
+	resp.Body.Close()
+	c.CloseIdleConnections()
+	deadline := time.Now().Add(5 * time.Second)
+	for active.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := active.Load(); n > 0 {
+		t.Fatalf("%d handlers still running 5s after their streams were reset", n)
+	}
+	ts.Close()
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Errorf("%d goroutines before, %d after", before, n)
 	}
 }
 
