@@ -131,22 +131,40 @@ func (w *guardWriter) FlushError() error {
 func (w *guardWriter) Flush() { _ = w.FlushError() }
 
 // ReadFrom keeps the server's sendfile path for file bodies, a chunk per
-// deadline window.
+// deadline window. A length limit around the file (io.CopyN, a range from
+// http.ServeContent) is unwrapped: the connection's sendfile sees through
+// one io.LimitedReader only.
 func (w *guardWriter) ReadFrom(src io.Reader) (int64, error) {
 	rf, ok := w.ResponseWriter.(io.ReaderFrom)
 	if !ok {
 		return io.Copy(struct{ io.Writer }{w}, src)
 	}
+	outer, _ := src.(*io.LimitedReader)
+	if outer != nil {
+		src = outer.R
+	}
 	var total int64
 	for {
 		lr := &io.LimitedReader{R: src, N: sendChunk}
-		if !w.g.arm() {
-			n, err := rf.ReadFrom(src)
-			return total + n, err
+		if outer != nil {
+			lr.N = min(lr.N, outer.N)
+			if lr.N <= 0 {
+				return total, nil
+			}
 		}
-		n, err := rf.ReadFrom(lr)
-		w.g.disarm(err)
+		want := lr.N
+		var n int64
+		var err error
+		if w.g.arm() {
+			n, err = rf.ReadFrom(lr)
+			w.g.disarm(err)
+		} else {
+			n, err = rf.ReadFrom(lr)
+		}
 		total += n
+		if outer != nil {
+			outer.N -= want - lr.N
+		}
 		if err != nil || lr.N > 0 {
 			return total, err // an error, or src ended within the chunk
 		}

@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -405,5 +406,58 @@ func TestStalledHandshakesAndSlowlorisAreBounded(t *testing.T) {
 	}
 	if n := runtime.NumGoroutine(); n > before {
 		t.Errorf("%d goroutines before, %d after", before, n)
+	}
+}
+
+// sendfileWriter records what its ReadFrom was given, as the connection's
+// sendfile would see it.
+type sendfileWriter struct {
+	http.ResponseWriter
+	srcs []io.Reader
+}
+
+func (w *sendfileWriter) ReadFrom(src io.Reader) (int64, error) {
+	w.srcs = append(w.srcs, src)
+	return io.Copy(io.Discard, src)
+}
+
+func (w *sendfileWriter) SetWriteDeadline(time.Time) error { return nil }
+func (w *sendfileWriter) SetReadDeadline(time.Time) error  { return nil }
+
+// The send_timeout chunks keep a file body on the sendfile path: each
+// chunk is one io.LimitedReader straight around the file, also when the
+// handler limited the length itself (io.CopyN, ranges).
+func TestGuardKeepsSendfile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(path, make([]byte, 200<<10), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{}
+	cfg.SetDefaults()
+	for _, limit := range []int64{-1, 100 << 10} {
+		sw := &sendfileWriter{ResponseWriter: httptest.NewRecorder()}
+		var copied int64
+		Guard(&cfg, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			f, _ := os.Open(path)
+			defer f.Close()
+			if limit < 0 {
+				copied, _ = io.Copy(w, f)
+			} else {
+				copied, _ = io.CopyN(w, f, limit)
+			}
+		})).ServeHTTP(sw, httptest.NewRequest("GET", "/", nil))
+		want := int64(200 << 10)
+		if limit >= 0 {
+			want = limit
+		}
+		if copied != want {
+			t.Errorf("limit %d: copied %d, want %d", limit, copied, want)
+		}
+		for i, src := range sw.srcs {
+			lr, ok := src.(*io.LimitedReader)
+			if _, file := lr.R.(syscall.Conn); !ok || !file { // what net's sendfile takes
+				t.Errorf("limit %d: chunk %d reaches ReadFrom as %T (%T inside): sendfile lost", limit, i, src, lr.R)
+			}
+		}
 	}
 }
