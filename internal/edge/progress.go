@@ -32,19 +32,21 @@ func Guard(cfg *Config, next http.Handler) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		rc := http.NewResponseController(w)
-		g := &guard{rc: rc, send: send, body: body}
+		// One allocation for the state and the writer wrapper.
+		gw := &guardWriter{ResponseWriter: w}
+		g := &gw.g
+		*g = guard{rc: deadliner(w), send: send, body: body}
 		if readAll > 0 {
 			g.readEnd = start.Add(readAll)
 		}
 		if writeAll > 0 {
 			g.writeEnd = start.Add(writeAll)
 		}
-		if send > 0 && rc.SetWriteDeadline(g.writeEnd) == nil {
-			g.w = w
-			w = &guardWriter{ResponseWriter: w, g: g}
+		if send > 0 && g.rc.SetWriteDeadline(g.writeEnd) == nil {
+			g.guarded = true
+			w = gw
 		}
-		if body > 0 && r.Body != nil && r.Body != http.NoBody && rc.SetReadDeadline(g.readEnd) == nil {
+		if body > 0 && r.Body != nil && r.Body != http.NoBody && g.rc.SetReadDeadline(g.readEnd) == nil {
 			// On a copy: the server looks at its own request's Body after
 			// the handler (an unread Expect: 100-continue body closes the
 			// connection instead of being asked for).
@@ -54,19 +56,35 @@ func Guard(cfg *Config, next http.Handler) http.Handler {
 			r = r2
 		}
 		next.ServeHTTP(w, r)
-		if g.w != nil && !g.hijacked {
+		if g.guarded && !g.hijacked {
 			// What the handler left buffered is flushed after it returns
 			// (HTTP/1.1) or the stream is ended (HTTP/2): bound that too.
-			_ = rc.SetWriteDeadline(g.within(g.writeEnd, send))
+			_ = g.rc.SetWriteDeadline(g.within(g.writeEnd, send))
 		}
 	})
 }
 
+// deadlines is what the servers' own response writers (HTTP/1.1, HTTP/2,
+// HTTP/3) implement; http.ResponseController finds it through wrappers.
+type deadlines interface {
+	SetReadDeadline(time.Time) error
+	SetWriteDeadline(time.Time) error
+}
+
+// deadliner is w itself when it sets deadlines (Guard is outermost, so
+// the server's writer), saving a ResponseController per request.
+func deadliner(w http.ResponseWriter) deadlines {
+	if d, ok := w.(deadlines); ok {
+		return d
+	}
+	return http.NewResponseController(w)
+}
+
 type guard struct {
-	rc                *http.ResponseController
-	w                 http.ResponseWriter // the server's writer, when writes are guarded
+	rc                deadlines
 	send, body        time.Duration
 	readEnd, writeEnd time.Time // read_timeout, write_timeout; zero: none
+	guarded           bool      // writes go through guardWriter
 	hijacked          bool
 }
 
@@ -99,7 +117,7 @@ func (g *guard) disarm(err error) {
 
 type guardWriter struct {
 	http.ResponseWriter
-	g *guard
+	g guard
 }
 
 func (w *guardWriter) WriteHeader(code int) {
@@ -121,7 +139,12 @@ func (w *guardWriter) Write(p []byte) (int, error) {
 
 func (w *guardWriter) FlushError() error {
 	armed := w.g.arm()
-	err := http.NewResponseController(w.ResponseWriter).Flush()
+	var err error
+	if f, ok := w.ResponseWriter.(interface{ FlushError() error }); ok {
+		err = f.FlushError()
+	} else {
+		err = http.NewResponseController(w.ResponseWriter).Flush()
+	}
 	if armed {
 		w.g.disarm(err)
 	}
