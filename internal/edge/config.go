@@ -34,6 +34,10 @@ type Config struct {
 	IdleTimeout units.Duration `yaml:"idle_timeout"`
 	// MaxHeaderBytes caps request line plus headers. Default 64KiB.
 	MaxHeaderBytes units.Size `yaml:"max_header_bytes"`
+	// MaxConnections caps the client connections open at once across the
+	// edge, HTTPS and port-80 listeners (HAProxy's maxconn); at the cap
+	// they stop accepting. Default 0: half the process's open-file limit.
+	MaxConnections int `yaml:"max_connections"`
 	// ShutdownTimeout is how long in-flight requests may run after SIGTERM. Default 30s.
 	ShutdownTimeout units.Duration `yaml:"shutdown_timeout"`
 	// ShutdownDelay is how long the node keeps serving after SIGTERM while
@@ -86,6 +90,9 @@ func (c *Config) Validate() error {
 	if !validHostPort(c.Listen) {
 		l.Addf("listen", "want host:port, got %q", c.Listen)
 	}
+	if c.MaxConnections < 0 {
+		l.Addf("max_connections", "must not be negative, got %d", c.MaxConnections)
+	}
 	if c.MaxHeaderBytes < 1024 {
 		l.Addf("max_header_bytes", "must be at least 1KiB, got %d", c.MaxHeaderBytes)
 	}
@@ -100,6 +107,15 @@ func (c *Config) Validate() error {
 		l.Addf("shutdown_delay", "at most 10m, got %s", c.ShutdownDelay)
 	}
 	return l.Err()
+}
+
+// ConnLimit is the connection limit the listeners share: MaxConnections,
+// or half the open-file limit when that is 0.
+func (c *Config) ConnLimit() *ConnLimit {
+	if c.MaxConnections > 0 {
+		return NewConnLimit(c.MaxConnections)
+	}
+	return NewConnLimit(autoMaxConns())
 }
 
 func validHostPort(s string) bool {

@@ -236,9 +236,12 @@ func TestProgressTimeoutConfig(t *testing.T) {
 	}
 	cfg.SendTimeout = -1
 	cfg.ClientBodyTimeout = -1
+	cfg.MaxConnections = -1
 	err := cfg.Validate()
-	if err == nil || !strings.Contains(err.Error(), "send_timeout") || !strings.Contains(err.Error(), "client_body_timeout") {
-		t.Errorf("negative timeouts: %v", err)
+	for _, key := range []string{"send_timeout", "client_body_timeout", "max_connections"} {
+		if err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("negative %s: %v", key, err)
+		}
 	}
 }
 

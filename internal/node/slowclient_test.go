@@ -70,3 +70,51 @@ routes:
 		t.Errorf("the follower went to the origin itself (Cache-Status %s)", resp.Header.Get("Cache-Status"))
 	}
 }
+
+// edge.max_connections caps the connections open at once: at the cap the
+// listener stops accepting (the connection waits in the backlog), and a
+// slot freed by a closed connection lets the next one in.
+func TestMaxConnections(t *testing.T) {
+	_, base := startNode(t, fmt.Sprintf(`node: test
+data_dir: %s
+edge:
+  listen: 127.0.0.1:0
+  max_connections: 4
+routes:
+  - name: app
+    upstream: http://127.0.0.1:9
+`, t.TempDir()))
+	addr := base[len("http://"):]
+	var held []net.Conn
+	for range 4 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "GET /_outpost/healthz HTTP/1.1\r\nHost: x\r\n") // and no end of headers
+		held = append(held, c)
+	}
+	answered := make(chan error, 1)
+	go func() {
+		resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(base + "/_outpost/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		answered <- err
+	}()
+	select {
+	case err := <-answered:
+		t.Fatalf("a fifth connection was served with 4 allowed (%v)", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	held[0].Close()
+	select {
+	case err := <-answered:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a freed slot did not let the waiting connection in")
+	}
+}

@@ -91,7 +91,7 @@ func (n *Node) startTLS(cfg *config.Config) (err error) {
 	https.TLSConfig = t.mgr.TLSConfig()
 	t.https = https
 	go func() {
-		if err := https.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := https.ServeTLS(n.conns.Listener(ln), "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("https listener stopped", "error", err)
 		}
 	}()
@@ -112,7 +112,7 @@ func (n *Node) startTLS(cfg *config.Config) (err error) {
 			return fmt.Errorf("tls: %w", err)
 		}
 		t.plain = edge.NewServer(&cfg.Edge, n.plainHandler(), n.base.With("component", "http"))
-		go t.plain.Serve(pl)
+		go t.plain.Serve(n.conns.Listener(pl))
 	default:
 		// The edge listener itself becomes the redirecting port-80 side.
 		n.srv.Handler = edge.Guard(&cfg.Edge, n.plainHandler())
