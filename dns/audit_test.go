@@ -1,10 +1,12 @@
 package dns
 
 import (
+	"context"
 	"net"
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -403,4 +405,48 @@ func FuzzUDPHandle(f *testing.F) {
 			t.Fatalf("the second answer differs:\n%s\n---\n%s", describe(&r0), describe(&r1))
 		}
 	})
+}
+
+// failingListener fails every Accept with a temporary error, as accept(2)
+// does with EMFILE at the descriptor limit, and counts the calls.
+type failingListener struct {
+	net.Listener
+	calls atomic.Int64
+}
+
+type emfile struct{}
+
+func (emfile) Error() string   { return "accept: too many open files" }
+func (emfile) Timeout() bool   { return false }
+func (emfile) Temporary() bool { return true }
+
+func (l *failingListener) Accept() (net.Conn, error) {
+	l.calls.Add(1)
+	return nil, emfile{}
+}
+
+// At the descriptor limit the TCP accept loop backs off instead of
+// spinning (miekg/dns retries temporary errors at once).
+func TestTCPAcceptBacksOffOnTemporaryErrors(t *testing.T) {
+	cfg := testConfig(ZoneConfig{File: testdata("example.com.zone")})
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(cfg, nil, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, ln := listenPair(t, "127.0.0.1")
+	fl := &failingListener{Listener: ln}
+	if err := s.Serve([]net.PacketConn{pc}, []net.Listener{fl}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	n := fl.calls.Load()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = s.Shutdown(ctx)
+	if n > 50 {
+		t.Errorf("%d accepts in 500ms of EMFILE: the accept loop spins", n)
+	}
 }

@@ -496,7 +496,7 @@ func (s *Server) Serve(pcs []net.PacketConn, lns []net.Listener) error {
 			ReadTimeout: read, MsgAcceptFunc: acceptFunc})
 	}
 	for _, ln := range lns {
-		launch(&mdns.Server{Listener: netutil.LimitListener(writeDeadlineListener{ln, read}, maxTCPConns), Handler: s, TsigProvider: s.tsig,
+		launch(&mdns.Server{Listener: netutil.LimitListener(writeDeadlineListener{&backoffListener{Listener: ln}, read}, maxTCPConns), Handler: s, TsigProvider: s.tsig,
 			ReadTimeout: read, WriteTimeout: read, IdleTimeout: func() time.Duration { return idle },
 			MaxTCPQueries: -1, MsgAcceptFunc: acceptFunc})
 	}

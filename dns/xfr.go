@@ -7,6 +7,7 @@ import (
 	"crypto/sha512"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"net"
@@ -244,6 +245,30 @@ func (s *Server) transfer(w mdns.ResponseWriter, r, m *mdns.Msg, sn *snapshot, i
 type writeDeadlineListener struct {
 	net.Listener
 	d time.Duration
+}
+
+// backoffListener waits after a temporary Accept error (EMFILE at the
+// descriptor limit, ECONNABORTED) before returning it, 5ms doubling to
+// 1s as net/http does: miekg/dns retries such errors at once (v1.1.73),
+// so at the descriptor limit its accept loop would spin a core until
+// descriptors free up. Accept is called by one goroutine.
+type backoffListener struct {
+	net.Listener
+	delay time.Duration
+}
+
+// Accept implements net.Listener.
+func (l *backoffListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	var ne net.Error
+	//lint:ignore SA1019 Temporary is what miekg/dns retries on at once
+	if err == nil || !errors.As(err, &ne) || !ne.Temporary() {
+		l.delay = 0
+		return c, err
+	}
+	l.delay = min(max(2*l.delay, 5*time.Millisecond), time.Second)
+	time.Sleep(l.delay)
+	return c, err
 }
 
 // Accept implements net.Listener.

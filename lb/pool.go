@@ -265,6 +265,8 @@ func newTransport(cfg *PoolConfig) *h1Transport {
 		ResponseHeaderTimeout: cfg.Timeouts.Try.D(),
 		ExpectContinueTimeout: time.Second,
 		DisableCompression:    true,
+		// As on the h1 path (Go's default is 10MiB).
+		MaxResponseHeaderBytes: maxResponseHeader,
 	}, d, t.MaxIdlePerBackend, t.IdleTimeout.D(), cfg.Timeouts.Try.D())
 }
 

@@ -22,10 +22,22 @@ type Config struct {
 	// WriteTimeout bounds writing a response; 0 (default) so large cached
 	// objects can stream to slow clients.
 	WriteTimeout units.Duration `yaml:"write_timeout"`
+	// ClientBodyTimeout bounds each read of a request body: a client that
+	// sends nothing for this long loses the connection (nginx's
+	// client_body_timeout). Default 60s.
+	ClientBodyTimeout units.Duration `yaml:"client_body_timeout"`
+	// SendTimeout bounds each write of a response: a client that takes
+	// nothing for this long loses the connection (nginx's send_timeout).
+	// Default 60s.
+	SendTimeout units.Duration `yaml:"send_timeout"`
 	// IdleTimeout closes idle keep-alive connections. Default 120s.
 	IdleTimeout units.Duration `yaml:"idle_timeout"`
 	// MaxHeaderBytes caps request line plus headers. Default 64KiB.
 	MaxHeaderBytes units.Size `yaml:"max_header_bytes"`
+	// MaxConnections caps the client connections open at once across the
+	// edge, HTTPS and port-80 listeners (HAProxy's maxconn); at the cap
+	// they stop accepting. Default 0: half the process's open-file limit.
+	MaxConnections int `yaml:"max_connections"`
 	// ShutdownTimeout is how long in-flight requests may run after SIGTERM. Default 30s.
 	ShutdownTimeout units.Duration `yaml:"shutdown_timeout"`
 	// ShutdownDelay is how long the node keeps serving after SIGTERM while
@@ -51,6 +63,12 @@ func (c *Config) SetDefaults() {
 	if c.ReadHeaderTimeout == 0 {
 		c.ReadHeaderTimeout = units.Duration(10e9)
 	}
+	if c.ClientBodyTimeout == 0 {
+		c.ClientBodyTimeout = units.Duration(60e9)
+	}
+	if c.SendTimeout == 0 {
+		c.SendTimeout = units.Duration(60e9)
+	}
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = units.Duration(120e9)
 	}
@@ -72,11 +90,14 @@ func (c *Config) Validate() error {
 	if !validHostPort(c.Listen) {
 		l.Addf("listen", "want host:port, got %q", c.Listen)
 	}
+	if c.MaxConnections < 0 {
+		l.Addf("max_connections", "must not be negative, got %d", c.MaxConnections)
+	}
 	if c.MaxHeaderBytes < 1024 {
 		l.Addf("max_header_bytes", "must be at least 1KiB, got %d", c.MaxHeaderBytes)
 	}
 	for name, d := range map[string]units.Duration{"read_header_timeout": c.ReadHeaderTimeout, "read_timeout": c.ReadTimeout,
-		"write_timeout": c.WriteTimeout, "idle_timeout": c.IdleTimeout, "shutdown_timeout": c.ShutdownTimeout,
+		"write_timeout": c.WriteTimeout, "client_body_timeout": c.ClientBodyTimeout, "send_timeout": c.SendTimeout, "idle_timeout": c.IdleTimeout, "shutdown_timeout": c.ShutdownTimeout,
 		"shutdown_delay": c.ShutdownDelay} {
 		if d < 0 {
 			l.Addf(name, "must not be negative, got %s", d)
@@ -86,6 +107,15 @@ func (c *Config) Validate() error {
 		l.Addf("shutdown_delay", "at most 10m, got %s", c.ShutdownDelay)
 	}
 	return l.Err()
+}
+
+// ConnLimit is the connection limit the listeners share: MaxConnections,
+// or half the open-file limit when that is 0.
+func (c *Config) ConnLimit() *ConnLimit {
+	if c.MaxConnections > 0 {
+		return NewConnLimit(c.MaxConnections)
+	}
+	return NewConnLimit(autoMaxConns())
 }
 
 func validHostPort(s string) bool {
@@ -111,6 +141,10 @@ type Route struct {
 	Pool string `yaml:"pool"`
 	// Timeout bounds the wait for the upstream's response headers. Default 30s.
 	Timeout units.Duration `yaml:"timeout"`
+	// BodyTimeout bounds each read of the upstream's response body: an
+	// upstream silent this long mid-body is cut off (nginx's
+	// proxy_read_timeout). Default 60s.
+	BodyTimeout units.Duration `yaml:"body_timeout"`
 }
 
 // SetDefaults fills unset fields.
@@ -120,6 +154,9 @@ func (r *Route) SetDefaults() {
 	}
 	if r.Timeout == 0 {
 		r.Timeout = units.Duration(30e9)
+	}
+	if r.BodyTimeout == 0 {
+		r.BodyTimeout = units.Duration(60e9)
 	}
 	for i, h := range r.Hosts {
 		r.Hosts[i] = strings.ToLower(strings.TrimSuffix(h, "."))
@@ -155,6 +192,9 @@ func (r *Route) Validate(pools map[string]bool) error {
 	}
 	if r.Timeout < 0 {
 		l.Addf("timeout", "must not be negative")
+	}
+	if r.BodyTimeout < 0 {
+		l.Addf("body_timeout", "must not be negative")
 	}
 	return l.Err()
 }

@@ -283,15 +283,23 @@ func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
 }
 
 // NewServer returns an http.Server with the configured limits; handler is
-// typically a *Swapper so reloads don't touch the listener.
+// typically a *Swapper so reloads don't touch the listener. The handler
+// runs under Guard; set Handler to Guard(cfg, h) when replacing it.
 func NewServer(cfg *Config, handler http.Handler, errLog *slog.Logger) *http.Server {
 	s := &http.Server{
-		Handler:           handler,
+		Handler:           Guard(cfg, handler),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout.D(),
 		ReadTimeout:       cfg.ReadTimeout.D(),
 		WriteTimeout:      cfg.WriteTimeout.D(),
 		IdleTimeout:       cfg.IdleTimeout.D(),
 		MaxHeaderBytes:    int(cfg.MaxHeaderBytes),
+		// A client that stops reading an HTTP/2 connection blocks its
+		// frame writer, and with it every stream's reset: close the
+		// connection after send_timeout without a written byte. The
+		// other HTTP/2 limits keep Go's defaults (250 concurrent streams,
+		// rapid-reset and CONTINUATION-flood protection, max_header_bytes
+		// as the header list limit).
+		HTTP2: &http.HTTP2Config{WriteByteTimeout: cfg.SendTimeout.D()},
 	}
 	if errLog != nil {
 		s.ErrorLog = slog.NewLogLogger(errLog.Handler(), slog.LevelWarn)

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -345,3 +346,150 @@ func TestNodeGatewayBodyLimit(t *testing.T) {
 type readerFunc func([]byte) (int, error)
 
 func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
+
+// A response header far over 1MiB (Go's transport buffers up to 10MiB per
+// request by default) is a 502 on single-upstream routes and on pool
+// routes, including requests with a body, which skip the pool's h1 path;
+// the node keeps serving.
+func TestNodeResponseHeaderBomb(t *testing.T) {
+	bomb := func(c net.Conn, req *http.Request) {
+		if req.URL.Path == "/ok" || strings.HasSuffix(req.URL.Path, "/ok") {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			return
+		}
+		io.Copy(io.Discard, req.Body)
+		w := bufio.NewWriter(c)
+		w.WriteString("HTTP/1.1 200 OK\r\n")
+		line := "X-Bomb: " + strings.Repeat("b", 1000) + "\r\n"
+		for range 3 << 10 { // 3MiB
+			if _, err := w.WriteString(line); err != nil {
+				return
+			}
+		}
+		w.WriteString("Content-Length: 0\r\n\r\n")
+		w.Flush()
+	}
+	up := brokenBackend(t, bomb)
+	_, single := startNode(t, proxyConfig(up, ""))
+	pooled := poolNode(t, map[string]string{"p": up}, "")
+	client := &http.Client{Timeout: 10 * time.Second}
+	for _, c := range []struct{ name, method, url string }{
+		{"single upstream", "GET", single + "/"},
+		{"pool", "GET", pooled + "/p/"},
+		{"pool with a body", "POST", pooled + "/p/"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var body io.Reader
+			if c.method == "POST" {
+				body = strings.NewReader("data")
+			}
+			req, _ := http.NewRequest(c.method, c.url, body)
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusBadGateway {
+				t.Errorf("got %d with %d header fields, want 502", resp.StatusCode, len(resp.Header["X-Bomb"]))
+			}
+			resp, err = client.Get(strings.TrimSuffix(c.url, "/") + "/ok")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("normal request afterwards: %d", resp.StatusCode)
+			}
+		})
+	}
+}
+
+// An upstream that sends its header and part of the body and then goes
+// silent is cut off after routes[].body_timeout, on single-upstream and
+// pool routes: the client sees the response end early and the upstream
+// connection is closed. A body that keeps coming, however slowly, is not
+// cut.
+func TestNodeUpstreamBodyStall(t *testing.T) {
+	hungUp := make(chan bool, 4)
+	up := brokenBackend(t, func(c net.Conn, req *http.Request) {
+		if req.Header.Get("Upgrade") == "echo" {
+			io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+			line, _ := bufio.NewReader(c).ReadString('\n') // after a pause longer than body_timeout
+			io.WriteString(c, "echo:"+line)
+			return
+		}
+		if strings.HasSuffix(req.URL.Path, "/slow") {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n")
+			for range 4 {
+				time.Sleep(150 * time.Millisecond)
+				c.Write([]byte("x"))
+			}
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, err := io.Copy(io.Discard, c) // until the proxy hangs up
+		var ne net.Error
+		hungUp <- !(errors.As(err, &ne) && ne.Timeout())
+	})
+	_, base := startNode(t, fmt.Sprintf(`node: test
+data_dir: %s
+edge:
+  listen: 127.0.0.1:0
+pools:
+  p:
+    backends: [{id: p, url: %q}]
+routes:
+  - name: one
+    path_prefix: /one/
+    upstream: %s
+    body_timeout: 300ms
+  - name: pool
+    path_prefix: /pool/
+    pool: p
+    body_timeout: 300ms
+`, t.TempDir(), up, up))
+	client := &http.Client{Timeout: 10 * time.Second}
+	for _, route := range []string{"one", "pool"} {
+		t.Run(route, func(t *testing.T) {
+			// Cut before or after the header reached the client: either
+			// way an error, not a timeout of the client's own.
+			resp, err := client.Get(base + "/" + route + "/stall")
+			var b []byte
+			if err == nil {
+				b, err = io.ReadAll(resp.Body)
+				resp.Body.Close()
+			}
+			var ne net.Error
+			if err == nil || (errors.As(err, &ne) && ne.Timeout()) {
+				t.Fatalf("read %q, %v: want the response cut short well before 10s", b, err)
+			}
+			if !<-hungUp {
+				t.Error("the upstream connection was still open after 10s")
+			}
+			if body := getBody(t, base+"/"+route+"/slow"); body != "xxxx" {
+				t.Errorf("a slow but steady body: %q", body)
+			}
+		})
+	}
+	t.Run("upgraded connection", func(t *testing.T) {
+		c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, "GET /one/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+			t.Fatalf("upgrade: %v %v", resp, err)
+		}
+		time.Sleep(600 * time.Millisecond) // a quiet tunnel
+		io.WriteString(c, "hi\n")
+		if line, err := br.ReadString('\n'); line != "echo:hi\n" {
+			t.Fatalf("tunnel after a pause: %q %v", line, err)
+		}
+	})
+}

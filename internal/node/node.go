@@ -51,8 +51,9 @@ type Node struct {
 	started   time.Time
 	draining  atomic.Bool // BeginDrain was called: health endpoints answer 503
 
-	srv *http.Server
-	ln  net.Listener
+	srv   *http.Server
+	ln    net.Listener
+	conns *edge.ConnLimit // shared by the edge, HTTPS and port-80 listeners
 
 	// mu guards cfg, gen and transports; the request path never takes it.
 	mu         sync.Mutex
@@ -98,6 +99,7 @@ func New(cfg *config.Config, o Options) (*Node, error) {
 	n.cfg = cfg
 	n.gen = 1
 	n.srv = edge.NewServer(&cfg.Edge, n.swap, o.Logger.With("component", "edge"))
+	n.conns = cfg.Edge.ConnLimit()
 	return n, nil
 }
 
@@ -174,7 +176,7 @@ func (n *Node) buildLocked(cfg *config.Config, pools map[string]*lb.Pool) (http.
 }
 
 func (n *Node) routeHandler(gw *gateway.Gateway, pools map[string]*lb.Pool, r *config.Route, via string) (http.Handler, error) {
-	po := proxy.Options{Via: via, Logger: n.base.With("component", "proxy", "route", r.Name)}
+	po := proxy.Options{Via: via, Logger: n.base.With("component", "proxy", "route", r.Name), BodyTimeout: r.BodyTimeout.D()}
 	if r.Upstream != "" {
 		u, err := url.Parse(r.Upstream)
 		if err != nil {
@@ -219,8 +221,9 @@ func (n *Node) Start() error {
 		n.ln.Close()
 		return err
 	}
+	ln := n.conns.Listener(n.ln)
 	go func() {
-		if err := n.srv.Serve(n.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := n.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("edge listener stopped", "error", err)
 		}
 	}()

@@ -91,12 +91,13 @@ func (n *Node) startTLS(cfg *config.Config) (err error) {
 	https.TLSConfig = t.mgr.TLSConfig()
 	t.https = https
 	go func() {
-		if err := https.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := https.ServeTLS(n.conns.Listener(ln), "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("https listener stopped", "error", err)
 		}
 	}()
 	if cfg.TLS.HTTP3 == nil || *cfg.TLS.HTTP3 {
-		h3, err := t.mgr.ListenHTTP3(h3Addr(cfg.TLS.Listen, ln.Addr()), handler)
+		h3, err := t.mgr.ListenHTTP3(h3Addr(cfg.TLS.Listen, ln.Addr()), edge.Guard(&cfg.Edge, handler),
+			tlsedge.HTTP3Limits{MaxHeaderBytes: int(cfg.Edge.MaxHeaderBytes), IdleTimeout: cfg.Edge.IdleTimeout.D()})
 		if err != nil {
 			return fmt.Errorf("tls: http/3: %w", err)
 		}
@@ -111,10 +112,10 @@ func (n *Node) startTLS(cfg *config.Config) (err error) {
 			return fmt.Errorf("tls: %w", err)
 		}
 		t.plain = edge.NewServer(&cfg.Edge, n.plainHandler(), n.base.With("component", "http"))
-		go t.plain.Serve(pl)
+		go t.plain.Serve(n.conns.Listener(pl))
 	default:
 		// The edge listener itself becomes the redirecting port-80 side.
-		n.srv.Handler = n.plainHandler()
+		n.srv.Handler = edge.Guard(&cfg.Edge, n.plainHandler())
 	}
 	// Certificates are obtained once every listener is up, so the CA's
 	// HTTP-01 and TLS-ALPN-01 validations find someone to answer them.

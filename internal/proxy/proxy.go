@@ -38,6 +38,9 @@ type Options struct {
 	Via string
 	// Logger receives upstream errors.
 	Logger *slog.Logger
+	// BodyTimeout bounds each read of the upstream's response body; 0:
+	// none.
+	BodyTimeout time.Duration
 }
 
 // StatusCoder is implemented by transport errors that know which status a
@@ -54,8 +57,12 @@ func New(o Options) http.Handler {
 		log = slog.New(slog.DiscardHandler)
 	}
 	target := o.Target
+	transport := o.Transport
+	if o.BodyTimeout > 0 {
+		transport = bodyTimeout{rt: transport, d: o.BodyTimeout}
+	}
 	rp := &httputil.ReverseProxy{
-		Transport:  o.Transport,
+		Transport:  transport,
 		BufferPool: bufPool{},
 		// Zero: ReverseProxy already flushes every write of responses
 		// without a Content-Length and of event streams, so slow origins
@@ -246,6 +253,10 @@ var pool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 func (bufPool) Get() []byte  { return *(pool.Get().(*[]byte)) }
 func (bufPool) Put(b []byte) { pool.Put(&b) }
 
+// MaxResponseHeaderBytes bounds an origin's response header (status line,
+// fields, 1xx responses) on single-upstream routes.
+const MaxResponseHeaderBytes = 1 << 20
+
 // NewTransport returns the transport for single-upstream routes: pooled
 // keep-alive connections and a bound on waiting for response headers.
 func NewTransport(responseHeaderTimeout time.Duration) *http.Transport {
@@ -257,7 +268,10 @@ func NewTransport(responseHeaderTimeout time.Duration) *http.Transport {
 		IdleConnTimeout:       90 * time.Second,
 		ResponseHeaderTimeout: responseHeaderTimeout,
 		ExpectContinueTimeout: time.Second,
-		ForceAttemptHTTP2:     false,
+		// An origin's response header beyond this is a 502 (Go's default
+		// lets each request buffer 10MiB), as lb pools do.
+		MaxResponseHeaderBytes: MaxResponseHeaderBytes,
+		ForceAttemptHTTP2:      false,
 		// Pass Accept-Encoding through untouched: otherwise Go asks the
 		// origin for gzip and inflates it again on the way in.
 		DisableCompression: true,

@@ -61,7 +61,7 @@ func startEdge(t *testing.T, m *Manager, tlsLn, httpLn net.Listener, app http.Ha
 	go func() { _ = httpsSrv.ServeTLS(tlsLn, "", "") }()
 	go func() { _ = httpSrv.Serve(httpLn) }()
 	if m.cfg.http3On() {
-		h3, err := m.ListenHTTP3(tlsLn.Addr().String(), app)
+		h3, err := m.ListenHTTP3(tlsLn.Addr().String(), app, HTTP3Limits{})
 		if err != nil {
 			t.Fatalf("ListenHTTP3: %v", err)
 		}

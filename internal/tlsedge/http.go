@@ -7,7 +7,11 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
+	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/outpost-edge/outpost/internal/httperr"
@@ -156,29 +160,95 @@ func headerValue(v string) []string {
 type HTTP3Server struct {
 	srv  *http3.Server
 	conn net.PacketConn
+	tr   *quic.Transport
+	gate *retryGate
 	done chan struct{}
 	err  error
 }
 
+// HTTP3Limits are the limits HTTP/3 shares with the TCP listeners
+// (edge.max_header_bytes and edge.idle_timeout).
+type HTTP3Limits struct {
+	// MaxHeaderBytes caps a request's HEADERS frame; 0: quic-go's 1MiB.
+	MaxHeaderBytes int
+	// IdleTimeout closes a connection with no request in flight for this
+	// long, however many QUIC PINGs keep it alive; 0: never.
+	IdleTimeout time.Duration
+}
+
 // ListenHTTP3 binds addr (UDP) and serves handler over HTTP/3 with the
-// manager's certificates until Close or Shutdown.
-func (m *Manager) ListenHTTP3(addr string, handler http.Handler) (*HTTP3Server, error) {
+// manager's certificates until Close or Shutdown. Early data (0-RTT) is
+// refused: a request in it could be replayed by anyone who captured it,
+// and the handler could not tell (http3.Server accepts it unless told).
+// Beyond h3RetryRate new handshakes a second from unvalidated addresses,
+// clients must prove their address with a Retry first (as HAProxy's
+// quic-retry-threshold): otherwise a flood of Initials from spoofed
+// addresses holds a handshake each and reflects the certificate chain at
+// its victims. QUIC's other bounds stay at quic-go's defaults: 100
+// concurrent request streams per connection, a 5s handshake idle
+// timeout, 30s without any packet.
+func (m *Manager) ListenHTTP3(addr string, handler http.Handler, lim HTTP3Limits) (*HTTP3Server, error) {
 	conn, err := net.ListenPacket("udp", addr)
 	if err != nil {
 		return nil, err
 	}
 	tc := m.TLSConfig()
 	tc.MinVersion = tls.VersionTLS13 // QUIC is TLS 1.3 only
+	tc = http3.ConfigureTLSConfig(tc)
+	gate := newRetryGate(h3RetryRate)
+	tr := &quic.Transport{Conn: conn, VerifySourceAddress: gate.mustRetry}
+	ln, err := tr.ListenEarly(tc, &quic.Config{Allow0RTT: false})
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
 	s := &HTTP3Server{
-		srv:  &http3.Server{Handler: handler, TLSConfig: http3.ConfigureTLSConfig(tc), Logger: m.log},
+		srv: &http3.Server{Handler: handler, TLSConfig: tc, Logger: m.log,
+			MaxHeaderBytes: lim.MaxHeaderBytes, IdleTimeout: lim.IdleTimeout},
 		conn: conn,
+		tr:   tr,
+		gate: gate,
 		done: make(chan struct{}),
 	}
 	go func() {
 		defer close(s.done)
-		s.err = s.srv.Serve(conn)
+		s.err = s.srv.ServeListener(ln)
 	}()
 	return s, nil
+}
+
+// h3RetryRate is how many handshakes a second HTTP/3 accepts from
+// addresses it has not validated before it asks for a Retry.
+var h3RetryRate = 100.0
+
+// retryGate is a token bucket of h3RetryRate a second (burst: one
+// second's worth); an empty bucket means Retry.
+type retryGate struct {
+	mu      sync.Mutex
+	rate    float64
+	tokens  float64
+	last    time.Time
+	retried atomic.Int64
+}
+
+func newRetryGate(rate float64) *retryGate {
+	return &retryGate{rate: rate, tokens: rate, last: time.Now()}
+}
+
+func (g *retryGate) mustRetry(net.Addr) bool {
+	g.mu.Lock()
+	now := time.Now()
+	g.tokens = min(g.rate, g.tokens+now.Sub(g.last).Seconds()*g.rate)
+	g.last = now
+	ok := g.tokens >= 1
+	if ok {
+		g.tokens--
+	}
+	g.mu.Unlock()
+	if !ok {
+		g.retried.Add(1)
+	}
+	return !ok
 }
 
 // Addr is the bound UDP address.
@@ -187,6 +257,7 @@ func (s *HTTP3Server) Addr() net.Addr { return s.conn.LocalAddr() }
 // Close stops serving at once and releases the socket.
 func (s *HTTP3Server) Close() error {
 	err := s.srv.Close()
+	s.tr.Close()
 	s.conn.Close()
 	<-s.done
 	return err
@@ -196,6 +267,7 @@ func (s *HTTP3Server) Close() error {
 // until ctx ends, then closes.
 func (s *HTTP3Server) Shutdown(ctx context.Context) error {
 	err := s.srv.Shutdown(ctx)
+	s.tr.Close()
 	s.conn.Close()
 	<-s.done
 	return err

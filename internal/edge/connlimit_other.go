@@ -1,0 +1,6 @@
+//go:build !unix
+
+package edge
+
+// autoMaxConns: no open-file limit to derive from.
+func autoMaxConns() int { return 0 }

@@ -1,0 +1,227 @@
+package edge
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"time"
+)
+
+// sendChunk is how much of a file body one sendfile call may send under a
+// single send_timeout window: a client must take at least this much every
+// send_timeout (1KiB/s at the default), not the whole file.
+const sendChunk = 64 << 10
+
+// Guard bounds how long a request may stall on its client, as nginx's
+// client_body_timeout and send_timeout do: every read of the request body
+// must return within cfg.ClientBodyTimeout and every write of the response
+// within cfg.SendTimeout. A client that stops sending its body or stops
+// reading its response loses its connection (HTTP/1.1) or stream (HTTP/2,
+// HTTP/3) instead of holding the handler — and what the handler holds: an
+// origin connection, a cache fill other clients are waiting on — forever.
+// The deadlines are armed only while a read or write is in progress, so a
+// response that is slow to start (a slow origin) or an event stream with
+// long pauses is not cut; read_timeout and write_timeout still bound the
+// whole request and response when set. NewServer applies it.
+func Guard(cfg *Config, next http.Handler) http.Handler {
+	body, send := cfg.ClientBodyTimeout.D(), cfg.SendTimeout.D()
+	readAll, writeAll := cfg.ReadTimeout.D(), cfg.WriteTimeout.D()
+	if body <= 0 && send <= 0 {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		// One allocation for the state and the writer wrapper.
+		gw := &guardWriter{ResponseWriter: w}
+		g := &gw.g
+		*g = guard{rc: deadliner(w), send: send, body: body}
+		if readAll > 0 {
+			g.readEnd = start.Add(readAll)
+		}
+		if writeAll > 0 {
+			g.writeEnd = start.Add(writeAll)
+		}
+		if send > 0 && g.rc.SetWriteDeadline(g.writeEnd) == nil {
+			g.guarded = true
+			w = gw
+		}
+		if body > 0 && r.Body != nil && r.Body != http.NoBody && g.rc.SetReadDeadline(g.readEnd) == nil {
+			// On a copy: the server looks at its own request's Body after
+			// the handler (an unread Expect: 100-continue body closes the
+			// connection instead of being asked for).
+			r2 := new(http.Request)
+			*r2 = *r
+			r2.Body = &guardBody{ReadCloser: r.Body, g: g}
+			r = r2
+		}
+		next.ServeHTTP(w, r)
+		if g.guarded && !g.hijacked {
+			// What the handler left buffered is flushed after it returns
+			// (HTTP/1.1) or the stream is ended (HTTP/2): bound that too.
+			_ = g.rc.SetWriteDeadline(g.within(g.writeEnd, send))
+		}
+	})
+}
+
+// deadlines is what the servers' own response writers (HTTP/1.1, HTTP/2,
+// HTTP/3) implement; http.ResponseController finds it through wrappers.
+type deadlines interface {
+	SetReadDeadline(time.Time) error
+	SetWriteDeadline(time.Time) error
+}
+
+// deadliner is w itself when it sets deadlines (Guard is outermost, so
+// the server's writer), saving a ResponseController per request.
+func deadliner(w http.ResponseWriter) deadlines {
+	if d, ok := w.(deadlines); ok {
+		return d
+	}
+	return http.NewResponseController(w)
+}
+
+type guard struct {
+	rc                deadlines
+	send, body        time.Duration
+	readEnd, writeEnd time.Time // read_timeout, write_timeout; zero: none
+	guarded           bool      // writes go through guardWriter
+	hijacked          bool
+}
+
+// within is now+d, or end when that comes first.
+func (g *guard) within(end time.Time, d time.Duration) time.Time {
+	t := time.Now().Add(d)
+	if !end.IsZero() && end.Before(t) {
+		return end
+	}
+	return t
+}
+
+// arm and disarm bracket one write. Between writes no deadline runs: an
+// HTTP/2 stream deadline resets the stream when it fires, even idle. After
+// a failed write the deadline stays, so what the server still writes on
+// that connection fails at once instead of stalling again.
+func (g *guard) arm() bool {
+	if g.hijacked {
+		return false
+	}
+	_ = g.rc.SetWriteDeadline(g.within(g.writeEnd, g.send))
+	return true
+}
+
+func (g *guard) disarm(err error) {
+	if err == nil {
+		_ = g.rc.SetWriteDeadline(g.writeEnd)
+	}
+}
+
+type guardWriter struct {
+	http.ResponseWriter
+	g guard
+}
+
+func (w *guardWriter) WriteHeader(code int) {
+	armed := w.g.arm()
+	w.ResponseWriter.WriteHeader(code)
+	if armed {
+		w.g.disarm(nil)
+	}
+}
+
+func (w *guardWriter) Write(p []byte) (int, error) {
+	armed := w.g.arm()
+	n, err := w.ResponseWriter.Write(p)
+	if armed {
+		w.g.disarm(err)
+	}
+	return n, err
+}
+
+func (w *guardWriter) FlushError() error {
+	armed := w.g.arm()
+	var err error
+	if f, ok := w.ResponseWriter.(interface{ FlushError() error }); ok {
+		err = f.FlushError()
+	} else {
+		err = http.NewResponseController(w.ResponseWriter).Flush()
+	}
+	if armed {
+		w.g.disarm(err)
+	}
+	return err
+}
+
+func (w *guardWriter) Flush() { _ = w.FlushError() }
+
+// ReadFrom keeps the server's sendfile path for file bodies, a chunk per
+// deadline window. A length limit around the file (io.CopyN, a range from
+// http.ServeContent) is unwrapped: the connection's sendfile sees through
+// one io.LimitedReader only.
+func (w *guardWriter) ReadFrom(src io.Reader) (int64, error) {
+	rf, ok := w.ResponseWriter.(io.ReaderFrom)
+	if !ok {
+		return io.Copy(struct{ io.Writer }{w}, src)
+	}
+	outer, _ := src.(*io.LimitedReader)
+	if outer != nil {
+		src = outer.R
+	}
+	var total int64
+	for {
+		lr := &io.LimitedReader{R: src, N: sendChunk}
+		if outer != nil {
+			lr.N = min(lr.N, outer.N)
+			if lr.N <= 0 {
+				return total, nil
+			}
+		}
+		want := lr.N
+		var n int64
+		var err error
+		if w.g.arm() {
+			n, err = rf.ReadFrom(lr)
+			w.g.disarm(err)
+		} else {
+			n, err = rf.ReadFrom(lr)
+		}
+		total += n
+		if outer != nil {
+			outer.N -= want - lr.N
+		}
+		if err != nil || lr.N > 0 {
+			return total, err // an error, or src ended within the chunk
+		}
+	}
+}
+
+// Hijack hands the connection over without deadlines: the new owner sets
+// its own.
+func (w *guardWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil {
+		w.g.hijacked = true
+	}
+	return c, brw, err
+}
+
+func (w *guardWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+type guardBody struct {
+	io.ReadCloser
+	g *guard
+}
+
+func (b *guardBody) Read(p []byte) (int, error) {
+	g := b.g
+	if g.hijacked {
+		return b.ReadCloser.Read(p)
+	}
+	_ = g.rc.SetReadDeadline(g.within(g.readEnd, g.body))
+	n, err := b.ReadCloser.Read(p)
+	if err == nil || err == io.EOF {
+		// After a failed read the deadline stays: the server's own read
+		// of the rest of the body must not stall either.
+		_ = g.rc.SetReadDeadline(g.readEnd)
+	}
+	return n, err
+}
