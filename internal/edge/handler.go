@@ -4,6 +4,7 @@
 package edge
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"io"
@@ -300,6 +301,13 @@ func NewServer(cfg *Config, handler http.Handler, errLog *slog.Logger) *http.Ser
 		// rapid-reset and CONTINUATION-flood protection, max_header_bytes
 		// as the header list limit).
 		HTTP2: &http.HTTP2Config{WriteByteTimeout: cfg.SendTimeout.D()},
+	}
+	if cfg.SendTimeout > 0 && cfg.WriteTimeout <= 0 {
+		// Guard keeps an HTTP/1.1 connection's write deadline from one
+		// request to the next (see connWrite).
+		s.ConnContext = func(ctx context.Context, _ net.Conn) context.Context {
+			return context.WithValue(ctx, connWriteKey{}, &connWrite{})
+		}
 	}
 	if errLog != nil {
 		s.ErrorLog = slog.NewLogLogger(errLog.Handler(), slog.LevelWarn)

@@ -8,10 +8,16 @@ import (
 	"time"
 )
 
-// sendChunk is how much of a file body one sendfile call may send under a
-// single send_timeout window: a client must take at least this much every
-// send_timeout (1KiB/s at the default), not the whole file.
-const sendChunk = 64 << 10
+// A file body goes out by sendfile in chunks, each under a fresh
+// send_timeout window, so a slow client must take one chunk per window,
+// not the whole file. Chunks start at minSendChunk (about 1KiB/s at the
+// default 60s) and double while the client takes them quickly, up to
+// maxSendChunk (what Go's sendfile sends per call anyway): a fast client
+// costs a few extra calls per file, not one per 64KiB.
+const (
+	minSendChunk = 64 << 10
+	maxSendChunk = 4 << 20
+)
 
 // Guard bounds how long a request may stall on its client, as nginx's
 // client_body_timeout and send_timeout do: every read of the request body
@@ -35,16 +41,34 @@ func Guard(cfg *Config, next http.Handler) http.Handler {
 		// One allocation for the state and the writer wrapper.
 		gw := &guardWriter{ResponseWriter: w}
 		g := &gw.g
-		*g = guard{rc: deadliner(w), send: send, body: body}
+		*g = guard{rc: deadliner(w), send: send, body: body, lazy: r.ProtoMajor == 1}
 		if readAll > 0 {
 			g.readEnd = start.Add(readAll)
 		}
 		if writeAll > 0 {
 			g.writeEnd = start.Add(writeAll)
 		}
-		if send > 0 && g.rc.SetWriteDeadline(g.writeEnd) == nil {
-			g.guarded = true
-			w = gw
+		if send > 0 {
+			// Arming once also tells whether the writer has deadlines.
+			if g.lazy {
+				if cw, ok := r.Context().Value(connWriteKey{}).(*connWrite); ok && writeAll <= 0 {
+					// An HTTP/1.1 connection of NewServer's: the deadline
+					// the last request left is still set (net/http sets
+					// none itself without write_timeout).
+					g.until = &cw.until
+					g.guarded = true
+					g.arm()
+				} else {
+					g.until = &g.ownUntil
+					*g.until = g.within(g.writeEnd, send)
+					g.guarded = g.rc.SetWriteDeadline(*g.until) == nil
+				}
+			} else {
+				g.guarded = g.rc.SetWriteDeadline(g.writeEnd) == nil
+			}
+			if g.guarded {
+				w = gw
+			}
 		}
 		if body > 0 && r.Body != nil && r.Body != http.NoBody && g.rc.SetReadDeadline(g.readEnd) == nil {
 			// On a copy: the server looks at its own request's Body after
@@ -59,7 +83,11 @@ func Guard(cfg *Config, next http.Handler) http.Handler {
 		if g.guarded && !g.hijacked {
 			// What the handler left buffered is flushed after it returns
 			// (HTTP/1.1) or the stream is ended (HTTP/2): bound that too.
-			_ = g.rc.SetWriteDeadline(g.within(g.writeEnd, send))
+			if g.lazy {
+				g.arm()
+			} else {
+				_ = g.rc.SetWriteDeadline(g.within(g.writeEnd, send))
+			}
 		}
 	})
 }
@@ -86,7 +114,24 @@ type guard struct {
 	readEnd, writeEnd time.Time // read_timeout, write_timeout; zero: none
 	guarded           bool      // writes go through guardWriter
 	hijacked          bool
+	// lazy (HTTP/1.1): the write deadline stays set between writes and is
+	// moved only when less than 3/4 of send_timeout is left, instead of
+	// being set and cleared around every write. An HTTP/1.1 connection
+	// only looks at its write deadline while writing, so a deadline that
+	// passes during a pause does no harm, and the hit path sets it at most
+	// once per request rather than six times.
+	lazy     bool
+	until    *time.Time // the deadline set: the connection's, or ownUntil
+	ownUntil time.Time
+	failed   bool // a write failed: its deadline stays, never moved again
 }
+
+// connWrite is the write deadline an HTTP/1.1 connection of NewServer's
+// carries from one request to the next, so a keep-alive connection moves
+// it about once per send_timeout/4 instead of once per request.
+type connWrite struct{ until time.Time }
+
+type connWriteKey struct{}
 
 // within is now+d, or end when that comes first.
 func (g *guard) within(end time.Time, d time.Duration) time.Time {
@@ -105,12 +150,23 @@ func (g *guard) arm() bool {
 	if g.hijacked {
 		return false
 	}
+	if g.lazy {
+		now := time.Now()
+		if !g.failed && g.until.Sub(now) < g.send*3/4 {
+			*g.until = g.within(g.writeEnd, g.send)
+			_ = g.rc.SetWriteDeadline(*g.until)
+		}
+		return true
+	}
 	_ = g.rc.SetWriteDeadline(g.within(g.writeEnd, g.send))
 	return true
 }
 
 func (g *guard) disarm(err error) {
-	if err == nil {
+	switch {
+	case err != nil:
+		g.failed = true
+	case !g.lazy:
 		_ = g.rc.SetWriteDeadline(g.writeEnd)
 	}
 }
@@ -121,6 +177,11 @@ type guardWriter struct {
 }
 
 func (w *guardWriter) WriteHeader(code int) {
+	if w.g.lazy && code >= 200 {
+		// HTTP/1.1 buffers a final header: the write that sends it arms.
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
 	armed := w.g.arm()
 	w.ResponseWriter.WriteHeader(code)
 	if armed {
@@ -167,8 +228,9 @@ func (w *guardWriter) ReadFrom(src io.Reader) (int64, error) {
 		src = outer.R
 	}
 	var total int64
+	chunk := int64(minSendChunk)
 	for {
-		lr := &io.LimitedReader{R: src, N: sendChunk}
+		lr := &io.LimitedReader{R: src, N: chunk}
 		if outer != nil {
 			lr.N = min(lr.N, outer.N)
 			if lr.N <= 0 {
@@ -178,11 +240,17 @@ func (w *guardWriter) ReadFrom(src io.Reader) (int64, error) {
 		want := lr.N
 		var n int64
 		var err error
+		began := time.Now()
 		if w.g.arm() {
 			n, err = rf.ReadFrom(lr)
 			w.g.disarm(err)
 		} else {
 			n, err = rf.ReadFrom(lr)
+		}
+		if time.Since(began) < w.g.send/8 {
+			chunk = min(2*chunk, maxSendChunk) // the client keeps up
+		} else {
+			chunk = max(chunk/2, minSendChunk)
 		}
 		total += n
 		if outer != nil {

@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/tls"
 	"errors"
@@ -462,5 +463,48 @@ func TestGuardKeepsSendfile(t *testing.T) {
 				t.Errorf("limit %d: chunk %d reaches ReadFrom as %T (%T inside): sendfile lost", limit, i, src, lr.R)
 			}
 		}
+	}
+}
+
+// On a keep-alive HTTP/1.1 connection the write deadline carries over
+// from one request to the next: a request after a pause longer than
+// send_timeout is still answered, and a later request whose client stops
+// reading is still cut.
+func TestSendTimeoutAcrossKeepAlive(t *testing.T) {
+	done := make(chan error, 1)
+	ts := guardServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/stall" {
+			writeUntilError(done).ServeHTTP(w, r)
+			return
+		}
+		io.WriteString(w, "ok")
+	}), false)
+	c, err := net.Dial("tcp", ts.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.(*net.TCPConn).SetReadBuffer(4 << 10)
+	br := bufio.NewReader(c)
+	for i := range 3 {
+		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || string(b) != "ok" {
+			t.Fatalf("request %d: %q %v", i, b, err)
+		}
+		time.Sleep(400 * time.Millisecond) // longer than send_timeout (300ms)
+	}
+	if _, err := io.WriteString(c, "GET /stall HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitHandler(t, done, "keep-alive"); err == nil {
+		t.Fatal("256MiB written to a client that reads nothing")
 	}
 }
