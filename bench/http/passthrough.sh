@@ -8,7 +8,10 @@
 #
 # Usage: bench/http/passthrough.sh            (from anywhere in the repo)
 # Knobs (env): DURATION=10s CONNS=64 THREADS=2 ROUNDS=3 WARMUP=2s
-#              BASE_PORT=18080 (uses BASE_PORT..BASE_PORT+3)
+#              BASE_PORT=18080 (uses BASE_PORT..BASE_PORT+4)
+#              CEILING=1 also runs bench/http/rawproxy, the least pass-through
+#              Go can do (no HTTP semantics at all): a measuring stick that
+#              splits the gap to HAProxy into Go's cost and our HTTP stack's.
 # Outpost runs without its access log (--access-log=false), as HAProxy runs
 # here without logging.
 # Needs: go, wrk and haproxy (Debian packages; installed with apt-get when
@@ -21,11 +24,13 @@ THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-3}
 WARMUP=${WARMUP:-2s}
 BASE_PORT=${BASE_PORT:-18080}
+CEILING=${CEILING:-0}
 
 OUTPOST_ADDR=127.0.0.1:$BASE_PORT
 HAPROXY_ADDR=127.0.0.1:$((BASE_PORT + 1))
 B1=127.0.0.1:$((BASE_PORT + 2))
 B2=127.0.0.1:$((BASE_PORT + 3))
+RAW_ADDR=127.0.0.1:$((BASE_PORT + 4))
 
 cd "$(dirname "$0")/../.."
 WORK=$(mktemp -d /tmp/outpost-passthrough.XXXXXX)
@@ -46,6 +51,7 @@ need haproxy haproxy
 echo "building ..." >&2
 go build -o /tmp/outpost ./cmd/outpost
 go build -o "$WORK/backend" ./bench/http/backend
+[ "$CEILING" = 1 ] && go build -o "$WORK/rawproxy" ./bench/http/rawproxy
 if ! /tmp/outpost help proxy >/dev/null 2>&1; then
 	echo "passthrough: 'outpost proxy' is not available in this build" >&2
 	exit 1
@@ -95,6 +101,13 @@ HAPROXY_PID=$!
 
 wait_port "$OUTPOST_ADDR"
 wait_port "$HAPROXY_ADDR"
+TARGETS="outpost haproxy"
+if [ "$CEILING" = 1 ]; then
+	"$WORK/rawproxy" --listen "$RAW_ADDR" --b1 "$B1" --b2 "$B2" 2>"$WORK/raw.log" & PIDS+=($!)
+	RAW_PID=$!
+	wait_port "$RAW_ADDR"
+	TARGETS="outpost haproxy raw"
+fi
 
 # run_wrk URL -> "rps p99_ms requests"
 run_wrk() {
@@ -121,14 +134,19 @@ run_wrk() {
 echo "warm-up ($WARMUP each) ..." >&2
 wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" "http://$OUTPOST_ADDR/" >/dev/null
 wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" "http://$HAPROXY_ADDR/" >/dev/null
+[ "$CEILING" = 1 ] && wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" "http://$RAW_ADDR/" >/dev/null
 
 # CPU per request (user + system, from /proc): the proxy's own cost, and
 # what the backends spend per request behind it.
 printf '%-6s %-8s %12s %10s %14s %16s\n' round target 'requests/s' 'p99 ms' 'proxy us/req' 'backends us/req'
-o_rps=0 o_p99=0 h_rps=0 h_p99=0 o_cpu=0 h_cpu=0 o_bcpu=0 h_bcpu=0
+o_rps=0 o_p99=0 h_rps=0 h_p99=0 o_cpu=0 h_cpu=0 o_bcpu=0 h_bcpu=0 r_rps=0 r_p99=0 r_cpu=0
 for r in $(seq 1 "$ROUNDS"); do
-	for target in outpost haproxy; do
-		if [ "$target" = outpost ]; then addr=$OUTPOST_ADDR pid=$OUTPOST_PID; else addr=$HAPROXY_ADDR pid=$HAPROXY_PID; fi
+	for target in $TARGETS; do
+		case $target in
+		outpost) addr=$OUTPOST_ADDR pid=$OUTPOST_PID ;;
+		haproxy) addr=$HAPROXY_ADDR pid=$HAPROXY_PID ;;
+		raw) addr=$RAW_ADDR pid=$RAW_PID ;;
+		esac
 		p0=$(cpu_ms "$pid") b0=$(cpu_ms "${BACKEND_PIDS[@]}")
 		read -r rps p99 n < <(run_wrk "http://$addr/")
 		cpu=$(us_per_req "$p0" "$(cpu_ms "$pid")" "$n") bcpu=$(us_per_req "$b0" "$(cpu_ms "${BACKEND_PIDS[@]}")" "$n")
@@ -138,6 +156,10 @@ for r in $(seq 1 "$ROUNDS"); do
 			o_p99=$(awk -v a="$o_p99" -v b="$p99" 'BEGIN{print a+b}')
 			o_cpu=$(awk -v a="$o_cpu" -v b="$cpu" 'BEGIN{print a+b}')
 			o_bcpu=$(awk -v a="$o_bcpu" -v b="$bcpu" 'BEGIN{print a+b}')
+		elif [ "$target" = raw ]; then
+			r_rps=$(awk -v a="$r_rps" -v b="$rps" 'BEGIN{print a+b}')
+			r_p99=$(awk -v a="$r_p99" -v b="$p99" 'BEGIN{print a+b}')
+			r_cpu=$(awk -v a="$r_cpu" -v b="$cpu" 'BEGIN{print a+b}')
 		else
 			h_rps=$(awk -v a="$h_rps" -v b="$rps" 'BEGIN{print a+b}')
 			h_p99=$(awk -v a="$h_p99" -v b="$p99" 'BEGIN{print a+b}')
@@ -149,9 +171,11 @@ done
 
 awk -v or="$o_rps" -v op="$o_p99" -v hr="$h_rps" -v hp="$h_p99" -v n="$ROUNDS" \
 	-v oc="$o_cpu" -v hc="$h_cpu" -v ob="$o_bcpu" -v hb="$h_bcpu" \
+	-v rr="$r_rps" -v rp="$r_p99" -v rc="$r_cpu" \
 	-v d="$DURATION" -v c="$CONNS" -v t="$THREADS" 'BEGIN {
 	printf "\nmean of %d interleaved runs (wrk -t%s -c%s -d%s, keep-alive, 1 KiB bodies, 2 backends, round robin)\n", n, t, c, d
 	printf "outpost: %10.0f requests/s   p99 %8.3f ms   CPU %5.1f us/request (backends %5.1f)\n", or/n, op/n, oc/n, ob/n
 	printf "haproxy: %10.0f requests/s   p99 %8.3f ms   CPU %5.1f us/request (backends %5.1f)\n", hr/n, hp/n, hc/n, hb/n
+	if (rr > 0) printf "raw Go:  %10.0f requests/s   p99 %8.3f ms   CPU %5.1f us/request (bench/http/rawproxy: no HTTP semantics, a measuring stick)\n", rr/n, rp/n, rc/n
 	printf "ratio outpost/haproxy: requests/s %.2f (target >= 1.00), p99 %.2f (target <= 1.20)\n", or/hr, op/hp
 }'
