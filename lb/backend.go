@@ -20,8 +20,8 @@ const (
 type Backend struct {
 	id     string
 	rawURL string
-	url    *url.URL // scheme, host and path prefix; never modified
-	zone   string
+	url    *url.URL               // scheme, host and path prefix; never modified
+	zone   atomic.Pointer[string] // a label; a reload may change it
 	weight atomic.Int64
 
 	transport atomic.Pointer[h1Transport]
@@ -58,7 +58,12 @@ func (b *Backend) URL() string { return b.rawURL }
 func (b *Backend) Addr() string { return b.url.Host }
 
 // Zone is the configured zone label.
-func (b *Backend) Zone() string { return b.zone }
+func (b *Backend) Zone() string {
+	if z := b.zone.Load(); z != nil {
+		return *z
+	}
+	return ""
+}
 
 // Weight is the configured weight.
 func (b *Backend) Weight() int { return int(b.weight.Load()) }
@@ -120,16 +125,23 @@ func (b *Backend) latencyAt(now int64) float64 {
 	return v
 }
 
+// observeLatency blends a sample into the estimate. The old estimate keeps
+// its usual share (1-ewmaAlpha) only while fresh: it counts for as much as
+// it has decayed since its latest sample, so after a long idle spell the new
+// sample is most of the estimate, as a first sample is. Otherwise one slow
+// answer long ago would still outweigh a fast one now (0.5 s then, 2 ms now:
+// 375 ms), and the backend would be starved again.
 func (b *Backend) observeLatency(d time.Duration, now int64) {
-	b.lastObs.Store(now)
+	keep := 1 - ewmaAlpha
+	if age := now - b.lastObs.Swap(now); age > 0 {
+		keep *= math.Exp(-float64(age) / float64(latencyDecay))
+	}
 	s := d.Seconds()
 	for {
 		old := b.ewma.Load()
-		v := math.Float64frombits(old)
-		if v == 0 {
-			v = s
-		} else {
-			v += ewmaAlpha * (s - v)
+		v := s
+		if o := math.Float64frombits(old); o != 0 {
+			v += keep * (o - s)
 		}
 		if b.ewma.CompareAndSwap(old, math.Float64bits(v)) {
 			return
@@ -174,7 +186,7 @@ func (b *Backend) status(now int64, window int64) BackendStatus {
 	st := BackendStatus{
 		ID:        b.id,
 		URL:       b.rawURL,
-		Zone:      b.zone,
+		Zone:      b.Zone(),
 		Weight:    b.Weight(),
 		Health:    b.healthLabel(now),
 		Draining:  b.draining.Load(),

@@ -92,6 +92,16 @@ func (s *Selection) Usable(i int) bool {
 	return true
 }
 
+// anyUsable reports whether some backend is usable.
+func (s *Selection) anyUsable() bool {
+	for i := range s.Backends {
+		if s.Usable(i) {
+			return true
+		}
+	}
+	return false
+}
+
 // weightScale keeps slow-start fractions in integer weights.
 const weightScale = 1000
 

@@ -129,7 +129,8 @@ func New(name string, cfg PoolConfig, opts Options) (*Pool, error) {
 func (p *Pool) Name() string { return p.name }
 
 // Update applies a new config. Backends whose id and URL are unchanged keep
-// their health state, counters and connections; removed backends finish
+// their health state, counters and connections (their weight and zone
+// follow the new config); removed backends finish
 // their in-flight requests; added backends take traffic once healthy.
 func (p *Pool) Update(cfg PoolConfig) error { return p.update(cfg, false) }
 
@@ -166,10 +167,13 @@ func (p *Pool) update(cfg PoolConfig, initial bool) error {
 	for _, bc := range cfg.Backends {
 		var b *Backend
 		if old != nil {
-			if ob := old.byID[bc.ID]; ob != nil && ob.rawURL == bc.URL && ob.zone == bc.Zone {
+			if ob := old.byID[bc.ID]; ob != nil && ob.rawURL == bc.URL {
 				b = ob
 				kept[b] = true
 				b.weight.Store(int64(bc.Weight))
+				if zone := bc.Zone; zone != b.Zone() {
+					b.zone.Store(&zone)
+				}
 				if transportChanged {
 					prev := b.transport.Swap(newTransport(&cfg))
 					prev.retire()
@@ -230,7 +234,9 @@ func (p *Pool) update(cfg PoolConfig, initial bool) error {
 
 func (p *Pool) newBackend(bc BackendConfig, cfg *PoolConfig, initial bool, now int64) *Backend {
 	u, _ := parseBackendURL(bc.URL) // validated
-	b := &Backend{id: bc.ID, rawURL: bc.URL, url: u, zone: bc.Zone}
+	b := &Backend{id: bc.ID, rawURL: bc.URL, url: u}
+	zone := bc.Zone
+	b.zone.Store(&zone)
 	b.weight.Store(int64(bc.Weight))
 	b.transport.Store(newTransport(cfg))
 	b.metrics = p.metrics.forBackend(p.name, bc.ID)
@@ -301,6 +307,10 @@ func (p *Pool) Drain(id string) error { return p.setDraining(id, true) }
 func (p *Pool) Enable(id string) error { return p.setDraining(id, false) }
 
 func (p *Pool) setDraining(id string, on bool) error {
+	// Under p.mu, so a reload that replaces the backend (same id, new URL)
+	// copies the flag from the backend that got it.
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	b := p.state.Load().byID[id]
 	if b == nil {
 		return ErrUnknownBackend

@@ -81,6 +81,11 @@ func (r *ring) pick(s *Selection, key uint64) *Backend {
 	// every backend is ramping and all were skipped.
 	fallback := -1
 	last := int32(-1)
+	// Once the walk has passed over as many unusable backends as there
+	// are, check whether any is usable at all: with every backend down (or
+	// tried) the walk would otherwise visit every point of the ring, up to
+	// 2^18, per request.
+	unusable := 0
 	for j := 0; j < n; j++ {
 		idx := r.points[(start+j)%n].idx
 		if idx == last {
@@ -88,6 +93,10 @@ func (r *ring) pick(s *Selection, key uint64) *Backend {
 		}
 		last = idx
 		if !s.Usable(int(idx)) {
+			unusable++
+			if unusable == len(s.Backends) && fallback < 0 && !s.anyUsable() {
+				return nil
+			}
 			continue
 		}
 		if s.skipRamping(int(idx)) {

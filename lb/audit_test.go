@@ -1,0 +1,148 @@
+package lb
+
+import (
+	"fmt"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/outpost-edge/outpost/internal/units"
+)
+
+// TestReloadZoneChangeKeepsBackend: a reload that only relabels a backend's
+// zone keeps the backend (health, counters, connections) instead of
+// replacing it with a new one that waits for `rise` checks.
+func TestReloadZoneChangeKeepsBackend(t *testing.T) {
+	a := startBackend(t, "a", nil)
+	cfg := poolConfig(PolicyRoundRobin, a)
+	cfg.Health = fastHealth()
+	cfg.Health.Interval = units.Duration(time.Hour) // a second check never comes
+	cfg.Health.Jitter = 0
+	p := newTestPool(t, cfg, Options{})
+	before := p.Backends()[0]
+	cfg2 := poolConfig(PolicyRoundRobin, a)
+	cfg2.Health = cfg.Health
+	cfg2.Backends[0].Zone = "eu"
+	if err := p.Update(cfg2); err != nil {
+		t.Fatal(err)
+	}
+	if p.Backends()[0] != before {
+		t.Errorf("zone change replaced the backend")
+	}
+	st := backendStatus(p, "a")
+	if st.Health != "healthy" || st.Zone != "eu" {
+		t.Errorf("after zone change: health %q zone %q, want healthy eu", st.Health, st.Zone)
+	}
+	if id, err := get(t, p, "/"); err != nil || id != "a" {
+		t.Errorf("request after zone change: %q %v", id, err)
+	}
+}
+
+// TestP2CLatencySampleAfterDecay: a new latency sample outweighs an
+// estimate that has faded, so a backend that was slow once, idled and then
+// answered fast is not thrown back to its old latency.
+func TestP2CLatencySampleAfterDecay(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		idle   time.Duration
+		sample time.Duration
+		min    float64 // seconds
+		max    float64
+	}{
+		// 2 ms + 0.75 × e^-6 × (0.5 s - 2 ms) ≈ 2.9 ms, not 375 ms.
+		{"long idle, fast sample", time.Minute, 2 * time.Millisecond, 0.002, 0.004},
+		{"10 s idle", 10 * time.Second, 2 * time.Millisecond, 0.13, 0.14},
+		{"no idle", 0, 2 * time.Millisecond, 0.375, 0.376},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := fakeBackends(1)[0]
+			b.observeLatency(500*time.Millisecond, testNow)
+			later := testNow + int64(tc.idle)
+			b.observeLatency(tc.sample, later)
+			got := b.latencyAt(later)
+			if got < tc.min || got > tc.max {
+				t.Errorf("estimate %.4fs, want in [%.4f, %.4f]", got, tc.min, tc.max)
+			}
+		})
+	}
+}
+
+// TestRingAllUnusableNoSpin: with every backend down, a hash pick returns
+// nil after looking at each backend, not after walking all 2^18 ring points.
+func TestRingAllUnusableNoSpin(t *testing.T) {
+	for _, name := range []string{PolicyIPHash, PolicyConsistentHash} {
+		t.Run(name, func(t *testing.T) {
+			ws := make([]int, 100)
+			for i := range ws {
+				ws[i] = 1000
+			}
+			bs := fakeBackends(ws...)
+			p := newPolicy(t, name, bs, "uri")
+			for _, b := range bs {
+				b.state.Store(stateUnhealthy)
+			}
+			rnd := lockedRand(11)
+			req := &http.Request{URL: &url.URL{Path: "/x"}}
+			start := time.Now()
+			const picks = 500
+			for i := range picks {
+				s := NewSelection(req, bs, testNow, rnd)
+				s.ClientIP = netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)})
+				if b := p.Pick(s); b != nil {
+					t.Fatalf("picked %s", b.id)
+				}
+			}
+			if d := time.Since(start); d > 150*time.Millisecond {
+				t.Errorf("%d picks with all backends down took %v", picks, d)
+			}
+			// One usable backend is still found.
+			bs[57].state.Store(stateHealthy)
+			for i := range 50 {
+				s := NewSelection(&http.Request{URL: &url.URL{Path: fmt.Sprint("/", i)}}, bs, testNow, rnd)
+				s.ClientIP = netip.AddrFrom4([4]byte{10, 1, 0, byte(i)})
+				if b := p.Pick(s); b != bs[57] {
+					t.Fatalf("picked %v, want b57", b)
+				}
+			}
+		})
+	}
+}
+
+// TestDrainRacesReload: a drain that races a reload replacing the backend
+// (same id, new URL) is not lost.
+func TestDrainRacesReload(t *testing.T) {
+	a := startBackend(t, "a", nil)
+	b := startBackend(t, "b", nil)
+	cfgFor := func(u string) PoolConfig {
+		cfg := poolConfig(PolicyRoundRobin, a)
+		cfg.Backends = append(cfg.Backends, BackendConfig{ID: "x", URL: u})
+		return cfg
+	}
+	p := newTestPool(t, cfgFor(a.url()+"/x0"), Options{})
+	for i := range 2000 {
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			if err := p.Drain("x"); err != nil {
+				t.Error(err)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			if err := p.Update(cfgFor(fmt.Sprintf("%s/x%d", b.url(), i+1))); err != nil {
+				t.Error(err)
+			}
+		}()
+		wg.Wait()
+		if !backendStatus(p, "x").Draining {
+			t.Fatalf("iteration %d: drain lost to a concurrent reload", i)
+		}
+		if err := p.Enable("x"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
