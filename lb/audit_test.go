@@ -146,3 +146,64 @@ func TestDrainRacesReload(t *testing.T) {
 		}
 	}
 }
+
+// TestReloadTLSRestartsChecks: active checks use the transport's TLS
+// settings, so a reload that only fixes them (here: the certificate trust)
+// must restart the checkers; before, they kept failing with the old
+// settings and the backend stayed unhealthy while requests would succeed.
+func TestReloadTLSRestartsChecks(t *testing.T) {
+	s, _ := tlsBackend(t, false)
+	cfg := PoolConfig{Backends: []BackendConfig{{URL: s.URL, ID: "tls"}}}
+	cfg.Health = fastHealth()
+	p := newTestPool(t, cfg, Options{})
+	eventually(t, "tls unhealthy", func() bool { return backendStatus(p, "tls").Health == "unhealthy" })
+	cfg.Transport.InsecureSkipVerify = true
+	if err := p.Update(cfg); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "tls healthy after the TLS fix", func() bool { return backendStatus(p, "tls").Health == "healthy" })
+	if id, err := get(t, p, "/"); err != nil || id != "" {
+		t.Errorf("request: %q %v", id, err)
+	}
+}
+
+// TestEjectedShareCountsBackendsAwaitingRise: with active checks, an
+// ejected backend stays out after its ejection time until `rise` checks
+// pass; until then it still counts toward max_ejected_percent, so the
+// other backend of a pair is not ejected too (leaving none).
+func TestEjectedShareCountsBackendsAwaitingRise(t *testing.T) {
+	clk := newFakeClock()
+	a := startBackend(t, "a", nil)
+	b := startBackend(t, "b", nil)
+	cfg := poolConfig(PolicyRoundRobin, a, b)
+	cfg.Health = fastHealth()
+	cfg.Health.Interval = units.Duration(time.Hour)
+	cfg.Outlier.ConsecutiveFailures = 1
+	cfg.Outlier.BaseEjectionTime = units.Duration(10 * time.Second)
+	cfg.Outlier.MaxEjectionTime = units.Duration(time.Minute)
+	cfg.Outlier.MaxEjectedPercent = 50
+	p := newTestPool(t, cfg, Options{Now: clk.Now})
+	for _, id := range []string{"a", "b"} {
+		eventually(t, id+" checked", func() bool { return backendStatus(p, id).LastCheck == "ok" })
+	}
+	st := p.state.Load()
+	ba, bb := st.byID["a"], st.byID["b"]
+	p.recordOutcome(st, ba, true)
+	if got := backendStatus(p, "a").Health; got != "ejected" {
+		t.Fatalf("a %s, want ejected", got)
+	}
+	clk.Advance(11 * time.Second) // a's time is up; it waits for rise checks
+	p.recordOutcome(st, bb, true)
+	if got := backendStatus(p, "b").Health; got != "healthy" {
+		t.Fatalf("b %s while a awaits its checks: over the 50%% share", got)
+	}
+	p.applyCheck(ba, st.cfg.Health, "")
+	p.applyCheck(ba, st.cfg.Health, "")
+	if got := backendStatus(p, "a").Health; got != "healthy" {
+		t.Fatalf("a %s after rise checks", got)
+	}
+	p.recordOutcome(st, bb, true)
+	if got := backendStatus(p, "b").Health; got != "ejected" {
+		t.Errorf("b %s once a returned, want ejected", got)
+	}
+}

@@ -30,14 +30,19 @@ type Backend struct {
 	state        atomic.Int32
 	draining     atomic.Bool
 	ejectedUntil atomic.Int64 // unix nanos; 0 = not ejected
-	upSince      atomic.Int64 // unix nanos of the latest return to service; 0 = no slow start
-	inflight     atomic.Int64
-	consecFail   atomic.Int32
-	ewma         atomic.Uint64 // float64 bits: latency to response headers, seconds
-	lastObs      atomic.Int64  // unix nanos of the latest latency sample
-	requests     atomic.Uint64
-	failures     atomic.Uint64
-	ejections    atomic.Uint64 // total, for the admin API
+	// returning is set from an ejection (with active checks) until the
+	// backend is healthy again: after its ejection time it waits for `rise`
+	// passing checks, and until then still counts toward
+	// max_ejected_percent.
+	returning  atomic.Bool
+	upSince    atomic.Int64 // unix nanos of the latest return to service; 0 = no slow start
+	inflight   atomic.Int64
+	consecFail atomic.Int32
+	ewma       atomic.Uint64 // float64 bits: latency to response headers, seconds
+	lastObs    atomic.Int64  // unix nanos of the latest latency sample
+	requests   atomic.Uint64
+	failures   atomic.Uint64
+	ejections  atomic.Uint64 // total, for the admin API
 
 	// mu guards the transition fields below (health checks and ejection).
 	mu          sync.Mutex

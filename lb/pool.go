@@ -161,7 +161,10 @@ func (p *Pool) update(cfg PoolConfig, initial bool) error {
 
 	transportChanged := old == nil || old.cfg.Transport != cfg.Transport ||
 		old.cfg.Timeouts.Connect != cfg.Timeouts.Connect || old.cfg.Timeouts.Try != cfg.Timeouts.Try
-	healthChanged := old == nil || old.cfg.Health != cfg.Health
+	// Checkers hold the check config and the transport's TLS settings.
+	healthChanged := old == nil || old.cfg.Health != cfg.Health ||
+		old.cfg.Transport.TLSServerName != cfg.Transport.TLSServerName ||
+		old.cfg.Transport.InsecureSkipVerify != cfg.Transport.InsecureSkipVerify
 	now := p.now().UnixNano()
 	kept := make(map[*Backend]bool)
 	for _, bc := range cfg.Backends {
@@ -352,6 +355,7 @@ func (p *Pool) Status() PoolStatus {
 // owns b exclusively.
 func (p *Pool) setHealthy(b *Backend, up bool, now int64) {
 	if up {
+		b.returning.Store(false)
 		b.state.Store(stateHealthy)
 		b.upSince.Store(now)
 		b.metrics.healthy.Set(1)
@@ -394,7 +398,7 @@ func (p *Pool) eject(st *poolState, b *Backend) {
 	}
 	ejected := 0
 	for _, o := range st.backends {
-		if o.ejectedUntil.Load() > now {
+		if o.ejectedUntil.Load() > now || o.returning.Load() {
 			ejected++
 		}
 	}
@@ -423,6 +427,7 @@ func (p *Pool) eject(st *poolState, b *Backend) {
 		// It returns through the active check: `rise` successes after the
 		// ejection time.
 		b.checkOK = 0
+		b.returning.Store(true)
 		if b.state.Load() == stateHealthy {
 			b.lastCheck = "ejected"
 			p.setHealthy(b, false, now)
