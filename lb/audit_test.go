@@ -1,6 +1,8 @@
 package lb
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -8,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/outpost-edge/outpost/internal/units"
 )
@@ -205,5 +209,54 @@ func TestEjectedShareCountsBackendsAwaitingRise(t *testing.T) {
 	p.recordOutcome(st, bb, true)
 	if got := backendStatus(p, "b").Health; got != "ejected" {
 		t.Errorf("b %s once a returned, want ejected", got)
+	}
+}
+
+// TestClientGoneDuringBackoff: a client that goes away while the pool waits
+// to retry gets the context's error (documented: "client went away | the
+// context's error, unwrapped"), not the failed try's connect error, so the
+// proxy does not log a backend failure (502) for it.
+func TestClientGoneDuringBackoff(t *testing.T) {
+	cfg := PoolConfig{Backends: []BackendConfig{{URL: refusedURL(t), ID: "r1"}, {URL: refusedURL(t), ID: "r2"}}}
+	cfg.Retries = RetryConfig{MaxTries: 2, Backoff: units.Duration(time.Second), MaxBackoff: units.Duration(time.Second)}
+	cfg.Outlier.Disabled = true
+	p := newTestPool(t, cfg, Options{Rand: func() uint64 { return uint64(900 * time.Millisecond) }})
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://pool/", nil)
+	time.AfterFunc(50*time.Millisecond, cancel)
+	start := time.Now()
+	_, err := p.RoundTrip(req)
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("error %v, want context.Canceled", err)
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Errorf("returned after %v, want at the cancellation", d)
+	}
+}
+
+// TestReplacedBackendHealthGauge: a reload that moves an id to a new URL
+// starts a new, unchecked backend; outpost_lb_backend_healthy follows it
+// (0 until its `rise` checks pass) instead of keeping the old backend's 1.
+func TestReplacedBackendHealthGauge(t *testing.T) {
+	a := startBackend(t, "a", nil)
+	b := startBackend(t, "b", nil)
+	m := NewMetrics(nil)
+	cfg := PoolConfig{Backends: []BackendConfig{{URL: a.url(), ID: "x"}}}
+	cfg.Health = fastHealth()
+	cfg.Health.Interval = units.Duration(time.Hour)
+	p := newTestPool(t, cfg, Options{Metrics: m})
+	gauge := func() float64 { return testutil.ToFloat64(m.healthy.WithLabelValues("test", "x")) }
+	if g := gauge(); g != 1 {
+		t.Fatalf("gauge %v at start", g)
+	}
+	cfg.Backends[0].URL = b.url()
+	if err := p.Update(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if h := backendStatus(p, "x").Health; h == "healthy" {
+		t.Fatalf("replaced backend healthy before its checks")
+	}
+	if g := gauge(); g != 0 {
+		t.Errorf("gauge %v for a backend not yet checked, want 0", g)
 	}
 }

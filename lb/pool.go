@@ -252,8 +252,11 @@ func (p *Pool) newBackend(bc BackendConfig, cfg *PoolConfig, initial bool, now i
 		b.state.Store(stateHealthy)
 		b.upSince.Store(now)
 	}
+	// The series may be an earlier backend's under the same id (a new URL).
 	if b.state.Load() == stateHealthy {
 		b.metrics.healthy.Set(1)
+	} else {
+		b.metrics.healthy.Set(0)
 	}
 	return b
 }

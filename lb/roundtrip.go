@@ -220,7 +220,8 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 	case lastErr == nil:
 		return nil, &Error{Pool: p.name, Err: ErrNoBackend}
 	case parent.Err() != nil:
-		return nil, lastErr
+		// The client went away, during a try or while waiting to retry.
+		return nil, parent.Err()
 	case lastKind == kindTimeout:
 		return nil, &Error{Pool: p.name, Backend: last.id, Err: fmt.Errorf("%w: %w", ErrTimeout, lastErr), timeout: true}
 	}
