@@ -312,3 +312,43 @@ func TestHashStabilityLargeWeights(t *testing.T) {
 		})
 	}
 }
+
+// TestConsistentHashCookieNoAlloc: hashing on a cookie reads it without
+// parsing every cookie of the request into a slice (r.Cookie allocates per
+// pick), and agrees with r.Cookie on which value it hashes.
+func TestConsistentHashCookieNoAlloc(t *testing.T) {
+	bs := fakeBackends(1, 1, 1)
+	p := newPolicy(t, PolicyConsistentHash, bs, "cookie:sid")
+	req := &http.Request{URL: &url.URL{Path: "/"}, Header: http.Header{}}
+	req.Header.Add("Cookie", "a=1; theme=dark; sid=abc123; z=2")
+	s := NewSelection(req, bs, testNow, lockedRand(13))
+	if n := testing.AllocsPerRun(100, func() { p.Pick(s) }); n != 0 {
+		t.Errorf("%v allocations per pick", n)
+	}
+	for _, tc := range []struct {
+		cookies []string
+		want    string // "" = no usable cookie
+	}{
+		{[]string{"sid=abc123"}, "abc123"},
+		{[]string{"a=1;sid=x;sid=y"}, "x"},
+		{[]string{"a=1", " sid = v "}, " v"},
+		{[]string{`sid=a\b; sid=ok`}, "ok"}, // an invalid value is skipped
+		{[]string{"a=1", "sid=v2"}, "v2"},
+		{[]string{`sid="q"`}, "q"},
+		{[]string{"sidx=1; xsid=2"}, ""},
+		{[]string{"sid="}, ""},
+		{nil, ""},
+	} {
+		r := &http.Request{Header: http.Header{"Cookie": tc.cookies}}
+		want := ""
+		if c, err := r.Cookie("sid"); err == nil {
+			want = c.Value
+		}
+		if want != tc.want {
+			t.Fatalf("%q: r.Cookie gives %q, table says %q", tc.cookies, want, tc.want)
+		}
+		if got := cookieValue(r.Header, "sid"); got != want {
+			t.Errorf("%q: cookieValue %q, r.Cookie %q", tc.cookies, got, want)
+		}
+	}
+}

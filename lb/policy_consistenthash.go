@@ -1,5 +1,11 @@
 package lb
 
+import (
+	"net/http"
+	"net/textproto"
+	"strings"
+)
+
 // consistentHash maps a request key (URI, header or cookie) to a backend on
 // a consistent-hash ring: the same URI goes to the same backend, which keeps
 // origin-side caches hot. Requests without the key fall back to the client
@@ -44,9 +50,42 @@ func (p *consistentHash) requestKey(s *Selection) uint64 {
 			return mix64(fnvString(fnvOffset, v[0]))
 		}
 	case 'c':
-		if c, err := r.Cookie(p.key.name); err == nil && c.Value != "" {
-			return mix64(fnvString(fnvOffset, c.Value))
+		if v := cookieValue(r.Header, p.key.name); v != "" {
+			return mix64(fnvString(fnvOffset, v))
 		}
 	}
 	return clientKey(s)
+}
+
+// cookieValue is the value of the first valid cookie named name, as
+// r.Cookie(name) returns it, without parsing every cookie of the request
+// into a slice of *http.Cookie (which r.Cookie does, allocating per pick).
+func cookieValue(h http.Header, name string) string {
+	for _, line := range h["Cookie"] {
+		for line != "" {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			k, v, _ := strings.Cut(textproto.TrimString(part), "=")
+			if textproto.TrimString(k) != name {
+				continue
+			}
+			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
+				v = v[1 : len(v)-1]
+			}
+			if validCookieValue(v) {
+				return v
+			}
+		}
+	}
+	return ""
+}
+
+// validCookieValue mirrors net/http's check of a cookie value's bytes.
+func validCookieValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c >= 0x7f || c == '"' || c == ';' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
