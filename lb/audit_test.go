@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/outpost-edge/outpost/internal/units"
@@ -349,6 +350,30 @@ func TestConsistentHashCookieNoAlloc(t *testing.T) {
 		}
 		if got := cookieValue(r.Header, "sid"); got != want {
 			t.Errorf("%q: cookieValue %q, r.Cookie %q", tc.cookies, got, want)
+		}
+	}
+}
+
+// TestCloseForgetsSeries: a pool that leaves the config (Close) drops its
+// backends' series, as a reload drops a removed backend's; before, a removed
+// pool kept reporting outpost_lb_backend_healthy 1 forever.
+func TestCloseForgetsSeries(t *testing.T) {
+	a := startBackend(t, "a", nil)
+	m := NewMetrics(nil)
+	keep := newTestPool(t, poolConfig(PolicyRoundRobin, a), Options{Metrics: m})
+	p, err := New("gone", poolConfig(PolicyRoundRobin, a), Options{Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pl := range []*Pool{keep, p} {
+		if _, err := get(t, pl, "/"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.Close()
+	for name, c := range map[string]prometheus.Collector{"requests": m.requests, "healthy": m.healthy, "latency": m.latency} {
+		if n := testutil.CollectAndCount(c); n != 1 {
+			t.Errorf("%s: %d series after Close, want 1 (the other pool's)", name, n)
 		}
 	}
 }

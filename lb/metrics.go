@@ -90,9 +90,13 @@ func (m *Metrics) forBackend(pool, id string) backendMetrics {
 	}
 }
 
-// forget drops a removed backend's series.
+// forget drops a removed backend's series, or with id "" all of a
+// closed pool's.
 func (m *Metrics) forget(pool, id string) {
 	l := prometheus.Labels{"pool": pool, "backend": id}
+	if id == "" {
+		l = prometheus.Labels{"pool": pool}
+	}
 	for _, v := range []*prometheus.MetricVec{
 		m.requests.MetricVec, m.errors.MetricVec, m.latency.MetricVec,
 		m.transitions.MetricVec, m.retries.MetricVec, m.ejections.MetricVec, m.healthy.MetricVec,

@@ -282,8 +282,8 @@ func newTransport(cfg *PoolConfig) *h1Transport {
 	}, d, t.MaxIdlePerBackend, t.IdleTimeout.D(), cfg.Timeouts.Try.D())
 }
 
-// Close stops health checks and closes idle connections. In-flight
-// requests finish; new ones fail with ErrClosed.
+// Close stops health checks, closes idle connections and drops the pool's
+// metric series. In-flight requests finish; new ones fail with ErrClosed.
 func (p *Pool) Close() {
 	p.mu.Lock()
 	if p.closed {
@@ -303,6 +303,8 @@ func (p *Pool) Close() {
 			b.transport.Load().retire()
 		}
 	}
+	// In-flight requests keep counting into their detached children.
+	p.metrics.forget(p.name, "")
 }
 
 // Drain stops new requests to backend id; in-flight ones finish. Sticky
