@@ -377,3 +377,42 @@ func TestCloseForgetsSeries(t *testing.T) {
 		}
 	}
 }
+
+// TestIPv6BackendDefaultID: a backend URL with an IPv6 literal and no id
+// gets the default id host:port ("[::1]:9001"), which validation accepted
+// only for IPv4 and names; it must also pin through the sticky cookie.
+func TestIPv6BackendDefaultID(t *testing.T) {
+	for _, u := range []string{"http://[::1]:9001", "http://[2001:db8::7]:80/api", "http://10.0.0.1:9001"} {
+		cfg := PoolConfig{Backends: []BackendConfig{{URL: u}}, Sticky: StickyConfig{Enabled: true}}
+		cfg.SetDefaults()
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("%s: %v", u, err)
+			continue
+		}
+		id := cfg.Backends[0].ID
+		b := &Backend{id: id}
+		s := newSticky("p", cfg.Sticky, []byte("0123456789abcdef"))
+		resp := &http.Response{Header: http.Header{"Set-Cookie": {s.cookie(b, false)}}}
+		req := &http.Request{Header: http.Header{}}
+		for _, c := range resp.Cookies() {
+			req.AddCookie(c)
+		}
+		if got := s.lookup(req, map[string]*Backend{id: b}); got != b {
+			t.Errorf("%s: sticky cookie %q does not pin id %q", u, resp.Header.Get("Set-Cookie"), id)
+		}
+	}
+}
+
+// TestAdminDrainIPv6ID: the admin API drains a backend whose id is an IPv6
+// host:port.
+func TestAdminDrainIPv6ID(t *testing.T) {
+	cfg := PoolConfig{Backends: []BackendConfig{{URL: "http://[::1]:9"}, {URL: "http://127.0.0.1:9"}}}
+	p := newTestPool(t, cfg, Options{})
+	h := AdminHandler(func() map[string]*Pool { return map[string]*Pool{"test": p} })
+	if rec := adminDo(t, h, http.MethodPost, "/v1/pools/test/backends/[::1]:9/drain"); rec.Code != http.StatusOK {
+		t.Fatalf("drain: %d %s", rec.Code, rec.Body)
+	}
+	if !backendStatus(p, "[::1]:9").Draining {
+		t.Errorf("not draining")
+	}
+}

@@ -239,7 +239,7 @@ func setInt(n *int, v int) {
 }
 
 var (
-	idRE     = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+	idRE     = regexp.MustCompile(`^[A-Za-z0-9._:\[\]-]{1,128}$`) // [] for IPv6 host:port
 	cookieRE = regexp.MustCompile(`^[A-Za-z0-9!#$%&'*+.^_|~-]{1,64}$`)
 )
 
@@ -263,7 +263,7 @@ func (c *PoolConfig) Validate() error {
 		// An empty id is derived from the URL: when that is what is
 		// wrong, the url error says so.
 		if !idRE.MatchString(b.ID) && (b.ID != "" || urlErr == nil) {
-			l.Addf(p+".id", "must be 1-128 letters, digits or \".-_:\", got %q", b.ID)
+			l.Addf(p+".id", "must be 1-128 letters, digits or \".-_:[]\", got %q", b.ID)
 		} else if j, dup := seen[b.ID]; dup {
 			l.Addf(p+".id", "duplicate backend id %q (also backends[%d])", b.ID, j)
 		} else {
