@@ -28,6 +28,7 @@ import (
 
 	"github.com/outpost-edge/outpost/configs"
 	"github.com/outpost-edge/outpost/gateway"
+	"github.com/outpost-edge/outpost/internal/boltfile"
 	"github.com/outpost-edge/outpost/internal/config"
 	"github.com/outpost-edge/outpost/internal/datadir"
 	"github.com/outpost-edge/outpost/internal/edge"
@@ -157,9 +158,9 @@ func Start(o Options) (d *Demo, err error) {
 	// Origins: two stateless instances sharing one bbolt store, one
 	// session bucket (refresh tokens) and one timeline cache (the embedded
 	// default; see docs/origin.md).
-	d.originDB, err = bolt.Open(filepath.Join(d.DataDir, "origin.db"), 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	d.originDB, err = boltfile.Open(filepath.Join(d.DataDir, "origin.db"), 2*time.Second)
 	if err != nil {
-		return d, fmt.Errorf("origin store: %w (is another demo using %s?)", err, d.DataDir)
+		return d, fmt.Errorf("origin store: %w", err)
 	}
 	st, err := store.NewBolt(d.originDB)
 	if err != nil {
