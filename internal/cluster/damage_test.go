@@ -9,6 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // A queue file that cannot be read stops the start with an error naming
@@ -46,5 +49,33 @@ func TestFanoutQueueDamaged(t *testing.T) {
 				t.Error("the damaged file was changed")
 			}
 		})
+	}
+}
+
+// A queue record that does not decode cannot be delivered: it is dropped
+// so it does not block the peer's queue, with an error line saying so.
+func TestFanoutUnreadableRecordLogged(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fanout.db")
+	addr := downAddr(t)
+	var logs bytes.Buffer
+	f, err := NewFanout("a", []Peer{{"b", "http://" + addr}}, "tok", path, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	f.Send(context.Background(), "/v1/purge", []byte(`{"tags":["good"]}`))
+	if err := f.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(queueBucket).Put(queueKey("b", 0), []byte("{damaged"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	rc := &recorder{}
+	startAt(t, addr, rc)
+	f.retryDue(time.Now().Add(time.Hour))
+	if got := strings.Join(rc.got(), " "); got != `{"tags":["good"]}` {
+		t.Errorf("delivered %q", got)
+	}
+	if !strings.Contains(logs.String(), "unreadable") || !strings.Contains(logs.String(), path) {
+		t.Errorf("no error line naming the file:\n%s", logs.String())
 	}
 }

@@ -401,6 +401,10 @@ func (f *Fanout) retryPeer(name string, now time.Time) {
 			return
 		}
 		if !ok { // unreadable: it would block the rest for good
+			if f.log != nil {
+				f.log.Error("queued admin operation unreadable (damaged queue record): dropped; repeat recent purges on the peer",
+					"peer", name, "file", f.db.Path())
+			}
 			_ = f.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(queueBucket).Delete(key) })
 			continue
 		}
