@@ -62,3 +62,31 @@ func TestWriteDiskFull(t *testing.T) {
 		t.Errorf("left behind: %v", ents)
 	}
 }
+
+// RemoveTemps removes what a crash between create and rename leaves, and
+// nothing else.
+func TestRemoveTemps(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "records.json")
+	if err := Write(path, []byte("kept"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{".records.json.tmp123", ".records.json.tmp"} {
+		os.WriteFile(filepath.Join(dir, name), []byte("partial"), 0o600)
+	}
+	other := filepath.Join(dir, ".other.json.tmp1")
+	os.WriteFile(other, nil, 0o600)
+	n, err := RemoveTemps(path)
+	if err != nil || n != 2 {
+		t.Fatalf("RemoveTemps = %d, %v; want 2", n, err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "kept" {
+		t.Errorf("the file itself: %q", b)
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Error("another file's temp removed")
+	}
+	if n, err := RemoveTemps(filepath.Join(dir, "missing-dir", "x")); n != 0 || err == nil {
+		t.Errorf("missing directory: %d, %v", n, err)
+	}
+}
