@@ -11,9 +11,11 @@ import (
 // two more fcntl calls to undo it. os.NewFile on a blocking descriptor
 // skips all of that: one system call per hit served from a file instead of
 // six. Bodies go out through sendfile(2), which never polls the file.
+// O_NOFOLLOW: a body replaced with a symlink fails to open (ELOOP) rather
+// than serve a file from outside the cache directory.
 func openFile(path string) (*os.File, error) {
 	for {
-		fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+		fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC|syscall.O_NOFOLLOW, 0)
 		if err == syscall.EINTR {
 			continue
 		}

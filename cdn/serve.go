@@ -2,6 +2,7 @@ package cdn
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -29,6 +30,25 @@ func xcacheValue(v string) []string {
 	return []string{v}
 }
 
+// openBody opens a stored body file and checks it is still the regular
+// file of size bytes the index describes: a truncated body sent with the
+// stored Content-Length would cut every response to it short.
+func openBody(path string, size int64) (*os.File, error) {
+	f, err := openFile(path)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err == nil && (!fi.Mode().IsRegular() || fi.Size() != size) {
+		err = fmt.Errorf("%s: %d bytes on disk, %d stored", path, fi.Size(), size)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
 type writerOnly struct{ io.Writer }
 type readerOnly struct{ io.Reader }
 
@@ -43,9 +63,9 @@ func (h *handler) compressEntry(e *store.Entry, enc string) *store.Entry {
 		return nil
 	}
 	defer c.release(fk, f)
-	src, err := openFile(e.Path())
+	src, err := openBody(e.Path(), e.Size)
 	if err != nil {
-		return nil
+		return nil // serveEntry finds the identity body broken too
 	}
 	defer src.Close()
 	wr, err := c.store.Create()
@@ -102,10 +122,14 @@ func (h *handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 	var file *os.File // nil when the body is in memory
 	mem := c.store.Body(e, enc)
 	if mem == nil {
-		f, err := openFile(path)
+		f, err := openBody(path, size)
 		if err != nil {
-			// Evicted or purged between lookup and open: fetch it instead.
+			// Evicted or purged between lookup and open, or the file was
+			// removed, cut short or replaced behind the store's back:
+			// drop the entry (a no-op if it is gone already) so the next
+			// request fills it again, and fetch this one.
 			c.ioError("read", e.Key, err)
+			c.store.Remove([]*store.Entry{e})
 			h.pass(w, r, resMiss, "store-read")
 			return
 		}

@@ -66,6 +66,11 @@ func openRecordStore(path string, log *slog.Logger, now func() time.Time) (*reco
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, nil, fmt.Errorf("records file %s: %w", path, err)
 	}
+	// A crash between writing a new version and renaming it leaves the
+	// temp file; the file itself is whole (old or new version).
+	if n, _ := atomicfile.RemoveTemps(path); n > 0 {
+		log.Info("removed temp files a crash left beside the records file", "path", path, "count", n)
+	}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return st, empty, nil

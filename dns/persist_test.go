@@ -440,3 +440,30 @@ func TestRecordsUnservedRemovable(t *testing.T) {
 		t.Errorf("second remove: %v, want ErrNotFound", err)
 	}
 }
+
+// TestRecordsTempFilesFromCrash: a temp file a crash left beside the
+// records file (written, never renamed) is removed at start; the records
+// file itself is served as it was.
+func TestRecordsTempFilesFromCrash(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "dns-records.json")
+	rr := `_acme-challenge.example.com. 60 IN TXT "kept"`
+	file := `{"version":1,"zones":{"example.com.":{"records":["` + strings.ReplaceAll(rr, `"`, `\"`) + `"]}}}`
+	if err := os.WriteFile(path, []byte(file), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	temp := filepath.Join(dir, ".dns-records.json.tmp4242")
+	if err := os.WriteFile(temp, []byte(`{"version":1,"zo`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(ZoneConfig{File: testdata("example.com.zone")})
+	opts, logs := persistOptions(path)
+	_, addr := startServer(t, cfg, nil, opts)
+	checkAnswers(t, "start", addr, []answerCase{{"_acme-challenge.example.com.", mdns.TypeTXT, []string{rr}}})
+	if _, err := os.Stat(temp); !os.IsNotExist(err) {
+		t.Errorf("temp file kept: %v", err)
+	}
+	if !strings.Contains(logs.String(), "removed temp files") {
+		t.Errorf("no log line:\n%s", logs)
+	}
+}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/outpost-edge/outpost/internal/boltfile"
 )
 
 // KeyPrefix starts every API key the gateway generates, so keys are
@@ -74,17 +76,20 @@ type KeyStore struct {
 	byID    map[string]*KeyRecord
 }
 
-// OpenKeyStore opens (creating if needed) the key database at path.
+// OpenKeyStore opens (creating if needed) the key database at path. A file
+// that cannot be read is an error naming it, never an empty store: the
+// keys in it are data, and starting without them would make every issued
+// key fail and let the next Create write over the file.
 func OpenKeyStore(path string) (*KeyStore, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	db, err := boltfile.Open(path, 5*time.Second)
 	if err != nil {
-		return nil, fmt.Errorf("gateway: open key store: %w", err)
+		return nil, keyStoreError(path, err)
 	}
 	s := &KeyStore{db: db, rand: rand.Reader, now: time.Now, byHash: map[[32]byte]*KeyRecord{}, byID: map[string]*KeyRecord{}}
-	err = db.Update(func(tx *bolt.Tx) error {
+	err = boltfile.Update(db, path, func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(keysBucket)
 		if err != nil {
-			return err
+			return fmt.Errorf("bucket %q: %w", keysBucket, err)
 		}
 		return b.ForEach(func(k, v []byte) error {
 			var rec KeyRecord
@@ -96,9 +101,17 @@ func OpenKeyStore(path string) (*KeyStore, error) {
 	})
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("gateway: load key store: %w", err)
+		return nil, keyStoreError(path, err)
 	}
 	return s, nil
+}
+
+func keyStoreError(path string, err error) error {
+	if errors.Is(err, boltfile.ErrLocked) {
+		return fmt.Errorf("gateway: key store: %w", err)
+	}
+	return fmt.Errorf("gateway: key store %s cannot be read: %w; restore it from a backup "+
+		"(moving it aside starts with no API keys: every key made with /v1/keys stops working)", path, err)
 }
 
 // SetClock replaces the clock and randomness source (tests).

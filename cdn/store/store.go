@@ -29,6 +29,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/outpost-edge/outpost/internal/boltfile"
 )
 
 // File is the writable temp file a Writer fills. os.File implements it.
@@ -170,32 +172,61 @@ func Open(opts Options) (*Store, error) {
 			return nil, fmt.Errorf("store: %w", err)
 		}
 	}
-	db, err := bolt.Open(filepath.Join(opts.Dir, "index.db"), 0o600, &bolt.Options{Timeout: 5 * time.Second})
-	if err != nil {
-		return nil, fmt.Errorf("store: open index: %w", err)
-	}
-	s.db = db
-	if err := s.reconcile(); err != nil {
-		db.Close()
+	if err := s.openIndex(); err != nil {
 		return nil, err
 	}
 	go s.flusher()
 	return s, nil
 }
 
+// openIndex opens and reconciles the index. The store is a cache: an index
+// bbolt cannot read (truncated by a full disk or a crash of the file
+// system, garbage, another program's database) is moved aside to
+// index.db.damaged, replacing an earlier one, and the store starts empty;
+// reconcile then removes the bodies no record names. An index locked by
+// another process is an error: that process owns the directory.
+func (s *Store) openIndex() error {
+	path := filepath.Join(s.opts.Dir, "index.db")
+	err := s.loadIndex(path)
+	if !errors.Is(err, boltfile.ErrDamaged) {
+		return err
+	}
+	aside := path + ".damaged"
+	s.log.Error("cache index unreadable: starting with an empty cache", "file", path, "moved_to", aside, "error", err)
+	if rerr := os.Rename(path, aside); rerr != nil {
+		return fmt.Errorf("store: %w; moving it aside failed: %v", err, rerr)
+	}
+	return s.loadIndex(path)
+}
+
+func (s *Store) loadIndex(path string) error {
+	db, err := boltfile.Open(path, 5*time.Second)
+	if err != nil {
+		return fmt.Errorf("store: open index: %w", err)
+	}
+	s.db = db
+	if err := s.reconcile(path); err != nil {
+		db.Close()
+		s.db = nil
+		return err
+	}
+	return nil
+}
+
 // reconcile loads the index, drops records whose body file is missing or of
 // the wrong size, removes files no record names, then evicts to the limits.
-func (s *Store) reconcile() error {
+func (s *Store) reconcile(path string) error {
 	var entries []*Entry
 	var drop [][]byte
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := boltfile.Update(s.db, path, func(tx *bolt.Tx) error {
 		mb, err := tx.CreateBucketIfNotExists(bucketMeta)
 		if err != nil {
-			return err
+			// Another layout: not an index this package wrote.
+			return fmt.Errorf("%s: %w: bucket %q: %v", path, boltfile.ErrDamaged, bucketMeta, err)
 		}
 		ab, err := tx.CreateBucketIfNotExists(bucketAtime)
 		if err != nil {
-			return err
+			return fmt.Errorf("%s: %w: bucket %q: %v", path, boltfile.ErrDamaged, bucketAtime, err)
 		}
 		return mb.ForEach(func(k, v []byte) error {
 			var m Meta
@@ -274,18 +305,23 @@ func (s *Store) filesOK(e *Entry) bool {
 	if !validRel(e.File) {
 		return false
 	}
-	if fi, err := os.Stat(e.path); err != nil || fi.Size() != e.Size {
+	if !bodyOK(e.path, e.Size) {
 		return false
 	}
 	for _, enc := range e.Encodings {
-		if !validRel(enc.File) {
-			return false
-		}
-		if fi, err := os.Stat(filepath.Join(s.objDir, enc.File)); err != nil || fi.Size() != enc.Size {
+		if !validRel(enc.File) || !bodyOK(filepath.Join(s.objDir, enc.File), enc.Size) {
 			return false
 		}
 	}
 	return true
+}
+
+// bodyOK reports whether path is a regular file of size bytes. A symlink
+// is never a body: this package writes none, and following one could serve
+// a file from outside the cache directory.
+func bodyOK(path string, size int64) bool {
+	fi, err := os.Lstat(path)
+	return err == nil && fi.Mode().IsRegular() && fi.Size() == size
 }
 
 // validRel accepts only the names this package generates ("ab/cd/hex.x.y"),

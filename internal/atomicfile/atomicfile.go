@@ -5,6 +5,7 @@ package atomicfile
 import (
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // Write writes data to a temp file in path's directory, syncs it, renames
@@ -13,7 +14,7 @@ import (
 // and the temp file is removed.
 func Write(path string, data []byte, perm os.FileMode) error {
 	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	f, err := os.CreateTemp(dir, tempPrefix(path)+"*")
 	if err != nil {
 		return err
 	}
@@ -45,4 +46,21 @@ func Write(path string, data []byte, perm os.FileMode) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+func tempPrefix(path string) string { return "." + filepath.Base(path) + ".tmp" }
+
+// RemoveTemps removes the temp files Write leaves beside path when the
+// process dies between creating and renaming one, and returns how many
+// went. Call it at start, from the one process that writes path.
+func RemoveTemps(path string) (int, error) {
+	ents, err := os.ReadDir(filepath.Dir(path))
+	n := 0
+	for _, e := range ents {
+		if e.Type().IsRegular() && strings.HasPrefix(e.Name(), tempPrefix(path)) &&
+			os.Remove(filepath.Join(filepath.Dir(path), e.Name())) == nil {
+			n++
+		}
+	}
+	return n, err
 }

@@ -17,6 +17,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/outpost-edge/outpost/internal/boltfile"
 )
 
 // FanoutHeader marks an admin request forwarded by a peer: the receiver
@@ -90,11 +92,11 @@ func NewFanout(self string, peers []Peer, token, queuePath string, log *slog.Log
 		maxPerPeer: MaxQueuedPerPeer, maxBytesPerPeer: MaxQueuedBytesPerPeer, queued: map[string]backlog{}, back: map[string]bool{}, done: make(chan struct{})}
 	f.ctx, f.stop = context.WithCancel(context.Background())
 	if queuePath != "" {
-		db, err := bolt.Open(queuePath, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+		db, err := boltfile.Open(queuePath, 2*time.Second)
 		if err != nil {
-			return nil, fmt.Errorf("fanout queue %s: %w", queuePath, err)
+			return nil, queueError(queuePath, err)
 		}
-		if err := db.Update(func(tx *bolt.Tx) error {
+		if err := boltfile.Update(db, queuePath, func(tx *bolt.Tx) error {
 			b, err := tx.CreateBucketIfNotExists(queueBucket)
 			if err != nil {
 				return err
@@ -126,12 +128,23 @@ func NewFanout(self string, peers []Peer, token, queuePath string, log *slog.Log
 			return err
 		}); err != nil {
 			db.Close()
-			return nil, err
+			return nil, queueError(queuePath, err)
 		}
 		f.db = db
 	}
 	go f.retryLoop()
 	return f, nil
+}
+
+// queueError explains a queue file that cannot be opened. The queue holds
+// purges peers have not applied yet, so it is not emptied behind the
+// operator's back.
+func queueError(path string, err error) error {
+	if errors.Is(err, boltfile.ErrLocked) {
+		return fmt.Errorf("fanout queue: %w", err)
+	}
+	return fmt.Errorf("fanout queue %s cannot be read: %w; move it aside to start with an empty queue "+
+		"(purges still queued for peers are lost: repeat recent purges)", path, err)
 }
 
 // Result is one peer's outcome.
@@ -388,6 +401,10 @@ func (f *Fanout) retryPeer(name string, now time.Time) {
 			return
 		}
 		if !ok { // unreadable: it would block the rest for good
+			if f.log != nil {
+				f.log.Error("queued admin operation unreadable (damaged queue record): dropped; repeat recent purges on the peer",
+					"peer", name, "file", f.db.Path())
+			}
 			_ = f.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(queueBucket).Delete(key) })
 			continue
 		}

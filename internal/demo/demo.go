@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -28,6 +29,8 @@ import (
 
 	"github.com/outpost-edge/outpost/configs"
 	"github.com/outpost-edge/outpost/gateway"
+	"github.com/outpost-edge/outpost/internal/atomicfile"
+	"github.com/outpost-edge/outpost/internal/boltfile"
 	"github.com/outpost-edge/outpost/internal/config"
 	"github.com/outpost-edge/outpost/internal/datadir"
 	"github.com/outpost-edge/outpost/internal/edge"
@@ -157,9 +160,9 @@ func Start(o Options) (d *Demo, err error) {
 	// Origins: two stateless instances sharing one bbolt store, one
 	// session bucket (refresh tokens) and one timeline cache (the embedded
 	// default; see docs/origin.md).
-	d.originDB, err = bolt.Open(filepath.Join(d.DataDir, "origin.db"), 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	d.originDB, err = boltfile.Open(filepath.Join(d.DataDir, "origin.db"), 2*time.Second)
 	if err != nil {
-		return d, fmt.Errorf("origin store: %w (is another demo using %s?)", err, d.DataDir)
+		return d, fmt.Errorf("origin store: %w", err)
 	}
 	st, err := store.NewBolt(d.originDB)
 	if err != nil {
@@ -298,14 +301,16 @@ func (d *Demo) writeFiles() error {
 			return err
 		}
 		path := filepath.Join(d.DataDir, name)
+		// Atomic writes: a crash or a full disk mid-write must not leave
+		// a cut copy that the next start then saves over the .bak.
 		if old, err := os.ReadFile(path); err == nil && !bytes.Equal(old, b) {
-			if err := os.WriteFile(path+".bak", old, 0o600); err != nil {
+			if err := atomicfile.Write(path+".bak", old, 0o600); err != nil {
 				return err
 			}
 			d.log.Warn("the data directory had an edited copy; it is saved and the built-in one restored",
 				"file", path, "saved_as", path+".bak")
 		}
-		if err := os.WriteFile(path, b, 0o600); err != nil {
+		if err := atomicfile.Write(path, b, 0o600); err != nil {
 			return err
 		}
 	}
@@ -316,7 +321,11 @@ func (d *Demo) writeFiles() error {
 // valid across demo restarts.
 func (d *Demo) signingKey() (ed25519.PrivateKey, error) {
 	path := filepath.Join(d.DataDir, "jwt-ed25519.pem")
-	if b, err := os.ReadFile(path); err == nil {
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		// A key that does not parse is not replaced: every token and
+		// session signed with it would stop working without a word.
 		if blk, _ := pem.Decode(b); blk != nil {
 			if k, err := x509.ParsePKCS8PrivateKey(blk.Bytes); err == nil {
 				if sk, ok := k.(ed25519.PrivateKey); ok {
@@ -324,13 +333,16 @@ func (d *Demo) signingKey() (ed25519.PrivateKey, error) {
 				}
 			}
 		}
+		return nil, fmt.Errorf("%s holds no Ed25519 private key (damaged?): remove it to generate a new one; tokens signed with the old key stop working", path)
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, err
 	}
 	_, sk, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, err
 	}
 	der, _ := x509.MarshalPKCS8PrivateKey(sk)
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+	if err := atomicfile.Write(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
 		return nil, err
 	}
 	return sk, nil

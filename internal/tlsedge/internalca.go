@@ -56,6 +56,13 @@ func loadOrCreateCA(dir string, rootLifetime, leafLifetime time.Duration, now fu
 		if err := ca.parse(certPEM, keyPEM); err != nil {
 			return nil, fmt.Errorf("internal CA in %s: %w", dir, err)
 		}
+		// As ssh does with an identity file: a signing key others can
+		// read is refused, not used (whoever read it can mint
+		// certificates every client of this root trusts).
+		if fi, err := os.Stat(keyPath); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			return nil, fmt.Errorf("internal CA: %s has mode %v, readable by others: chmod 600 it "+
+				"(or remove root.key and root.pem to generate a new root, if others may have copied it)", keyPath, fi.Mode().Perm())
+		}
 		return ca, nil
 	case errors.Is(certErr, os.ErrNotExist) && errors.Is(keyErr, os.ErrNotExist):
 	case certErr != nil && !errors.Is(certErr, os.ErrNotExist):

@@ -55,6 +55,7 @@ type magicSource struct {
 	dns      *certmagic.Config
 	acmeIss  *certmagic.ACMEIssuer // primary's ACME issuer; nil in internal mode
 	dnsFirst bool                  // dns-01 is the only challenge: dns manages every name
+	log      *zap.Logger
 }
 
 var _ certSource = (*magicSource)(nil)
@@ -71,7 +72,7 @@ type magicParams struct {
 }
 
 func newMagicSource(p magicParams) (*magicSource, error) {
-	s := &magicSource{}
+	s := &magicSource{log: p.zlog}
 	s.cache = certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert: func(c certmagic.Certificate) (*certmagic.Config, error) {
 			return s.configFor(c.Names), nil
@@ -247,6 +248,9 @@ func (s *magicSource) Manage(ctx context.Context, names []string, sync bool) err
 	manage := func(c *certmagic.Config, ns []string) error {
 		if len(ns) == 0 {
 			return nil
+		}
+		for _, n := range ns {
+			setAsideDamaged(ctx, c, n, s.log)
 		}
 		if sync {
 			return c.ManageSync(ctx, ns)
