@@ -5,8 +5,10 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -170,10 +172,29 @@ func (c *Config) SelfNode() (cluster.Node, bool) {
 	return cluster.Node{}, false
 }
 
+// MaxFileSize caps the config file: a bigger one (or an endless one such
+// as /dev/zero given by mistake) is refused after reading this much,
+// rather than read into memory whole.
+const MaxFileSize = 8 << 20
+
+// maxAliasNodes caps how many YAML nodes aliases may add to the document
+// once expanded: each `*ref` stands for its anchor's whole subtree, so a
+// few lines of nested aliases ("billion laughs") would otherwise stand for
+// billions of nodes to check and decode.
+const maxAliasNodes = 100_000
+
 // Load reads, decodes, defaults and validates the file at path. node, when
 // not empty, overrides `node:`. Errors carry file:line: field.
 func Load(path, node string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.IsDir() {
+		return nil, fmt.Errorf("%s: is a directory, want a YAML file", path)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 	if err != nil {
 		return nil, err
 	}
@@ -182,16 +203,33 @@ func Load(path, node string) (*Config, error) {
 
 // Parse is Load on bytes; name labels errors, lookup resolves ${VARS}.
 func Parse(name string, data []byte, node string, lookup func(string) (string, bool)) (*Config, error) {
+	if len(data) > MaxFileSize {
+		return nil, errors.Join(&configerr.FieldError{File: name,
+			Msg: fmt.Sprintf("file is larger than %d MiB: not a config file", MaxFileSize>>20)})
+	}
 	d := newDecoder(name, lookup)
 	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		msg := strings.TrimPrefix(err.Error(), "yaml: ")
-		fe := &configerr.FieldError{File: name, Line: lineOf(msg), Msg: trimYAMLLine(msg)}
-		return nil, errors.Join(fe)
+	yd := yaml.NewDecoder(bytes.NewReader(data))
+	if err := yd.Decode(&root); err != nil && err != io.EOF {
+		return nil, errors.Join(yamlError(name, err))
+	}
+	// A second document ("---") would be silently ignored: refuse it, and
+	// look no further than its start.
+	var extra yaml.Node
+	if err := yd.Decode(&extra); err != io.EOF {
+		if err != nil {
+			return nil, errors.Join(yamlError(name, err))
+		}
+		return nil, errors.Join(&configerr.FieldError{File: name, Line: extra.Line,
+			Msg: "a second YAML document (after ---): the file must hold one"})
+	}
+	if extraNodes(&root) > maxAliasNodes {
+		return nil, errors.Join(&configerr.FieldError{File: name, Line: 1,
+			Msg: fmt.Sprintf("aliases expand to more than %d extra nodes (nested *references?)", maxAliasNodes)})
 	}
 	cfg := &Config{}
 	if !d.decode(&root, cfg) {
-		return nil, d.errs.Err()
+		return nil, d.redact(d.errs.Err())
 	}
 	if node != "" {
 		cfg.Node = node
@@ -219,9 +257,53 @@ func Parse(name string, data []byte, node string, lookup func(string) (string, b
 		l.Merge("", &c)
 	}
 	if err := l.Err(); err != nil {
-		return nil, err
+		return nil, d.redact(err)
 	}
 	return cfg, nil
+}
+
+func yamlError(name string, err error) *configerr.FieldError {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	return &configerr.FieldError{File: name, Line: lineOf(msg), Msg: trimYAMLLine(msg)}
+}
+
+// extraNodes counts the nodes aliases add to the tree once expanded,
+// saturating just above maxAliasNodes; an alias to its own anchor counts
+// as too many. Each node's expanded size is computed once.
+func extraNodes(root *yaml.Node) int {
+	const inProgress = -1
+	memo := map[*yaml.Node]int{}
+	raw := 0
+	var size func(n *yaml.Node, viaAlias bool) int
+	size = func(n *yaml.Node, viaAlias bool) int {
+		if n == nil {
+			return 0
+		}
+		if n.Kind == yaml.AliasNode {
+			return size(n.Alias, true)
+		}
+		if s, ok := memo[n]; ok && (viaAlias || s == inProgress) {
+			if s == inProgress {
+				return maxAliasNodes + 1
+			}
+			return s
+		}
+		memo[n] = inProgress
+		if !viaAlias {
+			raw++
+		}
+		s := 1
+		for _, c := range n.Content {
+			s += size(c, viaAlias)
+			if s > maxAliasNodes*2 {
+				s = maxAliasNodes * 2
+			}
+		}
+		memo[n] = s
+		return s
+	}
+	total := size(root, false)
+	return total - raw
 }
 
 // parentPath is the path of the block holding path: "a.b[0]" for

@@ -1,0 +1,150 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// lolBomb nests levels of ten aliases each under a merge key, so the
+// document stands for 10^levels mappings.
+func lolBomb(levels int) string {
+	var b strings.Builder
+	b.WriteString("edge:\n  <<: &l0 {listen: \":80\"}\n")
+	for i := 1; i <= levels; i++ {
+		refs := strings.Repeat(fmt.Sprintf("*l%d, ", i-1), 10)
+		fmt.Fprintf(&b, "  read_timeout: &l%d {<<: [%s]}\n", i, strings.TrimSuffix(refs, ", "))
+	}
+	return b.String()
+}
+
+func TestHardenedParseErrors(t *testing.T) {
+	cases := []errCase{
+		{
+			name: "second document refused",
+			src:  "edge:\n  listen: :80\n---\nedge:\n  listen: :81\n",
+			want: []string{`outpost.yaml:3: a second YAML document (after ---): the file must hold one`},
+		},
+		{
+			name: "syntax error in a second document",
+			src:  "edge:\n  listen: :80\n---\nedge: [\n",
+			want: []string{`outpost.yaml:`},
+		},
+		{
+			name: "alias bomb",
+			src:  lolBomb(9),
+			want: []string{`outpost.yaml:1: aliases expand to more than 100000 extra nodes`},
+		},
+		{
+			name: "alias to itself",
+			src:  "edge: &a\n  <<: *a\n",
+			want: []string{`outpost.yaml:1: aliases expand`},
+		},
+		{
+			name: "unknown key inside a merge",
+			src:  "edge:\n  <<: {listen: \":80\", bogus: 1}\n",
+			want: []string{`outpost.yaml:2: edge.bogus: unknown key "bogus"`},
+		},
+		{
+			name: "unset variable inside a merge",
+			src:  "edge:\n  <<: {listen: \"${LISTEN}\"}\n",
+			want: []string{`outpost.yaml:2: edge.listen: environment variable LISTEN is not set`},
+		},
+		{
+			name: "secret in a number field",
+			src:  "redis:\n  addr: a:1\n  db: ${S}\n",
+			env:  map[string]string{"S": "TOPSECRET"},
+			want: []string{`outpost.yaml:3: redis.db: want a whole number, got "${S}"`},
+			not:  []string{"TOPSECRET"},
+		},
+		{
+			name: "secret in a duration field",
+			src:  "edge:\n  idle_timeout: x${S}\n",
+			env:  map[string]string{"S": "TOPSECRET"},
+			want: []string{`outpost.yaml:2: edge.idle_timeout: want a duration such as "30s" or "5m", got "x${S}"`},
+			not:  []string{"TOPSECRET"},
+		},
+		{
+			name: "secret in an IP field",
+			src:  "nodes:\n  - name: a\n    ipv4: ${S}\n",
+			env:  map[string]string{"S": "TOP\"SECRET\nline"},
+			want: []string{`outpost.yaml:3: nodes[0].ipv4:`},
+			not:  []string{"SECRET"},
+		},
+		{
+			name: "secret quoted by validation",
+			src:  "edge:\n  listen: ${S}\n",
+			env:  map[string]string{"S": "TOPSECRET"},
+			want: []string{`outpost.yaml:2: edge.listen: want host:port, got "${S}"`},
+			not:  []string{"TOPSECRET"},
+		},
+		{
+			name: "file too large",
+			src:  "edge:\n  listen: :80\n#" + strings.Repeat("x", MaxFileSize),
+			want: []string{`outpost.yaml: file is larger than 8 MiB`},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			wantParseErrors(t, tc.src, tc.env, tc.want, tc.not)
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("Parse took %v", d)
+			}
+		})
+	}
+}
+
+// An anchored value is expanded once, however many aliases use it: "$$"
+// stays one "$".
+func TestAliasExpandedOnce(t *testing.T) {
+	src := "redis:\n  addr: a:1\n  password: &p \"/a$$$$b\"\ndata_dir: *p\n"
+	cfg, err := Parse("outpost.yaml", []byte(src), "", env(nil))
+	if err != nil {
+		t.Fatal(Format(err))
+	}
+	if cfg.Redis.Password != "/a$$b" || cfg.DataDir != "/a$$b" {
+		t.Errorf("password = %q, data_dir = %q, want /a$$b", cfg.Redis.Password, cfg.DataDir)
+	}
+}
+
+func TestAliasMergeStillWorks(t *testing.T) {
+	src := "edge:\n  <<: &e {listen: \"127.0.0.1:8080\", idle_timeout: 7s}\n  idle_timeout: 9s\n"
+	cfg, err := Parse("outpost.yaml", []byte(src), "", env(nil))
+	if err != nil {
+		t.Fatal(Format(err))
+	}
+	if cfg.Edge.Listen != "127.0.0.1:8080" || cfg.Edge.IdleTimeout.D() != 9*time.Second {
+		t.Errorf("merge: listen %q idle %v", cfg.Edge.Listen, cfg.Edge.IdleTimeout)
+	}
+}
+
+// /dev/zero (or any endless or huge file) given as the config is refused
+// after MaxFileSize, not read whole.
+func TestLoadEndlessFile(t *testing.T) {
+	if _, err := os.Stat("/dev/zero"); err != nil {
+		t.Skip("no /dev/zero")
+	}
+	start := time.Now()
+	_, err := Load("/dev/zero", "")
+	if err == nil || !strings.Contains(Format(err), "file is larger than 8 MiB") {
+		t.Fatalf("Load(/dev/zero) = %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Load took %v", d)
+	}
+	dir := t.TempDir()
+	if _, err := Load(dir, ""); err == nil || !strings.Contains(err.Error(), "is a directory") {
+		t.Errorf("Load(dir) = %v", err)
+	}
+	p := filepath.Join(dir, "outpost.yaml")
+	if err := os.WriteFile(p, []byte("edge:\n  listen: \"127.0.0.1:8080\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(p, ""); err != nil {
+		t.Errorf("Load(valid) = %v", err)
+	}
+}
