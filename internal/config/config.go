@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -22,6 +23,7 @@ import (
 	"github.com/outpost-edge/outpost/internal/cluster"
 	"github.com/outpost-edge/outpost/internal/configerr"
 	"github.com/outpost-edge/outpost/internal/edge"
+	"github.com/outpost-edge/outpost/internal/units"
 )
 
 // Config is the whole node configuration. Every node of a cluster reads the
@@ -127,13 +129,30 @@ func (c *Config) Validate() error {
 		l.Addf("log.format", "unknown format %q (want json, text)", c.Log.Format)
 	}
 	names := map[string]bool{}
+	// Two nodes on one address would share a health URL and steered
+	// answers: probing one probes the other.
+	addrs := map[netip.Addr]int{}
 	for i := range c.Nodes {
+		n := &c.Nodes[i]
 		p := fmt.Sprintf("nodes[%d]", i)
-		l.Merge(p, c.Nodes[i].Validate())
-		if names[c.Nodes[i].Name] {
-			l.Addf(p+".name", "duplicate node name %q", c.Nodes[i].Name)
+		l.Merge(p, n.Validate())
+		if names[n.Name] {
+			l.Addf(p+".name", "duplicate node name %q", n.Name)
 		}
-		names[c.Nodes[i].Name] = true
+		names[n.Name] = true
+		for _, a := range []struct {
+			key  string
+			addr netip.Addr
+		}{{"ipv4", n.IPv4}, {"ipv6", n.IPv6}} {
+			if !a.addr.IsValid() {
+				continue
+			}
+			if j, dup := addrs[a.addr]; dup {
+				l.Addf(p+"."+a.key, "%s is also nodes[%d] (%s): each node needs its own address", a.addr, j, c.Nodes[j].Name)
+				continue
+			}
+			addrs[a.addr] = i
+		}
 	}
 	if c.Node != "" && len(c.Nodes) > 0 && !names[c.Node] {
 		l.Addf("node", "unknown node %q (want one of the names under nodes:)", c.Node)
@@ -152,7 +171,7 @@ func (c *Config) Validate() error {
 		routeNames[r.Name] = true
 		r.validateSections(p, &l)
 	}
-	if c.Redis.Addr != "" && !strings.Contains(c.Redis.Addr, ":") {
+	if c.Redis.Addr != "" && !units.ValidHostPort(c.Redis.Addr) {
 		l.Addf("redis.addr", "want host:port, got %q", c.Redis.Addr)
 	}
 	if c.Gateway.Redis.Enabled && c.Redis.Addr == "" {

@@ -82,6 +82,41 @@ func TestHardenedParseErrors(t *testing.T) {
 			not:  []string{"TOPSECRET"},
 		},
 		{
+			name: "edge listen port out of range",
+			src:  "edge:\n  listen: \":99999\"\n",
+			want: []string{`outpost.yaml:2: edge.listen: want host:port, got ":99999"`},
+		},
+		{
+			name: "edge listen port not a number",
+			src:  "edge:\n  listen: \"localhost:abc\"\n",
+			want: []string{`outpost.yaml:2: edge.listen: want host:port, got "localhost:abc"`},
+		},
+		{
+			name: "admin listen port out of range",
+			src:  "admin:\n  listen: \"127.0.0.1:70000\"\n",
+			want: []string{`outpost.yaml:2: admin.listen: want host:port, got "127.0.0.1:70000"`},
+		},
+		{
+			name: "dns listen port negative",
+			src:  "dns:\n  listen: [\"[::1]:-53\"]\n",
+			want: []string{`outpost.yaml:2: dns.listen[0]: want host:port, got "[::1]:-53"`},
+		},
+		{
+			name: "redis addr port out of range",
+			src:  "redis:\n  addr: \"redis:65536\"\n",
+			want: []string{`outpost.yaml:2: redis.addr: want host:port, got "redis:65536"`},
+		},
+		{
+			name: "two nodes on one IPv4 address",
+			src:  "nodes:\n  - {name: a, ipv4: 192.0.2.1}\n  - {name: b, ipv4: 192.0.2.1}\n",
+			want: []string{`outpost.yaml:3: nodes[1].ipv4: 192.0.2.1 is also nodes[0] (a): each node needs its own address`},
+		},
+		{
+			name: "two nodes on one IPv6 address",
+			src:  "nodes:\n  - {name: a, ipv6: \"2001:db8::1\"}\n  - {name: b, ipv4: 192.0.2.2, ipv6: \"2001:db8::1\"}\n",
+			want: []string{`outpost.yaml:3: nodes[1].ipv6: 2001:db8::1 is also nodes[0] (a)`},
+		},
+		{
 			name: "file too large",
 			src:  "edge:\n  listen: :80\n#" + strings.Repeat("x", MaxFileSize),
 			want: []string{`outpost.yaml: file is larger than 8 MiB`},
