@@ -161,6 +161,8 @@ func (c *Config) Validate() error {
 	l.Merge("admin", c.Admin.Validate())
 	pools := c.poolNames()
 	routeNames := map[string]bool{}
+	type match struct{ host, prefix string }
+	matches := map[match]int{}
 	for i := range c.Routes {
 		p := fmt.Sprintf("routes[%d]", i)
 		r := &c.Routes[i]
@@ -170,6 +172,27 @@ func (c *Config) Validate() error {
 		}
 		routeNames[r.Name] = true
 		r.validateSections(p, &l)
+		// Of two routes with the same host and path prefix only one can
+		// ever match: the other is a mistake (a copied block, a typo).
+		if len(r.Hosts) == 0 {
+			k := match{"", r.PathPrefix}
+			if j, dup := matches[k]; dup {
+				l.Addf(p+".path_prefix", "any host with path_prefix %q is already routes[%d] (%s): this route would never get it", r.PathPrefix, j, c.Routes[j].Name)
+			} else {
+				matches[k] = i
+			}
+		}
+		for h, host := range r.Hosts {
+			k := match{strings.TrimSuffix(strings.ToLower(host), "."), r.PathPrefix}
+			if j, dup := matches[k]; dup && j != i {
+				l.Addf(fmt.Sprintf("%s.hosts[%d]", p, h), "host %q with path_prefix %q is already routes[%d] (%s): this route would never get it", host, r.PathPrefix, j, c.Routes[j].Name)
+			} else if !dup {
+				matches[k] = i
+			}
+		}
+	}
+	if c.Redis.DB < 0 {
+		l.Addf("redis.db", "must not be negative, got %d", c.Redis.DB)
 	}
 	if c.Redis.Addr != "" && !units.ValidHostPort(c.Redis.Addr) {
 		l.Addf("redis.addr", "want host:port, got %q", c.Redis.Addr)

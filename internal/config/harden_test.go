@@ -117,6 +117,26 @@ func TestHardenedParseErrors(t *testing.T) {
 			want: []string{`outpost.yaml:3: nodes[1].ipv6: 2001:db8::1 is also nodes[0] (a)`},
 		},
 		{
+			name: "two routes with the same host and path",
+			src:  "routes:\n  - {name: a, hosts: [x.com, y.com], upstream: \"http://127.0.0.1:1\"}\n  - name: b\n    hosts: [z.com, Y.com]\n    upstream: \"http://127.0.0.1:2\"\n",
+			want: []string{`outpost.yaml:4: routes[1].hosts[1]: host "y.com" with path_prefix "/" is already routes[0] (a): this route would never get it`},
+		},
+		{
+			name: "two any-host routes on one path",
+			src:  "routes:\n  - {name: a, path_prefix: /api, upstream: \"http://127.0.0.1:1\"}\n  - {name: b, path_prefix: /api, upstream: \"http://127.0.0.1:2\"}\n",
+			want: []string{`outpost.yaml:3: routes[1].path_prefix: any host with path_prefix "/api" is already routes[0] (a)`},
+		},
+		{
+			name: "zoned IPv6 node address",
+			src:  "nodes:\n  - {name: a, ipv6: \"fe80::1%eth0\"}\n",
+			want: []string{`outpost.yaml:2: nodes[0].ipv6: want an address without a zone, got fe80::1%eth0`},
+		},
+		{
+			name: "negative redis db",
+			src:  "redis:\n  addr: \"127.0.0.1:6379\"\n  db: -1\n",
+			want: []string{`outpost.yaml:3: redis.db: must not be negative, got -1`},
+		},
+		{
 			name: "file too large",
 			src:  "edge:\n  listen: :80\n#" + strings.Repeat("x", MaxFileSize),
 			want: []string{`outpost.yaml: file is larger than 8 MiB`},
