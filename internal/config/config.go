@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -253,14 +254,14 @@ func Parse(name string, data []byte, node string, lookup func(string) (string, b
 	var root yaml.Node
 	yd := yaml.NewDecoder(bytes.NewReader(data))
 	if err := yd.Decode(&root); err != nil && err != io.EOF {
-		return nil, errors.Join(yamlError(name, err))
+		return nil, errors.Join(yamlError(name, data, err))
 	}
 	// A second document ("---") would be silently ignored: refuse it, and
 	// look no further than its start.
 	var extra yaml.Node
 	if err := yd.Decode(&extra); err != io.EOF {
 		if err != nil {
-			return nil, errors.Join(yamlError(name, err))
+			return nil, errors.Join(yamlError(name, data, err))
 		}
 		return nil, errors.Join(&configerr.FieldError{File: name, Line: extra.Line,
 			Msg: "a second YAML document (after ---): the file must hold one"})
@@ -304,9 +305,19 @@ func Parse(name string, data []byte, node string, lookup func(string) (string, b
 	return cfg, nil
 }
 
-func yamlError(name string, err error) *configerr.FieldError {
+// flowVarRef finds an unquoted ${ after a [, { or comma on one line.
+var flowVarRef = regexp.MustCompile(`(?m)^[^#"'\n]*[\[{,][ \t]*\$\{`)
+
+func yamlError(name string, data []byte, err error) *configerr.FieldError {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	return &configerr.FieldError{File: name, Line: lineOf(msg), Msg: trimYAMLLine(msg)}
+	fe := &configerr.FieldError{File: name, Line: lineOf(msg), Msg: trimYAMLLine(msg)}
+	// In [ ] and { } the braces of an unquoted ${VAR} are YAML syntax; the
+	// parser's line is often that of the enclosing block.
+	if loc := flowVarRef.FindIndex(data); loc != nil {
+		line := 1 + bytes.Count(data[:loc[1]], []byte("\n"))
+		fe.Msg += fmt.Sprintf(` (line %d: inside [ ] or { }, quote a ${VAR}: "${VAR}")`, line)
+	}
+	return fe
 }
 
 // extraNodes counts the nodes aliases add to the tree once expanded,

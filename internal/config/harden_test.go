@@ -137,6 +137,12 @@ func TestHardenedParseErrors(t *testing.T) {
 			want: []string{`outpost.yaml:3: redis.db: must not be negative, got -1`},
 		},
 		{
+			name: "unquoted variable in a flow list",
+			src:  "edge:\n  trusted_proxies: [${S}]\n",
+			env:  map[string]string{"S": "10.0.0.0/8"},
+			want: []string{`did not find expected ',' or ']' (line 2: inside [ ] or { }, quote a ${VAR}: "${VAR}")`},
+		},
+		{
 			name: "file too large",
 			src:  "edge:\n  listen: :80\n#" + strings.Repeat("x", MaxFileSize),
 			want: []string{`outpost.yaml: file is larger than 8 MiB`},
@@ -201,5 +207,23 @@ func TestLoadEndlessFile(t *testing.T) {
 	}
 	if _, err := Load(p, ""); err != nil {
 		t.Errorf("Load(valid) = %v", err)
+	}
+}
+
+// A variable's value is one scalar: YAML syntax in it (newlines, "key:
+// value", a flow mapping, another ${REF}) adds no keys and is not expanded
+// again.
+func TestExpansionInjectsNothing(t *testing.T) {
+	src := "redis:\n  addr: \"127.0.0.1:6379\"\n  password: ${P}\ndata_dir: /x${D}\n"
+	vars := map[string]string{"P": "a\nlog:\n  level: debug\n{admin: {token: x}}", "D": "${P}$$"}
+	cfg, err := Parse("outpost.yaml", []byte(src), "", env(vars))
+	if err != nil {
+		t.Fatal(Format(err))
+	}
+	if cfg.Redis.Password != vars["P"] || cfg.DataDir != "/x${P}$$" {
+		t.Errorf("password %q, data_dir %q", cfg.Redis.Password, cfg.DataDir)
+	}
+	if cfg.Log.Level != "info" || cfg.Admin.Token != "" {
+		t.Errorf("value injected keys: log.level %q, admin.token %q", cfg.Log.Level, cfg.Admin.Token)
 	}
 }
