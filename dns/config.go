@@ -2,7 +2,6 @@ package dns
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 	"strings"
 	"time"
@@ -251,7 +250,7 @@ func tsigAlgorithm(name string) (string, bool) {
 func (c *Config) Validate() error {
 	var l configerr.List
 	for i, a := range c.Listen {
-		if _, _, err := net.SplitHostPort(a); err != nil {
+		if !units.ValidHostPort(a) {
 			l.Addf(fmt.Sprintf("listen[%d]", i), "want host:port, got %q", a)
 		}
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/outpost-edge/outpost/internal/configerr"
 	"github.com/outpost-edge/outpost/internal/httperr"
 	"github.com/outpost-edge/outpost/internal/reqinfo"
+	"github.com/outpost-edge/outpost/internal/units"
 )
 
 // Config is the admin API (YAML section `admin:`).
@@ -45,7 +46,7 @@ func (c *Config) SetDefaults() {
 func (c *Config) Validate() error {
 	var l configerr.List
 	host, _, err := net.SplitHostPort(c.Listen)
-	if err != nil {
+	if err != nil || !units.ValidHostPort(c.Listen) {
 		l.Addf("listen", "want host:port, got %q", c.Listen)
 	} else if c.Token == "" && !isLoopback(host) {
 		l.Addf("listen", "%q is not a loopback address, so admin.token is required", c.Listen)

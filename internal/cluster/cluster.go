@@ -45,6 +45,9 @@ func (n *Node) Validate() error {
 	}
 	if n.IPv6.IsValid() && !n.IPv6.Is6() {
 		l.Addf("ipv6", "want an IPv6 address, got %s", n.IPv6)
+	} else if n.IPv6.Zone() != "" {
+		// A zone names a local interface: it can't go into an AAAA answer.
+		l.Addf("ipv6", "want an address without a zone, got %s", n.IPv6)
 	}
 	if n.Lat < -90 || n.Lat > 90 {
 		l.Addf("lat", "must be within [-90, 90], got %g", n.Lat)

@@ -5,12 +5,16 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -20,6 +24,7 @@ import (
 	"github.com/outpost-edge/outpost/internal/cluster"
 	"github.com/outpost-edge/outpost/internal/configerr"
 	"github.com/outpost-edge/outpost/internal/edge"
+	"github.com/outpost-edge/outpost/internal/units"
 )
 
 // Config is the whole node configuration. Every node of a cluster reads the
@@ -125,13 +130,30 @@ func (c *Config) Validate() error {
 		l.Addf("log.format", "unknown format %q (want json, text)", c.Log.Format)
 	}
 	names := map[string]bool{}
+	// Two nodes on one address would share a health URL and steered
+	// answers: probing one probes the other.
+	addrs := map[netip.Addr]int{}
 	for i := range c.Nodes {
+		n := &c.Nodes[i]
 		p := fmt.Sprintf("nodes[%d]", i)
-		l.Merge(p, c.Nodes[i].Validate())
-		if names[c.Nodes[i].Name] {
-			l.Addf(p+".name", "duplicate node name %q", c.Nodes[i].Name)
+		l.Merge(p, n.Validate())
+		if names[n.Name] {
+			l.Addf(p+".name", "duplicate node name %q", n.Name)
 		}
-		names[c.Nodes[i].Name] = true
+		names[n.Name] = true
+		for _, a := range []struct {
+			key  string
+			addr netip.Addr
+		}{{"ipv4", n.IPv4}, {"ipv6", n.IPv6}} {
+			if !a.addr.IsValid() {
+				continue
+			}
+			if j, dup := addrs[a.addr]; dup {
+				l.Addf(p+"."+a.key, "%s is also nodes[%d] (%s): each node needs its own address", a.addr, j, c.Nodes[j].Name)
+				continue
+			}
+			addrs[a.addr] = i
+		}
 	}
 	if c.Node != "" && len(c.Nodes) > 0 && !names[c.Node] {
 		l.Addf("node", "unknown node %q (want one of the names under nodes:)", c.Node)
@@ -140,6 +162,8 @@ func (c *Config) Validate() error {
 	l.Merge("admin", c.Admin.Validate())
 	pools := c.poolNames()
 	routeNames := map[string]bool{}
+	type match struct{ host, prefix string }
+	matches := map[match]int{}
 	for i := range c.Routes {
 		p := fmt.Sprintf("routes[%d]", i)
 		r := &c.Routes[i]
@@ -149,8 +173,29 @@ func (c *Config) Validate() error {
 		}
 		routeNames[r.Name] = true
 		r.validateSections(p, &l)
+		// Of two routes with the same host and path prefix only one can
+		// ever match: the other is a mistake (a copied block, a typo).
+		if len(r.Hosts) == 0 {
+			k := match{"", r.PathPrefix}
+			if j, dup := matches[k]; dup {
+				l.Addf(p+".path_prefix", "any host with path_prefix %q is already routes[%d] (%s): this route would never get it", r.PathPrefix, j, c.Routes[j].Name)
+			} else {
+				matches[k] = i
+			}
+		}
+		for h, host := range r.Hosts {
+			k := match{strings.TrimSuffix(strings.ToLower(host), "."), r.PathPrefix}
+			if j, dup := matches[k]; dup && j != i {
+				l.Addf(fmt.Sprintf("%s.hosts[%d]", p, h), "host %q with path_prefix %q is already routes[%d] (%s): this route would never get it", host, r.PathPrefix, j, c.Routes[j].Name)
+			} else if !dup {
+				matches[k] = i
+			}
+		}
 	}
-	if c.Redis.Addr != "" && !strings.Contains(c.Redis.Addr, ":") {
+	if c.Redis.DB < 0 {
+		l.Addf("redis.db", "must not be negative, got %d", c.Redis.DB)
+	}
+	if c.Redis.Addr != "" && !units.ValidHostPort(c.Redis.Addr) {
 		l.Addf("redis.addr", "want host:port, got %q", c.Redis.Addr)
 	}
 	if c.Gateway.Redis.Enabled && c.Redis.Addr == "" {
@@ -170,10 +215,29 @@ func (c *Config) SelfNode() (cluster.Node, bool) {
 	return cluster.Node{}, false
 }
 
+// MaxFileSize caps the config file: a bigger one (or an endless one such
+// as /dev/zero given by mistake) is refused after reading this much,
+// rather than read into memory whole.
+const MaxFileSize = 8 << 20
+
+// maxAliasNodes caps how many YAML nodes aliases may add to the document
+// once expanded: each `*ref` stands for its anchor's whole subtree, so a
+// few lines of nested aliases ("billion laughs") would otherwise stand for
+// billions of nodes to check and decode.
+const maxAliasNodes = 100_000
+
 // Load reads, decodes, defaults and validates the file at path. node, when
 // not empty, overrides `node:`. Errors carry file:line: field.
 func Load(path, node string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.IsDir() {
+		return nil, fmt.Errorf("%s: is a directory, want a YAML file", path)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 	if err != nil {
 		return nil, err
 	}
@@ -182,16 +246,33 @@ func Load(path, node string) (*Config, error) {
 
 // Parse is Load on bytes; name labels errors, lookup resolves ${VARS}.
 func Parse(name string, data []byte, node string, lookup func(string) (string, bool)) (*Config, error) {
+	if len(data) > MaxFileSize {
+		return nil, errors.Join(&configerr.FieldError{File: name,
+			Msg: fmt.Sprintf("file is larger than %d MiB: not a config file", MaxFileSize>>20)})
+	}
 	d := newDecoder(name, lookup)
 	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		msg := strings.TrimPrefix(err.Error(), "yaml: ")
-		fe := &configerr.FieldError{File: name, Line: lineOf(msg), Msg: trimYAMLLine(msg)}
-		return nil, errors.Join(fe)
+	yd := yaml.NewDecoder(bytes.NewReader(data))
+	if err := yd.Decode(&root); err != nil && err != io.EOF {
+		return nil, errors.Join(yamlError(name, data, err))
+	}
+	// A second document ("---") would be silently ignored: refuse it, and
+	// look no further than its start.
+	var extra yaml.Node
+	if err := yd.Decode(&extra); err != io.EOF {
+		if err != nil {
+			return nil, errors.Join(yamlError(name, data, err))
+		}
+		return nil, errors.Join(&configerr.FieldError{File: name, Line: extra.Line,
+			Msg: "a second YAML document (after ---): the file must hold one"})
+	}
+	if extraNodes(&root) > maxAliasNodes {
+		return nil, errors.Join(&configerr.FieldError{File: name, Line: 1,
+			Msg: fmt.Sprintf("aliases expand to more than %d extra nodes (nested *references?)", maxAliasNodes)})
 	}
 	cfg := &Config{}
 	if !d.decode(&root, cfg) {
-		return nil, d.errs.Err()
+		return nil, d.redact(d.errs.Err())
 	}
 	if node != "" {
 		cfg.Node = node
@@ -219,9 +300,63 @@ func Parse(name string, data []byte, node string, lookup func(string) (string, b
 		l.Merge("", &c)
 	}
 	if err := l.Err(); err != nil {
-		return nil, err
+		return nil, d.redact(err)
 	}
 	return cfg, nil
+}
+
+// flowVarRef finds an unquoted ${ after a [, { or comma on one line.
+var flowVarRef = regexp.MustCompile(`(?m)^[^#"'\n]*[\[{,][ \t]*\$\{`)
+
+func yamlError(name string, data []byte, err error) *configerr.FieldError {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	fe := &configerr.FieldError{File: name, Line: lineOf(msg), Msg: trimYAMLLine(msg)}
+	// In [ ] and { } the braces of an unquoted ${VAR} are YAML syntax; the
+	// parser's line is often that of the enclosing block.
+	if loc := flowVarRef.FindIndex(data); loc != nil {
+		line := 1 + bytes.Count(data[:loc[1]], []byte("\n"))
+		fe.Msg += fmt.Sprintf(` (line %d: inside [ ] or { }, quote a ${VAR}: "${VAR}")`, line)
+	}
+	return fe
+}
+
+// extraNodes counts the nodes aliases add to the tree once expanded,
+// saturating just above maxAliasNodes; an alias to its own anchor counts
+// as too many. Each node's expanded size is computed once.
+func extraNodes(root *yaml.Node) int {
+	const inProgress = -1
+	memo := map[*yaml.Node]int{}
+	raw := 0
+	var size func(n *yaml.Node, viaAlias bool) int
+	size = func(n *yaml.Node, viaAlias bool) int {
+		if n == nil {
+			return 0
+		}
+		if n.Kind == yaml.AliasNode {
+			return size(n.Alias, true)
+		}
+		if s, ok := memo[n]; ok && (viaAlias || s == inProgress) {
+			if s == inProgress {
+				return maxAliasNodes + 1
+			}
+			return s
+		}
+		memo[n] = inProgress
+		if !viaAlias {
+			raw++
+		}
+		s := 1
+		for _, c := range n.Content {
+			s += size(c, viaAlias)
+			if s > maxAliasNodes*2 {
+				s = maxAliasNodes * 2
+			}
+		}
+		memo[n] = s
+		return s
+	}
+	total := size(root, false)
+	return total - raw
 }
 
 // parentPath is the path of the block holding path: "a.b[0]" for

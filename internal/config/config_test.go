@@ -9,6 +9,27 @@ func env(m map[string]string) func(string) (string, bool) {
 	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
 }
 
+// wantParseErrors parses src and checks that the formatted errors contain
+// every line of want and none of not.
+func wantParseErrors(t *testing.T, src string, vars map[string]string, want, not []string) {
+	t.Helper()
+	_, err := Parse("outpost.yaml", []byte(src), "", env(vars))
+	if err == nil {
+		t.Fatal("Parse succeeded, want errors")
+	}
+	got := Format(err)
+	for _, w := range want {
+		if !strings.Contains(got, w) {
+			t.Errorf("errors:\n%s\nwant a line containing:\n%s", got, w)
+		}
+	}
+	for _, n := range not {
+		if strings.Contains(got, n) {
+			t.Errorf("errors leak %q:\n%s", n, got)
+		}
+	}
+}
+
 func TestParseValid(t *testing.T) {
 	src := `
 node: eu
@@ -114,18 +135,7 @@ func TestParseErrors(t *testing.T) {
 		},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := Parse("outpost.yaml", []byte(tc.src), "", env(tc.env))
-			if err == nil {
-				t.Fatal("Parse succeeded, want errors")
-			}
-			got := Format(err)
-			for _, w := range tc.want {
-				if !strings.Contains(got, w) {
-					t.Errorf("errors:\n%s\nwant a line containing:\n%s", got, w)
-				}
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { wantParseErrors(t, tc.src, tc.env, tc.want, nil) })
 	}
 }
 

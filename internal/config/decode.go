@@ -22,28 +22,43 @@ type decoder struct {
 	lookup func(string) (string, bool)
 	lines  map[string]int // field path → line of its key (or value)
 	errs   configerr.List
+	// done marks the scalars already expanded: an anchored value is
+	// reached again through each alias, and expanding "$$" twice would
+	// eat a "$".
+	done map[*yaml.Node]bool
+	// expanded maps a field path to its text before and after expansion,
+	// and secrets lists the variables' values: errors quote values, and
+	// a value from the environment is shown as the reference instead.
+	expanded map[string][2]string
+	secrets  [][2]string // name, value
 }
 
 func newDecoder(file string, lookup func(string) (string, bool)) *decoder {
 	if lookup == nil {
 		lookup = os.LookupEnv
 	}
-	return &decoder{file: file, lookup: lookup, lines: map[string]int{"": 1}}
+	return &decoder{file: file, lookup: lookup, lines: map[string]int{"": 1},
+		done: map[*yaml.Node]bool{}, expanded: map[string][2]string{}}
 }
 
 var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}|\$\$`)
 
 // expand replaces ${VAR} and ${VAR:-default}; "$$" is a literal "$".
 func (d *decoder) expand(n *yaml.Node, path string) {
-	if n.Kind != yaml.ScalarNode || !strings.Contains(n.Value, "$") {
+	if n.Kind != yaml.ScalarNode || !strings.Contains(n.Value, "$") || d.done[n] {
 		return
 	}
+	d.done[n] = true
+	raw := n.Value
+	fromEnv := false
 	n.Value = envRef.ReplaceAllStringFunc(n.Value, func(m string) string {
 		if m == "$$" {
 			return "$"
 		}
 		sub := envRef.FindStringSubmatch(m)
 		if v, ok := d.lookup(sub[1]); ok && v != "" {
+			fromEnv = true
+			d.secrets = append(d.secrets, [2]string{sub[1], v})
 			return v
 		}
 		if sub[2] != "" {
@@ -52,6 +67,9 @@ func (d *decoder) expand(n *yaml.Node, path string) {
 		d.addAt(path, n.Line, fmt.Sprintf("environment variable %s is not set", sub[1]))
 		return ""
 	})
+	if fromEnv && n.Value != "" {
+		d.expanded[path] = [2]string{raw, n.Value}
+	}
 	// A quoted style marker would stop "${PORT}" from decoding as an int:
 	// the value now stands for itself.
 	if n.Tag == "!!str" && n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) == 0 {
@@ -145,7 +163,12 @@ func (d *decoder) walk(n *yaml.Node, t reflect.Type, path string) bool {
 		seen := map[string]bool{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, val := n.Content[i], n.Content[i+1]
-			if k.Value == "<<" {
+			if k.Value == "<<" && k.Tag == "!!merge" {
+				// Merged keys are checked (and expanded) like the
+				// block's own; keys written in the block override them.
+				if !d.walkMerge(val, t, path) {
+					ok = false
+				}
 				continue
 			}
 			p := configerr.Join(path, k.Value)
@@ -208,6 +231,69 @@ func (d *decoder) walk(n *yaml.Node, t reflect.Type, path string) bool {
 		return d.checkScalar(n, t, path)
 	}
 	return ok
+}
+
+// walkMerge walks the value of a "<<" merge key: a mapping, an alias to
+// one, or a list of them.
+func (d *decoder) walkMerge(n *yaml.Node, t reflect.Type, path string) bool {
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	switch n.Kind {
+	case yaml.MappingNode:
+		return d.walk(n, t, path)
+	case yaml.SequenceNode:
+		ok := true
+		for _, c := range n.Content {
+			if c.Kind == yaml.AliasNode {
+				c = c.Alias
+			}
+			if c.Kind != yaml.MappingNode {
+				d.addAt(path, c.Line, "a << merge takes a mapping or a list of mappings")
+				return false
+			}
+			if !d.walk(c, t, path) {
+				ok = false
+			}
+		}
+		return ok
+	}
+	d.addAt(path, n.Line, "a << merge takes a mapping or a list of mappings")
+	return false
+}
+
+// redact rewrites err so that no value taken from the environment is
+// printed: the field's expanded value becomes its text in the file
+// ("${REDIS_PASSWORD}"), and any variable's value (six characters or more,
+// so short ones such as "80" don't garble unrelated text) found elsewhere
+// becomes its reference.
+func (d *decoder) redact(err error) error {
+	if err == nil || len(d.secrets) == 0 {
+		return err
+	}
+	var l configerr.List
+	for _, fe := range configerr.Fields(err) {
+		c := *fe
+		if e, ok := d.expanded[c.Path]; ok {
+			c.Msg = replaceValue(c.Msg, e[1], e[0])
+		}
+		for _, s := range d.secrets {
+			if len(s[1]) >= 6 {
+				c.Msg = replaceValue(c.Msg, s[1], "${"+s[0]+"}")
+			}
+		}
+		l.Merge("", &c)
+	}
+	return l.Err()
+}
+
+// replaceValue replaces v in msg, as is and as %q would escape it.
+func replaceValue(msg, v, with string) string {
+	msg = strings.ReplaceAll(msg, v, with)
+	if q := strconv.Quote(v); q[1:len(q)-1] != v {
+		msg = strings.ReplaceAll(msg, q[1:len(q)-1], with)
+	}
+	return msg
 }
 
 func (d *decoder) expandAll(n *yaml.Node, path string) {

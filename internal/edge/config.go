@@ -87,7 +87,7 @@ func (c *Config) SetDefaults() {
 // Validate checks the section.
 func (c *Config) Validate() error {
 	var l configerr.List
-	if !validHostPort(c.Listen) {
+	if !units.ValidHostPort(c.Listen) {
 		l.Addf("listen", "want host:port, got %q", c.Listen)
 	}
 	if c.MaxConnections < 0 {
@@ -116,11 +116,6 @@ func (c *Config) ConnLimit() *ConnLimit {
 		return NewConnLimit(c.MaxConnections)
 	}
 	return NewConnLimit(autoMaxConns())
-}
-
-func validHostPort(s string) bool {
-	i := strings.LastIndexByte(s, ':')
-	return i >= 0 && i < len(s)-1
 }
 
 // Route maps a host and path prefix to a handler chain (YAML `routes:` items).

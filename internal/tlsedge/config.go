@@ -2,7 +2,6 @@ package tlsedge
 
 import (
 	"fmt"
-	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -242,10 +241,10 @@ func (c *Config) Validate() error {
 	default:
 		l.Addf("mode", "unknown mode %q (want acme, internal)", c.Mode)
 	}
-	if !validHostPort(c.Listen) {
+	if !units.ValidHostPort(c.Listen) {
 		l.Addf("listen", "want host:port, got %q", c.Listen)
 	}
-	if c.HTTPListen != "off" && !validHostPort(c.HTTPListen) {
+	if c.HTTPListen != "off" && !units.ValidHostPort(c.HTTPListen) {
 		l.Addf("http_listen", "want host:port or off, got %q", c.HTTPListen)
 	}
 	if c.AltSvcMaxAge < 0 {
@@ -320,7 +319,7 @@ func (a *ACMEConfig) validate(wildcard bool) error {
 		l.Addf("challenges", "wildcard names need dns-01")
 	}
 	for i, r := range a.DNS01.Resolvers {
-		if !validHostPort(r) {
+		if !units.ValidHostPort(r) {
 			l.Addf(fmt.Sprintf("dns01.resolvers[%d]", i), "want host:port, got %q", r)
 		}
 	}
@@ -407,15 +406,6 @@ func validName(n string) error {
 		}
 	}
 	return nil
-}
-
-func validHostPort(s string) bool {
-	_, p, err := net.SplitHostPort(s)
-	if err != nil {
-		return false
-	}
-	n, err := strconv.Atoi(p)
-	return err == nil && n >= 0 && n <= 65535
 }
 
 // http3On reports whether HTTP/3 is enabled.

@@ -4,6 +4,7 @@ package units
 
 import (
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -88,3 +89,14 @@ func (s *Size) UnmarshalYAML(n *yaml.Node) error {
 
 // Int64 returns the size in bytes.
 func (s Size) Int64() int64 { return int64(s) }
+
+// ValidHostPort reports whether s is host:port (host may be empty, an
+// IPv6 host is bracketed) with a numeric port in [0, 65535].
+func ValidHostPort(s string) bool {
+	_, p, err := net.SplitHostPort(s)
+	if err != nil {
+		return false
+	}
+	_, err = strconv.ParseUint(p, 10, 16)
+	return err == nil
+}

@@ -36,3 +36,15 @@ func TestDurationYAML(t *testing.T) {
 		t.Error("a bare number was accepted as a duration")
 	}
 }
+
+func TestValidHostPort(t *testing.T) {
+	for in, want := range map[string]bool{
+		":80": true, ":0": true, "[::1]:53": true, "127.0.0.1:65535": true, "example.com:443": true,
+		":65536": false, ":99999": false, "[::1]:-53": false, "host:abc": false, ":+80": false,
+		"nope": false, ":": false, "::1:53": false, "": false,
+	} {
+		if got := ValidHostPort(in); got != want {
+			t.Errorf("ValidHostPort(%q) = %v, want %v", in, got, want)
+		}
+	}
+}
