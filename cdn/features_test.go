@@ -302,6 +302,9 @@ func TestPurge(t *testing.T) {
 			t.Errorf("%s: %d, want 400", bad, code)
 		}
 	}
+	if code, _ := post(`{"urls": ["http://www.example.com/` + strings.Repeat("a", 1<<20) + `"]}`); code != 413 {
+		t.Errorf("a body over 1 MiB: %d, want 413", code)
+	}
 	fill()
 	e.get("/index.html", "Host: www.example.com.other.test", "Accept-Language: en")
 	e.clock.Advance(time.Second)

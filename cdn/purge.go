@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -255,11 +254,11 @@ func (c *Cache) PurgeHandler() http.Handler {
 			httperr.Write(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
 			return
 		}
-		dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
 		dec.DisallowUnknownFields()
 		var req PurgeRequest
 		if err := dec.Decode(&req); err != nil {
-			httperr.Write(w, r, http.StatusBadRequest, "bad_request", "invalid purge request body", err.Error())
+			httperr.WriteBodyError(w, r, "invalid purge request body: "+err.Error(), err)
 			return
 		}
 		res, err := c.Purge(r.Context(), req)

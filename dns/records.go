@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"sort"
 	"strconv"
@@ -293,7 +292,12 @@ func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	case http.MethodGet, http.MethodHead:
 		s.adminList(w, r)
 	case http.MethodPost, http.MethodDelete:
-		rr, err := recordFromRequest(r)
+		rr, err := recordFromRequest(w, r)
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			httperr.WriteBodyError(w, r, "", err)
+			return
+		}
 		if err != nil {
 			httperr.Write(w, r, http.StatusBadRequest, "bad_record", err.Error())
 			return
@@ -382,7 +386,7 @@ const defaultRuntimeTTL = 60
 
 // recordFromRequest reads a record from a JSON body or, for DELETE, from
 // query parameters.
-func recordFromRequest(r *http.Request) (mdns.RR, error) {
+func recordFromRequest(w http.ResponseWriter, r *http.Request) (mdns.RR, error) {
 	var in RecordJSON
 	if q := r.URL.Query(); r.Method == http.MethodDelete && q.Get("name") != "" {
 		in.Name, in.Type, in.Data = q.Get("name"), q.Get("type"), q.Get("data")
@@ -394,10 +398,10 @@ func recordFromRequest(r *http.Request) (mdns.RR, error) {
 			in.TTL = uint32(n)
 		}
 	} else {
-		dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&in); err != nil {
-			return nil, fmt.Errorf("want a JSON record {\"name\",\"type\",\"ttl\",\"data\"}: %v", err)
+			return nil, fmt.Errorf("want a JSON record {\"name\",\"type\",\"ttl\",\"data\"}: %w", err)
 		}
 	}
 	text := in.RR

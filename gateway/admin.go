@@ -3,7 +3,6 @@ package gateway
 import (
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -33,10 +32,10 @@ func AdminHandler(s *KeyStore, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/keys", func(w http.ResponseWriter, r *http.Request) {
 		var spec KeySpec
-		dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&spec); err != nil {
-			httperr.Write(w, r, http.StatusBadRequest, "bad_request", "body must be a JSON key spec: "+err.Error())
+			httperr.WriteBodyError(w, r, "body must be a JSON key spec: "+err.Error(), err)
 			return
 		}
 		key, rec, err := s.Create(spec)
@@ -62,10 +61,10 @@ func AdminHandler(s *KeyStore, log *slog.Logger) http.Handler {
 	// Replication from another node's admin API (see KeyStore.Import).
 	mux.HandleFunc("POST /v1/keys/import", func(w http.ResponseWriter, r *http.Request) {
 		var rec KeyRecord
-		dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&rec); err != nil {
-			httperr.Write(w, r, http.StatusBadRequest, "bad_request", "body must be a JSON key record: "+err.Error())
+			httperr.WriteBodyError(w, r, "body must be a JSON key record: "+err.Error(), err)
 			return
 		}
 		got, err := s.Import(rec)

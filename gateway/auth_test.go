@@ -185,14 +185,27 @@ func TestAdminRejectsBadSpec(t *testing.T) {
 	defer ks.Close()
 	admin := httptest.NewServer(AdminHandler(ks, nil))
 	defer admin.Close()
-	for _, body := range []string{`{`, `{"owner":""}`, `{"owner":"a","bogus":1}`, `{"owner":"a","scopes":["x y"]}`, `{"owner":"a","id":"../etc"}`} {
-		resp, err := http.Post(admin.URL+"/v1/keys", "application/json", bytes.NewBufferString(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 400 {
-			t.Errorf("%s: status %d, want 400", body, resp.StatusCode)
+	huge := `{"owner":"a","scopes":["` + strings.Repeat("x", 100<<10) + `"]}`
+	for _, tc := range []struct {
+		body   string
+		status int
+	}{
+		{`{`, 400}, {`{"owner":""}`, 400}, {`{"owner":"a","bogus":1}`, 400},
+		{`{"owner":"a","scopes":["x y"]}`, 400}, {`{"owner":"a","id":"../etc"}`, 400},
+		{huge, 413}, // over the 64 KiB limit: too large, not malformed
+	} {
+		for _, path := range []string{"/v1/keys", "/v1/keys/import"} {
+			if path == "/v1/keys/import" && tc.status != 413 {
+				continue
+			}
+			resp, err := http.Post(admin.URL+path, "application/json", bytes.NewBufferString(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.status {
+				t.Errorf("POST %s %.40s: status %d, want %d", path, tc.body, resp.StatusCode, tc.status)
+			}
 		}
 	}
 }

@@ -40,7 +40,7 @@ func PurgeHandler(local []PurgeTarget, fan *cluster.Fanout) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req cdn.PurgeRequest
 		if err := ReadJSON(w, r, &req); err != nil {
-			httperr.Write(w, r, http.StatusBadRequest, "bad_request", err.Error())
+			httperr.WriteBodyError(w, r, err.Error(), err)
 			return
 		}
 		if len(req.URLs) == 0 && len(req.Prefixes) == 0 && len(req.Tags) == 0 && !req.All {

@@ -8,6 +8,8 @@ package httperr
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/outpost-edge/outpost/internal/reqinfo"
@@ -45,4 +47,17 @@ func Write(w http.ResponseWriter, r *http.Request, status int, code, msg string,
 		return
 	}
 	_ = json.NewEncoder(w).Encode(Body{Error: d})
+}
+
+// WriteBodyError answers a request whose body could not be read or
+// decoded: 413 when it was over the http.MaxBytesReader limit, 400
+// otherwise.
+func WriteBodyError(w http.ResponseWriter, r *http.Request, msg string, err error) {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		Write(w, r, http.StatusRequestEntityTooLarge, "body_too_large",
+			fmt.Sprintf("request body over %d bytes", mbe.Limit))
+		return
+	}
+	Write(w, r, http.StatusBadRequest, "bad_request", msg)
 }

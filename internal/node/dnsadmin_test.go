@@ -143,3 +143,45 @@ dns:
 		t.Fatalf("second DELETE: %d %s, want 404", code, b)
 	}
 }
+
+// TestAdminBodyTooLarge: a body over an admin endpoint's limit is a 413
+// body_too_large, not a 400 about JSON cut short.
+func TestAdminBodyTooLarge(t *testing.T) {
+	n, _ := startNode(t, fmt.Sprintf(`node: test
+data_dir: %s
+edge:
+  listen: 127.0.0.1:0
+dns:
+  listen: [%q]
+  zones:
+    - origin: example.com
+      records: ["www 300 IN A 192.0.2.1"]
+  health: {disabled: true}
+  rrl: {disabled: true}
+`, t.TempDir(), freeDNSAddr(t)))
+	const token = "test-token-0123456789"
+	adm := admin.New(token, slog.New(slog.DiscardHandler))
+	n.MountAdmin(adm, nil)
+	adm.Handle("POST /v1/purge", admin.PurgeHandler(nil, nil)) // as serve mounts it
+	srv := httptest.NewServer(adm)
+	defer srv.Close()
+	for _, tc := range []struct{ path, body string }{
+		{"/v1/purge", `{"urls": ["http://www.example.com/` + strings.Repeat("a", 2<<20) + `"]}`},
+		{"/v1/dns/records", `{"name": "x.example.com.", "type": "TXT", "data": "` + strings.Repeat("a", 128<<10) + `"}`},
+	} {
+		req, _ := http.NewRequest("POST", srv.URL+tc.path, strings.NewReader(tc.body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out struct {
+			Error struct{ Code string } `json:"error"`
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge || out.Error.Code != "body_too_large" {
+			t.Errorf("POST %s with %d bytes: %d %q, want 413 body_too_large", tc.path, len(tc.body), resp.StatusCode, out.Error.Code)
+		}
+	}
+}
