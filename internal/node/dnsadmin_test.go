@@ -23,18 +23,7 @@ import (
 // (200); without the token every method is 401 and changes nothing.
 func TestDNSRecordsThroughAdminAPI(t *testing.T) {
 	dnsAddr := freeDNSAddr(t)
-	n, _ := startNode(t, fmt.Sprintf(`node: test
-data_dir: %s
-edge:
-  listen: 127.0.0.1:0
-dns:
-  listen: [%q]
-  zones:
-    - origin: example.com
-      records: ["www 300 IN A 192.0.2.1"]
-  health: {disabled: true}
-  rrl: {disabled: true}
-`, t.TempDir(), dnsAddr))
+	n, _ := startNode(t, dnsNodeConfig(t, dnsAddr))
 	const token = "test-token-0123456789"
 	adm := admin.New(token, slog.New(slog.DiscardHandler))
 	n.MountAdmin(adm, nil)
@@ -147,18 +136,7 @@ dns:
 // TestAdminBodyTooLarge: a body over an admin endpoint's limit is a 413
 // body_too_large, not a 400 about JSON cut short.
 func TestAdminBodyTooLarge(t *testing.T) {
-	n, _ := startNode(t, fmt.Sprintf(`node: test
-data_dir: %s
-edge:
-  listen: 127.0.0.1:0
-dns:
-  listen: [%q]
-  zones:
-    - origin: example.com
-      records: ["www 300 IN A 192.0.2.1"]
-  health: {disabled: true}
-  rrl: {disabled: true}
-`, t.TempDir(), freeDNSAddr(t)))
+	n, _ := startNode(t, dnsNodeConfig(t, freeDNSAddr(t)))
 	const token = "test-token-0123456789"
 	adm := admin.New(token, slog.New(slog.DiscardHandler))
 	n.MountAdmin(adm, nil)
@@ -184,4 +162,21 @@ dns:
 			t.Errorf("POST %s with %d bytes: %d %q, want 413 body_too_large", tc.path, len(tc.body), resp.StatusCode, out.Error.Code)
 		}
 	}
+}
+
+// dnsNodeConfig is a node serving example.com on dnsAddr, health checks
+// and RRL off.
+func dnsNodeConfig(t *testing.T, dnsAddr string) string {
+	return fmt.Sprintf(`node: test
+data_dir: %s
+edge:
+  listen: 127.0.0.1:0
+dns:
+  listen: [%q]
+  zones:
+    - origin: example.com
+      records: ["www 300 IN A 192.0.2.1"]
+  health: {disabled: true}
+  rrl: {disabled: true}
+`, t.TempDir(), dnsAddr)
 }
