@@ -11,6 +11,7 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -74,6 +75,18 @@ type KeyStore struct {
 	mu      sync.RWMutex
 	byHash  map[[32]byte]*KeyRecord
 	byID    map[string]*KeyRecord
+
+	// reserved reports ids Create must refuse: those of keys in config.
+	reserved atomic.Pointer[func(id string) bool]
+}
+
+// SetReserved makes Create refuse the ids reserved reports, as taken: a
+// stored key with a config key's id would share its rate-limit bucket and
+// its X-Outpost-Key-Id, so origins and limits could not tell them apart.
+// The node sets it to its config's api_keys ids (read at each call, so
+// reloads count).
+func (s *KeyStore) SetReserved(reserved func(id string) bool) {
+	s.reserved.Store(&reserved)
 }
 
 // OpenKeyStore opens (creating if needed) the key database at path. A file
@@ -183,6 +196,9 @@ func (s *KeyStore) Create(spec KeySpec) (string, KeyRecord, error) {
 		Roles:     slices.Clone(spec.Roles),
 		CreatedAt: s.now().UTC().Truncate(time.Second),
 		ExpiresAt: spec.ExpiresAt,
+	}
+	if r := s.reserved.Load(); r != nil && (*r)(id) {
+		return "", KeyRecord{}, ErrKeyExists
 	}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()

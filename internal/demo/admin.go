@@ -59,7 +59,8 @@ func (d *Demo) adminServer() *admin.Server {
 		a.Handle("GET /v1/certificates", m.AdminHandler())
 	}
 
-	// One key store is shared by the three gateways.
+	// One key store is shared by the three gateways (one config).
+	d.keys.SetReserved(d.nodes[0].HasConfigKey)
 	kh := gateway.AdminHandler(d.keys, d.log)
 	a.Handle("/v1/keys", kh)
 	a.Handle("/v1/keys/", kh)

@@ -252,6 +252,16 @@ func (n *Node) wrapRoute(gw *gateway.Gateway, r *config.Route, h http.Handler) (
 	return h, nil
 }
 
+// HasConfigKey reports whether the config in force has an API key with id.
+func (n *Node) HasConfigKey(id string) bool {
+	for _, k := range n.Config().Gateway.APIKeys {
+		if k.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
 // Pools returns the current pools (for the admin API).
 func (n *Node) Pools() map[string]*lb.Pool {
 	n.mu.Lock()
@@ -282,6 +292,7 @@ func (n *Node) MountAdmin(a interface {
 	a.Handle("/v1/pools", ph)
 	a.Handle("/v1/pools/", ph)
 	if n.sub.keys != nil {
+		n.sub.keys.SetReserved(n.HasConfigKey)
 		kh := admin.ReplicateKeys(gateway.AdminHandler(n.sub.keys, n.base.With("component", "keys")), fan, n.log)
 		a.Handle("/v1/keys", kh)
 		a.Handle("/v1/keys/", kh)
