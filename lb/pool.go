@@ -325,6 +325,12 @@ func (p *Pool) setDraining(id string, on bool) error {
 	}
 	if b.draining.Swap(on) != on {
 		p.log.Info("backend draining changed", "backend", id, "draining", on)
+		if !on && b.state.Load() == stateHealthy {
+			// Back from a drain (often a restart behind it, caches
+			// cold), it ramps up over slow_start as a recovered backend
+			// does, like HAProxy's slowstart after maintenance.
+			b.upSince.Store(p.now().UnixNano())
+		}
 	}
 	return nil
 }

@@ -617,3 +617,31 @@ func TestErrorHTTPStatus(t *testing.T) {
 		}
 	}
 }
+
+// TestEnableRampsUp: a backend enabled after a drain comes back through
+// slow start, as a recovered one does (HAProxy's slowstart after
+// maintenance); without slow_start it is at full weight at once.
+func TestEnableRampsUp(t *testing.T) {
+	for _, window := range []time.Duration{time.Minute, 0} {
+		a, b := startBackend(t, "a", nil), startBackend(t, "b", nil)
+		cfg := poolConfig(PolicyRoundRobin, a, b)
+		cfg.Health.SlowStart = units.Duration(window)
+		p := newTestPool(t, cfg, Options{})
+		if st := backendStatus(p, "b"); st.SlowStart != 0 {
+			t.Fatalf("window %v: b ramping before any drain: %v", window, st.SlowStart)
+		}
+		if err := p.Drain("b"); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Enable("b"); err != nil {
+			t.Fatal(err)
+		}
+		st := backendStatus(p, "b")
+		if window > 0 && (st.SlowStart <= 0 || st.SlowStart >= 0.5) {
+			t.Errorf("window %v: enabled backend's share %v, want ramping from 5%%", window, st.SlowStart)
+		}
+		if window == 0 && st.SlowStart != 0 {
+			t.Errorf("no slow_start: enabled backend's share %v, want full", st.SlowStart)
+		}
+	}
+}
