@@ -66,6 +66,7 @@ type Selection struct {
 	rand      func() uint64
 	tried     [maxTriesLimit]*Backend
 	ntried    int
+	checks    int // Usable calls, so tests can bound a policy's work per pick
 }
 
 // NewSelection builds a Selection, for policy tests and benchmarks; the
@@ -77,6 +78,7 @@ func NewSelection(req *http.Request, backends []*Backend, now int64, rand func()
 // Usable reports whether Backends[i] may take this request: healthy, not
 // ejected, not draining and not already tried.
 func (s *Selection) Usable(i int) bool {
+	s.checks++
 	b := s.Backends[i]
 	if !b.usable(s.now) {
 		return false

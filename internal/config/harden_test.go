@@ -150,11 +150,7 @@ func TestHardenedParseErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			start := time.Now()
 			wantParseErrors(t, tc.src, tc.env, tc.want, tc.not)
-			if d := time.Since(start); d > 2*time.Second {
-				t.Errorf("Parse took %v", d)
-			}
 		})
 	}
 }
@@ -189,13 +185,10 @@ func TestLoadEndlessFile(t *testing.T) {
 	if _, err := os.Stat("/dev/zero"); err != nil {
 		t.Skip("no /dev/zero")
 	}
-	start := time.Now()
+	// Read whole, /dev/zero would never end: the error says the read stopped.
 	_, err := Load("/dev/zero", "")
 	if err == nil || !strings.Contains(Format(err), "file is larger than 8 MiB") {
 		t.Fatalf("Load(/dev/zero) = %v", err)
-	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("Load took %v", d)
 	}
 	dir := t.TempDir()
 	if _, err := Load(dir, ""); err == nil || !strings.Contains(err.Error(), "is a directory") {

@@ -421,9 +421,9 @@ func TestNodeUpstreamBodyStall(t *testing.T) {
 		}
 		if strings.HasSuffix(req.URL.Path, "/slow") {
 			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n")
-			for range 4 {
+			for _, b := range []byte("abcd") { // each byte within body_timeout
 				time.Sleep(150 * time.Millisecond)
-				c.Write([]byte("x"))
+				c.Write([]byte{b})
 			}
 			return
 		}
@@ -468,7 +468,7 @@ routes:
 			if !<-hungUp {
 				t.Error("the upstream connection was still open after 10s")
 			}
-			if body := getBody(t, base+"/"+route+"/slow"); body != "xxxx" {
+			if body := getBody(t, base+"/"+route+"/slow"); body != "abcd" {
 				t.Errorf("a slow but steady body: %q", body)
 			}
 		})
