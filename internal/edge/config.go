@@ -53,6 +53,10 @@ type Config struct {
 	Via string `yaml:"via"`
 	// AccessLog turns the per-request JSON log on. Default true.
 	AccessLog *bool `yaml:"access_log"`
+	// FastHTTP1 serves plain HTTP/1.1 requests with Outpost's own
+	// HTTP/1.1 server (internal/http1), which hands anything unusual to
+	// net/http. false: net/http serves everything. Default true.
+	FastHTTP1 *bool `yaml:"fast_http1"`
 }
 
 // SetDefaults fills unset fields.
@@ -77,6 +81,10 @@ func (c *Config) SetDefaults() {
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = units.Duration(30e9)
+	}
+	if c.FastHTTP1 == nil {
+		t := true
+		c.FastHTTP1 = &t
 	}
 	if c.AccessLog == nil {
 		t := true

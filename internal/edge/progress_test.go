@@ -37,6 +37,10 @@ func guardServer(t *testing.T, h http.Handler, tls bool) *httptest.Server {
 	}
 	ts := httptest.NewUnstartedServer(nil)
 	ts.Config = NewServer(&cfg, h, nil)
+	if fastFront && !tls {
+		startFast(t, ts)
+		return ts
+	}
 	if tls {
 		ts.EnableHTTP2 = true
 		ts.StartTLS()
@@ -368,7 +372,12 @@ func TestStalledHandshakesAndSlowlorisAreBounded(t *testing.T) {
 	ts.StartTLS()
 	plain := httptest.NewUnstartedServer(nil)
 	plain.Config = NewServer(&cfg, ts.Config.Handler, nil)
-	plain.Start()
+	closeFast := func() {}
+	if fastFront {
+		closeFast = startFast(t, plain)
+	} else {
+		plain.Start()
+	}
 
 	var conns []net.Conn
 	for i := range 200 {
@@ -404,6 +413,7 @@ func TestStalledHandshakesAndSlowlorisAreBounded(t *testing.T) {
 	}
 	ts.Close()
 	plain.Close()
+	closeFast()
 	deadline := time.Now().Add(5 * time.Second)
 	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)

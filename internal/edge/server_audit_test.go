@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outpost-edge/outpost/internal/http1"
 	"github.com/outpost-edge/outpost/internal/units"
 )
 
@@ -27,6 +28,12 @@ func startEdge(t *testing.T, cfg Config) string {
 	ln, err := Listen(cfg.Listen)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if fastFront {
+		f := http1.New(srv)
+		go func() { _ = f.Serve(ln) }()
+		t.Cleanup(func() { _ = f.Close() })
+		return ln.Addr().String()
 	}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })

@@ -24,6 +24,7 @@ import (
 	"github.com/outpost-edge/outpost/internal/config"
 	"github.com/outpost-edge/outpost/internal/configerr"
 	"github.com/outpost-edge/outpost/internal/edge"
+	"github.com/outpost-edge/outpost/internal/http1"
 	"github.com/outpost-edge/outpost/internal/proxy"
 	"github.com/outpost-edge/outpost/lb"
 )
@@ -52,6 +53,7 @@ type Node struct {
 	draining  atomic.Bool // BeginDrain was called: health endpoints answer 503
 
 	srv   *http.Server
+	front *http1.Server // serves srv's plain HTTP/1.1 fast path; nil: srv alone
 	ln    net.Listener
 	conns *edge.ConnLimit // shared by the edge, HTTPS and port-80 listeners
 
@@ -99,6 +101,9 @@ func New(cfg *config.Config, o Options) (*Node, error) {
 	n.cfg = cfg
 	n.gen = 1
 	n.srv = edge.NewServer(&cfg.Edge, n.swap, o.Logger.With("component", "edge"))
+	if *cfg.Edge.FastHTTP1 {
+		n.front = http1.New(n.srv)
+	}
 	n.conns = cfg.Edge.ConnLimit()
 	return n, nil
 }
@@ -223,7 +228,11 @@ func (n *Node) Start() error {
 	}
 	ln := n.conns.Listener(n.ln)
 	go func() {
-		if err := n.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serve := n.srv.Serve
+		if n.front != nil {
+			serve = n.front.Serve
+		}
+		if err := serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("edge listener stopped", "error", err)
 		}
 	}()
@@ -249,8 +258,12 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		n.shutdownSubsystems(ctx)
 		close(done)
 	}()
-	err := n.srv.Shutdown(ctx)
-	if err != nil {
+	var err error
+	if n.front != nil {
+		if err = n.front.Shutdown(ctx); err != nil {
+			n.front.Close()
+		}
+	} else if err = n.srv.Shutdown(ctx); err != nil {
 		n.srv.Close()
 	}
 	<-done

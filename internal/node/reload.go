@@ -197,6 +197,7 @@ func (n *Node) warnRestartOnly(cfg *config.Config) {
 		old, new any
 	}{
 		{"edge.listen", old.Edge.Listen, cfg.Edge.Listen},
+		{"edge.fast_http1", old.Edge.FastHTTP1, cfg.Edge.FastHTTP1},
 		{"data_dir", old.DataDir, cfg.DataDir},
 		{"admin", old.Admin, cfg.Admin},
 		{"log", old.Log, cfg.Log},

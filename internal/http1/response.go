@@ -1,0 +1,471 @@
+package http1
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// maxPend is how much of a response the head waits for when it may still
+// need a Content-Type sniffed or a Content-Length computed, as net/http's
+// buffer before chunking does.
+const maxPend = 4 << 10
+
+// sniffLen is what http.DetectContentType looks at.
+const sniffLen = 512
+
+var errAfterHandler = errors.New("http1: write after the handler returned")
+
+// response is the fast path's http.ResponseWriter. It follows net/http's
+// rules for what goes on the wire — lazy head, Content-Type sniffing, a
+// Content-Length for small complete bodies, chunking otherwise, Date,
+// trailers, no body for HEAD, 1xx, 204 and 304 — without sorting or
+// cloning the header map for the common case of a head whose framing is
+// known when it is written.
+type response struct {
+	c      *conn
+	req    *http.Request
+	header http.Header
+	sent   http.Header // the head's fields when it waits (a snapshot at WriteHeader)
+
+	status     int   // final status; 0 until WriteHeader
+	cl         int64 // declared Content-Length; -1: none
+	written    int64 // body bytes the handler wrote
+	isHead     bool
+	noBody     bool // the status allows no body
+	deferred   bool // the head waits for the first body bytes or the end
+	headSent   bool
+	chunked    bool
+	closeAfter bool
+	done       bool
+	err        error
+}
+
+func (w *response) Header() http.Header {
+	if w.header == nil {
+		w.header = make(http.Header)
+	}
+	return w.header
+}
+
+func (w *response) WriteHeader(code int) {
+	if w.done || w.status != 0 {
+		return // superfluous, as net/http (which logs it)
+	}
+	if code < 100 || code > 999 {
+		panic("invalid WriteHeader code " + strconv.Itoa(code))
+	}
+	h := w.Header()
+	if code < 200 && code != http.StatusSwitchingProtocols {
+		w.writeInterim(code, h)
+		return
+	}
+	w.status = code
+	w.noBody = code < 200 || code == http.StatusNoContent || code == http.StatusNotModified
+	w.cl = -1
+	if v, ok := h["Content-Length"]; ok {
+		if len(v) == 1 {
+			if n, err := strconv.ParseUint(strings.TrimSpace(v[0]), 10, 63); err == nil {
+				w.cl = int64(n)
+			}
+		}
+		if w.cl < 0 {
+			delete(h, "Content-Length") // net/http drops an invalid one too
+		}
+	}
+	_, hasType := h["Content-Type"]
+	if w.noBody || (w.cl >= 0 && hasType) {
+		w.sendHead(h, nil)
+		return
+	}
+	// A sniffed type or a computed length may still be needed: the head
+	// waits, on a snapshot, since the handler may change the map now.
+	w.deferred = true
+	w.sent = h.Clone()
+}
+
+func (w *response) Write(p []byte) (int, error) {
+	if w.done {
+		return 0, errAfterHandler
+	}
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.noBody {
+		return 0, http.ErrBodyNotAllowed
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	if w.cl >= 0 && w.written+int64(len(p)) > w.cl {
+		return 0, http.ErrContentLength
+	}
+	if w.deferred {
+		if len(w.c.pend)+len(p) <= maxPend {
+			if w.c.pend == nil {
+				w.c.pend = make([]byte, 0, maxPend)
+			}
+			w.c.pend = append(w.c.pend, p...)
+			w.written += int64(len(p))
+			return len(p), nil
+		}
+		if err := w.commit(p); err != nil {
+			return 0, err
+		}
+	}
+	w.written += int64(len(p))
+	if err := w.writeBody(p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// commit sends a waiting head and the body bytes held for it; next is
+// what the handler writes now, sniffed with them.
+func (w *response) commit(next []byte) error {
+	w.deferred = false
+	pend := w.c.pend
+	first := pend
+	if len(pend) < sniffLen && len(next) > 0 {
+		first = append(make([]byte, 0, sniffLen), pend...)
+		first = append(first, next[:min(len(next), sniffLen-len(pend))]...)
+	}
+	w.sendHead(w.sent, first)
+	w.c.pend = pend[:0]
+	if len(pend) > 0 {
+		w.writeBody(pend)
+	}
+	return w.err
+}
+
+func (w *response) writeBody(p []byte) error {
+	if w.isHead || len(p) == 0 {
+		return w.err
+	}
+	bw := w.c.bw
+	if w.chunked {
+		var hx [20]byte
+		bw.Write(strconv.AppendInt(hx[:0], int64(len(p)), 16))
+		bw.WriteString("\r\n")
+		bw.Write(p)
+		_, err := bw.WriteString("\r\n")
+		w.setErr(err)
+		return w.err
+	}
+	_, err := bw.Write(p)
+	w.setErr(err)
+	return w.err
+}
+
+func (w *response) setErr(err error) {
+	if err != nil && w.err == nil {
+		w.err = err
+	}
+}
+
+// Flush sends the head, if it waits, and everything buffered.
+func (w *response) Flush() { w.FlushError() }
+
+// FlushError is Flush that says whether it worked (http.ResponseController).
+func (w *response) FlushError() error {
+	if w.done {
+		return errAfterHandler
+	}
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.deferred {
+		w.commit(nil)
+	}
+	if w.err == nil {
+		w.setErr(w.c.bw.Flush())
+	}
+	return w.err
+}
+
+// ReadFrom sends a file body with sendfile when the framing allows it
+// (a declared length, no chunking): the cache's hit path.
+func (w *response) ReadFrom(src io.Reader) (int64, error) {
+	if w.done {
+		return 0, errAfterHandler
+	}
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.deferred || w.noBody || w.isHead || w.chunked || w.cl < 0 || w.err != nil {
+		return copyBuffered(w, src)
+	}
+	if err := w.c.bw.Flush(); err != nil {
+		w.setErr(err)
+		return 0, err
+	}
+	rf, ok := w.c.rwc.(io.ReaderFrom)
+	if !ok {
+		return copyBuffered(w, src)
+	}
+	// One LimitedReader over the file, not two, or sendfile is lost.
+	left := w.cl - w.written
+	r := src
+	if lr, ok := src.(*io.LimitedReader); !ok || lr.N > left {
+		r = io.LimitReader(src, left)
+	}
+	n, err := rf.ReadFrom(r)
+	w.written += n
+	if err != nil {
+		w.setErr(err)
+	}
+	return n, err
+}
+
+var copyPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func copyBuffered(w *response, src io.Reader) (int64, error) {
+	bp := copyPool.Get().(*[]byte)
+	defer copyPool.Put(bp)
+	return io.CopyBuffer(struct{ io.Writer }{w}, src, *bp)
+}
+
+// SetReadDeadline and SetWriteDeadline are what http.ResponseController
+// calls (the edge's send and body timeouts).
+func (w *response) SetReadDeadline(t time.Time) error  { return w.c.rwc.SetReadDeadline(t) }
+func (w *response) SetWriteDeadline(t time.Time) error { return w.c.rwc.SetWriteDeadline(t) }
+
+// EnableFullDuplex: this server always lets a handler read the request
+// body while it writes the response.
+func (w *response) EnableFullDuplex() error { return nil }
+
+// Hijack is not offered: requests that may upgrade (Upgrade, HTTP/2
+// prior knowledge) go to net/http.
+func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return nil, nil, http.ErrNotSupported
+}
+
+// finish completes the response after the handler returned.
+func (w *response) finish() {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	w.done = true
+	if w.deferred {
+		// The whole body is held: its length is known (net/http sets
+		// it the same way, and not for a HEAD the handler wrote nothing
+		// for).
+		w.deferred = false
+		if _, ok := w.sent["Transfer-Encoding"]; !ok && !w.hasTrailers(w.sent) && (!w.isHead || w.written > 0) {
+			w.sent["Content-Length"] = []string{strconv.FormatInt(w.written, 10)}
+			w.cl = w.written
+		}
+		w.commit(nil)
+	}
+	if w.chunked && w.err == nil {
+		bw := w.c.bw
+		bw.WriteString("0\r\n")
+		w.writeTrailers()
+		bw.WriteString("\r\n")
+	}
+	if w.cl >= 0 && w.written < w.cl && !w.isHead && !w.noBody {
+		w.closeAfter = true // the client waits for bytes that never come
+	}
+	if w.err == nil {
+		w.setErr(w.c.bw.Flush())
+	}
+}
+
+func (w *response) hasTrailers(h http.Header) bool {
+	if _, ok := h["Trailer"]; ok {
+		return true
+	}
+	for k := range w.header {
+		if strings.HasPrefix(k, http.TrailerPrefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// writeTrailers writes the trailers the head declared, with their values
+// as the handler left them, and those set with http.TrailerPrefix.
+func (w *response) writeTrailers() {
+	bw := w.c.bw
+	declared := w.header["Trailer"]
+	if w.sent != nil {
+		declared = w.sent["Trailer"]
+	}
+	for _, v := range declared {
+		for _, k := range strings.Split(v, ",") {
+			k = http.CanonicalHeaderKey(strings.TrimSpace(k))
+			if !httpguts.ValidTrailerHeader(k) {
+				continue
+			}
+			for _, v := range w.header[k] {
+				writeField(bw, k, v)
+			}
+		}
+	}
+	for k, vs := range w.header {
+		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok && httpguts.ValidTrailerHeader(name) {
+			for _, v := range vs {
+				writeField(bw, name, v)
+			}
+		}
+	}
+}
+
+// sendHead writes the status line and fields of h into the connection's
+// buffer. first is the start of the body, for sniffing.
+func (w *response) sendHead(h http.Header, first []byte) {
+	w.headSent = true
+	bw := w.c.bw
+	ownTE := false
+	if te, ok := h["Transfer-Encoding"]; ok {
+		if len(te) == 1 && asciiEqualFold(strings.TrimSpace(te[0]), "chunked") && !w.noBody {
+			w.chunked, ownTE = true, true
+		} else if !w.noBody {
+			w.closeAfter = true // an encoding we do not frame: the end is the close
+		}
+		w.cl = -1
+	} else if w.cl < 0 && !w.noBody && !w.isHead {
+		w.chunked, ownTE = true, true
+	}
+	if w.req.Close || w.c.s.shutting.Load() || hasClose(h["Connection"]) {
+		w.closeAfter = true
+	}
+	if b, ok := w.req.Body.(*body); ok && b.left > maxDiscard {
+		w.closeAfter = true
+	}
+	bw.WriteString(statusLine(w.status))
+	for k, vs := range h {
+		switch {
+		case k == "Transfer-Encoding" && ownTE, k == "Content-Length" && (w.chunked || ownTE),
+			k == "Connection" && w.closeAfter, strings.HasPrefix(k, http.TrailerPrefix):
+			continue
+		}
+		if !httpguts.ValidHeaderFieldName(k) {
+			continue // net/http drops these too
+		}
+		for _, v := range vs {
+			writeField(bw, k, v)
+		}
+	}
+	if ownTE {
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+	}
+	if w.closeAfter {
+		bw.WriteString("Connection: close\r\n")
+	}
+	if _, ok := h["Date"]; !ok {
+		bw.WriteString("Date: ")
+		bw.WriteString(httpDate())
+		bw.WriteString("\r\n")
+	}
+	if _, ok := h["Content-Type"]; !ok && !w.noBody && len(first) > 0 {
+		if _, te := h["Transfer-Encoding"]; !te {
+			bw.WriteString("Content-Type: ")
+			bw.WriteString(http.DetectContentType(first))
+			bw.WriteString("\r\n")
+		}
+	}
+	_, err := bw.WriteString("\r\n")
+	w.setErr(err)
+}
+
+// writeInterim sends a 1xx response (103 Early Hints, mostly) at once.
+func (w *response) writeInterim(code int, h http.Header) {
+	bw := w.c.bw
+	bw.WriteString(statusLine(code))
+	for k, vs := range h {
+		if !httpguts.ValidHeaderFieldName(k) || strings.HasPrefix(k, http.TrailerPrefix) {
+			continue
+		}
+		for _, v := range vs {
+			writeField(bw, k, v)
+		}
+	}
+	bw.WriteString("\r\n")
+	w.setErr(bw.Flush())
+}
+
+func hasClose(vs []string) bool {
+	for _, v := range vs {
+		for _, t := range strings.Split(v, ",") {
+			if asciiEqualFold(strings.TrimSpace(t), "close") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// writeField writes "k: v" with v as net/http would: line breaks become
+// spaces (no response splitting), surrounding blanks trimmed.
+func writeField(bw *bufio.Writer, k, v string) {
+	bw.WriteString(k)
+	bw.WriteString(": ")
+	v = strings.Trim(v, " \t")
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c == '\r' || c == '\n' {
+			b := []byte(v)
+			for j := i; j < len(b); j++ {
+				if b[j] == '\r' || b[j] == '\n' {
+					b[j] = ' '
+				}
+			}
+			bw.Write(b)
+			bw.WriteString("\r\n")
+			return
+		}
+	}
+	bw.WriteString(v)
+	bw.WriteString("\r\n")
+}
+
+// statusLines holds the status lines of codes 100-599, built once.
+var statusLines = func() (l [600]string) {
+	for code := 100; code < len(l); code++ {
+		l[code] = buildStatusLine(code)
+	}
+	return l
+}()
+
+func statusLine(code int) string {
+	if code < len(statusLines) {
+		return statusLines[code]
+	}
+	return buildStatusLine(code)
+}
+
+func buildStatusLine(code int) string {
+	text := http.StatusText(code)
+	if text == "" {
+		text = "status code " + strconv.Itoa(code)
+	}
+	return "HTTP/1.1 " + strconv.Itoa(code) + " " + text + "\r\n"
+}
+
+// httpDate is the Date field's value, formatted once a second.
+func httpDate() string {
+	now := time.Now()
+	sec := now.Unix()
+	if d := dateCache.Load(); d != nil && d.sec == sec {
+		return d.s
+	}
+	d := &cachedDate{sec: sec, s: now.UTC().Format(http.TimeFormat)}
+	dateCache.Store(d)
+	return d.s
+}
+
+type cachedDate struct {
+	sec int64
+	s   string
+}
+
+var dateCache atomic.Pointer[cachedDate]

@@ -1,0 +1,646 @@
+// Package http1 is the edge's HTTP/1.1 server for the hot path. It serves
+// the requests that make up nearly all edge traffic — HTTP/1.1, origin-form,
+// one Host, no body or a Content-Length one, no upgrade or 100-continue —
+// to the same http.Handler chain as net/http would, without net/http's
+// per-request costs (a background read goroutine, sorted and cloned header
+// maps, buffered chunk writers). The first request that is anything else,
+// malformed ones included, and the rest of its connection, go to a
+// net/http.Server: the reference implementation keeps deciding everything
+// unusual, so this package never has to answer a strange request itself.
+//
+// It exists because pass-through cost was measured: net/http's server and
+// httputil.ReverseProxy cost 2.5 times what a minimal Go loop or HAProxy
+// spends per request (see bench/http/passthrough.sh).
+package http1
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Server serves HTTP/1.1 on the fast path and hands every other connection
+// to Std, whose Handler, timeouts, MaxHeaderBytes, ConnContext and ErrorLog
+// it applies to the requests it serves itself.
+type Server struct {
+	Std *http.Server
+
+	mu       sync.Mutex
+	conns    map[*conn]struct{}
+	lns      map[net.Listener]struct{}
+	handoff  *handoffListener
+	stdDone  chan struct{}
+	shutting atomic.Bool
+}
+
+// New returns a Server in front of std.
+func New(std *http.Server) *Server {
+	return &Server{Std: std}
+}
+
+// Serve accepts connections on ln until it is closed or the server shuts
+// down. It returns http.ErrServerClosed after Shutdown or Close.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.shutting.Load() {
+		s.mu.Unlock()
+		return http.ErrServerClosed
+	}
+	if s.conns == nil {
+		s.conns = map[*conn]struct{}{}
+		s.lns = map[net.Listener]struct{}{}
+	}
+	if s.handoff == nil {
+		s.handoff = &handoffListener{addr: ln.Addr(), ch: make(chan net.Conn), done: make(chan struct{})}
+		s.stdDone = make(chan struct{})
+		go func() {
+			defer close(s.stdDone)
+			s.Std.Serve(s.handoff)
+		}()
+	}
+	s.lns[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.lns, ln)
+		s.mu.Unlock()
+	}()
+	var backoff time.Duration
+	for {
+		rw, err := ln.Accept()
+		if err != nil {
+			if s.shutting.Load() {
+				return http.ErrServerClosed
+			}
+			// EMFILE and friends: wait and retry, as net/http does.
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.logf("http1: accept error: %v; retrying in %v", err, backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		c := s.newConn(rw)
+		s.mu.Lock()
+		if s.shutting.Load() {
+			s.mu.Unlock()
+			rw.Close()
+			return http.ErrServerClosed
+		}
+		s.conns[c] = struct{}{}
+		s.mu.Unlock()
+		go c.serve()
+	}
+}
+
+func isTemporary(err error) bool {
+	type temporary interface{ Temporary() bool }
+	var t temporary
+	return errors.As(err, &t) && t.Temporary()
+}
+
+func (s *Server) logf(format string, args ...any) {
+	if s.Std.ErrorLog != nil {
+		s.Std.ErrorLog.Printf(format, args...)
+	} else {
+		log.Printf(format, args...)
+	}
+}
+
+// Shutdown stops accepting, closes idle connections, waits for requests in
+// flight to finish (or ctx to end), then shuts Std down with the same ctx.
+func (s *Server) Shutdown(ctx context.Context) error {
+	h := s.stopAccepting()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if s.closeIdle() {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			s.closeAll()
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+	if h == nil {
+		return s.Std.Shutdown(ctx)
+	}
+	err := s.Std.Shutdown(ctx)
+	h.Close()
+	return err
+}
+
+// Close closes the listeners and every connection at once.
+func (s *Server) Close() error {
+	h := s.stopAccepting()
+	s.closeAll()
+	err := s.Std.Close()
+	if h != nil {
+		h.Close()
+	}
+	return err
+}
+
+// stopAccepting closes the listeners; it returns the hand-off listener,
+// nil if Serve never ran.
+func (s *Server) stopAccepting() *handoffListener {
+	s.shutting.Store(true)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for ln := range s.lns {
+		ln.Close()
+	}
+	return s.handoff
+}
+
+// closeIdle closes connections waiting for a request and reports whether
+// none are left.
+func (s *Server) closeIdle() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if c.state.Load() == stateIdle && c.state.CompareAndSwap(stateIdle, stateClosed) {
+			c.rwc.Close()
+		}
+	}
+	return len(s.conns) == 0
+}
+
+func (s *Server) closeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.rwc.Close()
+	}
+}
+
+func (s *Server) forget(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// handoffListener feeds connections the fast path gave up on to Std.
+type handoffListener struct {
+	addr net.Addr
+	ch   chan net.Conn
+	once sync.Once
+	done chan struct{}
+}
+
+func (l *handoffListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *handoffListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *handoffListener) Addr() net.Addr { return l.addr }
+
+// give hands c to Std; false when Std no longer accepts.
+func (l *handoffListener) give(c net.Conn) bool {
+	select {
+	case l.ch <- c:
+		return true
+	case <-l.done:
+		return false
+	}
+}
+
+// prefixConn replays bytes the fast path already read.
+type prefixConn struct {
+	net.Conn
+	pre []byte
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) {
+	if len(c.pre) > 0 {
+		n := copy(p, c.pre)
+		c.pre = c.pre[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// ReadFrom keeps sendfile for net/http's responses on a handed-off
+// connection.
+func (c *prefixConn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{c.Conn}, r)
+}
+
+// CloseWrite lets net/http half-close as it would on the raw connection.
+func (c *prefixConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+const (
+	stateActive int32 = iota
+	stateIdle
+	stateClosed
+)
+
+// conn is one client connection on the fast path.
+type conn struct {
+	s      *Server
+	rwc    net.Conn
+	remote string
+	ctx    context.Context // ConnContext's, with Std and the local address
+	cr     connReader
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	state  atomic.Int32
+	pend   []byte // a response's first bytes while its head waits (see response)
+
+	// The watch: a read that notices a client hanging up while a bodiless
+	// request is served, as net/http's background read does, but only
+	// for requests still running after watchDelay.
+	watchMu    sync.Mutex
+	watchState int // watchOff, watchArmed, watchReading
+	watchDone  chan struct{}
+	watchStop  bool
+	watchTimer *time.Timer
+	cancel     context.CancelCauseFunc // the current request's
+	gone       bool                    // the client hung up
+}
+
+// watchDelay is how long a request runs before its connection is watched
+// for the client leaving. Short requests, nearly all of them, never pay
+// for the extra goroutine and deadline changes.
+const watchDelay = 100 * time.Millisecond
+
+const (
+	watchOff = iota
+	watchArmed
+	watchReading
+)
+
+// errClientGone is the cause of a request context canceled because its
+// client closed the connection.
+var errClientGone = errors.New("http1: client closed the connection")
+
+func (s *Server) newConn(rwc net.Conn) *conn {
+	c := &conn{s: s, rwc: rwc, remote: rwc.RemoteAddr().String()}
+	c.cr.c = c
+	ctx := context.WithValue(context.Background(), http.ServerContextKey, s.Std)
+	ctx = context.WithValue(ctx, http.LocalAddrContextKey, rwc.LocalAddr())
+	if s.Std.ConnContext != nil {
+		ctx = s.Std.ConnContext(ctx, rwc)
+	}
+	c.ctx = ctx
+	return c
+}
+
+// connReader is the buffered reader's source: the byte a watch read, then
+// the connection.
+type connReader struct {
+	c       *conn
+	hasByte bool
+	b       [1]byte
+}
+
+func (r *connReader) Read(p []byte) (int, error) {
+	if r.hasByte && len(p) > 0 {
+		p[0] = r.b[0]
+		r.hasByte = false
+		return 1, nil
+	}
+	return r.c.rwc.Read(p)
+}
+
+var (
+	brPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, maxFastHead) }}
+	bwPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
+)
+
+func (c *conn) serve() {
+	defer c.s.forget(c)
+	handed := false
+	defer func() {
+		if err := recover(); err != nil && err != http.ErrAbortHandler {
+			const size = 64 << 10
+			buf := make([]byte, size)
+			buf = buf[:runtime.Stack(buf, false)]
+			c.s.logf("http: panic serving %v: %v\n%s", c.remote, err, buf)
+		}
+		if !handed {
+			c.rwc.Close()
+		}
+		c.release()
+	}()
+	c.br = brPool.Get().(*bufio.Reader)
+	c.br.Reset(&c.cr)
+	c.bw = bwPool.Get().(*bufio.Writer)
+	c.bw.Reset(c.rwc)
+	std := c.s.Std
+	first := true
+	for {
+		// Wait for the next request: the idle timeout between requests,
+		// the header timeout (net/http's rule: else the read timeout)
+		// for a new connection's first.
+		c.state.Store(stateIdle)
+		if c.s.shutting.Load() && !first {
+			return
+		}
+		wait := std.IdleTimeout
+		if wait == 0 {
+			wait = std.ReadTimeout
+		}
+		if first || wait == 0 {
+			wait = headerTimeout(std)
+		}
+		if wait > 0 {
+			c.rwc.SetReadDeadline(time.Now().Add(wait))
+		} else {
+			c.rwc.SetReadDeadline(time.Time{})
+		}
+		if _, err := c.br.Peek(1); err != nil {
+			return
+		}
+		if !c.state.CompareAndSwap(stateIdle, stateActive) {
+			return // Shutdown closed it
+		}
+		if c.s.shutting.Load() && !first {
+			return
+		}
+		start := time.Now()
+		if d := headerTimeout(std); d > 0 && !first {
+			c.rwc.SetReadDeadline(start.Add(d))
+		}
+		first = false
+		n, ok := c.readHead()
+		if n < 0 {
+			return // timeout, hang-up or I/O error mid-head: as net/http
+		}
+		var h head
+		if ok {
+			raw, _ := c.br.Peek(n)
+			h, ok = parseHead(raw)
+		}
+		var req http.Request
+		if ok {
+			req, ok = h.newRequest()
+		}
+		if !ok {
+			handed = c.handOff()
+			return
+		}
+		c.br.Discard(n)
+		if !c.serveRequest(&req, start) {
+			return
+		}
+	}
+}
+
+// headerTimeout is net/http's: ReadHeaderTimeout, else ReadTimeout.
+func headerTimeout(s *http.Server) time.Duration {
+	if s.ReadHeaderTimeout > 0 {
+		return s.ReadHeaderTimeout
+	}
+	return s.ReadTimeout
+}
+
+// readHead waits until the buffer holds a complete head and returns its
+// length. ok is false for a head the fast path leaves to net/http (too
+// large, or not CRLF-delimited). n < 0: the connection failed.
+func (c *conn) readHead() (n int, ok bool) {
+	from := 0
+	for {
+		buf, _ := c.br.Peek(c.br.Buffered())
+		switch end := findEnd(buf, from); {
+		case end > 0:
+			return end, true
+		case end < 0:
+			return 0, false
+		}
+		if len(buf) >= maxFastHead || (c.s.Std.MaxHeaderBytes > 0 && len(buf) > c.s.Std.MaxHeaderBytes) {
+			return 0, false
+		}
+		from = max(len(buf)-3, 0)
+		if _, err := c.br.Peek(len(buf) + 1); err != nil {
+			if len(buf) > 0 && errors.Is(err, bufio.ErrBufferFull) {
+				return 0, false
+			}
+			if len(buf) > 0 && err == io.EOF {
+				// A head cut short: net/http answers what it makes
+				// of it (nothing, or 400).
+				return 0, false
+			}
+			return -1, false
+		}
+	}
+}
+
+// handOff gives the connection, with what was read of it, to Std.
+func (c *conn) handOff() bool {
+	pre := []byte(nil)
+	if n := c.br.Buffered(); n > 0 {
+		b, _ := c.br.Peek(n)
+		pre = append(pre, b...)
+	}
+	if c.cr.hasByte { // cannot happen between requests; kept exact anyway
+		pre = append(pre, c.cr.b[0])
+		c.cr.hasByte = false
+	}
+	c.rwc.SetDeadline(time.Time{})
+	c.state.Store(stateClosed)
+	return c.s.handoff.give(&prefixConn{Conn: c.rwc, pre: pre})
+}
+
+func (c *conn) release() {
+	if c.br != nil {
+		c.br.Reset(nil)
+		brPool.Put(c.br)
+		c.br = nil
+	}
+	if c.bw != nil {
+		c.bw.Reset(nil)
+		bwPool.Put(c.bw)
+		c.bw = nil
+	}
+	if c.watchTimer != nil {
+		c.watchTimer.Stop()
+	}
+}
+
+// serveRequest runs the handler for req and finishes its response. It
+// reports whether the connection may carry another request.
+func (c *conn) serveRequest(tmpl *http.Request, start time.Time) bool {
+	std := c.s.Std
+	if std.ReadTimeout > 0 {
+		c.rwc.SetReadDeadline(start.Add(std.ReadTimeout))
+	} else {
+		c.rwc.SetReadDeadline(time.Time{})
+	}
+	if std.WriteTimeout > 0 {
+		c.rwc.SetWriteDeadline(start.Add(std.WriteTimeout))
+	}
+	ctx, cancel := context.WithCancelCause(c.ctx)
+	tmpl.RemoteAddr = c.remote
+	req := tmpl.WithContext(ctx)
+	w := &response{c: c, req: req, status: 0, cl: -1, isHead: req.Method == http.MethodHead}
+	var rb *body
+	if req.ContentLength > 0 {
+		rb = &body{c: c, left: req.ContentLength}
+		req.Body = rb
+	}
+	watched := rb == nil && c.br.Buffered() == 0
+	if watched {
+		c.arm(cancel)
+	}
+	handler := std.Handler
+	if handler == nil {
+		handler = http.DefaultServeMux
+	}
+	handler.ServeHTTP(w, req)
+	if watched {
+		c.disarm()
+	}
+	w.finish()
+	cancel(context.Canceled)
+	if w.err != nil || w.closeAfter || c.gone {
+		return false
+	}
+	if rb != nil && rb.left > 0 {
+		// net/http's rule: read up to 256KiB of an unread body to keep
+		// the connection, close it for more.
+		if rb.left > maxDiscard {
+			return false
+		}
+		if _, err := io.CopyN(io.Discard, c.br, rb.left); err != nil {
+			return false
+		}
+	}
+	if std.WriteTimeout > 0 {
+		c.rwc.SetWriteDeadline(time.Time{})
+	}
+	return true
+}
+
+const maxDiscard = 256 << 10
+
+// arm starts the watch timer for the request whose context cancel ends.
+func (c *conn) arm(cancel context.CancelCauseFunc) {
+	c.watchMu.Lock()
+	c.cancel = cancel
+	c.watchState = watchArmed
+	c.watchStop = false
+	if c.watchTimer == nil {
+		c.watchTimer = time.AfterFunc(watchDelay, c.watch)
+	} else {
+		c.watchTimer.Reset(watchDelay)
+	}
+	c.watchMu.Unlock()
+}
+
+// watch reads one byte while the handler runs: EOF or a reset means the
+// client left, and the request's context is canceled; a byte (the next
+// pipelined request) is kept for the reader.
+func (c *conn) watch() {
+	c.watchMu.Lock()
+	if c.watchState != watchArmed {
+		c.watchMu.Unlock()
+		return
+	}
+	c.watchState = watchReading
+	done := make(chan struct{})
+	c.watchDone = done
+	cancel := c.cancel
+	c.watchMu.Unlock()
+	n, err := c.rwc.Read(c.cr.b[:])
+	c.watchMu.Lock()
+	if n == 1 {
+		c.cr.hasByte = true
+	}
+	var ne net.Error
+	timeout := errors.As(err, &ne) && ne.Timeout()
+	if err != nil && !c.watchStop && !timeout {
+		c.gone = true
+		cancel(errClientGone)
+	}
+	c.watchState = watchOff
+	c.watchMu.Unlock()
+	close(done)
+}
+
+// disarm ends the watch before the response is finished, stopping a read
+// in progress the way net/http does: a deadline in the past.
+func (c *conn) disarm() {
+	c.watchMu.Lock()
+	switch c.watchState {
+	case watchArmed:
+		c.watchTimer.Stop()
+		c.watchState = watchOff
+		c.watchMu.Unlock()
+		return
+	case watchOff:
+		c.watchMu.Unlock()
+		return
+	}
+	c.watchStop = true
+	done := c.watchDone
+	c.watchMu.Unlock()
+	c.rwc.SetReadDeadline(aLongTimeAgo)
+	<-done
+	c.rwc.SetReadDeadline(time.Time{})
+}
+
+var aLongTimeAgo = time.Unix(1, 0)
+
+// body is a Content-Length request body.
+type body struct {
+	c      *conn
+	left   int64
+	closed bool
+}
+
+func (b *body) Read(p []byte) (int, error) {
+	if b.closed {
+		return 0, http.ErrBodyReadAfterClose
+	}
+	if b.left <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.c.br.Read(p)
+	b.left -= int64(n)
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	if b.left == 0 && err == nil {
+		err = io.EOF
+	}
+	return n, err
+}
+
+func (b *body) Close() error {
+	b.closed = true
+	return nil
+}

@@ -1,0 +1,493 @@
+package http1
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// testHandler answers by path, covering the ways handlers write.
+func testHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/small", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Method", r.Method)
+		io.WriteString(w, "<html>hello</html>") // sniffed, length computed
+	})
+	mux.HandleFunc("/big", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		for i := 0; i < 100; i++ {
+			fmt.Fprintf(w, "line %03d %s\n", i, strings.Repeat("x", 100))
+		}
+	})
+	mux.HandleFunc("/sized", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Header().Set("Content-Length", "5")
+		io.WriteString(w, "12345")
+	})
+	mux.HandleFunc("/short", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Header().Set("Content-Length", "10")
+		io.WriteString(w, "12345") // less than promised: the connection must close
+	})
+	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("X-Host", r.Host)
+		w.Header().Set("X-Len", fmt.Sprint(r.ContentLength))
+		w.Header().Set("X-Got-Host-Field", fmt.Sprint(r.Header["Host"] != nil))
+		w.Write(b)
+	})
+	mux.HandleFunc("/nocontent", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+		w.Write([]byte("ignored"))
+	})
+	mux.HandleFunc("/notmodified", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Etag", `"x"`)
+		w.WriteHeader(http.StatusNotModified)
+	})
+	mux.HandleFunc("/trailers", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "X-Sum")
+		w.Header().Set("Content-Type", "text/plain")
+		w.WriteHeader(200)
+		io.WriteString(w, "body")
+		w.Header().Set("X-Sum", "42")
+		w.Header().Set(http.TrailerPrefix+"X-Late", "yes")
+	})
+	mux.HandleFunc("/split", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Header().Set("X-Evil", "a\r\nSet-Cookie: owned=1")
+		w.Header()["Bad Name"] = []string{"x"}
+		io.WriteString(w, "ok")
+	})
+	mux.HandleFunc("/early", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</a.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		w.Header().Del("Link")
+		w.Header().Set("Content-Type", "text/plain")
+		io.WriteString(w, "final")
+	})
+	mux.HandleFunc("/stream", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		io.WriteString(w, "one")
+		w.(http.Flusher).Flush()
+		io.WriteString(w, "two")
+	})
+	mux.HandleFunc("/panic", func(w http.ResponseWriter, r *http.Request) {
+		panic("boom")
+	})
+	return mux
+}
+
+// servers starts the same handler behind net/http alone and behind the
+// fast path; handed counts connections the fast path gave to net/http.
+func servers(t *testing.T, h http.Handler, tune func(*http.Server)) (std, fast string, handed *atomic.Int32) {
+	t.Helper()
+	handed = new(atomic.Int32)
+	mk := func(count bool) *http.Server {
+		s := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 5 * time.Second,
+			ErrorLog: discardLog()}
+		if count {
+			s.ConnState = func(c net.Conn, st http.ConnState) {
+				if st == http.StateNew {
+					handed.Add(1)
+				}
+			}
+		}
+		if tune != nil {
+			tune(s)
+		}
+		return s
+	}
+	l1, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s1 := mk(false)
+	s2 := New(mk(true))
+	go s1.Serve(l1)
+	go s2.Serve(l2)
+	t.Cleanup(func() { s1.Close(); s2.Close() })
+	return l1.Addr().String(), l2.Addr().String(), handed
+}
+
+// exchange sends raw and reads responses until the connection closes or
+// n responses arrived.
+func exchange(t *testing.T, addr, raw string, n int) ([]*http.Response, []string, bool) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	var resps []*http.Response
+	var bodies []string
+	for len(resps) < n {
+		req := &http.Request{Method: "GET"}
+		if strings.HasPrefix(raw, "HEAD") {
+			req.Method = "HEAD"
+		}
+		resp, err := http.ReadResponse(br, req)
+		if err != nil {
+			break
+		}
+		b, err := io.ReadAll(resp.Body)
+		resps = append(resps, resp)
+		if err != nil {
+			bodies = append(bodies, string(b)+"<"+err.Error()+">")
+			break
+		}
+		bodies = append(bodies, string(b))
+	}
+	// Closed afterwards? A probe request is answered on an open
+	// connection, at once; a closed one reads EOF.
+	io.WriteString(c, "GET /probe HTTP/1.1\r\nHost: probe\r\n\r\n")
+	_, err = http.ReadResponse(br, nil)
+	return resps, bodies, err != nil
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func TestSameAsNetHTTP(t *testing.T) {
+	std, fast, handed := servers(t, testHandler(), nil)
+	big := strings.Repeat("a", 9000)
+	cases := []struct {
+		name    string
+		raw     string
+		n       int
+		handoff bool
+	}{
+		{"small", "GET /small HTTP/1.1\r\nHost: a.test\r\n\r\n", 1, false},
+		{"head", "HEAD /small HTTP/1.1\r\nHost: a.test\r\n\r\n", 1, false},
+		{"big chunked", "GET /big HTTP/1.1\r\nHost: a.test\r\n\r\n", 1, false},
+		{"sized", "GET /sized HTTP/1.1\r\nHost: a.test\r\n\r\n", 1, false},
+		{"short body closes", "GET /short HTTP/1.1\r\nHost: a.test\r\n\r\nGET /small HTTP/1.1\r\nHost: a.test\r\n\r\n", 2, false},
+		{"echo", "POST /echo HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\n\r\nhello", 1, false},
+		{"echo mixed-case names", "POST /echo HTTP/1.1\r\nhOST: a.test\r\ncontent-length: 3\r\n\r\nabc", 1, false},
+		{"no content", "GET /nocontent HTTP/1.1\r\nHost: a.test\r\n\r\n", 1, false},
+		{"not modified", "GET /notmodified HTTP/1.1\r\nHost: a.test\r\n\r\n", 1, false},
+		{"trailers", "GET /trailers HTTP/1.1\r\nHost: a.test\r\n\r\n", 1, false},
+		{"response splitting", "GET /split HTTP/1.1\r\nHost: a.test\r\n\r\n", 1, false},
+		{"early hints", "GET /early HTTP/1.1\r\nHost: a.test\r\n\r\n", 2, false},
+		{"stream", "GET /stream HTTP/1.1\r\nHost: a.test\r\n\r\n", 1, false},
+		{"pipelined", "GET /small HTTP/1.1\r\nHost: a.test\r\n\r\nGET /sized HTTP/1.1\r\nHost: a.test\r\n\r\nGET /small HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n", 3, false},
+		{"connection close", "GET /small HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n", 1, false},
+		{"not found", "GET /nothing HTTP/1.1\r\nHost: a.test\r\n\r\n", 1, false},
+		{"escaped path", "GET /sm%61ll?q=%2F HTTP/1.1\r\nHost: a.test\r\n\r\n", 1, false},
+		{"unread small body kept", "POST /small HTTP/1.1\r\nHost: a.test\r\nContent-Length: 4\r\n\r\nabcdGET /sized HTTP/1.1\r\nHost: a.test\r\n\r\n", 2, false},
+		// Everything below is net/http's to decide.
+		{"chunked body", "POST /echo HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 1, true},
+		{"CL and TE", "POST /echo HTTP/1.1\r\nHost: a.test\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 1, true},
+		{"two lengths", "POST /echo HTTP/1.1\r\nHost: a.test\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 1, true},
+		{"signed length", "POST /echo HTTP/1.1\r\nHost: a.test\r\nContent-Length: +3\r\n\r\nabc", 1, true},
+		{"expect", "POST /echo HTTP/1.1\r\nHost: a.test\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\nabc", 2, true},
+		{"bare LF", "GET /small HTTP/1.1\nHost: a.test\n\n", 1, true},
+		{"obs-fold", "GET /small HTTP/1.1\r\nHost: a.test\r\nX-A: 1\r\n  2\r\n\r\n", 1, true},
+		{"space before colon", "GET /small HTTP/1.1\r\nHost: a.test\r\nX-A : 1\r\n\r\n", 1, true},
+		{"no host", "GET /small HTTP/1.1\r\nX-A: 1\r\n\r\n", 1, true},
+		{"two hosts", "GET /small HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n", 1, true},
+		{"bad host", "GET /small HTTP/1.1\r\nHost: a b\r\n\r\n", 1, true},
+		{"http/1.0", "GET /small HTTP/1.0\r\nHost: a.test\r\n\r\n", 1, true},
+		{"absolute form", "GET http://a.test/small HTTP/1.1\r\nHost: a.test\r\n\r\n", 1, true},
+		{"control in value", "GET /small HTTP/1.1\r\nHost: a.test\r\nX-A: a\x01b\r\n\r\n", 1, true},
+		{"upgrade", "GET /small HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", 1, true},
+		{"hop-by-hop name", "GET /small HTTP/1.1\r\nHost: a.test\r\nConnection: X-Secret\r\n\r\n", 1, true},
+		{"leading blank line", "\r\nGET /small HTTP/1.1\r\nHost: a.test\r\n\r\n", 1, true},
+		{"large head", "GET /small HTTP/1.1\r\nHost: a.test\r\nCookie: " + big + "\r\n\r\n", 1, true},
+		{"garbage", "\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\r\n\r\n", 1, true},
+		{"h2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 1, true},
+		{"fast then handoff", "GET /small HTTP/1.1\r\nHost: a.test\r\n\r\nPOST /echo HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n", 2, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := handed.Load()
+			want, wantBodies, wantClosed := exchange(t, std, tc.raw, tc.n)
+			got, gotBodies, gotClosed := exchange(t, fast, tc.raw, tc.n)
+			if h := handed.Load() != before; h != tc.handoff {
+				t.Errorf("handed to net/http: %v, want %v", h, tc.handoff)
+			}
+			if len(got) != len(want) {
+				t.Fatalf("%d responses, net/http gave %d", len(got), len(want))
+			}
+			if gotClosed != wantClosed {
+				t.Errorf("connection closed after: %v, net/http: %v", gotClosed, wantClosed)
+			}
+			for i := range want {
+				g, w := got[i], want[i]
+				if g.StatusCode != w.StatusCode || gotBodies[i] != wantBodies[i] {
+					t.Errorf("response %d: %d %q, net/http: %d %q", i, g.StatusCode, gotBodies[i], w.StatusCode, wantBodies[i])
+				}
+				for _, k := range []string{"Content-Type", "X-Method", "X-Host", "X-Len", "X-Got-Host-Field", "Etag", "X-Evil", "Link"} {
+					if g.Header.Get(k) != w.Header.Get(k) {
+						t.Errorf("response %d: %s %q, net/http: %q", i, k, g.Header.Get(k), w.Header.Get(k))
+					}
+				}
+				if g.Close != w.Close {
+					t.Errorf("response %d: Connection: close %v, net/http: %v", i, g.Close, w.Close)
+				}
+				if g.Header.Get("Date") == "" && !tc.handoff && g.StatusCode >= 200 {
+					t.Errorf("response %d: no Date", i)
+				}
+				if len(g.Header["Bad Name"]) > 0 || g.Header.Get("Set-Cookie") != "" {
+					t.Errorf("response %d: unsafe fields went out: %v", i, g.Header)
+				}
+				for _, k := range []string{"X-Sum", "X-Late"} {
+					if g.Trailer.Get(k) != w.Trailer.Get(k) {
+						t.Errorf("response %d: trailer %s %q, net/http: %q", i, k, g.Trailer.Get(k), w.Trailer.Get(k))
+					}
+				}
+			}
+		})
+	}
+}
+
+// A short complete body gets a Content-Length, a long one is chunked, as
+// net/http frames them; a HEAD carries no body.
+func TestFraming(t *testing.T) {
+	_, fast, _ := servers(t, testHandler(), nil)
+	for _, tc := range []struct {
+		raw     string
+		cl      int64
+		chunked bool
+	}{
+		{"GET /small HTTP/1.1\r\nHost: a\r\n\r\n", 18, false},
+		{"GET /big HTTP/1.1\r\nHost: a\r\n\r\n", -1, true},
+		{"GET /stream HTTP/1.1\r\nHost: a\r\n\r\n", -1, true},
+		{"GET /sized HTTP/1.1\r\nHost: a\r\n\r\n", 5, false},
+		{"HEAD /sized HTTP/1.1\r\nHost: a\r\n\r\n", 5, false},
+	} {
+		resps, _, _ := exchange(t, fast, tc.raw, 1)
+		if len(resps) != 1 {
+			t.Fatalf("%q: no response", tc.raw)
+		}
+		r := resps[0]
+		chunked := len(r.TransferEncoding) > 0 && r.TransferEncoding[0] == "chunked"
+		if r.ContentLength != tc.cl || chunked != tc.chunked {
+			t.Errorf("%q: length %d chunked %v, want %d %v", tc.raw, r.ContentLength, chunked, tc.cl, tc.chunked)
+		}
+	}
+}
+
+// A client that hangs up cancels its request's context, as net/http's
+// background read does.
+func TestClientGoneCancels(t *testing.T) {
+	got := make(chan error, 1)
+	started := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		select {
+		case <-r.Context().Done():
+			got <- context.Cause(r.Context())
+		case <-time.After(20 * time.Second):
+			got <- errors.New("not canceled")
+		}
+	})
+	_, fast, _ := servers(t, h, nil)
+	c, err := net.Dial("tcp", fast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	<-started
+	c.Close()
+	if err := <-got; !errors.Is(err, errClientGone) {
+		t.Fatalf("cause %v, want client gone", err)
+	}
+}
+
+// A pipelined request that arrives while a long one runs is not taken for
+// a hang-up, and is answered after it.
+func TestWatchKeepsPipelinedByte(t *testing.T) {
+	release := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+				http.Error(w, "canceled", 500)
+				return
+			}
+		}
+		io.WriteString(w, r.URL.Path)
+	})
+	_, fast, _ := servers(t, h, nil)
+	c, err := net.Dial("tcp", fast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+	time.Sleep(2 * watchDelay) // let the watch start reading
+	io.WriteString(c, "GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
+	time.Sleep(watchDelay)
+	close(release)
+	br := bufio.NewReader(c)
+	for _, want := range []string{"/slow", "/next"} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if string(b) != want {
+			t.Fatalf("body %q, want %q", b, want)
+		}
+	}
+}
+
+// An unread request body over 256KiB closes the connection instead of
+// being read through.
+func TestLargeUnreadBodyCloses(t *testing.T) {
+	_, fast, _ := servers(t, testHandler(), nil)
+	body := strings.Repeat("b", 300<<10)
+	raw := fmt.Sprintf("POST /small HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	resps, _, closed := exchange(t, fast, raw, 1)
+	if len(resps) != 1 || resps[0].StatusCode != 200 {
+		t.Fatalf("responses %v", resps)
+	}
+	if !closed || !resps[0].Close {
+		t.Fatalf("closed %v, Connection: close %v", closed, resps[0].Close)
+	}
+}
+
+// A panicking handler costs its connection, not the server.
+func TestPanicClosesConnection(t *testing.T) {
+	_, fast, _ := servers(t, testHandler(), nil)
+	resps, _, closed := exchange(t, fast, "GET /panic HTTP/1.1\r\nHost: a\r\n\r\n", 1)
+	if len(resps) != 0 || !closed {
+		t.Fatalf("responses %d, closed %v", len(resps), closed)
+	}
+	if resps, _, _ := exchange(t, fast, "GET /small HTTP/1.1\r\nHost: a\r\n\r\n", 1); len(resps) != 1 {
+		t.Fatal("server did not survive the panic")
+	}
+}
+
+// A head that trickles in past the header timeout loses the connection.
+func TestSlowHeadTimesOut(t *testing.T) {
+	_, fast, _ := servers(t, testHandler(), func(s *http.Server) { s.ReadHeaderTimeout = 200 * time.Millisecond })
+	c, err := net.Dial("tcp", fast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /small HTTP/1.1\r\n")
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	b := make([]byte, 1)
+	for i := 0; i < 50; i++ {
+		if _, err := io.WriteString(c, "X-A: 1\r\n"); err != nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := c.Read(b); err == nil || isTimeout(err) {
+		t.Fatalf("connection still open (read: %v)", err)
+	}
+}
+
+// Shutdown lets a request in flight finish and closes idle connections.
+func TestShutdown(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			close(started)
+			<-release
+		}
+		io.WriteString(w, "done")
+	})
+	std := &http.Server{Handler: h, ErrorLog: discardLog()}
+	s := New(std)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	addr := ln.Addr().String()
+
+	idle, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	io.WriteString(idle, "GET /fast HTTP/1.1\r\nHost: a\r\n\r\n")
+	ibr := bufio.NewReader(idle)
+	if resp, err := http.ReadResponse(ibr, nil); err != nil {
+		t.Fatal(err)
+	} else {
+		io.ReadAll(resp.Body)
+	}
+
+	busy, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	io.WriteString(busy, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+	<-started
+	down := make(chan error, 1)
+	go func() { down <- s.Shutdown(context.Background()) }()
+
+	idle.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := ibr.ReadByte(); err == nil || isTimeout(err) {
+		t.Fatalf("idle connection not closed: %v", err)
+	}
+	close(release)
+	busy.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(busy), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if string(b) != "done" || !resp.Close {
+		t.Fatalf("in-flight response %q, Connection: close %v", b, resp.Close)
+	}
+	if err := <-down; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		t.Fatalf("Serve returned %v", err)
+	}
+}
+
+// ReadFrom with a declared length sends the file (or any reader) as is.
+func TestReadFromSized(t *testing.T) {
+	payload := strings.Repeat("z", 200<<10)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Header().Set("Content-Length", fmt.Sprint(len(payload)))
+		w.WriteHeader(200)
+		io.Copy(w, strings.NewReader(payload))
+	})
+	_, fast, _ := servers(t, h, nil)
+	resps, bodies, _ := exchange(t, fast, "GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 2)
+	if len(resps) != 2 || bodies[0] != payload || bodies[1] != payload {
+		t.Fatalf("%d responses", len(resps))
+	}
+}
+
+func discardLog() *log.Logger { return log.New(io.Discard, "", 0) }
