@@ -269,7 +269,7 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 		pc.c.SetReadDeadline(time.Time{})
 	}
 	pc.lr.left = maxResponseHeader
-	if err := req.Write(pc.bw); err != nil {
+	if err := writeRequest(pc.bw, req); err != nil {
 		stop()
 		return nil, staleErr{err: err}
 	}
@@ -290,7 +290,7 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return nil, staleErr{err: err, written: true}
 	}
-	resp, err := http.ReadResponse(pc.br, req)
+	resp, err := readResponse(pc.br, req)
 	// Informational responses (100, 102, 103 Early Hints) precede the
 	// real one; report them as http.Transport does, so the reverse proxy
 	// can pass Early Hints on. A real server sends one or two; past
@@ -306,7 +306,7 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 				break
 			}
 		}
-		resp, err = http.ReadResponse(pc.br, req)
+		resp, err = readResponse(pc.br, req)
 	}
 	if err != nil {
 		stop()

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/outpost-edge/outpost/internal/httpwire"
 )
 
 // maxPend is how much of a response the head waits for when it may still
@@ -307,14 +309,14 @@ func (w *response) writeTrailers() {
 				continue
 			}
 			for _, v := range w.header[k] {
-				writeField(bw, k, v)
+				httpwire.WriteField(bw, k, v)
 			}
 		}
 	}
 	for k, vs := range w.header {
 		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok && httpguts.ValidTrailerHeader(name) {
 			for _, v := range vs {
-				writeField(bw, name, v)
+				httpwire.WriteField(bw, name, v)
 			}
 		}
 	}
@@ -339,7 +341,7 @@ func (w *response) sendHead(h http.Header, first []byte) {
 	if w.req.Close || w.c.s.shutting.Load() || hasClose(h["Connection"]) {
 		w.closeAfter = true
 	}
-	if b, ok := w.req.Body.(*body); ok && b.left > maxDiscard {
+	if b, ok := w.req.Body.(*body); ok && b.SizedBody.Left > maxDiscard {
 		w.closeAfter = true
 	}
 	bw.WriteString(statusLine(w.status))
@@ -353,7 +355,7 @@ func (w *response) sendHead(h http.Header, first []byte) {
 			continue // net/http drops these too
 		}
 		for _, v := range vs {
-			writeField(bw, k, v)
+			httpwire.WriteField(bw, k, v)
 		}
 	}
 	if ownTE {
@@ -387,7 +389,7 @@ func (w *response) writeInterim(code int, h http.Header) {
 			continue
 		}
 		for _, v := range vs {
-			writeField(bw, k, v)
+			httpwire.WriteField(bw, k, v)
 		}
 	}
 	bw.WriteString("\r\n")
@@ -403,29 +405,6 @@ func hasClose(vs []string) bool {
 		}
 	}
 	return false
-}
-
-// writeField writes "k: v" with v as net/http would: line breaks become
-// spaces (no response splitting), surrounding blanks trimmed.
-func writeField(bw *bufio.Writer, k, v string) {
-	bw.WriteString(k)
-	bw.WriteString(": ")
-	v = strings.Trim(v, " \t")
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; c == '\r' || c == '\n' {
-			b := []byte(v)
-			for j := i; j < len(b); j++ {
-				if b[j] == '\r' || b[j] == '\n' {
-					b[j] = ' '
-				}
-			}
-			bw.Write(b)
-			bw.WriteString("\r\n")
-			return
-		}
-	}
-	bw.WriteString(v)
-	bw.WriteString("\r\n")
 }
 
 // statusLines holds the status lines of codes 100-599, built once.

@@ -25,6 +25,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/outpost-edge/outpost/internal/httpwire"
 )
 
 // Server serves HTTP/1.1 on the fast path and hands every other connection
@@ -506,7 +508,7 @@ func (c *conn) serveRequest(tmpl *http.Request, start time.Time) bool {
 	w := &response{c: c, req: req, status: 0, cl: -1, isHead: req.Method == http.MethodHead}
 	var rb *body
 	if req.ContentLength > 0 {
-		rb = &body{c: c, left: req.ContentLength}
+		rb = &body{SizedBody: httpwire.SizedBody{R: c.br, Left: req.ContentLength}}
 		req.Body = rb
 	}
 	watched := rb == nil && c.br.Buffered() == 0
@@ -526,13 +528,13 @@ func (c *conn) serveRequest(tmpl *http.Request, start time.Time) bool {
 	if w.err != nil || w.closeAfter || c.gone {
 		return false
 	}
-	if rb != nil && rb.left > 0 {
+	if rb != nil && rb.SizedBody.Left > 0 {
 		// net/http's rule: read up to 256KiB of an unread body to keep
 		// the connection, close it for more.
-		if rb.left > maxDiscard {
+		if rb.SizedBody.Left > maxDiscard {
 			return false
 		}
-		if _, err := io.CopyN(io.Discard, c.br, rb.left); err != nil {
+		if _, err := io.CopyN(io.Discard, c.br, rb.SizedBody.Left); err != nil {
 			return false
 		}
 	}
@@ -614,8 +616,7 @@ var aLongTimeAgo = time.Unix(1, 0)
 
 // body is a Content-Length request body.
 type body struct {
-	c      *conn
-	left   int64
+	httpwire.SizedBody
 	closed bool
 }
 
@@ -623,23 +624,11 @@ func (b *body) Read(p []byte) (int, error) {
 	if b.closed {
 		return 0, http.ErrBodyReadAfterClose
 	}
-	if b.left <= 0 {
-		return 0, io.EOF
-	}
-	if int64(len(p)) > b.left {
-		p = p[:b.left]
-	}
-	n, err := b.c.br.Read(p)
-	b.left -= int64(n)
-	if err == io.EOF {
-		err = io.ErrUnexpectedEOF
-	}
-	if b.left == 0 && err == nil {
-		err = io.EOF
-	}
-	return n, err
+	return b.SizedBody.Read(p)
 }
 
+// Close keeps what is left of the body countable: the server reads up to
+// maxDiscard of it to keep the connection.
 func (b *body) Close() error {
 	b.closed = true
 	return nil

@@ -1,0 +1,200 @@
+// Package httpwire holds the HTTP/1.1 wire-format pieces shared by the
+// edge's own HTTP/1.1 server (internal/http1) and the load balancer's
+// synchronous client (lb): finding the end of a head, parsing its field
+// lines into an http.Header the way net/textproto would, writing fields
+// the way net/http does, and a Content-Length body reader.
+//
+// Every parser here is strict on purpose: it accepts only what net/http
+// reads the same way, and says "not mine" for anything else, so its
+// callers can hand that to net/http unchanged.
+package httpwire
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+)
+
+// HeadEnd returns the length of the head at the start of buf, through its
+// blank line; 0 if buf holds no complete head yet; -1 if the head has a
+// bare CR or LF. from is where an earlier call on a shorter buf stopped.
+func HeadEnd(buf []byte, from int) int {
+	for i := max(from, 1); i < len(buf); i++ {
+		switch buf[i] {
+		case '\r':
+			if i+1 < len(buf) && buf[i+1] != '\n' {
+				return -1
+			}
+		case '\n':
+			if buf[i-1] != '\r' {
+				return -1
+			}
+			if i >= 3 && buf[i-2] == '\n' && buf[i-3] == '\r' {
+				return i + 1
+			}
+		}
+	}
+	if len(buf) > 0 && buf[0] == '\n' {
+		return -1
+	}
+	return 0
+}
+
+// maxName bounds a field name parsed here; longer ones are left to
+// net/http.
+const maxName = 128
+
+// ParseFields parses block — the field lines of a head, each ending in
+// CRLF, without the blank line — into a new header, canonicalizing names
+// as net/textproto does. Values are substrings of block. ok is false for
+// a name that is not a token (space before the colon, obs-fold) or a
+// value with a control byte other than HTAB.
+func ParseFields(block string) (h http.Header, ok bool) {
+	n := strings.Count(block, "\n")
+	h = make(http.Header, n)
+	vals := make([]string, n) // one allocation for every first value
+	var name [maxName]byte
+	for len(block) > 0 {
+		end := strings.IndexByte(block, '\r')
+		if end < 0 || end+1 >= len(block) || block[end+1] != '\n' {
+			return nil, false
+		}
+		line := block[:end]
+		block = block[end+2:]
+		colon := strings.IndexByte(line, ':')
+		if colon <= 0 || colon > maxName {
+			return nil, false
+		}
+		for i := 0; i < colon; i++ {
+			c := line[i]
+			if !IsTchar(c) {
+				return nil, false
+			}
+			if 'a' <= c && c <= 'z' && (i == 0 || line[i-1] == '-') {
+				c -= 'a' - 'A'
+			} else if 'A' <= c && c <= 'Z' && i > 0 && line[i-1] != '-' {
+				c += 'a' - 'A'
+			}
+			name[i] = c
+		}
+		v := strings.Trim(line[colon+1:], " \t")
+		for i := 0; i < len(v); i++ {
+			if c := v[i]; (c < ' ' && c != '\t') || c == 0x7f {
+				return nil, false
+			}
+		}
+		key, common := commonNames[string(name[:colon])]
+		if !common {
+			if string(name[:colon]) == line[:colon] {
+				key = line[:colon]
+			} else {
+				key = string(name[:colon])
+			}
+		}
+		if prev := h[key]; prev != nil {
+			h[key] = append(prev, v)
+			continue
+		}
+		vals[0] = v
+		h[key] = vals[:1:1]
+		vals = vals[1:]
+	}
+	return h, true
+}
+
+// IsTchar reports whether c is an RFC 9110 token character.
+func IsTchar(c byte) bool { return tchar[c] }
+
+var tchar = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-'a'+'A'] = true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
+
+// commonNames interns the canonical names requests and responses carry
+// most, so they cost no allocation of their own.
+var commonNames = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{
+		"Accept", "Accept-Charset", "Accept-Encoding", "Accept-Language", "Accept-Ranges", "Age",
+		"Authorization", "Cache-Control", "Connection", "Content-Encoding", "Content-Language",
+		"Content-Length", "Content-Range", "Content-Type", "Cookie", "Date", "Dnt", "Etag", "Expect",
+		"Expires", "Forwarded", "Host", "Http2-Settings", "If-Match", "If-Modified-Since",
+		"If-None-Match", "If-Range", "If-Unmodified-Since", "Keep-Alive", "Last-Modified", "Link",
+		"Location", "Origin", "Pragma", "Priority", "Proxy-Connection", "Range", "Referer",
+		"Sec-Ch-Ua", "Sec-Ch-Ua-Mobile", "Sec-Ch-Ua-Platform", "Sec-Fetch-Dest", "Sec-Fetch-Mode",
+		"Sec-Fetch-Site", "Sec-Fetch-User", "Server", "Set-Cookie", "Te", "Trailer",
+		"Transfer-Encoding", "Upgrade", "Upgrade-Insecure-Requests", "User-Agent", "Vary", "Via",
+		"X-Api-Key", "X-Content-Type-Options", "X-Forwarded-For", "X-Forwarded-Host",
+		"X-Forwarded-Proto", "X-Real-Ip", "X-Request-Id",
+	} {
+		m[k] = k
+	}
+	return m
+}()
+
+// WriteField writes "k: v" CRLF as net/http writes a field: line breaks
+// in v become spaces (no response or request splitting), surrounding
+// whitespace goes.
+func WriteField(bw *bufio.Writer, k, v string) {
+	bw.WriteString(k)
+	bw.WriteString(": ")
+	v = strings.Trim(v, " \t\r\n")
+	if strings.ContainsAny(v, "\r\n") {
+		v = newlineToSpace.Replace(v)
+	}
+	bw.WriteString(v)
+	bw.WriteString("\r\n")
+}
+
+var newlineToSpace = strings.NewReplacer("\r", " ", "\n", " ")
+
+// ErrBodyClosed is a read after Close on a body cut short.
+var ErrBodyClosed = errors.New("httpwire: read on closed body")
+
+// SizedBody reads a Content-Length body of Left bytes from R. It returns
+// io.EOF with the last bytes, and io.ErrUnexpectedEOF if the connection
+// ends first.
+type SizedBody struct {
+	R    *bufio.Reader
+	Left int64
+}
+
+func (b *SizedBody) Read(p []byte) (int, error) {
+	if b.Left < 0 {
+		return 0, ErrBodyClosed
+	}
+	if b.Left == 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.Left {
+		p = p[:b.Left]
+	}
+	n, err := b.R.Read(p)
+	b.Left -= int64(n)
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	if b.Left == 0 && err == nil {
+		err = io.EOF
+	}
+	return n, err
+}
+
+// Close marks a body not read to its end as closed.
+func (b *SizedBody) Close() error {
+	if b.Left > 0 {
+		b.Left = -1
+	}
+	return nil
+}

@@ -1,0 +1,196 @@
+package lb
+
+import (
+	"bufio"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"golang.org/x/net/http/httpguts"
+
+	"github.com/outpost-edge/outpost/internal/httpwire"
+)
+
+// The wire format of the synchronous path, for the shapes nearly all
+// proxied requests and responses have. Each function does what
+// Request.Write or http.ReadResponse does for that shape, without their
+// sorted header writes and per-field allocations; anything else is left
+// to them (see writeRequest and readResponse).
+
+// writeRequest writes a bodiless request as req.Write would. It falls
+// back to req.Write for a host that needs punycode or is invalid, an
+// opaque URL, or a control byte in the target.
+func writeRequest(bw *bufio.Writer, req *http.Request) error {
+	host := req.Host
+	if host == "" {
+		host = req.URL.Host
+	}
+	u := req.URL
+	path := u.EscapedPath()
+	if !asciiHost(host) || !httpguts.ValidHostHeader(host) || u.Opaque != "" || strings.IndexByte(host, '%') >= 0 ||
+		hasCTL(path) || hasCTL(u.RawQuery) {
+		return req.Write(bw)
+	}
+	for k := range req.Header {
+		if !httpguts.ValidHeaderFieldName(k) {
+			return fmt.Errorf("net/http: invalid header field name %q", k)
+		}
+	}
+	method := req.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	bw.WriteString(method)
+	bw.WriteByte(' ')
+	if path == "" {
+		path = "/"
+	}
+	bw.WriteString(path)
+	if u.ForceQuery || u.RawQuery != "" {
+		bw.WriteByte('?')
+		bw.WriteString(u.RawQuery)
+	}
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.WriteString(host)
+	bw.WriteString("\r\n")
+	ua := "Go-http-client/1.1"
+	if vs, ok := req.Header["User-Agent"]; ok {
+		ua = ""
+		if len(vs) > 0 {
+			ua = vs[0]
+		}
+	}
+	if ua != "" {
+		httpwire.WriteField(bw, "User-Agent", ua)
+	}
+	// Request.Write's rule for an empty body: a zero length for the
+	// methods servers expect a body with.
+	if method == http.MethodPost || method == http.MethodPut || method == http.MethodPatch {
+		bw.WriteString("Content-Length: 0\r\n")
+	}
+	for k, vs := range req.Header {
+		switch k {
+		case "Host", "User-Agent", "Content-Length", "Transfer-Encoding", "Trailer":
+			continue
+		}
+		for _, v := range vs {
+			httpwire.WriteField(bw, k, v)
+		}
+	}
+	_, err := bw.WriteString("\r\n")
+	return err
+}
+
+func asciiHost(h string) bool {
+	for i := 0; i < len(h); i++ {
+		if h[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+func hasCTL(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < ' ' || s[i] == 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
+// readResponse reads the response to req. A head already in the buffer
+// (the usual case: backends send a response in one write) of the plain
+// kind — HTTP/1.1, a final status, a single Content-Length or no body by
+// rule, no Transfer-Encoding — is parsed here; anything else goes to
+// http.ReadResponse, which reads from the same untouched buffer.
+func readResponse(br *bufio.Reader, req *http.Request) (*http.Response, error) {
+	if resp := readPlainResponse(br, req); resp != nil {
+		return resp, nil
+	}
+	return http.ReadResponse(br, req)
+}
+
+func readPlainResponse(br *bufio.Reader, req *http.Request) *http.Response {
+	buf, _ := br.Peek(br.Buffered())
+	end := httpwire.HeadEnd(buf, 0)
+	if end <= 0 {
+		return nil
+	}
+	resp := parseResponseHead(buf[:end], req)
+	if resp == nil {
+		return nil
+	}
+	br.Discard(end)
+	switch n := resp.ContentLength; {
+	case req.Method == http.MethodHead, !bodyAllowed(resp.StatusCode), n == 0:
+		resp.Body = http.NoBody
+	default:
+		resp.Body = &httpwire.SizedBody{R: br, Left: n}
+	}
+	return resp
+}
+
+func bodyAllowed(code int) bool {
+	return code >= 200 && code != http.StatusNoContent && code != http.StatusNotModified
+}
+
+// parseResponseHead parses a complete head, or returns nil when it is not
+// the plain kind.
+func parseResponseHead(raw []byte, req *http.Request) *http.Response {
+	s := string(raw) // every string below is a piece of this one
+	eol := strings.IndexByte(s, '\r')
+	line := s[:eol]
+	if len(line) < 12 || line[:9] != "HTTP/1.1 " || (len(line) > 12 && line[12] != ' ') {
+		return nil
+	}
+	code := 0
+	for _, c := range []byte(line[9:12]) {
+		if c < '0' || c > '9' {
+			return nil
+		}
+		code = code*10 + int(c-'0')
+	}
+	if code < 200 {
+		return nil // 1xx: http.ReadResponse, in the informational loop
+	}
+	h, ok := httpwire.ParseFields(s[eol+2 : len(s)-2])
+	if !ok {
+		return nil
+	}
+	resp := &http.Response{
+		Status: line[9:], StatusCode: code, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: h, Request: req, ContentLength: -1,
+	}
+	if _, ok := h["Transfer-Encoding"]; ok {
+		return nil
+	}
+	if _, ok := h["Trailer"]; ok {
+		return nil
+	}
+	if cl, ok := h["Content-Length"]; ok {
+		n, err := strconv.ParseUint(cl[0], 10, 63)
+		if len(cl) > 1 || err != nil {
+			return nil
+		}
+		resp.ContentLength = int64(n)
+	}
+	if req.Method != http.MethodHead {
+		if !bodyAllowed(code) {
+			resp.ContentLength = 0
+		} else if resp.ContentLength < 0 {
+			return nil // delimited by the close
+		}
+	}
+	if conn := h["Connection"]; conn != nil && httpguts.HeaderValuesContainsToken(conn, "close") {
+		resp.Close = true
+		delete(h, "Connection")
+	}
+	if p := h["Pragma"]; len(p) > 0 && p[0] == "no-cache" {
+		if _, ok := h["Cache-Control"]; !ok {
+			h["Cache-Control"] = []string{"no-cache"}
+		}
+	}
+	return resp
+}
