@@ -9,6 +9,7 @@
 # Usage: bench/http/passthrough.sh            (from anywhere in the repo)
 # Knobs (env): DURATION=10s CONNS=64 THREADS=2 ROUNDS=3 WARMUP=2s
 #              BASE_PORT=18080 (uses BASE_PORT..BASE_PORT+4)
+#              HAPROXY_HEADERS=same|none (see the HAProxy config below)
 #              CEILING=1 also runs bench/http/rawproxy, the least pass-through
 #              Go can do (no HTTP semantics at all): a measuring stick that
 #              splits the gap to HAProxy into Go's cost and our HTTP stack's.
@@ -25,6 +26,7 @@ ROUNDS=${ROUNDS:-3}
 WARMUP=${WARMUP:-2s}
 BASE_PORT=${BASE_PORT:-18080}
 CEILING=${CEILING:-0}
+HAPROXY_HEADERS=${HAPROXY_HEADERS:-same}
 
 OUTPOST_ADDR=127.0.0.1:$BASE_PORT
 HAPROXY_ADDR=127.0.0.1:$((BASE_PORT + 1))
@@ -77,6 +79,29 @@ wait_port "$B2"
 	--policy round_robin --no-cache --access-log=false >"$WORK/outpost.log" 2>&1 & PIDS+=($!)
 OUTPOST_PID=$!
 
+# HAPROXY_HEADERS=same (default): HAProxy does the forwarding work
+# Outpost does on every request — client-sent X-Forwarded-*, Forwarded and
+# X-Real-IP removed; X-Forwarded-For, -Host, -Proto, X-Request-ID and Via
+# set; Via on the response — so both send the backends the same fields.
+# HAPROXY_HEADERS=none: HAProxy forwards requests as they came, as in its
+# bare default configuration.
+HAPROXY_FORWARDING=""
+if [ "$HAPROXY_HEADERS" = same ]; then
+	HAPROXY_FORWARDING=$(cat <<'EOH'
+	http-request del-header X-Forwarded- -m beg
+	http-request del-header X_Forwarded_ -m beg
+	http-request del-header Forwarded
+	http-request del-header X-Real-IP
+	option forwardfor
+	http-request set-header X-Forwarded-Host %[req.hdr(host)]
+	http-request set-header X-Forwarded-Proto http
+	unique-id-format %{+X}o%ci%cp%fi%fp%Ts%rt%pid
+	unique-id-header X-Request-ID
+	http-request set-header Via "1.1 haproxy"
+	http-response add-header Via "1.1 haproxy"
+EOH
+)
+fi
 cat >"$WORK/haproxy.cfg" <<EOF
 global
 	maxconn 4096
@@ -90,6 +115,7 @@ defaults
 frontend fe
 	bind $HAPROXY_ADDR
 	default_backend be
+$HAPROXY_FORWARDING
 backend be
 	balance roundrobin
 	http-reuse always
@@ -172,8 +198,8 @@ done
 awk -v or="$o_rps" -v op="$o_p99" -v hr="$h_rps" -v hp="$h_p99" -v n="$ROUNDS" \
 	-v oc="$o_cpu" -v hc="$h_cpu" -v ob="$o_bcpu" -v hb="$h_bcpu" \
 	-v rr="$r_rps" -v rp="$r_p99" -v rc="$r_cpu" \
-	-v d="$DURATION" -v c="$CONNS" -v t="$THREADS" 'BEGIN {
-	printf "\nmean of %d interleaved runs (wrk -t%s -c%s -d%s, keep-alive, 1 KiB bodies, 2 backends, round robin)\n", n, t, c, d
+	-v d="$DURATION" -v c="$CONNS" -v t="$THREADS" -v hh="$HAPROXY_HEADERS" 'BEGIN {
+	printf "\nmean of %d interleaved runs (wrk -t%s -c%s -d%s, keep-alive, 1 KiB bodies, 2 backends, round robin, HAProxy forwarding headers: %s)\n", n, t, c, d, hh
 	printf "outpost: %10.0f requests/s   p99 %8.3f ms   CPU %5.1f us/request (backends %5.1f)\n", or/n, op/n, oc/n, ob/n
 	printf "haproxy: %10.0f requests/s   p99 %8.3f ms   CPU %5.1f us/request (backends %5.1f)\n", hr/n, hp/n, hc/n, hb/n
 	if (rr > 0) printf "raw Go:  %10.0f requests/s   p99 %8.3f ms   CPU %5.1f us/request (bench/http/rawproxy: no HTTP semantics, a measuring stick)\n", rr/n, rp/n, rc/n

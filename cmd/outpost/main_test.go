@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -223,10 +224,38 @@ func startServe(t *testing.T, cfg string) *exec.Cmd {
 		t.Fatal(err)
 	}
 	cmd := outpost("serve", "--config", path)
+	// What the process said, for a test that fails (a port taken by a
+	// parallel package's test between freePort and the bind, say).
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("outpost serve stderr:\n%s", stderr.String())
+		}
+	})
 	return cmd
+}
+
+// lockedBuffer is a bytes.Buffer a child process's output goroutine and
+// the test may use at once.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // waitForLock waits, polling every poll, until the lock file of data

@@ -4,9 +4,12 @@
 // and trailers both ways, and turns upstream failures into 502/503/504 JSON
 // errors instead of hangs.
 //
-// It is net/http/httputil.ReverseProxy with a Rewrite hook: the standard
-// library already gets hop-by-hop removal, trailers, 1xx, protocol upgrades
-// and flushing right, and is what we would otherwise rewrite.
+// Requests that cannot upgrade and carry no TE or request trailers —
+// nearly all — take forwarder, which does what httputil.ReverseProxy does
+// for them with fewer copies (measured: it is a fifth of pass-through
+// CPU). The rest take net/http/httputil.ReverseProxy with a Rewrite hook:
+// the standard library gets protocol upgrades and the rarer cases right,
+// and both paths share the rewrite and error handling.
 package proxy
 
 import (
@@ -61,6 +64,16 @@ func New(o Options) http.Handler {
 	if o.BodyTimeout > 0 {
 		transport = bodyTimeout{rt: transport, d: o.BodyTimeout}
 	}
+	onErr := func(w http.ResponseWriter, r *http.Request, err error) {
+		status, code, msg := classify(r.Context(), err)
+		log.LogAttrs(r.Context(), slog.LevelWarn, "upstream error",
+			slog.String("request_id", idOf(r)), slog.String("host", r.Host),
+			slog.String("path", r.URL.Path), slog.Int("status", status), slog.String("error", err.Error()))
+		if status == 0 { // client went away: nobody to answer
+			return
+		}
+		httperr.Write(w, r, status, code, msg)
+	}
 	rp := &httputil.ReverseProxy{
 		Transport:  transport,
 		BufferPool: bufPool{},
@@ -76,19 +89,10 @@ func New(o Options) http.Handler {
 			appendVia(resp.Header, via)
 			return nil
 		},
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			status, code, msg := classify(r.Context(), err)
-			log.LogAttrs(r.Context(), slog.LevelWarn, "upstream error",
-				slog.String("request_id", idOf(r)), slog.String("host", r.Host),
-				slog.String("path", r.URL.Path), slog.Int("status", status), slog.String("error", err.Error()))
-			if status == 0 { // client went away: nobody to answer
-				return
-			}
-			httperr.Write(w, r, status, code, msg)
-		},
+		ErrorHandler: onErr,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
-	return rp
+	return &forwarder{rt: transport, target: target, via: via, log: log, rp: rp, onErr: onErr}
 }
 
 func idOf(r *http.Request) string {
@@ -125,7 +129,14 @@ func classify(ctx context.Context, err error) (int, string, string) {
 }
 
 func rewrite(pr *httputil.ProxyRequest, target *url.URL, via string) {
-	in, out := pr.In, pr.Out
+	rewriteOut(pr.In, pr.Out, target, via)
+}
+
+// rewriteOut finishes the outbound request out for in: the target URL, the
+// Host, the forwarding fields. out's header has no X-Forwarded-For,
+// -Host or -Proto (ReverseProxy's Rewrite mode and outboundHeader both
+// remove them).
+func rewriteOut(in, out *http.Request, target *url.URL, via string) {
 	info := reqinfo.From(in.Context())
 	if target != nil {
 		out.URL.Scheme = target.Scheme

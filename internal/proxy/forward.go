@@ -1,0 +1,255 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptrace"
+	"net/http/httputil"
+	"net/textproto"
+	"net/url"
+	"strings"
+)
+
+// forwarder is the proxy for requests that cannot upgrade the connection
+// and carry no request trailers or TE — nearly all of them. It does what
+// httputil.ReverseProxy does for such a request, step for step (the
+// comments name the step), with fewer copies: the outbound header is
+// built in one pass instead of cloned and swept, and the response header
+// is handed to the client's writer instead of copied value by value.
+// Anything else goes to rp, the reference.
+type forwarder struct {
+	rt     http.RoundTripper
+	target *url.URL
+	via    string
+	log    *slog.Logger
+	rp     *httputil.ReverseProxy
+	onErr  func(http.ResponseWriter, *http.Request, error)
+}
+
+// plain reports whether r takes the forwarder: no Upgrade (101 handling),
+// no Te (ReverseProxy keeps "Te: trailers"), no request trailers.
+func plain(r *http.Request) bool {
+	h := r.Header
+	if _, ok := h["Upgrade"]; ok {
+		return false
+	}
+	if _, ok := h["Te"]; ok {
+		return false
+	}
+	_, ok := h["Trailer"]
+	return !ok && r.Trailer == nil
+}
+
+// hopHeaders are ReverseProxy's hop-by-hop fields: never forwarded.
+var hopHeaders = [...]string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+func isHop(k string) bool {
+	for _, h := range hopHeaders {
+		if k == h {
+			return true
+		}
+	}
+	return false
+}
+
+// fwd is one request's state: the 1xx trace and the client's writer in
+// one allocation.
+type fwd struct {
+	trace httptrace.ClientTrace
+	w     http.ResponseWriter
+}
+
+// got1xx passes an informational response (103 Early Hints) on, as
+// ReverseProxy does.
+func (s *fwd) got1xx(code int, header textproto.MIMEHeader) error {
+	h := s.w.Header()
+	for k, vv := range header {
+		h[k] = append(h[k], vv...)
+	}
+	s.w.WriteHeader(code)
+	clear(h)
+	return nil
+}
+
+func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !plain(r) {
+		f.rp.ServeHTTP(w, r)
+		return
+	}
+	s := &fwd{w: w}
+	s.trace.Got1xxResponse = s.got1xx
+	out := r.WithContext(httptrace.WithClientTrace(r.Context(), &s.trace))
+	// ReverseProxy: no body for a zero length; never Close; a URL of our
+	// own to rewrite.
+	if r.ContentLength == 0 {
+		out.Body = nil
+	}
+	if out.Body != nil {
+		defer out.Body.Close()
+	}
+	out.Close = false
+	u := *r.URL
+	out.URL = &u
+	out.RequestURI = ""
+	out.Header = outboundHeader(r.Header)
+	rewriteOut(r, out, f.target, f.via)
+
+	res, err := f.rt.RoundTrip(out)
+	if err != nil {
+		f.onErr(w, out, err)
+		return
+	}
+	if res.StatusCode == http.StatusSwitchingProtocols {
+		// Nobody asked to upgrade (plain requests carry no Upgrade).
+		res.Body.Close()
+		f.onErr(w, out, fmt.Errorf("backend tried to switch protocol %q when %q was requested", res.Header.Get("Upgrade"), ""))
+		return
+	}
+	removeHop(res.Header)
+	appendVia(res.Header, f.via)
+
+	// The response header becomes the client's: moved, not copied.
+	h := w.Header()
+	for k, vv := range res.Header {
+		if prev, ok := h[k]; ok {
+			h[k] = append(prev, vv...)
+		} else {
+			h[k] = vv
+		}
+	}
+	announced := len(res.Trailer)
+	if announced > 0 {
+		keys := make([]string, 0, announced)
+		for k := range res.Trailer {
+			keys = append(keys, k)
+		}
+		h.Add("Trailer", strings.Join(keys, ", "))
+	}
+	w.WriteHeader(res.StatusCode)
+	if err := copyBody(w, res, f.log); err != nil {
+		res.Body.Close()
+		// As ReverseProxy: abort the response so the client sees it cut,
+		// not complete.
+		if r.Context().Value(http.ServerContextKey) != nil {
+			panic(http.ErrAbortHandler)
+		}
+		return
+	}
+	res.Body.Close() // now, not deferred: it fills res.Trailer
+	if len(res.Trailer) > 0 {
+		http.NewResponseController(w).Flush()
+	}
+	if len(res.Trailer) == announced {
+		for k, vv := range res.Trailer {
+			h[k] = append(h[k], vv...)
+		}
+		return
+	}
+	for k, vv := range res.Trailer {
+		k = http.TrailerPrefix + k
+		for _, v := range vv {
+			h.Add(k, v)
+		}
+	}
+}
+
+// outboundHeader is in's header without hop-by-hop fields (those named in
+// Connection too) and without X-Forwarded-For/-Host/-Proto, which
+// rewriteOut sets — ReverseProxy's Rewrite mode removes the same. Values
+// are shared with in: nothing downstream changes a value in place.
+func outboundHeader(in http.Header) http.Header {
+	out := make(http.Header, len(in)+6)
+	conn := in["Connection"]
+	for k, vv := range in {
+		switch k {
+		case "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto":
+			continue
+		}
+		if isHop(k) || (conn != nil && named(conn, k)) {
+			continue
+		}
+		out[k] = vv
+	}
+	return out
+}
+
+// named reports whether a Connection field lists k.
+func named(conn []string, k string) bool {
+	for _, v := range conn {
+		for _, tok := range strings.Split(v, ",") {
+			if tok = textproto.TrimString(tok); tok != "" && textproto.CanonicalMIMEHeaderKey(tok) == k {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// removeHop removes the hop-by-hop fields from a response header.
+func removeHop(h http.Header) {
+	for _, v := range h["Connection"] {
+		for _, tok := range strings.Split(v, ",") {
+			if tok = textproto.TrimString(tok); tok != "" {
+				h.Del(tok)
+			}
+		}
+	}
+	for _, k := range hopHeaders {
+		delete(h, k)
+	}
+}
+
+// copyBody streams the response body to the client, flushing each write
+// of a response whose end is unknown or that is an event stream, as
+// ReverseProxy does (with FlushInterval 0).
+func copyBody(w http.ResponseWriter, res *http.Response, log *slog.Logger) error {
+	flush := res.ContentLength == -1 || isEventStream(res.Header.Get("Content-Type"))
+	bp := pool.Get().(*[]byte)
+	defer pool.Put(bp)
+	buf := *bp
+	rc := http.NewResponseController(w)
+	for {
+		nr, rerr := res.Body.Read(buf)
+		if rerr != nil && rerr != io.EOF && rerr != context.Canceled {
+			log.Debug("httputil: ReverseProxy read error during body copy", "error", rerr)
+		}
+		if nr > 0 {
+			nw, werr := w.Write(buf[:nr])
+			if werr != nil {
+				return werr
+			}
+			if nw != nr {
+				return io.ErrShortWrite
+			}
+			if flush {
+				if err := rc.Flush(); err != nil {
+					return err
+				}
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}
+
+// isEventStream is mime.ParseMediaType(ct) == "text/event-stream" without
+// the parse.
+func isEventStream(ct string) bool {
+	const es = "text/event-stream"
+	ct = strings.TrimLeft(ct, " \t")
+	if len(ct) < len(es) || !strings.EqualFold(ct[:len(es)], es) {
+		return false
+	}
+	rest := strings.TrimLeft(ct[len(es):], " \t")
+	return rest == "" || rest[0] == ';'
+}
