@@ -214,13 +214,20 @@ func (w *response) ReadFrom(src io.Reader) (int64, error) {
 	if !ok {
 		return copyBuffered(w, src)
 	}
-	// One LimitedReader over the file, not two, or sendfile is lost.
+	// One LimitedReader over the file, not two: the connection's
+	// sendfile sees through one only. A caller's limit past the declared
+	// length is lowered for the call and its surplus given back after.
 	left := w.cl - w.written
-	r := src
-	if lr, ok := src.(*io.LimitedReader); !ok || lr.N > left {
-		r = io.LimitReader(src, left)
+	var n int64
+	var err error
+	if lr, ok := src.(*io.LimitedReader); ok {
+		surplus := max(lr.N-left, 0)
+		lr.N -= surplus
+		n, err = rf.ReadFrom(lr)
+		lr.N += surplus
+	} else {
+		n, err = rf.ReadFrom(io.LimitReader(src, left))
 	}
-	n, err := rf.ReadFrom(r)
 	w.written += n
 	if err != nil {
 		w.setErr(err)

@@ -9,8 +9,12 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -491,3 +495,94 @@ func TestReadFromSized(t *testing.T) {
 }
 
 func discardLog() *log.Logger { return log.New(io.Discard, "", 0) }
+
+// recordingConn notes what reaches the connection's ReadFrom, where net's
+// sendfile decides whether it can send a file.
+type recordingConn struct {
+	*net.TCPConn
+	mu   sync.Mutex
+	srcs []io.Reader
+}
+
+func (c *recordingConn) ReadFrom(r io.Reader) (int64, error) {
+	c.mu.Lock()
+	c.srcs = append(c.srcs, r)
+	c.mu.Unlock()
+	return c.TCPConn.ReadFrom(r)
+}
+
+type recordingListener struct {
+	net.Listener
+	conns chan *recordingConn
+}
+
+func (l recordingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	rc := &recordingConn{TCPConn: c.(*net.TCPConn)}
+	l.conns <- rc
+	return rc, nil
+}
+
+// A file body reaches the connection as one io.LimitedReader straight
+// around the file — what sendfile takes — also when the handler's chunk
+// (the edge's send_timeout chunks) runs past the declared length.
+func TestReadFromKeepsSendfile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	payload := strings.Repeat("0123456789abcdef", 300<<10/16)
+	if err := os.WriteFile(path, []byte(payload), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f, err := os.Open(path)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer f.Close()
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Length", fmt.Sprint(len(payload)))
+		w.WriteHeader(200)
+		rf := w.(io.ReaderFrom)
+		for {
+			lr := &io.LimitedReader{R: f, N: 256 << 10}
+			if _, err := rf.ReadFrom(lr); err != nil || lr.N > 0 {
+				return
+			}
+		}
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rl := recordingListener{Listener: ln, conns: make(chan *recordingConn, 1)}
+	s := New(&http.Server{Handler: h, ErrorLog: discardLog()})
+	go s.Serve(rl)
+	defer s.Close()
+	resp, err := http.Get("http://" + ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != payload {
+		t.Fatalf("body of %d bytes, want %d", len(b), len(payload))
+	}
+	rc := <-rl.conns
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if len(rc.srcs) < 2 {
+		t.Fatalf("%d ReadFrom calls, want 2", len(rc.srcs))
+	}
+	for i, src := range rc.srcs {
+		lr, ok := src.(*io.LimitedReader)
+		if !ok {
+			t.Fatalf("call %d: %T", i, src)
+		}
+		if _, ok := lr.R.(syscall.Conn); !ok {
+			t.Errorf("call %d: %T inside the limit: sendfile lost", i, lr.R)
+		}
+	}
+}
