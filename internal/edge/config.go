@@ -53,9 +53,10 @@ type Config struct {
 	Via string `yaml:"via"`
 	// AccessLog turns the per-request JSON log on. Default true.
 	AccessLog *bool `yaml:"access_log"`
-	// FastHTTP1 serves plain HTTP/1.1 requests with Outpost's own
-	// HTTP/1.1 server (internal/http1), which hands anything unusual to
-	// net/http. false: net/http serves everything. Default true.
+	// FastHTTP1 serves HTTP/1.1 requests (plain and HTTPS) with
+	// Outpost's own HTTP/1.1 server (internal/http1), which hands
+	// anything unusual, and HTTP/2, to net/http. false: net/http serves
+	// everything. Default true.
 	FastHTTP1 *bool `yaml:"fast_http1"`
 }
 

@@ -1,27 +1,32 @@
-// Package http1 is the edge's HTTP/1.1 server for the hot path. It serves
-// the requests that make up nearly all edge traffic — HTTP/1.1, origin-form,
-// one Host, no body or a Content-Length one, no upgrade or 100-continue —
-// to the same http.Handler chain as net/http would, without net/http's
-// per-request costs (a background read goroutine, sorted and cloned header
-// maps, buffered chunk writers). The first request that is anything else,
-// malformed ones included, and the rest of its connection, go to a
-// net/http.Server: the reference implementation keeps deciding everything
-// unusual, so this package never has to answer a strange request itself.
+// Package http1 is the edge's HTTP/1.1 server for the hot path, plain and
+// over TLS. It serves the requests that make up nearly all edge traffic —
+// HTTP/1.1, origin-form, one Host, no body or a Content-Length one, no
+// upgrade or 100-continue — to the same http.Handler chain as net/http
+// would, without net/http's per-request costs (a background read
+// goroutine, sorted and cloned header maps, buffered chunk writers). The
+// first request that is anything else, malformed ones included, and the
+// rest of its connection, go to a net/http.Server: the reference
+// implementation keeps deciding everything unusual, so this package never
+// has to answer a strange request itself. Over TLS, connections that
+// negotiate HTTP/2 (or acme-tls/1) go to net/http whole after the
+// handshake.
 //
 // It exists because pass-through cost was measured: net/http's server and
 // httputil.ReverseProxy cost 2.5 times what a minimal Go loop or HAProxy
-// spends per request (see bench/http/passthrough.sh).
+// spends per request (see bench/http/passthrough.sh and docs/lb.md).
 package http1
 
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log"
 	"net"
 	"net/http"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +40,7 @@ import (
 type Server struct {
 	Std *http.Server
 
+	tlsConf  *tls.Config // ServeTLS's; nil: plain
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
 	lns      map[net.Listener]struct{}
@@ -106,6 +112,51 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 }
 
+// ServeTLS is Serve over TLS with Std.TLSConfig. A connection that
+// negotiates another protocol than HTTP/1.1 (h2, acme-tls/1) goes to Std
+// whole after the handshake, as net/http would dispatch it; HTTP/1.1
+// requests get Request.TLS as net/http sets it, also on a connection
+// handed to Std part way.
+func (s *Server) ServeTLS(ln net.Listener) error {
+	if s.Std.TLSConfig == nil {
+		return errors.New("http1: ServeTLS needs Std.TLSConfig")
+	}
+	s.mu.Lock()
+	if s.tlsConf == nil {
+		cfg := s.Std.TLSConfig.Clone()
+		if !slices.Contains(cfg.NextProtos, "http/1.1") {
+			cfg.NextProtos = append(cfg.NextProtos, "http/1.1")
+		}
+		s.tlsConf = cfg
+		// A connection handed over after its first requests is no
+		// *tls.Conn to net/http: give its requests their TLS state.
+		next, connCtx := s.Std.Handler, s.Std.ConnContext
+		s.Std.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+			if pc, ok := c.(*prefixConn); ok && pc.tls != nil {
+				ctx = context.WithValue(ctx, tlsStateKey{}, pc.tls)
+			}
+			if connCtx != nil {
+				ctx = connCtx(ctx, c)
+			}
+			return ctx
+		}
+		s.Std.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if st, ok := r.Context().Value(tlsStateKey{}).(*tls.ConnectionState); ok && r.TLS == nil {
+				r.TLS = st
+			}
+			h := next
+			if h == nil {
+				h = http.DefaultServeMux
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+	s.mu.Unlock()
+	return s.Serve(ln)
+}
+
+type tlsStateKey struct{}
+
 func isTemporary(err error) bool {
 	type temporary interface{ Temporary() bool }
 	var t temporary
@@ -175,7 +226,7 @@ func (s *Server) closeIdle() bool {
 	defer s.mu.Unlock()
 	for c := range s.conns {
 		if c.state.Load() == stateIdle && c.state.CompareAndSwap(stateIdle, stateClosed) {
-			c.rwc.Close()
+			c.raw.Close()
 		}
 	}
 	return len(s.conns) == 0
@@ -185,7 +236,7 @@ func (s *Server) closeAll() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for c := range s.conns {
-		c.rwc.Close()
+		c.raw.Close()
 	}
 }
 
@@ -233,6 +284,7 @@ func (l *handoffListener) give(c net.Conn) bool {
 type prefixConn struct {
 	net.Conn
 	pre []byte
+	tls *tls.ConnectionState // a TLS connection's, for Std's requests
 }
 
 func (c *prefixConn) Read(p []byte) (int, error) {
@@ -270,9 +322,11 @@ const (
 // conn is one client connection on the fast path.
 type conn struct {
 	s      *Server
-	rwc    net.Conn
+	raw    net.Conn // as accepted: what Shutdown and Close close
+	rwc    net.Conn // what requests are read from: raw, or TLS over it
 	remote string
-	ctx    context.Context // ConnContext's, with Std and the local address
+	tls    *tls.ConnectionState // after the handshake; nil: plain
+	ctx    context.Context      // ConnContext's, with Std and the local address
 	cr     connReader
 	br     *bufio.Reader
 	bw     *bufio.Writer
@@ -307,7 +361,7 @@ const (
 var errClientGone = errors.New("http1: client closed the connection")
 
 func (s *Server) newConn(rwc net.Conn) *conn {
-	c := &conn{s: s, rwc: rwc, remote: rwc.RemoteAddr().String()}
+	c := &conn{s: s, raw: rwc, rwc: rwc, remote: rwc.RemoteAddr().String()}
 	c.cr.c = c
 	ctx := context.WithValue(context.Background(), http.ServerContextKey, s.Std)
 	ctx = context.WithValue(ctx, http.LocalAddrContextKey, rwc.LocalAddr())
@@ -355,6 +409,17 @@ func (c *conn) serve() {
 		}
 		c.release()
 	}()
+	if c.s.tlsConf != nil {
+		if !c.handshake() {
+			return
+		}
+		if p := c.tls.NegotiatedProtocol; p != "" && p != "http/1.1" {
+			// h2 (or acme-tls/1): net/http dispatches it.
+			c.state.Store(stateClosed)
+			handed = c.s.handoff.give(c.rwc)
+			return
+		}
+	}
 	c.br = brPool.Get().(*bufio.Reader)
 	c.br.Reset(&c.cr)
 	c.bw = bwPool.Get().(*bufio.Writer)
@@ -419,6 +484,53 @@ func (c *conn) serve() {
 	}
 }
 
+// handshake runs the TLS handshake within net/http's bound for it, and
+// answers a plain-HTTP request on the TLS port as net/http does.
+func (c *conn) handshake() bool {
+	tc := tls.Server(c.rwc, c.s.tlsConf)
+	if d := tlsHandshakeTimeout(c.s.Std); d > 0 {
+		dl := time.Now().Add(d)
+		c.rwc.SetReadDeadline(dl)
+		c.rwc.SetWriteDeadline(dl)
+	}
+	if err := tc.HandshakeContext(c.ctx); err != nil {
+		reason := err.Error()
+		var re tls.RecordHeaderError
+		if errors.As(err, &re) && re.Conn != nil && looksLikeHTTP(re.RecordHeader) {
+			io.WriteString(re.Conn, "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+			re.Conn.Close()
+			reason = "client sent an HTTP request to an HTTPS server"
+		}
+		c.s.logf("http: TLS handshake error from %s: %v", c.remote, reason)
+		return false
+	}
+	c.rwc.SetDeadline(time.Time{})
+	st := tc.ConnectionState()
+	c.tls = &st
+	c.rwc = tc
+	return true
+}
+
+func looksLikeHTTP(hdr [5]byte) bool {
+	switch string(hdr[:]) {
+	case "GET /", "HEAD ", "POST ", "PUT /", "OPTIO":
+		return true
+	}
+	return false
+}
+
+// tlsHandshakeTimeout is net/http's: the smallest of the read-header,
+// read and write timeouts that are set.
+func tlsHandshakeTimeout(s *http.Server) time.Duration {
+	var d time.Duration
+	for _, t := range []time.Duration{s.ReadHeaderTimeout, s.ReadTimeout, s.WriteTimeout} {
+		if t > 0 && (d == 0 || t < d) {
+			d = t
+		}
+	}
+	return d
+}
+
 // headerTimeout is net/http's: ReadHeaderTimeout, else ReadTimeout.
 func headerTimeout(s *http.Server) time.Duration {
 	if s.ReadHeaderTimeout > 0 {
@@ -471,7 +583,7 @@ func (c *conn) handOff() bool {
 	}
 	c.rwc.SetDeadline(time.Time{})
 	c.state.Store(stateClosed)
-	return c.s.handoff.give(&prefixConn{Conn: c.rwc, pre: pre})
+	return c.s.handoff.give(&prefixConn{Conn: c.rwc, pre: pre, tls: c.tls})
 }
 
 func (c *conn) release() {
@@ -504,6 +616,7 @@ func (c *conn) serveRequest(tmpl *http.Request, start time.Time) bool {
 	}
 	ctx, cancel := context.WithCancelCause(c.ctx)
 	tmpl.RemoteAddr = c.remote
+	tmpl.TLS = c.tls
 	req := tmpl.WithContext(ctx)
 	w := &response{c: c, req: req, status: 0, cl: -1, isHead: req.Method == http.MethodHead}
 	var rb *body

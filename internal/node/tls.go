@@ -10,6 +10,7 @@ import (
 
 	"github.com/outpost-edge/outpost/internal/config"
 	"github.com/outpost-edge/outpost/internal/edge"
+	"github.com/outpost-edge/outpost/internal/http1"
 	"github.com/outpost-edge/outpost/internal/tlsedge"
 )
 
@@ -19,6 +20,7 @@ import (
 type tlsFront struct {
 	mgr    *tlsedge.Manager
 	https  *http.Server
+	front  *http1.Server // serves https's HTTP/1.1 (edge.fast_http1); nil: https alone
 	h3     *tlsedge.HTTP3Server
 	plain  *http.Server // on tls.http_listen unless it is edge.listen (sameListenAddr)
 	cancel context.CancelFunc
@@ -90,8 +92,13 @@ func (n *Node) startTLS(cfg *config.Config) (err error) {
 	https := edge.NewServer(&cfg.Edge, handler, n.base.With("component", "https"))
 	https.TLSConfig = t.mgr.TLSConfig()
 	t.https = https
+	serve := func(l net.Listener) error { return https.ServeTLS(l, "", "") }
+	if *cfg.Edge.FastHTTP1 {
+		t.front = http1.New(https)
+		serve = t.front.ServeTLS
+	}
 	go func() {
-		if err := https.ServeTLS(n.conns.Listener(ln), "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := serve(n.conns.Listener(ln)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("https listener stopped", "error", err)
 		}
 	}()
@@ -148,7 +155,12 @@ func (t *tlsFront) closeFailedStart(ln, pl net.Listener) {
 		_ = t.h3.Close()
 		t.h3 = nil
 	}
-	_ = t.https.Close()
+	if t.front != nil {
+		_ = t.front.Close()
+		t.front = nil
+	} else {
+		_ = t.https.Close()
+	}
 	t.https = nil
 	_ = ln.Close()
 	t.addr = nil
@@ -175,7 +187,12 @@ func (n *Node) shutdownTLS(ctx context.Context) {
 	if t == nil {
 		return
 	}
-	if t.https != nil {
+	switch {
+	case t.front != nil:
+		if err := t.front.Shutdown(ctx); err != nil {
+			t.front.Close()
+		}
+	case t.https != nil:
 		if err := t.https.Shutdown(ctx); err != nil {
 			t.https.Close()
 		}

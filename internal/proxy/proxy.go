@@ -90,7 +90,7 @@ func New(o Options) http.Handler {
 			return nil
 		},
 		ErrorHandler: onErr,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	return &forwarder{rt: transport, target: target, via: via, log: log, rp: rp, onErr: onErr}
 }
