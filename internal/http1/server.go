@@ -546,13 +546,19 @@ func (c *conn) readHead() (n int, ok bool) {
 	from := 0
 	for {
 		buf, _ := c.br.Peek(c.br.Buffered())
+		limit := c.s.Std.MaxHeaderBytes
+		if limit <= 0 {
+			limit = http.DefaultMaxHeaderBytes
+		}
 		switch end := findEnd(buf, from); {
+		case end > limit:
+			return 0, false // net/http's to refuse (431) or not
 		case end > 0:
 			return end, true
 		case end < 0:
 			return 0, false
 		}
-		if len(buf) >= maxFastHead || (c.s.Std.MaxHeaderBytes > 0 && len(buf) > c.s.Std.MaxHeaderBytes) {
+		if len(buf) >= maxFastHead || len(buf) > limit {
 			return 0, false
 		}
 		from = max(len(buf)-3, 0)
@@ -624,18 +630,22 @@ func (c *conn) serveRequest(tmpl *http.Request, start time.Time) bool {
 		rb = &body{SizedBody: httpwire.SizedBody{R: c.br, Left: req.ContentLength}}
 		req.Body = rb
 	}
-	watched := rb == nil && c.br.Buffered() == 0
-	if watched {
+	if rb == nil && c.br.Buffered() == 0 {
 		c.arm(cancel)
+	} else if rb != nil {
+		// As net/http: watch once the body has been read.
+		rb.atEOF = func() {
+			if c.br.Buffered() == 0 {
+				c.arm(cancel)
+			}
+		}
 	}
 	handler := std.Handler
 	if handler == nil {
 		handler = http.DefaultServeMux
 	}
 	handler.ServeHTTP(w, req)
-	if watched {
-		c.disarm()
-	}
+	c.disarm()
 	w.finish()
 	cancel(context.Canceled)
 	if w.err != nil || w.closeAfter || c.gone {
@@ -731,13 +741,19 @@ var aLongTimeAgo = time.Unix(1, 0)
 type body struct {
 	httpwire.SizedBody
 	closed bool
+	atEOF  func() // once, when the body has been read to its end
 }
 
 func (b *body) Read(p []byte) (int, error) {
 	if b.closed {
 		return 0, http.ErrBodyReadAfterClose
 	}
-	return b.SizedBody.Read(p)
+	n, err := b.SizedBody.Read(p)
+	if err == io.EOF && b.atEOF != nil {
+		b.atEOF()
+		b.atEOF = nil
+	}
+	return n, err
 }
 
 // Close keeps what is left of the body countable: the server reads up to

@@ -586,3 +586,49 @@ func TestReadFromKeepsSendfile(t *testing.T) {
 		}
 	}
 }
+
+// A head over max_header_bytes is net/http's to judge (it allows 4 KiB of
+// slack), so both answer alike.
+func TestMaxHeaderBytesLeftToNetHTTP(t *testing.T) {
+	std, fast, handed := servers(t, testHandler(), func(s *http.Server) { s.MaxHeaderBytes = 1024 })
+	for _, size := range []int{512, 3 << 10, 6 << 10} {
+		raw := "GET /small HTTP/1.1\r\nHost: a\r\nCookie: " + strings.Repeat("c", size) + "\r\n\r\n"
+		before := handed.Load()
+		want, _, _ := exchange(t, std, raw, 1)
+		got, _, _ := exchange(t, fast, raw, 1)
+		if len(want) != 1 || len(got) != 1 || got[0].StatusCode != want[0].StatusCode {
+			t.Fatalf("%d-byte cookie: %v, net/http %v", size, got, want)
+		}
+		if h := handed.Load() != before; h != (size > 1024) {
+			t.Errorf("%d-byte cookie (limit 1024): handed %v", size, h)
+		}
+	}
+}
+
+// A client that hangs up after sending its whole body cancels the
+// request, as with a bodiless one.
+func TestClientGoneAfterBodyCancels(t *testing.T) {
+	got := make(chan error, 1)
+	read := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.ReadAll(r.Body)
+		close(read)
+		select {
+		case <-r.Context().Done():
+			got <- context.Cause(r.Context())
+		case <-time.After(20 * time.Second):
+			got <- errors.New("not canceled")
+		}
+	})
+	_, fast, _ := servers(t, h, nil)
+	c, err := net.Dial("tcp", fast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello")
+	<-read
+	c.Close()
+	if err := <-got; !errors.Is(err, errClientGone) {
+		t.Fatalf("cause %v, want client gone", err)
+	}
+}
