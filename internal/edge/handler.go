@@ -47,10 +47,12 @@ func (h *Handler) trusted(a netip.Addr) bool {
 }
 
 // frame is one request's own state in one allocation: its Info, the
-// recorder around its writer, and the request carrying the Info.
+// recorder around its writer, and the request and context carrying the
+// Info.
 type frame struct {
 	info reqinfo.Info
 	rec  recorder
+	ctx  reqinfo.Context
 	req  http.Request
 }
 
@@ -84,7 +86,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ids[1] = info.ID
 	w.Header()["X-Request-Id"] = ids[1:2:2]
 	// WithContext's copy is only copied from, so it stays on the stack.
-	f.req = *r.WithContext(reqinfo.With(r.Context(), info))
+	f.ctx.Bind(r.Context(), info)
+	f.req = *r.WithContext(&f.ctx)
 	r = &f.req
 
 	rec := &f.rec

@@ -41,6 +41,29 @@ func With(ctx context.Context, info *Info) context.Context {
 	return context.WithValue(ctx, ctxKey{}, info)
 }
 
+// Context is a context carrying an Info, as With returns, for a caller
+// that keeps it in an allocation of its own: the edge keeps it with the
+// request's other state instead of allocating it apart. Bind it before
+// use; it answers Value as context.WithValue's context does, and its
+// cancellation and deadline are its parent's.
+type Context struct {
+	context.Context
+	info *Info
+}
+
+// Bind makes c carry info over parent.
+func (c *Context) Bind(parent context.Context, info *Info) {
+	c.Context, c.info = parent, info
+}
+
+// Value implements context.Context.
+func (c *Context) Value(key any) any {
+	if key == (ctxKey{}) {
+		return c.info
+	}
+	return c.Context.Value(key)
+}
+
 // From returns the Info in ctx, or nil.
 func From(ctx context.Context) *Info {
 	i, _ := ctx.Value(ctxKey{}).(*Info)

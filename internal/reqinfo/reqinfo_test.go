@@ -1,6 +1,7 @@
 package reqinfo
 
 import (
+	"context"
 	"maps"
 	"strconv"
 	"testing"
@@ -36,5 +37,37 @@ func TestFields(t *testing.T) {
 	nilInfo.Set("k", "v")
 	if nilInfo.Get("k") != "" || nilInfo.Fields() != nil {
 		t.Error("nil Info")
+	}
+}
+
+// TestContext checks that a bound Context answers as With's context does,
+// and that children made over it end with its parent.
+func TestContext(t *testing.T) {
+	type other struct{}
+	parent, cancel := context.WithCancel(context.WithValue(context.Background(), other{}, "o"))
+	info := &Info{ID: "x"}
+	var c Context
+	c.Bind(parent, info)
+	var children []context.Context
+	for _, ctx := range []context.Context{&c, With(parent, info)} {
+		if From(ctx) != info || ctx.Value(other{}) != "o" || ctx.Done() != parent.Done() {
+			t.Fatalf("%T: From = %p, other = %v", ctx, From(ctx), ctx.Value(other{}))
+		}
+		child, stop := context.WithCancelCause(ctx)
+		defer stop(nil)
+		if From(child) != info || child.Err() != nil {
+			t.Fatalf("%T: child: From = %p, Err = %v", ctx, From(child), child.Err())
+		}
+		children = append(children, child)
+	}
+	if From(context.Background()) != nil {
+		t.Error("From(Background) != nil")
+	}
+	cancel()
+	if c.Err() != context.Canceled {
+		t.Errorf("Err() = %v after the parent's cancel", c.Err())
+	}
+	for _, child := range children {
+		<-child.Done()
 	}
 }
