@@ -73,10 +73,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			info.TLS = true
 		}
 	}
-	// Header.Set with the key spelled canonically (no copy of it), and
-	// the two values cut from one array, each slice capped at its own.
+	// Header.Get and Set with the key spelled canonically (no copy of
+	// it), and the two values cut from one array, each slice capped at
+	// its own.
+	id := ""
+	if v := r.Header["X-Request-Id"]; len(v) > 0 {
+		id = v[0]
+	}
 	ids := make([]string, 2)
-	if id := r.Header.Get("X-Request-ID"); info.Trusted && validRequestID(id) {
+	if info.Trusted && validRequestID(id) {
 		info.ID = id
 	} else {
 		info.ID = newRequestID()
