@@ -45,6 +45,12 @@ type h1Conn struct {
 	br   *bufio.Reader
 	bw   *bufio.Writer
 	used time.Time // when it went idle
+
+	// Built once per connection, not on every request: spoke is
+	// idleCheck's (nil when the connection cannot be checked), abort
+	// unblocks the reads and writes of a cancelled request.
+	spoke func() bool
+	abort func()
 }
 
 // maxResponseHeader bounds what a backend may send before the end of its
@@ -180,7 +186,7 @@ func (t *h1Transport) get(ctx context.Context, addr string) (*h1Conn, bool, erro
 		// to the next request, maybe another client's. http.Transport's
 		// idle read loop closes such a connection too. An EOF here (the
 		// backend closed it) saves the stale-connection retry.
-		if t.idleFor > 0 && now.Sub(pc.used) > t.idleFor || spokeWhileIdle(pc.c) {
+		if t.idleFor > 0 && now.Sub(pc.used) > t.idleFor || pc.spoke != nil && pc.spoke() {
 			pc.c.Close()
 			continue
 		}
@@ -191,7 +197,9 @@ func (t *h1Transport) get(ctx context.Context, addr string) (*h1Conn, bool, erro
 		return nil, false, err
 	}
 	lr := &limitReader{c: c}
-	return &h1Conn{t: t, c: c, lr: lr, br: bufio.NewReaderSize(lr, 4096), bw: bufio.NewWriterSize(c, 4096)}, false, nil
+	pc := &h1Conn{t: t, c: c, lr: lr, br: bufio.NewReaderSize(lr, 4096), bw: bufio.NewWriterSize(c, 4096), spoke: idleCheck(c)}
+	pc.abort = func() { c.SetDeadline(time.Unix(1, 0)) }
+	return pc, false, nil
 }
 
 func (t *h1Transport) put(pc *h1Conn) {
@@ -262,7 +270,7 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	// Cancellation (client gone, try or total timeout) unblocks the reads
 	// and writes below; a connection it touched is never reused.
-	stop := context.AfterFunc(ctx, func() { pc.c.SetDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(ctx, pc.abort)
 	if pc.t.hdrWait > 0 {
 		pc.c.SetReadDeadline(time.Now().Add(pc.t.hdrWait))
 	} else {

@@ -4,6 +4,6 @@ package lb
 
 import "net"
 
-// spokeWhileIdle cannot peek here; bytes buffered at the end of a
-// response are still caught by h1Body.Close.
-func spokeWhileIdle(net.Conn) bool { return false }
+// idleCheck cannot peek here; bytes buffered at the end of a response are
+// still caught by h1Body.Close.
+func idleCheck(net.Conn) func() bool { return nil }

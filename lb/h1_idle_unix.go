@@ -7,24 +7,30 @@ import (
 	"syscall"
 )
 
-// spokeWhileIdle reports whether the backend sent anything (bytes, or the
-// end of the stream) on c while it sat idle in the pool. It peeks without
-// blocking and consumes nothing.
-func spokeWhileIdle(c net.Conn) bool {
+// idleCheck returns a check of whether the backend sent anything (bytes,
+// or the end of the stream) on c while it sat idle in the pool; it peeks
+// without blocking and consumes nothing. It is built once per connection:
+// the raw connection and the peek closure would otherwise be allocated on
+// every reuse. nil: c cannot be checked.
+func idleCheck(c net.Conn) func() bool {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
-		return false
+		return nil
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
-		return false
+		return nil
 	}
 	var b [1]byte
 	var rerr error
-	err = rc.Read(func(fd uintptr) bool {
+	peek := func(fd uintptr) bool {
 		_, _, rerr = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		return true // never wait: EAGAIN is the answer "nothing"
-	})
-	// Data (n > 0) and EOF (n == 0) both leave rerr nil.
-	return err == nil && rerr == nil
+	}
+	return func() bool {
+		rerr = nil
+		err := rc.Read(peek)
+		// Data (n > 0) and EOF (n == 0) both leave rerr nil.
+		return err == nil && rerr == nil
+	}
 }

@@ -44,8 +44,8 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 	parent := req.Context()
 	info := reqinfo.From(parent)
 	start := p.now()
-	// One allocation carries the selection state, the first try's URL and,
-	// after the headers, the response body wrapper.
+	// One allocation carries the selection state, the first try's
+	// request and URL and, after the headers, the response body wrapper.
 	c := &call{}
 	sel := &c.sel
 	*sel = Selection{Req: req, Backends: st.backends, slowStart: st.slowStart, rand: p.rand, now: start.UnixNano()}
@@ -109,12 +109,15 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		sel.exclude(b)
 
-		out := req.WithContext(ctx)
-		// A failed try's transport may still hold its URL, so retries
-		// get their own.
-		u := &c.url
+		// A failed try's transport may still hold its request and URL,
+		// so retries get their own; the first try's live in call.
+		// (WithContext's copy is only copied from, so it stays on the
+		// stack.)
+		out, u := &c.req, &c.url
 		if try > 0 {
-			u = new(url.URL)
+			out, u = req.WithContext(ctx), new(url.URL)
+		} else {
+			c.req = *req.WithContext(ctx)
 		}
 		*u = *req.URL
 		u.Scheme, u.Host = b.url.Scheme, b.url.Host
@@ -415,6 +418,7 @@ func (r *reqBody) closeUnderlying() {
 // body is done.
 type call struct {
 	sel     Selection
+	req     http.Request
 	url     url.URL
 	backend *Backend
 	body    io.ReadCloser

@@ -46,10 +46,22 @@ func (h *Handler) trusted(a netip.Addr) bool {
 	return false
 }
 
+// frame is one request's own state in one allocation: its Info, the
+// recorder around its writer, and the request and context carrying the
+// Info.
+type frame struct {
+	info reqinfo.Info
+	rec  recorder
+	ctx  reqinfo.Context
+	req  http.Request
+}
+
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	info := &reqinfo.Info{TLS: r.TLS != nil}
+	f := &frame{}
+	info := &f.info
+	info.TLS = r.TLS != nil
 	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
 		info.PeerIP = ap.Addr().Unmap()
 	}
@@ -61,16 +73,30 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			info.TLS = true
 		}
 	}
-	if id := r.Header.Get("X-Request-ID"); info.Trusted && validRequestID(id) {
+	// Header.Get and Set with the key spelled canonically (no copy of
+	// it), and the two values cut from one array, each slice capped at
+	// its own.
+	id := ""
+	if v := r.Header["X-Request-Id"]; len(v) > 0 {
+		id = v[0]
+	}
+	ids := make([]string, 2)
+	if info.Trusted && validRequestID(id) {
 		info.ID = id
 	} else {
 		info.ID = newRequestID()
-		r.Header.Set("X-Request-ID", info.ID)
+		ids[0] = info.ID
+		r.Header["X-Request-Id"] = ids[0:1:1]
 	}
-	w.Header().Set("X-Request-ID", info.ID)
-	r = r.WithContext(reqinfo.With(r.Context(), info))
+	ids[1] = info.ID
+	w.Header()["X-Request-Id"] = ids[1:2:2]
+	// WithContext's copy is only copied from, so it stays on the stack.
+	f.ctx.Bind(r.Context(), info)
+	f.req = *r.WithContext(&f.ctx)
+	r = &f.req
 
-	rec := &recorder{ResponseWriter: w}
+	rec := &f.rec
+	rec.ResponseWriter = w
 	if h.Metrics != nil {
 		h.Metrics.inflight.Inc()
 	}

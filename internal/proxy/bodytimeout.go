@@ -25,7 +25,12 @@ type bodyTimeout struct {
 
 func (t bodyTimeout) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx, cancel := context.WithCancelCause(req.Context())
-	resp, err := t.rt.RoundTrip(req.WithContext(ctx))
+	// The request copy with ctx lives in the body wrapper, allocated
+	// with it (WithContext's copy is only copied from, so it stays on
+	// the stack).
+	b := &idleBody{d: t.d, cancel: cancel}
+	b.req = *req.WithContext(ctx)
+	resp, err := t.rt.RoundTrip(&b.req)
 	if err != nil {
 		cancel(nil)
 		return nil, err
@@ -36,7 +41,8 @@ func (t bodyTimeout) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp.Body = upgraded{ReadWriteCloser: rwc, cancel: cancel}
 		return resp, nil
 	}
-	resp.Body = &idleBody{ReadCloser: resp.Body, d: t.d, cancel: cancel}
+	b.ReadCloser = resp.Body
+	resp.Body = b
 	return resp, nil
 }
 
@@ -55,6 +61,7 @@ func (u upgraded) Close() error {
 
 type idleBody struct {
 	io.ReadCloser
+	req    http.Request // the request sent, with the cancellable context
 	d      time.Duration
 	cancel context.CancelCauseFunc
 	timer  *time.Timer

@@ -19,6 +19,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"net/textproto"
 	"net/url"
 	"strings"
@@ -179,40 +180,74 @@ func rewriteOut(in, out *http.Request, target *url.URL, via string) {
 	}
 	peer := ""
 	if info != nil && info.PeerIP.IsValid() {
-		peer = info.PeerIP.String()
+		peer = addrString(info.PeerIP, in.RemoteAddr)
 	} else if host, _, err := net.SplitHostPort(in.RemoteAddr); err == nil {
 		peer = host
 	}
+	// Each field set below is one value, and all of them share one
+	// backing array: one allocation instead of one per field.
+	f := fieldSet{h: h, vals: make([]string, 0, 6)}
 	if prior := in.Header.Values("X-Forwarded-For"); trusted && len(prior) > 0 {
-		h.Set("X-Forwarded-For", strings.Join(prior, ", ")+", "+peer)
+		f.set("X-Forwarded-For", strings.Join(prior, ", ")+", "+peer)
 	} else if peer != "" {
-		h.Set("X-Forwarded-For", peer)
+		f.set("X-Forwarded-For", peer)
 	}
 	if p := in.Header.Get("X-Forwarded-Proto"); trusted && (p == "http" || p == "https") {
-		h.Set("X-Forwarded-Proto", p)
+		f.set("X-Forwarded-Proto", p)
 	} else if in.TLS != nil || (info != nil && info.TLS) {
-		h.Set("X-Forwarded-Proto", "https")
+		f.set("X-Forwarded-Proto", "https")
 	} else {
-		h.Set("X-Forwarded-Proto", "http")
+		f.set("X-Forwarded-Proto", "http")
 	}
 	if fh := in.Header.Get("X-Forwarded-Host"); trusted && fh != "" {
-		h.Set("X-Forwarded-Host", fh)
+		f.set("X-Forwarded-Host", fh)
 	} else {
-		h.Set("X-Forwarded-Host", in.Host)
+		f.set("X-Forwarded-Host", in.Host)
 	}
 	if info != nil && info.ID != "" {
-		h.Set("X-Request-ID", info.ID)
+		f.set("X-Request-Id", info.ID)
 	}
-	appendVia(h, via)
+	// appendVia's rule.
+	if prior := h.Values("Via"); len(prior) > 0 {
+		f.set("Via", strings.Join(prior, ", ")+", "+via)
+	} else {
+		f.set("Via", via)
+	}
 	// Go's client adds a User-Agent when none is set; keep "none" as none.
 	if _, ok := in.Header["User-Agent"]; !ok {
-		h.Set("User-Agent", "")
+		f.set("User-Agent", "")
 	}
 	if target != nil {
 		// The URL is final here (a load balancer transport finalizes
 		// again after joining its backend's prefix).
 		reqinfo.FinalizeOutgoing(out)
 	}
+}
+
+// fieldSet is Header.Set for canonical keys, with the one-value slices cut
+// from one backing array. Each slice's capacity ends at its value, so an
+// append to one field never reaches the next.
+type fieldSet struct {
+	h    http.Header
+	vals []string
+}
+
+func (f *fieldSet) set(k, v string) {
+	f.vals = append(f.vals, v)
+	n := len(f.vals)
+	f.h[k] = f.vals[n-1 : n : n]
+}
+
+// addrString is a.String(), without allocating when remoteAddr (host:port)
+// already spells a that way, as it does unless a was unmapped from an
+// IPv4-mapped IPv6 address.
+func addrString(a netip.Addr, remoteAddr string) string {
+	var buf [64]byte
+	s := a.AppendTo(buf[:0])
+	if host, _, err := net.SplitHostPort(remoteAddr); err == nil && host == string(s) {
+		return host
+	}
+	return string(s)
 }
 
 func appendVia(h http.Header, via string) {

@@ -22,16 +22,46 @@ type Info struct {
 
 	// mu guards the log fields below; handlers deeper in the chain (and the
 	// cache's background refresh) may set them from other goroutines.
-	mu     sync.Mutex
-	route  string
-	fields map[string]string
+	mu    sync.Mutex
+	route string
+	// The first fields live inline: a request sets a few (the upstream,
+	// the cache status, the identity), and a map would cost two
+	// allocations for them. more holds any past len(inline).
+	inline [4]field
+	n      int
+	more   map[string]string
 }
+
+type field struct{ key, value string }
 
 type ctxKey struct{}
 
 // With returns a context carrying info.
 func With(ctx context.Context, info *Info) context.Context {
 	return context.WithValue(ctx, ctxKey{}, info)
+}
+
+// Context is a context carrying an Info, as With returns, for a caller
+// that keeps it in an allocation of its own: the edge keeps it with the
+// request's other state instead of allocating it apart. Bind it before
+// use; it answers Value as context.WithValue's context does, and its
+// cancellation and deadline are its parent's.
+type Context struct {
+	context.Context
+	info *Info
+}
+
+// Bind makes c carry info over parent.
+func (c *Context) Bind(parent context.Context, info *Info) {
+	c.Context, c.info = parent, info
+}
+
+// Value implements context.Context.
+func (c *Context) Value(key any) any {
+	if key == (ctxKey{}) {
+		return c.info
+	}
+	return c.Context.Value(key)
 }
 
 // From returns the Info in ctx, or nil.
@@ -76,11 +106,22 @@ func (i *Info) Set(key, value string) {
 		return
 	}
 	i.mu.Lock()
-	if i.fields == nil {
-		i.fields = make(map[string]string, 4)
+	defer i.mu.Unlock()
+	for j := range i.inline[:i.n] {
+		if i.inline[j].key == key {
+			i.inline[j].value = value
+			return
+		}
 	}
-	i.fields[key] = value
-	i.mu.Unlock()
+	if i.n == len(i.inline) { // inline is full, so more holds the rest
+		if i.more == nil {
+			i.more = make(map[string]string)
+		}
+		i.more[key] = value
+		return
+	}
+	i.inline[i.n] = field{key, value}
+	i.n++
 }
 
 // Get returns a log field.
@@ -90,7 +131,12 @@ func (i *Info) Get(key string) string {
 	}
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	return i.fields[key]
+	for _, f := range i.inline[:i.n] {
+		if f.key == key {
+			return f.value
+		}
+	}
+	return i.more[key]
 }
 
 // Fields returns a copy of the log fields.
@@ -100,8 +146,11 @@ func (i *Info) Fields() map[string]string {
 	}
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	out := make(map[string]string, len(i.fields))
-	for k, v := range i.fields {
+	out := make(map[string]string, i.n+len(i.more))
+	for _, f := range i.inline[:i.n] {
+		out[f.key] = f.value
+	}
+	for k, v := range i.more {
 		out[k] = v
 	}
 	return out
