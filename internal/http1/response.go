@@ -348,7 +348,7 @@ func (w *response) sendHead(h http.Header, first []byte) {
 	if w.req.Close || w.c.s.shutting.Load() || hasClose(h["Connection"]) {
 		w.closeAfter = true
 	}
-	if b, ok := w.req.Body.(*body); ok && b.SizedBody.Left > maxDiscard {
+	if b, ok := w.req.Body.(*body); ok && b.unread.Load() > maxDiscard {
 		w.closeAfter = true
 	}
 	bw.WriteString(statusLine(w.status))
