@@ -2,9 +2,11 @@ package http1
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -72,3 +74,46 @@ func TestBodyReadAfterHandlerReturns(t *testing.T) {
 	}
 }
 
+
+// sameOnTheWire sends raw to net/http and to the fast path, both serving
+// h, and compares what a client reads: statuses, bodies (with how they
+// ended), every header field but Date, trailers, and whether the
+// connection stayed open.
+func sameOnTheWire(t *testing.T, h http.Handler, raw string, n int) {
+	t.Helper()
+	std, fast, _ := servers(t, h, nil)
+	show := func(resps []*http.Response, bodies []string, closed bool) string {
+		var b strings.Builder
+		for i, r := range resps {
+			r.Header.Del("Date")
+			fmt.Fprintf(&b, "%s te=%v cl=%d body=%q\n", r.Status, r.TransferEncoding, r.ContentLength, bodies[i])
+			r.Header.Write(&b)
+			b.WriteString("trailer:\n")
+			r.Trailer.Write(&b)
+		}
+		fmt.Fprintf(&b, "closed: %v\n", closed)
+		return b.String()
+	}
+	want := show(exchange(t, std, raw, n))
+	got := show(exchange(t, fast, raw, n))
+	if got != want {
+		t.Errorf("%q:\nnet/http:\n%s\nfast path:\n%s", raw, want, got)
+	}
+}
+
+// A declared Content-Length stays what the client sees when the head
+// waits for a sniffed type: a handler writing less than it declared
+// leaves a response cut short (and the connection closed), not a
+// complete shorter one, as net/http.
+func TestDeclaredLengthKept(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/short" {
+			w.Header().Set("Content-Length", "10") // no Content-Type: sniffed
+			io.WriteString(w, "12345")
+			return
+		}
+		io.WriteString(w, "next")
+	})
+	sameOnTheWire(t, h, "GET /short HTTP/1.1\r\nHost: a\r\n\r\nGET /next HTTP/1.1\r\nHost: a\r\n\r\n", 2)
+	sameOnTheWire(t, h, "HEAD /short HTTP/1.1\r\nHost: a\r\n\r\nGET /next HTTP/1.1\r\nHost: a\r\n\r\n", 2)
+}

@@ -267,9 +267,10 @@ func (w *response) finish() {
 	if w.deferred {
 		// The whole body is held: its length is known (net/http sets
 		// it the same way, and not for a HEAD the handler wrote nothing
-		// for).
+		// for). A length the handler declared stays: a body shorter
+		// than it must reach the client cut short, not complete.
 		w.deferred = false
-		if _, ok := w.sent["Transfer-Encoding"]; !ok && !w.hasTrailers(w.sent) && (!w.isHead || w.written > 0) {
+		if _, ok := w.sent["Transfer-Encoding"]; !ok && w.cl < 0 && !w.hasTrailers(w.sent) && (!w.isHead || w.written > 0) {
 			w.sent["Content-Length"] = []string{strconv.FormatInt(w.written, 10)}
 			w.cl = w.written
 		}
