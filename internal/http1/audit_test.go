@@ -74,7 +74,6 @@ func TestBodyReadAfterHandlerReturns(t *testing.T) {
 	}
 }
 
-
 // sameOnTheWire sends raw to net/http and to the fast path, both serving
 // h, and compares what a client reads: statuses, bodies (with how they
 // ended), every header field but Date, trailers, and whether the
