@@ -116,3 +116,50 @@ func TestDeclaredLengthKept(t *testing.T) {
 	sameOnTheWire(t, h, "GET /short HTTP/1.1\r\nHost: a\r\n\r\nGET /next HTTP/1.1\r\nHost: a\r\n\r\n", 2)
 	sameOnTheWire(t, h, "HEAD /short HTTP/1.1\r\nHost: a\r\n\r\nGET /next HTTP/1.1\r\nHost: a\r\n\r\n", 2)
 }
+
+// The framing fields a handler set go out as net/http sends them: none
+// that announce a body on a HEAD response or a 1xx, 204 or 304 (a HEAD
+// response with a chunked terminator desynchronized the connection),
+// no Content-Length beside a Transfer-Encoding, and "identity" is no
+// encoding.
+func TestHandlerFramingFields(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		for _, k := range []string{"Transfer-Encoding", "Content-Length", "Content-Type"} {
+			if v := q.Get(k); v != "" {
+				w.Header().Set(k, v)
+			}
+		}
+		if q.Get("early") != "" {
+			w.WriteHeader(http.StatusEarlyHints)
+		}
+		if s := q.Get("status"); s != "" {
+			var code int
+			fmt.Sscan(s, &code)
+			w.WriteHeader(code)
+		}
+		io.WriteString(w, q.Get("body"))
+	})
+	for _, target := range []string{
+		"/?Transfer-Encoding=chunked&Content-Type=text/plain&body=x",
+		"/?Transfer-Encoding=chunked&body=x",
+		"/?Transfer-Encoding=chunked&Content-Length=1&Content-Type=text/plain&body=x",
+		"/?Transfer-Encoding=gzip&Content-Length=1&Content-Type=text/plain&body=x",
+		"/?Transfer-Encoding=identity&Content-Type=text/plain&body=12345",
+		"/?Transfer-Encoding=identity&Content-Length=5&Content-Type=text/plain&body=12345",
+		"/?Transfer-Encoding=chunked&status=204",
+		"/?Transfer-Encoding=chunked&status=304",
+		"/?Content-Length=5&Content-Type=text/plain&status=304",
+		"/?Content-Length=5&Content-Type=text/plain&status=204",
+		"/?Content-Length=5&Content-Type=text/plain&early=1&body=12345",
+		"/?Transfer-Encoding=chunked&early=1&body=12345",
+	} {
+		n := 2
+		if strings.Contains(target, "early") {
+			n = 3
+		}
+		for _, m := range []string{"GET", "HEAD"} {
+			sameOnTheWire(t, h, m+" "+target+" HTTP/1.1\r\nHost: a\r\n\r\n"+m+" /next?body=next HTTP/1.1\r\nHost: a\r\n\r\n", n)
+		}
+	}
+}

@@ -335,16 +335,35 @@ func (w *response) writeTrailers() {
 func (w *response) sendHead(h http.Header, first []byte) {
 	w.headSent = true
 	bw := w.c.bw
-	ownTE := false
-	if te, ok := h["Transfer-Encoding"]; ok {
-		if len(te) == 1 && asciiEqualFold(strings.TrimSpace(te[0]), "chunked") && !w.noBody {
-			w.chunked, ownTE = true, true
-		} else if !w.noBody {
-			w.closeAfter = true // an encoding we do not frame: the end is the close
-		}
-		w.cl = -1
-	} else if w.cl < 0 && !w.noBody && !w.isHead {
-		w.chunked, ownTE = true, true
+	// The framing fields the handler set go out by net/http's rules
+	// (chunkWriter.writeHeader): a response that has no body announces
+	// none (a HEAD response that did got a chunked terminator, which the
+	// client read as the start of the next response); a Content-Length
+	// beside a Transfer-Encoding other than identity goes; identity is
+	// no encoding.
+	var te string
+	if v := h["Transfer-Encoding"]; len(v) > 0 {
+		te = v[0]
+	}
+	identity := te == "identity"
+	dropTE, dropCL := false, false
+	dropType := w.status == http.StatusNotModified
+	if w.noBody {
+		dropTE, dropCL = true, true
+	}
+	if te != "" && w.cl >= 0 && !identity {
+		dropCL, w.cl = true, -1
+	}
+	ownTE := false // chunked, its field written below
+	switch {
+	case w.noBody || w.isHead, w.cl >= 0:
+		dropTE = true
+	case identity:
+		dropTE, w.closeAfter = true, true
+	case te == "" || len(h["Transfer-Encoding"]) == 1 && asciiEqualFold(strings.TrimSpace(te), "chunked"):
+		w.chunked, ownTE, dropTE = true, true, true
+	default:
+		w.closeAfter = true // an encoding we do not frame: the end is the close
 	}
 	if w.req.Close || w.c.s.shutting.Load() || hasClose(h["Connection"]) {
 		w.closeAfter = true
@@ -355,7 +374,8 @@ func (w *response) sendHead(h http.Header, first []byte) {
 	bw.WriteString(statusLine(w.status))
 	for k, vs := range h {
 		switch {
-		case k == "Transfer-Encoding" && ownTE, k == "Content-Length" && (w.chunked || ownTE),
+		case k == "Transfer-Encoding" && dropTE, k == "Content-Length" && (dropCL || w.chunked),
+			k == "Content-Type" && dropType,
 			k == "Connection" && w.closeAfter, strings.HasPrefix(k, http.TrailerPrefix):
 			continue
 		}
@@ -393,7 +413,8 @@ func (w *response) writeInterim(code int, h http.Header) {
 	bw := w.c.bw
 	bw.WriteString(statusLine(code))
 	for k, vs := range h {
-		if !httpguts.ValidHeaderFieldName(k) || strings.HasPrefix(k, http.TrailerPrefix) {
+		if !httpguts.ValidHeaderFieldName(k) || strings.HasPrefix(k, http.TrailerPrefix) ||
+			k == "Content-Length" || k == "Transfer-Encoding" { // no body: no framing (net/http's too)
 			continue
 		}
 		for _, v := range vs {
