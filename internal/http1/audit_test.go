@@ -163,3 +163,14 @@ func TestHandlerFramingFields(t *testing.T) {
 		}
 	}
 }
+
+// An encoded body is not sniffed for a Content-Type (net/http's issue
+// 31753: "application/x-gzip" beside Content-Encoding: gzip makes a
+// browser save the page instead of showing it).
+func TestNoSniffOfEncodedBody(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Encoding", "gzip")
+		w.Write([]byte("\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"))
+	})
+	sameOnTheWire(t, h, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", 1)
+}

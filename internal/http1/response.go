@@ -397,7 +397,8 @@ func (w *response) sendHead(h http.Header, first []byte) {
 		bw.WriteString(httpDate())
 		bw.WriteString("\r\n")
 	}
-	if _, ok := h["Content-Type"]; !ok && !w.noBody && len(first) > 0 {
+	// No sniffing of an encoded body either (net/http's issue 31753).
+	if _, ok := h["Content-Type"]; !ok && !w.noBody && len(first) > 0 && len(h.Get("Content-Encoding")) == 0 {
 		if _, te := h["Transfer-Encoding"]; !te {
 			bw.WriteString("Content-Type: ")
 			bw.WriteString(http.DetectContentType(first))
