@@ -174,3 +174,17 @@ func TestNoSniffOfEncodedBody(t *testing.T) {
 	})
 	sameOnTheWire(t, h, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", 1)
 }
+
+// A trailer whose name is no token is dropped, as net/http drops it: its
+// name would otherwise put any bytes into the trailer section.
+func TestInvalidTrailerNameDropped(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "X-T, X-Bad: 1")
+		w.WriteHeader(200)
+		io.WriteString(w, "x")
+		w.Header().Set("X-T", "ok")
+		w.Header()["X-Bad: 1"] = []string{"2"}
+		w.Header()[http.TrailerPrefix+"Bad: x\r\nEvil"] = []string{"1"}
+	})
+	sameOnTheWire(t, h, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", 1)
+}

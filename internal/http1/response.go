@@ -313,7 +313,7 @@ func (w *response) writeTrailers() {
 	for _, v := range declared {
 		for _, k := range strings.Split(v, ",") {
 			k = http.CanonicalHeaderKey(strings.TrimSpace(k))
-			if !httpguts.ValidTrailerHeader(k) {
+			if !httpguts.ValidTrailerHeader(k) || !httpguts.ValidHeaderFieldName(k) {
 				continue
 			}
 			for _, v := range w.header[k] {
@@ -322,7 +322,9 @@ func (w *response) writeTrailers() {
 		}
 	}
 	for k, vs := range w.header {
-		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok && httpguts.ValidTrailerHeader(name) {
+		// A name that is no token is dropped, as net/http drops it: it
+		// would put any bytes into the trailer section.
+		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok && httpguts.ValidTrailerHeader(name) && httpguts.ValidHeaderFieldName(name) {
 			for _, v := range vs {
 				httpwire.WriteField(bw, name, v)
 			}
