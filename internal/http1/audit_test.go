@@ -188,3 +188,29 @@ func TestInvalidTrailerNameDropped(t *testing.T) {
 	})
 	sameOnTheWire(t, h, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", 1)
 }
+
+// A handler that panics — ReverseProxy aborting a response does — still
+// has its request's context canceled, as net/http cancels it: what the
+// handler started on that context ends.
+func TestPanicCancelsContext(t *testing.T) {
+	done := make(chan bool, 2)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		go func() {
+			select {
+			case <-ctx.Done():
+				done <- true
+			case <-time.After(2 * time.Second):
+				done <- false
+			}
+		}()
+		panic(http.ErrAbortHandler)
+	})
+	std, fast, _ := servers(t, h, nil)
+	for _, addr := range []string{std, fast} {
+		exchange(t, addr, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", 1)
+		if !<-done {
+			t.Errorf("%s: the context of a request whose handler panicked was not canceled", addr)
+		}
+	}
+}

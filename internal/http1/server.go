@@ -628,6 +628,8 @@ func (c *conn) serveRequest(tmpl *http.Request, start time.Time) bool {
 		c.rwc.SetWriteDeadline(start.Add(std.WriteTimeout))
 	}
 	ctx, cancel := context.WithCancelCause(c.ctx)
+	// Also when the handler panics (ReverseProxy's abort), as net/http.
+	defer cancel(context.Canceled)
 	tmpl.RemoteAddr = c.remote
 	tmpl.TLS = c.tls
 	req := tmpl.WithContext(ctx)
