@@ -214,3 +214,16 @@ func TestPanicCancelsContext(t *testing.T) {
 		}
 	}
 }
+
+// A request's "Pragma: no-cache" without Cache-Control reads as
+// "Cache-Control: no-cache" too, as net/http's request parsing makes it:
+// handlers and the origins they forward to see the same header.
+func TestRequestPragmaNoCache(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Cache-Control", fmt.Sprint(r.Header["Cache-Control"]))
+		w.Header().Set("X-Pragma", fmt.Sprint(r.Header["Pragma"]))
+	})
+	sameOnTheWire(t, h, "GET / HTTP/1.1\r\nHost: a\r\nPragma: no-cache\r\n\r\n", 1)
+	sameOnTheWire(t, h, "GET / HTTP/1.1\r\nHost: a\r\nPragma: no-cache\r\nCache-Control: max-age=5\r\n\r\n", 1)
+	sameOnTheWire(t, h, "GET / HTTP/1.1\r\nHost: a\r\nPragma: No-Cache\r\n\r\n", 1)
+}
