@@ -84,6 +84,13 @@ func parseHead(raw []byte) (h head, ok bool) {
 	}
 	h.host = hosts[0]
 	delete(fields, "Host") // as net/http: r.Host only
+	// As net/http's request parsing: Pragma: no-cache alone also reads
+	// as Cache-Control: no-cache.
+	if p := fields["Pragma"]; len(p) > 0 && p[0] == "no-cache" {
+		if _, ok := fields["Cache-Control"]; !ok {
+			fields["Cache-Control"] = []string{"no-cache"}
+		}
+	}
 	if cl, ok := fields["Content-Length"]; ok {
 		n, err := strconv.ParseUint(cl[0], 10, 63)
 		if len(cl) > 1 || err != nil {

@@ -267,9 +267,10 @@ func (w *response) finish() {
 	if w.deferred {
 		// The whole body is held: its length is known (net/http sets
 		// it the same way, and not for a HEAD the handler wrote nothing
-		// for).
+		// for). A length the handler declared stays: a body shorter
+		// than it must reach the client cut short, not complete.
 		w.deferred = false
-		if _, ok := w.sent["Transfer-Encoding"]; !ok && !w.hasTrailers(w.sent) && (!w.isHead || w.written > 0) {
+		if _, ok := w.sent["Transfer-Encoding"]; !ok && w.cl < 0 && !w.hasTrailers(w.sent) && (!w.isHead || w.written > 0) {
 			w.sent["Content-Length"] = []string{strconv.FormatInt(w.written, 10)}
 			w.cl = w.written
 		}
@@ -312,7 +313,7 @@ func (w *response) writeTrailers() {
 	for _, v := range declared {
 		for _, k := range strings.Split(v, ",") {
 			k = http.CanonicalHeaderKey(strings.TrimSpace(k))
-			if !httpguts.ValidTrailerHeader(k) {
+			if !httpguts.ValidTrailerHeader(k) || !httpguts.ValidHeaderFieldName(k) {
 				continue
 			}
 			for _, v := range w.header[k] {
@@ -321,7 +322,9 @@ func (w *response) writeTrailers() {
 		}
 	}
 	for k, vs := range w.header {
-		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok && httpguts.ValidTrailerHeader(name) {
+		// A name that is no token is dropped, as net/http drops it: it
+		// would put any bytes into the trailer section.
+		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok && httpguts.ValidTrailerHeader(name) && httpguts.ValidHeaderFieldName(name) {
 			for _, v := range vs {
 				httpwire.WriteField(bw, name, v)
 			}
@@ -334,27 +337,47 @@ func (w *response) writeTrailers() {
 func (w *response) sendHead(h http.Header, first []byte) {
 	w.headSent = true
 	bw := w.c.bw
-	ownTE := false
-	if te, ok := h["Transfer-Encoding"]; ok {
-		if len(te) == 1 && asciiEqualFold(strings.TrimSpace(te[0]), "chunked") && !w.noBody {
-			w.chunked, ownTE = true, true
-		} else if !w.noBody {
-			w.closeAfter = true // an encoding we do not frame: the end is the close
-		}
-		w.cl = -1
-	} else if w.cl < 0 && !w.noBody && !w.isHead {
-		w.chunked, ownTE = true, true
+	// The framing fields the handler set go out by net/http's rules
+	// (chunkWriter.writeHeader): a response that has no body announces
+	// none (a HEAD response that did got a chunked terminator, which the
+	// client read as the start of the next response); a Content-Length
+	// beside a Transfer-Encoding other than identity goes; identity is
+	// no encoding.
+	var te string
+	if v := h["Transfer-Encoding"]; len(v) > 0 {
+		te = v[0]
+	}
+	identity := te == "identity"
+	dropTE, dropCL := false, false
+	dropType := w.status == http.StatusNotModified
+	if w.noBody {
+		dropTE, dropCL = true, true
+	}
+	if te != "" && w.cl >= 0 && !identity {
+		dropCL, w.cl = true, -1
+	}
+	ownTE := false // chunked, its field written below
+	switch {
+	case w.noBody || w.isHead, w.cl >= 0:
+		dropTE = true
+	case identity:
+		dropTE, w.closeAfter = true, true
+	case te == "" || len(h["Transfer-Encoding"]) == 1 && asciiEqualFold(strings.TrimSpace(te), "chunked"):
+		w.chunked, ownTE, dropTE = true, true, true
+	default:
+		w.closeAfter = true // an encoding we do not frame: the end is the close
 	}
 	if w.req.Close || w.c.s.shutting.Load() || hasClose(h["Connection"]) {
 		w.closeAfter = true
 	}
-	if b, ok := w.req.Body.(*body); ok && b.SizedBody.Left > maxDiscard {
+	if b, ok := w.req.Body.(*body); ok && b.unread.Load() > maxDiscard {
 		w.closeAfter = true
 	}
 	bw.WriteString(statusLine(w.status))
 	for k, vs := range h {
 		switch {
-		case k == "Transfer-Encoding" && ownTE, k == "Content-Length" && (w.chunked || ownTE),
+		case k == "Transfer-Encoding" && dropTE, k == "Content-Length" && (dropCL || w.chunked),
+			k == "Content-Type" && dropType,
 			k == "Connection" && w.closeAfter, strings.HasPrefix(k, http.TrailerPrefix):
 			continue
 		}
@@ -376,7 +399,8 @@ func (w *response) sendHead(h http.Header, first []byte) {
 		bw.WriteString(httpDate())
 		bw.WriteString("\r\n")
 	}
-	if _, ok := h["Content-Type"]; !ok && !w.noBody && len(first) > 0 {
+	// No sniffing of an encoded body either (net/http's issue 31753).
+	if _, ok := h["Content-Type"]; !ok && !w.noBody && len(first) > 0 && len(h.Get("Content-Encoding")) == 0 {
 		if _, te := h["Transfer-Encoding"]; !te {
 			bw.WriteString("Content-Type: ")
 			bw.WriteString(http.DetectContentType(first))
@@ -392,7 +416,8 @@ func (w *response) writeInterim(code int, h http.Header) {
 	bw := w.c.bw
 	bw.WriteString(statusLine(code))
 	for k, vs := range h {
-		if !httpguts.ValidHeaderFieldName(k) || strings.HasPrefix(k, http.TrailerPrefix) {
+		if !httpguts.ValidHeaderFieldName(k) || strings.HasPrefix(k, http.TrailerPrefix) ||
+			k == "Content-Length" || k == "Transfer-Encoding" { // no body: no framing (net/http's too)
 			continue
 		}
 		for _, v := range vs {

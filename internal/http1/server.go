@@ -332,6 +332,7 @@ type conn struct {
 	bw     *bufio.Writer
 	state  atomic.Int32
 	pend   []byte // a response's first bytes while its head waits (see response)
+	body   *body  // the current request's, until detached
 
 	// The watch: a read that notices a client hanging up while a bodiless
 	// request is served, as net/http's background read does, but only
@@ -406,6 +407,12 @@ func (c *conn) serve() {
 		}
 		if !handed {
 			c.rwc.Close()
+		}
+		if c.body != nil {
+			// A panicking handler's body: no goroutine it left may read
+			// from the reader the pool hands to another connection. The
+			// connection is closed, so a read in progress ends.
+			c.body.detach()
 		}
 		c.release()
 	}()
@@ -621,6 +628,8 @@ func (c *conn) serveRequest(tmpl *http.Request, start time.Time) bool {
 		c.rwc.SetWriteDeadline(start.Add(std.WriteTimeout))
 	}
 	ctx, cancel := context.WithCancelCause(c.ctx)
+	// Also when the handler panics (ReverseProxy's abort), as net/http.
+	defer cancel(context.Canceled)
 	tmpl.RemoteAddr = c.remote
 	tmpl.TLS = c.tls
 	req := tmpl.WithContext(ctx)
@@ -628,7 +637,9 @@ func (c *conn) serveRequest(tmpl *http.Request, start time.Time) bool {
 	var rb *body
 	if req.ContentLength > 0 {
 		rb = &body{SizedBody: httpwire.SizedBody{R: c.br, Left: req.ContentLength}}
+		rb.unread.Store(req.ContentLength)
 		req.Body = rb
+		c.body = rb
 	}
 	if rb == nil && c.br.Buffered() == 0 {
 		c.arm(cancel)
@@ -648,16 +659,27 @@ func (c *conn) serveRequest(tmpl *http.Request, start time.Time) bool {
 	c.disarm()
 	w.finish()
 	cancel(context.Canceled)
+	var left int64
+	if rb != nil {
+		// The handler may have left a goroutine reading the body (a
+		// transport still writing it upstream does): its reads fail from
+		// now on, as net/http's closed body's do, so the connection's
+		// reader — and the next request in it — is the server's alone.
+		// As net/http, after the response went out: such a read may wait
+		// for the client, which may wait for the response.
+		left = rb.detach()
+		c.body = nil
+	}
 	if w.err != nil || w.closeAfter || c.gone {
 		return false
 	}
-	if rb != nil && rb.SizedBody.Left > 0 {
+	if left > 0 {
 		// net/http's rule: read up to 256KiB of an unread body to keep
 		// the connection, close it for more.
-		if rb.SizedBody.Left > maxDiscard {
+		if left > maxDiscard {
 			return false
 		}
-		if _, err := io.CopyN(io.Discard, c.br, rb.SizedBody.Left); err != nil {
+		if _, err := io.CopyN(io.Discard, c.br, left); err != nil {
 			return false
 		}
 	}
@@ -737,18 +759,26 @@ func (c *conn) disarm() {
 
 var aLongTimeAgo = time.Unix(1, 0)
 
-// body is a Content-Length request body.
+// body is a Content-Length request body. Its mutex orders reads from
+// goroutines the handler started against the server taking the
+// connection's reader back (detach), as net/http's body.mu does.
 type body struct {
+	mu sync.Mutex
 	httpwire.SizedBody
-	closed bool
-	atEOF  func() // once, when the body has been read to its end
+	closed   bool
+	detached bool         // the handler returned: no more reads
+	unread   atomic.Int64 // Left, for the response head to read without the lock a blocked Read holds
+	atEOF    func()       // once, when the body has been read to its end
 }
 
 func (b *body) Read(p []byte) (int, error) {
-	if b.closed {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed || b.detached {
 		return 0, http.ErrBodyReadAfterClose
 	}
 	n, err := b.SizedBody.Read(p)
+	b.unread.Store(b.SizedBody.Left)
 	if err == io.EOF && b.atEOF != nil {
 		b.atEOF()
 		b.atEOF = nil
@@ -759,6 +789,17 @@ func (b *body) Read(p []byte) (int, error) {
 // Close keeps what is left of the body countable: the server reads up to
 // maxDiscard of it to keep the connection.
 func (b *body) Close() error {
+	b.mu.Lock()
 	b.closed = true
+	b.mu.Unlock()
 	return nil
+}
+
+// detach ends reads of the body, waiting for one in progress, and
+// returns how much of it is left unread.
+func (b *body) detach() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.detached = true
+	return max(b.SizedBody.Left, 0)
 }
