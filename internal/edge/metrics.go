@@ -10,6 +10,7 @@ type Metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	inflight prometheus.Gauge
+	handoffs *prometheus.CounterVec
 }
 
 // NewMetrics registers the edge metrics with reg.
@@ -28,9 +29,19 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "outpost", Subsystem: "http", Name: "requests_in_flight",
 			Help: "Edge HTTP requests being served.",
 		}),
+		handoffs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "outpost", Subsystem: "http", Name: "fast_path_handoffs_total",
+			Help: "Connections the edge's own HTTP/1.1 server handed to net/http, by reason: request (not of the fast path's shape), head_size, alpn (HTTP/2).",
+		}, []string{"reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.inflight)
+		reg.MustRegister(m.requests, m.duration, m.inflight, m.handoffs)
 	}
 	return m
+}
+
+// HandOff counts a connection internal/http1 gave to net/http; it is
+// http1.Server's OnHandOff.
+func (m *Metrics) HandOff(reason string) {
+	m.handoffs.WithLabelValues(reason).Inc()
 }

@@ -39,6 +39,13 @@ import (
 // it applies to the requests it serves itself.
 type Server struct {
 	Std *http.Server
+	// OnHandOff, if set, is called with the reason each time a
+	// connection goes to Std: "request" (a request not of the fast
+	// path's shape, malformed ones included), "head_size" (a head over
+	// 8 KiB or max_header_bytes), "alpn" (TLS that negotiated HTTP/2 or
+	// acme-tls/1). Operators see from it how much traffic the fast path
+	// serves.
+	OnHandOff func(reason string)
 
 	tlsConf  *tls.Config // ServeTLS's; nil: plain
 	mu       sync.Mutex
@@ -423,6 +430,7 @@ func (c *conn) serve() {
 		if p := c.tls.NegotiatedProtocol; p != "" && p != "http/1.1" {
 			// h2 (or acme-tls/1): net/http dispatches it.
 			c.state.Store(stateClosed)
+			c.s.handedOff("alpn")
 			handed = c.s.handoff.give(c.rwc)
 			return
 		}
@@ -481,6 +489,11 @@ func (c *conn) serve() {
 			req, ok = h.newRequest()
 		}
 		if !ok {
+			why := "request"
+			if n == sizeLimited {
+				why = "head_size"
+			}
+			c.s.handedOff(why)
 			handed = c.handOff()
 			return
 		}
@@ -547,8 +560,9 @@ func headerTimeout(s *http.Server) time.Duration {
 }
 
 // readHead waits until the buffer holds a complete head and returns its
-// length. ok is false for a head the fast path leaves to net/http (too
-// large, or not CRLF-delimited). n < 0: the connection failed.
+// length. ok is false for a head the fast path leaves to net/http: n is
+// sizeLimited for one too large, 0 for one not CRLF-delimited. n < 0: the
+// connection failed.
 func (c *conn) readHead() (n int, ok bool) {
 	from := 0
 	for {
@@ -559,19 +573,19 @@ func (c *conn) readHead() (n int, ok bool) {
 		}
 		switch end := findEnd(buf, from); {
 		case end > limit:
-			return 0, false // net/http's to refuse (431) or not
+			return sizeLimited, false // net/http's to refuse (431) or not
 		case end > 0:
 			return end, true
 		case end < 0:
 			return 0, false
 		}
 		if len(buf) >= maxFastHead || len(buf) > limit {
-			return 0, false
+			return sizeLimited, false
 		}
 		from = max(len(buf)-3, 0)
 		if _, err := c.br.Peek(len(buf) + 1); err != nil {
 			if len(buf) > 0 && errors.Is(err, bufio.ErrBufferFull) {
-				return 0, false
+				return sizeLimited, false
 			}
 			if len(buf) > 0 && err == io.EOF {
 				// A head cut short: net/http answers what it makes
@@ -580,6 +594,16 @@ func (c *conn) readHead() (n int, ok bool) {
 			}
 			return -1, false
 		}
+	}
+}
+
+// sizeLimited is readHead's n, with ok false, for a head left to
+// net/http for its size (any other is 0).
+const sizeLimited = 1
+
+func (s *Server) handedOff(why string) {
+	if s.OnHandOff != nil {
+		s.OnHandOff(why)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -119,5 +120,41 @@ func TestServeTLSPlainRequest(t *testing.T) {
 	b, _ := io.ReadAll(c)
 	if !strings.HasPrefix(string(b), "HTTP/1.0 400 Bad Request") || !strings.Contains(string(b), "HTTP request to an HTTPS server") {
 		t.Fatalf("%q", b)
+	}
+}
+
+// OnHandOff names why each connection went to net/http.
+func TestOnHandOffReasons(t *testing.T) {
+	var mu sync.Mutex
+	var reasons []string
+	record := func(why string) {
+		mu.Lock()
+		reasons = append(reasons, why)
+		mu.Unlock()
+	}
+	std := &http.Server{Handler: http.HandlerFunc(tlsInfo), ErrorLog: discardLog()}
+	s := New(std)
+	s.OnHandOff = record
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	defer s.Close()
+	for _, raw := range []string{
+		"GET / HTTP/1.1\r\nHost: a\r\n\r\n", // fast: not counted
+		"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\nCookie: " + strings.Repeat("c", 9<<10) + "\r\n\r\n",
+	} {
+		resps, _, _ := exchange(t, ln.Addr().String(), raw, 1)
+		if len(resps) != 1 {
+			t.Fatalf("%.40q: no response", raw)
+		}
+	}
+	mu.Lock()
+	got := strings.Join(reasons, ",")
+	mu.Unlock()
+	if got != "request,head_size" {
+		t.Fatalf("reasons %q", got)
 	}
 }

@@ -103,6 +103,7 @@ func New(cfg *config.Config, o Options) (*Node, error) {
 	n.srv = edge.NewServer(&cfg.Edge, n.swap, o.Logger.With("component", "edge"))
 	if *cfg.Edge.FastHTTP1 {
 		n.front = http1.New(n.srv)
+		n.front.OnHandOff = n.metrics.HandOff
 	}
 	n.conns = cfg.Edge.ConnLimit()
 	return n, nil

@@ -95,6 +95,7 @@ func (n *Node) startTLS(cfg *config.Config) (err error) {
 	serve := func(l net.Listener) error { return https.ServeTLS(l, "", "") }
 	if *cfg.Edge.FastHTTP1 {
 		t.front = http1.New(https)
+		t.front.OnHandOff = n.metrics.HandOff
 		serve = t.front.ServeTLS
 	}
 	go func() {
