@@ -367,7 +367,7 @@ func (w *response) sendHead(h http.Header, first []byte) {
 	default:
 		w.closeAfter = true // an encoding we do not frame: the end is the close
 	}
-	if w.req.Close || w.c.s.shutting.Load() || hasClose(h["Connection"]) {
+	if w.req.Close || w.c.s.shutting.Load() || httpguts.HeaderValuesContainsToken(h["Connection"], "close") {
 		w.closeAfter = true
 	}
 	if b, ok := w.req.Body.(*body); ok && b.unread.Load() > maxDiscard {
@@ -426,17 +426,6 @@ func (w *response) writeInterim(code int, h http.Header) {
 	}
 	bw.WriteString("\r\n")
 	w.setErr(bw.Flush())
-}
-
-func hasClose(vs []string) bool {
-	for _, v := range vs {
-		for _, t := range strings.Split(v, ",") {
-			if asciiEqualFold(strings.TrimSpace(t), "close") {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // statusLines holds the status lines of codes 100-599, built once.

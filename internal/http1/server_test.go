@@ -297,29 +297,38 @@ func TestFraming(t *testing.T) {
 }
 
 // A client that hangs up cancels its request's context, as net/http's
-// background read does.
+// background read does: during a bodiless request, and after a request's
+// whole body was read.
 func TestClientGoneCancels(t *testing.T) {
-	got := make(chan error, 1)
-	started := make(chan struct{})
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		close(started)
-		select {
-		case <-r.Context().Done():
-			got <- context.Cause(r.Context())
-		case <-time.After(20 * time.Second):
-			got <- errors.New("not canceled")
-		}
-	})
-	_, fast, _ := servers(t, h, nil)
-	c, err := net.Dial("tcp", fast)
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-	<-started
-	c.Close()
-	if err := <-got; !errors.Is(err, errClientGone) {
-		t.Fatalf("cause %v, want client gone", err)
+	for _, tc := range []struct{ name, raw string }{
+		{"bodiless", "GET / HTTP/1.1\r\nHost: a\r\n\r\n"},
+		{"after the body", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := make(chan error, 1)
+			read := make(chan struct{})
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.ReadAll(r.Body)
+				close(read)
+				select {
+				case <-r.Context().Done():
+					got <- context.Cause(r.Context())
+				case <-time.After(20 * time.Second):
+					got <- errors.New("not canceled")
+				}
+			})
+			_, fast, _ := servers(t, h, nil)
+			c, err := net.Dial("tcp", fast)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.WriteString(c, tc.raw)
+			<-read
+			c.Close()
+			if err := <-got; !errors.Is(err, errClientGone) {
+				t.Fatalf("cause %v, want client gone", err)
+			}
+		})
 	}
 }
 
@@ -602,33 +611,5 @@ func TestMaxHeaderBytesLeftToNetHTTP(t *testing.T) {
 		if h := handed.Load() != before; h != (size > 1024) {
 			t.Errorf("%d-byte cookie (limit 1024): handed %v", size, h)
 		}
-	}
-}
-
-// A client that hangs up after sending its whole body cancels the
-// request, as with a bodiless one.
-func TestClientGoneAfterBodyCancels(t *testing.T) {
-	got := make(chan error, 1)
-	read := make(chan struct{})
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.ReadAll(r.Body)
-		close(read)
-		select {
-		case <-r.Context().Done():
-			got <- context.Cause(r.Context())
-		case <-time.After(20 * time.Second):
-			got <- errors.New("not canceled")
-		}
-	})
-	_, fast, _ := servers(t, h, nil)
-	c, err := net.Dial("tcp", fast)
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.WriteString(c, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello")
-	<-read
-	c.Close()
-	if err := <-got; !errors.Is(err, errClientGone) {
-		t.Fatalf("cause %v, want client gone", err)
 	}
 }

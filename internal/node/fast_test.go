@@ -1,19 +1,15 @@
 package node
 
 import (
-	"context"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-
-	"github.com/outpost-edge/outpost/internal/config"
 )
 
 // The edge's own HTTP/1.1 server is in front by default, and what it
@@ -30,24 +26,8 @@ func TestNodeCountsFastPathHandOffs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Parse("test.yaml", []byte(proxyConfig(up.URL, "  access_log: false")), "", func(string) (string, bool) { return "", false })
-	if err != nil {
-		t.Fatal(config.Format(err))
-	}
 	reg := prometheus.NewRegistry()
-	n, err := New(cfg, Options{EdgeListener: ln, Registerer: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		n.Shutdown(ctx)
-	}()
-	base := "http://" + ln.Addr().String()
+	_, base := startNodeWith(t, proxyConfig(up.URL, "  access_log: false"), Options{EdgeListener: ln, Registerer: reg})
 	resp, err := http.Get(base + "/x")
 	if err != nil {
 		t.Fatal(err)

@@ -33,12 +33,19 @@ func startNode(t testing.TB, yaml string) (*Node, string) {
 // startNodeOn runs a node from YAML with ln as its edge listener.
 func startNodeOn(t testing.TB, ln net.Listener, yaml string) (*Node, string) {
 	t.Helper()
+	return startNodeWith(t, yaml, Options{EdgeListener: ln})
+}
+
+// startNodeWith starts a node of yaml with o (o.EdgeListener set).
+func startNodeWith(t testing.TB, yaml string, o Options) (*Node, string) {
+	t.Helper()
+	ln := o.EdgeListener
 	cfg, err := config.Parse("test.yaml", []byte(yaml), "", func(string) (string, bool) { return "", false })
 	if err != nil {
 		ln.Close()
 		t.Fatalf("config: %v", config.Format(err))
 	}
-	n, err := New(cfg, Options{EdgeListener: ln})
+	n, err := New(cfg, o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -136,27 +136,7 @@ func TestForwarderSameAsReverseProxy(t *testing.T) {
 // A body the origin breaks off is not passed on as a complete response:
 // the client's connection is cut.
 func TestForwarderAbortsBrokenBody(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				http.ReadRequest(bufio.NewReader(c))
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this")
-			}()
-		}
-	}()
-	target, _ := url.Parse("http://" + ln.Addr().String())
-	edge := httptest.NewServer(New(Options{Target: target, Transport: NewTransport(5 * time.Second), Via: "edge"}))
-	defer edge.Close()
+	edge := rawOriginEdge(t, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this")
 	resp, err := http.Get(edge.URL + "/")
 	if err != nil {
 		return // cut before the head left the edge's buffer: not complete either
@@ -171,11 +151,26 @@ func TestForwarderAbortsBrokenBody(t *testing.T) {
 // An origin that answers 101 to a request that asked for no upgrade gets
 // a 502, not a hijacked connection.
 func TestForwarderRefusesUnaskedSwitch(t *testing.T) {
+	edge := rawOriginEdge(t, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	resp, err := http.Get(edge.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("status %d, want 502", resp.StatusCode)
+	}
+}
+
+// rawOriginEdge serves the proxy in front of an origin that answers every
+// request with reply, as bytes, then holds the connection a moment.
+func rawOriginEdge(t *testing.T, reply string) *httptest.Server {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -185,20 +180,13 @@ func TestForwarderRefusesUnaskedSwitch(t *testing.T) {
 			go func() {
 				defer c.Close()
 				http.ReadRequest(bufio.NewReader(c))
-				io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-				time.Sleep(time.Second)
+				io.WriteString(c, reply)
+				time.Sleep(200 * time.Millisecond)
 			}()
 		}
 	}()
 	target, _ := url.Parse("http://" + ln.Addr().String())
 	edge := httptest.NewServer(New(Options{Target: target, Transport: NewTransport(5 * time.Second), Via: "edge"}))
-	defer edge.Close()
-	resp, err := http.Get(edge.URL + "/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusBadGateway {
-		t.Fatalf("status %d, want 502", resp.StatusCode)
-	}
+	t.Cleanup(edge.Close)
+	return edge
 }
