@@ -1,0 +1,1069 @@
+// Package http2 is the edge's own HTTP/2 server (RFC 9113), for TLS
+// connections that negotiated "h2".
+//
+// net/http's HTTP/2 server runs every frame write through one serving
+// goroutine: a handler hands each HEADERS and DATA frame over a channel,
+// waits for it to be written, and the writer starts a goroutine per write
+// that may block. For small responses that hand-off is most of the cost.
+// Here a handler writes its own frames under the connection's write lock,
+// the last writer in line flushes (so concurrent streams share a syscall),
+// and one read loop per connection parses frames with x/net's Framer and
+// HPACK decoder. Flow control, stream states and limits follow RFC 9113
+// and net/http's choices where the RFC leaves room.
+package http2
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/url"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+	xhttp2 "golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+const (
+	preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+	// What we advertise. The receive windows are net/http's: 1 MiB per
+	// stream and per connection, so a fast upload is not held to 64 KiB
+	// round trips, and memory per connection stays bounded.
+	initialRecvWindow = 1 << 20
+	connRecvWindow    = 1 << 20
+	maxReadFrameSize  = 16384 // the protocol's default: not advertised
+	defaultMaxStreams = 250
+
+	// Protocol defaults (RFC 9113 6.5.2) until the peer's SETTINGS.
+	defaultWindow    = 65535
+	defaultFrameSize = 16384
+	maxWindow        = 1<<31 - 1
+
+	// A response body up to this size is held until the handler returns,
+	// so headers (with Content-Length) and body go out in one write.
+	bufferSize = 16 << 10
+
+	// Closing after a connection error waits this long for the GOAWAY to
+	// reach the peer before the socket closes.
+	goAwayLinger = time.Second
+)
+
+// Server serves HTTP/2 connections (TLS that negotiated "h2") with Std's
+// Handler, IdleTimeout, ReadTimeout, WriteTimeout, MaxHeaderBytes,
+// ConnContext, ErrorLog and HTTP2.WriteByteTimeout.
+type Server struct {
+	Std *http.Server
+	// MaxConcurrentStreams advertised to clients; 0 means
+	// Std.HTTP2.MaxConcurrentStreams, or 250.
+	MaxConcurrentStreams uint32
+
+	mu       sync.Mutex
+	conns    map[*conn]struct{}
+	shutting atomic.Bool
+	closed   chan struct{} // closed when the last connection is gone during Shutdown
+}
+
+// New returns a Server for std.
+func New(std *http.Server) *Server { return &Server{Std: std} }
+
+func (s *Server) maxStreams() uint32 {
+	if s.MaxConcurrentStreams > 0 {
+		return s.MaxConcurrentStreams
+	}
+	if s.Std.HTTP2 != nil && s.Std.HTTP2.MaxConcurrentStreams > 0 {
+		return uint32(s.Std.HTTP2.MaxConcurrentStreams)
+	}
+	return defaultMaxStreams
+}
+
+func (s *Server) maxHeaderList() uint32 {
+	n := s.Std.MaxHeaderBytes
+	if n <= 0 {
+		n = http.DefaultMaxHeaderBytes
+	}
+	// net/http's allowance for HPACK's 32-byte per-field overhead.
+	return uint32(n + 10*32)
+}
+
+func (s *Server) writeByteTimeout() time.Duration {
+	if s.Std.HTTP2 != nil {
+		return s.Std.HTTP2.WriteByteTimeout
+	}
+	return 0
+}
+
+func (s *Server) logf(format string, args ...any) {
+	if s.Std.ErrorLog != nil {
+		s.Std.ErrorLog.Printf(format, args...)
+		return
+	}
+	log.Printf(format, args...)
+}
+
+// ServeConn serves c, usually a *tls.Conn whose handshake is done and
+// negotiated "h2", until the connection ends. It blocks.
+func (s *Server) ServeConn(c net.Conn) {
+	cn := s.newConn(c)
+	s.mu.Lock()
+	if s.shutting.Load() {
+		s.mu.Unlock()
+		c.Close()
+		return
+	}
+	if s.conns == nil {
+		s.conns = map[*conn]struct{}{}
+	}
+	s.conns[cn] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, cn)
+		if len(s.conns) == 0 && s.closed != nil {
+			close(s.closed)
+			s.closed = nil
+		}
+		s.mu.Unlock()
+	}()
+	cn.serve()
+}
+
+// Shutdown sends GOAWAY on every connection, lets the streams already
+// started finish, and closes each connection once it has none; it returns
+// when all are closed or ctx is done (then it closes the rest).
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.shutting.Store(true)
+	var done chan struct{}
+	if len(s.conns) > 0 {
+		if s.closed == nil {
+			s.closed = make(chan struct{})
+		}
+		done = s.closed
+	}
+	conns := s.snapshot()
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.goAway(xhttp2.ErrCodeNo, false)
+	}
+	if done == nil {
+		return nil
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.Close()
+		return ctx.Err()
+	}
+}
+
+// Close closes every connection at once.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.shutting.Store(true)
+	conns := s.snapshot()
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.rwc.Close()
+	}
+	return nil
+}
+
+func (s *Server) snapshot() []*conn {
+	out := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		out = append(out, c)
+	}
+	return out
+}
+
+// conn is one HTTP/2 connection. The read loop (serve) owns the Framer's
+// read side and the fields marked "read loop"; mu guards stream states
+// and flow-control windows; wmu guards the write side.
+type conn struct {
+	s      *Server
+	rwc    net.Conn
+	tls    *tls.ConnectionState
+	remote string
+	ctx    context.Context
+	cancel context.CancelFunc
+	fr     *xhttp2.Framer
+	br     *bufio.Reader
+
+	// read loop
+	maxID       uint32 // highest client stream ID seen
+	sawSettings bool
+	unacked     int // our SETTINGS frames not yet acknowledged
+	maxStreams  uint32
+
+	mu          sync.Mutex
+	streams     map[uint32]*stream
+	open        uint32 // streams counted against maxStreams
+	handlers    int    // handlers running
+	queue       []*stream
+	sendConn    int64        // connection send window
+	peerWindow  int64        // peer's SETTINGS_INITIAL_WINDOW_SIZE
+	peerFrame   int          // peer's SETTINGS_MAX_FRAME_SIZE
+	frameSize   atomic.Int32 // the same, for header blocks written under wmu
+	recvConn    int64        // connection receive window we granted, left
+	connCredit  int64        // bytes consumed, not yet returned in a WINDOW_UPDATE
+	goingAway   bool         // GOAWAY sent: no new streams
+	resets      [32]uint32   // streams we reset lately
+	nresets     uint32
+	lastID      uint32
+	dead        bool // connection closed: every wait ends
+	idle        *time.Timer
+	windowReady sync.Cond // send window grew, or a stream or the conn ended
+
+	wmu     sync.Mutex
+	waiting atomic.Int32 // writers queued for wmu; the last one flushes
+	bw      *bufio.Writer
+	henc    *hpack.Encoder
+	hbuf    headerBuf
+	werr    error
+	wbt     time.Duration
+	wuntil  time.Time
+}
+
+func (s *Server) newConn(rwc net.Conn) *conn {
+	c := &conn{
+		s:          s,
+		rwc:        rwc,
+		remote:     rwc.RemoteAddr().String(),
+		streams:    map[uint32]*stream{},
+		sendConn:   defaultWindow,
+		peerWindow: defaultWindow,
+		peerFrame:  defaultFrameSize,
+		recvConn:   connRecvWindow,
+		maxStreams: s.maxStreams(),
+		wbt:        s.writeByteTimeout(),
+	}
+	c.windowReady.L = &c.mu
+	c.frameSize.Store(defaultFrameSize)
+	if tc, ok := rwc.(*tls.Conn); ok {
+		st := tc.ConnectionState()
+		c.tls = &st
+	}
+	ctx := context.Background()
+	if s.Std.ConnContext != nil {
+		ctx = s.Std.ConnContext(ctx, rwc)
+	}
+	ctx = context.WithValue(ctx, http.ServerContextKey, s.Std)
+	ctx = context.WithValue(ctx, http.LocalAddrContextKey, rwc.LocalAddr())
+	c.ctx, c.cancel = context.WithCancel(ctx)
+	c.br = bufio.NewReaderSize(rwc, 16<<10)
+	c.bw = bufio.NewWriterSize(writerOnly{rwc}, 32<<10)
+	c.henc = hpack.NewEncoder(&c.hbuf)
+	c.fr = xhttp2.NewFramer(nil, c.br)
+	c.fr.SetMaxReadFrameSize(maxReadFrameSize)
+	c.fr.MaxHeaderListSize = s.maxHeaderList()
+	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	c.fr.SetReuseFrames()
+	return c
+}
+
+// writerOnly hides ReadFrom, so bufio does not bypass its buffer.
+type writerOnly struct{ io.Writer }
+
+func (c *conn) logf(format string, args ...any) { c.s.logf(format, args...) }
+
+func (c *conn) serve() {
+	defer c.close()
+	defer func() {
+		if err := recover(); err != nil {
+			buf := make([]byte, 64<<10)
+			buf = buf[:runtime.Stack(buf, false)]
+			c.logf("http2: panic in read loop for %v: %v\n%s", c.remote, err, buf)
+		}
+	}()
+	// Our SETTINGS go first; the client's preface may already be in
+	// flight.
+	c.lockWrite()
+	c.writeSettings()
+	c.writeWindowUpdate(0, connRecvWindow-defaultWindow)
+	c.unacked++
+	c.unlockWrite()
+
+	if d := c.prefaceTimeout(); d > 0 {
+		c.rwc.SetReadDeadline(time.Now().Add(d))
+	}
+	var p [len(preface)]byte
+	if _, err := io.ReadFull(c.br, p[:]); err != nil || string(p[:]) != preface {
+		return
+	}
+	c.rwc.SetReadDeadline(time.Time{})
+	c.armIdle()
+
+	for {
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			if c.handleError(f, err) {
+				continue
+			}
+			return
+		}
+		if err := c.process(f); err != nil {
+			if c.handleError(f, err) {
+				continue
+			}
+			return
+		}
+	}
+}
+
+func (c *conn) prefaceTimeout() time.Duration {
+	if d := c.s.Std.ReadHeaderTimeout; d > 0 {
+		return d
+	}
+	if d := c.s.Std.ReadTimeout; d > 0 {
+		return d
+	}
+	return 10 * time.Second
+}
+
+// handleError answers a frame error: RST_STREAM for a stream error
+// (reading goes on), GOAWAY for a connection error (the loop lingers to
+// let the GOAWAY arrive, then ends).
+func (c *conn) handleError(f xhttp2.Frame, err error) bool {
+	var se xhttp2.StreamError
+	var ce xhttp2.ConnectionError
+	switch {
+	case errors.As(err, &se):
+		c.resetStream(se.StreamID, se.Code)
+		return true
+	case errors.Is(err, xhttp2.ErrFrameTooLarge):
+		c.fail(xhttp2.ErrCodeFrameSize)
+		return false
+	case errors.As(err, &ce):
+		if f != nil {
+			if id := f.Header().StreamID; id > c.maxID && id%2 == 1 {
+				c.maxID = id
+			}
+		}
+		c.fail(xhttp2.ErrCode(ce))
+		return false
+	}
+	return false // I/O error or EOF: the client is gone
+}
+
+// fail sends GOAWAY with code and lingers: frames already on their way
+// are read and dropped, so the close does not turn into a TCP reset that
+// could destroy the GOAWAY in the peer's receive buffer.
+func (c *conn) fail(code xhttp2.ErrCode) {
+	c.goAway(code, true)
+	c.rwc.SetReadDeadline(time.Now().Add(goAwayLinger))
+	io.Copy(io.Discard, c.br)
+}
+
+// goAway announces the last stream this connection will serve. With
+// an error code the connection is finished; without (Shutdown, idle) the
+// streams already started run to their end first.
+func (c *conn) goAway(code xhttp2.ErrCode, now bool) {
+	c.mu.Lock()
+	if c.goingAway && !now {
+		c.mu.Unlock()
+		return
+	}
+	c.goingAway = true
+	c.lastID = c.maxID
+	last := c.lastID
+	idle := c.open == 0 && c.handlers == 0
+	c.mu.Unlock()
+	c.lockWrite()
+	c.writeGoAway(last, code)
+	c.unlockWrite()
+	if !now && idle {
+		c.rwc.Close()
+	}
+}
+
+func (c *conn) close() {
+	c.mu.Lock()
+	c.dead = true
+	c.goingAway = true
+	if c.idle != nil {
+		c.idle.Stop()
+	}
+	streams := make([]*stream, 0, len(c.streams))
+	for _, st := range c.streams {
+		streams = append(streams, st)
+	}
+	c.mu.Unlock()
+	c.rwc.Close()
+	c.cancel()
+	for _, st := range streams {
+		st.body.fail(errClientGone)
+	}
+	c.mu.Lock()
+	c.windowReady.Broadcast()
+	c.mu.Unlock()
+}
+
+var (
+	errClientGone   = errors.New("http2: client disconnected")
+	errStreamClosed = errors.New("http2: stream closed")
+	errReset        = errors.New("http2: stream reset by client")
+)
+
+// armIdle starts the idle timer when the connection has no streams.
+// Called with mu held or from the read loop before any stream exists.
+func (c *conn) armIdle() {
+	d := c.s.Std.IdleTimeout
+	if d <= 0 {
+		return
+	}
+	if c.idle == nil {
+		c.idle = time.AfterFunc(d, c.onIdle)
+		return
+	}
+	c.idle.Reset(d)
+}
+
+func (c *conn) onIdle() {
+	c.mu.Lock()
+	busy := c.open > 0 || c.handlers > 0 || c.dead
+	c.mu.Unlock()
+	if !busy {
+		c.goAway(xhttp2.ErrCodeNo, false)
+	}
+}
+
+func (c *conn) process(f xhttp2.Frame) error {
+	if !c.sawSettings {
+		if _, ok := f.(*xhttp2.SettingsFrame); !ok {
+			return xhttp2.ConnectionError(xhttp2.ErrCodeProtocol)
+		}
+		c.sawSettings = true
+	}
+	switch f := f.(type) {
+	case *xhttp2.MetaHeadersFrame:
+		return c.processHeaders(f)
+	case *xhttp2.DataFrame:
+		return c.processData(f)
+	case *xhttp2.SettingsFrame:
+		return c.processSettings(f)
+	case *xhttp2.WindowUpdateFrame:
+		return c.processWindowUpdate(f)
+	case *xhttp2.PingFrame:
+		if f.StreamID != 0 {
+			return xhttp2.ConnectionError(xhttp2.ErrCodeProtocol)
+		}
+		if !f.IsAck() {
+			c.lockWrite()
+			c.writePing(f.Data)
+			c.unlockWrite()
+		}
+	case *xhttp2.RSTStreamFrame:
+		return c.processReset(f)
+	case *xhttp2.PriorityFrame:
+		if f.StreamID == f.StreamDep {
+			return xhttp2.StreamError{StreamID: f.StreamID, Code: xhttp2.ErrCodeProtocol}
+		}
+	case *xhttp2.GoAwayFrame:
+		// The client will open no more streams; the ones it has finish.
+		c.mu.Lock()
+		idle := c.open == 0 && c.handlers == 0
+		c.goingAway = true
+		c.mu.Unlock()
+		if idle {
+			return io.EOF
+		}
+	case *xhttp2.PushPromiseFrame:
+		return xhttp2.ConnectionError(xhttp2.ErrCodeProtocol)
+	}
+	// Unknown frame types are ignored (RFC 9113 5.5).
+	return nil
+}
+
+func (c *conn) processSettings(f *xhttp2.SettingsFrame) error {
+	if f.IsAck() {
+		c.unacked--
+		if c.unacked < 0 {
+			return xhttp2.ConnectionError(xhttp2.ErrCodeProtocol)
+		}
+		return nil
+	}
+	// Repeated settings are applied in order (RFC 9113 6.5.3).
+	if f.NumSettings() > 100 {
+		return xhttp2.ConnectionError(xhttp2.ErrCodeProtocol)
+	}
+	tableSize := int64(-1)
+	err := f.ForeachSetting(func(s xhttp2.Setting) error {
+		if err := s.Valid(); err != nil {
+			return err
+		}
+		switch s.ID {
+		case xhttp2.SettingHeaderTableSize:
+			tableSize = int64(s.Val)
+		case xhttp2.SettingInitialWindowSize:
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			delta := int64(s.Val) - c.peerWindow
+			for _, st := range c.streams {
+				if st.sendWin+delta > maxWindow {
+					return xhttp2.ConnectionError(xhttp2.ErrCodeFlowControl)
+				}
+			}
+			for _, st := range c.streams {
+				st.sendWin += delta
+			}
+			c.peerWindow = int64(s.Val)
+			c.windowReady.Broadcast()
+		case xhttp2.SettingMaxFrameSize:
+			c.mu.Lock()
+			c.peerFrame = int(s.Val)
+			c.frameSize.Store(int32(s.Val))
+			c.mu.Unlock()
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	c.lockWrite()
+	if tableSize >= 0 {
+		// In wire order: the ACK tells the peer the new size applies, so
+		// every header block after it may use the new limit.
+		c.henc.SetMaxDynamicTableSizeLimit(uint32(min(tableSize, 4096)))
+	}
+	c.writeSettingsAck()
+	c.unlockWrite()
+	return nil
+}
+
+func (c *conn) processWindowUpdate(f *xhttp2.WindowUpdateFrame) error {
+	inc := int64(f.Increment)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if f.StreamID == 0 {
+		if c.sendConn+inc > maxWindow {
+			return xhttp2.ConnectionError(xhttp2.ErrCodeFlowControl)
+		}
+		c.sendConn += inc
+		c.windowReady.Broadcast()
+		return nil
+	}
+	if c.idleStream(f.StreamID) {
+		return xhttp2.ConnectionError(xhttp2.ErrCodeProtocol)
+	}
+	st := c.streams[f.StreamID]
+	if st == nil {
+		return nil // closed or half-closed: allowed and ignored
+	}
+	if st.sendWin+inc > maxWindow {
+		return xhttp2.StreamError{StreamID: f.StreamID, Code: xhttp2.ErrCodeFlowControl}
+	}
+	st.sendWin += inc
+	c.windowReady.Broadcast()
+	return nil
+}
+
+// idleStream reports whether id names a stream the client never opened.
+func (c *conn) idleStream(id uint32) bool {
+	return id%2 == 1 && id > c.maxID || id%2 == 0
+}
+
+func (c *conn) processReset(f *xhttp2.RSTStreamFrame) error {
+	if c.idleStream(f.StreamID) {
+		return xhttp2.ConnectionError(xhttp2.ErrCodeProtocol)
+	}
+	c.mu.Lock()
+	st := c.streams[f.StreamID]
+	if st != nil {
+		st.resetByPeer = true
+		c.closeStream(st, errReset)
+	}
+	c.mu.Unlock()
+	return nil
+}
+
+// resetStream sends RST_STREAM and closes the stream.
+func (c *conn) resetStream(id uint32, code xhttp2.ErrCode) {
+	c.mu.Lock()
+	st := c.streams[id]
+	if st != nil {
+		c.closeStream(st, errStreamClosed)
+	}
+	c.noteReset(id)
+	c.mu.Unlock()
+	c.lockWrite()
+	c.writeRSTStream(id, code)
+	c.unlockWrite()
+}
+
+// noteReset remembers that we reset id, with mu held: frames the client
+// had already sent on it are dropped, not taken as protocol errors
+// (RFC 9113 5.1, "closed").
+func (c *conn) noteReset(id uint32) {
+	c.resets[c.nresets%uint32(len(c.resets))] = id
+	c.nresets++
+}
+
+// wasReset reports whether we reset id lately; with mu held.
+func (c *conn) wasReset(id uint32) bool {
+	for _, r := range c.resets {
+		if r == id {
+			return true
+		}
+	}
+	return false
+}
+
+// closeStream ends st: its request context is canceled, a body read or
+// window wait returns, and it stops counting against the stream limit.
+// Called with mu held.
+func (c *conn) closeStream(st *stream, err error) {
+	if st.state == stateClosed {
+		return
+	}
+	st.state = stateClosed
+	delete(c.streams, st.id)
+	c.open--
+	st.cancel()
+	st.body.fail(err)
+	if !st.started {
+		st.started = true // a queued stream never runs
+	}
+	c.windowReady.Broadcast()
+	c.maybeIdle()
+}
+
+// maybeIdle, with mu held: a connection without streams starts its idle
+// timer, or closes if it is going away.
+func (c *conn) maybeIdle() {
+	if c.open > 0 || c.handlers > 0 {
+		return
+	}
+	if c.goingAway && !c.dead {
+		go c.rwc.Close()
+		return
+	}
+	c.armIdle()
+}
+
+func (c *conn) processData(f *xhttp2.DataFrame) error {
+	id := f.StreamID
+	if id == 0 || c.idleStream(id) {
+		return xhttp2.ConnectionError(xhttp2.ErrCodeProtocol)
+	}
+	n := int64(f.Length)
+	c.mu.Lock()
+	if n > c.recvConn {
+		c.mu.Unlock()
+		return xhttp2.ConnectionError(xhttp2.ErrCodeFlowControl)
+	}
+	c.recvConn -= n
+	st := c.streams[id]
+	if st == nil || st.state != stateOpen || st.gotTrailers {
+		// Closed, or the client already ended it: the bytes still count
+		// against the connection's window, which we give back at once.
+		reset := st == nil && c.wasReset(id)
+		c.mu.Unlock()
+		c.creditConn(n)
+		if reset {
+			return nil
+		}
+		if st == nil {
+			// After END_STREAM both ways (RFC 9113 5.1).
+			return xhttp2.ConnectionError(xhttp2.ErrCodeStreamClosed)
+		}
+		return xhttp2.StreamError{StreamID: id, Code: xhttp2.ErrCodeStreamClosed}
+	}
+	if n > st.recvWin {
+		c.mu.Unlock()
+		c.creditConn(n)
+		return xhttp2.StreamError{StreamID: id, Code: xhttp2.ErrCodeFlowControl}
+	}
+	st.recvWin -= n
+	data := f.Data()
+	st.got += int64(len(data))
+	if st.declared >= 0 && st.got > st.declared {
+		c.mu.Unlock()
+		c.creditConn(n)
+		return xhttp2.StreamError{StreamID: id, Code: xhttp2.ErrCodeProtocol}
+	}
+	end := f.StreamEnded()
+	if end && st.declared >= 0 && st.got != st.declared {
+		c.mu.Unlock()
+		c.creditConn(n)
+		return xhttp2.StreamError{StreamID: id, Code: xhttp2.ErrCodeProtocol}
+	}
+	if end {
+		c.remoteDone(st)
+	}
+	c.mu.Unlock()
+	// Padding is never read by the handler: return its credit now.
+	if pad := n - int64(len(data)); pad > 0 {
+		c.creditConn(pad)
+		c.creditStream(st, pad)
+	}
+	if len(data) > 0 && !st.body.push(data) {
+		// The handler is done with the body: drop the bytes, give the
+		// connection's credit back (the stream's does not matter).
+		c.creditConn(int64(len(data)))
+	}
+	if end {
+		st.body.end(nil)
+	}
+	return nil
+}
+
+// remoteDone records the client's END_STREAM. With mu held.
+func (c *conn) remoteDone(st *stream) {
+	switch st.state {
+	case stateOpen:
+		st.state = stateHalfClosedRemote
+	case stateHalfClosedLocal:
+		c.closeStream(st, nil)
+	}
+}
+
+// creditConn returns n bytes of connection receive window, in batches.
+func (c *conn) creditConn(n int64) {
+	c.mu.Lock()
+	c.connCredit += n
+	send := int64(0)
+	if c.connCredit >= connRecvWindow/4 {
+		send = c.connCredit
+		c.connCredit = 0
+		c.recvConn += send
+	}
+	c.mu.Unlock()
+	if send > 0 {
+		c.lockWrite()
+		c.writeWindowUpdate(0, uint32(send))
+		c.unlockWrite()
+	}
+}
+
+// creditStream returns n bytes of st's receive window, in batches.
+func (c *conn) creditStream(st *stream, n int64) {
+	c.mu.Lock()
+	st.credit += n
+	send := int64(0)
+	if st.credit >= initialRecvWindow/4 && st.state == stateOpen {
+		send = st.credit
+		st.credit = 0
+		st.recvWin += send
+	}
+	c.mu.Unlock()
+	if send > 0 {
+		c.lockWrite()
+		c.writeWindowUpdate(st.id, uint32(send))
+		c.unlockWrite()
+	}
+}
+
+func (c *conn) processHeaders(f *xhttp2.MetaHeadersFrame) error {
+	id := f.StreamID
+	if id%2 != 1 {
+		return xhttp2.ConnectionError(xhttp2.ErrCodeProtocol)
+	}
+	c.mu.Lock()
+	if st := c.streams[id]; st != nil {
+		defer c.mu.Unlock()
+		if st.state != stateOpen && st.state != stateHalfClosedLocal {
+			return xhttp2.StreamError{StreamID: id, Code: xhttp2.ErrCodeStreamClosed}
+		}
+		return c.trailers(st, f)
+	}
+	if id <= c.maxID {
+		reset := c.wasReset(id)
+		c.mu.Unlock()
+		if reset {
+			return nil // trailers the client sent before our RST_STREAM
+		}
+		return xhttp2.ConnectionError(xhttp2.ErrCodeStreamClosed)
+	}
+	c.maxID = id
+	if c.goingAway {
+		c.mu.Unlock()
+		// Above the GOAWAY's last stream: the client retries elsewhere.
+		return xhttp2.StreamError{StreamID: id, Code: xhttp2.ErrCodeRefusedStream}
+	}
+	if c.open+1 > c.maxStreams {
+		c.mu.Unlock()
+		code := xhttp2.ErrCodeProtocol
+		if c.unacked > 0 {
+			code = xhttp2.ErrCodeRefusedStream
+		}
+		return xhttp2.StreamError{StreamID: id, Code: code}
+	}
+	if f.HasPriority() && f.Priority.StreamDep == id {
+		c.mu.Unlock()
+		return xhttp2.StreamError{StreamID: id, Code: xhttp2.ErrCodeProtocol}
+	}
+	c.mu.Unlock()
+
+	req, declared, expect, err := c.newRequest(f)
+	if err != nil {
+		return err
+	}
+	if checkHeaders(req.Header) != nil {
+		// Malformed (RFC 9113 8.2.2).
+		return xhttp2.StreamError{StreamID: id, Code: xhttp2.ErrCodeProtocol}
+	}
+	st := c.newStream(id, req, declared, f.StreamEnded(), expect)
+	handler := c.handler()
+	if f.Truncated {
+		handler = http.HandlerFunc(headerTooLarge)
+	}
+	st.handler = handler
+
+	c.mu.Lock()
+	if c.idle != nil {
+		c.idle.Stop()
+	}
+	c.streams[id] = st
+	c.open++
+	// Handlers of streams the client reset keep running until they
+	// notice; new ones wait in line behind them instead of piling up,
+	// and a client that resets faster than handlers end (CVE-2023-44487)
+	// is sent away.
+	if c.handlers >= int(c.maxStreams) {
+		if len(c.queue) >= 4*int(c.maxStreams) {
+			c.mu.Unlock()
+			return xhttp2.ConnectionError(xhttp2.ErrCodeEnhanceYourCalm)
+		}
+		c.queue = append(c.queue, st)
+		c.mu.Unlock()
+		return nil
+	}
+	c.handlers++
+	st.started = true
+	c.mu.Unlock()
+	go c.run(st)
+	return nil
+}
+
+func (c *conn) handler() http.Handler {
+	if h := c.s.Std.Handler; h != nil {
+		return h
+	}
+	return http.DefaultServeMux
+}
+
+func headerTooLarge(w http.ResponseWriter, r *http.Request) {
+	w.WriteHeader(http.StatusRequestHeaderFieldsTooLarge)
+	io.WriteString(w, "<h1>HTTP Error 431</h1><p>Request Header Field(s) Too Large</p>")
+}
+
+// trailers takes a HEADERS frame on an open stream: the request's
+// trailers, which must end the stream. With mu held.
+func (c *conn) trailers(st *stream, f *xhttp2.MetaHeadersFrame) error {
+	if st.gotTrailers {
+		return xhttp2.ConnectionError(xhttp2.ErrCodeProtocol)
+	}
+	st.gotTrailers = true
+	if !f.StreamEnded() || len(f.PseudoFields()) > 0 {
+		return xhttp2.StreamError{StreamID: st.id, Code: xhttp2.ErrCodeProtocol}
+	}
+	if st.declared >= 0 && st.got != st.declared {
+		return xhttp2.StreamError{StreamID: st.id, Code: xhttp2.ErrCodeProtocol}
+	}
+	var tr http.Header
+	if st.req.Trailer != nil {
+		tr = http.Header{}
+		for _, hf := range f.RegularFields() {
+			key := canonicalKey(hf.Name)
+			if !httpguts.ValidTrailerHeader(key) {
+				return xhttp2.StreamError{StreamID: st.id, Code: xhttp2.ErrCodeProtocol}
+			}
+			tr[key] = append(tr[key], hf.Value)
+		}
+	}
+	c.remoteDone(st)
+	st.body.setTrailers(tr)
+	st.body.end(nil)
+	return nil
+}
+
+// run serves st's request, then any queued stream's.
+func (c *conn) run(st *stream) {
+	for st != nil {
+		c.serveStream(st)
+		c.mu.Lock()
+		st = nil
+		for len(c.queue) > 0 && st == nil {
+			next := c.queue[0]
+			c.queue[0] = nil
+			c.queue = c.queue[1:]
+			if !next.started {
+				next.started = true
+				st = next
+			}
+		}
+		if st == nil {
+			c.handlers--
+			c.maybeIdle()
+		}
+		c.mu.Unlock()
+	}
+}
+
+func (c *conn) serveStream(st *stream) {
+	rw := &st.rw
+	defer func() {
+		st.cancel()
+		if err := recover(); err != nil {
+			if err != http.ErrAbortHandler {
+				buf := make([]byte, 64<<10)
+				buf = buf[:runtime.Stack(buf, false)]
+				c.logf("http2: panic serving %v: %v\n%s", c.remote, err, buf)
+			}
+			st.body.close()
+			c.resetStream(st.id, xhttp2.ErrCodeInternal)
+			return
+		}
+	}()
+	st.handler.ServeHTTP(rw, st.req)
+	rw.finish()
+	st.body.close()
+}
+
+// newRequest builds the request HEADERS describe (RFC 9113 8.3), as
+// net/http's HTTP/2 server does; a malformed one is a stream error.
+func (c *conn) newRequest(f *xhttp2.MetaHeadersFrame) (req *http.Request, declared int64, expect bool, err error) {
+	bad := xhttp2.StreamError{StreamID: f.StreamID, Code: xhttp2.ErrCodeProtocol}
+	method := f.PseudoValue("method")
+	scheme := f.PseudoValue("scheme")
+	authority := f.PseudoValue("authority")
+	path := f.PseudoValue("path")
+	if f.PseudoValue("protocol") != "" {
+		return nil, 0, false, bad // no extended CONNECT
+	}
+	for _, hf := range f.PseudoFields() {
+		switch hf.Name {
+		case ":method", ":scheme", ":authority", ":path":
+		default:
+			return nil, 0, false, bad
+		}
+	}
+	connect := method == "CONNECT"
+	if connect {
+		if path != "" || scheme != "" || authority == "" {
+			return nil, 0, false, bad
+		}
+	} else if method == "" || path == "" || (scheme != "https" && scheme != "http") {
+		return nil, 0, false, bad
+	}
+	regular := f.RegularFields()
+	header := make(http.Header, len(regular))
+	for _, hf := range regular {
+		key := canonicalKey(hf.Name)
+		header[key] = append(header[key], hf.Value)
+	}
+	req = &http.Request{
+		Method:     method,
+		Proto:      "HTTP/2.0",
+		ProtoMajor: 2,
+		Header:     header,
+		RemoteAddr: c.remote,
+	}
+	if scheme == "https" {
+		req.TLS = c.tls
+	}
+	if v, ok := header["Expect"]; ok && httpguts.HeaderValuesContainsToken(v, "100-continue") {
+		expect = true
+		delete(header, "Expect")
+	}
+	if cookies := header["Cookie"]; len(cookies) > 1 {
+		header["Cookie"] = []string{joinCookies(cookies)}
+	}
+	if v, ok := header["Trailer"]; ok {
+		req.Trailer = declaredTrailers(v)
+		delete(header, "Trailer")
+	}
+	if host, ok := header["Host"]; ok {
+		if len(host) > 1 || authority != "" && host[0] != authority {
+			return nil, 0, false, bad
+		}
+		if authority == "" {
+			authority = host[0]
+		}
+		delete(header, "Host")
+	}
+	if authority != "" {
+		if (scheme == "http" || scheme == "https") && strings.IndexByte(authority, '@') >= 0 || !httpguts.ValidHostHeader(authority) {
+			return nil, 0, false, bad
+		}
+	}
+	req.Host = authority
+	if connect {
+		req.URL = &url.URL{Host: authority}
+		req.RequestURI = authority
+	} else {
+		if path[0] != '/' && path != "*" {
+			return nil, 0, false, bad
+		}
+		u, err := url.ParseRequestURI(path)
+		if err != nil {
+			return nil, 0, false, bad
+		}
+		req.URL = u
+		req.RequestURI = path
+	}
+	declared = -1
+	if f.StreamEnded() {
+		req.ContentLength = 0
+		req.Body = http.NoBody
+		declared = 0
+	} else {
+		req.ContentLength = -1
+		if vv, ok := header["Content-Length"]; ok {
+			cl, err := strconv.ParseUint(vv[0], 10, 63)
+			if err != nil || len(vv) > 1 {
+				return nil, 0, false, bad
+			}
+			req.ContentLength = int64(cl)
+			declared = int64(cl)
+		}
+	}
+	return req, declared, expect, nil
+}
+
+// lockWrite takes the write side. Writers queue on wmu; the one that
+// finds nobody behind it when done flushes, so streams finishing together
+// leave in one write.
+func (c *conn) lockWrite() {
+	c.waiting.Add(1)
+	c.wmu.Lock()
+	c.waiting.Add(-1)
+	if c.wbt > 0 {
+		// Move the deadline only when less than 3/4 of the timeout is
+		// left: a write that makes no progress for WriteByteTimeout
+		// ends the connection, and the hot path rarely pays for a timer.
+		now := time.Now()
+		if c.wuntil.Sub(now) < c.wbt*3/4 {
+			c.wuntil = now.Add(c.wbt)
+			c.rwc.SetWriteDeadline(c.wuntil)
+		}
+	}
+}
+
+// unlockWrite flushes unless another writer waits, and releases wmu. A
+// write error closes the connection: every later write fails with it.
+func (c *conn) unlockWrite() error {
+	if c.werr == nil && c.waiting.Load() == 0 && c.bw.Buffered() > 0 {
+		if err := c.bw.Flush(); err != nil {
+			c.werr = err
+		}
+	}
+	err := c.werr
+	c.wmu.Unlock()
+	if err != nil {
+		c.rwc.Close()
+	}
+	return err
+}

@@ -1,0 +1,770 @@
+package http2
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	xhttp2 "golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+type streamState uint8
+
+const (
+	stateOpen streamState = iota
+	stateHalfClosedRemote
+	stateHalfClosedLocal
+	stateClosed
+)
+
+// stream is one request and its response. Fields under "mu" are guarded
+// by the connection's mu; rw and the request belong to the handler.
+type stream struct {
+	c       *conn
+	id      uint32
+	req     *http.Request
+	handler http.Handler
+	cancel  context.CancelFunc
+
+	// mu
+	state       streamState
+	started     bool // its handler ran or runs (or never will: reset while queued)
+	sendWin     int64
+	recvWin     int64
+	credit      int64 // receive window consumed, not yet returned
+	declared    int64 // request Content-Length; -1: none
+	got         int64 // request body bytes received
+	gotTrailers bool
+	wdeadline   time.Time
+	wtimer      *time.Timer
+	resetByPeer bool
+
+	body reqBody
+	rw   responseWriter
+}
+
+func (c *conn) newStream(id uint32, req *http.Request, declared int64, ended, expect bool) *stream {
+	st := &stream{c: c, id: id, declared: declared, recvWin: initialRecvWindow}
+	ctx, cancel := context.WithCancel(c.ctx)
+	st.cancel = cancel
+	st.req = req.WithContext(ctx)
+	st.body = reqBody{st: st, expect: expect}
+	st.body.cond.L = &st.body.mu
+	if ended {
+		st.state = stateHalfClosedRemote
+		st.body.done = true
+	} else {
+		st.req.Body = &st.body
+	}
+	now := time.Time{}
+	if d := c.s.Std.ReadTimeout; d > 0 {
+		now = time.Now()
+		st.body.deadline = now.Add(d)
+	}
+	if d := c.s.Std.WriteTimeout; d > 0 {
+		if now.IsZero() {
+			now = time.Now()
+		}
+		st.wdeadline = now.Add(d)
+	}
+	st.rw = responseWriter{st: st, declared: -1, head: req.Method == "HEAD"}
+	c.mu.Lock()
+	st.sendWin = c.peerWindow
+	c.mu.Unlock()
+	return st
+}
+
+// reqBody is the request body: DATA frames the read loop pushes, read by
+// the handler. Reading gives the client its window back.
+type reqBody struct {
+	st       *stream
+	mu       sync.Mutex
+	cond     sync.Cond
+	buf      []byte
+	off      int
+	done     bool  // END_STREAM (or trailers) arrived
+	err      error // the stream ended abnormally
+	closed   bool  // the handler closed it, or returned
+	expect   bool  // 100-continue not yet sent
+	trailers http.Header
+	deadline time.Time
+	timer    *time.Timer
+}
+
+// push appends data; false when the handler no longer reads.
+func (b *reqBody) push(data []byte) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed || b.err != nil {
+		return false
+	}
+	if b.off > 0 && b.off == len(b.buf) {
+		b.buf, b.off = b.buf[:0], 0
+	}
+	b.buf = append(b.buf, data...)
+	b.cond.Signal()
+	return true
+}
+
+func (b *reqBody) setTrailers(h http.Header) {
+	b.mu.Lock()
+	b.trailers = h
+	b.mu.Unlock()
+}
+
+// end marks the body complete.
+func (b *reqBody) end(err error) {
+	b.mu.Lock()
+	b.done = true
+	b.cond.Broadcast()
+	b.mu.Unlock()
+}
+
+// fail ends the body with err unless it had ended already; nil: the
+// stream closed normally.
+func (b *reqBody) fail(err error) {
+	b.mu.Lock()
+	if err != nil && !b.done {
+		b.err = err
+	}
+	b.cond.Broadcast()
+	b.mu.Unlock()
+}
+
+// close is the handler's Close, and its return: unread bytes are dropped
+// and the connection's window they held is given back.
+func (b *reqBody) close() {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return
+	}
+	b.closed = true
+	left := int64(len(b.buf) - b.off)
+	b.buf, b.off = nil, 0
+	if b.timer != nil {
+		b.timer.Stop()
+	}
+	b.cond.Broadcast()
+	b.mu.Unlock()
+	if left > 0 {
+		b.st.c.creditConn(left)
+	}
+}
+
+func (b *reqBody) Close() error {
+	b.close()
+	return nil
+}
+
+func (b *reqBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return 0, http.ErrBodyReadAfterClose
+	}
+	if b.expect {
+		b.expect = false
+		if len(b.buf) == b.off && !b.done && b.err == nil {
+			b.mu.Unlock()
+			b.st.rw.informational(http.StatusContinue, nil)
+			b.mu.Lock()
+		}
+	}
+	for len(b.buf) == b.off && !b.done && b.err == nil && !b.closed {
+		if !b.deadline.IsZero() {
+			d := time.Until(b.deadline)
+			if d <= 0 {
+				b.mu.Unlock()
+				return 0, os.ErrDeadlineExceeded
+			}
+			if b.timer == nil {
+				b.timer = time.AfterFunc(d, b.wake)
+			} else {
+				b.timer.Reset(d)
+			}
+		}
+		b.cond.Wait()
+	}
+	if b.closed {
+		b.mu.Unlock()
+		return 0, http.ErrBodyReadAfterClose
+	}
+	if b.err != nil {
+		err := b.err
+		b.mu.Unlock()
+		return 0, err
+	}
+	if len(b.buf) == b.off {
+		// done: the trailers are the handler's once the body says EOF.
+		tr := b.trailers
+		b.trailers = nil
+		b.mu.Unlock()
+		for k, v := range tr {
+			b.st.req.Trailer[k] = v
+		}
+		return 0, io.EOF
+	}
+	n := copy(p, b.buf[b.off:])
+	b.off += n
+	b.mu.Unlock()
+	b.st.c.credit(b.st, int64(n))
+	return n, nil
+}
+
+func (b *reqBody) wake() {
+	b.mu.Lock()
+	b.cond.Broadcast()
+	b.mu.Unlock()
+}
+
+func (b *reqBody) setDeadline(t time.Time) {
+	b.mu.Lock()
+	b.deadline = t
+	b.cond.Broadcast()
+	b.mu.Unlock()
+}
+
+// responseWriter is the handler's http.ResponseWriter. A body of up to
+// bufferSize waits for the handler's return, so a small response leaves
+// as HEADERS and one DATA frame with its length known.
+type responseWriter struct {
+	st          *stream
+	header      http.Header
+	status      int
+	wroteHeader bool
+	sentHeader  bool
+	head        bool
+	done        bool
+	closeConn   bool // the handler set "Connection: close"
+	hasCT       bool
+	hasCE       bool
+	hasDate     bool
+	declared    int64 // Content-Length the handler set; -1: none
+	written     int64
+	fields      []hpack.HeaderField // the header as of WriteHeader
+	trailerKeys []string
+	buf         []byte
+	err         error
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, bufferSize); return &b }}
+
+func (rw *responseWriter) Header() http.Header {
+	if rw.header == nil {
+		rw.header = make(http.Header)
+	}
+	return rw.header
+}
+
+func (rw *responseWriter) WriteHeader(code int) {
+	if rw.wroteHeader || rw.done {
+		return
+	}
+	if code < 100 || code > 999 {
+		panic("invalid WriteHeader code " + strconv.Itoa(code))
+	}
+	if code < 200 {
+		if code != http.StatusSwitchingProtocols {
+			rw.informational(code, rw.header)
+		}
+		return
+	}
+	rw.wroteHeader = true
+	rw.status = code
+	rw.snapshot()
+}
+
+// snapshot takes the header as it is now, which is what net/http sends
+// even if the handler changes the map later (trailers aside).
+func (rw *responseWriter) snapshot() {
+	rw.fields = rw.fields[:0]
+	for k, vv := range rw.header {
+		switch k {
+		case "Content-Length":
+			if len(vv) > 0 {
+				if n, err := strconv.ParseUint(vv[0], 10, 63); err == nil {
+					rw.declared = int64(n)
+				}
+			}
+			continue
+		case "Connection":
+			if len(vv) > 0 && vv[0] == "close" {
+				rw.closeConn = true
+			}
+			continue
+		case "Keep-Alive", "Proxy-Connection", "Upgrade":
+			continue
+		case "Transfer-Encoding":
+			// Only "trailers" is meaningful in HTTP/2 (as net/http).
+		case "Trailer":
+			for _, v := range vv {
+				foreachToken(v, func(t string) {
+					t = http.CanonicalHeaderKey(t)
+					switch t {
+					case "Transfer-Encoding", "Content-Length", "Trailer":
+						return
+					}
+					rw.trailerKeys = append(rw.trailerKeys, t)
+				})
+			}
+		case "Content-Type":
+			rw.hasCT = true
+		case "Content-Encoding":
+			rw.hasCE = len(vv) > 0 && vv[0] != ""
+		case "Date":
+			rw.hasDate = true
+		}
+		name, ok := lowerKey(k)
+		if !ok {
+			continue
+		}
+		for _, v := range vv {
+			if !validValue(v) || k == "Transfer-Encoding" && v != "trailers" {
+				continue
+			}
+			rw.fields = append(rw.fields, hpack.HeaderField{Name: name, Value: v})
+		}
+	}
+}
+
+func (rw *responseWriter) bodyAllowed() bool {
+	s := rw.status
+	return !(s >= 100 && s <= 199 || s == 204 || s == 304)
+}
+
+func (rw *responseWriter) Write(p []byte) (int, error) {
+	if rw.done {
+		return 0, errStreamClosed
+	}
+	if !rw.wroteHeader {
+		rw.WriteHeader(http.StatusOK)
+	}
+	if !rw.bodyAllowed() {
+		return 0, http.ErrBodyNotAllowed
+	}
+	if rw.declared >= 0 && rw.written+int64(len(p)) > rw.declared {
+		return 0, http.ErrContentLength
+	}
+	if rw.err != nil {
+		return 0, rw.err
+	}
+	rw.written += int64(len(p))
+	if len(rw.buf)+len(p) <= bufferSize {
+		if rw.buf == nil {
+			rw.buf = (*bufPool.Get().(*[]byte))[:0]
+		}
+		rw.buf = append(rw.buf, p...)
+		return len(p), nil
+	}
+	if rw.head {
+		if err := rw.sendHeaders(p, false); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	if err := rw.send(p, false); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (rw *responseWriter) WriteString(s string) (int, error) {
+	// Small strings go straight into the buffer without a copy to []byte.
+	if !rw.done && rw.wroteHeader && rw.err == nil && rw.bodyAllowed() && rw.declared < 0 && len(rw.buf)+len(s) <= bufferSize {
+		if rw.buf == nil {
+			rw.buf = (*bufPool.Get().(*[]byte))[:0]
+		}
+		rw.buf = append(rw.buf, s...)
+		rw.written += int64(len(s))
+		return len(s), nil
+	}
+	return rw.Write([]byte(s))
+}
+
+// send writes what is buffered and then p as DATA, headers first if they
+// have not gone yet; end ends the stream.
+func (rw *responseWriter) send(p []byte, end bool) error {
+	if len(rw.buf) > 0 {
+		if len(p) == 0 {
+			p, rw.buf = rw.buf, rw.buf[:0]
+		} else {
+			buf := rw.buf
+			rw.buf = rw.buf[:0]
+			if err := rw.sendData(buf, false); err != nil {
+				return err
+			}
+		}
+	}
+	return rw.sendData(p, end)
+}
+
+// sendData sends p within the flow-control windows, in frames no larger
+// than the peer takes. The HEADERS go in the same write as the first DATA
+// frame when the window allows, else on their own first.
+func (rw *responseWriter) sendData(p []byte, end bool) error {
+	st, c := rw.st, rw.st.c
+	if len(p) == 0 && !end {
+		if !rw.sentHeader {
+			return rw.sendHeaders(nil, false)
+		}
+		return nil
+	}
+	for first := true; first || len(p) > 0; first = false {
+		n, err := c.takeWindow(st, len(p), false)
+		if err == nil && n == 0 && len(p) > 0 {
+			if !rw.sentHeader {
+				if err := rw.sendHeaders(p, false); err != nil {
+					return err
+				}
+			}
+			n, err = c.takeWindow(st, len(p), true)
+		}
+		if err != nil {
+			rw.err = err
+			return err
+		}
+		last := end && n == len(p)
+		c.lockWrite()
+		if !rw.sentHeader {
+			rw.writeHeaders(p, false)
+		}
+		c.writeData(st.id, p[:n], last)
+		if last {
+			c.localDone(st)
+		}
+		err = c.unlockWrite()
+		if err != nil {
+			rw.err = err
+			return err
+		}
+		p = p[n:]
+	}
+	return nil
+}
+
+// sendHeaders sends the response HEADERS alone.
+func (rw *responseWriter) sendHeaders(sniff []byte, end bool) error {
+	c := rw.st.c
+	c.lockWrite()
+	rw.writeHeaders(sniff, end)
+	if end {
+		c.localDone(rw.st)
+	}
+	err := c.unlockWrite()
+	if err != nil {
+		rw.err = err
+		return err
+	}
+	return nil
+}
+
+// writeHeaders encodes and writes the response HEADERS; with wmu held.
+// sniff is the start of the body, for a Content-Type the handler left
+// out.
+func (rw *responseWriter) writeHeaders(sniff []byte, end bool) {
+	c := rw.st.c
+	rw.sentHeader = true
+	c.hbuf.Reset()
+	enc := c.henc
+	enc.WriteField(hpack.HeaderField{Name: ":status", Value: statusText(rw.status)})
+	for _, f := range rw.fields {
+		enc.WriteField(f)
+	}
+	if !rw.hasCT && !rw.hasCE && rw.bodyAllowed() && len(sniff) > 0 {
+		enc.WriteField(hpack.HeaderField{Name: "content-type", Value: http.DetectContentType(sniff)})
+	}
+	if rw.declared >= 0 {
+		enc.WriteField(hpack.HeaderField{Name: "content-length", Value: strconv.FormatInt(rw.declared, 10)})
+	} else if rw.done && rw.bodyAllowed() && len(rw.trailerKeys) == 0 && (rw.written > 0 || !rw.head) {
+		// The handler is done and everything it wrote is still
+		// buffered (else the headers had gone): its length is known.
+		enc.WriteField(hpack.HeaderField{Name: "content-length", Value: strconv.FormatInt(rw.written, 10)})
+	}
+	if !rw.hasDate {
+		enc.WriteField(hpack.HeaderField{Name: "date", Value: httpDate()})
+	}
+	c.writeHeaderBlock(rw.st.id, c.hbuf.Bytes(), end)
+}
+
+// informational sends a 1xx response now (100 Continue, 103 Early
+// Hints).
+func (rw *responseWriter) informational(code int, h http.Header) {
+	c := rw.st.c
+	c.mu.Lock()
+	closed := rw.st.state == stateClosed || rw.st.state == stateHalfClosedLocal
+	c.mu.Unlock()
+	if closed {
+		return
+	}
+	c.lockWrite()
+	c.hbuf.Reset()
+	c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: strconv.Itoa(code)})
+	for k, vv := range h {
+		name, ok := lowerKey(k)
+		if !ok || k == "Content-Length" || k == "Transfer-Encoding" || k == "Connection" {
+			continue
+		}
+		for _, v := range vv {
+			if validValue(v) {
+				c.henc.WriteField(hpack.HeaderField{Name: name, Value: v})
+			}
+		}
+	}
+	c.writeHeaderBlock(rw.st.id, c.hbuf.Bytes(), false)
+	c.unlockWrite()
+}
+
+func (rw *responseWriter) Flush() {
+	rw.FlushError()
+}
+
+// FlushError sends the headers and what is buffered now.
+func (rw *responseWriter) FlushError() error {
+	if rw.done {
+		return errStreamClosed
+	}
+	if !rw.wroteHeader {
+		rw.WriteHeader(http.StatusOK)
+	}
+	if rw.err != nil {
+		return rw.err
+	}
+	if !rw.sentHeader {
+		if err := rw.sendHeaders(rw.buf, false); err != nil {
+			return err
+		}
+	}
+	if len(rw.buf) > 0 && !rw.head {
+		return rw.send(nil, false)
+	}
+	return nil
+}
+
+// SetWriteDeadline bounds waits for the client's flow-control window;
+// a connection whose socket takes nothing is bounded by
+// HTTP2.WriteByteTimeout.
+func (rw *responseWriter) SetWriteDeadline(t time.Time) error {
+	c := rw.st.c
+	c.mu.Lock()
+	rw.st.wdeadline = t
+	c.windowReady.Broadcast()
+	c.mu.Unlock()
+	return nil
+}
+
+func (rw *responseWriter) SetReadDeadline(t time.Time) error {
+	rw.st.body.setDeadline(t)
+	return nil
+}
+
+// EnableFullDuplex: reading the request body while writing the response
+// is how this server always works.
+func (rw *responseWriter) EnableFullDuplex() error { return nil }
+
+// finish completes the response once the handler returned.
+func (rw *responseWriter) finish() {
+	defer rw.release()
+	if !rw.wroteHeader {
+		rw.WriteHeader(http.StatusOK)
+	}
+	rw.done = true
+	st, c := rw.st, rw.st.c
+	if rw.closeConn {
+		go c.goAway(xhttp2.ErrCodeNo, false)
+	}
+	if rw.err != nil {
+		c.resetIfOpen(st, xhttp2.ErrCodeCancel)
+		return
+	}
+	if rw.declared >= 0 && rw.written < rw.declared && !rw.head && rw.bodyAllowed() {
+		// Ending the stream would pass a short body off as complete.
+		c.resetIfOpen(st, xhttp2.ErrCodeInternal)
+		return
+	}
+	trailers := rw.trailers()
+	if rw.head || !rw.bodyAllowed() {
+		rw.buf = rw.buf[:0]
+		if !rw.sentHeader {
+			rw.sendHeaders(nil, true)
+		} else {
+			rw.sendData(nil, true)
+		}
+		return
+	}
+	if len(trailers) == 0 {
+		if !rw.sentHeader && len(rw.buf) == 0 {
+			rw.sendHeaders(nil, true)
+			return
+		}
+		rw.send(nil, true)
+		return
+	}
+	if err := rw.send(nil, false); err != nil {
+		return
+	}
+	c.lockWrite()
+	c.hbuf.Reset()
+	for _, f := range trailers {
+		c.henc.WriteField(f)
+	}
+	c.writeHeaderBlock(st.id, c.hbuf.Bytes(), true)
+	c.localDone(st)
+	c.unlockWrite()
+}
+
+// trailers are the declared trailer fields the handler set, and those
+// named with http.TrailerPrefix.
+func (rw *responseWriter) trailers() []hpack.HeaderField {
+	var out []hpack.HeaderField
+	add := func(k string, vv []string) {
+		name, ok := lowerKey(k)
+		if !ok {
+			return
+		}
+		for _, v := range vv {
+			if validValue(v) {
+				out = append(out, hpack.HeaderField{Name: name, Value: v})
+			}
+		}
+	}
+	for _, k := range rw.trailerKeys {
+		add(k, rw.header[k])
+	}
+	for k, vv := range rw.header {
+		if len(k) > len(http.TrailerPrefix) && k[:len(http.TrailerPrefix)] == http.TrailerPrefix {
+			add(http.CanonicalHeaderKey(k[len(http.TrailerPrefix):]), vv)
+		}
+	}
+	return out
+}
+
+func (rw *responseWriter) release() {
+	if rw.buf != nil && cap(rw.buf) == bufferSize {
+		b := rw.buf[:0]
+		bufPool.Put(&b)
+	}
+	rw.buf = nil
+}
+
+// takeWindow reserves up to want bytes of send window for st: at most a
+// frame, within both the stream's and the connection's window. block
+// waits for window (bounded by the stream's write deadline).
+func (c *conn) takeWindow(st *stream, want int, block bool) (int, error) {
+	if want == 0 {
+		return 0, c.streamErr(st)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for {
+		if err := c.streamErrLocked(st); err != nil {
+			return 0, err
+		}
+		n := min(int64(want), c.sendConn, st.sendWin, int64(c.peerFrame))
+		if n > 0 {
+			c.sendConn -= n
+			st.sendWin -= n
+			return int(n), nil
+		}
+		if !block {
+			return 0, nil
+		}
+		if !st.wdeadline.IsZero() {
+			d := time.Until(st.wdeadline)
+			if d <= 0 {
+				return 0, os.ErrDeadlineExceeded
+			}
+			if st.wtimer == nil {
+				st.wtimer = time.AfterFunc(d, c.wakeWriters)
+			} else {
+				st.wtimer.Reset(d)
+			}
+		}
+		c.windowReady.Wait()
+	}
+}
+
+func (c *conn) wakeWriters() {
+	c.mu.Lock()
+	c.windowReady.Broadcast()
+	c.mu.Unlock()
+}
+
+func (c *conn) streamErr(st *stream) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.streamErrLocked(st)
+}
+
+func (c *conn) streamErrLocked(st *stream) error {
+	switch {
+	case c.dead:
+		return errClientGone
+	case st.state == stateClosed || st.state == stateHalfClosedLocal:
+		if st.resetByPeer {
+			return errReset
+		}
+		return errStreamClosed
+	}
+	return nil
+}
+
+// localDone records that st's END_STREAM is written, with wmu held and
+// before the flush: the client may answer the moment it has the frame.
+// A client still sending its body is told to stop (RST_STREAM NO_ERROR,
+// as net/http: RFC 9113 8.1 allows it once the response is complete).
+func (c *conn) localDone(st *stream) {
+	c.mu.Lock()
+	switch st.state {
+	case stateHalfClosedRemote:
+		c.closeStream(st, nil)
+	case stateOpen:
+		c.closeStream(st, errStreamClosed)
+		c.noteReset(st.id)
+		c.writeRSTStream(st.id, xhttp2.ErrCodeNo)
+	}
+	c.mu.Unlock()
+}
+
+// resetIfOpen resets st unless it is closed already.
+func (c *conn) resetIfOpen(st *stream, code xhttp2.ErrCode) {
+	c.mu.Lock()
+	open := st.state != stateClosed
+	c.mu.Unlock()
+	if open {
+		c.resetStream(st.id, code)
+	}
+}
+
+// credit gives the client back n bytes of window on st and on the
+// connection, each in batches of a quarter window.
+func (c *conn) credit(st *stream, n int64) {
+	c.mu.Lock()
+	c.connCredit += n
+	st.credit += n
+	var connInc, streamInc int64
+	if c.connCredit >= connRecvWindow/4 {
+		connInc, c.connCredit = c.connCredit, 0
+		c.recvConn += connInc
+	}
+	if st.credit >= initialRecvWindow/4 && st.state == stateOpen {
+		streamInc, st.credit = st.credit, 0
+		st.recvWin += streamInc
+	}
+	c.mu.Unlock()
+	if connInc > 0 || streamInc > 0 {
+		c.lockWrite()
+		if connInc > 0 {
+			c.writeWindowUpdate(0, uint32(connInc))
+		}
+		if streamInc > 0 {
+			c.writeWindowUpdate(st.id, uint32(streamInc))
+		}
+		c.unlockWrite()
+	}
+}
