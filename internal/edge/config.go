@@ -58,6 +58,10 @@ type Config struct {
 	// anything unusual, and HTTP/2, to net/http. false: net/http serves
 	// everything. Default true.
 	FastHTTP1 *bool `yaml:"fast_http1"`
+	// FastHTTP2 serves HTTPS connections that negotiate HTTP/2 with
+	// Outpost's own HTTP/2 server (internal/http2). false: net/http's.
+	// Default true.
+	FastHTTP2 *bool `yaml:"fast_http2"`
 }
 
 // SetDefaults fills unset fields.
@@ -86,6 +90,10 @@ func (c *Config) SetDefaults() {
 	if c.FastHTTP1 == nil {
 		t := true
 		c.FastHTTP1 = &t
+	}
+	if c.FastHTTP2 == nil {
+		t := true
+		c.FastHTTP2 = &t
 	}
 	if c.AccessLog == nil {
 		t := true

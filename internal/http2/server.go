@@ -68,6 +68,11 @@ type Server struct {
 	// Std.HTTP2.MaxConcurrentStreams, or 250.
 	MaxConcurrentStreams uint32
 
+	// work hands a new stream to a handler goroutine that has finished
+	// its last one. A fresh goroutine per stream would grow its stack
+	// through the handler chain every time; reused ones keep theirs.
+	work chan *stream
+
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
 	shutting atomic.Bool
@@ -75,7 +80,37 @@ type Server struct {
 }
 
 // New returns a Server for std.
-func New(std *http.Server) *Server { return &Server{Std: std} }
+func New(std *http.Server) *Server { return &Server{Std: std, work: make(chan *stream)} }
+
+// workerIdle is how long a handler goroutine waits for another stream
+// before it exits.
+const workerIdle = 2 * time.Second
+
+// dispatch runs st's handler on an idle worker, or a new one.
+func (s *Server) dispatch(st *stream) {
+	select {
+	case s.work <- st:
+	default:
+		go s.worker(st)
+	}
+}
+
+func (s *Server) worker(st *stream) {
+	var t *time.Timer
+	for {
+		st.c.run(st)
+		if t == nil {
+			t = time.NewTimer(workerIdle)
+		} else {
+			t.Reset(workerIdle)
+		}
+		select {
+		case st = <-s.work:
+		case <-t.C:
+			return
+		}
+	}
+}
 
 func (s *Server) maxStreams() uint32 {
 	if s.MaxConcurrentStreams > 0 {
@@ -226,14 +261,17 @@ type conn struct {
 	idle        *time.Timer
 	windowReady sync.Cond // send window grew, or a stream or the conn ended
 
-	wmu     sync.Mutex
-	waiting atomic.Int32 // writers queued for wmu; the last one flushes
-	bw      *bufio.Writer
-	henc    *hpack.Encoder
-	hbuf    headerBuf
-	werr    error
-	wbt     time.Duration
-	wuntil  time.Time
+	wmu      sync.Mutex
+	waiting  atomic.Int32 // writers queued for wmu; the last one flushes
+	bw       *bufio.Writer
+	henc     *hpack.Encoder
+	hbuf     headerBuf
+	werr     error
+	wbt      time.Duration
+	wuntil   time.Time
+	flushReq chan struct{}
+	flushNow bool         // this write section flushes regardless of busy
+	busy     atomic.Int32 // handlers that have not written their last frame
 }
 
 func (s *Server) newConn(rwc net.Conn) *conn {
@@ -265,6 +303,7 @@ func (s *Server) newConn(rwc net.Conn) *conn {
 	c.br = bufio.NewReaderSize(rwc, 16<<10)
 	c.bw = bufio.NewWriterSize(writerOnly{rwc}, 32<<10)
 	c.henc = hpack.NewEncoder(&c.hbuf)
+	c.flushReq = make(chan struct{}, 1)
 	c.fr = xhttp2.NewFramer(nil, c.br)
 	c.fr.SetMaxReadFrameSize(maxReadFrameSize)
 	c.fr.MaxHeaderListSize = s.maxHeaderList()
@@ -304,6 +343,7 @@ func (c *conn) serve() {
 	}
 	c.rwc.SetReadDeadline(time.Time{})
 	c.armIdle()
+	go c.flusher()
 
 	for {
 		f, err := c.fr.ReadFrame()
@@ -382,6 +422,7 @@ func (c *conn) goAway(code xhttp2.ErrCode, now bool) {
 	c.mu.Unlock()
 	c.lockWrite()
 	c.writeGoAway(last, code)
+	c.flushNow = true
 	c.unlockWrite()
 	if !now && idle {
 		c.rwc.Close()
@@ -842,8 +883,10 @@ func (c *conn) processHeaders(f *xhttp2.MetaHeadersFrame) error {
 	}
 	c.handlers++
 	st.started = true
+	st.counted = true
+	c.busy.Add(1)
 	c.mu.Unlock()
-	go c.run(st)
+	c.s.dispatch(st)
 	return nil
 }
 
@@ -893,6 +936,13 @@ func (c *conn) trailers(st *stream, f *xhttp2.MetaHeadersFrame) error {
 func (c *conn) run(st *stream) {
 	for st != nil {
 		c.serveStream(st)
+		if st.counted {
+			// Ended without a final frame of its own (reset, or the
+			// client went away): it still owes the flush.
+			c.lockWrite()
+			c.doneWriting(st)
+			c.unlockWrite()
+		}
 		c.mu.Lock()
 		st = nil
 		for len(c.queue) > 0 && st == nil {
@@ -901,6 +951,8 @@ func (c *conn) run(st *stream) {
 			c.queue = c.queue[1:]
 			if !next.started {
 				next.started = true
+				next.counted = true
+				c.busy.Add(1)
 				st = next
 			}
 		}
@@ -1052,14 +1104,59 @@ func (c *conn) lockWrite() {
 	}
 }
 
-// unlockWrite flushes unless another writer waits, and releases wmu. A
+// flushDelay bounds how long frames wait in the buffer for the streams
+// still running to add theirs.
+const flushDelay = 50 * time.Microsecond
+
+// flusher is the backstop for frames left buffered while other handlers
+// ran (see unlockWrite): a slow handler delays the others' responses by
+// flushDelay, not by its own duration.
+func (c *conn) flusher() {
+	for {
+		select {
+		case <-c.flushReq:
+		case <-c.ctx.Done():
+			return
+		}
+		time.Sleep(flushDelay)
+		c.wmu.Lock()
+		if c.werr == nil && c.bw.Buffered() > 0 {
+			if err := c.bw.Flush(); err != nil {
+				c.werr = err
+				c.rwc.Close()
+			}
+		}
+		c.wmu.Unlock()
+	}
+}
+
+// doneWriting, with wmu held, records that st's handler wrote its last
+// frame: the flush it skipped is now another stream's, or its own.
+func (c *conn) doneWriting(st *stream) {
+	if st.counted {
+		st.counted = false
+		c.busy.Add(-1)
+	}
+}
+
+// unlockWrite flushes unless another writer waits or handlers are still
+// running, and releases wmu. A
 // write error closes the connection: every later write fails with it.
 func (c *conn) unlockWrite() error {
 	if c.werr == nil && c.waiting.Load() == 0 && c.bw.Buffered() > 0 {
-		if err := c.bw.Flush(); err != nil {
+		if c.busy.Load() > 0 && !c.flushNow {
+			// Handlers still running will write, and the last one to
+			// finish flushes for all: the responses of a client's burst
+			// of requests leave in one write, as from an event loop.
+			select {
+			case c.flushReq <- struct{}{}:
+			default:
+			}
+		} else if err := c.bw.Flush(); err != nil {
 			c.werr = err
 		}
 	}
+	c.flushNow = false
 	err := c.werr
 	c.wmu.Unlock()
 	if err != nil {

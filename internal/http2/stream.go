@@ -43,6 +43,7 @@ type stream struct {
 	wdeadline   time.Time
 	wtimer      *time.Timer
 	resetByPeer bool
+	counted     bool // in c.busy; only its handler goroutine clears it
 
 	body reqBody
 	rw   responseWriter
@@ -418,12 +419,17 @@ func (rw *responseWriter) sendData(p []byte, end bool) error {
 	for first := true; first || len(p) > 0; first = false {
 		n, err := c.takeWindow(st, len(p), false)
 		if err == nil && n == 0 && len(p) > 0 {
+			// Out of window: what is buffered (the headers included)
+			// must reach the client, or it never grants more.
+			c.lockWrite()
 			if !rw.sentHeader {
-				if err := rw.sendHeaders(p, false); err != nil {
-					return err
-				}
+				rw.writeHeaders(p, false)
 			}
-			n, err = c.takeWindow(st, len(p), true)
+			c.flushNow = true
+			err = c.unlockWrite()
+			if err == nil {
+				n, err = c.takeWindow(st, len(p), true)
+			}
 		}
 		if err != nil {
 			rw.err = err
@@ -437,6 +443,7 @@ func (rw *responseWriter) sendData(p []byte, end bool) error {
 		c.writeData(st.id, p[:n], last)
 		if last {
 			c.localDone(st)
+			c.doneWriting(st)
 		}
 		err = c.unlockWrite()
 		if err != nil {
@@ -455,6 +462,7 @@ func (rw *responseWriter) sendHeaders(sniff []byte, end bool) error {
 	rw.writeHeaders(sniff, end)
 	if end {
 		c.localDone(rw.st)
+		c.doneWriting(rw.st)
 	}
 	err := c.unlockWrite()
 	if err != nil {
@@ -503,6 +511,7 @@ func (rw *responseWriter) informational(code int, h http.Header) {
 		return
 	}
 	c.lockWrite()
+	c.flushNow = true // 100 Continue and Early Hints are for now
 	c.hbuf.Reset()
 	c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: strconv.Itoa(code)})
 	for k, vv := range h {
@@ -541,9 +550,15 @@ func (rw *responseWriter) FlushError() error {
 		}
 	}
 	if len(rw.buf) > 0 && !rw.head {
-		return rw.send(nil, false)
+		if err := rw.send(nil, false); err != nil {
+			return err
+		}
 	}
-	return nil
+	// An explicit flush goes out now, whoever else is running.
+	c := rw.st.c
+	c.lockWrite()
+	c.flushNow = true
+	return c.unlockWrite()
 }
 
 // SetWriteDeadline bounds waits for the client's flow-control window;
@@ -615,6 +630,7 @@ func (rw *responseWriter) finish() {
 	}
 	c.writeHeaderBlock(st.id, c.hbuf.Bytes(), true)
 	c.localDone(st)
+	c.doneWriting(st)
 	c.unlockWrite()
 }
 

@@ -198,6 +198,7 @@ func (n *Node) warnRestartOnly(cfg *config.Config) {
 	}{
 		{"edge.listen", old.Edge.Listen, cfg.Edge.Listen},
 		{"edge.fast_http1", old.Edge.FastHTTP1, cfg.Edge.FastHTTP1},
+		{"edge.fast_http2", old.Edge.FastHTTP2, cfg.Edge.FastHTTP2},
 		{"data_dir", old.DataDir, cfg.DataDir},
 		{"admin", old.Admin, cfg.Admin},
 		{"log", old.Log, cfg.Log},

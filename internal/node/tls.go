@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"github.com/outpost-edge/outpost/internal/config"
 	"github.com/outpost-edge/outpost/internal/edge"
 	"github.com/outpost-edge/outpost/internal/http1"
+	"github.com/outpost-edge/outpost/internal/http2"
 	"github.com/outpost-edge/outpost/internal/tlsedge"
 )
 
@@ -21,6 +23,7 @@ type tlsFront struct {
 	mgr    *tlsedge.Manager
 	https  *http.Server
 	front  *http1.Server // serves https's HTTP/1.1 (edge.fast_http1); nil: https alone
+	h2     *http2.Server // serves https's HTTP/2 (edge.fast_http2); nil: net/http's
 	h3     *tlsedge.HTTP3Server
 	plain  *http.Server // on tls.http_listen unless it is edge.listen (sameListenAddr)
 	cancel context.CancelFunc
@@ -92,6 +95,17 @@ func (n *Node) startTLS(cfg *config.Config) (err error) {
 	https := edge.NewServer(&cfg.Edge, handler, n.base.With("component", "https"))
 	https.TLSConfig = t.mgr.TLSConfig()
 	t.https = https
+	if *cfg.Edge.FastHTTP2 {
+		// net/http dispatches connections that negotiated h2 (also
+		// those the HTTP/1.1 front hands it) to TLSNextProto, which
+		// also keeps its own HTTP/2 server out. Server.Close closes
+		// them with the rest; Shutdown sends them GOAWAY first.
+		h2 := http2.New(https)
+		https.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){
+			"h2": func(_ *http.Server, c *tls.Conn, _ http.Handler) { h2.ServeConn(c) },
+		}
+		t.h2 = h2
+	}
 	serve := func(l net.Listener) error { return https.ServeTLS(l, "", "") }
 	if *cfg.Edge.FastHTTP1 {
 		t.front = http1.New(https)
@@ -162,6 +176,10 @@ func (t *tlsFront) closeFailedStart(ln, pl net.Listener) {
 	} else {
 		_ = t.https.Close()
 	}
+	if t.h2 != nil {
+		_ = t.h2.Close()
+		t.h2 = nil
+	}
 	t.https = nil
 	_ = ln.Close()
 	t.addr = nil
@@ -187,6 +205,11 @@ func (n *Node) shutdownTLS(ctx context.Context) {
 	t := n.sub.tls
 	if t == nil {
 		return
+	}
+	if t.h2 != nil {
+		// GOAWAY to HTTP/2 clients now, not after the HTTP/1.1
+		// connections drained; streams in flight finish.
+		go t.h2.Shutdown(ctx)
 	}
 	switch {
 	case t.front != nil:
