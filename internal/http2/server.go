@@ -425,8 +425,23 @@ func (c *conn) goAway(code xhttp2.ErrCode, now bool) {
 	c.flushNow = true
 	c.unlockWrite()
 	if !now && idle {
-		c.rwc.Close()
+		c.finishGoingAway()
 	}
+}
+
+// finishGoingAway ends a connection that sent GOAWAY and has no streams
+// left. What is buffered goes out first (the last response may still be
+// in another writer's hands), then TLS close_notify, so the client sees
+// the end instead of a reset that could destroy the tail of its data;
+// the read loop lingers for its frames until it closes or goAwayLinger.
+func (c *conn) finishGoingAway() {
+	c.lockWrite()
+	c.flushNow = true
+	c.unlockWrite()
+	if cw, ok := c.rwc.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	c.rwc.SetReadDeadline(time.Now().Add(goAwayLinger))
 }
 
 func (c *conn) close() {
@@ -687,7 +702,7 @@ func (c *conn) maybeIdle() {
 		return
 	}
 	if c.goingAway && !c.dead {
-		go c.rwc.Close()
+		go c.finishGoingAway()
 		return
 	}
 	c.armIdle()
@@ -830,8 +845,9 @@ func (c *conn) processHeaders(f *xhttp2.MetaHeadersFrame) error {
 	c.maxID = id
 	if c.goingAway {
 		c.mu.Unlock()
-		// Above the GOAWAY's last stream: the client retries elsewhere.
-		return xhttp2.StreamError{StreamID: id, Code: xhttp2.ErrCodeRefusedStream}
+		// Above the GOAWAY's last stream: ignored (RFC 9113 6.8); the
+		// client knows it was not served and retries elsewhere.
+		return nil
 	}
 	if c.open+1 > c.maxStreams {
 		c.mu.Unlock()

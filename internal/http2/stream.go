@@ -489,7 +489,7 @@ func (rw *responseWriter) writeHeaders(sniff []byte, end bool) {
 	}
 	if rw.declared >= 0 {
 		enc.WriteField(hpack.HeaderField{Name: "content-length", Value: strconv.FormatInt(rw.declared, 10)})
-	} else if rw.done && rw.bodyAllowed() && len(rw.trailerKeys) == 0 && (rw.written > 0 || !rw.head) {
+	} else if rw.done && rw.bodyAllowed() && (rw.written > 0 || !rw.head) {
 		// The handler is done and everything it wrote is still
 		// buffered (else the headers had gone): its length is known.
 		enc.WriteField(hpack.HeaderField{Name: "content-length", Value: strconv.FormatInt(rw.written, 10)})
