@@ -22,12 +22,12 @@ import (
 type headerBuf = bytes.Buffer
 
 func (c *conn) frameHeader(length int, typ xhttp2.FrameType, flags xhttp2.Flags, id uint32) {
-	var h [9]byte
-	h[0], h[1], h[2] = byte(length>>16), byte(length>>8), byte(length)
-	h[3] = byte(typ)
-	h[4] = byte(flags)
-	binary.BigEndian.PutUint32(h[5:], id&(1<<31-1))
-	c.bw.Write(h[:])
+	// Built in the writer's own buffer: a local array would escape
+	// through Write and cost an allocation per frame.
+	h := c.bw.AvailableBuffer()
+	h = append(h, byte(length>>16), byte(length>>8), byte(length), byte(typ), byte(flags))
+	h = binary.BigEndian.AppendUint32(h, id&(1<<31-1))
+	c.bw.Write(h)
 }
 
 func (c *conn) writeSettings() {

@@ -1028,9 +1028,17 @@ func (c *conn) newRequest(f *xhttp2.MetaHeadersFrame) (req *http.Request, declar
 	}
 	regular := f.RegularFields()
 	header := make(http.Header, len(regular))
-	for _, hf := range regular {
+	// One backing array for the values, as net/textproto does: a field
+	// seen once (nearly all) costs no allocation of its own.
+	vals := make([]string, len(regular))
+	for i, hf := range regular {
 		key := canonicalKey(hf.Name)
-		header[key] = append(header[key], hf.Value)
+		if vv, ok := header[key]; ok {
+			header[key] = append(vv, hf.Value)
+			continue
+		}
+		vals[i] = hf.Value
+		header[key] = vals[i : i+1 : i+1]
 	}
 	req = &http.Request{
 		Method:     method,

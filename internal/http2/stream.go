@@ -251,6 +251,7 @@ type responseWriter struct {
 	fields      []hpack.HeaderField // the header as of WriteHeader
 	trailerKeys []string
 	buf         []byte
+	pooled      *[]byte // buf's pool entry
 	err         error
 }
 
@@ -284,6 +285,9 @@ func (rw *responseWriter) WriteHeader(code int) {
 // snapshot takes the header as it is now, which is what net/http sends
 // even if the handler changes the map later (trailers aside).
 func (rw *responseWriter) snapshot() {
+	if rw.fields == nil {
+		rw.fields = make([]hpack.HeaderField, 0, len(rw.header)+1)
+	}
 	rw.fields = rw.fields[:0]
 	for k, vv := range rw.header {
 		switch k {
@@ -358,7 +362,8 @@ func (rw *responseWriter) Write(p []byte) (int, error) {
 	rw.written += int64(len(p))
 	if len(rw.buf)+len(p) <= bufferSize {
 		if rw.buf == nil {
-			rw.buf = (*bufPool.Get().(*[]byte))[:0]
+			rw.pooled = bufPool.Get().(*[]byte)
+			rw.buf = (*rw.pooled)[:0]
 		}
 		rw.buf = append(rw.buf, p...)
 		return len(p), nil
@@ -379,7 +384,8 @@ func (rw *responseWriter) WriteString(s string) (int, error) {
 	// Small strings go straight into the buffer without a copy to []byte.
 	if !rw.done && rw.wroteHeader && rw.err == nil && rw.bodyAllowed() && rw.declared < 0 && len(rw.buf)+len(s) <= bufferSize {
 		if rw.buf == nil {
-			rw.buf = (*bufPool.Get().(*[]byte))[:0]
+			rw.pooled = bufPool.Get().(*[]byte)
+			rw.buf = (*rw.pooled)[:0]
 		}
 		rw.buf = append(rw.buf, s...)
 		rw.written += int64(len(s))
@@ -661,9 +667,10 @@ func (rw *responseWriter) trailers() []hpack.HeaderField {
 }
 
 func (rw *responseWriter) release() {
-	if rw.buf != nil && cap(rw.buf) == bufferSize {
-		b := rw.buf[:0]
-		bufPool.Put(&b)
+	if rw.pooled != nil {
+		*rw.pooled = (*rw.pooled)[:0]
+		bufPool.Put(rw.pooled)
+		rw.pooled = nil
 	}
 	rw.buf = nil
 }
