@@ -43,6 +43,9 @@ func guardServer(t *testing.T, h http.Handler, tls bool) *httptest.Server {
 	}
 	if tls {
 		ts.EnableHTTP2 = true
+		if fastH2 {
+			useFastH2(t, ts)
+		}
 		ts.StartTLS()
 	} else {
 		ts.Start()

@@ -173,6 +173,13 @@ func (s *Server) ServeConn(c net.Conn) {
 	cn.serve()
 }
 
+// Conns is the number of connections being served.
+func (s *Server) Conns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
 // Shutdown sends GOAWAY on every connection, lets the streams already
 // started finish, and closes each connection once it has none; it returns
 // when all are closed or ctx is done (then it closes the rest).

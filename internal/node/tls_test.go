@@ -216,3 +216,55 @@ func internalH2(t *testing.T, n *Node) (*x509.CertPool, *http.Transport) {
 	t.Cleanup(tr.CloseIdleConnections)
 	return roots, tr
 }
+
+// HTTPS connections that negotiate HTTP/2 are served by the edge's own
+// HTTP/2 server (edge.fast_http2, the default), or by net/http's with
+// fast_http2: false; the chain behind is the same either way.
+func TestHTTPSServesHTTP2(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "xfp=%s", r.Header.Get("X-Forwarded-Proto"))
+	}))
+	defer up.Close()
+	for _, fast := range []bool{true, false} {
+		t.Run(fmt.Sprintf("fast_http2=%v", fast), func(t *testing.T) {
+			n, _ := startNode(t, fmt.Sprintf(`node: t
+data_dir: %s
+edge: {listen: 127.0.0.1:0, fast_http2: %v}
+tls:
+  enabled: true
+  mode: internal
+  listen: 127.0.0.1:0
+  http_listen: "off"
+  http3: false
+  names: [www.demo.test]
+routes:
+  - name: app
+    upstream: %s
+`, t.TempDir(), fast, up.URL))
+			pool := x509.NewCertPool()
+			pool.AppendCertsFromPEM(n.TLSManager().RootPEM())
+			addr := n.HTTPSAddr().String()
+			tr := &http.Transport{ForceAttemptHTTP2: true, TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "www.demo.test"}}
+			defer tr.CloseIdleConnections()
+			req, _ := http.NewRequest("GET", "https://"+addr+"/x", nil)
+			req.Host = "www.demo.test"
+			resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.ProtoMajor != 2 || string(body) != "xfp=https" {
+				t.Fatalf("%s %q", resp.Proto, body)
+			}
+			h2 := n.sub.tls.h2
+			if fast != (h2 != nil) {
+				t.Fatalf("fast_http2=%v but the edge's HTTP/2 server is %v", fast, h2)
+			}
+			if fast && h2.Conns() != 1 {
+				// The client keeps its connection: it is the edge's.
+				t.Errorf("edge HTTP/2 server has %d connections, want 1", h2.Conns())
+			}
+		})
+	}
+}
