@@ -53,8 +53,10 @@ type response struct {
 }
 
 func (w *response) Header() http.Header {
+	// Sized for a cache hit's dozen fields: a map that grows past
+	// eight entries is rebuilt as a table on the way.
 	if w.header == nil {
-		w.header = make(http.Header)
+		w.header = make(http.Header, responseFields)
 	}
 	return w.header
 }
@@ -469,3 +471,6 @@ type cachedDate struct {
 }
 
 var dateCache atomic.Pointer[cachedDate]
+
+// responseFields is the response header map's size hint.
+const responseFields = 16

@@ -1188,6 +1188,15 @@ func (c *conn) unlockWrite() error {
 		}
 	}
 	c.flushNow = false
+	if c.werr == nil {
+		// A write that filled the buffer flushed it itself, and its
+		// error stuck in the bufio.Writer: surface it here, or a
+		// handler whose flush is left to others writes on into a dead
+		// connection without ever being told.
+		if _, err := c.bw.Write(nil); err != nil {
+			c.werr = err
+		}
+	}
 	err := c.werr
 	c.wmu.Unlock()
 	if err != nil {

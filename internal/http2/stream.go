@@ -258,8 +258,10 @@ type responseWriter struct {
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, bufferSize); return &b }}
 
 func (rw *responseWriter) Header() http.Header {
+	// Sized for a cache hit's dozen fields: a map that grows past
+	// eight entries is rebuilt as a table on the way.
 	if rw.header == nil {
-		rw.header = make(http.Header)
+		rw.header = make(http.Header, responseFields)
 	}
 	return rw.header
 }
@@ -791,3 +793,6 @@ func (c *conn) credit(st *stream, n int64) {
 		c.unlockWrite()
 	}
 }
+
+// responseFields is the response header map's size hint.
+const responseFields = 16
