@@ -356,6 +356,10 @@ func (rw *responseWriter) Write(p []byte) (int, error) {
 		return 0, rw.err
 	}
 	rw.written += int64(len(p))
+	if rw.head && rw.sentHeader {
+		// A HEAD response's body is counted, never sent.
+		return len(p), nil
+	}
 	if len(rw.buf)+len(p) <= bufferSize {
 		if rw.buf == nil {
 			rw.buf = (*bufPool.Get().(*[]byte))[:0]
@@ -364,9 +368,14 @@ func (rw *responseWriter) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	if rw.head {
-		if err := rw.sendHeaders(p, false); err != nil {
+		// The headers go once, typed from the start of the body as
+		// GET's would be; what was buffered is dropped. (Sending them
+		// on every write that overflowed the buffer made a second
+		// HEADERS frame: a malformed response.)
+		if err := rw.sendHeaders(sniffPrefix(rw.buf, p), false); err != nil {
 			return 0, err
 		}
+		rw.buf = rw.buf[:0]
 		return len(p), nil
 	}
 	if err := rw.send(p, false); err != nil {
@@ -604,10 +613,14 @@ func (rw *responseWriter) finish() {
 	}
 	trailers := rw.trailers()
 	if rw.head || !rw.bodyAllowed() {
-		rw.buf = rw.buf[:0]
 		if !rw.sentHeader {
-			rw.sendHeaders(nil, true)
+			// HEAD: the Content-Type is sniffed from what the handler
+			// wrote, as net/http does (GET and HEAD get the same
+			// headers); writeHeaders sniffs only when a body is allowed.
+			rw.sendHeaders(rw.buf, true)
+			rw.buf = rw.buf[:0]
 		} else {
+			rw.buf = rw.buf[:0]
 			rw.sendData(nil, true)
 		}
 		return
@@ -658,6 +671,19 @@ func (rw *responseWriter) trailers() []hpack.HeaderField {
 		}
 	}
 	return out
+}
+
+// sniffPrefix is the start of the body, buffered bytes then p, enough
+// for http.DetectContentType (which reads at most 512 bytes).
+func sniffPrefix(buf, p []byte) []byte {
+	const sniffLen = 512
+	if len(buf) >= sniffLen || len(p) == 0 {
+		return buf
+	}
+	if len(buf) == 0 {
+		return p
+	}
+	return append(buf[:len(buf):len(buf)], p[:min(len(p), sniffLen-len(buf))]...)
 }
 
 func (rw *responseWriter) release() {

