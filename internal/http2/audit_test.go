@@ -127,3 +127,46 @@ func TestAuditHeadContentType(t *testing.T) {
 		}
 	})
 }
+
+// TestAuditContinueAfterResponse: a handler that answers before reading
+// a body sent with "Expect: 100-continue" must not send 100 Continue
+// after its final response's HEADERS (a 1xx after the final response is
+// malformed, RFC 9113 8.1).
+func TestAuditContinueAfterResponse(t *testing.T) {
+	targets(t, "", func(t *testing.T, start func(h http.Handler, mutate func(*http.Server)) target) {
+		got := make(chan string, 1)
+		tg := start(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(200)
+			w.(http.Flusher).Flush()
+			b, err := io.ReadAll(r.Body)
+			if err != nil {
+				got <- err.Error()
+				return
+			}
+			got <- string(b)
+		}), nil)
+		c := rawConn(t, tg.addr, clientConf())
+		c.handshake()
+		c.writeHeaders(1, false, reqHeaders("POST", "/", "expect", "100-continue", "content-length", "4")...)
+		// The final response first.
+		f := c.readUntil("the response HEADERS", func(f xhttp2.Frame) bool {
+			_, ok := f.(*xhttp2.MetaHeadersFrame)
+			return ok
+		})
+		if s := f.(*xhttp2.MetaHeadersFrame).PseudoValue("status"); s != "200" {
+			t.Fatalf("first HEADERS :status %s, want 200", s)
+		}
+		if err := c.fr.WriteData(1, true, []byte("body")); err != nil {
+			t.Fatal(err)
+		}
+		if b := recv(t, got, "the handler's body"); b != "body" {
+			t.Errorf("handler read %q", b)
+		}
+		log, _ := c.frameLog(1)
+		for _, l := range log {
+			if strings.HasPrefix(l, "HEADERS 1") {
+				t.Fatalf("after the final response: %q", log)
+			}
+		}
+	})
+}

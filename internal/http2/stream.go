@@ -45,6 +45,9 @@ type stream struct {
 	resetByPeer bool
 	counted     bool // in c.busy; only its handler goroutine clears it
 
+	// wmu
+	finalSent bool // the final response's HEADERS are written
+
 	body reqBody
 	rw   responseWriter
 }
@@ -487,6 +490,7 @@ func (rw *responseWriter) sendHeaders(sniff []byte, end bool) error {
 func (rw *responseWriter) writeHeaders(sniff []byte, end bool) {
 	c := rw.st.c
 	rw.sentHeader = true
+	rw.st.finalSent = true
 	c.hbuf.Reset()
 	enc := c.henc
 	enc.WriteField(hpack.HeaderField{Name: ":status", Value: statusText(rw.status)})
@@ -520,6 +524,14 @@ func (rw *responseWriter) informational(code int, h http.Header) {
 		return
 	}
 	c.lockWrite()
+	if rw.st.finalSent {
+		// A 1xx after the final response is malformed (RFC 9113 8.1):
+		// the 100 Continue a body read owes, when the handler answered
+		// first. Checked under wmu: the read may run on another
+		// goroutine than the writes.
+		c.unlockWrite()
+		return
+	}
 	c.flushNow = true // 100 Continue and Early Hints are for now
 	c.hbuf.Reset()
 	c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: strconv.Itoa(code)})
