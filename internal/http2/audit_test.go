@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -169,4 +170,60 @@ func TestAuditContinueAfterResponse(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestAuditGoexitHandler: a handler that ends with runtime.Goexit (as
+// t.FailNow would) must end its stream like a panic, and leave the
+// connection able to serve the next request, even with one stream at a
+// time.
+func TestAuditGoexitHandler(t *testing.T) {
+	targets(t, "", func(t *testing.T, start func(h http.Handler, mutate func(*http.Server)) target) {
+		tg := start(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/exit" {
+				io.WriteString(w, "partial")
+				runtime.Goexit()
+			}
+			io.WriteString(w, "ok")
+		}), func(s *http.Server) {
+			s.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: 1}
+		})
+		c := rawConn(t, tg.addr, clientConf())
+		c.handshake()
+		c.writeHeaders(1, true, reqHeaders("GET", "/exit")...)
+		if e := c.waitStream(1); !e.reset || e.rst != xhttp2.ErrCodeInternal {
+			t.Fatalf("stream ended by Goexit: %+v, want RST_STREAM INTERNAL_ERROR", e)
+		}
+		c.writeHeaders(3, true, reqHeaders("GET", "/ok")...)
+		if e := c.waitStream(3); e.status != "200" || string(e.body) != "ok" {
+			t.Errorf("next stream: %+v", e)
+		}
+	})
+}
+
+// TestAuditGoexitQueued: a stream queued behind a handler that ends with
+// runtime.Goexit still runs.
+func TestAuditGoexitQueued(t *testing.T) {
+	release := make(chan struct{})
+	canceled := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/exit" {
+			<-r.Context().Done()
+			close(canceled)
+			<-release
+			runtime.Goexit()
+		}
+		io.WriteString(w, "ok")
+	})
+	addr, _, conf, _ := startServerWith(t, h, func(s *Server) { s.MaxConcurrentStreams = 1 })
+	c := rawConn(t, addr, conf)
+	c.handshake()
+	c.writeHeaders(1, true, reqHeaders("GET", "/exit")...)
+	c.fr.WriteRSTStream(1, xhttp2.ErrCodeCancel)
+	recv(t, canceled, "the handler to see the reset")
+	// Stream 1 is closed, its handler still runs: stream 3 waits in line.
+	c.writeHeaders(3, true, reqHeaders("GET", "/ok")...)
+	close(release)
+	if e := c.waitStream(3); e.status != "200" || string(e.body) != "ok" {
+		t.Errorf("queued stream: %+v", e)
+	}
 }

@@ -951,53 +951,81 @@ func (c *conn) trailers(st *stream, f *xhttp2.MetaHeadersFrame) error {
 // run serves st's request, then any queued stream's.
 func (c *conn) run(st *stream) {
 	for st != nil {
-		c.serveStream(st)
-		if st.counted {
-			// Ended without a final frame of its own (reset, or the
-			// client went away): it still owes the flush.
-			c.lockWrite()
-			c.doneWriting(st)
-			c.unlockWrite()
-		}
-		c.mu.Lock()
-		st = nil
-		for len(c.queue) > 0 && st == nil {
-			next := c.queue[0]
-			c.queue[0] = nil
-			c.queue = c.queue[1:]
-			if !next.started {
-				next.started = true
-				next.counted = true
-				c.busy.Add(1)
-				st = next
-			}
-		}
-		if st == nil {
-			c.handlers--
-			c.maybeIdle()
-		}
-		c.mu.Unlock()
+		st = c.runOne(st)
 	}
+}
+
+// runOne serves st and returns the queued stream to serve next, if any.
+func (c *conn) runOne(st *stream) *stream {
+	returned := false
+	defer func() {
+		if returned {
+			return
+		}
+		// The handler called runtime.Goexit (t.FailNow does): this
+		// goroutine ends here. Without this the stream's bookkeeping
+		// (busy, handlers) never ended, and a queued stream never ran.
+		if next := c.afterStream(st); next != nil {
+			c.s.dispatch(next)
+		}
+	}()
+	c.serveStream(st)
+	returned = true
+	return c.afterStream(st)
+}
+
+// afterStream settles st's handler's end and takes the next queued
+// stream, counted; with none, the handler slot is given back.
+func (c *conn) afterStream(st *stream) *stream {
+	if st.counted {
+		// Ended without a final frame of its own (reset, or the
+		// client went away): it still owes the flush.
+		c.lockWrite()
+		c.doneWriting(st)
+		c.unlockWrite()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for len(c.queue) > 0 {
+		next := c.queue[0]
+		c.queue[0] = nil
+		c.queue = c.queue[1:]
+		if !next.started {
+			next.started = true
+			next.counted = true
+			c.busy.Add(1)
+			return next
+		}
+	}
+	c.handlers--
+	c.maybeIdle()
+	return nil
 }
 
 func (c *conn) serveStream(st *stream) {
 	rw := &st.rw
+	handled := false
 	defer func() {
 		st.cancel()
-		if err := recover(); err != nil {
-			if err != http.ErrAbortHandler {
-				buf := make([]byte, 64<<10)
-				buf = buf[:runtime.Stack(buf, false)]
-				c.logf("http2: panic serving %v: %v\n%s", c.remote, err, buf)
-			}
-			st.body.close()
-			c.resetStream(st.id, xhttp2.ErrCodeInternal)
+		err := recover()
+		if err == nil && handled {
 			return
 		}
+		// A panic, or runtime.Goexit (err == nil), which net/http also
+		// answers as a panic: the stream is reset, or the client would
+		// wait for its end forever.
+		if err != nil && err != http.ErrAbortHandler {
+			buf := make([]byte, 64<<10)
+			buf = buf[:runtime.Stack(buf, false)]
+			c.logf("http2: panic serving %v: %v\n%s", c.remote, err, buf)
+		}
+		st.body.close()
+		c.resetStream(st.id, xhttp2.ErrCodeInternal)
 	}()
 	st.handler.ServeHTTP(rw, st.req)
 	rw.finish()
 	st.body.close()
+	handled = true
 }
 
 // newRequest builds the request HEADERS describe (RFC 9113 8.3), as
