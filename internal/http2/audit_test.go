@@ -6,8 +6,11 @@ package http2
 
 import (
 	"bytes"
+	"errors"
 	"io"
+	"mime/multipart"
 	"net/http"
+	"os"
 	"runtime"
 	"strings"
 	"testing"
@@ -226,4 +229,51 @@ func TestAuditGoexitQueued(t *testing.T) {
 	if e := c.waitStream(3); e.status != "200" || string(e.body) != "ok" {
 		t.Errorf("queued stream: %+v", e)
 	}
+}
+
+// TestAuditMultipartFormRemoved: temporary files of a multipart form the
+// handler parsed are removed once it returns, as net/http does.
+func TestAuditMultipartFormRemoved(t *testing.T) {
+	t.Setenv("TMPDIR", t.TempDir())
+	targets(t, "", func(t *testing.T, start func(h http.Handler, mutate func(*http.Server)) target) {
+		files := make(chan string, 1)
+		tg := start(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if err := r.ParseMultipartForm(1024); err != nil {
+				http.Error(w, err.Error(), 400)
+				return
+			}
+			f, err := r.MultipartForm.File["f"][0].Open()
+			if err != nil {
+				http.Error(w, err.Error(), 500)
+				return
+			}
+			defer f.Close()
+			osf, ok := f.(*os.File)
+			if !ok {
+				http.Error(w, "in memory", 500)
+				return
+			}
+			files <- osf.Name()
+		}), nil)
+		var body bytes.Buffer
+		mw := multipart.NewWriter(&body)
+		fw, _ := mw.CreateFormFile("f", "big.bin")
+		fw.Write(bytes.Repeat([]byte("y"), 64<<10))
+		mw.Close()
+		req, _ := http.NewRequest("POST", "https://"+tg.addr+"/", &body)
+		req.Header.Set("Content-Type", mw.FormDataContentType())
+		res, err := h2Client(t).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 {
+			t.Fatalf("status %d", res.StatusCode)
+		}
+		name := recv(t, files, "the temporary file's name")
+		if _, err := os.Stat(name); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("temporary file %s still there after the response (%v)", name, err)
+		}
+	})
 }

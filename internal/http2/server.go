@@ -1019,13 +1019,25 @@ func (c *conn) serveStream(st *stream) {
 			buf = buf[:runtime.Stack(buf, false)]
 			c.logf("http2: panic serving %v: %v\n%s", c.remote, err, buf)
 		}
+		removeForm(st.req)
 		st.body.close()
 		c.resetStream(st.id, xhttp2.ErrCodeInternal)
 	}()
 	st.handler.ServeHTTP(rw, st.req)
+	removeForm(st.req)
 	rw.finish()
 	st.body.close()
 	handled = true
+}
+
+// removeForm deletes the temporary files of a multipart form the
+// handler parsed, as net/http does once the handler returns: nothing
+// else would, and they would fill the disk. Before the response ends, so
+// the client never sees a response whose files are still there.
+func removeForm(req *http.Request) {
+	if req.MultipartForm != nil {
+		req.MultipartForm.RemoveAll()
+	}
 }
 
 // newRequest builds the request HEADERS describe (RFC 9113 8.3), as
