@@ -13,6 +13,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	xhttp2 "golang.org/x/net/http2"
@@ -276,4 +277,61 @@ func TestAuditMultipartFormRemoved(t *testing.T) {
 			t.Errorf("temporary file %s still there after the response (%v)", name, err)
 		}
 	})
+}
+
+// TestAuditBodyBufferBounded: a handler that reads its request body a
+// little slower than it arrives, never draining the buffer, must not make
+// the buffer grow with the whole body: what is unread is bounded by the
+// flow-control window, and so must be the memory.
+func TestAuditBodyBufferBounded(t *testing.T) {
+	const frame = 16 << 10
+	const frames = 320 // 5 MiB
+	var maxCap atomic.Int64
+	step := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b := r.Body.(*reqBody)
+		p := make([]byte, frame-1) // one byte short of a frame each time
+		for {
+			// Read only with a frame's worth unread, so the read never
+			// empties the buffer: DATA always arrives with some left.
+			b.mu.Lock()
+			for len(b.buf)-b.off < frame && !b.done && b.err == nil {
+				b.cond.Wait()
+			}
+			b.mu.Unlock()
+			if _, err := io.ReadFull(r.Body, p); err != nil {
+				return
+			}
+			b.mu.Lock()
+			maxCap.Store(max(maxCap.Load(), int64(cap(b.buf))))
+			b.mu.Unlock()
+			select {
+			case step <- struct{}{}:
+			case <-r.Context().Done():
+				return
+			}
+		}
+	})
+	addr, _, conf, _ := startServer(t, h, nil)
+	c := rawConn(t, addr, conf)
+	c.handshake()
+	// Frames the server sends (WINDOW_UPDATE) are read and dropped, so
+	// its writes never block.
+	go io.Copy(io.Discard, c.conn)
+	c.writeHeaders(1, false, reqHeaders("POST", "/")...)
+	chunk := bytes.Repeat([]byte("z"), frame)
+	// Two frames ahead of the handler, which reads a frame less a byte
+	// per step: at most a few frames unread, well within the windows.
+	for i := range frames {
+		if i >= 2 {
+			recv(t, step, "the handler's read")
+		}
+		if err := c.fr.WriteData(1, false, chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.fr.WriteData(1, true, nil)
+	if n := maxCap.Load(); n > 2*initialRecvWindow {
+		t.Errorf("request body buffer grew to %d KiB for a %d KiB body read as it came", n>>10, frames*frame>>10)
+	}
 }

@@ -107,8 +107,18 @@ func (b *reqBody) push(data []byte) bool {
 	if b.closed || b.err != nil {
 		return false
 	}
-	if b.off > 0 && b.off == len(b.buf) {
-		b.buf, b.off = b.buf[:0], 0
+	if b.off > 0 {
+		if b.off == len(b.buf) {
+			b.buf, b.off = b.buf[:0], 0
+		} else if len(b.buf)+len(data) > cap(b.buf) {
+			// Move what is unread to the front instead of growing: a
+			// reader that never quite drains the buffer (slower than the
+			// client, by any amount) would otherwise keep every byte of
+			// the body it already read. Unread bytes are bounded by the
+			// stream's window, and so is the buffer.
+			n := copy(b.buf, b.buf[b.off:])
+			b.buf, b.off = b.buf[:n], 0
+		}
 	}
 	b.buf = append(b.buf, data...)
 	b.cond.Signal()
