@@ -335,3 +335,36 @@ func TestAuditBodyBufferBounded(t *testing.T) {
 		t.Errorf("request body buffer grew to %d KiB for a %d KiB body read as it came", n>>10, frames*frame>>10)
 	}
 }
+
+// TestAuditLateDataAfterManyResets: the server resets (NO_ERROR) the
+// streams whose response is done while the client still sends a body;
+// DATA the client had in flight on one of them must not end the whole
+// connection, however many streams were reset since.
+func TestAuditLateDataAfterManyResets(t *testing.T) {
+	targets(t, "", func(t *testing.T, start func(h http.Handler, mutate func(*http.Server)) target) {
+		tg := start(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(http.StatusUnauthorized)
+		}), nil)
+		c := rawConn(t, tg.addr, clientConf())
+		c.handshake()
+		const n = 40
+		for i := range n {
+			id := uint32(2*i + 1)
+			c.writeHeaders(id, false, reqHeaders("POST", "/")...)
+			if err := c.fr.WriteData(id, false, []byte("start")); err != nil {
+				t.Fatal(err)
+			}
+			if e := c.waitStream(id); e.status != "401" {
+				t.Fatalf("stream %d: %+v", id, e)
+			}
+		}
+		// The client's next DATA on the first stream was in flight.
+		if err := c.fr.WriteData(1, true, []byte("rest")); err != nil {
+			t.Fatal(err)
+		}
+		c.writeHeaders(2*n+1, true, reqHeaders("GET", "/")...)
+		if e := c.waitStream(2*n + 1); e.status != "401" {
+			t.Fatalf("request after late DATA: %+v", e)
+		}
+	})
+}

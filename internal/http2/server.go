@@ -730,10 +730,11 @@ func (c *conn) processData(f *xhttp2.DataFrame) error {
 		if reset {
 			return nil
 		}
-		if st == nil {
-			// After END_STREAM both ways (RFC 9113 5.1).
-			return xhttp2.ConnectionError(xhttp2.ErrCodeStreamClosed)
-		}
+		// A stream error, also for a stream closed and forgotten (RFC
+		// 9113 5.1 allows either), as net/http: the resets we remember
+		// are only the last few, and DATA a client had in flight when
+		// we reset its stream (a response done before the upload) must
+		// not end the connection once more streams were reset since.
 		return xhttp2.StreamError{StreamID: id, Code: xhttp2.ErrCodeStreamClosed}
 	}
 	if n > st.recvWin {
