@@ -7,14 +7,17 @@ package http2
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"os"
 	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	xhttp2 "golang.org/x/net/http2"
 )
@@ -367,4 +370,193 @@ func TestAuditLateDataAfterManyResets(t *testing.T) {
 			t.Fatalf("request after late DATA: %+v", e)
 		}
 	})
+}
+
+// onlyConn returns the server's one connection.
+func onlyConn(t *testing.T, srv *Server) *conn {
+	t.Helper()
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if len(srv.conns) != 1 {
+		t.Fatalf("%d connections, want 1", len(srv.conns))
+	}
+	for c := range srv.conns {
+		return c
+	}
+	return nil
+}
+
+// waitSettled waits until c has no stream, handler or writer left;
+// false after testTimeout.
+func waitSettled(c *conn) (ok bool, state string) {
+	deadline := time.Now().Add(testTimeout)
+	for {
+		c.mu.Lock()
+		state = fmt.Sprintf("open %d, handlers %d, streams %d, queue %d, busy %d", c.open, c.handlers, len(c.streams), len(c.queue), c.busy.Load())
+		settled := c.open == 0 && c.handlers == 0 && len(c.streams) == 0 && c.busy.Load() == 0
+		c.mu.Unlock()
+		if settled {
+			return true, state
+		}
+		if time.Now().After(deadline) {
+			return false, state
+		}
+		time.Sleep(time.Millisecond) // polling a condition no channel reports
+	}
+}
+
+// TestAuditCountersOnEveryExit: the stream counters (open, handlers,
+// busy) return to zero whatever way a stream ends.
+func TestAuditCountersOnEveryExit(t *testing.T) {
+	big := bytes.Repeat([]byte("b"), 64<<10)
+	inWrite := make(chan struct{}, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/panic":
+			io.WriteString(w, "x")
+			panic("boom")
+		case "/abort":
+			w.Write(big)
+			panic(http.ErrAbortHandler)
+		case "/goexit":
+			runtime.Goexit()
+		case "/big": // the client resets the stream mid-write
+			w.(http.Flusher).Flush()
+			inWrite <- struct{}{}
+			for {
+				if _, err := w.Write(big); err != nil {
+					return
+				}
+			}
+		case "/deadline": // no window: the write deadline ends it
+			http.NewResponseController(w).SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
+			for {
+				if _, err := w.Write(big); err != nil {
+					return
+				}
+			}
+		case "/noread": // a body it never reads
+			io.WriteString(w, "done")
+		case "/halfread":
+			r.Body.Read(make([]byte, 3))
+			io.WriteString(w, "done")
+		}
+	})
+	addr, _, conf, srv := startServer(t, h, nil)
+	c := rawConn(t, addr, conf)
+	c.handshake()
+	sc := onlyConn(t, srv)
+	id := uint32(1)
+	next := func() uint32 { id += 2; return id - 2 }
+
+	for _, p := range []string{"/panic", "/abort", "/goexit"} {
+		s := next()
+		c.writeHeaders(s, true, reqHeaders("GET", p)...)
+		if e := c.waitStream(s); !e.reset {
+			t.Errorf("%s: %+v, want a reset", p, e)
+		}
+	}
+	s := next()
+	c.writeHeaders(s, true, reqHeaders("GET", "/big")...)
+	recv(t, inWrite, "the handler writing")
+	c.fr.WriteRSTStream(s, xhttp2.ErrCodeCancel)
+
+	s = next()
+	c.fr.WriteSettings(xhttp2.Setting{ID: xhttp2.SettingInitialWindowSize, Val: 0})
+	c.writeHeaders(s, true, reqHeaders("GET", "/deadline")...)
+	if e := c.waitStream(s); !e.reset {
+		t.Errorf("/deadline: %+v, want a reset", e)
+	}
+	c.fr.WriteSettings(xhttp2.Setting{ID: xhttp2.SettingInitialWindowSize, Val: 65535})
+
+	for _, p := range []string{"/noread", "/halfread"} {
+		s := next()
+		c.writeHeaders(s, false, reqHeaders("POST", p)...)
+		c.fr.WriteData(s, false, []byte("some body"))
+		if e := c.waitStream(s); e.status != "200" {
+			t.Errorf("%s: %+v", p, e)
+		}
+	}
+	if ok, state := waitSettled(sc); !ok {
+		t.Errorf("connection not settled: %s", state)
+	}
+	// And it still serves.
+	s = next()
+	c.writeHeaders(s, true, reqHeaders("GET", "/noread")...)
+	if e := c.waitStream(s); e.status != "200" {
+		t.Errorf("after all that: %+v", e)
+	}
+}
+
+// TestAuditFlushBackstop: a handler that writes more than its buffer and
+// then blocks without flushing: the client gets the data while the
+// handler is still blocked (the backstop flush), not when it returns.
+func TestAuditFlushBackstop(t *testing.T) {
+	release := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write(bytes.Repeat([]byte("a"), bufferSize+100))
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	addr, _, conf, _ := startServer(t, h, nil)
+	defer close(release)
+	c := rawConn(t, addr, conf)
+	c.handshake()
+	c.writeHeaders(1, true, reqHeaders("GET", "/")...)
+	got := 0
+	for got < bufferSize+100 {
+		f := c.readUntil("DATA", func(f xhttp2.Frame) bool {
+			_, ok := f.(*xhttp2.DataFrame)
+			return ok
+		})
+		got += len(f.(*xhttp2.DataFrame).Data())
+	}
+}
+
+// TestAuditWriteByteTimeout: a client that grants window but never reads
+// the socket blocks the connection's writes (under wmu, the read loop's
+// PING acks too); HTTP2.WriteByteTimeout must end the connection on its
+// own: the handler's write fails and ServeConn returns.
+func TestAuditWriteByteTimeout(t *testing.T) {
+	results := make(chan error, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		chunk := make([]byte, 32<<10)
+		for {
+			if _, err := w.Write(chunk); err != nil {
+				results <- err
+				return
+			}
+		}
+	})
+	addr, _, conf, srv := startServer(t, h, func(s *http.Server) {
+		s.HTTP2 = &http.HTTP2Config{WriteByteTimeout: 200 * time.Millisecond}
+	})
+	c := rawConn(t, addr, conf)
+	c.handshake()
+	c.conn.NetConn().(*net.TCPConn).SetReadBuffer(64 << 10)
+	c.fr.WriteSettings(xhttp2.Setting{ID: xhttp2.SettingInitialWindowSize, Val: 1<<31 - 1})
+	c.fr.WriteWindowUpdate(0, 1<<31-1-65535)
+	c.writeHeaders(1, true, reqHeaders("GET", "/")...)
+	// PINGs keep the read loop writing too.
+	for range 100 {
+		c.fr.WritePing(false, [8]byte{1})
+	}
+	if err := recv(t, results, "the handler's write to fail"); err == nil {
+		t.Fatal("no error")
+	}
+	deadline := time.Now().Add(testTimeout)
+	for {
+		srv.mu.Lock()
+		n := len(srv.conns)
+		srv.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("ServeConn did not return")
+		}
+		time.Sleep(time.Millisecond) // polling a condition no channel reports
+	}
 }
