@@ -560,3 +560,27 @@ func TestAuditWriteByteTimeout(t *testing.T) {
 		time.Sleep(time.Millisecond) // polling a condition no channel reports
 	}
 }
+
+// TestAuditLateTrailersAfterManyResets: as TestAuditLateDataAfterManyResets,
+// for the request trailers the client had in flight. (net/http ends the
+// connection here.)
+func TestAuditLateTrailersAfterManyResets(t *testing.T) {
+	addr, _, conf, _ := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusUnauthorized)
+	}), nil)
+	c := rawConn(t, addr, conf)
+	c.handshake()
+	const n = 40
+	for i := range n {
+		id := uint32(2*i + 1)
+		c.writeHeaders(id, false, reqHeaders("POST", "/", "trailer", "x-sum")...)
+		if e := c.waitStream(id); e.status != "401" {
+			t.Fatalf("stream %d: %+v", id, e)
+		}
+	}
+	c.writeHeaders(1, true, "x-sum", "1")
+	c.writeHeaders(2*n+1, true, reqHeaders("GET", "/")...)
+	if e := c.waitStream(2*n + 1); e.status != "401" {
+		t.Fatalf("request after late trailers: %+v", e)
+	}
+}

@@ -841,6 +841,12 @@ func (c *conn) processHeaders(f *xhttp2.MetaHeadersFrame) error {
 		if reset {
 			return nil // trailers the client sent before our RST_STREAM
 		}
+		if f.StreamEnded() && len(f.PseudoFields()) == 0 {
+			// Trailers on a stream we reset longer ago than the resets
+			// we remember (see processData): a stream error. A request
+			// reusing a stream ID is still a connection error.
+			return xhttp2.StreamError{StreamID: id, Code: xhttp2.ErrCodeStreamClosed}
+		}
 		return xhttp2.ConnectionError(xhttp2.ErrCodeStreamClosed)
 	}
 	c.maxID = id
