@@ -584,3 +584,88 @@ func TestAuditLateTrailersAfterManyResets(t *testing.T) {
 		t.Fatalf("request after late trailers: %+v", e)
 	}
 }
+
+// TestAuditResetBodyGivesWindowBack: request body bytes buffered for a
+// stream the client resets hold the connection's receive window; they
+// must be given back at the reset, whether the stream's handler never
+// runs (queued behind others) or runs on without reading. Otherwise the
+// window leaks and every upload on the connection stalls for good. (A
+// client here sends what the server's own accounting allows: more is a
+// FLOW_CONTROL_ERROR.)
+func TestAuditResetBodyGivesWindowBack(t *testing.T) {
+	for _, queued := range []bool{true, false} {
+		name := "running handler"
+		if queued {
+			name = "queued stream"
+		}
+		t.Run(name, func(t *testing.T) {
+			release := make(chan struct{})
+			blocked := make(chan struct{}, 1)
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/block" { // ignores its reset, reads nothing
+					blocked <- struct{}{}
+					<-release
+					return
+				}
+				// Read only once the whole body is in: no window comes
+				// back while the client sends it.
+				b := r.Body.(*reqBody)
+				b.mu.Lock()
+				for !b.done && b.err == nil {
+					b.cond.Wait()
+				}
+				b.mu.Unlock()
+				io.Copy(io.Discard, r.Body)
+			})
+			addr, _, conf, _ := startServerWith(t, h, func(s *Server) {
+				if queued {
+					s.MaxConcurrentStreams = 1
+				}
+			})
+			defer func() {
+				select {
+				case <-release:
+				default:
+					close(release)
+				}
+			}()
+			c := rawConn(t, addr, conf)
+			c.handshake()
+			chunk := make([]byte, 16<<10)
+			upload := func(id uint32, n int, end bool) {
+				for i := range n {
+					if err := c.fr.WriteData(id, end && i == n-1, chunk); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			var bodyID uint32 = 1
+			if queued {
+				c.writeHeaders(1, true, reqHeaders("GET", "/block")...)
+				recv(t, blocked, "the handler")
+				c.fr.WriteRSTStream(1, xhttp2.ErrCodeCancel)
+				bodyID = 3 // waits in line behind stream 1's handler
+				c.writeHeaders(bodyID, false, reqHeaders("POST", "/upload")...)
+			} else {
+				c.writeHeaders(bodyID, false, reqHeaders("POST", "/block")...)
+				recv(t, blocked, "the handler")
+			}
+			upload(bodyID, 40, false) // 640 KiB of the 1 MiB window
+			c.fr.WriteRSTStream(bodyID, xhttp2.ErrCodeCancel)
+			// A PING's ack: the server has processed the reset.
+			c.fr.WritePing(false, [8]byte{7})
+			c.readUntil("the PING ack", func(f xhttp2.Frame) bool {
+				p, ok := f.(*xhttp2.PingFrame)
+				return ok && p.IsAck()
+			})
+			if queued {
+				close(release) // stream 1's handler ends, the queue moves
+			}
+			c.writeHeaders(7, false, reqHeaders("POST", "/upload")...)
+			upload(7, 40, true)
+			if e := c.waitStream(7); e.status != "200" {
+				t.Fatalf("upload after the reset: %+v", e)
+			}
+		})
+	}
+}

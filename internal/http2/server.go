@@ -636,11 +636,16 @@ func (c *conn) processReset(f *xhttp2.RSTStreamFrame) error {
 	}
 	c.mu.Lock()
 	st := c.streams[f.StreamID]
+	orphan := false
 	if st != nil {
 		st.resetByPeer = true
+		orphan = !st.started
 		c.closeStream(st, errReset)
 	}
 	c.mu.Unlock()
+	if st != nil {
+		st.body.discard(orphan)
+	}
 	return nil
 }
 
@@ -648,11 +653,16 @@ func (c *conn) processReset(f *xhttp2.RSTStreamFrame) error {
 func (c *conn) resetStream(id uint32, code xhttp2.ErrCode) {
 	c.mu.Lock()
 	st := c.streams[id]
+	orphan := false
 	if st != nil {
+		orphan = !st.started
 		c.closeStream(st, errStreamClosed)
 	}
 	c.noteReset(id)
 	c.mu.Unlock()
+	if st != nil {
+		st.body.discard(orphan)
+	}
 	c.lockWrite()
 	c.writeRSTStream(id, code)
 	c.unlockWrite()

@@ -171,6 +171,31 @@ func (b *reqBody) close() {
 	}
 }
 
+// discard drops what is buffered of the body of a stream just reset:
+// a read now returns the reset's error, not these bytes, and a stream
+// that never ran (orphan: reset while queued) has no handler to close
+// its body. The connection's window they hold is given back now, not
+// when (if ever) the handler returns: otherwise a client's resets leak
+// the connection's window until every upload on it stalls.
+func (b *reqBody) discard(orphan bool) {
+	b.mu.Lock()
+	if b.closed || b.err == nil && !orphan {
+		// Closed: the handler gave the window back. No error: the body
+		// was complete, the handler reads it to the end.
+		b.mu.Unlock()
+		return
+	}
+	if orphan {
+		b.closed = true
+	}
+	left := int64(len(b.buf) - b.off)
+	b.buf, b.off = nil, 0
+	b.mu.Unlock()
+	if left > 0 {
+		b.st.c.creditConn(left)
+	}
+}
+
 func (b *reqBody) Close() error {
 	b.close()
 	return nil
