@@ -20,6 +20,7 @@ import (
 	"time"
 
 	xhttp2 "golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 )
 
 // frameLog reads the frames of stream id until END_STREAM, RST_STREAM or
@@ -668,4 +669,73 @@ func TestAuditResetBodyGivesWindowBack(t *testing.T) {
 			}
 		})
 	}
+}
+
+// failConn fails every write once fail is set, as a socket whose peer is
+// gone or whose write deadline passed.
+type failConn struct {
+	net.Conn
+	fail atomic.Bool
+}
+
+var errInjected = errors.New("injected write error")
+
+func (c *failConn) Write(p []byte) (int, error) {
+	if c.fail.Load() {
+		return 0, errInjected
+	}
+	return c.Conn.Write(p)
+}
+
+// TestAuditWriteErrorReported: a socket write that fails inside a
+// handler's write (bufio writing through a full buffer, the flush being
+// left to others) must fail that write; the error was kept by bufio and
+// the write reported success, and the next ones too, frames dropped.
+func TestAuditWriteErrorReported(t *testing.T) {
+	var fc *failConn
+	results := make(chan error, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "x")
+		w.(http.Flusher).Flush() // the connection's buffer is empty
+		fc.fail.Store(true)
+		// Two full DATA frames: the second does not fit the 32 KiB
+		// buffer with the first, so bufio writes to the socket, which
+		// fails. The flush is left to the flusher: the handler runs.
+		_, err := w.Write(make([]byte, 2*defaultFrameSize))
+		results <- err
+	})
+	srv := New(&http.Server{Handler: h, ErrorLog: discardLog()})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		fc = &failConn{Conn: c}
+		srv.ServeConn(fc)
+	}()
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(testTimeout))
+	io.WriteString(nc, xhttp2.ClientPreface)
+	c := &h2conn{t: t, settings: map[xhttp2.SettingID]uint32{}}
+	c.fr = xhttp2.NewFramer(nc, nc)
+	c.henc = hpack.NewEncoder(&c.hbuf)
+	c.fr.WriteSettings()
+	c.writeHeaders(1, true, reqHeaders("GET", "/")...)
+	go io.Copy(io.Discard, nc)
+	if err := recv(t, results, "the handler's write"); err == nil {
+		t.Error("the write whose socket write failed reported success")
+	}
+	nc.Close()
+	recv(t, served, "ServeConn")
 }

@@ -1216,6 +1216,16 @@ func (c *conn) doneWriting(st *stream) {
 // running, and releases wmu. A
 // write error closes the connection: every later write fails with it.
 func (c *conn) unlockWrite() error {
+	if c.werr == nil {
+		// A frame that did not fit the buffer made bufio write to the
+		// socket: an error there sticks in bufio, and every later frame
+		// is dropped. Take it now (Write(nil) only reports it), not at
+		// a flush left to others: until then this writer's writes
+		// reported success.
+		if _, err := c.bw.Write(nil); err != nil {
+			c.werr = err
+		}
+	}
 	if c.werr == nil && c.waiting.Load() == 0 && c.bw.Buffered() > 0 {
 		if c.busy.Load() > 0 && !c.flushNow {
 			// Handlers still running will write, and the last one to
