@@ -739,3 +739,90 @@ func TestAuditWriteErrorReported(t *testing.T) {
 	nc.Close()
 	recv(t, served, "ServeConn")
 }
+
+// TestAuditTimersStopped: timers do not outlive what they time, holding
+// the connection (buffers, HPACK tables) for as long as they are set:
+// the write deadline's once its stream ends, the idle timer once the
+// connection is closed.
+func TestAuditTimersStopped(t *testing.T) {
+	t.Run("write deadline", func(t *testing.T) {
+		streams := make(chan *stream, 1)
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			streams <- w.(*responseWriter).st
+			http.NewResponseController(w).SetWriteDeadline(time.Now().Add(time.Hour))
+			w.Write(make([]byte, bufferSize+1)) // waits for window
+		})
+		addr, _, conf, srv := startServer(t, h, nil)
+		c := rawConn(t, addr, conf)
+		c.handshake()
+		c.fr.WriteSettings(xhttp2.Setting{ID: xhttp2.SettingInitialWindowSize, Val: 0})
+		c.writeHeaders(1, true, reqHeaders("GET", "/")...)
+		st := recv(t, streams, "the handler")
+		sc := onlyConn(t, srv)
+		// Once the handler waits for window, grant it.
+		c.readUntil("the response HEADERS", func(f xhttp2.Frame) bool {
+			_, ok := f.(*xhttp2.MetaHeadersFrame)
+			return ok
+		})
+		for {
+			sc.mu.Lock()
+			waiting := st.wtimer != nil
+			sc.mu.Unlock()
+			if waiting {
+				break
+			}
+			time.Sleep(time.Millisecond) // polling a condition no channel reports
+		}
+		c.fr.WriteSettings(xhttp2.Setting{ID: xhttp2.SettingInitialWindowSize, Val: 65535})
+		if e := c.waitStream(1); !e.done || e.reset || len(e.body) != bufferSize+1 {
+			t.Fatalf("stream end: done %v, reset %v, %d bytes", e.done, e.reset, len(e.body))
+		}
+		if ok, state := waitSettled(sc); !ok {
+			t.Fatalf("not settled: %s", state)
+		}
+		sc.mu.Lock()
+		active := st.wtimer.Stop()
+		sc.mu.Unlock()
+		if active {
+			t.Error("the write deadline's timer is still set after the stream ended")
+		}
+	})
+	t.Run("idle", func(t *testing.T) {
+		release := make(chan struct{})
+		started := make(chan struct{})
+		returned := make(chan struct{})
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			defer close(returned)
+			close(started)
+			<-release
+		})
+		addr, _, conf, srv := startServer(t, h, func(s *http.Server) { s.IdleTimeout = time.Hour })
+		c := rawConn(t, addr, conf)
+		c.handshake()
+		c.writeHeaders(1, true, reqHeaders("GET", "/")...)
+		recv(t, started, "the handler")
+		sc := onlyConn(t, srv)
+		c.fr.WriteRSTStream(1, xhttp2.ErrCodeCancel)
+		c.conn.Close()
+		for { // ServeConn returns
+			srv.mu.Lock()
+			n := len(srv.conns)
+			srv.mu.Unlock()
+			if n == 0 {
+				break
+			}
+			time.Sleep(time.Millisecond) // polling a condition no channel reports
+		}
+		close(release)
+		recv(t, returned, "the handler's return")
+		if ok, state := waitSettled(sc); !ok {
+			t.Fatalf("not settled: %s", state)
+		}
+		sc.mu.Lock()
+		active := sc.idle != nil && sc.idle.Stop()
+		sc.mu.Unlock()
+		if active {
+			t.Error("the idle timer was set again after the connection closed")
+		}
+	})
+}

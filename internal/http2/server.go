@@ -708,7 +708,10 @@ func (c *conn) closeStream(st *stream, err error) {
 // maybeIdle, with mu held: a connection without streams starts its idle
 // timer, or closes if it is going away.
 func (c *conn) maybeIdle() {
-	if c.open > 0 || c.handlers > 0 {
+	if c.open > 0 || c.handlers > 0 || c.dead {
+		// Closed: close stopped the idle timer, and a handler ending
+		// later must not set it again (it would hold the connection
+		// for IdleTimeout).
 		return
 	}
 	if c.goingAway && !c.dead {
@@ -1003,6 +1006,12 @@ func (c *conn) afterStream(st *stream) *stream {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if st.wtimer != nil {
+		// Its handler is done waiting for window. A timer left set
+		// holds the connection until the deadline (WriteTimeout, or
+		// whatever the handler set), long after it closed.
+		st.wtimer.Stop()
+	}
 	for len(c.queue) > 0 {
 		next := c.queue[0]
 		c.queue[0] = nil
