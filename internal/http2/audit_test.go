@@ -6,8 +6,10 @@ package http2
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/net/http2/hpack"
 	"io"
 	"mime/multipart"
 	"net"
@@ -20,7 +22,6 @@ import (
 	"time"
 
 	xhttp2 "golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
 )
 
 // frameLog reads the frames of stream id until END_STREAM, RST_STREAM or
@@ -825,4 +826,37 @@ func TestAuditTimersStopped(t *testing.T) {
 			t.Error("the idle timer was set again after the connection closed")
 		}
 	})
+}
+
+// TestAuditFlusherOutlivesConnContext: the backstop flusher runs as long
+// as the connection, not as long as the context ConnContext returned
+// (which the application may cancel, e.g. when shutdown starts): a
+// response finished while another handler runs must still go out.
+func TestAuditFlusherOutlivesConnContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	release := make(chan struct{})
+	started := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			close(started)
+			<-release // ignores its context
+			return
+		}
+		io.WriteString(w, "fast")
+	})
+	addr, _, conf, _ := startServer(t, h, func(s *http.Server) {
+		s.ConnContext = func(context.Context, net.Conn) context.Context { return ctx }
+	})
+	defer close(release)
+	c := rawConn(t, addr, conf)
+	c.handshake()
+	c.writeHeaders(1, true, reqHeaders("GET", "/slow")...)
+	recv(t, started, "the slow handler")
+	cancel()
+	c.writeHeaders(3, true, reqHeaders("GET", "/fast")...)
+	c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if e := c.waitStream(3); string(e.body) != "fast" {
+		t.Errorf("fast response while the slow handler runs: %+v", e)
+	}
 }

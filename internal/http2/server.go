@@ -270,8 +270,9 @@ type conn struct {
 	wbt      time.Duration
 	wuntil   time.Time
 	flushReq chan struct{}
-	flushNow bool         // this write section flushes regardless of busy
-	busy     atomic.Int32 // handlers that have not written their last frame
+	done     chan struct{} // closed when the connection is: the flusher ends
+	flushNow bool          // this write section flushes regardless of busy
+	busy     atomic.Int32  // handlers that have not written their last frame
 }
 
 func (s *Server) newConn(rwc net.Conn) *conn {
@@ -304,6 +305,7 @@ func (s *Server) newConn(rwc net.Conn) *conn {
 	c.bw = bufio.NewWriterSize(writerOnly{rwc}, 32<<10)
 	c.henc = hpack.NewEncoder(&c.hbuf)
 	c.flushReq = make(chan struct{}, 1)
+	c.done = make(chan struct{})
 	c.fr = xhttp2.NewFramer(nil, c.br)
 	c.fr.SetMaxReadFrameSize(maxReadFrameSize)
 	c.fr.MaxHeaderListSize = s.maxHeaderList()
@@ -458,6 +460,7 @@ func (c *conn) close() {
 	c.mu.Unlock()
 	c.rwc.Close()
 	c.cancel()
+	close(c.done)
 	for _, st := range streams {
 		st.body.fail(errClientGone)
 	}
@@ -1197,7 +1200,9 @@ func (c *conn) flusher() {
 	for {
 		select {
 		case <-c.flushReq:
-		case <-c.ctx.Done():
+		case <-c.done:
+			// Not c.ctx: it derives from ConnContext's, which the
+			// application may cancel while the connection serves on.
 			return
 		}
 		time.Sleep(flushDelay)
