@@ -860,3 +860,41 @@ func TestAuditFlusherOutlivesConnContext(t *testing.T) {
 		t.Errorf("fast response while the slow handler runs: %+v", e)
 	}
 }
+
+// TestAuditGoAwayMaxIDRace: a connection error recording the highest
+// stream ID after Shutdown's GOAWAY read it. The write was not under mu;
+// the race detector cannot see it (socket I/O between the two counts as
+// synchronization for it), so this test only exercises the path.
+func TestAuditGoAwayMaxIDRace(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{}, 1)
+	addr, _, conf, srv := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}), nil)
+	defer close(release)
+	c := rawConn(t, addr, conf)
+	c.handshake()
+	c.writeHeaders(1, true, reqHeaders("GET", "/")...)
+	recv(t, started, "the handler")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	shut := make(chan error, 1)
+	go func() { shut <- srv.Shutdown(ctx) }()
+	c.readUntil("GOAWAY", func(f xhttp2.Frame) bool {
+		_, ok := f.(*xhttp2.GoAwayFrame)
+		return ok
+	})
+	// DATA on an idle stream: a connection error, with the stream ID
+	// recorded for the GOAWAY.
+	c.fr.WriteData(99, true, []byte("x"))
+	g, _ := c.connEnd()
+	if g == nil || g.ErrCode != xhttp2.ErrCodeProtocol {
+		t.Errorf("GOAWAY %+v, want PROTOCOL_ERROR", g)
+	}
+	cancel()
+	recv(t, shut, "Shutdown")
+}

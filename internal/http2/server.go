@@ -237,7 +237,7 @@ type conn struct {
 	br     *bufio.Reader
 
 	// read loop
-	maxID       uint32 // highest client stream ID seen
+	maxID       uint32 // highest client stream ID seen; written under mu too
 	sawSettings bool
 	unacked     int // our SETTINGS frames not yet acknowledged
 	maxStreams  uint32
@@ -390,7 +390,12 @@ func (c *conn) handleError(f xhttp2.Frame, err error) bool {
 	case errors.As(err, &ce):
 		if f != nil {
 			if id := f.Header().StreamID; id > c.maxID && id%2 == 1 {
+				// Under mu: goAway (Shutdown, the idle timer) reads it
+				// from other goroutines. (The race detector misses this
+				// one: it counts socket I/O as synchronization.)
+				c.mu.Lock()
 				c.maxID = id
+				c.mu.Unlock()
 			}
 		}
 		c.fail(xhttp2.ErrCode(ce))
