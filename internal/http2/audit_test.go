@@ -898,3 +898,131 @@ func TestAuditGoAwayMaxIDRace(t *testing.T) {
 	cancel()
 	recv(t, shut, "Shutdown")
 }
+
+// TestAuditConcurrentHugeHeaders: response header blocks over a frame
+// (HEADERS + CONTINUATION), trailers and 1xx written by many streams at
+// once, while the client changes SETTINGS_HEADER_TABLE_SIZE and
+// SETTINGS_MAX_FRAME_SIZE: every block must be contiguous on the wire and
+// decode (one HPACK decoder, in wire order) to what the handler set.
+func TestAuditConcurrentHugeHeaders(t *testing.T) {
+	value := func(id string, i int) string {
+		return strings.Repeat(fmt.Sprintf("%s-%d.", id, i), 400)[:2000]
+	}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.URL.Query().Get("id")
+		w.Header().Set("Link", "</a>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		for i := range 12 {
+			w.Header().Set(fmt.Sprintf("X-Big-%d", i), value(id, i))
+		}
+		w.Header().Set("Trailer", "X-Tr")
+		io.WriteString(w, id)
+		w.(http.Flusher).Flush()
+		w.Header().Set("X-Tr", value(id, 99))
+	})
+	addr, _, conf, _ := startServer(t, h, nil)
+	c := rawConn(t, addr, conf)
+	c.handshake()
+	const n = 40
+	for i := range n {
+		id := uint32(2*i + 1)
+		c.writeHeaders(id, true, reqHeaders("GET", fmt.Sprintf("/?id=s%d", id))...)
+		switch i {
+		case 5:
+			c.fr.WriteSettings(xhttp2.Setting{ID: xhttp2.SettingHeaderTableSize, Val: 100})
+		case 15:
+			c.fr.WriteSettings(xhttp2.Setting{ID: xhttp2.SettingMaxFrameSize, Val: 1 << 20})
+		case 25:
+			c.fr.WriteSettings(xhttp2.Setting{ID: xhttp2.SettingHeaderTableSize, Val: 4096},
+				xhttp2.Setting{ID: xhttp2.SettingMaxFrameSize, Val: 16384})
+		}
+	}
+	type result struct{ headers, trailers, body bool }
+	got := map[uint32]*result{}
+	ended := 0
+	for ended < n {
+		f := c.read()
+		switch f := f.(type) {
+		case *xhttp2.MetaHeadersFrame:
+			r := got[f.StreamID]
+			if r == nil {
+				r = &result{}
+				got[f.StreamID] = r
+			}
+			id := fmt.Sprintf("s%d", f.StreamID)
+			hdr := http.Header{}
+			for _, hf := range f.RegularFields() {
+				hdr.Add(hf.Name, hf.Value)
+			}
+			switch s := f.PseudoValue("status"); s {
+			case "103":
+			case "200":
+				for i := range 12 {
+					if v := hdr.Get(fmt.Sprintf("X-Big-%d", i)); v != value(id, i) {
+						t.Fatalf("stream %d: X-Big-%d is %.40q...", f.StreamID, i, v)
+					}
+				}
+				r.headers = true
+			case "":
+				if v := hdr.Get("X-Tr"); v != value(id, 99) {
+					t.Fatalf("stream %d: trailer %.40q...", f.StreamID, v)
+				}
+				r.trailers = true
+			default:
+				t.Fatalf("stream %d: status %s", f.StreamID, s)
+			}
+			if f.StreamEnded() {
+				ended++
+			}
+		case *xhttp2.DataFrame:
+			if string(f.Data()) == fmt.Sprintf("s%d", f.StreamID) {
+				got[f.StreamID].body = true
+			}
+			if f.StreamEnded() {
+				ended++
+			}
+		case *xhttp2.RSTStreamFrame, *xhttp2.GoAwayFrame:
+			t.Fatalf("%v", f)
+		}
+	}
+	for id, r := range got {
+		if !r.headers || !r.trailers || !r.body {
+			t.Errorf("stream %d: %+v", id, *r)
+		}
+	}
+}
+
+// TestAuditWriteTimeout: Std.WriteTimeout and SetWriteDeadline bound the
+// response, as net/http's: once the deadline passes the stream is reset
+// (its context canceled, its writes failing), even when the handler was
+// not waiting for window when it passed.
+func TestAuditWriteTimeout(t *testing.T) {
+	targets(t, "", func(t *testing.T, start func(h http.Handler, mutate func(*http.Server)) target) {
+		writes := make(chan error, 2)
+		tg := start(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/past" {
+				http.NewResponseController(w).SetWriteDeadline(time.Now().Add(-time.Second))
+			} else {
+				select { // the WriteTimeout
+				case <-r.Context().Done():
+				case <-time.After(5 * time.Second):
+					writes <- errors.New("the request context was not canceled at WriteTimeout")
+					return
+				}
+			}
+			_, err := w.Write(make([]byte, 64<<10))
+			writes <- err
+		}), func(s *http.Server) { s.WriteTimeout = 200 * time.Millisecond })
+		for _, p := range []string{"/", "/past"} {
+			c := rawConn(t, tg.addr, clientConf())
+			c.handshake()
+			c.writeHeaders(1, true, reqHeaders("GET", p)...)
+			if e := c.waitStream(1); !e.reset {
+				t.Errorf("%s: stream ended %+v, want a reset", p, e.status)
+			}
+			if err := recv(t, writes, "the handler's write"); err == nil {
+				t.Errorf("%s: write after the deadline succeeded", p)
+			}
+		}
+	})
+}

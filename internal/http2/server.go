@@ -912,6 +912,7 @@ func (c *conn) processHeaders(f *xhttp2.MetaHeadersFrame) error {
 	}
 	c.streams[id] = st
 	c.open++
+	c.armWriteDeadline(st) // WriteTimeout's, once the stream is known
 	// Handlers of streams the client reset keep running until they
 	// notice; new ones wait in line behind them instead of piling up,
 	// and a client that resets faster than handlers end (CVE-2023-44487)

@@ -617,16 +617,59 @@ func (rw *responseWriter) FlushError() error {
 	return c.unlockWrite()
 }
 
-// SetWriteDeadline bounds waits for the client's flow-control window;
-// a connection whose socket takes nothing is bounded by
+// SetWriteDeadline moves the stream's write deadline (see
+// armWriteDeadline); one in the past resets the stream now, as
+// net/http. A connection whose socket takes nothing is bounded by
 // HTTP2.WriteByteTimeout.
 func (rw *responseWriter) SetWriteDeadline(t time.Time) error {
-	c := rw.st.c
+	c, st := rw.st.c, rw.st
 	c.mu.Lock()
-	rw.st.wdeadline = t
+	st.wdeadline = t
+	expired := c.armWriteDeadline(st)
 	c.windowReady.Broadcast()
 	c.mu.Unlock()
+	if expired {
+		c.resetIfOpen(st, xhttp2.ErrCodeInternal)
+	}
 	return nil
+}
+
+// armWriteDeadline sets st's timer for its write deadline (WriteTimeout
+// from the stream's start, or SetWriteDeadline's), with mu held; true if
+// the deadline has passed already. When it passes the stream is reset,
+// as net/http does: the response is cut even if the handler was not
+// waiting for window then (before, the deadline only bounded those
+// waits, and a handler slower than WriteTimeout sent its whole
+// response).
+func (c *conn) armWriteDeadline(st *stream) (expired bool) {
+	if st.wtimer != nil {
+		st.wtimer.Stop()
+	}
+	if st.wdeadline.IsZero() {
+		return false
+	}
+	d := time.Until(st.wdeadline)
+	if d <= 0 {
+		return true
+	}
+	if st.wtimer == nil {
+		st.wtimer = time.AfterFunc(d, func() { c.onWriteDeadline(st) })
+	} else {
+		st.wtimer.Reset(d)
+	}
+	return false
+}
+
+// onWriteDeadline resets st if its write deadline has passed (it may
+// have moved since the timer was set) and it is still open.
+func (c *conn) onWriteDeadline(st *stream) {
+	c.mu.Lock()
+	expired := !st.wdeadline.IsZero() && !time.Now().Before(st.wdeadline)
+	c.windowReady.Broadcast()
+	c.mu.Unlock()
+	if expired {
+		c.resetIfOpen(st, xhttp2.ErrCodeInternal)
+	}
 }
 
 func (rw *responseWriter) SetReadDeadline(t time.Time) error {
@@ -763,25 +806,12 @@ func (c *conn) takeWindow(st *stream, want int, block bool) (int, error) {
 		if !block {
 			return 0, nil
 		}
-		if !st.wdeadline.IsZero() {
-			d := time.Until(st.wdeadline)
-			if d <= 0 {
-				return 0, os.ErrDeadlineExceeded
-			}
-			if st.wtimer == nil {
-				st.wtimer = time.AfterFunc(d, c.wakeWriters)
-			} else {
-				st.wtimer.Reset(d)
-			}
+		if !st.wdeadline.IsZero() && !time.Now().Before(st.wdeadline) {
+			return 0, os.ErrDeadlineExceeded
 		}
+		// The deadline's timer (armWriteDeadline) ends the wait.
 		c.windowReady.Wait()
 	}
-}
-
-func (c *conn) wakeWriters() {
-	c.mu.Lock()
-	c.windowReady.Broadcast()
-	c.mu.Unlock()
 }
 
 func (c *conn) streamErr(st *stream) error {
