@@ -244,7 +244,7 @@ type conn struct {
 	br     *bufio.Reader
 
 	// read loop
-	maxID       uint32 // highest client stream ID seen
+	maxID       uint32 // highest client stream ID seen; written under mu too
 	sawSettings bool
 	unacked     int // our SETTINGS frames not yet acknowledged
 	maxStreams  uint32
@@ -277,8 +277,9 @@ type conn struct {
 	wbt      time.Duration
 	wuntil   time.Time
 	flushReq chan struct{}
-	flushNow bool         // this write section flushes regardless of busy
-	busy     atomic.Int32 // handlers that have not written their last frame
+	done     chan struct{} // closed when the connection is: the flusher ends
+	flushNow bool          // this write section flushes regardless of busy
+	busy     atomic.Int32  // handlers that have not written their last frame
 }
 
 func (s *Server) newConn(rwc net.Conn) *conn {
@@ -311,6 +312,7 @@ func (s *Server) newConn(rwc net.Conn) *conn {
 	c.bw = bufio.NewWriterSize(writerOnly{rwc}, 32<<10)
 	c.henc = hpack.NewEncoder(&c.hbuf)
 	c.flushReq = make(chan struct{}, 1)
+	c.done = make(chan struct{})
 	c.fr = xhttp2.NewFramer(nil, c.br)
 	c.fr.SetMaxReadFrameSize(maxReadFrameSize)
 	c.fr.MaxHeaderListSize = s.maxHeaderList()
@@ -395,7 +397,12 @@ func (c *conn) handleError(f xhttp2.Frame, err error) bool {
 	case errors.As(err, &ce):
 		if f != nil {
 			if id := f.Header().StreamID; id > c.maxID && id%2 == 1 {
+				// Under mu: goAway (Shutdown, the idle timer) reads it
+				// from other goroutines. (The race detector misses this
+				// one: it counts socket I/O as synchronization.)
+				c.mu.Lock()
 				c.maxID = id
+				c.mu.Unlock()
 			}
 		}
 		c.fail(xhttp2.ErrCode(ce))
@@ -465,6 +472,7 @@ func (c *conn) close() {
 	c.mu.Unlock()
 	c.rwc.Close()
 	c.cancel()
+	close(c.done)
 	for _, st := range streams {
 		st.body.fail(errClientGone)
 	}
@@ -643,11 +651,16 @@ func (c *conn) processReset(f *xhttp2.RSTStreamFrame) error {
 	}
 	c.mu.Lock()
 	st := c.streams[f.StreamID]
+	orphan := false
 	if st != nil {
 		st.resetByPeer = true
+		orphan = !st.started
 		c.closeStream(st, errReset)
 	}
 	c.mu.Unlock()
+	if st != nil {
+		st.body.discard(orphan)
+	}
 	return nil
 }
 
@@ -655,11 +668,16 @@ func (c *conn) processReset(f *xhttp2.RSTStreamFrame) error {
 func (c *conn) resetStream(id uint32, code xhttp2.ErrCode) {
 	c.mu.Lock()
 	st := c.streams[id]
+	orphan := false
 	if st != nil {
+		orphan = !st.started
 		c.closeStream(st, errStreamClosed)
 	}
 	c.noteReset(id)
 	c.mu.Unlock()
+	if st != nil {
+		st.body.discard(orphan)
+	}
 	c.lockWrite()
 	c.writeRSTStream(id, code)
 	c.unlockWrite()
@@ -705,7 +723,10 @@ func (c *conn) closeStream(st *stream, err error) {
 // maybeIdle, with mu held: a connection without streams starts its idle
 // timer, or closes if it is going away.
 func (c *conn) maybeIdle() {
-	if c.open > 0 || c.handlers > 0 {
+	if c.open > 0 || c.handlers > 0 || c.dead {
+		// Closed: close stopped the idle timer, and a handler ending
+		// later must not set it again (it would hold the connection
+		// for IdleTimeout).
 		return
 	}
 	if c.goingAway && !c.dead {
@@ -737,10 +758,11 @@ func (c *conn) processData(f *xhttp2.DataFrame) error {
 		if reset {
 			return nil
 		}
-		if st == nil {
-			// After END_STREAM both ways (RFC 9113 5.1).
-			return xhttp2.ConnectionError(xhttp2.ErrCodeStreamClosed)
-		}
+		// A stream error, also for a stream closed and forgotten (RFC
+		// 9113 5.1 allows either), as net/http: the resets we remember
+		// are only the last few, and DATA a client had in flight when
+		// we reset its stream (a response done before the upload) must
+		// not end the connection once more streams were reset since.
 		return xhttp2.StreamError{StreamID: id, Code: xhttp2.ErrCodeStreamClosed}
 	}
 	if n > st.recvWin {
@@ -847,6 +869,12 @@ func (c *conn) processHeaders(f *xhttp2.MetaHeadersFrame) error {
 		if reset {
 			return nil // trailers the client sent before our RST_STREAM
 		}
+		if f.StreamEnded() && len(f.PseudoFields()) == 0 {
+			// Trailers on a stream we reset longer ago than the resets
+			// we remember (see processData): a stream error. A request
+			// reusing a stream ID is still a connection error.
+			return xhttp2.StreamError{StreamID: id, Code: xhttp2.ErrCodeStreamClosed}
+		}
 		return xhttp2.ConnectionError(xhttp2.ErrCodeStreamClosed)
 	}
 	c.maxID = id
@@ -891,6 +919,7 @@ func (c *conn) processHeaders(f *xhttp2.MetaHeadersFrame) error {
 	}
 	c.streams[id] = st
 	c.open++
+	c.armWriteDeadline(st) // WriteTimeout's, once the stream is known
 	// Handlers of streams the client reset keep running until they
 	// notice; new ones wait in line behind them instead of piling up,
 	// and a client that resets faster than handlers end (CVE-2023-44487)
@@ -958,53 +987,99 @@ func (c *conn) trailers(st *stream, f *xhttp2.MetaHeadersFrame) error {
 // run serves st's request, then any queued stream's.
 func (c *conn) run(st *stream) {
 	for st != nil {
-		c.serveStream(st)
-		if st.counted {
-			// Ended without a final frame of its own (reset, or the
-			// client went away): it still owes the flush.
-			c.lockWrite()
-			c.doneWriting(st)
-			c.unlockWrite()
-		}
-		c.mu.Lock()
-		st = nil
-		for len(c.queue) > 0 && st == nil {
-			next := c.queue[0]
-			c.queue[0] = nil
-			c.queue = c.queue[1:]
-			if !next.started {
-				next.started = true
-				next.counted = true
-				c.busy.Add(1)
-				st = next
-			}
-		}
-		if st == nil {
-			c.handlers--
-			c.maybeIdle()
-		}
-		c.mu.Unlock()
+		st = c.runOne(st)
 	}
+}
+
+// runOne serves st and returns the queued stream to serve next, if any.
+func (c *conn) runOne(st *stream) *stream {
+	returned := false
+	defer func() {
+		if returned {
+			return
+		}
+		// The handler called runtime.Goexit (t.FailNow does): this
+		// goroutine ends here. Without this the stream's bookkeeping
+		// (busy, handlers) never ended, and a queued stream never ran.
+		if next := c.afterStream(st); next != nil {
+			c.s.dispatch(next)
+		}
+	}()
+	c.serveStream(st)
+	returned = true
+	return c.afterStream(st)
+}
+
+// afterStream settles st's handler's end and takes the next queued
+// stream, counted; with none, the handler slot is given back.
+func (c *conn) afterStream(st *stream) *stream {
+	if st.counted {
+		// Ended without a final frame of its own (reset, or the
+		// client went away): it still owes the flush.
+		c.lockWrite()
+		c.doneWriting(st)
+		c.unlockWrite()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st.wtimer != nil {
+		// Its handler is done waiting for window. A timer left set
+		// holds the connection until the deadline (WriteTimeout, or
+		// whatever the handler set), long after it closed.
+		st.wtimer.Stop()
+	}
+	for len(c.queue) > 0 {
+		next := c.queue[0]
+		c.queue[0] = nil
+		c.queue = c.queue[1:]
+		if !next.started {
+			next.started = true
+			next.counted = true
+			c.busy.Add(1)
+			return next
+		}
+	}
+	c.handlers--
+	c.maybeIdle()
+	return nil
 }
 
 func (c *conn) serveStream(st *stream) {
 	rw := &st.rw
+	handled := false
 	defer func() {
 		st.cancel()
-		if err := recover(); err != nil {
-			if err != http.ErrAbortHandler {
-				buf := make([]byte, 64<<10)
-				buf = buf[:runtime.Stack(buf, false)]
-				c.logf("http2: panic serving %v: %v\n%s", c.remote, err, buf)
-			}
-			st.body.close()
-			c.resetStream(st.id, xhttp2.ErrCodeInternal)
+		err := recover()
+		if err == nil && handled {
 			return
 		}
+		// A panic, or runtime.Goexit (err == nil), which net/http also
+		// answers as a panic: the stream is reset, or the client would
+		// wait for its end forever.
+		if err != nil && err != http.ErrAbortHandler {
+			buf := make([]byte, 64<<10)
+			buf = buf[:runtime.Stack(buf, false)]
+			c.logf("http2: panic serving %v: %v\n%s", c.remote, err, buf)
+		}
+		removeForm(st.req)
+		st.body.close()
+		c.resetStream(st.id, xhttp2.ErrCodeInternal)
 	}()
 	st.handler.ServeHTTP(rw, st.req)
+	removeForm(st.req)
 	rw.finish()
 	st.body.close()
+	handled = true
+}
+
+// removeForm deletes the temporary files of a multipart form the
+// handler parsed, as net/http does once the handler returns: nothing
+// else would, and they would fill the disk. Before the response ends, so
+// the client never sees a response whose files are still there.
+func removeForm(req *http.Request) {
+	if req.MultipartForm != nil {
+		req.MultipartForm.RemoveAll()
+	}
 }
 
 // newRequest builds the request HEADERS describe (RFC 9113 8.3), as
@@ -1146,7 +1221,9 @@ func (c *conn) flusher() {
 	for {
 		select {
 		case <-c.flushReq:
-		case <-c.ctx.Done():
+		case <-c.done:
+			// Not c.ctx: it derives from ConnContext's, which the
+			// application may cancel while the connection serves on.
 			return
 		}
 		time.Sleep(flushDelay)
@@ -1171,9 +1248,19 @@ func (c *conn) doneWriting(st *stream) {
 }
 
 // unlockWrite flushes unless another writer waits or handlers are still
-// running, and releases wmu. A
-// write error closes the connection: every later write fails with it.
+// running, and releases wmu. A write error closes the connection: every
+// later write fails with it.
 func (c *conn) unlockWrite() error {
+	if c.werr == nil {
+		// A frame that did not fit the buffer made bufio write to the
+		// socket: an error there sticks in bufio, and every later frame
+		// is dropped. Take it now (Write(nil) only reports it), not at
+		// a flush left to others: until then this writer's writes
+		// reported success.
+		if _, err := c.bw.Write(nil); err != nil {
+			c.werr = err
+		}
+	}
 	if c.werr == nil && c.waiting.Load() == 0 && c.bw.Buffered() > 0 {
 		if c.busy.Load() > 0 && !c.flushNow {
 			// Handlers still running will write, and the last one to
@@ -1188,15 +1275,6 @@ func (c *conn) unlockWrite() error {
 		}
 	}
 	c.flushNow = false
-	if c.werr == nil {
-		// A write that filled the buffer flushed it itself, and its
-		// error stuck in the bufio.Writer: surface it here, or a
-		// handler whose flush is left to others writes on into a dead
-		// connection without ever being told.
-		if _, err := c.bw.Write(nil); err != nil {
-			c.werr = err
-		}
-	}
 	err := c.werr
 	c.wmu.Unlock()
 	if err != nil {

@@ -45,6 +45,9 @@ type stream struct {
 	resetByPeer bool
 	counted     bool // in c.busy; only its handler goroutine clears it
 
+	// wmu
+	finalSent bool // the final response's HEADERS are written
+
 	body reqBody
 	rw   responseWriter
 }
@@ -104,8 +107,18 @@ func (b *reqBody) push(data []byte) bool {
 	if b.closed || b.err != nil {
 		return false
 	}
-	if b.off > 0 && b.off == len(b.buf) {
-		b.buf, b.off = b.buf[:0], 0
+	if b.off > 0 {
+		if b.off == len(b.buf) {
+			b.buf, b.off = b.buf[:0], 0
+		} else if len(b.buf)+len(data) > cap(b.buf) {
+			// Move what is unread to the front instead of growing: a
+			// reader that never quite drains the buffer (slower than the
+			// client, by any amount) would otherwise keep every byte of
+			// the body it already read. Unread bytes are bounded by the
+			// stream's window, and so is the buffer.
+			n := copy(b.buf, b.buf[b.off:])
+			b.buf, b.off = b.buf[:n], 0
+		}
 	}
 	b.buf = append(b.buf, data...)
 	b.cond.Signal()
@@ -152,6 +165,31 @@ func (b *reqBody) close() {
 		b.timer.Stop()
 	}
 	b.cond.Broadcast()
+	b.mu.Unlock()
+	if left > 0 {
+		b.st.c.creditConn(left)
+	}
+}
+
+// discard drops what is buffered of the body of a stream just reset:
+// a read now returns the reset's error, not these bytes, and a stream
+// that never ran (orphan: reset while queued) has no handler to close
+// its body. The connection's window they hold is given back now, not
+// when (if ever) the handler returns: otherwise a client's resets leak
+// the connection's window until every upload on it stalls.
+func (b *reqBody) discard(orphan bool) {
+	b.mu.Lock()
+	if b.closed || b.err == nil && !orphan {
+		// Closed: the handler gave the window back. No error: the body
+		// was complete, the handler reads it to the end.
+		b.mu.Unlock()
+		return
+	}
+	if orphan {
+		b.closed = true
+	}
+	left := int64(len(b.buf) - b.off)
+	b.buf, b.off = nil, 0
 	b.mu.Unlock()
 	if left > 0 {
 		b.st.c.creditConn(left)
@@ -362,6 +400,10 @@ func (rw *responseWriter) Write(p []byte) (int, error) {
 		return 0, rw.err
 	}
 	rw.written += int64(len(p))
+	if rw.head && rw.sentHeader {
+		// A HEAD response's body is counted, never sent.
+		return len(p), nil
+	}
 	if len(rw.buf)+len(p) <= bufferSize {
 		if rw.buf == nil {
 			rw.pooled = bufPool.Get().(*[]byte)
@@ -371,9 +413,14 @@ func (rw *responseWriter) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	if rw.head {
-		if err := rw.sendHeaders(p, false); err != nil {
+		// The headers go once, typed from the start of the body as
+		// GET's would be; what was buffered is dropped. (Sending them
+		// on every write that overflowed the buffer made a second
+		// HEADERS frame: a malformed response.)
+		if err := rw.sendHeaders(sniffPrefix(rw.buf, p), false); err != nil {
 			return 0, err
 		}
+		rw.buf = rw.buf[:0]
 		return len(p), nil
 	}
 	if err := rw.send(p, false); err != nil {
@@ -486,6 +533,7 @@ func (rw *responseWriter) sendHeaders(sniff []byte, end bool) error {
 func (rw *responseWriter) writeHeaders(sniff []byte, end bool) {
 	c := rw.st.c
 	rw.sentHeader = true
+	rw.st.finalSent = true
 	c.hbuf.Reset()
 	enc := c.henc
 	enc.WriteField(hpack.HeaderField{Name: ":status", Value: statusText(rw.status)})
@@ -519,6 +567,14 @@ func (rw *responseWriter) informational(code int, h http.Header) {
 		return
 	}
 	c.lockWrite()
+	if rw.st.finalSent {
+		// A 1xx after the final response is malformed (RFC 9113 8.1):
+		// the 100 Continue a body read owes, when the handler answered
+		// first. Checked under wmu: the read may run on another
+		// goroutine than the writes.
+		c.unlockWrite()
+		return
+	}
 	c.flushNow = true // 100 Continue and Early Hints are for now
 	c.hbuf.Reset()
 	c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: strconv.Itoa(code)})
@@ -569,16 +625,59 @@ func (rw *responseWriter) FlushError() error {
 	return c.unlockWrite()
 }
 
-// SetWriteDeadline bounds waits for the client's flow-control window;
-// a connection whose socket takes nothing is bounded by
+// SetWriteDeadline moves the stream's write deadline (see
+// armWriteDeadline); one in the past resets the stream now, as
+// net/http. A connection whose socket takes nothing is bounded by
 // HTTP2.WriteByteTimeout.
 func (rw *responseWriter) SetWriteDeadline(t time.Time) error {
-	c := rw.st.c
+	c, st := rw.st.c, rw.st
 	c.mu.Lock()
-	rw.st.wdeadline = t
+	st.wdeadline = t
+	expired := c.armWriteDeadline(st)
 	c.windowReady.Broadcast()
 	c.mu.Unlock()
+	if expired {
+		c.resetIfOpen(st, xhttp2.ErrCodeInternal)
+	}
 	return nil
+}
+
+// armWriteDeadline sets st's timer for its write deadline (WriteTimeout
+// from the stream's start, or SetWriteDeadline's), with mu held; true if
+// the deadline has passed already. When it passes the stream is reset,
+// as net/http does: the response is cut even if the handler was not
+// waiting for window then (before, the deadline only bounded those
+// waits, and a handler slower than WriteTimeout sent its whole
+// response).
+func (c *conn) armWriteDeadline(st *stream) (expired bool) {
+	if st.wtimer != nil {
+		st.wtimer.Stop()
+	}
+	if st.wdeadline.IsZero() {
+		return false
+	}
+	d := time.Until(st.wdeadline)
+	if d <= 0 {
+		return true
+	}
+	if st.wtimer == nil {
+		st.wtimer = time.AfterFunc(d, func() { c.onWriteDeadline(st) })
+	} else {
+		st.wtimer.Reset(d)
+	}
+	return false
+}
+
+// onWriteDeadline resets st if its write deadline has passed (it may
+// have moved since the timer was set) and it is still open.
+func (c *conn) onWriteDeadline(st *stream) {
+	c.mu.Lock()
+	expired := !st.wdeadline.IsZero() && !time.Now().Before(st.wdeadline)
+	c.windowReady.Broadcast()
+	c.mu.Unlock()
+	if expired {
+		c.resetIfOpen(st, xhttp2.ErrCodeInternal)
+	}
 }
 
 func (rw *responseWriter) SetReadDeadline(t time.Time) error {
@@ -612,10 +711,14 @@ func (rw *responseWriter) finish() {
 	}
 	trailers := rw.trailers()
 	if rw.head || !rw.bodyAllowed() {
-		rw.buf = rw.buf[:0]
 		if !rw.sentHeader {
-			rw.sendHeaders(nil, true)
+			// HEAD: the Content-Type is sniffed from what the handler
+			// wrote, as net/http does (GET and HEAD get the same
+			// headers); writeHeaders sniffs only when a body is allowed.
+			rw.sendHeaders(rw.buf, true)
+			rw.buf = rw.buf[:0]
 		} else {
+			rw.buf = rw.buf[:0]
 			rw.sendData(nil, true)
 		}
 		return
@@ -668,6 +771,19 @@ func (rw *responseWriter) trailers() []hpack.HeaderField {
 	return out
 }
 
+// sniffPrefix is the start of the body, buffered bytes then p, enough
+// for http.DetectContentType (which reads at most 512 bytes).
+func sniffPrefix(buf, p []byte) []byte {
+	const sniffLen = 512
+	if len(buf) >= sniffLen || len(p) == 0 {
+		return buf
+	}
+	if len(buf) == 0 {
+		return p
+	}
+	return append(buf[:len(buf):len(buf)], p[:min(len(p), sniffLen-len(buf))]...)
+}
+
 func (rw *responseWriter) release() {
 	if rw.pooled != nil {
 		*rw.pooled = (*rw.pooled)[:0]
@@ -699,25 +815,12 @@ func (c *conn) takeWindow(st *stream, want int, block bool) (int, error) {
 		if !block {
 			return 0, nil
 		}
-		if !st.wdeadline.IsZero() {
-			d := time.Until(st.wdeadline)
-			if d <= 0 {
-				return 0, os.ErrDeadlineExceeded
-			}
-			if st.wtimer == nil {
-				st.wtimer = time.AfterFunc(d, c.wakeWriters)
-			} else {
-				st.wtimer.Reset(d)
-			}
+		if !st.wdeadline.IsZero() && !time.Now().Before(st.wdeadline) {
+			return 0, os.ErrDeadlineExceeded
 		}
+		// The deadline's timer (armWriteDeadline) ends the wait.
 		c.windowReady.Wait()
 	}
-}
-
-func (c *conn) wakeWriters() {
-	c.mu.Lock()
-	c.windowReady.Broadcast()
-	c.mu.Unlock()
 }
 
 func (c *conn) streamErr(st *stream) error {
