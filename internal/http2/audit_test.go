@@ -1026,3 +1026,41 @@ func TestAuditWriteTimeout(t *testing.T) {
 		}
 	})
 }
+
+// TestAuditDrainedBodyBufferReleased: a request body buffer that grew
+// while its handler lagged is released once the handler has read it all.
+// Kept, every stream of a connection could hold a window's worth (1 MiB)
+// at once although the connection's window lets only 1 MiB be unread in
+// all: 250 streams, 250 MiB.
+func TestAuditDrainedBodyBufferReleased(t *testing.T) {
+	const size = 512 << 10
+	caps := make(chan int, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b := r.Body.(*reqBody)
+		b.mu.Lock()
+		for len(b.buf)-b.off < size && b.err == nil {
+			b.cond.Wait()
+		}
+		b.mu.Unlock()
+		io.ReadFull(r.Body, make([]byte, size))
+		b.mu.Lock()
+		caps <- cap(b.buf)
+		b.mu.Unlock()
+		io.Copy(io.Discard, r.Body)
+	})
+	addr, _, conf, _ := startServer(t, h, nil)
+	c := rawConn(t, addr, conf)
+	c.handshake()
+	c.writeHeaders(1, false, reqHeaders("POST", "/")...)
+	chunk := make([]byte, 16<<10)
+	for range size / len(chunk) {
+		if err := c.fr.WriteData(1, false, chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := recv(t, caps, "the handler"); n > 64<<10 {
+		t.Errorf("%d KiB kept by a drained request body", n>>10)
+	}
+	c.fr.WriteData(1, true, nil)
+	c.waitStream(1)
+}

@@ -100,6 +100,10 @@ type reqBody struct {
 	timer    *time.Timer
 }
 
+// keptBodyBuffer is the most a drained request body buffer keeps for
+// the next DATA frames.
+const keptBodyBuffer = 64 << 10
+
 // push appends data; false when the handler no longer reads.
 func (b *reqBody) push(data []byte) bool {
 	b.mu.Lock()
@@ -251,6 +255,12 @@ func (b *reqBody) Read(p []byte) (int, error) {
 	}
 	n := copy(p, b.buf[b.off:])
 	b.off += n
+	if b.off == len(b.buf) && cap(b.buf) > keptBodyBuffer {
+		// Drained: let a buffer that grew while the handler lagged
+		// go, or every stream could keep a window's worth (the
+		// connection's window bounds only what is unread).
+		b.buf, b.off = nil, 0
+	}
 	b.mu.Unlock()
 	b.st.c.credit(b.st, int64(n))
 	return n, nil
