@@ -491,6 +491,9 @@ var (
 // Called with mu held or from the read loop before any stream exists.
 func (c *conn) armIdle() {
 	d := c.s.Std.IdleTimeout
+	if d == 0 {
+		d = c.s.Std.ReadTimeout // net/http's fallback, for both protocols
+	}
 	if d <= 0 {
 		return
 	}
