@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/outpost-edge/outpost/internal/httpwire"
+	"github.com/outpost-edge/outpost/internal/tlswrite"
 )
 
 // Server serves HTTP/1.1 on the fast path and hands every other connection
@@ -438,7 +439,12 @@ func (c *conn) serve() {
 	c.br = brPool.Get().(*bufio.Reader)
 	c.br.Reset(&c.cr)
 	c.bw = bwPool.Get().(*bufio.Writer)
-	c.bw.Reset(c.rwc)
+	if tc, ok := c.rwc.(*tls.Conn); ok {
+		// A body write of several records leaves in one system call.
+		c.bw.Reset(tlswrite.Writer(tc))
+	} else {
+		c.bw.Reset(c.rwc)
+	}
 	std := c.s.Std
 	first := true
 	for {
@@ -507,7 +513,7 @@ func (c *conn) serve() {
 // handshake runs the TLS handshake within net/http's bound for it, and
 // answers a plain-HTTP request on the TLS port as net/http does.
 func (c *conn) handshake() bool {
-	tc := tls.Server(c.rwc, c.s.tlsConf)
+	tc := tls.Server(tlswrite.Wrap(c.rwc), c.s.tlsConf)
 	if d := tlsHandshakeTimeout(c.s.Std); d > 0 {
 		dl := time.Now().Add(d)
 		c.rwc.SetReadDeadline(dl)

@@ -32,6 +32,8 @@ import (
 	"golang.org/x/net/http/httpguts"
 	xhttp2 "golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/outpost-edge/outpost/internal/tlswrite"
 )
 
 const (
@@ -309,7 +311,12 @@ func (s *Server) newConn(rwc net.Conn) *conn {
 	ctx = context.WithValue(ctx, http.LocalAddrContextKey, rwc.LocalAddr())
 	c.ctx, c.cancel = context.WithCancel(ctx)
 	c.br = bufio.NewReaderSize(rwc, 16<<10)
-	c.bw = bufio.NewWriterSize(writerOnly{rwc}, 32<<10)
+	var out io.Writer = writerOnly{rwc}
+	if tc, ok := rwc.(*tls.Conn); ok {
+		// A flush of several records leaves in one system call.
+		out = tlswrite.Writer(tc)
+	}
+	c.bw = bufio.NewWriterSize(out, 32<<10)
 	c.henc = hpack.NewEncoder(&c.hbuf)
 	c.flushReq = make(chan struct{}, 1)
 	c.done = make(chan struct{})
