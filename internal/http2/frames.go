@@ -1,12 +1,10 @@
 package http2
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"net/http"
 	"net/textproto"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -18,8 +16,6 @@ import (
 // Frame writers: each appends one frame to the connection's buffer and
 // must be called with wmu held (lockWrite). Errors stick in the
 // bufio.Writer and surface at the flush in unlockWrite.
-
-type headerBuf = bytes.Buffer
 
 func (c *conn) frameHeader(length int, typ xhttp2.FrameType, flags xhttp2.Flags, id uint32) {
 	// Built in the writer's own buffer: a local array would escape
@@ -218,23 +214,6 @@ func checkHeaders(h http.Header) error {
 		return errConnHeader
 	}
 	return nil
-}
-
-var statusTexts = func() map[int]string {
-	m := map[int]string{}
-	for code := 100; code < 600; code++ {
-		if http.StatusText(code) != "" {
-			m[code] = strconv.Itoa(code)
-		}
-	}
-	return m
-}()
-
-func statusText(code int) string {
-	if s, ok := statusTexts[code]; ok {
-		return s
-	}
-	return strconv.Itoa(code)
 }
 
 // httpDate is the Date header, formatted once a second.

@@ -273,8 +273,7 @@ type conn struct {
 	wmu      sync.Mutex
 	waiting  atomic.Int32 // writers queued for wmu; the last one flushes
 	bw       *bufio.Writer
-	henc     *hpack.Encoder
-	hbuf     headerBuf
+	hb       headerBlock
 	werr     error
 	wbt      time.Duration
 	wuntil   time.Time
@@ -317,7 +316,6 @@ func (s *Server) newConn(rwc net.Conn) *conn {
 		out = tlswrite.Writer(tc)
 	}
 	c.bw = bufio.NewWriterSize(out, 32<<10)
-	c.henc = hpack.NewEncoder(&c.hbuf)
 	c.flushReq = make(chan struct{}, 1)
 	c.done = make(chan struct{})
 	c.fr = xhttp2.NewFramer(nil, c.br)
@@ -579,14 +577,13 @@ func (c *conn) processSettings(f *xhttp2.SettingsFrame) error {
 	if f.NumSettings() > 100 {
 		return xhttp2.ConnectionError(xhttp2.ErrCodeProtocol)
 	}
-	tableSize := int64(-1)
 	err := f.ForeachSetting(func(s xhttp2.Setting) error {
 		if err := s.Valid(); err != nil {
 			return err
 		}
+		// SETTINGS_HEADER_TABLE_SIZE needs nothing: responses never use
+		// the dynamic table (headerBlock).
 		switch s.ID {
-		case xhttp2.SettingHeaderTableSize:
-			tableSize = int64(s.Val)
 		case xhttp2.SettingInitialWindowSize:
 			c.mu.Lock()
 			defer c.mu.Unlock()
@@ -613,11 +610,6 @@ func (c *conn) processSettings(f *xhttp2.SettingsFrame) error {
 		return err
 	}
 	c.lockWrite()
-	if tableSize >= 0 {
-		// In wire order: the ACK tells the peer the new size applies, so
-		// every header block after it may use the new limit.
-		c.henc.SetMaxDynamicTableSizeLimit(uint32(min(tableSize, 4096)))
-	}
 	c.writeSettingsAck()
 	c.unlockWrite()
 	return nil

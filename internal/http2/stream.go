@@ -544,26 +544,26 @@ func (rw *responseWriter) writeHeaders(sniff []byte, end bool) {
 	c := rw.st.c
 	rw.sentHeader = true
 	rw.st.finalSent = true
-	c.hbuf.Reset()
-	enc := c.henc
-	enc.WriteField(hpack.HeaderField{Name: ":status", Value: statusText(rw.status)})
+	c.hb.reset()
+	enc := &c.hb
+	enc.status(rw.status)
 	for _, f := range rw.fields {
-		enc.WriteField(f)
+		enc.field(f.Name, f.Value)
 	}
 	if !rw.hasCT && !rw.hasCE && rw.bodyAllowed() && len(sniff) > 0 {
-		enc.WriteField(hpack.HeaderField{Name: "content-type", Value: http.DetectContentType(sniff)})
+		enc.field("content-type", http.DetectContentType(sniff))
 	}
 	if rw.declared >= 0 {
-		enc.WriteField(hpack.HeaderField{Name: "content-length", Value: strconv.FormatInt(rw.declared, 10)})
+		enc.field("content-length", strconv.FormatInt(rw.declared, 10))
 	} else if rw.done && rw.bodyAllowed() && (rw.written > 0 || !rw.head) {
 		// The handler is done and everything it wrote is still
 		// buffered (else the headers had gone): its length is known.
-		enc.WriteField(hpack.HeaderField{Name: "content-length", Value: strconv.FormatInt(rw.written, 10)})
+		enc.field("content-length", strconv.FormatInt(rw.written, 10))
 	}
 	if !rw.hasDate {
-		enc.WriteField(hpack.HeaderField{Name: "date", Value: httpDate()})
+		enc.field("date", httpDate())
 	}
-	c.writeHeaderBlock(rw.st.id, c.hbuf.Bytes(), end)
+	c.writeHeaderBlock(rw.st.id, c.hb.b, end)
 }
 
 // informational sends a 1xx response now (100 Continue, 103 Early
@@ -586,8 +586,8 @@ func (rw *responseWriter) informational(code int, h http.Header) {
 		return
 	}
 	c.flushNow = true // 100 Continue and Early Hints are for now
-	c.hbuf.Reset()
-	c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: strconv.Itoa(code)})
+	c.hb.reset()
+	c.hb.status(code)
 	for k, vv := range h {
 		name, ok := lowerKey(k)
 		if !ok || k == "Content-Length" || k == "Transfer-Encoding" || k == "Connection" {
@@ -595,11 +595,11 @@ func (rw *responseWriter) informational(code int, h http.Header) {
 		}
 		for _, v := range vv {
 			if validValue(v) {
-				c.henc.WriteField(hpack.HeaderField{Name: name, Value: v})
+				c.hb.field(name, v)
 			}
 		}
 	}
-	c.writeHeaderBlock(rw.st.id, c.hbuf.Bytes(), false)
+	c.writeHeaderBlock(rw.st.id, c.hb.b, false)
 	c.unlockWrite()
 }
 
@@ -745,11 +745,11 @@ func (rw *responseWriter) finish() {
 		return
 	}
 	c.lockWrite()
-	c.hbuf.Reset()
+	c.hb.reset()
 	for _, f := range trailers {
-		c.henc.WriteField(f)
+		c.hb.field(f.Name, f.Value)
 	}
-	c.writeHeaderBlock(st.id, c.hbuf.Bytes(), true)
+	c.writeHeaderBlock(st.id, c.hb.b, true)
 	c.localDone(st)
 	c.doneWriting(st)
 	c.unlockWrite()
