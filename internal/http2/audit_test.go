@@ -86,7 +86,7 @@ func (c *h2conn) frameLog(id uint32) (out []string, ended bool) {
 // per write (a second HEADERS without END_STREAM is a malformed
 // response: the client fails the request).
 func TestAuditHeadLargeWrites(t *testing.T) {
-	targets(t, "", func(t *testing.T, start func(h http.Handler, mutate func(*http.Server)) target) {
+	targets(t, func(t *testing.T, start func(h http.Handler, mutate func(*http.Server)) target) {
 		chunk := bytes.Repeat([]byte("x"), 20<<10)
 		tg := start(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			for range 3 {
@@ -117,7 +117,7 @@ func TestAuditHeadLargeWrites(t *testing.T) {
 // would have, sniffed from the start of what the handler wrote, whether
 // that fits the response buffer or not.
 func TestAuditHeadContentType(t *testing.T) {
-	targets(t, "", func(t *testing.T, start func(h http.Handler, mutate func(*http.Server)) target) {
+	targets(t, func(t *testing.T, start func(h http.Handler, mutate func(*http.Server)) target) {
 		tg := start(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			io.WriteString(w, "<html><body>hi</body></html>")
 			if r.URL.Path == "/big" {
@@ -143,7 +143,7 @@ func TestAuditHeadContentType(t *testing.T) {
 // after its final response's HEADERS (a 1xx after the final response is
 // malformed, RFC 9113 8.1).
 func TestAuditContinueAfterResponse(t *testing.T) {
-	targets(t, "", func(t *testing.T, start func(h http.Handler, mutate func(*http.Server)) target) {
+	targets(t, func(t *testing.T, start func(h http.Handler, mutate func(*http.Server)) target) {
 		got := make(chan string, 1)
 		tg := start(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(200)
@@ -186,7 +186,7 @@ func TestAuditContinueAfterResponse(t *testing.T) {
 // connection able to serve the next request, even with one stream at a
 // time.
 func TestAuditGoexitHandler(t *testing.T) {
-	targets(t, "", func(t *testing.T, start func(h http.Handler, mutate func(*http.Server)) target) {
+	targets(t, func(t *testing.T, start func(h http.Handler, mutate func(*http.Server)) target) {
 		tg := start(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path == "/exit" {
 				io.WriteString(w, "partial")
@@ -241,7 +241,7 @@ func TestAuditGoexitQueued(t *testing.T) {
 // handler parsed are removed once it returns, as net/http does.
 func TestAuditMultipartFormRemoved(t *testing.T) {
 	t.Setenv("TMPDIR", t.TempDir())
-	targets(t, "", func(t *testing.T, start func(h http.Handler, mutate func(*http.Server)) target) {
+	targets(t, func(t *testing.T, start func(h http.Handler, mutate func(*http.Server)) target) {
 		files := make(chan string, 1)
 		tg := start(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if err := r.ParseMultipartForm(1024); err != nil {
@@ -346,7 +346,7 @@ func TestAuditBodyBufferBounded(t *testing.T) {
 // DATA the client had in flight on one of them must not end the whole
 // connection, however many streams were reset since.
 func TestAuditLateDataAfterManyResets(t *testing.T) {
-	targets(t, "", func(t *testing.T, start func(h http.Handler, mutate func(*http.Server)) target) {
+	targets(t, func(t *testing.T, start func(h http.Handler, mutate func(*http.Server)) target) {
 		tg := start(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusUnauthorized)
 		}), nil)
@@ -997,7 +997,7 @@ func TestAuditConcurrentHugeHeaders(t *testing.T) {
 // (its context canceled, its writes failing), even when the handler was
 // not waiting for window when it passed.
 func TestAuditWriteTimeout(t *testing.T) {
-	targets(t, "", func(t *testing.T, start func(h http.Handler, mutate func(*http.Server)) target) {
+	targets(t, func(t *testing.T, start func(h http.Handler, mutate func(*http.Server)) target) {
 		writes := make(chan error, 2)
 		tg := start(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path == "/past" {

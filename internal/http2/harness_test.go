@@ -7,16 +7,12 @@ package http2
 //     tests) and targets (runs a test against net/http's HTTP/2 server and
 //     ours).
 //   - h2spec_test.go: h2spec's conformance suite, in process, one subtest
-//     per case; cases x/net fails on purpose are listed in tolerated.
+//     per case; every case must pass.
 //   - diff_test.go: the same requests through Go's client to net/http's
 //     HTTP/2 server and to ours, compared.
 //   - hostile_test.go: misbehaving clients (rapid reset, CONTINUATION
 //     flood, flow-control abuse, malformed requests) and Shutdown, Close,
 //     IdleTimeout.
-//
-// While server.go is the stub delegating to golang.org/x/net/http2 (see
-// isStub), the tests of what the stub does not wire (Shutdown, Close,
-// Std.IdleTimeout) run against net/http only.
 
 import (
 	"bytes"
@@ -28,7 +24,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -75,22 +70,6 @@ func h2Client(t *testing.T) *http.Client {
 	}
 	t.Cleanup(tr.CloseIdleConnections)
 	return &http.Client{Transport: tr, Timeout: testTimeout}
-}
-
-// isStub tells whether server.go is still the stub that delegates to
-// golang.org/x/net/http2: it does not wire Std.IdleTimeout, Shutdown or
-// Close, so the tests of those run only against net/http's HTTP/2 server
-// (the reference) until the real server lands.
-func isStub() bool {
-	f, ok := reflect.TypeFor[Server]().FieldByName("x")
-	return ok && f.Type.PkgPath() == "golang.org/x/net/http2" && f.Type.Name() == "Server"
-}
-
-func skipIfStub(t *testing.T, what string) {
-	t.Helper()
-	if isStub() {
-		t.Skipf("server.go is the x/net stub, which does not implement %s", what)
-	}
 }
 
 // startServer serves h with the package's Server on a TLS listener on
@@ -158,7 +137,8 @@ func startServerWith(t *testing.T, h http.Handler, mutate func(*Server)) (addr s
 	t.Cleanup(func() {
 		ln.Close()
 		srv.Close()
-		// The stub's Close does nothing: close what is left ourselves.
+		// Close what the server did not track (a connection accepted
+		// while it closed).
 		mu.Lock()
 		for c := range conns {
 			c.Close()
@@ -184,9 +164,8 @@ type target struct {
 }
 
 // targets runs f against net/http's HTTP/2 server ("nethttp") and the
-// package's Server ("ours"); ours is skipped while server.go is the stub
-// (see isStub), with why.
-func targets(t *testing.T, stubLacks string, f func(t *testing.T, start func(h http.Handler, mutate func(*http.Server)) target)) {
+// package's Server ("ours").
+func targets(t *testing.T, f func(t *testing.T, start func(h http.Handler, mutate func(*http.Server)) target)) {
 	t.Run("nethttp", func(t *testing.T) {
 		f(t, func(h http.Handler, mutate func(*http.Server)) target {
 			s := httptest.NewUnstartedServer(h)
@@ -201,7 +180,6 @@ func targets(t *testing.T, stubLacks string, f func(t *testing.T, start func(h h
 		})
 	})
 	t.Run("ours", func(t *testing.T) {
-		skipIfStub(t, stubLacks)
 		f(t, func(h http.Handler, mutate func(*http.Server)) target {
 			addr, _, _, srv := startServer(t, h, mutate)
 			return target{addr: addr, shutdown: srv.Shutdown, close: srv.Close}

@@ -699,7 +699,7 @@ func TestLargeResponseHeader(t *testing.T) {
 // TestIdleTimeout: a connection idle for Std.IdleTimeout gets GOAWAY and
 // is closed.
 func TestIdleTimeout(t *testing.T) {
-	targets(t, "Std.IdleTimeout", func(t *testing.T, start func(http.Handler, func(*http.Server)) target) {
+	targets(t, func(t *testing.T, start func(http.Handler, func(*http.Server)) target) {
 		tg := start(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }),
 			func(s *http.Server) { s.IdleTimeout = 200 * time.Millisecond })
 		c := rawConn(t, tg.addr, clientConf())
@@ -724,7 +724,7 @@ func TestIdleTimeout(t *testing.T) {
 // and waits; new streams are refused; the request in flight completes;
 // then Shutdown returns and the connection is closed.
 func TestShutdown(t *testing.T) {
-	targets(t, "Shutdown", func(t *testing.T, start func(http.Handler, func(*http.Server)) target) {
+	targets(t, func(t *testing.T, start func(http.Handler, func(*http.Server)) target) {
 		release := make(chan struct{})
 		startedc := make(chan struct{}, 1)
 		var newRan atomic.Int32
@@ -821,7 +821,7 @@ func TestShutdown(t *testing.T) {
 // TestShutdownContext: Shutdown returns the context's error when the
 // context ends before the requests in flight do; Close then ends them.
 func TestShutdownContext(t *testing.T) {
-	targets(t, "Shutdown", func(t *testing.T, start func(http.Handler, func(*http.Server)) target) {
+	targets(t, func(t *testing.T, start func(http.Handler, func(*http.Server)) target) {
 		startedc := make(chan struct{}, 1)
 		ended := make(chan struct{})
 		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -855,7 +855,7 @@ func TestShutdownContext(t *testing.T) {
 // TestClose: Close closes every connection at once, idle or not, and the
 // requests in flight see their context end.
 func TestClose(t *testing.T) {
-	targets(t, "Close", func(t *testing.T, start func(http.Handler, func(*http.Server)) target) {
+	targets(t, func(t *testing.T, start func(http.Handler, func(*http.Server)) target) {
 		startedc := make(chan struct{}, 1)
 		ended := make(chan struct{})
 		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
