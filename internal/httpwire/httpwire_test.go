@@ -68,13 +68,29 @@ func withHost(h http.Header) http.Header {
 	return c
 }
 
+// WriteField writes what net/http's rule makes of each value (trim the
+// ends, line breaks to spaces), whether it takes the plain path or not.
 func TestWriteField(t *testing.T) {
-	var b bytes.Buffer
-	bw := bufio.NewWriter(&b)
-	WriteField(bw, "X-A", " a\r\nSet-Cookie: x \t")
-	bw.Flush()
-	if got := b.String(); got != "X-A: a  Set-Cookie: x\r\n" {
-		t.Fatalf("%q", got)
+	for _, tc := range []struct{ v, want string }{
+		{" a\r\nSet-Cookie: x \t", "a  Set-Cookie: x"},
+		{"", ""},
+		{"plain value", "plain value"},
+		{"a\nb", "a b"},
+		{"a\rb", "a b"},
+		{"\t", ""},
+		{" lead", "lead"},
+		{"trail\n", "trail"},
+		{"\r\n\r\n", ""},
+		{"x", "x"},
+		{"in\tside", "in\tside"},
+	} {
+		var b bytes.Buffer
+		bw := bufio.NewWriter(&b)
+		WriteField(bw, "X-A", tc.v)
+		bw.Flush()
+		if got := b.String(); got != "X-A: "+tc.want+"\r\n" {
+			t.Errorf("%q: wrote %q", tc.v, got)
+		}
 	}
 }
 
