@@ -4,6 +4,9 @@ import (
 	"net/http"
 	"net/netip"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func TestRouterMatch(t *testing.T) {
@@ -98,4 +101,27 @@ func FuzzForwardedClient(f *testing.F) {
 			t.Fatalf("invalid client for %q", v)
 		}
 	})
+}
+
+// The cached per-route series count as WithLabelValues would: by route
+// and code, statuses outside 100–599 included.
+func TestMetricsObserveCachesSeries(t *testing.T) {
+	m := NewMetrics(nil)
+	for _, c := range []struct {
+		route  string
+		status int
+	}{{"a", 200}, {"a", 200}, {"a", 404}, {"b", 200}, {"a", 999}} {
+		m.observe(c.route, c.status, time.Millisecond)
+	}
+	for _, c := range []struct {
+		route, code string
+		want        float64
+	}{{"a", "200", 2}, {"a", "404", 1}, {"b", "200", 1}, {"a", "999", 1}, {"b", "404", 0}} {
+		if got := testutil.ToFloat64(m.requests.WithLabelValues(c.route, c.code)); got != c.want {
+			t.Errorf("requests_total{%s,%s} = %v, want %v", c.route, c.code, got, c.want)
+		}
+	}
+	if n := testutil.CollectAndCount(m.duration); n != 2 {
+		t.Errorf("%d duration series, want 2", n)
+	}
 }

@@ -5,14 +5,14 @@ package edge
 
 import (
 	"context"
-	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
-	"strconv"
 	"strings"
 	"time"
 
@@ -157,8 +157,7 @@ func (h *Handler) finish(rec *recorder, r *http.Request, info *reqinfo.Info, sta
 	route := info.Route()
 	if h.Metrics != nil {
 		h.Metrics.inflight.Dec()
-		h.Metrics.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
-		h.Metrics.duration.WithLabelValues(route).Observe(d.Seconds())
+		h.Metrics.observe(route, status, d)
 	}
 	if h.AccessLog == nil {
 		return
@@ -250,9 +249,14 @@ func validRequestID(s string) bool {
 	return true
 }
 
+// newRequestID is 128 random bits in hex. math/rand/v2's generator
+// (ChaCha8, seeded by the OS, per thread) is unpredictable enough for an
+// ID that is never a secret, and costs no system call: crypto/rand was 1%
+// of a small hit's CPU.
 func newRequestID() string {
 	var b [16]byte
-	_, _ = rand.Read(b[:])
+	binary.LittleEndian.PutUint64(b[:8], rand.Uint64())
+	binary.LittleEndian.PutUint64(b[8:], rand.Uint64())
 	return hex.EncodeToString(b[:])
 }
 
