@@ -5,11 +5,14 @@
 // goroutine: a handler hands each HEADERS and DATA frame over a channel,
 // waits for it to be written, and the writer starts a goroutine per write
 // that may block. For small responses that hand-off is most of the cost.
-// Here a handler writes its own frames under the connection's write lock,
-// the last writer in line flushes (so concurrent streams share a syscall),
-// and one read loop per connection parses frames with x/net's Framer and
-// HPACK decoder. Flow control, stream states and limits follow RFC 9113
-// and net/http's choices where the RFC leaves room.
+// Here a handler, on a reused worker goroutine, writes its own frames
+// under the connection's write lock; the last handler still running
+// flushes for all, so the responses to a burst of requests share one
+// write (a 50µs backstop bounds the wait behind a slow one). Response
+// headers are HPACK-coded without the dynamic table (headerBlock). One
+// read loop per connection parses frames with x/net's Framer and HPACK
+// decoder. Flow control, stream states and limits follow RFC 9113 and
+// net/http's choices where the RFC leaves room.
 package http2
 
 import (
