@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -398,7 +397,7 @@ func (w *response) sendHead(h http.Header, first []byte) {
 	}
 	if _, ok := h["Date"]; !ok {
 		bw.WriteString("Date: ")
-		bw.WriteString(httpDate())
+		bw.WriteString(httpwire.Date())
 		bw.WriteString("\r\n")
 	}
 	// No sniffing of an encoded body either (net/http's issue 31753).
@@ -452,25 +451,6 @@ func buildStatusLine(code int) string {
 	}
 	return "HTTP/1.1 " + strconv.Itoa(code) + " " + text + "\r\n"
 }
-
-// httpDate is the Date field's value, formatted once a second.
-func httpDate() string {
-	now := time.Now()
-	sec := now.Unix()
-	if d := dateCache.Load(); d != nil && d.sec == sec {
-		return d.s
-	}
-	d := &cachedDate{sec: sec, s: now.UTC().Format(http.TimeFormat)}
-	dateCache.Store(d)
-	return d.s
-}
-
-type cachedDate struct {
-	sec int64
-	s   string
-}
-
-var dateCache atomic.Pointer[cachedDate]
 
 // responseFields is the response header map's size hint.
 const responseFields = 16

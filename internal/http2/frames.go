@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"net/textproto"
 	"strings"
-	"sync/atomic"
-	"time"
 
 	"golang.org/x/net/http/httpguts"
 	xhttp2 "golang.org/x/net/http2"
@@ -117,57 +115,6 @@ func (c *conn) writeHeaderBlock(id uint32, block []byte, end bool) {
 
 // Header names and values.
 
-// commonKeys maps the lower-case wire names requests usually carry to
-// their canonical form, saving CanonicalMIMEHeaderKey's allocation.
-var commonKeys = func() map[string]string {
-	m := map[string]string{}
-	for _, k := range []string{
-		"Accept", "Accept-Charset", "Accept-Encoding", "Accept-Language", "Accept-Ranges",
-		"Age", "Authorization", "Cache-Control", "Cdn-Cache-Control", "Connection",
-		"Content-Disposition", "Content-Encoding", "Content-Language", "Content-Length",
-		"Content-Location", "Content-Range", "Content-Type", "Cookie", "Date", "Etag",
-		"Expect", "Expires", "From", "Host", "If-Match", "If-Modified-Since",
-		"If-None-Match", "If-Range", "If-Unmodified-Since", "Last-Modified", "Link",
-		"Location", "Max-Forwards", "Origin", "Pragma", "Priority", "Proxy-Authenticate",
-		"Proxy-Authorization", "Range", "Referer", "Refresh", "Retry-After", "Server",
-		"Set-Cookie", "Strict-Transport-Security", "Te", "Trailer", "Transfer-Encoding",
-		"Upgrade", "User-Agent", "Vary", "Via", "Www-Authenticate", "X-Forwarded-For",
-		"X-Forwarded-Proto", "X-Forwarded-Host", "X-Request-Id", "X-Api-Key",
-		"Cache-Status", "X-Cache", "Alt-Svc", "Keep-Alive", "Proxy-Connection",
-	} {
-		m[strings.ToLower(k)] = k
-	}
-	return m
-}()
-
-var lowerKeys = func() map[string]string {
-	m := make(map[string]string, len(commonKeys))
-	for l, k := range commonKeys {
-		m[k] = l
-	}
-	return m
-}()
-
-// canonicalKey is the http.Header key of a (lower-case) wire name.
-func canonicalKey(name string) string {
-	if k, ok := commonKeys[name]; ok {
-		return k
-	}
-	return textproto.CanonicalMIMEHeaderKey(name)
-}
-
-// lowerKey is the wire name of a header key; false for a name that is
-// not a valid field name, which is left out as net/http does.
-func lowerKey(k string) (string, bool) {
-	if l, ok := lowerKeys[k]; ok {
-		return l, true
-	}
-	if !httpguts.ValidHeaderFieldName(k) {
-		return "", false
-	}
-	return strings.ToLower(k), true
-}
-
 func validValue(v string) bool { return httpguts.ValidHeaderFieldValue(v) }
 
 func foreachToken(v string, fn func(string)) {
@@ -215,22 +162,3 @@ func checkHeaders(h http.Header) error {
 	}
 	return nil
 }
-
-// httpDate is the Date header, formatted once a second.
-func httpDate() string {
-	now := time.Now()
-	sec := now.Unix()
-	if d := dateCache.Load(); d != nil && d.sec == sec {
-		return d.s
-	}
-	d := &cachedDate{sec: sec, s: now.UTC().Format(http.TimeFormat)}
-	dateCache.Store(d)
-	return d.s
-}
-
-type cachedDate struct {
-	sec int64
-	s   string
-}
-
-var dateCache atomic.Pointer[cachedDate]

@@ -36,6 +36,7 @@ import (
 	xhttp2 "golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
+	"github.com/outpost-edge/outpost/internal/httpwire"
 	"github.com/outpost-edge/outpost/internal/tlswrite"
 )
 
@@ -759,7 +760,7 @@ func (c *conn) processData(f *xhttp2.DataFrame) error {
 		// against the connection's window, which we give back at once.
 		reset := st == nil && c.wasReset(id)
 		c.mu.Unlock()
-		c.creditConn(n)
+		c.credit(nil, n)
 		if reset {
 			return nil
 		}
@@ -772,7 +773,7 @@ func (c *conn) processData(f *xhttp2.DataFrame) error {
 	}
 	if n > st.recvWin {
 		c.mu.Unlock()
-		c.creditConn(n)
+		c.credit(nil, n)
 		return xhttp2.StreamError{StreamID: id, Code: xhttp2.ErrCodeFlowControl}
 	}
 	st.recvWin -= n
@@ -780,13 +781,13 @@ func (c *conn) processData(f *xhttp2.DataFrame) error {
 	st.got += int64(len(data))
 	if st.declared >= 0 && st.got > st.declared {
 		c.mu.Unlock()
-		c.creditConn(n)
+		c.credit(nil, n)
 		return xhttp2.StreamError{StreamID: id, Code: xhttp2.ErrCodeProtocol}
 	}
 	end := f.StreamEnded()
 	if end && st.declared >= 0 && st.got != st.declared {
 		c.mu.Unlock()
-		c.creditConn(n)
+		c.credit(nil, n)
 		return xhttp2.StreamError{StreamID: id, Code: xhttp2.ErrCodeProtocol}
 	}
 	if end {
@@ -795,13 +796,12 @@ func (c *conn) processData(f *xhttp2.DataFrame) error {
 	c.mu.Unlock()
 	// Padding is never read by the handler: return its credit now.
 	if pad := n - int64(len(data)); pad > 0 {
-		c.creditConn(pad)
-		c.creditStream(st, pad)
+		c.credit(st, pad)
 	}
 	if len(data) > 0 && !st.body.push(data) {
 		// The handler is done with the body: drop the bytes, give the
 		// connection's credit back (the stream's does not matter).
-		c.creditConn(int64(len(data)))
+		c.credit(nil, int64(len(data)))
 	}
 	if end {
 		st.body.end(nil)
@@ -816,42 +816,6 @@ func (c *conn) remoteDone(st *stream) {
 		st.state = stateHalfClosedRemote
 	case stateHalfClosedLocal:
 		c.closeStream(st, nil)
-	}
-}
-
-// creditConn returns n bytes of connection receive window, in batches.
-func (c *conn) creditConn(n int64) {
-	c.mu.Lock()
-	c.connCredit += n
-	send := int64(0)
-	if c.connCredit >= connRecvWindow/4 {
-		send = c.connCredit
-		c.connCredit = 0
-		c.recvConn += send
-	}
-	c.mu.Unlock()
-	if send > 0 {
-		c.lockWrite()
-		c.writeWindowUpdate(0, uint32(send))
-		c.unlockWrite()
-	}
-}
-
-// creditStream returns n bytes of st's receive window, in batches.
-func (c *conn) creditStream(st *stream, n int64) {
-	c.mu.Lock()
-	st.credit += n
-	send := int64(0)
-	if st.credit >= initialRecvWindow/4 && st.state == stateOpen {
-		send = st.credit
-		st.credit = 0
-		st.recvWin += send
-	}
-	c.mu.Unlock()
-	if send > 0 {
-		c.lockWrite()
-		c.writeWindowUpdate(st.id, uint32(send))
-		c.unlockWrite()
 	}
 }
 
@@ -976,7 +940,7 @@ func (c *conn) trailers(st *stream, f *xhttp2.MetaHeadersFrame) error {
 	if st.req.Trailer != nil {
 		tr = http.Header{}
 		for _, hf := range f.RegularFields() {
-			key := canonicalKey(hf.Name)
+			key := httpwire.CanonicalName(hf.Name)
 			if !httpguts.ValidTrailerHeader(key) {
 				return xhttp2.StreamError{StreamID: st.id, Code: xhttp2.ErrCodeProtocol}
 			}
@@ -1119,7 +1083,7 @@ func (c *conn) newRequest(f *xhttp2.MetaHeadersFrame) (req *http.Request, declar
 	// seen once (nearly all) costs no allocation of its own.
 	vals := make([]string, len(regular))
 	for i, hf := range regular {
-		key := canonicalKey(hf.Name)
+		key := httpwire.CanonicalName(hf.Name)
 		if vv, ok := header[key]; ok {
 			header[key] = append(vv, hf.Value)
 			continue

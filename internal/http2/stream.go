@@ -11,6 +11,8 @@ import (
 
 	xhttp2 "golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/outpost-edge/outpost/internal/httpwire"
 )
 
 type streamState uint8
@@ -171,7 +173,7 @@ func (b *reqBody) close() {
 	b.cond.Broadcast()
 	b.mu.Unlock()
 	if left > 0 {
-		b.st.c.creditConn(left)
+		b.st.c.credit(nil, left)
 	}
 }
 
@@ -196,7 +198,7 @@ func (b *reqBody) discard(orphan bool) {
 	b.buf, b.off = nil, 0
 	b.mu.Unlock()
 	if left > 0 {
-		b.st.c.creditConn(left)
+		b.st.c.credit(nil, left)
 	}
 }
 
@@ -375,7 +377,7 @@ func (rw *responseWriter) snapshot() {
 		case "Date":
 			rw.hasDate = true
 		}
-		name, ok := lowerKey(k)
+		name, ok := httpwire.LowerName(k)
 		if !ok {
 			continue
 		}
@@ -561,7 +563,7 @@ func (rw *responseWriter) writeHeaders(sniff []byte, end bool) {
 		enc.field("content-length", strconv.FormatInt(rw.written, 10))
 	}
 	if !rw.hasDate {
-		enc.field("date", httpDate())
+		enc.field("date", httpwire.Date())
 	}
 	c.writeHeaderBlock(rw.st.id, c.hb.b, end)
 }
@@ -589,7 +591,7 @@ func (rw *responseWriter) informational(code int, h http.Header) {
 	c.hb.reset()
 	c.hb.status(code)
 	for k, vv := range h {
-		name, ok := lowerKey(k)
+		name, ok := httpwire.LowerName(k)
 		if !ok || k == "Content-Length" || k == "Transfer-Encoding" || k == "Connection" {
 			continue
 		}
@@ -760,7 +762,7 @@ func (rw *responseWriter) finish() {
 func (rw *responseWriter) trailers() []hpack.HeaderField {
 	var out []hpack.HeaderField
 	add := func(k string, vv []string) {
-		name, ok := lowerKey(k)
+		name, ok := httpwire.LowerName(k)
 		if !ok {
 			return
 		}
@@ -879,20 +881,23 @@ func (c *conn) resetIfOpen(st *stream, code xhttp2.ErrCode) {
 	}
 }
 
-// credit gives the client back n bytes of window on st and on the
-// connection, each in batches of a quarter window.
+// credit gives the client back n bytes of window on the connection and,
+// unless st is nil (bytes of a stream nobody reads any more), on st, each
+// in batches of a quarter window.
 func (c *conn) credit(st *stream, n int64) {
 	c.mu.Lock()
 	c.connCredit += n
-	st.credit += n
 	var connInc, streamInc int64
 	if c.connCredit >= connRecvWindow/4 {
 		connInc, c.connCredit = c.connCredit, 0
 		c.recvConn += connInc
 	}
-	if st.credit >= initialRecvWindow/4 && st.state == stateOpen {
-		streamInc, st.credit = st.credit, 0
-		st.recvWin += streamInc
+	if st != nil {
+		st.credit += n
+		if st.credit >= initialRecvWindow/4 && st.state == stateOpen {
+			streamInc, st.credit = st.credit, 0
+			st.recvWin += streamInc
+		}
 	}
 	c.mu.Unlock()
 	if connInc > 0 || streamInc > 0 {

@@ -1,8 +1,9 @@
-// Package httpwire holds the HTTP/1.1 wire-format pieces shared by the
-// edge's own HTTP/1.1 server (internal/http1) and the load balancer's
-// synchronous client (lb): finding the end of a head, parsing its field
-// lines into an http.Header the way net/textproto would, writing fields
-// the way net/http does, and a Content-Length body reader.
+// Package httpwire holds the wire-format pieces shared by the edge's own
+// HTTP/1.1 server (internal/http1), its HTTP/2 server (internal/http2) and
+// the load balancer's synchronous client (lb): finding the end of a head,
+// parsing its field lines into an http.Header the way net/textproto would,
+// writing fields the way net/http does, a Content-Length body reader, the
+// Date value, and the interned common field names in both spellings.
 //
 // Every parser here is strict on purpose: it accepts only what net/http
 // reads the same way, and says "not mine" for anything else, so its
@@ -14,7 +15,12 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/textproto"
 	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // HeadEnd returns the length of the head at the start of buf, through its
@@ -137,6 +143,9 @@ var commonNames = func() map[string]string {
 		"Transfer-Encoding", "Upgrade", "Upgrade-Insecure-Requests", "User-Agent", "Vary", "Via",
 		"X-Api-Key", "X-Content-Type-Options", "X-Forwarded-For", "X-Forwarded-Host",
 		"X-Forwarded-Proto", "X-Real-Ip", "X-Request-Id",
+		// Response fields an edge sends.
+		"Alt-Svc", "Cache-Status", "Cdn-Cache-Control", "Content-Disposition", "Content-Location",
+		"Retry-After", "Strict-Transport-Security", "Www-Authenticate", "X-Cache",
 	} {
 		m[k] = k
 	}
@@ -222,3 +231,56 @@ func (b *SizedBody) Close() error {
 	}
 	return nil
 }
+
+// lowerNames maps each common name's HTTP/2 spelling (lower case) to its
+// canonical one, and canonicalLower the reverse.
+var lowerNames, canonicalLower = func() (map[string]string, map[string]string) {
+	lower := make(map[string]string, len(commonNames))
+	canon := make(map[string]string, len(commonNames))
+	for k := range commonNames {
+		l := strings.ToLower(k)
+		lower[l] = k
+		canon[k] = l
+	}
+	return lower, canon
+}()
+
+// CanonicalName is the http.Header key of a lower-case HTTP/2 field name,
+// without an allocation for a common one.
+func CanonicalName(lower string) string {
+	if k, ok := lowerNames[lower]; ok {
+		return k
+	}
+	return textproto.CanonicalMIMEHeaderKey(lower)
+}
+
+// LowerName is the HTTP/2 spelling of a header key; false for a key that
+// is not a valid field name, which is left out as net/http does.
+func LowerName(k string) (string, bool) {
+	if l, ok := canonicalLower[k]; ok {
+		return l, true
+	}
+	if !httpguts.ValidHeaderFieldName(k) {
+		return "", false
+	}
+	return strings.ToLower(k), true
+}
+
+// Date is the Date field's value for now, formatted once a second.
+func Date() string {
+	now := time.Now()
+	sec := now.Unix()
+	if d := dateCache.Load(); d != nil && d.sec == sec {
+		return d.s
+	}
+	d := &cachedDate{sec: sec, s: now.UTC().Format(http.TimeFormat)}
+	dateCache.Store(d)
+	return d.s
+}
+
+type cachedDate struct {
+	sec int64
+	s   string
+}
+
+var dateCache atomic.Pointer[cachedDate]
