@@ -7,7 +7,6 @@ import (
 	"net/textproto"
 	"strings"
 
-	"golang.org/x/net/http/httpguts"
 	xhttp2 "golang.org/x/net/http2"
 )
 
@@ -115,8 +114,6 @@ func (c *conn) writeHeaderBlock(id uint32, block []byte, end bool) {
 
 // Header names and values.
 
-func validValue(v string) bool { return httpguts.ValidHeaderFieldValue(v) }
-
 func foreachToken(v string, fn func(string)) {
 	for _, t := range strings.Split(v, ",") {
 		if t = textproto.TrimString(t); t != "" {
@@ -125,26 +122,32 @@ func foreachToken(v string, fn func(string)) {
 	}
 }
 
-func joinCookies(v []string) string { return strings.Join(v, "; ") }
-
 // declaredTrailers is the request's Trailer map from its "Trailer"
 // field, as net/http builds it.
 func declaredTrailers(vv []string) http.Header {
 	var tr http.Header
+	trailerNames(vv, func(k string) {
+		if tr == nil {
+			tr = http.Header{}
+		}
+		tr[k] = nil
+	})
+	return tr
+}
+
+// trailerNames calls fn with each name a "Trailer" field declares, in
+// canonical form, leaving out those that may not be trailers (as
+// net/http).
+func trailerNames(vv []string, fn func(string)) {
 	for _, v := range vv {
 		foreachToken(v, func(k string) {
-			k = http.CanonicalHeaderKey(k)
-			switch k {
+			switch k = http.CanonicalHeaderKey(k); k {
 			case "Transfer-Encoding", "Trailer", "Content-Length":
-				return
+			default:
+				fn(k)
 			}
-			if tr == nil {
-				tr = http.Header{}
-			}
-			tr[k] = nil
 		})
 	}
-	return tr
 }
 
 var errConnHeader = errors.New("connection-specific header field in an HTTP/2 request")

@@ -886,6 +886,7 @@ func (c *conn) processHeaders(f *xhttp2.MetaHeadersFrame) error {
 	if c.idle != nil {
 		c.idle.Stop()
 	}
+	st.sendWin = c.peerWindow
 	c.streams[id] = st
 	c.open++
 	c.armWriteDeadline(st) // WriteTimeout's, once the stream is known
@@ -1106,7 +1107,7 @@ func (c *conn) newRequest(f *xhttp2.MetaHeadersFrame) (req *http.Request, declar
 		delete(header, "Expect")
 	}
 	if cookies := header["Cookie"]; len(cookies) > 1 {
-		header["Cookie"] = []string{joinCookies(cookies)}
+		header["Cookie"] = []string{strings.Join(cookies, "; ")}
 	}
 	if v, ok := header["Trailer"]; ok {
 		req.Trailer = declaredTrailers(v)

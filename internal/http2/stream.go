@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
 	xhttp2 "golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
@@ -79,9 +80,6 @@ func (c *conn) newStream(id uint32, req *http.Request, declared int64, ended, ex
 		st.wdeadline = now.Add(d)
 	}
 	st.rw = responseWriter{st: st, declared: -1, head: req.Method == "HEAD"}
-	c.mu.Lock()
-	st.sendWin = c.peerWindow
-	c.mu.Unlock()
 	return st
 }
 
@@ -360,16 +358,7 @@ func (rw *responseWriter) snapshot() {
 		case "Transfer-Encoding":
 			// Only "trailers" is meaningful in HTTP/2 (as net/http).
 		case "Trailer":
-			for _, v := range vv {
-				foreachToken(v, func(t string) {
-					t = http.CanonicalHeaderKey(t)
-					switch t {
-					case "Transfer-Encoding", "Content-Length", "Trailer":
-						return
-					}
-					rw.trailerKeys = append(rw.trailerKeys, t)
-				})
-			}
+			trailerNames(vv, func(t string) { rw.trailerKeys = append(rw.trailerKeys, t) })
 		case "Content-Type":
 			rw.hasCT = true
 		case "Content-Encoding":
@@ -382,7 +371,7 @@ func (rw *responseWriter) snapshot() {
 			continue
 		}
 		for _, v := range vv {
-			if !validValue(v) || k == "Transfer-Encoding" && v != "trailers" {
+			if !httpguts.ValidHeaderFieldValue(v) || k == "Transfer-Encoding" && v != "trailers" {
 				continue
 			}
 			rw.fields = append(rw.fields, hpack.HeaderField{Name: name, Value: v})
@@ -596,7 +585,7 @@ func (rw *responseWriter) informational(code int, h http.Header) {
 			continue
 		}
 		for _, v := range vv {
-			if validValue(v) {
+			if httpguts.ValidHeaderFieldValue(v) {
 				c.hb.field(name, v)
 			}
 		}
@@ -767,7 +756,7 @@ func (rw *responseWriter) trailers() []hpack.HeaderField {
 			return
 		}
 		for _, v := range vv {
-			if validValue(v) {
+			if httpguts.ValidHeaderFieldValue(v) {
 				out = append(out, hpack.HeaderField{Name: name, Value: v})
 			}
 		}
