@@ -91,7 +91,8 @@ type OutlierConfig struct {
 	// un-ejected this long starts again from BaseEjectionTime; default 5m.
 	MaxEjectionTime units.Duration `yaml:"max_ejection_time"`
 	// MaxEjectedPercent of the pool may be ejected at once (at least one
-	// backend of two or more); default 50.
+	// backend of two or more); default 50. Below 100 the last backend
+	// taking traffic is never ejected, whatever took the others out.
 	MaxEjectedPercent int `yaml:"max_ejected_percent"`
 }
 

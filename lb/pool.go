@@ -397,6 +397,16 @@ func (p *Pool) recordOutcome(st *poolState, b *Backend, failed bool) {
 	p.eject(st, b)
 }
 
+// otherUsable reports whether a backend other than b takes traffic.
+func otherUsable(st *poolState, b *Backend, now int64) bool {
+	for _, o := range st.backends {
+		if o != b && o.usable(now) {
+			return true
+		}
+	}
+	return false
+}
+
 // eject takes b out of rotation for the base ejection time, doubled per
 // repeat, unless that would eject more than the allowed share of the pool.
 func (p *Pool) eject(st *poolState, b *Backend) {
@@ -418,6 +428,12 @@ func (p *Pool) eject(st *poolState, b *Backend) {
 		allowed = 1
 	}
 	if ejected+1 > allowed {
+		return
+	}
+	if o.MaxEjectedPercent < 100 && !otherUsable(st, b, now) {
+		// The others are down by their checks, draining or ejected:
+		// ejecting b would answer every request 503 instead of the
+		// share b still gets right. Only an explicit 100% empties a pool.
 		return
 	}
 	b.mu.Lock()
