@@ -380,22 +380,26 @@ func TestCloseForgetsSeries(t *testing.T) {
 // only for IPv4 and names; it must also pin through the sticky cookie.
 func TestIPv6BackendDefaultID(t *testing.T) {
 	for _, u := range []string{"http://[::1]:9001", "http://[2001:db8::7]:80/api", "http://10.0.0.1:9001"} {
-		cfg := PoolConfig{Backends: []BackendConfig{{URL: u}}, Sticky: StickyConfig{Enabled: true}}
-		cfg.SetDefaults()
-		if err := cfg.Validate(); err != nil {
-			t.Errorf("%s: %v", u, err)
-			continue
-		}
-		id := cfg.Backends[0].ID
-		b := &Backend{id: id}
-		s := newSticky("p", cfg.Sticky, []byte("0123456789abcdef"))
-		resp := &http.Response{Header: http.Header{"Set-Cookie": {s.cookie(b, false)}}}
-		req := &http.Request{Header: http.Header{}}
-		for _, c := range resp.Cookies() {
-			req.AddCookie(c)
-		}
-		if got := s.lookup(req, map[string]*Backend{id: b}); got != b {
-			t.Errorf("%s: sticky cookie %q does not pin id %q", u, resp.Header.Get("Set-Cookie"), id)
+		// With a lifetime the cookie is "ID.TS.SIG", and these ids hold
+		// dots and colons of their own.
+		for _, life := range []time.Duration{0, time.Hour} {
+			cfg := PoolConfig{Backends: []BackendConfig{{URL: u}}, Sticky: StickyConfig{Enabled: true, Lifetime: units.Duration(life)}}
+			cfg.SetDefaults()
+			if err := cfg.Validate(); err != nil {
+				t.Errorf("%s: %v", u, err)
+				continue
+			}
+			id := cfg.Backends[0].ID
+			b := &Backend{id: id}
+			s := newSticky("p", cfg.Sticky, []byte("0123456789abcdef"))
+			resp := &http.Response{Header: http.Header{"Set-Cookie": {s.cookie(b, false, 1000)}}}
+			req := &http.Request{Header: http.Header{}}
+			for _, c := range resp.Cookies() {
+				req.AddCookie(c)
+			}
+			if got, refresh := s.lookup(req, map[string]*Backend{id: b}, 1000); got != b || refresh {
+				t.Errorf("%s, lifetime %v: sticky cookie %q does not pin id %q (or asks for a refresh at once)", u, life, resp.Header.Get("Set-Cookie"), id)
+			}
 		}
 	}
 }

@@ -150,7 +150,8 @@ type StickyConfig struct {
 	Enabled bool `yaml:"enabled"`
 	// Cookie name; default "outpost_lb".
 	Cookie string `yaml:"cookie"`
-	// Lifetime of the cookie (Max-Age); default 0s, a session cookie.
+	// Lifetime of the cookie (Max-Age), re-issued once past half of it so
+	// an active client keeps its pin; default 0s, a session cookie.
 	Lifetime units.Duration `yaml:"lifetime"`
 	// Secret keys the cookie's HMAC-SHA256 signature; at least 16 bytes.
 	// Default: random per process, so set it when several nodes serve the

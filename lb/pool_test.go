@@ -335,7 +335,7 @@ func TestStickySessions(t *testing.T) {
 
 	// Forged cookies: wrong signature, or a signature from another secret.
 	other := newSticky("test", StickyConfig{Cookie: "pin"}, []byte("another-secret-of-16b"))
-	for _, forged := range []string{"b2.AAAAAAAAAAAAAAAAAAAAAA", other.value("b2"), "b2", "garbage.!!", "." + strings.Repeat("x", 22)} {
+	for _, forged := range []string{"b2.AAAAAAAAAAAAAAAAAAAAAA", other.value("b2", 0), "b2", "garbage.!!", "." + strings.Repeat("x", 22)} {
 		seen := map[string]bool{}
 		for range 6 {
 			resp, got := do(forged, false)

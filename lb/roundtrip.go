@@ -53,8 +53,9 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 		sel.ClientIP = info.ClientIP
 	}
 	var pinned *Backend
+	var refresh bool
 	if st.sticky.enabled {
-		pinned = st.sticky.lookup(req, st.byID)
+		pinned, refresh = st.sticky.lookup(req, st.byID, start.Unix())
 	}
 	p.budget.deposit()
 
@@ -162,9 +163,9 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 			if rb != nil {
 				rb.release()
 			}
-			if st.sticky.enabled && b != pinned {
+			if st.sticky.enabled && (b != pinned || refresh) {
 				secure := req.TLS != nil || (info != nil && info.TLS)
-				resp.Header.Add("Set-Cookie", st.sticky.cookie(b, secure))
+				resp.Header.Add("Set-Cookie", st.sticky.cookie(b, secure, done.Unix()))
 			}
 			c.backend = b
 			c.body = resp.Body

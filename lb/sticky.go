@@ -5,13 +5,18 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"net/http"
+	"strconv"
 	"strings"
 )
 
 // sticky pins clients to a backend with a cookie "ID.SIG", where SIG is a
-// truncated HMAC-SHA256 of the pool name and backend id. A cookie that does
-// not verify is ignored, so a client cannot steer itself to a backend of its
-// choosing.
+// truncated HMAC-SHA256 of the pool name and backend id. A cookie with a
+// lifetime is "ID.TS.SIG" instead: TS, the Unix second it was issued, is
+// signed too, and a response to a request whose cookie is past half its
+// lifetime carries a fresh one, so an active client keeps its pin (sliding
+// expiry, as HAProxy's maxidle) instead of losing it mid-session when the
+// first cookie's Max-Age runs out. A cookie that does not verify is ignored,
+// so a client cannot steer itself to a backend of its choosing.
 type sticky struct {
 	enabled bool
 	name    string
@@ -36,45 +41,67 @@ func newSticky(pool string, c StickyConfig, key []byte) *sticky {
 	}
 }
 
-func (s *sticky) sig(id string) []byte {
+// sig signs id, and ts when it is not "" (a cookie with a lifetime).
+func (s *sticky) sig(id, ts string) []byte {
 	m := hmac.New(sha256.New, s.key)
 	m.Write([]byte(s.pool))
 	m.Write([]byte{0})
 	m.Write([]byte(id))
+	if ts != "" {
+		m.Write([]byte{0})
+		m.Write([]byte(ts))
+	}
 	return m.Sum(nil)[:stickySigLen]
 }
 
-func (s *sticky) value(id string) string {
-	return id + "." + base64.RawURLEncoding.EncodeToString(s.sig(id))
+// value is the cookie value pinning id, issued at now (Unix seconds).
+func (s *sticky) value(id string, now int64) string {
+	if s.maxAge == 0 {
+		return id + "." + base64.RawURLEncoding.EncodeToString(s.sig(id, ""))
+	}
+	ts := strconv.FormatInt(now, 10)
+	return id + "." + ts + "." + base64.RawURLEncoding.EncodeToString(s.sig(id, ts))
 }
 
 // lookup returns the backend the request's cookie pins, or nil when there
-// is no cookie, it does not verify, or the backend is gone.
-func (s *sticky) lookup(r *http.Request, byID map[string]*Backend) *Backend {
+// is no cookie, it does not verify, or the backend is gone; and whether the
+// cookie should be re-issued at now (Unix seconds): past half its lifetime,
+// or without the issue time a lifetime asks for.
+func (s *sticky) lookup(r *http.Request, byID map[string]*Backend, now int64) (b *Backend, refresh bool) {
 	c, err := r.Cookie(s.name)
 	if err != nil {
-		return nil
+		return nil, false
 	}
 	i := strings.LastIndexByte(c.Value, '.')
 	if i <= 0 {
-		return nil
+		return nil, false
 	}
-	id := c.Value[:i]
 	got, err := s.enc.DecodeString(c.Value[i+1:])
 	if err != nil || len(got) != stickySigLen {
-		return nil
+		return nil, false
 	}
-	if !hmac.Equal(got, s.sig(id)) {
-		return nil
+	head := c.Value[:i]
+	// "ID.TS" first; an ID may itself hold dots, so a failed check falls
+	// back to the whole head as the ID.
+	if j := strings.LastIndexByte(head, '.'); j > 0 {
+		id, ts := head[:j], head[j+1:]
+		if issued, err := strconv.ParseInt(ts, 10, 64); err == nil && ts == strconv.FormatInt(issued, 10) && hmac.Equal(got, s.sig(id, ts)) {
+			b := byID[id]
+			return b, b != nil && s.maxAge > 0 && now-issued >= int64(s.maxAge/2)
+		}
 	}
-	return byID[id]
+	if !hmac.Equal(got, s.sig(head, "")) {
+		return nil, false
+	}
+	b = byID[head]
+	return b, b != nil && s.maxAge > 0
 }
 
-// cookie is the Set-Cookie value pinning b.
-func (s *sticky) cookie(b *Backend, secure bool) string {
+// cookie is the Set-Cookie value pinning b, issued at now (Unix seconds).
+func (s *sticky) cookie(b *Backend, secure bool, now int64) string {
 	c := http.Cookie{
 		Name:     s.name,
-		Value:    s.value(b.id),
+		Value:    s.value(b.id, now),
 		Path:     "/",
 		MaxAge:   s.maxAge,
 		HttpOnly: true,
