@@ -86,7 +86,7 @@ func (s *sticky) lookup(r *http.Request, byID map[string]*Backend, now int64) (b
 	if j := strings.LastIndexByte(head, '.'); j > 0 {
 		id, ts := head[:j], head[j+1:]
 		if issued, err := strconv.ParseInt(ts, 10, 64); err == nil && ts == strconv.FormatInt(issued, 10) && hmac.Equal(got, s.sig(id, ts)) {
-			b := byID[id]
+			b = byID[id]
 			return b, b != nil && s.maxAge > 0 && now-issued >= int64(s.maxAge/2)
 		}
 	}
