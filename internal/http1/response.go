@@ -311,26 +311,11 @@ func (w *response) writeTrailers() {
 	if w.sent != nil {
 		declared = w.sent["Trailer"]
 	}
-	for _, v := range declared {
-		for _, k := range strings.Split(v, ",") {
-			k = http.CanonicalHeaderKey(strings.TrimSpace(k))
-			if !httpguts.ValidTrailerHeader(k) || !httpguts.ValidHeaderFieldName(k) {
-				continue
-			}
-			for _, v := range w.header[k] {
-				httpwire.WriteField(bw, k, v)
-			}
+	httpwire.Trailers(declared, w.header, func(k string, vv []string) {
+		for _, v := range vv {
+			httpwire.WriteField(bw, k, v)
 		}
-	}
-	for k, vs := range w.header {
-		// A name that is no token is dropped, as net/http drops it: it
-		// would put any bytes into the trailer section.
-		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok && httpguts.ValidTrailerHeader(name) && httpguts.ValidHeaderFieldName(name) {
-			for _, v := range vs {
-				httpwire.WriteField(bw, name, v)
-			}
-		}
-	}
+	})
 }
 
 // sendHead writes the status line and fields of h into the connection's

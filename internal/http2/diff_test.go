@@ -253,6 +253,15 @@ func diffHandler(e *diffEnv) http.Handler {
 				io.WriteString(w, "body with trailers")
 				w.Header().Set("X-Sum", "abc")
 				w.Header().Set("X-Count", "3")
+			case "forbidden":
+				// Fields that may not be trailers are dropped, declared
+				// or set by prefix.
+				w.Header().Set("Trailer", "X-Sum, Authorization, If-Match")
+				io.WriteString(w, "body")
+				w.Header().Set("X-Sum", "abc")
+				w.Header().Set("Authorization", "secret")
+				w.Header().Set("If-Match", "x")
+				w.Header().Set(http.TrailerPrefix+"Host", "h")
 			case "prefix":
 				w.Header().Set("Content-Type", "text/plain")
 				io.WriteString(w, "body")
@@ -505,6 +514,11 @@ var diffCases = []diffCase{
 	{name: "trailers declared in Trailer", run: simple("GET", "/trailers?how=declared", nil), check: func(t *testing.T, o outcome) {
 		if o.Trailer.Get("X-Sum") != "abc" || o.Trailer.Get("X-Count") != "3" {
 			t.Errorf("trailer %v", o.Trailer)
+		}
+	}},
+	{name: "trailers that may not be trailers", run: simple("GET", "/trailers?how=forbidden", nil), check: func(t *testing.T, o outcome) {
+		if o.Trailer.Get("X-Sum") != "abc" || len(o.Trailer) != 1 {
+			t.Errorf("trailer %v, want X-Sum alone", o.Trailer)
 		}
 	}},
 	{name: "trailers by TrailerPrefix", run: simple("GET", "/trailers?how=prefix", nil), check: func(t *testing.T, o outcome) {

@@ -123,31 +123,23 @@ func foreachToken(v string, fn func(string)) {
 }
 
 // declaredTrailers is the request's Trailer map from its "Trailer"
-// field, as net/http builds it.
+// field, as net/http builds it: canonical names, leaving out those that
+// may not be trailers.
 func declaredTrailers(vv []string) http.Header {
 	var tr http.Header
-	trailerNames(vv, func(k string) {
-		if tr == nil {
-			tr = http.Header{}
-		}
-		tr[k] = nil
-	})
-	return tr
-}
-
-// trailerNames calls fn with each name a "Trailer" field declares, in
-// canonical form, leaving out those that may not be trailers (as
-// net/http).
-func trailerNames(vv []string, fn func(string)) {
 	for _, v := range vv {
 		foreachToken(v, func(k string) {
 			switch k = http.CanonicalHeaderKey(k); k {
 			case "Transfer-Encoding", "Trailer", "Content-Length":
 			default:
-				fn(k)
+				if tr == nil {
+					tr = http.Header{}
+				}
+				tr[k] = nil
 			}
 		})
 	}
+	return tr
 }
 
 var errConnHeader = errors.New("connection-specific header field in an HTTP/2 request")

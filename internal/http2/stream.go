@@ -297,7 +297,7 @@ type responseWriter struct {
 	declared    int64 // Content-Length the handler set; -1: none
 	written     int64
 	fields      []hpack.HeaderField // the header as of WriteHeader
-	trailerKeys []string
+	trailerDecl []string            // the "Trailer" field as of WriteHeader
 	buf         []byte
 	pooled      *[]byte // buf's pool entry
 	err         error
@@ -358,7 +358,9 @@ func (rw *responseWriter) snapshot() {
 		case "Transfer-Encoding":
 			// Only "trailers" is meaningful in HTTP/2 (as net/http).
 		case "Trailer":
-			trailerNames(vv, func(t string) { rw.trailerKeys = append(rw.trailerKeys, t) })
+			// The names as the head declared them; the values are
+			// taken at the end (http1's rule too).
+			rw.trailerDecl = append(rw.trailerDecl[:0], vv...)
 		case "Content-Type":
 			rw.hasCT = true
 		case "Content-Encoding":
@@ -750,7 +752,7 @@ func (rw *responseWriter) finish() {
 // named with http.TrailerPrefix.
 func (rw *responseWriter) trailers() []hpack.HeaderField {
 	var out []hpack.HeaderField
-	add := func(k string, vv []string) {
+	httpwire.Trailers(rw.trailerDecl, rw.header, func(k string, vv []string) {
 		name, ok := httpwire.LowerName(k)
 		if !ok {
 			return
@@ -760,15 +762,7 @@ func (rw *responseWriter) trailers() []hpack.HeaderField {
 				out = append(out, hpack.HeaderField{Name: name, Value: v})
 			}
 		}
-	}
-	for _, k := range rw.trailerKeys {
-		add(k, rw.header[k])
-	}
-	for k, vv := range rw.header {
-		if len(k) > len(http.TrailerPrefix) && k[:len(http.TrailerPrefix)] == http.TrailerPrefix {
-			add(http.CanonicalHeaderKey(k[len(http.TrailerPrefix):]), vv)
-		}
-	}
+	})
 	return out
 }
 

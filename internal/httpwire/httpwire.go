@@ -232,6 +232,28 @@ func (b *SizedBody) Close() error {
 	return nil
 }
 
+// Trailers calls fn with each trailer field a handler set, by net/http's
+// rules for responses: the names declared (the "Trailer" field's values
+// as the head went out) that may be trailers, with their values in h as
+// they are now; and every key of h with http.TrailerPrefix, the prefix
+// cut. A name that is not a token is left out: it would put any bytes
+// into the trailer section.
+func Trailers(declared []string, h http.Header, fn func(name string, vv []string)) {
+	for _, v := range declared {
+		for _, k := range strings.Split(v, ",") {
+			k = http.CanonicalHeaderKey(strings.TrimSpace(k))
+			if httpguts.ValidTrailerHeader(k) && httpguts.ValidHeaderFieldName(k) {
+				fn(k, h[k])
+			}
+		}
+	}
+	for k, vv := range h {
+		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok && httpguts.ValidTrailerHeader(name) && httpguts.ValidHeaderFieldName(name) {
+			fn(name, vv)
+		}
+	}
+}
+
 // lowerNames maps each common name's HTTP/2 spelling (lower case) to its
 // canonical one, and canonicalLower the reverse.
 var lowerNames, canonicalLower = func() (map[string]string, map[string]string) {

@@ -207,12 +207,7 @@ func rewriteOut(in, out *http.Request, target *url.URL, via string) {
 	if info != nil && info.ID != "" {
 		f.set("X-Request-Id", info.ID)
 	}
-	// appendVia's rule.
-	if prior := h.Values("Via"); len(prior) > 0 {
-		f.set("Via", strings.Join(prior, ", ")+", "+via)
-	} else {
-		f.set("Via", via)
-	}
+	f.set("Via", viaValue(h, via))
 	// Go's client adds a User-Agent when none is set; keep "none" as none.
 	if _, ok := in.Header["User-Agent"]; !ok {
 		f.set("User-Agent", "")
@@ -250,12 +245,14 @@ func addrString(a netip.Addr, remoteAddr string) string {
 	return string(s)
 }
 
-func appendVia(h http.Header, via string) {
+func appendVia(h http.Header, via string) { h.Set("Via", viaValue(h, via)) }
+
+// viaValue is h's Via with via appended, as one field.
+func viaValue(h http.Header, via string) string {
 	if prior := h.Values("Via"); len(prior) > 0 {
-		h.Set("Via", strings.Join(prior, ", ")+", "+via)
-		return
+		return strings.Join(prior, ", ") + ", " + via
 	}
-	h.Set("Via", via)
+	return via
 }
 
 // joinPath joins the target's base path and the request path with exactly
