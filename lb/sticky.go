@@ -15,8 +15,10 @@ import (
 // signed too, and a response to a request whose cookie is past half its
 // lifetime carries a fresh one, so an active client keeps its pin (sliding
 // expiry, as HAProxy's maxidle) instead of losing it mid-session when the
-// first cookie's Max-Age runs out. A cookie that does not verify is ignored,
-// so a client cannot steer itself to a backend of its choosing.
+// first cookie's Max-Age runs out. The lifetime holds on the server too: a
+// signed cookie replayed after it ran out (a script, a client that ignores
+// Max-Age) no longer pins. A cookie that does not verify is ignored, so a
+// client cannot steer itself to a backend of its choosing.
 type sticky struct {
 	enabled bool
 	name    string
@@ -64,7 +66,8 @@ func (s *sticky) value(id string, now int64) string {
 }
 
 // lookup returns the backend the request's cookie pins, or nil when there
-// is no cookie, it does not verify, or the backend is gone; and whether the
+// is no cookie, it does not verify, its lifetime ran out, or the backend is
+// gone; and whether the
 // cookie should be re-issued at now (Unix seconds): past half its lifetime,
 // or without the issue time a lifetime asks for.
 func (s *sticky) lookup(r *http.Request, byID map[string]*Backend, now int64) (b *Backend, refresh bool) {
@@ -86,6 +89,9 @@ func (s *sticky) lookup(r *http.Request, byID map[string]*Backend, now int64) (b
 	if j := strings.LastIndexByte(head, '.'); j > 0 {
 		id, ts := head[:j], head[j+1:]
 		if issued, err := strconv.ParseInt(ts, 10, 64); err == nil && ts == strconv.FormatInt(issued, 10) && hmac.Equal(got, s.sig(id, ts)) {
+			if s.maxAge > 0 && now-issued >= int64(s.maxAge) {
+				return nil, false // expired: re-pinned like a client without one
+			}
 			b = byID[id]
 			return b, b != nil && s.maxAge > 0 && now-issued >= int64(s.maxAge/2)
 		}

@@ -65,7 +65,8 @@ func TestStickyOtherPool(t *testing.T) {
 }
 
 // TestStickyRefresh: a cookie with a lifetime is re-issued, for the same
-// backend, once past half its lifetime, so an active client keeps its pin;
+// backend, once past half its lifetime, so an active client keeps its pin,
+// and pins no more once the lifetime ran out;
 // a signed cookie from before the lifetime was configured ("ID.SIG") still
 // pins and is replaced at once. Real backends, the pool's clock faked.
 func TestStickyRefresh(t *testing.T) {
@@ -104,6 +105,28 @@ func TestStickyRefresh(t *testing.T) {
 	}
 	if again, got := do(fresh.Value); again != nil || got != first {
 		t.Fatalf("the refreshed cookie: cookie %v, backend %s", again, got)
+	}
+
+	// The first cookie, replayed after its lifetime (31+30 minutes): it
+	// pins no more, and the response re-pins with a new cookie. Round
+	// robin moves on, so the backend differs from the pinned one at least
+	// once in three tries.
+	clk.Advance(30 * time.Minute)
+	moved := false
+	for range 3 {
+		nc, got := do(c.Value)
+		if nc == nil || nc.Value == c.Value || !strings.HasPrefix(nc.Value, got+".") {
+			t.Fatalf("expired cookie: new cookie %+v for backend %s", nc, got)
+		}
+		moved = moved || got != first
+	}
+	if !moved {
+		t.Fatalf("an expired cookie still pinned %s", first)
+	}
+	// The refreshed one, 30 of its 60 minutes old: still pins, and is
+	// due for renewal.
+	if again, got := do(fresh.Value); again == nil || got != first {
+		t.Fatalf("the refreshed cookie at 30 of 60 minutes: cookie %v, backend %s (pinned %s)", again, got, first)
 	}
 
 	// A cookie from when the pool had no lifetime: same secret, no time.
