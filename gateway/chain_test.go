@@ -259,8 +259,9 @@ func (h e2eHeader) Get(k string) string {
 // Laravel for POST, Express's method-override) let a header replace the
 // method, and some (IIS, Symfony, Zend) let X-Original-URL / X-Rewrite-URL
 // replace the path. The gateway checks methods and paths on the request
-// line, so an override naming a method the route refuses is refused too,
-// and the path overrides never reach the origin.
+// line, so an override naming a method the route refuses — in a header or
+// as the query's _method — is refused too, and the path overrides never
+// reach the origin.
 func TestOverrideHeadersCannotBypassPolicy(t *testing.T) {
 	e := newEnv(t, envOpts{route: RouteConfig{
 		Auth:    AuthConfig{Mode: ModeNone},
@@ -271,20 +272,37 @@ func TestOverrideHeadersCannotBypassPolicy(t *testing.T) {
 		method string
 		hdr    map[string]string
 		status int
+		query  string
 	}{
-		{"POST", map[string]string{"X-HTTP-Method-Override": "DELETE"}, 405},
-		{"POST", map[string]string{"X-HTTP-Method-Override": "delete"}, 405},
-		{"POST", map[string]string{"X-HTTP-Method": "PUT"}, 405},
-		{"POST", map[string]string{"X-Method-Override": "PATCH"}, 405},
-		{"POST", map[string]string{"X_HTTP_Method_Override": "DELETE"}, 405},
-		{"GET", map[string]string{"X-HTTP-Method-Override": "DELETE"}, 405},
-		{"POST", map[string]string{"X-HTTP-Method-Override": "GET"}, 200},
-		{"POST", map[string]string{"X-HTTP-Method-Override": "post"}, 200},
-		{"GET", map[string]string{"X-Original-URL": "/admin/users", "X-Rewrite-URL": "/admin", "X_Original_URL": "/admin"}, 200},
+		{"POST", map[string]string{"X-HTTP-Method-Override": "DELETE"}, 405, ""},
+		{"POST", map[string]string{"X-HTTP-Method-Override": "delete"}, 405, ""},
+		{"POST", map[string]string{"X-HTTP-Method": "PUT"}, 405, ""},
+		{"POST", map[string]string{"X-Method-Override": "PATCH"}, 405, ""},
+		{"POST", map[string]string{"X_HTTP_Method_Override": "DELETE"}, 405, ""},
+		{"GET", map[string]string{"X-HTTP-Method-Override": "DELETE"}, 405, ""},
+		{"POST", map[string]string{"X-HTTP-Method-Override": "GET"}, 200, ""},
+		{"POST", map[string]string{"X-HTTP-Method-Override": "post"}, 200, ""},
+		{"GET", map[string]string{"X-Original-URL": "/admin/users", "X-Rewrite-URL": "/admin", "X_Original_URL": "/admin"}, 200, ""},
+		// The query override Laravel, Symfony and Express read on POST,
+		// spelled as PHP would still read it.
+		{"POST", nil, 405, "_method=DELETE"},
+		{"POST", nil, 405, "a=1&_method=put"},
+		{"POST", nil, 405, "%5Fmethod=PATCH"},
+		{"POST", nil, 405, ".method=DELETE"},
+		{"POST", nil, 405, "+method=DELETE"},
+		{"POST", nil, 405, "_METHOD=DELETE"},
+		{"GET", nil, 405, "_method=DELETE"},
+		{"POST", nil, 200, "_method=GET"},
+		{"POST", nil, 200, "_method=post"},
+		{"POST", nil, 200, "my_method=DELETE&method=DELETE"},
 	} {
-		r := e.do(tc.method, "/api/posts/1", tc.hdr, nil)
+		target := "/api/posts/1"
+		if tc.query != "" {
+			target += "?" + tc.query
+		}
+		r := e.do(tc.method, target, tc.hdr, nil)
 		if r.StatusCode != tc.status {
-			t.Errorf("%s %v: status %d, want %d", tc.method, tc.hdr, r.StatusCode, tc.status)
+			t.Errorf("%s %s %v: status %d, want %d", tc.method, target, tc.hdr, r.StatusCode, tc.status)
 			continue
 		}
 		if tc.status == 405 && r.Header.Get("Allow") != "GET, POST, HEAD" {

@@ -225,7 +225,7 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed on this route")
 		return
 	}
-	if rt.methods != nil && rt.overrideRefused(r.Header) {
+	if rt.methods != nil && (rt.overrideRefused(r.Header) || rt.queryOverrideRefused(r.URL.RawQuery)) {
 		w.Header().Set("Allow", rt.allow)
 		writeError(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "method override names a method not allowed on this route")
 		return
@@ -590,6 +590,38 @@ func fieldIs(k string, names []string) bool {
 func (rt *route) overrideRefused(h http.Header) bool {
 	for k, vs := range h {
 		if !fieldIs(k, methodOverrides) {
+			continue
+		}
+		for _, v := range vs {
+			if !slices.Contains(rt.methods, strings.ToUpper(strings.TrimSpace(v))) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// queryOverrideRefused reports whether the query carries a "_method"
+// parameter naming a method outside the route's methods: Laravel, Symfony
+// and Express's method-override read it from the query of a POST. Names
+// are compared as PHP reads them, with '.', ' ' and '[' turned into '_'
+// ("?.method=DELETE" is $_GET['_method']), and without case.
+func (rt *route) queryOverrideRefused(rawQuery string) bool {
+	if rawQuery == "" {
+		return false
+	}
+	q, _ := url.ParseQuery(rawQuery) // what parsed; the rest is nobody's parameter
+	for k, vs := range q {
+		if len(k) != len("_method") {
+			continue
+		}
+		k = strings.Map(func(c rune) rune {
+			if c == '.' || c == ' ' || c == '[' {
+				return '_'
+			}
+			return c
+		}, k)
+		if !strings.EqualFold(k, "_method") {
 			continue
 		}
 		for _, v := range vs {
