@@ -109,6 +109,9 @@ func (rt *route) authenticate(w http.ResponseWriter, r *http.Request, info *reqi
 		return nil, kind, false
 	}
 	info.Set(reqinfo.FieldUser, id.User)
+	if id.Issuer != "" {
+		info.Set(reqinfo.FieldIssuer, id.Issuer)
+	}
 	if id.KeyID != "" {
 		info.Set(reqinfo.FieldKeyID, id.KeyID)
 	}

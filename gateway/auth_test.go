@@ -270,6 +270,7 @@ func TestIdentityHeadersNeverSpoofed(t *testing.T) {
 	const key = "opk_user-0123456789abcdef"
 	spoof := map[string]string{
 		identity.HeaderUser:      "admin",
+		identity.HeaderIssuer:    "https://auth.demo.test",
 		identity.HeaderKeyID:     "root",
 		identity.HeaderScopes:    "everything",
 		identity.HeaderRoles:     "admin",

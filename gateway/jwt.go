@@ -241,12 +241,14 @@ func (v *jwtVerifier) verify(ctx context.Context, token string) (*identity.Ident
 	if claims.Subject == "" {
 		return nil, jwt.ErrTokenRequiredClaimMissing
 	}
-	if !cleanWord(claims.Subject) || (claims.Tier != "" && !cleanWord(claims.Tier)) {
+	if !cleanWord(claims.Subject) || (claims.Tier != "" && !cleanWord(claims.Tier)) ||
+		(claims.Issuer != "" && !cleanWord(claims.Issuer)) {
 		return nil, errBadClaim
 	}
 	id := &identity.Identity{
-		User: claims.Subject,
-		Tier: claims.Tier,
+		User:   claims.Subject,
+		Issuer: claims.Issuer,
+		Tier:   claims.Tier,
 	}
 	// Scopes and roles travel in headers: words with control characters
 	// would make the upstream request invalid (a 502), so they are dropped.

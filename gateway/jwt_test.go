@@ -21,6 +21,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/outpost-edge/outpost/internal/reqinfo"
 	"github.com/outpost-edge/outpost/internal/units"
 )
 
@@ -389,5 +390,41 @@ func TestJWKSRedirectToPlainHTTPRefused(t *testing.T) {
 				t.Fatalf("status %d, want %d", resp.StatusCode, want)
 			}
 		})
+	}
+}
+
+// TestSameSubjectFromTwoIssuers: with two trusted issuers, "alice" from
+// one and "alice" from the other are two callers. The origin tells them
+// apart by the signed issuer, and each has its own rate-limit budget.
+func TestSameSubjectFromTwoIssuers(t *testing.T) {
+	k := keys(t)
+	jc := k.jwtConfig()
+	jc.Issuers = []string{"https://auth.demo.test", "https://partner.test"}
+	e := newEnv(t, envOpts{
+		cfg:   Config{JWT: jc, Tiers: map[string]RateLimit{"pro": {Requests: 1, Window: units.Duration(time.Hour)}}},
+		route: RouteConfig{Auth: AuthConfig{Methods: []string{MethodJWT}}},
+	})
+	now := e.clock.Now()
+	token := func(iss string) string {
+		c := stdClaims(now)
+		c["iss"] = iss
+		return sign(t, jwt.SigningMethodHS256, k.hmacKID, k.hmac, c)
+	}
+	for _, iss := range jc.Issuers {
+		resp := e.do("GET", "/v1/posts", bearer(token(iss)), nil)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: status %d (%s): the other issuer's alice used this one's budget", iss, resp.StatusCode, bodyOf(resp))
+		}
+		o := e.origin.last(t)
+		if o.IDErr != nil || o.Identity.User != "alice" || o.Identity.Issuer != iss {
+			t.Fatalf("%s: origin identity %+v, err %v", iss, o.Identity, o.IDErr)
+		}
+		if got := e.info.fields()[reqinfo.FieldIssuer]; got != iss {
+			t.Errorf("%s: log field issuer %q", iss, got)
+		}
+	}
+	// Each budget is one request: the second from the first issuer waits.
+	if resp := e.do("GET", "/v1/posts", bearer(token(jc.Issuers[0])), nil); resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("second request of the first issuer's alice: status %d, want 429", resp.StatusCode)
 	}
 }

@@ -456,6 +456,10 @@ func (rt *route) rateLimit(w http.ResponseWriter, r *http.Request, info *reqinfo
 		key = "ip:" + clientKey(r, info)
 	case id.KeyID != "":
 		tier, key = id.Tier, "k:"+id.KeyID
+	case id.Issuer != "":
+		// The same sub from two issuers is two callers, each with its
+		// own budget. Neither part holds a space (cleanWord).
+		tier, key = id.Tier, "u:"+id.Issuer+" "+id.User
 	default:
 		tier, key = id.Tier, "u:"+id.User
 	}

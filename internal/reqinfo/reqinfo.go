@@ -95,6 +95,7 @@ const (
 	FieldCache     = "cache"      // HIT, MISS, STALE, REVALIDATED, BYPASS
 	FieldUpstream  = "upstream"   // backend address that served the request
 	FieldUser      = "user_id"    // authenticated user
+	FieldIssuer    = "issuer"     // the user's token issuer, when it has one
 	FieldKeyID     = "key_id"     // API key id (never the key)
 	FieldRateLimit = "rate_limit" // limiter decision, e.g. "allow" or "deny"
 	FieldAuthFail  = "auth_error" // authentication failure reason

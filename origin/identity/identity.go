@@ -10,21 +10,32 @@
 // gateway before it sets its own):
 //
 //	X-Outpost-User:      user id (subject)
+//	X-Outpost-Issuer:    the token's issuer (JWT "iss"), when it has one
 //	X-Outpost-Key-Id:    API key id, when the caller used an API key
 //	X-Outpost-Scopes:    space-separated scopes
 //	X-Outpost-Roles:     space-separated roles
 //	X-Outpost-Tier:      rate-limit tier
 //	X-Outpost-Timestamp: unix seconds when the gateway signed
-//	X-Outpost-Signature: "v2=" + base64url(HMAC-SHA256(secret, canonical))
+//	X-Outpost-Signature: "v2=" + base64url(HMAC-SHA256(secret, canonical)),
+//	                     "v3=" … for an identity with an issuer
 //
 // canonical = "v2\n" + method + "\n" + path + "\n" + raw query + "\n" +
 // timestamp + "\n" + user + "\n" + keyid + "\n" + scopes + "\n" + roles +
 // "\n" + tier
 //
+// and for an identity with an issuer, "v3\n" + the same + "\n" + issuer.
+//
 // v2 adds the query string (v1 signed only method and path): someone who
 // sees one signed request between gateway and origin cannot replay its
 // identity on the same path with other parameters. The body is not signed
 // (it streams); the timestamp window bounds such a replay.
+//
+// v3 adds the issuer: a gateway that accepts tokens from several issuers
+// sees the same "sub" from each of them for different people, so the user
+// id alone does not say who the caller is; User and Issuer together do.
+// Identities without an issuer (API keys, tokens without "iss") are signed
+// as v2, so origins built against v2 keep verifying them; an origin must
+// read Issuer once its gateway trusts more than one.
 package identity
 
 import (
@@ -41,6 +52,7 @@ import (
 // Header names.
 const (
 	HeaderUser      = "X-Outpost-User"
+	HeaderIssuer    = "X-Outpost-Issuer"
 	HeaderKeyID     = "X-Outpost-Key-Id"
 	HeaderScopes    = "X-Outpost-Scopes"
 	HeaderRoles     = "X-Outpost-Roles"
@@ -50,11 +62,14 @@ const (
 )
 
 // Headers lists every identity header, for stripping.
-var Headers = [...]string{HeaderUser, HeaderKeyID, HeaderScopes, HeaderRoles, HeaderTier, HeaderTimestamp, HeaderSignature}
+var Headers = [...]string{HeaderUser, HeaderIssuer, HeaderKeyID, HeaderScopes, HeaderRoles, HeaderTier, HeaderTimestamp, HeaderSignature}
 
 // Identity is an authenticated caller.
 type Identity struct {
-	User   string
+	User string
+	// Issuer is the token's issuer ("iss"); "" for API keys and tokens
+	// without one. The same User from two issuers is two callers.
+	Issuer string
 	KeyID  string
 	Scopes []string
 	Roles  []string
@@ -88,9 +103,11 @@ func Strip(h http.Header) {
 	}
 }
 
+// canonical is the signed text: v2, or v3 for an identity with an issuer.
 func canonical(method, path, query string, ts int64, id *Identity) string {
 	var b strings.Builder
-	b.WriteString("v2\n")
+	b.WriteString(version(id))
+	b.WriteByte('\n')
 	b.WriteString(method)
 	b.WriteByte('\n')
 	b.WriteString(path)
@@ -102,13 +119,27 @@ func canonical(method, path, query string, ts int64, id *Identity) string {
 		b.WriteByte('\n')
 		b.WriteString(s)
 	}
+	if id.Issuer != "" {
+		b.WriteByte('\n')
+		b.WriteString(id.Issuer)
+	}
 	return b.String()
 }
 
-func mac(secret []byte, msg string) string {
+func version(id *Identity) string {
+	if id.Issuer != "" {
+		return "v3"
+	}
+	return "v2"
+}
+
+// mac is the signature field's value; the version prefix names the
+// canonical form, and is itself covered: a v3 signature never verifies as
+// v2 with the issuer header removed.
+func mac(secret []byte, id *Identity, msg string) string {
 	m := hmac.New(sha256.New, secret)
 	m.Write([]byte(msg))
-	return "v2=" + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+	return version(id) + "=" + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
 // Sign strips any identity headers from r and sets signed ones for id. The
@@ -119,6 +150,9 @@ func Sign(r *http.Request, id *Identity, secret []byte, now time.Time) {
 	ts := now.Unix()
 	if id.User != "" {
 		h.Set(HeaderUser, id.User)
+	}
+	if id.Issuer != "" {
+		h.Set(HeaderIssuer, id.Issuer)
 	}
 	if id.KeyID != "" {
 		h.Set(HeaderKeyID, id.KeyID)
@@ -133,7 +167,7 @@ func Sign(r *http.Request, id *Identity, secret []byte, now time.Time) {
 		h.Set(HeaderTier, id.Tier)
 	}
 	h.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
-	h.Set(HeaderSignature, mac(secret, canonical(r.Method, r.URL.Path, r.URL.RawQuery, ts, id)))
+	h.Set(HeaderSignature, mac(secret, id, canonical(r.Method, r.URL.Path, r.URL.RawQuery, ts, id)))
 }
 
 // Verification errors.
@@ -158,12 +192,13 @@ func Verify(r *http.Request, secret []byte, now time.Time, maxAge time.Duration)
 	}
 	id := &Identity{
 		User:   h.Get(HeaderUser),
+		Issuer: h.Get(HeaderIssuer),
 		KeyID:  h.Get(HeaderKeyID),
 		Scopes: strings.Fields(h.Get(HeaderScopes)),
 		Roles:  strings.Fields(h.Get(HeaderRoles)),
 		Tier:   h.Get(HeaderTier),
 	}
-	want := mac(secret, canonical(r.Method, r.URL.Path, r.URL.RawQuery, ts, id))
+	want := mac(secret, id, canonical(r.Method, r.URL.Path, r.URL.RawQuery, ts, id))
 	if !hmac.Equal([]byte(sig), []byte(want)) {
 		return nil, ErrForged
 	}
