@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -85,7 +86,7 @@ type queued struct {
 // not retried).
 func NewFanout(self string, peers []Peer, token, queuePath string, log *slog.Logger) (*Fanout, error) {
 	f := &Fanout{self: self, peers: peers, token: token, log: log,
-		client: &http.Client{Timeout: 10 * time.Second,
+		client: &http.Client{Timeout: 10 * time.Second, Transport: peerTransport(),
 			// A redirect would carry the token to wherever on the host it
 			// points and turn the POST into a GET; report it instead.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
@@ -134,6 +135,23 @@ func NewFanout(self string, peers []Peer, token, queuePath string, log *slog.Log
 	}
 	go f.retryLoop()
 	return f, nil
+}
+
+// peerDialTimeout bounds connecting to a peer. A peer whose address drops
+// packets (firewalled, a dead VPS) would otherwise hold the purge, and the
+// operator's `outpost purge`, for the whole request timeout before it is
+// queued; a reachable peer connects in one round trip, and this still
+// covers a lost SYN (retransmitted after 1 s).
+const peerDialTimeout = 3 * time.Second
+
+// peerTransport is http.DefaultTransport's setup (environment proxy
+// included) with the connect and TLS handshake bounded for admin calls to
+// peers.
+func peerTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DialContext = (&net.Dialer{Timeout: peerDialTimeout, KeepAlive: 30 * time.Second}).DialContext
+	t.TLSHandshakeTimeout = 5 * time.Second
+	return t
 }
 
 // queueError explains a queue file that cannot be opened. The queue holds
