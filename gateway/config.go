@@ -135,6 +135,14 @@ type RouteConfig struct {
 	// are literal, `{name}` or `*` (exactly one segment), and a final
 	// `{name...}` or `**` (the rest, possibly empty). Empty allows any path.
 	Paths []string `yaml:"paths"`
+	// EncodedSlashes lets a one-segment wildcard match a segment holding
+	// an escaped slash ("%2F"). Off by default: many origins (Flask,
+	// Django, Rails, an nginx in front) decode %2F before they route, so
+	// "/users/a%2Fb", one segment to the pattern "/users/{id}", would reach
+	// them as "/users/a/b", a path the pattern never allowed. Turn it on
+	// for APIs whose ids hold slashes (GitLab's "group%2Fproject"), behind
+	// origins that route on the escaped path (Go's ServeMux does).
+	EncodedSlashes bool `yaml:"encoded_slashes"`
 	// StripPrefix is removed from the path before it goes upstream.
 	StripPrefix string `yaml:"strip_prefix"`
 	// Rewrite replaces the (stripped) path by regular expression.

@@ -130,7 +130,9 @@ func FuzzCredentialHeaders(f *testing.F) {
 
 // FuzzPattern: pattern compilation and matching never panic, and a
 // pattern made only of literals matches exactly its own path, up to the
-// escaping normalizeEscaped evens out (ServeHTTP matches its output).
+// escaping normalizeEscaped evens out (ServeHTTP matches its output), and
+// without encoded_slashes no match puts an escaped slash in a one-segment
+// wildcard.
 func FuzzPattern(f *testing.F) {
 	f.Add("/api/{id}/x", "/api/1/x")
 	f.Add("/**", "/")
@@ -146,9 +148,22 @@ func FuzzPattern(f *testing.F) {
 				t.Fatalf("normalizeEscaped(%q) changed the path: %q vs %q (%v)", path, a, b, err)
 			}
 		}
-		m := pt.match(normalizeEscaped(path))
-		if !strings.ContainsAny(p, "{}*") && m != (normalizeEscaped(p) == normalizeEscaped(path)) {
+		np := normalizeEscaped(path)
+		m := pt.match(np, true)
+		if !strings.ContainsAny(p, "{}*") && m != (normalizeEscaped(p) == np) {
 			t.Fatalf("literal %q vs %q matched=%v", p, path, m)
+		}
+		if strict := pt.match(np, false); strict && !m {
+			t.Fatalf("%q vs %q: matched without encoded slashes only", p, path)
+		} else if strict && !pt.rest {
+			// Every segment is bound by a literal or a one-segment
+			// wildcard: none of the wildcards' segments holds %2F.
+			segs := strings.Split(strings.TrimPrefix(np, "/"), "/")
+			for i, want := range pt.segs {
+				if want == "*" && i < len(segs) && strings.Contains(segs[i], "%2F") {
+					t.Fatalf("%q vs %q: wildcard segment %q holds an escaped slash", p, path, segs[i])
+				}
+			}
 		}
 	})
 }

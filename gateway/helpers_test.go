@@ -46,6 +46,7 @@ func newClock() *clock { return testclock.New(time.Date(2026, 12, 4, 12, 0, 0, 0
 type originRequest struct {
 	Method   string
 	Path     string
+	RawPath  string // the escaped path as sent
 	RawQuery string
 	Header   http.Header
 	Identity *identity.Identity
@@ -69,7 +70,7 @@ func newOrigin(t testing.TB) *origin {
 		body, _ := io.ReadAll(r.Body)
 		id, err := identity.Verify(r, []byte(testSecret), time.Now(), time.Hour*24*365*10)
 		o.mu.Lock()
-		o.reqs = append(o.reqs, originRequest{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Clone(), id, err, body})
+		o.reqs = append(o.reqs, originRequest{r.Method, r.URL.Path, r.URL.EscapedPath(), r.URL.RawQuery, r.Header.Clone(), id, err, body})
 		delay, gate := o.delay, o.gate
 		o.mu.Unlock()
 		if gate != nil {

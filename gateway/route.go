@@ -33,6 +33,7 @@ type route struct {
 	methods     []string // nil = any
 	allow       string   // Allow header for 405
 	patterns    []pattern
+	slashes     bool // a one-segment wildcard may hold %2F (encoded_slashes)
 	stripPrefix string
 	rewrite     *regexp.Regexp
 	replace     string
@@ -80,6 +81,7 @@ func (g *Gateway) Handler(routeName string, rc RouteConfig, next http.Handler) (
 		next:         next,
 		log:          g.st.log.With("route", routeName),
 		patterns:     make([]pattern, 0, len(rc.Paths)),
+		slashes:      rc.EncodedSlashes,
 		stripPrefix:  strings.TrimSuffix(normalizeEscaped(rc.StripPrefix), "/"),
 		timeout:      rc.Timeout.D(),
 		maxBody:      rc.MaxBody.Int64(),
@@ -261,7 +263,7 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (rt *route) matchPath(p string) bool {
 	for _, pt := range rt.patterns {
-		if pt.match(p) {
+		if pt.match(p, rt.slashes) {
 			return true
 		}
 	}

@@ -87,8 +87,10 @@ func unhex(c byte) byte {
 }
 
 // match reports whether the escaped path (in normalizeEscaped form) matches. Matching the escaped
-// form keeps %2F inside a segment from creating a new segment.
-func (pt pattern) match(path string) bool {
+// form keeps %2F inside a segment from creating a new segment; a one-segment wildcard matches
+// a segment holding one only when slashes is set (the route's encoded_slashes), since an
+// origin that decodes before routing sees more segments than the pattern allowed.
+func (pt pattern) match(path string, slashes bool) bool {
 	if !strings.HasPrefix(path, "/") {
 		return false
 	}
@@ -96,7 +98,7 @@ func (pt pattern) match(path string) bool {
 	for i, want := range pt.segs {
 		seg, tail, found := strings.Cut(path, "/")
 		if want == "*" {
-			if seg == "" {
+			if seg == "" || !slashes && strings.Contains(seg, "%2F") {
 				return false
 			}
 		} else if seg != want {

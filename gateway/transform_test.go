@@ -41,7 +41,10 @@ func TestRoutingAndTransforms(t *testing.T) {
 		{"wrong method", "DELETE", "/api/users/42", 405, "", ""},
 		{"no pattern match", "GET", "/api/other", 404, "", ""},
 		{"one-segment wildcard is one segment", "GET", "/api/users/42/extra", 404, "", ""},
-		{"encoded slash stays in its segment", "GET", "/api/users/a%2Fb", 200, "/users/a/b", "api_version=2"},
+		// Without encoded_slashes a one-segment wildcard holds no %2F:
+		// this origin (net/http's r.URL.Path) would read "/users/a/b".
+		{"encoded slash not in a one-segment wildcard", "GET", "/api/users/a%2Fb", 404, "", ""},
+		{"encoded slash under a rest wildcard", "GET", "/api/posts/a%2Fb", 200, "/posts/a/b", "api_version=2"},
 		// Escaped unreserved characters are the same path (RFC 3986
 		// §6.2.2.2), as the edge's router reads it: paths, strip_prefix
 		// and rewrite see through them, so "/%61pi" cannot dodge the strip
@@ -99,28 +102,34 @@ func TestPatterns(t *testing.T) {
 	tests := []struct {
 		pattern, path string
 		want          bool
+		slashes       bool // encoded_slashes
 	}{
-		{"/", "/", true},
-		{"/", "/a", false},
-		{"/a/{id}", "/a/1", true},
-		{"/a/{id}", "/a/", false},
-		{"/a/{id}", "/a", false},
-		{"/a/*/c", "/a/b/c", true},
-		{"/a/*/c", "/a/b/d", false},
-		{"/a/{rest...}", "/a", true},
-		{"/a/{rest...}", "/a/b/c/", true},
-		{"/a/**", "/ab", false},
-		{"/**", "/anything/at/all", true},
-		{"/a", "/a/", false},
-		{"/a/", "/a/", true},
+		{"/", "/", true, false},
+		{"/", "/a", false, false},
+		{"/a/{id}", "/a/1", true, false},
+		{"/a/{id}", "/a/", false, false},
+		{"/a/{id}", "/a", false, false},
+		{"/a/*/c", "/a/b/c", true, false},
+		{"/a/*/c", "/a/b/d", false, false},
+		{"/a/{rest...}", "/a", true, false},
+		{"/a/{rest...}", "/a/b/c/", true, false},
+		{"/a/**", "/ab", false, false},
+		{"/**", "/anything/at/all", true, false},
+		{"/a", "/a/", false, false},
+		{"/a/", "/a/", true, false},
+		{"/a/{id}", "/a/x%2Fy", false, false},
+		{"/a/{id}", "/a/x%2Fy", true, true},
+		{"/a/*/c", "/a/%2F/c", false, false},
+		{"/a/**", "/a/x%2Fy", true, false},
+		{"/a%2Fb/{id}", "/a%2Fb/1", true, false},
 	}
 	for _, tc := range tests {
 		pt, err := compilePattern(tc.pattern)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := pt.match(tc.path); got != tc.want {
-			t.Errorf("%s ~ %s = %v, want %v", tc.pattern, tc.path, got, tc.want)
+		if got := pt.match(tc.path, tc.slashes); got != tc.want {
+			t.Errorf("%s ~ %s (encoded_slashes %v) = %v, want %v", tc.pattern, tc.path, tc.slashes, got, tc.want)
 		}
 	}
 	for _, bad := range []string{"a", "/a/**/b", "/a{b}", "/x*"} {
@@ -425,5 +434,22 @@ func TestStripAndRewriteSeeThroughEscapes(t *testing.T) {
 		if o := e.origin.last(t); o.Path != want || o.IDErr != nil {
 			t.Errorf("%s: origin saw %q (identity %v), want %q", path, o.Path, o.IDErr, want)
 		}
+	}
+}
+
+// TestEncodedSlashesOptIn: with encoded_slashes a one-segment wildcard
+// takes a segment holding %2F (ids such as GitLab's "group%2Fproject"),
+// and the origin gets it escaped as sent.
+func TestEncodedSlashesOptIn(t *testing.T) {
+	e := newEnv(t, envOpts{route: RouteConfig{
+		Paths:          []string{"/api/projects/{id}"},
+		EncodedSlashes: true,
+		Auth:           AuthConfig{Mode: ModeNone},
+	}})
+	if r := e.do("GET", "/api/projects/group%2Fproject", nil, nil); r.StatusCode != 200 {
+		t.Fatalf("status %d, want 200", r.StatusCode)
+	}
+	if o := e.origin.last(t); o.RawPath != "/api/projects/group%2Fproject" {
+		t.Fatalf("origin saw raw path %q", o.RawPath)
 	}
 }
