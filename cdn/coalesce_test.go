@@ -344,3 +344,55 @@ func TestLargeObjectNotBuffered(t *testing.T) {
 		t.Logf("allocated %d KiB to move 2 x 64 MiB", alloc>>10)
 	}
 }
+
+// TestTrickleReachesClients: a storable body the origin sends a little at
+// a time (flushing) reaches the leader's client and a coalesced follower
+// as it comes, not when a buffer fills or the body ends: both read from
+// the growing file, and what they copied is flushed before each wait.
+func TestTrickleReachesClients(t *testing.T) {
+	cont := make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { close(cont) }) }
+	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Content-Length", "200")
+		io.WriteString(w, strings.Repeat("a", 100))
+		w.(http.Flusher).Flush()
+		<-cont
+		io.WriteString(w, strings.Repeat("b", 100))
+	})
+	first := func() (*http.Response, []byte) {
+		t.Helper()
+		res, err := e.client.Get(e.front.URL + "/trickle")
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 100)
+		read := make(chan error, 1)
+		go func() { _, err := io.ReadFull(res.Body, buf); read <- err }()
+		select {
+		case err := <-read:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the first 100 bytes, flushed by the origin, did not arrive")
+		}
+		return res, buf
+	}
+	t.Cleanup(release) // registered after newEnv's: runs before the servers close
+	lres, lbuf := first() // the origin is blocked: these 100 bytes were flushed
+	fres, fbuf := first()
+	if cs := fres.Header.Get("Cache-Status"); !strings.Contains(cs, "collapsed") {
+		t.Fatalf("second client did not follow the fill: Cache-Status %q", cs)
+	}
+	release()
+	for i, res := range []*http.Response{lres, fres} {
+		rest, err := io.ReadAll(res.Body)
+		res.Body.Close()
+		got := string([][]byte{lbuf, fbuf}[i]) + string(rest)
+		if err != nil || got != strings.Repeat("a", 100)+strings.Repeat("b", 100) {
+			t.Fatalf("client %d: %q, %v", i, got, err)
+		}
+	}
+}

@@ -138,11 +138,13 @@ func (c *Cache) release(key string, f *fill) {
 }
 
 // follow copies a body being written by a fill to w, waiting for more
-// bytes as they arrive. It returns how many bytes it copied, and false when
-// the fill failed before the body was complete (the caller must finish the
-// body some other way or cut the connection).
-func (f *fill) follow(w io.Writer, file *os.File, cancel <-chan struct{}, buf []byte) (int64, bool) {
-	var off int64
+// bytes as they arrive; what it copied is flushed before each wait, so a
+// body the origin trickles reaches the client as it comes. It returns how
+// many bytes it copied, and false when the fill failed before the body was
+// complete (the caller must finish the body some other way or cut the
+// connection).
+func (f *fill) follow(w http.ResponseWriter, file *os.File, cancel <-chan struct{}, buf []byte) (int64, bool) {
+	var off, flushed int64
 	for {
 		n, complete, failed, ch := f.snapshot()
 		for off < n {
@@ -166,6 +168,10 @@ func (f *fill) follow(w io.Writer, file *os.File, cancel <-chan struct{}, buf []
 		}
 		if failed {
 			return off, false
+		}
+		if off > flushed {
+			_ = http.NewResponseController(w).Flush()
+			flushed = off
 		}
 		select {
 		case <-ch:

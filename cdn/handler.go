@@ -109,8 +109,12 @@ func (h *handler) fetch(w http.ResponseWriter, r *http.Request, key string, stal
 		h.follow(w, r, f, key, stale)
 		return
 	}
-	defer h.c.release(fk, f)
-	h.lead(w, r, f, key, stale, false)
+	var lc *leaderClient
+	func() {
+		defer h.c.release(fk, f)
+		lc = h.lead(w, r, f, key, stale, false)
+	}()
+	lc.wait()
 }
 
 // refresh revalidates e in the background, once per object at a time.

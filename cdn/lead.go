@@ -3,7 +3,9 @@ package cdn
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -59,8 +61,11 @@ func originRequest(ctx context.Context, r *http.Request) *http.Request {
 }
 
 // lead performs the origin fetch for a fill. w is nil for a background
-// refresh. It must be called with a deferred release of f.
-func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key string, stale *store.Entry, bg bool) {
+// refresh. It must be called with a deferred release of f. When the
+// client is served from the body file (see leaderClient), lead returns
+// with that still going on: the caller releases f first — the fetch is
+// over for everyone else — and then waits for it.
+func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key string, stale *store.Entry, bg bool) (lc *leaderClient) {
 	c := h.c
 	deferClient := bg || needsEntry(r)
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
@@ -83,6 +88,14 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 
 	cw := &captureWriter{header: make(http.Header), f: f}
 	cw.onFileErr = func(err error) { c.ioError("write", key, err) }
+	// lc, once the body is being stored, serves this client from the
+	// file. On a panic its writes must still end before the handler does.
+	returned := false
+	defer func() {
+		if lc != nil && !returned {
+			<-lc.done
+		}
+	}()
 	// Purges numbered after mark ran while this was fetched.
 	mark := c.purgeSeq.Load()
 	reqTime := c.now()
@@ -192,14 +205,32 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 		f.tags = dec.meta.Tags
 		f.setReady(outcomeStoring)
 		if !deferClient {
-			cw.client = w
 			copyHeader(w.Header(), ch)
 			w.Header().Set("X-Cache", resMiss)
 			addCacheStatus(w.Header(), "Outpost; "+fwd+"; stored")
-			cw.clientBody = r.Method != http.MethodHead
 			reqinfo.From(r.Context()).Set(reqinfo.FieldCache, resMiss)
 			c.m.result(resMiss)
+			if r.Method == http.MethodHead {
+				cw.client = w // for its header only (clientBody is false)
+				w.WriteHeader(status)
+				return
+			}
+			// This client reads the body from the file being written, as
+			// its followers do, not from the fill: a client that reads
+			// slowly (or not at all) must not hold the origin fetch — and
+			// every request coalesced onto it — to its own pace.
+			file, err := openFile(wr.TempPath())
+			if err != nil {
+				c.ioError("open", key, err)
+				cw.client, cw.clientBody = w, true // tee, as a last resort
+				w.WriteHeader(status)
+				return
+			}
 			w.WriteHeader(status)
+			lc = &leaderClient{done: make(chan struct{})}
+			lc.pr, lc.pw = io.Pipe()
+			cw.lc = lc
+			go lc.follow(h, w, r, f, file)
 		}
 	}
 	// A foreground fetch is cancelled when its client leaves, unless the
@@ -214,6 +245,14 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 	}
 
 	p := h.callUpstream(cw, out)
+	if lc != nil {
+		// The end of what the fill passes on once the file failed.
+		if p != nil {
+			lc.pw.CloseWithError(errUpstreamBroke)
+		} else {
+			lc.pw.Close()
+		}
+	}
 	if p != nil {
 		if cw.file != nil {
 			cw.file.Abort()
@@ -223,6 +262,10 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 		switch {
 		case cw.mode == modeRetryPass, cw.mode == modeRevalidated, cw.mode == modeStaleError, cw.mode == modeMismatch:
 			// The body was being discarded (or cut on purpose): carry on.
+		case cw.mode == modeStore && lc != nil:
+			// The file and the pipe both ended with the failure: the
+			// client following them is cut. Nothing is left to commit.
+			cw.mode = modeNone
 		case cw.mode == modeStore && cw.client == nil:
 			// Nothing reached this client yet (deferred or background):
 			// fetch it for them uncached.
@@ -286,6 +329,68 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 			// is gone): drop the old copy.
 			c.store.Remove([]*store.Entry{stale})
 		}
+	}
+	returned = true
+	return lc
+}
+
+// leaderClient serves the leading request's client from the body file of
+// its own fill, on a goroutine of its own, so the fill runs at the
+// origin's pace rather than that client's. If the fill stops writing the
+// file (disk full, an I/O error, an object over the size limit) the rest
+// of the body reaches this client through pr, straight from the origin
+// response as the fill receives it: the leader is never cut for the
+// cache's trouble, whatever validators the response has.
+type leaderClient struct {
+	done chan struct{}
+	pr   *io.PipeReader
+	pw   *io.PipeWriter // the fill's end, written once the file failed
+	cut  bool           // the body could not be finished: the connection must be cut
+}
+
+// wait waits until the client has its body; one that could not be
+// finished is cut (the handler aborts), never passed off as complete. A
+// nil lc has nothing to wait for.
+func (lc *leaderClient) wait() {
+	if lc == nil {
+		return
+	}
+	<-lc.done
+	if lc.cut {
+		panic(http.ErrAbortHandler)
+	}
+}
+
+func (lc *leaderClient) follow(h *handler, w http.ResponseWriter, r *http.Request, f *fill, file *os.File) {
+	defer close(lc.done)
+	defer file.Close()
+	// Leaving early (the client went away) unblocks the fill's writes.
+	defer lc.pr.Close()
+	bp := h.c.bufs.Get().(*[]byte)
+	defer h.c.bufs.Put(bp)
+	buf := *bp
+	off, ok := f.follow(w, file, r.Context().Done(), buf)
+	if ok {
+		return // whole, or the client left
+	}
+	// The file holds what the fill wrote before it failed; the pipe has
+	// the rest.
+	n, _, _, _ := f.snapshot()
+	for off < n {
+		m, err := file.ReadAt(buf[:min(int64(len(buf)), n-off)], off)
+		if m > 0 {
+			if _, werr := w.Write(buf[:m]); werr != nil {
+				return
+			}
+			off += int64(m)
+		}
+		if err != nil && m == 0 {
+			lc.cut = true
+			return
+		}
+	}
+	if _, err := io.CopyBuffer(struct{ io.Writer }{w}, lc.pr, buf); err != nil {
+		lc.cut = true
 	}
 }
 
@@ -354,6 +459,7 @@ func (h *handler) commit(w http.ResponseWriter, r *http.Request, f *fill, cw *ca
 }
 
 var (
+	errUpstreamBroke      = errors.New("cdn: the upstream failed mid-body")
 	errPurgedWhileFetched = errors.New("cdn: purged while fetched")
 	errNoLongerStorable   = errors.New("cdn: a 304 made the stored response unstorable")
 )
@@ -465,6 +571,7 @@ type captureWriter struct {
 	client     http.ResponseWriter
 	clientBody bool
 	clientErr  error
+	lc         *leaderClient // the leader's client, following the file
 }
 
 func (cw *captureWriter) Header() http.Header { return cw.header }
@@ -485,9 +592,12 @@ func (cw *captureWriter) Write(p []byte) (int, error) {
 	if !cw.wroteHeader {
 		cw.WriteHeader(http.StatusOK)
 	}
+	rest := p // what the file did not take, for the leader's client
 	if cw.file != nil && !cw.fileFailed {
+		before := cw.file.Written()
 		if _, err := cw.file.Write(p); err != nil {
 			cw.fileFailed = true
+			rest = p[cw.file.Written()-before:]
 			cw.f.progress(cw.file.Written(), false, true)
 			if !errors.Is(err, store.ErrTooLarge) && cw.onFileErr != nil {
 				cw.onFileErr(err)
@@ -496,12 +606,17 @@ func (cw *captureWriter) Write(p []byte) (int, error) {
 			cw.f.progress(cw.file.Written(), false, false)
 		}
 	}
+	if cw.lc != nil && cw.fileFailed && cw.clientErr == nil && len(rest) > 0 {
+		if _, err := cw.lc.pw.Write(rest); err != nil {
+			cw.clientErr = err
+		}
+	}
 	if cw.client != nil && cw.clientBody && cw.clientErr == nil {
 		if _, err := cw.client.Write(p); err != nil {
 			cw.clientErr = err
 		}
 	}
-	if cw.mode == modeStore && cw.fileFailed && (cw.client == nil || cw.clientErr != nil) {
+	if cw.mode == modeStore && cw.fileFailed && (cw.client == nil && cw.lc == nil || cw.clientErr != nil) {
 		return 0, errors.New("cdn: nobody to write to")
 	}
 	return len(p), nil

@@ -71,6 +71,79 @@ routes:
 	}
 }
 
+// A leader that reads slowly (here: not at all, with send_timeout at its
+// 60s default, so nothing cuts it) no longer sets the pace of its fill:
+// it reads the body from the file being written, as its followers do, so
+// the fill completes at the origin's pace, the follower gets the whole
+// body, and the object is a HIT while the leader still has read nothing.
+func TestCacheFillNotPacedByLeader(t *testing.T) {
+	const size = 32 << 20
+	started := make(chan struct{}, 4)
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		started <- struct{}{}
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Content-Length", strconv.Itoa(size))
+		chunk := make([]byte, 64<<10)
+		for n := 0; n < size; n += len(chunk) {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	}))
+	defer origin.Close()
+	_, base := startNode(t, fmt.Sprintf(`node: test
+data_dir: %s
+edge:
+  listen: 127.0.0.1:0
+routes:
+  - name: app
+    upstream: %s
+    cache: {}
+`, t.TempDir(), origin.URL))
+
+	leader, err := net.Dial("tcp", base[len("http://"):])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer leader.Close()
+	_ = leader.(*net.TCPConn).SetReadBuffer(4 << 10)
+	fmt.Fprintf(leader, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n") // and never read
+	select {
+	case <-started:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the leader's fill never reached the origin")
+	}
+
+	client := &http.Client{Timeout: 20 * time.Second} // far below the leader's 60s send_timeout
+	get := func() *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest("GET", base+"/big", nil)
+		req.Host = "x" // the leader's cache key
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err != nil || n != size {
+			t.Fatalf("got %d of %d bytes: %v (X-Cache %s)", n, size, err, resp.Header.Get("X-Cache"))
+		}
+		return resp
+	}
+	get()
+	if len(started) != 0 {
+		t.Fatal("the follower went to the origin itself")
+	}
+	for i := 0; ; i++ { // the index commit follows the last byte
+		if resp := get(); resp.Header.Get("X-Cache") == "HIT" {
+			break
+		} else if i == 50 {
+			t.Fatalf("not stored while the leader read nothing: X-Cache %s", resp.Header.Get("X-Cache"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // edge.max_connections caps the connections open at once: at the cap the
 // listener stops accepting (the connection waits in the backlog), and a
 // slot freed by a closed connection lets the next one in.
