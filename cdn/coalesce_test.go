@@ -380,7 +380,7 @@ func TestTrickleReachesClients(t *testing.T) {
 		}
 		return res, buf
 	}
-	t.Cleanup(release) // registered after newEnv's: runs before the servers close
+	t.Cleanup(release)    // registered after newEnv's: runs before the servers close
 	lres, lbuf := first() // the origin is blocked: these 100 bytes were flushed
 	fres, fbuf := first()
 	if cs := fres.Header.Get("Cache-Status"); !strings.Contains(cs, "collapsed") {
@@ -394,5 +394,61 @@ func TestTrickleReachesClients(t *testing.T) {
 		if err != nil || got != strings.Repeat("a", 100)+strings.Repeat("b", 100) {
 			t.Fatalf("client %d: %q, %v", i, got, err)
 		}
+	}
+}
+
+// TestUpstreamPanicMidBodyCutsClients: the upstream panics after the
+// header and part of a storable body. The leading client, reading from
+// the body file, and a follower are both cut — neither waits for bytes
+// that will never come, nor gets a short body passed off as whole — and
+// nothing is stored.
+func TestUpstreamPanicMidBodyCutsClients(t *testing.T) {
+	boom := make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { close(boom) }) }
+	e := newEnv(t, static("unused"), withUpstream(func(http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Cache-Control", "max-age=60")
+			w.Header().Set("Content-Length", "100000")
+			w.Write(make([]byte, 1000))
+			w.(http.Flusher).Flush()
+			<-boom
+			panic("upstream exploded mid-body")
+		})
+	}))
+	e.front.Config.ErrorLog = nil
+	t.Cleanup(release)
+	type result struct {
+		n   int64
+		err error
+	}
+	get := func(out chan<- result) {
+		res, err := e.client.Get(e.front.URL + "/mid")
+		if err != nil {
+			out <- result{err: err}
+			return
+		}
+		n, err := io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		out <- result{n, err}
+	}
+	lead, follow := make(chan result, 1), make(chan result, 1)
+	go get(lead)
+	waitFor(t, "the leader's fill", func() bool { return e.entered.Load() == 1 })
+	go get(follow)
+	waitFor(t, "the follower", func() bool { return e.entered.Load() == 2 })
+	release()
+	for name, ch := range map[string]chan result{"leader": lead, "follower": follow} {
+		select {
+		case r := <-ch:
+			if r.err == nil {
+				t.Errorf("%s: %d bytes read without error", name, r.n)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s still waiting", name)
+		}
+	}
+	if e.cache.Objects() != 0 {
+		t.Fatal("a broken body was stored")
 	}
 }

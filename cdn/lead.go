@@ -89,10 +89,15 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 	cw := &captureWriter{header: make(http.Header), f: f}
 	cw.onFileErr = func(err error) { c.ioError("write", key, err) }
 	// lc, once the body is being stored, serves this client from the
-	// file. On a panic its writes must still end before the handler does.
+	// file. On a panic its writes must still end before the handler does:
+	// the fill is marked failed first (release, which would, runs only
+	// after lead), so the client stops waiting for more and is cut.
 	returned := false
 	defer func() {
 		if lc != nil && !returned {
+			lc.pw.CloseWithError(errUpstreamBroke)
+			n, _, _, _ := f.snapshot()
+			f.progress(n, false, true)
 			<-lc.done
 		}
 	}()
