@@ -67,9 +67,8 @@ func (s *sticky) value(id string, now int64) string {
 
 // lookup returns the backend the request's cookie pins, or nil when there
 // is no cookie, it does not verify, its lifetime ran out, or the backend is
-// gone; and whether the
-// cookie should be re-issued at now (Unix seconds): past half its lifetime,
-// or without the issue time a lifetime asks for.
+// gone; and whether the cookie should be re-issued at now (Unix seconds):
+// past half its lifetime, or without the issue time a lifetime asks for.
 func (s *sticky) lookup(r *http.Request, byID map[string]*Backend, now int64) (b *Backend, refresh bool) {
 	c, err := r.Cookie(s.name)
 	if err != nil {
