@@ -2,9 +2,11 @@ package cdn
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net/http"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -451,4 +453,69 @@ func TestUpstreamPanicMidBodyCutsClients(t *testing.T) {
 	if e.cache.Objects() != 0 {
 		t.Fatal("a broken body was stored")
 	}
+}
+
+// TestCoalescedClientsLeaveAtRandom: many clients share one slow fill of
+// a 4 MiB object, and a third of them — the leader possibly among them —
+// hang up after reading a random amount. The others get the whole body,
+// byte for byte; the origin is asked once; the object is stored.
+func TestCoalescedClientsLeaveAtRandom(t *testing.T) {
+	const size = 4 << 20
+	body := make([]byte, size)
+	for i := range body {
+		body[i] = byte(i * 7)
+	}
+	gate := make(chan struct{})
+	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Content-Length", strconv.Itoa(size))
+		for off := 0; off < size; off += 256 << 10 {
+			w.Write(body[off : off+256<<10])
+			w.(http.Flusher).Flush()
+			if off == 0 {
+				<-gate // every client has joined by now
+			}
+		}
+	})
+	const n = 30
+	var wg sync.WaitGroup
+	var whole, left atomic.Int64
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, "GET", e.front.URL+"/big", nil)
+			res, err := e.client.Do(req)
+			if err != nil {
+				t.Errorf("client %d: %v", i, err)
+				return
+			}
+			defer res.Body.Close()
+			if i%3 == 0 {
+				io.CopyN(io.Discard, res.Body, int64(i)*100_000)
+				cancel() // hangs up mid-body
+				left.Add(1)
+				return
+			}
+			got, err := io.ReadAll(res.Body)
+			if err != nil || !bytes.Equal(got, body) {
+				t.Errorf("client %d: %d bytes, %v", i, len(got), err)
+				return
+			}
+			whole.Add(1)
+		}()
+	}
+	// The header went out before the gate: every follower is past it.
+	waitFor(t, "every client on the fill", func() bool { return e.metric("outpost_cache_coalesced_total") == n-1 })
+	close(gate)
+	wg.Wait()
+	if whole.Load() != n-left.Load() {
+		t.Fatalf("%d of %d staying clients got the whole body", whole.Load(), n-left.Load())
+	}
+	if h := e.hits(); h != 1 {
+		t.Fatalf("origin asked %d times, want once", h)
+	}
+	waitFor(t, "stored", func() bool { return e.cache.Objects() == 1 })
 }
