@@ -12,7 +12,11 @@
 #              HAPROXY_HEADERS=same|none (see the HAProxy config below)
 #              CEILING=1 also runs bench/http/rawproxy, the least pass-through
 #              Go can do (no HTTP semantics at all): a measuring stick that
-#              splits the gap to HAProxy into Go's cost and our HTTP stack's.
+#              splits the gap to HAProxy into Go's cost and our HTTP stack's;
+#              and rawproxy --shared ("rawpool"): the same plus what a real
+#              proxy cannot leave out (a backend pool shared by all clients,
+#              per-request deadlines, X-Forwarded-For and Via added).
+#              BASE_PORT+5 for it.
 # Outpost runs without its access log (--access-log=false), as HAProxy runs
 # here without logging.
 # Needs: go, wrk and haproxy (Debian packages; installed with apt-get when
@@ -33,6 +37,7 @@ HAPROXY_ADDR=127.0.0.1:$((BASE_PORT + 1))
 B1=127.0.0.1:$((BASE_PORT + 2))
 B2=127.0.0.1:$((BASE_PORT + 3))
 RAW_ADDR=127.0.0.1:$((BASE_PORT + 4))
+RAWPOOL_ADDR=127.0.0.1:$((BASE_PORT + 5))
 
 cd "$(dirname "$0")/../.."
 WORK=$(mktemp -d /tmp/outpost-passthrough.XXXXXX)
@@ -132,7 +137,10 @@ if [ "$CEILING" = 1 ]; then
 	"$WORK/rawproxy" --listen "$RAW_ADDR" --b1 "$B1" --b2 "$B2" 2>"$WORK/raw.log" & PIDS+=($!)
 	RAW_PID=$!
 	wait_port "$RAW_ADDR"
-	TARGETS="outpost haproxy raw"
+	"$WORK/rawproxy" --shared --listen "$RAWPOOL_ADDR" --b1 "$B1" --b2 "$B2" 2>"$WORK/rawpool.log" & PIDS+=($!)
+	RAWPOOL_PID=$!
+	wait_port "$RAWPOOL_ADDR"
+	TARGETS="outpost haproxy raw rawpool"
 fi
 
 # run_wrk URL -> "rps p99_ms requests"
@@ -160,18 +168,22 @@ run_wrk() {
 echo "warm-up ($WARMUP each) ..." >&2
 wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" "http://$OUTPOST_ADDR/" >/dev/null
 wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" "http://$HAPROXY_ADDR/" >/dev/null
-[ "$CEILING" = 1 ] && wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" "http://$RAW_ADDR/" >/dev/null
+if [ "$CEILING" = 1 ]; then
+	wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" "http://$RAW_ADDR/" >/dev/null
+	wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" "http://$RAWPOOL_ADDR/" >/dev/null
+fi
 
 # CPU per request (user + system, from /proc): the proxy's own cost, and
 # what the backends spend per request behind it.
 printf '%-6s %-8s %12s %10s %14s %16s\n' round target 'requests/s' 'p99 ms' 'proxy us/req' 'backends us/req'
-o_rps=0 o_p99=0 h_rps=0 h_p99=0 o_cpu=0 h_cpu=0 o_bcpu=0 h_bcpu=0 r_rps=0 r_p99=0 r_cpu=0
+o_rps=0 o_p99=0 h_rps=0 h_p99=0 o_cpu=0 h_cpu=0 o_bcpu=0 h_bcpu=0 r_rps=0 r_p99=0 r_cpu=0 s_rps=0 s_p99=0 s_cpu=0
 for r in $(seq 1 "$ROUNDS"); do
 	for target in $TARGETS; do
 		case $target in
 		outpost) addr=$OUTPOST_ADDR pid=$OUTPOST_PID ;;
 		haproxy) addr=$HAPROXY_ADDR pid=$HAPROXY_PID ;;
 		raw) addr=$RAW_ADDR pid=$RAW_PID ;;
+		rawpool) addr=$RAWPOOL_ADDR pid=$RAWPOOL_PID ;;
 		esac
 		p0=$(cpu_ms "$pid") b0=$(cpu_ms "${BACKEND_PIDS[@]}")
 		read -r rps p99 n < <(run_wrk "http://$addr/")
@@ -186,6 +198,10 @@ for r in $(seq 1 "$ROUNDS"); do
 			r_rps=$(awk -v a="$r_rps" -v b="$rps" 'BEGIN{print a+b}')
 			r_p99=$(awk -v a="$r_p99" -v b="$p99" 'BEGIN{print a+b}')
 			r_cpu=$(awk -v a="$r_cpu" -v b="$cpu" 'BEGIN{print a+b}')
+		elif [ "$target" = rawpool ]; then
+			s_rps=$(awk -v a="$s_rps" -v b="$rps" 'BEGIN{print a+b}')
+			s_p99=$(awk -v a="$s_p99" -v b="$p99" 'BEGIN{print a+b}')
+			s_cpu=$(awk -v a="$s_cpu" -v b="$cpu" 'BEGIN{print a+b}')
 		else
 			h_rps=$(awk -v a="$h_rps" -v b="$rps" 'BEGIN{print a+b}')
 			h_p99=$(awk -v a="$h_p99" -v b="$p99" 'BEGIN{print a+b}')
@@ -197,11 +213,12 @@ done
 
 awk -v or="$o_rps" -v op="$o_p99" -v hr="$h_rps" -v hp="$h_p99" -v n="$ROUNDS" \
 	-v oc="$o_cpu" -v hc="$h_cpu" -v ob="$o_bcpu" -v hb="$h_bcpu" \
-	-v rr="$r_rps" -v rp="$r_p99" -v rc="$r_cpu" \
+	-v rr="$r_rps" -v rp="$r_p99" -v rc="$r_cpu" -v sr="$s_rps" -v sp="$s_p99" -v sc="$s_cpu" \
 	-v d="$DURATION" -v c="$CONNS" -v t="$THREADS" -v hh="$HAPROXY_HEADERS" 'BEGIN {
 	printf "\nmean of %d interleaved runs (wrk -t%s -c%s -d%s, keep-alive, 1 KiB bodies, 2 backends, round robin, HAProxy forwarding headers: %s)\n", n, t, c, d, hh
 	printf "outpost: %10.0f requests/s   p99 %8.3f ms   CPU %5.1f us/request (backends %5.1f)\n", or/n, op/n, oc/n, ob/n
 	printf "haproxy: %10.0f requests/s   p99 %8.3f ms   CPU %5.1f us/request (backends %5.1f)\n", hr/n, hp/n, hc/n, hb/n
 	if (rr > 0) printf "raw Go:  %10.0f requests/s   p99 %8.3f ms   CPU %5.1f us/request (bench/http/rawproxy: no HTTP semantics, a measuring stick)\n", rr/n, rp/n, rc/n
+	if (sr > 0) printf "rawpool: %10.0f requests/s   p99 %8.3f ms   CPU %5.1f us/request (rawproxy --shared: + shared backend pool, deadlines, XFF and Via)\n", sr/n, sp/n, sc/n
 	printf "ratio outpost/haproxy: requests/s %.2f (target >= 1.00), p99 %.2f (target <= 1.20)\n", or/hr, op/hp
 }'
