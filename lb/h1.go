@@ -39,12 +39,13 @@ type h1Transport struct {
 }
 
 type h1Conn struct {
-	t    *h1Transport
-	c    net.Conn
-	lr   *limitReader // under br: bounds the response header
-	br   *bufio.Reader
-	bw   *bufio.Writer
-	used time.Time // when it went idle
+	t     *h1Transport
+	c     net.Conn
+	lr    *limitReader // under br: bounds the response header
+	br    *bufio.Reader
+	bw    *bufio.Writer
+	used  time.Time // when it went idle
+	armed bool      // a read deadline bounds the response header
 
 	// Built once per connection, not on every request: spoke is
 	// idleCheck's (nil when the connection cannot be checked), abort
@@ -271,12 +272,7 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 	// Cancellation (client gone, try or total timeout) unblocks the reads
 	// and writes below; a connection it touched is never reused.
 	stop := context.AfterFunc(ctx, pc.abort)
-	if pc.t.hdrWait > 0 {
-		pc.c.SetReadDeadline(time.Now().Add(pc.t.hdrWait))
-	} else {
-		pc.c.SetReadDeadline(time.Time{})
-	}
-	pc.lr.left = maxResponseHeader
+	pc.armHeader(time.Time{})
 	if err := writeRequest(pc.bw, req); err != nil {
 		stop()
 		return nil, staleErr{err: err}
@@ -285,8 +281,44 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 		stop()
 		return nil, staleErr{err: err}
 	}
-	if _, err := pc.br.Peek(1); err != nil {
+	// Informational responses (100, 102, 103 Early Hints) precede the
+	// real one; report them as http.Transport does, so the reverse proxy
+	// can pass Early Hints on.
+	var got1xx func(int, textproto.MIMEHeader) error
+	if trace := httptrace.ContextClientTrace(ctx); trace != nil {
+		got1xx = trace.Got1xxResponse
+	}
+	resp, err := pc.awaitResponse(req, got1xx, stop, 0)
+	if err != nil {
 		stop()
+		return nil, err
+	}
+	return resp, nil
+}
+
+// armHeader bounds the wait for a response header — the per-try timeout,
+// or until when that comes first (zero: no such bound) — and resets the
+// header budget, before a request is written.
+func (pc *h1Conn) armHeader(until time.Time) {
+	var d time.Time
+	if pc.t.hdrWait > 0 {
+		d = time.Now().Add(pc.t.hdrWait)
+	}
+	if !until.IsZero() && (d.IsZero() || until.Before(d)) {
+		d = until
+	}
+	pc.c.SetReadDeadline(d)
+	pc.armed = !d.IsZero()
+	pc.lr.left = maxResponseHeader
+}
+
+// awaitResponse reads the response to req, just written on pc: the
+// informational ones first (each passed to got1xx, which may be nil),
+// then the final one, whose body returns pc to the pool when read to its
+// end. idle, when positive, bounds each read of the body that waits for
+// the backend. The caller closes pc on an error.
+func (pc *h1Conn) awaitResponse(req *http.Request, got1xx func(int, textproto.MIMEHeader) error, stop func() bool, idle time.Duration) (*http.Response, error) {
+	if _, err := pc.br.Peek(1); err != nil {
 		if ne, ok := err.(net.Error); ok && ne.Timeout() {
 			// The per-try timeout: the backend has the request and is
 			// slow, the connection was not stale. Like http.Transport's
@@ -299,17 +331,15 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 		return nil, staleErr{err: err, written: true}
 	}
 	resp, err := readResponse(pc.br, req)
-	// Informational responses (100, 102, 103 Early Hints) precede the
-	// real one; report them as http.Transport does, so the reverse proxy
-	// can pass Early Hints on. A real server sends one or two; past
+	// A real server sends one or two informational responses; past
 	// max1xx the backend is flooding the client through us.
 	for n1xx := 0; err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols; n1xx++ {
 		if n1xx == max1xx {
 			err = errTooMany1xx
 			break
 		}
-		if trace := httptrace.ContextClientTrace(ctx); trace != nil && trace.Got1xxResponse != nil {
-			if terr := trace.Got1xxResponse(resp.StatusCode, textproto.MIMEHeader(resp.Header)); terr != nil {
+		if got1xx != nil {
+			if terr := got1xx(resp.StatusCode, textproto.MIMEHeader(resp.Header)); terr != nil {
 				err = terr
 				break
 			}
@@ -317,21 +347,19 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 		resp, err = readResponse(pc.br, req)
 	}
 	if err != nil {
-		stop()
 		return nil, err
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		// Not asked for (Upgrade requests take the other path): a
 		// protocol violation, and the connection is unusable.
-		stop()
 		resp.Body.Close()
 		return nil, errors.New("lb: backend switched protocols without an Upgrade request")
 	}
 	pc.lr.left = math.MaxInt64 // the body is the caller's to bound
-	if pc.t.hdrWait > 0 {
+	if pc.armed {
 		pc.c.SetReadDeadline(time.Time{})
 	}
-	resp.Body = &h1Body{pc: pc, rc: resp.Body, stop: stop, eof: resp.Body == http.NoBody, reuse: !resp.Close}
+	resp.Body = &h1Body{pc: pc, rc: resp.Body, stop: stop, eof: resp.Body == http.NoBody, reuse: !resp.Close, idle: idle}
 	return resp, nil
 }
 
@@ -341,6 +369,7 @@ type h1Body struct {
 	pc    *h1Conn
 	rc    io.ReadCloser
 	stop  func() bool
+	idle  time.Duration // bounds each read that waits for the backend; 0: none
 	reuse bool
 	eof   bool
 	done  bool
@@ -349,6 +378,11 @@ type h1Body struct {
 func (b *h1Body) Read(p []byte) (int, error) {
 	if b.done {
 		return 0, errors.New("lb: read on closed response body")
+	}
+	if b.idle > 0 && b.pc.br.Buffered() == 0 {
+		// Only a read that goes to the socket can stall; a body already
+		// buffered (most small ones) costs no deadline.
+		b.pc.c.SetReadDeadline(time.Now().Add(b.idle))
 	}
 	n, err := b.rc.Read(p)
 	if err == io.EOF {

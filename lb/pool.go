@@ -86,6 +86,7 @@ type poolState struct {
 	statusHi  int
 	slowStart int64 // nanos
 	sticky    *sticky
+	pass      bool // the pass lane may use it (see passable)
 }
 
 // New creates a pool from a config that SetDefaults and Validate accept
@@ -195,6 +196,7 @@ func (p *Pool) update(cfg PoolConfig, initial bool) error {
 		st.byID[b.id] = b
 	}
 	st.policy = findPolicy(cfg.Policy).new(st.backends, &cfg)
+	st.pass = st.passable()
 	p.budget.configure(cfg.Retries)
 	p.state.Store(st)
 

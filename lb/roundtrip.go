@@ -131,9 +131,7 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 			out.Body = rb
 		}
 		info.Set(reqinfo.FieldUpstream, b.url.Host)
-		b.inflight.Add(1)
-		b.requests.Add(1)
-		b.metrics.requests.Inc()
+		b.begin()
 		sent := start
 		if try > 0 {
 			sent = p.now()
@@ -145,13 +143,7 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 				c.timer.Stop()
 			}
 			done := p.now()
-			lat := done.Sub(sent)
-			b.observeLatency(lat, done.UnixNano())
-			b.metrics.latency.Observe(lat.Seconds())
-			failed := resp.StatusCode >= 500
-			if failed {
-				b.metrics.err5xx.Inc()
-			}
+			failed := b.gotHeaders(sent, done, resp.StatusCode)
 			if failed || resp.StatusCode == http.StatusSwitchingProtocols {
 				p.recordOutcome(st, b, failed)
 			} else {
@@ -188,17 +180,8 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 			lastErr, lastKind, last = errTotalTimeout, kindTimeout, b
 			break
 		}
-		lastKind = errorKind(err)
+		lastKind = p.tryFailed(st, b, err)
 		lastErr, last = err, b
-		switch lastKind {
-		case kindConnect:
-			b.metrics.errConn.Inc()
-		case kindTimeout:
-			b.metrics.errTime.Inc()
-		default:
-			b.metrics.errOther.Inc()
-		}
-		p.recordOutcome(st, b, true)
 		if lastKind != kindConnect && !idempotent(req) {
 			break
 		}
@@ -220,16 +203,59 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 		c.cancel(nil)
 	}
 	closeBody(body)
-	switch {
-	case lastErr == nil:
-		return nil, &Error{Pool: p.name, Err: ErrNoBackend}
-	case parent.Err() != nil:
+	if lastErr != nil && parent.Err() != nil {
 		// The client went away, during a try or while waiting to retry.
 		return nil, parent.Err()
-	case lastKind == kindTimeout:
-		return nil, &Error{Pool: p.name, Backend: last.id, Err: fmt.Errorf("%w: %w", ErrTimeout, lastErr), timeout: true}
 	}
-	return nil, &Error{Pool: p.name, Backend: last.id, Err: lastErr}
+	return nil, p.failure(lastErr, lastKind, last)
+}
+
+// failure is the error of a request no try answered: lastErr of kind
+// lastKind from backend last, or none tried.
+func (p *Pool) failure(lastErr error, lastKind int, last *Backend) error {
+	switch {
+	case lastErr == nil:
+		return &Error{Pool: p.name, Err: ErrNoBackend}
+	case lastKind == kindTimeout:
+		return &Error{Pool: p.name, Backend: last.id, Err: fmt.Errorf("%w: %w", ErrTimeout, lastErr), timeout: true}
+	}
+	return &Error{Pool: p.name, Backend: last.id, Err: lastErr}
+}
+
+// begin counts a try sent to b.
+func (b *Backend) begin() {
+	b.inflight.Add(1)
+	b.requests.Add(1)
+	b.metrics.requests.Inc()
+}
+
+// gotHeaders records a try sent at sent whose response headers arrived at
+// done, and reports whether its status counts as a failure (5xx).
+func (b *Backend) gotHeaders(sent, done time.Time, status int) bool {
+	lat := done.Sub(sent)
+	b.observeLatency(lat, done.UnixNano())
+	b.metrics.latency.Observe(lat.Seconds())
+	if status >= 500 {
+		b.metrics.err5xx.Inc()
+		return true
+	}
+	return false
+}
+
+// tryFailed records a try to b that failed before its response headers
+// (b's in-flight count already dropped) and returns the kind of failure.
+func (p *Pool) tryFailed(st *poolState, b *Backend, err error) int {
+	kind := errorKind(err)
+	switch kind {
+	case kindConnect:
+		b.metrics.errConn.Inc()
+	case kindTimeout:
+		b.metrics.errTime.Inc()
+	default:
+		b.metrics.errOther.Inc()
+	}
+	p.recordOutcome(st, b, true)
+	return kind
 }
 
 // Error is a failed RoundTrip: which pool, which backend was tried last, and

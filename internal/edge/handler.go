@@ -149,6 +149,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) finish(rec *recorder, r *http.Request, info *reqinfo.Info, start time.Time) {
+	h.record(r.Context(), rec, r.Method, r.Host, r.URL.Path, info, start)
+}
+
+// record ends a request's frame: the in-flight gauge, the route metrics,
+// the access log line.
+func (h *Handler) record(ctx context.Context, rec *recorder, method, host, path string, info *reqinfo.Info, start time.Time) {
 	d := time.Since(start)
 	status := rec.status
 	if status == 0 {
@@ -166,9 +172,9 @@ func (h *Handler) finish(rec *recorder, r *http.Request, info *reqinfo.Info, sta
 	attrs = append(attrs,
 		slog.String("node", h.Node),
 		slog.String("route", route),
-		slog.String("method", r.Method),
-		slog.String("host", r.Host),
-		slog.String("path", r.URL.Path),
+		slog.String("method", method),
+		slog.String("host", host),
+		slog.String("path", path),
 		slog.Int("status", status),
 		slog.Int64("bytes", rec.bytes),
 		slog.Float64("duration_ms", float64(d.Microseconds())/1000),
@@ -178,7 +184,7 @@ func (h *Handler) finish(rec *recorder, r *http.Request, info *reqinfo.Info, sta
 	for k, v := range info.Fields() {
 		attrs = append(attrs, slog.String(k, v))
 	}
-	h.AccessLog.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+	h.AccessLog.LogAttrs(ctx, slog.LevelInfo, "request", attrs...)
 }
 
 // forwardedClient walks X-Forwarded-For from the right, skipping trusted

@@ -16,6 +16,7 @@ type Metrics struct {
 	duration *prometheus.HistogramVec
 	inflight prometheus.Gauge
 	handoffs *prometheus.CounterVec
+	passed   prometheus.Counter
 
 	// routes caches each route's series (route name → *routeSeries):
 	// WithLabelValues hashes the labels and takes a lock on every call,
@@ -71,9 +72,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "outpost", Subsystem: "http", Name: "fast_path_handoffs_total",
 			Help: "Connections the edge's own HTTP/1.1 server handed to net/http, by reason: request (not of the fast path's shape), head_size, alpn (HTTP/2).",
 		}, []string{"reason"}),
+		passed: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "outpost", Subsystem: "http", Name: "pass_lane_requests_total",
+			Help: "Edge requests served on the pass lane (bodiless GET and HEAD to a route that is only a pool, without the handler chain); they are counted in requests_total too.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.inflight, m.handoffs)
+		reg.MustRegister(m.requests, m.duration, m.inflight, m.handoffs, m.passed)
 	}
 	return m
 }

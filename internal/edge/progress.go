@@ -2,6 +2,7 @@ package edge
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -31,46 +32,17 @@ const (
 // long pauses is not cut; read_timeout and write_timeout still bound the
 // whole request and response when set. NewServer applies it.
 func Guard(cfg *Config, next http.Handler) http.Handler {
-	body, send := cfg.ClientBodyTimeout.D(), cfg.SendTimeout.D()
-	readAll, writeAll := cfg.ReadTimeout.D(), cfg.WriteTimeout.D()
-	if body <= 0 && send <= 0 {
+	gc := newGuardConfig(cfg)
+	if gc.body <= 0 && gc.send <= 0 {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		// One allocation for the state and the writer wrapper.
-		gw := &guardWriter{ResponseWriter: w}
+		gw := gc.wrap(w, r.Context(), r.ProtoMajor == 1)
 		g := &gw.g
-		*g = guard{rc: deadliner(w), send: send, body: body, lazy: r.ProtoMajor == 1}
-		if readAll > 0 {
-			g.readEnd = start.Add(readAll)
+		if g.guarded {
+			w = gw
 		}
-		if writeAll > 0 {
-			g.writeEnd = start.Add(writeAll)
-		}
-		if send > 0 {
-			// Arming once also tells whether the writer has deadlines.
-			if g.lazy {
-				if cw, ok := r.Context().Value(connWriteKey{}).(*connWrite); ok && writeAll <= 0 {
-					// An HTTP/1.1 connection of NewServer's: the deadline
-					// the last request left is still set (net/http sets
-					// none itself without write_timeout).
-					g.until = &cw.until
-					g.guarded = true
-					g.arm()
-				} else {
-					g.until = &g.ownUntil
-					*g.until = g.within(g.writeEnd, send)
-					g.guarded = g.rc.SetWriteDeadline(*g.until) == nil
-				}
-			} else {
-				g.guarded = g.rc.SetWriteDeadline(g.writeEnd) == nil
-			}
-			if g.guarded {
-				w = gw
-			}
-		}
-		if body > 0 && r.Body != nil && r.Body != http.NoBody && g.rc.SetReadDeadline(g.readEnd) == nil {
+		if gc.body > 0 && r.Body != nil && r.Body != http.NoBody && g.rc.SetReadDeadline(g.readEnd) == nil {
 			// On a copy: the server looks at its own request's Body after
 			// the handler (an unread Expect: 100-continue body closes the
 			// connection instead of being asked for).
@@ -80,16 +52,75 @@ func Guard(cfg *Config, next http.Handler) http.Handler {
 			r = r2
 		}
 		next.ServeHTTP(w, r)
-		if g.guarded && !g.hijacked {
-			// What the handler left buffered is flushed after it returns
-			// (HTTP/1.1) or the stream is ended (HTTP/2): bound that too.
-			if g.lazy {
-				g.arm()
-			} else {
-				_ = g.rc.SetWriteDeadline(g.within(g.writeEnd, send))
-			}
-		}
+		gw.end()
 	})
+}
+
+// guardConfig is Guard's timeouts.
+type guardConfig struct {
+	body, send, readAll, writeAll time.Duration
+}
+
+func newGuardConfig(cfg *Config) guardConfig {
+	return guardConfig{
+		body: cfg.ClientBodyTimeout.D(), send: cfg.SendTimeout.D(),
+		readAll: cfg.ReadTimeout.D(), writeAll: cfg.WriteTimeout.D(),
+	}
+}
+
+// wrap prepares w for one request starting now: its write deadline armed
+// for send_timeout (g.guarded tells whether writes must go through the
+// returned wrapper). ctx is the request's, or for HTTP/1.1 (h1) the
+// connection's, which carries the deadline a connection of NewServer's
+// keeps between requests.
+func (gc *guardConfig) wrap(w http.ResponseWriter, ctx context.Context, h1 bool) *guardWriter {
+	start := time.Now()
+	// One allocation for the state and the writer wrapper.
+	gw := &guardWriter{ResponseWriter: w}
+	g := &gw.g
+	*g = guard{rc: deadliner(w), send: gc.send, body: gc.body, lazy: h1}
+	if gc.readAll > 0 {
+		g.readEnd = start.Add(gc.readAll)
+	}
+	if gc.writeAll > 0 {
+		g.writeEnd = start.Add(gc.writeAll)
+	}
+	if gc.send <= 0 {
+		return gw
+	}
+	// Arming once also tells whether the writer has deadlines.
+	if g.lazy {
+		if cw, ok := ctx.Value(connWriteKey{}).(*connWrite); ok && gc.writeAll <= 0 {
+			// An HTTP/1.1 connection of NewServer's: the deadline the
+			// last request left is still set (net/http sets none itself
+			// without write_timeout).
+			g.until = &cw.until
+			g.guarded = true
+			g.arm()
+		} else {
+			g.until = &g.ownUntil
+			*g.until = g.within(g.writeEnd, gc.send)
+			g.guarded = g.rc.SetWriteDeadline(*g.until) == nil
+		}
+	} else {
+		g.guarded = g.rc.SetWriteDeadline(g.writeEnd) == nil
+	}
+	return gw
+}
+
+// end bounds what the server still writes after the handler returned:
+// what it left buffered is flushed (HTTP/1.1) or the stream is ended
+// (HTTP/2).
+func (gw *guardWriter) end() {
+	g := &gw.g
+	if !g.guarded || g.hijacked {
+		return
+	}
+	if g.lazy {
+		g.arm()
+	} else {
+		_ = g.rc.SetWriteDeadline(g.within(g.writeEnd, g.send))
+	}
 }
 
 // deadlines is what the servers' own response writers (HTTP/1.1, HTTP/2,

@@ -47,6 +47,9 @@ type Server struct {
 	// acme-tls/1). Operators see from it how much traffic the fast path
 	// serves.
 	OnHandOff func(reason string)
+	// Passer, if set, is offered every bodiless GET and HEAD of the fast
+	// path's shape before an http.Request is built for it (see Pass).
+	Passer Passer
 
 	tlsConf  *tls.Config // ServeTLS's; nil: plain
 	mu       sync.Mutex
@@ -490,6 +493,15 @@ func (c *conn) serve() {
 			raw, _ := c.br.Peek(n)
 			h, ok = parseHead(raw)
 		}
+		if ok && c.s.Passer != nil && h.contentLength == 0 && (h.method == http.MethodGet || h.method == http.MethodHead) {
+			if served, keep := c.pass(&h, start); served {
+				c.br.Discard(n)
+				if !keep {
+					return
+				}
+				continue
+			}
+		}
 		var req http.Request
 		if ok {
 			req, ok = h.newRequest()
@@ -643,6 +655,53 @@ func (c *conn) release() {
 	if c.watchTimer != nil {
 		c.watchTimer.Stop()
 	}
+}
+
+// Pass is a bodiless GET or HEAD offered to a Passer: the parsed head,
+// before any http.Request is built for it.
+type Pass struct {
+	Method, Target, Host string
+	// Header is the request's fields without Host, canonically named;
+	// it belongs to this request alone.
+	Header     http.Header
+	RemoteAddr string
+	TLS        bool
+	// Conn is the connection's context (Std.ConnContext's, with the
+	// server and local address values).
+	Conn context.Context
+}
+
+// A Passer serves requests on a lane of its own, without the handler: Pass
+// either answers p through w and reports true, or reports false having
+// written nothing, and the request is served by the handler as usual.
+// Panics are the handler's: http.ErrAbortHandler cuts the connection.
+type Passer interface {
+	Pass(w http.ResponseWriter, p *Pass) bool
+}
+
+// pass offers h to the Passer. served reports whether it answered; keep,
+// whether the connection may carry another request.
+func (c *conn) pass(h *head, start time.Time) (served, keep bool) {
+	std := c.s.Std
+	if std.WriteTimeout > 0 {
+		c.rwc.SetWriteDeadline(start.Add(std.WriteTimeout))
+	}
+	// What the response writer reads of its request: the method and
+	// whether the client asked to close.
+	req := &http.Request{Method: h.method, Close: h.close, Body: http.NoBody}
+	w := &response{c: c, req: req, cl: -1, isHead: h.method == http.MethodHead}
+	p := Pass{Method: h.method, Target: h.target, Host: h.host, Header: h.header, RemoteAddr: c.remote, TLS: c.tls != nil, Conn: c.ctx}
+	if !c.s.Passer.Pass(w, &p) {
+		return false, true
+	}
+	w.finish()
+	if w.err != nil || w.closeAfter {
+		return true, false
+	}
+	if std.WriteTimeout > 0 {
+		c.rwc.SetWriteDeadline(time.Time{})
+	}
+	return true, true
 }
 
 // serveRequest runs the handler for req and finishes its response. It

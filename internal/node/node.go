@@ -104,6 +104,7 @@ func New(cfg *config.Config, o Options) (*Node, error) {
 	if *cfg.Edge.FastHTTP1 {
 		n.front = http1.New(n.srv)
 		n.front.OnHandOff = n.metrics.HandOff
+		n.front.Passer = edge.NewLane(&cfg.Edge, n.swap)
 	}
 	n.conns = cfg.Edge.ConnLimit()
 	return n, nil

@@ -136,8 +136,12 @@ func (n *Node) startTLS(cfg *config.Config) (err error) {
 		t.plain = edge.NewServer(&cfg.Edge, n.plainHandler(), n.base.With("component", "http"))
 		go t.plain.Serve(n.conns.Listener(pl))
 	default:
-		// The edge listener itself becomes the redirecting port-80 side.
+		// The edge listener itself becomes the redirecting port-80 side;
+		// its pass lane, which would forward instead, is off.
 		n.srv.Handler = edge.Guard(&cfg.Edge, n.plainHandler())
+		if n.front != nil {
+			n.front.Passer = nil
+		}
 	}
 	// Certificates are obtained once every listener is up, so the CA's
 	// HTTP-01 and TLS-ALPN-01 validations find someone to answer them.

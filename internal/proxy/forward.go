@@ -1,16 +1,26 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptrace"
 	"net/http/httputil"
 	"net/textproto"
 	"net/url"
 	"strings"
+	"time"
+
+	"github.com/outpost-edge/outpost/internal/http1"
+	"github.com/outpost-edge/outpost/internal/httperr"
+	"github.com/outpost-edge/outpost/internal/httpwire"
+	"github.com/outpost-edge/outpost/internal/reqinfo"
+	"github.com/outpost-edge/outpost/lb"
 )
 
 // forwarder is the proxy for requests that cannot upgrade the connection
@@ -27,6 +37,12 @@ type forwarder struct {
 	log    *slog.Logger
 	rp     *httputil.ReverseProxy
 	onErr  func(http.ResponseWriter, *http.Request, error)
+
+	// pool is the transport when it is a load-balancer pool, which can
+	// take pass-lane requests (see Pass); bodyTimeout is then the
+	// route's body_timeout.
+	pool        *lb.Pool
+	bodyTimeout time.Duration
 }
 
 // plain reports whether r takes the forwarder: no Upgrade (101 handling),
@@ -68,13 +84,27 @@ type fwd struct {
 // got1xx passes an informational response (103 Early Hints) on, as
 // ReverseProxy does.
 func (s *fwd) got1xx(code int, header textproto.MIMEHeader) error {
-	h := s.w.Header()
+	writeInterim(s.w, code, header)
+	return nil
+}
+
+// writeInterim sends an informational response with header's fields.
+// What handlers around the proxy already set for the final response (its
+// X-Request-Id, a gateway's CORS and RateLimit fields) goes out with it
+// and is kept for the final one: ReverseProxy clears it, and a final
+// response after an Early Hints would lose it.
+func writeInterim(w http.ResponseWriter, code int, header textproto.MIMEHeader) {
+	h := w.Header()
+	var saved http.Header
+	if len(h) > 0 {
+		saved = h.Clone()
+	}
 	for k, vv := range header {
 		h[k] = append(h[k], vv...)
 	}
-	s.w.WriteHeader(code)
+	w.WriteHeader(code)
 	clear(h)
-	return nil
+	maps.Copy(h, saved)
 }
 
 func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -111,6 +141,17 @@ func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.onErr(w, out, fmt.Errorf("backend tried to switch protocol %q when %q was requested", res.Header.Get("Upgrade"), ""))
 		return
 	}
+	if err := f.relay(w, res); err != nil && r.Context().Value(http.ServerContextKey) != nil {
+		// As ReverseProxy: abort the response so the client sees it cut,
+		// not complete.
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// relay copies res to w: its header without hop-by-hop fields and with
+// Via, its body, its trailers. It closes res.Body and returns the body
+// copy's error, after which the response is broken and must be cut.
+func (f *forwarder) relay(w http.ResponseWriter, res *http.Response) error {
 	removeHop(res.Header)
 	appendVia(res.Header, f.via)
 
@@ -134,12 +175,7 @@ func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(res.StatusCode)
 	if err := copyBody(w, res, f.log); err != nil {
 		res.Body.Close()
-		// As ReverseProxy: abort the response so the client sees it cut,
-		// not complete.
-		if r.Context().Value(http.ServerContextKey) != nil {
-			panic(http.ErrAbortHandler)
-		}
-		return
+		return err
 	}
 	res.Body.Close() // now, not deferred: it fills res.Trailer
 	if len(res.Trailer) > 0 {
@@ -149,7 +185,7 @@ func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		for k, vv := range res.Trailer {
 			h[k] = append(h[k], vv...)
 		}
-		return
+		return nil
 	}
 	for k, vv := range res.Trailer {
 		k = http.TrailerPrefix + k
@@ -157,6 +193,7 @@ func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.Add(k, v)
 		}
 	}
+	return nil
 }
 
 // outboundHeader is in's header without hop-by-hop fields (those named in
@@ -252,4 +289,103 @@ func isEventStream(ct string) bool {
 	}
 	rest := strings.TrimLeft(ct[len(es):], " \t")
 	return rest == "" || rest[0] == ';'
+}
+
+// Pass serves p, a bodiless GET or HEAD on the edge's pass lane, when the
+// upstream is a pool that takes such requests (lb.Pool.Pass): the same
+// request the handler chain would send — the client's fields without
+// hop-by-hop and forwarding ones, X-Forwarded-For, -Proto and -Host,
+// X-Request-Id and Via set as rewriteOut sets them — written as bytes
+// straight into the backend connection, and the response relayed as
+// ServeHTTP relays it. It reports false, having written nothing, when
+// the pool cannot take it.
+func (f *forwarder) Pass(w http.ResponseWriter, p *http1.Pass, info *reqinfo.Info) bool {
+	if f.pool == nil || !asciiHost(p.Host) {
+		return false
+	}
+	pr := lb.PassRequest{
+		Method:      p.Method,
+		Target:      p.Target,
+		ClientIP:    info.ClientIP,
+		Info:        info,
+		BodyTimeout: f.bodyTimeout,
+		Got1xx: func(code int, h textproto.MIMEHeader) error {
+			writeInterim(w, code, h)
+			return nil
+		},
+		WriteFields: func(bw *bufio.Writer) { writePassFields(bw, p, info, f.via) },
+	}
+	relayed := false
+	err := f.pool.Pass(&pr, func(res *http.Response) error {
+		relayed = true
+		return f.relay(w, res)
+	})
+	switch {
+	case err == nil:
+		return true
+	case relayed:
+		// As ServeHTTP: a body cut mid-way is cut for the client too.
+		panic(http.ErrAbortHandler)
+	case errors.Is(err, lb.ErrNotPassable):
+		return false
+	}
+	status, code, msg := classify(context.Background(), err)
+	path, _, _ := strings.Cut(p.Target, "?")
+	f.log.LogAttrs(context.Background(), slog.LevelWarn, "upstream error",
+		slog.String("request_id", info.ID), slog.String("host", p.Host),
+		slog.String("path", path), slog.Int("status", status), slog.String("error", err.Error()))
+	r := (&http.Request{Method: p.Method}).WithContext(reqinfo.With(context.Background(), info))
+	httperr.Write(w, r, status, code, msg)
+	return true
+}
+
+// writePassFields writes the head's fields for p after its request line:
+// what outboundHeader and rewriteOut make of the client's header for a
+// request from an untrusted peer (the pass lane takes no other).
+func writePassFields(bw *bufio.Writer, p *http1.Pass, info *reqinfo.Info, via string) {
+	bw.WriteString("Host: ")
+	bw.WriteString(p.Host)
+	bw.WriteString("\r\n")
+	var prior []string
+	for k, vv := range p.Header {
+		switch k {
+		case "Via":
+			prior = vv
+			continue
+		case "Content-Length", "X-Request-Id":
+			continue // a GET or HEAD without a body; the edge's id goes below
+		}
+		if isHop(k) || forwardingField(k) {
+			continue
+		}
+		for _, v := range vv {
+			httpwire.WriteField(bw, k, v)
+		}
+	}
+	httpwire.WriteField(bw, "X-Forwarded-For", addrString(info.PeerIP, p.RemoteAddr))
+	if p.TLS {
+		bw.WriteString("X-Forwarded-Proto: https\r\n")
+	} else {
+		bw.WriteString("X-Forwarded-Proto: http\r\n")
+	}
+	httpwire.WriteField(bw, "X-Forwarded-Host", p.Host)
+	httpwire.WriteField(bw, "X-Request-Id", info.ID)
+	bw.WriteString("Via: ")
+	for _, v := range prior {
+		bw.WriteString(v)
+		bw.WriteString(", ")
+	}
+	bw.WriteString(via)
+	bw.WriteString("\r\n\r\n")
+}
+
+// asciiHost reports whether host goes on the wire as it is (a name that
+// needs punycode takes the handler chain, whose transport converts it).
+func asciiHost(host string) bool {
+	for i := 0; i < len(host); i++ {
+		if host[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }

@@ -93,7 +93,11 @@ func New(o Options) http.Handler {
 		ErrorHandler: onErr,
 		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
-	return &forwarder{rt: transport, target: target, via: via, log: log, rp: rp, onErr: onErr}
+	f := &forwarder{rt: transport, target: target, via: via, log: log, rp: rp, onErr: onErr}
+	if p, ok := o.Transport.(*lb.Pool); ok && target == nil {
+		f.pool, f.bodyTimeout = p, o.BodyTimeout
+	}
+	return f
 }
 
 func idOf(r *http.Request) string {
@@ -169,11 +173,7 @@ func rewriteOut(in, out *http.Request, target *url.URL, via string) {
 	trusted := info != nil && info.Trusted
 	if !trusted {
 		for k := range h {
-			if len(k) < len("X-Real-Ip") || (k[0]|0x20 != 'x' && k[0]|0x20 != 'f') {
-				continue // the common case, without canonicalizing
-			}
-			n := textproto.CanonicalMIMEHeaderKey(strings.ReplaceAll(k, "_", "-"))
-			if strings.HasPrefix(n, "X-Forwarded-") || n == "Forwarded" || n == "X-Real-Ip" {
+			if forwardingField(k) {
 				delete(h, k)
 			}
 		}
@@ -217,6 +217,18 @@ func rewriteOut(in, out *http.Request, target *url.URL, via string) {
 		// again after joining its backend's prefix).
 		reqinfo.FinalizeOutgoing(out)
 	}
+}
+
+// forwardingField reports whether k is one of the fields a proxy sets to
+// say what it saw — the X-Forwarded-* family, Forwarded, X-Real-IP, also
+// spelled with '_' — which are not ours to pass on from an untrusted
+// client.
+func forwardingField(k string) bool {
+	if len(k) < len("X-Real-Ip") || (k[0]|0x20 != 'x' && k[0]|0x20 != 'f') {
+		return false // the common case, without canonicalizing
+	}
+	n := textproto.CanonicalMIMEHeaderKey(strings.ReplaceAll(k, "_", "-"))
+	return strings.HasPrefix(n, "X-Forwarded-") || n == "Forwarded" || n == "X-Real-Ip"
 }
 
 // fieldSet is Header.Set for canonical keys, with the one-value slices cut

@@ -1,0 +1,154 @@
+package edge
+
+import (
+	"context"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/outpost-edge/outpost/internal/http1"
+	"github.com/outpost-edge/outpost/internal/httperr"
+	"github.com/outpost-edge/outpost/internal/reqinfo"
+)
+
+// The pass lane. Most requests an edge in front of a load-balanced pool
+// sees are bodiless GETs and HEADs that the route only forwards, and for
+// them the handler chain — an http.Request with its URL and context, the
+// header maps the proxy builds, the request frame's context — costs more
+// CPU than the system calls that move the bytes. The HTTP/1.1 server
+// offers each such request to Lane first, before it builds an http.Request;
+// Lane takes it when the route is a pool and nothing else (no cache,
+// gateway or HSTS: its handler is a PassHandler) and the request needs
+// none of what only the handler chain does:
+//
+//   - its path is its own decoded form (no %-escapes, backslashes, dot
+//     segments or doubled slashes) and not the health path;
+//   - its peer is not a trusted proxy (X-Forwarded-For is not read);
+//   - the pool can pick a backend without the request (see lb.Pool.Pass).
+//
+// Everything else takes the handler chain, unchanged. What the lane does
+// is the chain's, shared with it: the request id, the route, Guard's
+// send_timeout and write_timeout, the route metrics and access log line
+// (record), the proxy's forwarding fields and response relay, and the
+// pool's picks, retries, passive health and metrics.
+
+// PassHandler is a route handler that also serves the pass lane: Pass
+// answers p through w and reports true, or reports false having written
+// nothing. info is the request's, with its id and client set.
+type PassHandler interface {
+	Pass(w http.ResponseWriter, p *http1.Pass, info *reqinfo.Info) bool
+}
+
+// Lane is the http1.Passer of an edge listener: the pass lane of whatever
+// Handler its Swapper holds, under Guard's deadlines.
+type Lane struct {
+	swap *Swapper
+	gc   guardConfig
+}
+
+// NewLane returns the pass lane for the handlers s holds, with cfg's
+// send_timeout and write_timeout.
+func NewLane(cfg *Config, s *Swapper) *Lane {
+	return &Lane{swap: s, gc: newGuardConfig(cfg)}
+}
+
+// Pass implements http1.Passer.
+func (l *Lane) Pass(w http.ResponseWriter, p *http1.Pass) (served bool) {
+	h, ok := (*l.swap.h.Load()).(*Handler)
+	if !ok {
+		return false
+	}
+	path, _, _ := strings.Cut(p.Target, "?")
+	if path == HealthPath || !plainPath(path) {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(p.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	peer := ap.Addr().Unmap()
+	if h.trusted(peer) {
+		return false
+	}
+	name, next, ok := h.Router.Match(p.Host, path)
+	if !ok {
+		return false
+	}
+	ph, ok := next.(PassHandler)
+	if !ok {
+		return false
+	}
+
+	start := time.Now()
+	f := &passFrame{}
+	info := &f.info
+	info.TLS = p.TLS
+	info.PeerIP, info.ClientIP = peer, peer
+	info.ID = newRequestID()
+	info.SetRoute(name)
+	gw := l.gc.wrap(w, p.Conn, true)
+	if gw.g.guarded {
+		w = gw
+	}
+	rec := &f.rec
+	rec.ResponseWriter = w
+	f.id[0] = info.ID
+	w.Header()["X-Request-Id"] = f.id[:]
+	if h.Metrics != nil {
+		h.Metrics.inflight.Inc()
+	}
+	// As ServeHTTP's frame: a panic is logged and answered 500 if nothing
+	// was sent yet; http.ErrAbortHandler (a body cut mid-way) goes on to
+	// the server, which drops the connection. Either way the request is
+	// recorded.
+	defer func() {
+		v := recover()
+		if v == nil {
+			return
+		}
+		if v == http.ErrAbortHandler {
+			h.record(context.Background(), rec, p.Method, p.Host, path, info, start)
+			panic(v)
+		}
+		if h.AccessLog != nil {
+			h.AccessLog.Error("handler panic", "panic", v, "request_id", info.ID)
+		}
+		if !rec.wroteHeader {
+			httperr.Write(rec, nil, http.StatusInternalServerError, "internal_error", "internal error")
+		}
+		h.record(context.Background(), rec, p.Method, p.Host, path, info, start)
+		gw.end()
+		served = true
+	}()
+	if !ph.Pass(rec, p, info) {
+		if h.Metrics != nil {
+			h.Metrics.inflight.Dec()
+		}
+		delete(w.Header(), "X-Request-Id")
+		return false
+	}
+	h.record(context.Background(), rec, p.Method, p.Host, path, info, start)
+	gw.end()
+	if h.Metrics != nil {
+		h.Metrics.passed.Inc()
+	}
+	return true
+}
+
+// passFrame is one pass-lane request's own state in one allocation.
+type passFrame struct {
+	info reqinfo.Info
+	rec  recorder
+	id   [1]string
+}
+
+// plainPath reports whether p, a request target's path, is its own
+// decoded form and one the router and origin read alike: no %-escapes or
+// backslashes, no "." or ".." segments, no doubled slashes.
+func plainPath(p string) bool {
+	if strings.ContainsAny(p, "%\\") || strings.Contains(p, "//") {
+		return false
+	}
+	return !hasDotSegment(p)
+}

@@ -1,0 +1,293 @@
+package node
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httptrace"
+	"net/textproto"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// passBackend is a real backend that answers every request with what it
+// received (method, target, Host and fields) as JSON, or with the shapes
+// the pass lane must relay like the handler chain: Early Hints, a chunked
+// body with a trailer, a 5xx, a 304.
+func passBackend(t *testing.T) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/hints":
+			w.Header().Set("Link", "</app.css>; rel=preload; as=style")
+			w.WriteHeader(http.StatusEarlyHints)
+			w.Header().Del("Link")
+			w.Header().Set("Content-Type", "text/plain")
+			io.WriteString(w, "after hints")
+			return
+		case "/chunked":
+			w.Header().Set("Trailer", "X-Digest")
+			w.Header().Set("Content-Type", "text/plain")
+			io.WriteString(w, "part one, ")
+			w.(http.Flusher).Flush()
+			io.WriteString(w, "part two")
+			w.Header().Set("X-Digest", "abc")
+			return
+		case "/unavailable":
+			w.Header().Set("Retry-After", "3")
+			http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
+			return
+		case "/not-modified":
+			w.Header().Set("ETag", `"v1"`)
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		h := map[string][]string{}
+		for k, v := range r.Header {
+			h[k] = v
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "max-age=5")
+		w.Header().Set("Connection", "X-Hop")
+		w.Header().Set("X-Hop", "backend-only")
+		json.NewEncoder(w).Encode(map[string]any{"method": r.Method, "target": r.RequestURI, "host": r.Host, "header": h})
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// passNodeConfig is a node with a pool route (the lane's) and a route to a
+// pool whose only backend is gone.
+func passNodeConfig(t *testing.T, backend, fastHTTP1 string) string {
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	return fmt.Sprintf(`node: lane
+data_dir: %s
+edge:
+  listen: 127.0.0.1:0
+  fast_http1: %s
+  via: edge
+pools:
+  app:
+    backends: [{id: a, url: %q}]
+  gone:
+    backends: [{id: g, url: "http://%s"}]
+    retries: {max_tries: 1}
+routes:
+  - name: gone
+    path_prefix: /gone/
+    pool: gone
+  - name: app
+    pool: app
+`, t.TempDir(), fastHTTP1, backend, deadAddr)
+}
+
+// exchange is what a client and the backend saw of one request.
+type exchange struct {
+	status  int
+	header  http.Header // the client's, minus Date and the id's value
+	body    string
+	sent    map[string]any // the backend's echo, when it echoed
+	hints   []string       // Link fields of 103 responses
+	trailer http.Header
+}
+
+func doExchange(t *testing.T, base, method, target string, hdr map[string]string) exchange {
+	t.Helper()
+	req, err := http.NewRequest(method, base+target, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = "app.test"
+	for k, v := range hdr {
+		if k == "User-Agent" && v == "" {
+			req.Header["User-Agent"] = nil
+			continue
+		}
+		req.Header.Set(k, v)
+	}
+	var ex exchange
+	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+		if code == http.StatusEarlyHints {
+			ex.hints = append(ex.hints, h.Get("Link"))
+		}
+		return nil
+	}}
+	resp, err := http.DefaultTransport.RoundTrip(req.WithContext(httptrace.WithClientTrace(req.Context(), trace)))
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, target, err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatalf("%s %s: body: %v", method, target, err)
+	}
+	ex.status, ex.body, ex.trailer = resp.StatusCode, string(b), resp.Trailer
+	ex.header = resp.Header.Clone()
+	if ex.header.Get("X-Request-Id") == "" {
+		t.Errorf("%s %s: no X-Request-Id", method, target)
+	}
+	for _, k := range []string{"Date", "X-Request-Id"} {
+		ex.header.Del(k)
+	}
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") && resp.StatusCode == 200 && method == http.MethodGet {
+		if err := json.Unmarshal(b, &ex.sent); err != nil {
+			t.Fatalf("%s %s: echo: %v", method, target, err)
+		}
+		// The request id is new on every request; its presence is what
+		// both lanes must agree on.
+		h := ex.sent["header"].(map[string]any)
+		if id, _ := h["X-Request-Id"].([]any); len(id) != 1 || id[0] == "spoofed" {
+			t.Errorf("%s %s: backend got X-Request-Id %v", method, target, id)
+		}
+		delete(h, "X-Request-Id")
+		ex.body = ""
+	}
+	if errorCodeOf(b) != "" {
+		ex.body = errorCodeOf(b) // the JSON error's request id differs
+	}
+	return ex
+}
+
+func errorCodeOf(b []byte) string {
+	var e struct {
+		Error struct {
+			Code      string `json:"code"`
+			RequestID string `json:"request_id"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(b, &e) != nil || e.Error.Code == "" || e.Error.RequestID == "" {
+		return ""
+	}
+	return "error:" + e.Error.Code
+}
+
+// TestPassLaneMatchesChain: bodiless GETs and HEADs to a route that is
+// only a pool take the pass lane, and what the backend receives and the
+// client gets back is what the handler chain (net/http in front, the
+// lane off) produces for the same requests: forwarding fields replaced,
+// hop-by-hop fields dropped both ways, Via joined, Early Hints passed on
+// with the final response keeping its X-Request-Id, trailers relayed,
+// errors as the same JSON.
+func TestPassLaneMatchesChain(t *testing.T) {
+	backend := passBackend(t)
+	reg := prometheus.NewRegistry()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, lane := startNodeWith(t, passNodeConfig(t, backend.URL, "true"), Options{EdgeListener: ln, Registerer: reg})
+	_, chain := startNode(t, passNodeConfig(t, backend.URL, "false"))
+
+	hostile := map[string]string{
+		"X-Forwarded-For": "6.6.6.6", "X-Real-Ip": "6.6.6.6", "Forwarded": "for=6.6.6.6",
+		"X_Forwarded_Host": "evil.test", "X-Forwarded-Proto": "https", "X-Request-Id": "spoofed",
+		"Via": "1.1 upstream-cdn", "Connection": "keep-alive", "Keep-Alive": "timeout=5",
+		"Pragma": "no-cache", "User-Agent": "lane-test/1", "Accept": "*/*", "Cookie": "a=b",
+		"Proxy-Authorization": "Basic c2VjcmV0",
+	}
+	cases := []struct {
+		method, target string
+		hdr            map[string]string
+	}{
+		{"GET", "/echo?x=1&y=%2F", hostile},
+		{"GET", "/echo", map[string]string{"User-Agent": ""}},
+		{"HEAD", "/echo", hostile},
+		{"GET", "/hints", nil},
+		{"GET", "/chunked", nil},
+		{"GET", "/unavailable", nil},
+		{"GET", "/not-modified", map[string]string{"If-None-Match": `"v1"`}},
+		{"GET", "/gone/x", nil},
+		{"HEAD", "/gone/x", nil},
+	}
+	for _, tc := range cases {
+		got := doExchange(t, lane, tc.method, tc.target, tc.hdr)
+		want := doExchange(t, chain, tc.method, tc.target, tc.hdr)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s %s:\n lane  %+v\n chain %+v", tc.method, tc.target, got, want)
+		}
+	}
+	// The echo shows the rewrite itself, not only the agreement.
+	ex := doExchange(t, lane, "GET", "/echo?x=1", hostile)
+	h := ex.sent["header"].(map[string]any)
+	for _, k := range []string{"X-Real-Ip", "Forwarded", "X_forwarded_host", "Keep-Alive", "Proxy-Authorization", "Connection"} {
+		if _, ok := h[textproto.CanonicalMIMEHeaderKey(k)]; ok {
+			t.Errorf("backend got %s", k)
+		}
+	}
+	if got := fmt.Sprintln(h["X-Forwarded-For"], h["X-Forwarded-Proto"], h["Via"], ex.sent["host"]); got != "[127.0.0.1] [http] [1.1 upstream-cdn, 1.1 edge] app.test\n" {
+		t.Errorf("forwarding fields %s", got)
+	}
+	if ex.header.Get("X-Hop") != "" || ex.header.Get("Via") != "1.1 edge" {
+		t.Errorf("response fields %v", ex.header)
+	}
+
+	// Every request the lane node served went through the lane.
+	want := fmt.Sprintf(`
+# HELP outpost_http_pass_lane_requests_total Edge requests served on the pass lane (bodiless GET and HEAD to a route that is only a pool, without the handler chain); they are counted in requests_total too.
+# TYPE outpost_http_pass_lane_requests_total counter
+outpost_http_pass_lane_requests_total %d
+`, len(cases)+1)
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "outpost_http_pass_lane_requests_total"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPassLaneBodyTimeout: on the lane as in the chain, a backend that
+// sends its header and then stalls mid-body is cut after the route's
+// body_timeout (200ms here; the client waits 10s), and the client sees a
+// broken response, not a hang.
+func TestPassLaneBodyTimeout(t *testing.T) {
+	stall := make(chan struct{})
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "1000")
+		io.WriteString(w, "first bytes")
+		w.(http.Flusher).Flush()
+		<-stall
+	}))
+	t.Cleanup(backend.Close)
+	t.Cleanup(func() { close(stall) }) // first: the handler returns, then the server closes
+	_, base := startNode(t, fmt.Sprintf(`node: lane
+data_dir: %s
+edge: {listen: "127.0.0.1:0"}
+pools:
+  app: {backends: [{id: a, url: %q}]}
+routes:
+  - {name: app, pool: app, body_timeout: 200ms}
+`, t.TempDir(), backend.URL))
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second)) // a hang fails, not the test run
+	fmt.Fprint(conn, "GET /x HTTP/1.1\r\nHost: app.test\r\n\r\n")
+	// The 11 bytes sent are still in the edge's buffer when the body
+	// stalls (a sized response is not flushed piecemeal): the client gets
+	// the connection closed, either before the head or mid-body, and
+	// never a response passed off as complete.
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err == nil {
+		var b []byte
+		b, err = io.ReadAll(resp.Body)
+		if err == nil {
+			t.Fatalf("a stalled body read whole: %q", b)
+		}
+	}
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("the edge did not cut the stalled body: %v", err)
+	}
+}

@@ -1,0 +1,217 @@
+package lb
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/netip"
+	"net/textproto"
+	"time"
+
+	"github.com/outpost-edge/outpost/internal/reqinfo"
+)
+
+// PassRequest is a request on the pass lane: a bodiless GET or HEAD whose
+// head the proxy has already rewritten as bytes, sent without an
+// http.Request. Pool.Pass takes it through the same picks, retries,
+// passive health, in-flight counts and metrics as RoundTrip.
+type PassRequest struct {
+	// Method is GET or HEAD.
+	Method string
+	// Target is the origin-form request target (path and query) as the
+	// client sent it; a backend URL's path prefix is put before it.
+	Target string
+	// WriteFields writes the rest of the head after the request line —
+	// Host and every other field line — through the blank line that ends
+	// it. It runs once per try, into the backend connection's buffer.
+	WriteFields func(*bufio.Writer)
+	// ClientIP is the client as the edge established it (ip_hash).
+	ClientIP netip.Addr
+	// Info receives the upstream field; may be nil.
+	Info *reqinfo.Info
+	// BodyTimeout bounds each read of the response body that waits for
+	// the backend; 0: none.
+	BodyTimeout time.Duration
+	// Got1xx is told each informational response (103 Early Hints)
+	// before the final one; may be nil.
+	Got1xx func(code int, header textproto.MIMEHeader) error
+}
+
+// ErrNotPassable is returned by Pass, before anything is sent, for a pool
+// whose policy or options need the whole request (consistent_hash, sticky
+// cookies), whose backends are not all plain-http HTTP/1.1 ones, or that
+// is closed: the caller serves the request the usual way.
+var ErrNotPassable = errors.New("lb: this pool takes no pass-lane requests")
+
+// passable reports whether a state can serve the pass lane: policies and
+// options that read the request (consistent_hash, sticky cookies) need an
+// http.Request, and only plain-http backends on the synchronous HTTP/1.1
+// transport are reached without one.
+func (st *poolState) passable() bool {
+	if st.cfg.Policy == PolicyConsistentHash || st.sticky.enabled {
+		return false
+	}
+	for _, b := range st.backends {
+		if b.url.Scheme != "http" || b.transport.Load().off {
+			return false
+		}
+	}
+	return true
+}
+
+// Passable reports whether Pass would take a request now.
+func (p *Pool) Passable() bool {
+	return !p.closedFlag.Load() && p.state.Load().pass
+}
+
+// passMethods are the requests readResponse parses responses for: only the
+// method matters to it (a HEAD's response has no body).
+var passMethods = map[string]*http.Request{
+	http.MethodGet:  {Method: http.MethodGet},
+	http.MethodHead: {Method: http.MethodHead},
+}
+
+// Pass sends pr to a backend of the pool and hands the response to relay,
+// which copies it to the client; Pass closes the body after relay returns
+// and returns relay's error. A failure before the response headers — a
+// connect error, a stale connection, a per-try timeout, a broken head — is
+// retried on another backend within max_tries, the retry budget and
+// timeouts.total, as RoundTrip retries an idempotent request (a GET or
+// HEAD always is). When no try answered, Pass returns RoundTrip's errors
+// (*Error: 503, 504 or 502) without calling relay; ErrNotPassable when the
+// pool cannot take the request this way.
+func (p *Pool) Pass(pr *PassRequest, relay func(*http.Response) error) error {
+	req := passMethods[pr.Method]
+	st := p.state.Load()
+	if p.closedFlag.Load() || !st.pass || req == nil {
+		return ErrNotPassable
+	}
+	start := p.now()
+	sel := &Selection{Backends: st.backends, ClientIP: pr.ClientIP, slowStart: st.slowStart, rand: p.rand, now: start.UnixNano()}
+	p.budget.deposit()
+	total := st.cfg.Timeouts.Total.D()
+	var lastErr error
+	var lastKind int
+	var last *Backend
+	for try := 0; try < st.cfg.Retries.MaxTries; try++ {
+		b := st.policy.Pick(sel)
+		if b == nil {
+			break
+		}
+		sent := start
+		if try > 0 {
+			if p.now().Sub(start) >= total {
+				lastErr, lastKind = errTotalTimeout, kindTimeout
+				break
+			}
+			if !p.budget.withdraw() {
+				break
+			}
+			if !p.backoff(context.Background(), st.cfg.Retries, try) {
+				break
+			}
+			b.metrics.retries.Inc()
+			sent = p.now()
+		}
+		sel.exclude(b)
+		pr.Info.Set(reqinfo.FieldUpstream, b.url.Host)
+		b.begin()
+		resp, err := b.transport.Load().pass(b, pr, req, start.Add(total))
+		if err != nil {
+			b.inflight.Add(-1)
+			lastKind = p.tryFailed(st, b, err)
+			lastErr, last = err, b
+			continue
+		}
+		failed := b.gotHeaders(sent, p.now(), resp.StatusCode)
+		if failed {
+			p.recordOutcome(st, b, true)
+		}
+		body := &passBody{rc: resp.Body}
+		resp.Body = body
+		rerr := relay(resp)
+		body.Close()
+		b.inflight.Add(-1)
+		if body.broke {
+			b.metrics.errOther.Inc()
+		}
+		if !failed {
+			// A success is known only once the body arrived whole.
+			p.recordOutcome(st, b, body.broke)
+		}
+		return rerr
+	}
+	return p.failure(lastErr, lastKind, last)
+}
+
+// passBody notes whether reading the backend's body failed (rather than
+// writing it to the client), which passive health counts against the
+// backend.
+type passBody struct {
+	rc     io.ReadCloser
+	broke  bool
+	closed bool
+}
+
+func (b *passBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if err != nil && err != io.EOF && !b.closed {
+		b.broke = true
+	}
+	return n, err
+}
+
+func (b *passBody) Close() error {
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	return b.rc.Close()
+}
+
+// pass sends pr to backend b over a kept-alive connection, or a new one,
+// and waits for the response headers no later than deadline (the pool's
+// total timeout). A kept-alive connection the backend had closed is
+// replaced once, as RoundTrip's transport does: a GET or HEAD may be sent
+// again.
+func (t *h1Transport) pass(b *Backend, pr *PassRequest, req *http.Request, deadline time.Time) (*http.Response, error) {
+	for attempt := 0; ; attempt++ {
+		pc, reused, err := t.get(context.Background(), dialAddr(b.url))
+		if err != nil {
+			return nil, err
+		}
+		pc.armHeader(deadline)
+		bw := pc.bw
+		bw.WriteString(pr.Method)
+		bw.WriteByte(' ')
+		if b.url.Path != "" {
+			bw.WriteString(b.url.EscapedPath())
+		}
+		bw.WriteString(pr.Target)
+		bw.WriteString(" HTTP/1.1\r\n")
+		pr.WriteFields(bw)
+		if err = bw.Flush(); err != nil {
+			err = staleErr{err: err}
+		} else {
+			var resp *http.Response
+			resp, err = pc.awaitResponse(req, pr.Got1xx, noStop, pr.BodyTimeout)
+			if err == nil {
+				return resp, nil
+			}
+		}
+		pc.c.Close()
+		var se staleErr
+		if !errors.As(err, &se) {
+			return nil, err
+		}
+		if reused && attempt == 0 {
+			continue
+		}
+		return nil, se.err
+	}
+}
+
+// noStop is the stop of a request no context can cancel.
+func noStop() bool { return true }
