@@ -53,6 +53,29 @@ func TestRoundTripPrefixAndUpstream(t *testing.T) {
 // through a reverse proxy: no client request fails, the backend is taken out,
 // and after it returns it is re-admitted with slow start.
 func TestKillBackendDuringLoad(t *testing.T) {
+	t.Run("RoundTrip", func(t *testing.T) { killBackendDuringLoad(t, false) })
+	t.Run("Pass", func(t *testing.T) { killBackendDuringLoad(t, true) })
+}
+
+// passGet is a GET of path through p.Pass, its body read to the end.
+func passGet(p *Pool, path string) error {
+	pr := &PassRequest{Method: http.MethodGet, Target: path, WriteFields: func(bw *bufio.Writer) {
+		bw.WriteString("Host: pool.test\r\n\r\n")
+	}}
+	return p.Pass(pr, func(res *http.Response) error {
+		_, err := io.Copy(io.Discard, res.Body)
+		if err == nil && res.StatusCode != 200 {
+			err = errors.New(res.Status)
+		}
+		return err
+	})
+}
+
+// killBackendDuringLoad: one of three backends dies under a load loop of
+// GETs (through RoundTrip, or on the pass lane): no client request fails,
+// the backend is ejected, and after it returns it is re-admitted with
+// slow start.
+func killBackendDuringLoad(t *testing.T, pass bool) {
 	bs := []*testBackend{startBackend(t, "b0", nil), startBackend(t, "b1", nil), startBackend(t, "b2", nil)}
 	cfg := poolConfig(PolicyRoundRobin, bs...)
 	cfg.Health = fastHealth()
@@ -81,12 +104,18 @@ func TestKillBackendDuringLoad(t *testing.T) {
 					return
 				default:
 				}
-				resp, err := client.Get(fe.URL + "/item")
-				if err == nil {
-					_, err = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if err == nil && resp.StatusCode != 200 {
-						err = errors.New(resp.Status)
+				var err error
+				if pass {
+					err = passGet(p, "/item")
+				} else {
+					var resp *http.Response
+					resp, err = client.Get(fe.URL + "/item")
+					if err == nil {
+						_, err = io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+						if err == nil && resp.StatusCode != 200 {
+							err = errors.New(resp.Status)
+						}
 					}
 				}
 				if err != nil {

@@ -50,10 +50,22 @@ func brokenBackend(t *testing.T, answer func(c net.Conn, req *http.Request)) str
 // backend, behind the gateway.
 func poolNode(t *testing.T, backends map[string]string, gatewayExtra string) string {
 	t.Helper()
+	return poolRoutes(t, backends, fmt.Sprintf("    gateway: {auth: {mode: none}%s}\n", gatewayExtra))
+}
+
+// lanePoolNode is poolNode without the gateway: its GETs take the pass
+// lane.
+func lanePoolNode(t *testing.T, backends map[string]string) string {
+	t.Helper()
+	return poolRoutes(t, backends, "")
+}
+
+func poolRoutes(t *testing.T, backends map[string]string, routeExtra string) string {
+	t.Helper()
 	var pools, routes strings.Builder
 	for name, url := range backends {
 		fmt.Fprintf(&pools, "  %s:\n    backends: [{id: %s, url: %q}]\n    timeouts: {try: 300ms, total: 2s}\n", name, name, url)
-		fmt.Fprintf(&routes, "  - name: %s\n    path_prefix: /%s/\n    pool: %s\n    gateway: {auth: {mode: none}%s}\n", name, name, name, gatewayExtra)
+		fmt.Fprintf(&routes, "  - name: %s\n    path_prefix: /%s/\n    pool: %s\n%s", name, name, name, routeExtra)
 	}
 	_, base := startNode(t, fmt.Sprintf("node: test\ndata_dir: %s\nedge:\n  listen: 127.0.0.1:0\npools:\n%sgateway: {}\nroutes:\n%s",
 		t.TempDir(), pools.String(), routes.String()))
@@ -73,10 +85,11 @@ func errorCode(body []byte) string {
 	return e.Error.Code
 }
 
-// Broken backends through the node's gateway, pool and proxy: a failure
-// before the response header is a JSON error with the right status; a
-// failure after it is an error for the client, never a short body that
-// looks complete.
+// Broken backends through the node's gateway, pool and proxy, and through
+// the pass lane (the same routes without the gateway): a failure before
+// the response header is a JSON error with the right status; a failure
+// after it is an error for the client, never a short body that looks
+// complete.
 func TestNodeBrokenBackends(t *testing.T) {
 	write := func(s string) func(net.Conn, *http.Request) {
 		return func(c net.Conn, _ *http.Request) { io.WriteString(c, s) }
@@ -111,29 +124,33 @@ func TestNodeBrokenBackends(t *testing.T) {
 	for _, c := range cases {
 		backends[c.name] = brokenBackend(t, c.answer)
 	}
-	base := poolNode(t, backends, "")
 	client := &http.Client{Timeout: 10 * time.Second}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			resp, err := client.Get(base + "/" + c.name + "/x")
-			if err != nil {
+	for _, lane := range []struct{ name, base string }{
+		{"chain", poolNode(t, backends, "")},
+		{"pass-lane", lanePoolNode(t, backends)},
+	} {
+		for _, c := range cases {
+			t.Run(lane.name+"/"+c.name, func(t *testing.T) {
+				resp, err := client.Get(lane.base + "/" + c.name + "/x")
+				if err != nil {
+					if c.status == 0 {
+						return // broken before the client saw a header: fine
+					}
+					t.Fatal(err)
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
 				if c.status == 0 {
-					return // broken before the client saw a header: fine
+					if err == nil {
+						t.Fatalf("status %d body %q read without error", resp.StatusCode, body)
+					}
+					return
 				}
-				t.Fatal(err)
-			}
-			body, err := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if c.status == 0 {
-				if err == nil {
-					t.Fatalf("status %d body %q read without error", resp.StatusCode, body)
+				if resp.StatusCode != c.status || errorCode(body) != c.code {
+					t.Fatalf("got %d %s, want %d %s", resp.StatusCode, body, c.status, c.code)
 				}
-				return
-			}
-			if resp.StatusCode != c.status || errorCode(body) != c.code {
-				t.Fatalf("got %d %s, want %d %s", resp.StatusCode, body, c.status, c.code)
-			}
-		})
+			})
+		}
 	}
 }
 

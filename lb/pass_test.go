@@ -1,0 +1,105 @@
+package lb
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/outpost-edge/outpost/internal/units"
+)
+
+// TestPassDrainInFlight: on the pass lane as through RoundTrip, a request
+// in flight on a backend being drained completes, counted in flight until
+// its body is done, and no new request reaches that backend.
+func TestPassDrainInFlight(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	slow := startBackend(t, "slow", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/long" {
+			entered <- struct{}{}
+			<-release
+		}
+		_, _ = io.WriteString(w, "done")
+	})
+	other := startBackend(t, "other", nil)
+	p := newTestPool(t, poolConfig(PolicyRoundRobin, slow, other), Options{})
+	done := make(chan error, 1)
+	go func() { done <- passGet(p, "/long") }()
+	<-entered
+	if got := backendStatus(p, "slow").InFlight; got != 1 {
+		t.Fatalf("in-flight %d, want 1", got)
+	}
+	if err := p.Drain("slow"); err != nil {
+		t.Fatal(err)
+	}
+	before := slow.hits.Load()
+	for range 20 {
+		if err := passGet(p, "/short"); err != nil {
+			t.Fatalf("during drain: %v", err)
+		}
+	}
+	if slow.hits.Load() != before {
+		t.Errorf("the drained backend got new requests")
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("in-flight request: %v", err)
+	}
+	if got := backendStatus(p, "slow").InFlight; got != 0 {
+		t.Errorf("in-flight %d after the body, want 0", got)
+	}
+}
+
+// TestPassNotPassable: pools whose picks read the request (consistent
+// hashing, sticky cookies) or that reach a backend without the synchronous
+// HTTP/1.1 transport refuse pass-lane requests before sending anything, so
+// the caller serves them the usual way; a reload that changes that is
+// followed.
+func TestPassNotPassable(t *testing.T) {
+	b := startBackend(t, "b0", nil)
+	for _, tc := range []struct {
+		name string
+		edit func(*PoolConfig)
+		want bool
+	}{
+		{"round robin", func(*PoolConfig) {}, true},
+		{"ip_hash", func(c *PoolConfig) { c.Policy = PolicyIPHash }, true},
+		{"consistent_hash", func(c *PoolConfig) { c.Policy = PolicyConsistentHash }, false},
+		{"sticky", func(c *PoolConfig) {
+			c.Sticky = StickyConfig{Enabled: true, Cookie: "pin", Lifetime: units.Duration(time.Hour)}
+		}, false},
+		{"connection limit", func(c *PoolConfig) { c.Transport.MaxConnsPerBackend = 4 }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := poolConfig(PolicyRoundRobin, b)
+			tc.edit(&cfg)
+			p := newTestPool(t, cfg, Options{})
+			if got := p.Passable(); got != tc.want {
+				t.Fatalf("Passable() = %v, want %v", got, tc.want)
+			}
+			hits := b.hits.Load()
+			err := passGet(p, "/x")
+			switch {
+			case tc.want && err != nil:
+				t.Fatalf("pass: %v", err)
+			case !tc.want && !errors.Is(err, ErrNotPassable):
+				t.Fatalf("pass: %v, want ErrNotPassable", err)
+			case !tc.want && b.hits.Load() != hits:
+				t.Fatal("a refused pass reached the backend")
+			}
+		})
+	}
+	// A reload to a sticky pool takes the lane away; back again, it returns.
+	cfg := poolConfig(PolicyRoundRobin, b)
+	p := newTestPool(t, cfg, Options{})
+	sticky := cfg
+	sticky.Sticky = StickyConfig{Enabled: true, Cookie: "pin"}
+	if err := p.Update(sticky); err != nil || p.Passable() {
+		t.Fatalf("after a reload to sticky: passable %v, %v", p.Passable(), err)
+	}
+	if err := p.Update(cfg); err != nil || !p.Passable() {
+		t.Fatalf("after a reload back: passable %v, %v", p.Passable(), err)
+	}
+}
