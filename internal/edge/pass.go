@@ -37,6 +37,8 @@ import (
 // answers p through w and reports true, or reports false having written
 // nothing. info is the request's, with its id and client set.
 type PassHandler interface {
+	// Passable reports whether Pass would take requests now.
+	Passable() bool
 	Pass(w http.ResponseWriter, p *http1.Pass, info *reqinfo.Info) bool
 }
 
@@ -53,32 +55,47 @@ func NewLane(cfg *Config, s *Swapper) *Lane {
 	return &Lane{swap: s, gc: newGuardConfig(cfg)}
 }
 
+// Takes implements http1.Passer: whether the route for host and target is
+// a pool the lane can serve, and the request one it may take. The handler
+// chain then looks the route up again: Takes must be cheap for the
+// requests it declines (cache hits), and is.
+func (l *Lane) Takes(host, target, remoteAddr string) bool {
+	_, _, _, _, ok := l.route(host, target, remoteAddr)
+	return ok
+}
+
+// route is Takes' decision, with what Pass needs of it.
+func (l *Lane) route(host, target, remoteAddr string) (h *Handler, name string, ph PassHandler, peer netip.Addr, ok bool) {
+	h, ok = (*l.swap.h.Load()).(*Handler)
+	if !ok {
+		return
+	}
+	path, _, _ := strings.Cut(target, "?")
+	var next http.Handler
+	if name, next, ok = h.Router.Match(host, path); !ok {
+		return
+	}
+	if ph, ok = next.(PassHandler); !ok || !ph.Passable() {
+		return h, "", nil, peer, false
+	}
+	if path == HealthPath || !plainPath(path) {
+		return h, "", nil, peer, false
+	}
+	ap, err := netip.ParseAddrPort(remoteAddr)
+	if err != nil {
+		return h, "", nil, peer, false
+	}
+	peer = ap.Addr().Unmap()
+	return h, name, ph, peer, !h.trusted(peer)
+}
+
 // Pass implements http1.Passer.
 func (l *Lane) Pass(w http.ResponseWriter, p *http1.Pass) (served bool) {
-	h, ok := (*l.swap.h.Load()).(*Handler)
+	h, name, ph, peer, ok := l.route(p.Host, p.Target, p.RemoteAddr)
 	if !ok {
 		return false
 	}
 	path, _, _ := strings.Cut(p.Target, "?")
-	if path == HealthPath || !plainPath(path) {
-		return false
-	}
-	ap, err := netip.ParseAddrPort(p.RemoteAddr)
-	if err != nil {
-		return false
-	}
-	peer := ap.Addr().Unmap()
-	if h.trusted(peer) {
-		return false
-	}
-	name, next, ok := h.Router.Match(p.Host, path)
-	if !ok {
-		return false
-	}
-	ph, ok := next.(PassHandler)
-	if !ok {
-		return false
-	}
 
 	start := time.Now()
 	f := &passFrame{}

@@ -493,7 +493,8 @@ func (c *conn) serve() {
 			raw, _ := c.br.Peek(n)
 			h, ok = parseHead(raw)
 		}
-		if ok && c.s.Passer != nil && h.contentLength == 0 && (h.method == http.MethodGet || h.method == http.MethodHead) {
+		if ok && c.s.Passer != nil && h.contentLength == 0 && (h.method == http.MethodGet || h.method == http.MethodHead) &&
+			c.s.Passer.Takes(h.host, h.target, c.remote) {
 			if served, keep := c.pass(&h, start); served {
 				c.br.Discard(n)
 				if !keep {
@@ -671,11 +672,14 @@ type Pass struct {
 	Conn context.Context
 }
 
-// A Passer serves requests on a lane of its own, without the handler: Pass
-// either answers p through w and reports true, or reports false having
-// written nothing, and the request is served by the handler as usual.
-// Panics are the handler's: http.ErrAbortHandler cuts the connection.
+// A Passer serves requests on a lane of its own, without the handler.
+// Takes says, cheaply and without effect, whether a request is the lane's;
+// only then is Pass called, which either answers p through w and reports
+// true, or reports false having written nothing, and the request is served
+// by the handler as usual. Panics are the handler's: http.ErrAbortHandler
+// cuts the connection.
 type Passer interface {
+	Takes(host, target, remoteAddr string) bool
 	Pass(w http.ResponseWriter, p *Pass) bool
 }
 

@@ -291,6 +291,10 @@ func isEventStream(ct string) bool {
 	return rest == "" || rest[0] == ';'
 }
 
+// Passable reports whether Pass would take requests: the upstream is a
+// pool that serves the pass lane now.
+func (f *forwarder) Passable() bool { return f.pool != nil && f.pool.Passable() }
+
 // Pass serves p, a bodiless GET or HEAD on the edge's pass lane, when the
 // upstream is a pool that takes such requests (lb.Pool.Pass): the same
 // request the handler chain would send — the client's fields without
