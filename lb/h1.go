@@ -114,19 +114,28 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		// As http.Transport: a kept-alive connection the backend closed
-		// while it was idle fails before any response byte. The request
-		// may be tried once more on a fresh connection if it never left
-		// (the write failed), or if repeating it is harmless.
-		var se staleErr
-		if !errors.As(err, &se) {
+		if err = afterFailure(err, reused && attempt == 0, replayable(req)); err != nil {
 			return nil, err
 		}
-		if reused && attempt == 0 && (!se.written || replayable(req)) {
-			continue
-		}
-		return nil, se.err
 	}
+}
+
+// afterFailure is http.Transport's rule after a request failed on a
+// connection (now closed): a kept-alive connection the backend closed while
+// it was idle fails before any response byte, and the request may be tried
+// once more on a fresh connection — first is true for the first try on a
+// reused one — if it never left (the write failed), or if replay says
+// repeating it is harmless. It returns nil to try again, else the error to
+// report.
+func afterFailure(err error, first, replay bool) error {
+	var se staleErr
+	if !errors.As(err, &se) {
+		return err
+	}
+	if first && (!se.written || replay) {
+		return nil
+	}
+	return se.err
 }
 
 // dialAddr is host:port of an http URL; a backend URL may leave out the

@@ -202,14 +202,9 @@ func (t *h1Transport) pass(b *Backend, pr *PassRequest, req *http.Request, deadl
 			}
 		}
 		pc.c.Close()
-		var se staleErr
-		if !errors.As(err, &se) {
-			return nil, err
+		if err = afterFailure(err, reused && attempt == 0, true); err != nil {
+			return nil, err // a GET or HEAD may always be repeated
 		}
-		if reused && attempt == 0 {
-			continue
-		}
-		return nil, se.err
 	}
 }
 

@@ -106,12 +106,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				h.finish(rec, r, info, start)
 				panic(p)
 			}
-			if h.AccessLog != nil {
-				h.AccessLog.Error("handler panic", "panic", p, "request_id", info.ID)
-			}
-			if !rec.wroteHeader {
-				httperr.Write(rec, r, http.StatusInternalServerError, "internal_error", "internal error")
-			}
+			h.answerPanic(p, rec, r, info.ID)
 		}
 		h.finish(rec, r, info, start)
 	}()
@@ -146,6 +141,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	info.SetRoute(name)
 	next.ServeHTTP(rec, r)
+}
+
+// answerPanic logs a handler's panic v and answers 500 when nothing was
+// sent yet.
+func (h *Handler) answerPanic(v any, rec *recorder, r *http.Request, id string) {
+	if h.AccessLog != nil {
+		h.AccessLog.Error("handler panic", "panic", v, "request_id", id)
+	}
+	if !rec.wroteHeader {
+		httperr.Write(rec, r, http.StatusInternalServerError, "internal_error", "internal error")
+	}
 }
 
 func (h *Handler) finish(rec *recorder, r *http.Request, info *reqinfo.Info, start time.Time) {

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/outpost-edge/outpost/internal/http1"
-	"github.com/outpost-edge/outpost/internal/httperr"
 	"github.com/outpost-edge/outpost/internal/reqinfo"
 )
 
@@ -56,45 +55,43 @@ func NewLane(cfg *Config, s *Swapper) *Lane {
 }
 
 // Takes implements http1.Passer: whether the route for host and target is
-// a pool the lane can serve, and the request one it may take. The handler
-// chain then looks the route up again: Takes must be cheap for the
-// requests it declines (cache hits), and is.
-func (l *Lane) Takes(host, target, remoteAddr string) bool {
-	_, _, _, _, ok := l.route(host, target, remoteAddr)
-	return ok
-}
-
-// route is Takes' decision, with what Pass needs of it.
-func (l *Lane) route(host, target, remoteAddr string) (h *Handler, name string, ph PassHandler, peer netip.Addr, ok bool) {
-	h, ok = (*l.swap.h.Load()).(*Handler)
+// a pool the lane can serve, and the request one it may take. The token is
+// the route's entry in the router. Takes must be cheap for the requests it
+// declines, which the handler chain looks up again (cache hits), and is:
+// a route lookup.
+func (l *Lane) Takes(host, target, remoteAddr string) any {
+	h, ok := (*l.swap.h.Load()).(*Handler)
 	if !ok {
-		return
+		return nil
 	}
 	path, _, _ := strings.Cut(target, "?")
-	var next http.Handler
-	if name, next, ok = h.Router.Match(host, path); !ok {
-		return
+	e := h.Router.match(host, path)
+	if e == nil || e.lane == nil || !e.lane.Passable() || path == HealthPath || !plainPath(path) {
+		return nil
 	}
-	if ph, ok = next.(PassHandler); !ok || !ph.Passable() {
-		return h, "", nil, peer, false
+	if peer, ok := peerOf(remoteAddr); !ok || h.trusted(peer) {
+		return nil
 	}
-	if path == HealthPath || !plainPath(path) {
-		return h, "", nil, peer, false
-	}
-	ap, err := netip.ParseAddrPort(remoteAddr)
-	if err != nil {
-		return h, "", nil, peer, false
-	}
-	peer = ap.Addr().Unmap()
-	return h, name, ph, peer, !h.trusted(peer)
+	return e
 }
 
-// Pass implements http1.Passer.
-func (l *Lane) Pass(w http.ResponseWriter, p *http1.Pass) (served bool) {
-	h, name, ph, peer, ok := l.route(p.Host, p.Target, p.RemoteAddr)
-	if !ok {
+func peerOf(remoteAddr string) (netip.Addr, bool) {
+	ap, err := netip.ParseAddrPort(remoteAddr)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return ap.Addr().Unmap(), true
+}
+
+// Pass implements http1.Passer, for the route entry Takes returned.
+func (l *Lane) Pass(w http.ResponseWriter, p *http1.Pass, token any) (served bool) {
+	e, _ := token.(*entry)
+	h, _ := (*l.swap.h.Load()).(*Handler)
+	peer, ok := peerOf(p.RemoteAddr)
+	if e == nil || h == nil || !ok {
 		return false
 	}
+	name, ph := e.name, e.lane
 	path, _, _ := strings.Cut(p.Target, "?")
 
 	start := time.Now()
@@ -128,12 +125,7 @@ func (l *Lane) Pass(w http.ResponseWriter, p *http1.Pass) (served bool) {
 			h.record(context.Background(), rec, p.Method, p.Host, path, info, start)
 			panic(v)
 		}
-		if h.AccessLog != nil {
-			h.AccessLog.Error("handler panic", "panic", v, "request_id", info.ID)
-		}
-		if !rec.wroteHeader {
-			httperr.Write(rec, nil, http.StatusInternalServerError, "internal_error", "internal error")
-		}
+		h.answerPanic(v, rec, nil, info.ID)
 		h.record(context.Background(), rec, p.Method, p.Host, path, info, start)
 		gw.end()
 		served = true

@@ -19,6 +19,7 @@ type entry struct {
 	prefix string
 	name   string
 	h      http.Handler
+	lane   PassHandler // h, when it also serves the pass lane
 }
 
 // NewRouter returns an empty router.
@@ -29,6 +30,7 @@ func NewRouter() *Router {
 // Handle adds a route. hosts empty means any host.
 func (rt *Router) Handle(name string, hosts []string, prefix string, h http.Handler) {
 	e := entry{prefix: prefix, name: name, h: h}
+	e.lane, _ = h.(PassHandler)
 	if len(hosts) == 0 {
 		rt.any = insert(rt.any, e)
 		return
@@ -51,10 +53,19 @@ func insert(es []entry, e entry) []entry {
 
 // Match finds the route for host and path; ok is false when none matches.
 func (rt *Router) Match(host, path string) (name string, h http.Handler, ok bool) {
+	if e := rt.match(host, path); e != nil {
+		return e.name, e.h, true
+	}
+	return "", nil, false
+}
+
+// match is Match's entry, nil when none matches. Entries are never
+// modified once the router is built.
+func (rt *Router) match(host, path string) *entry {
 	host = normalizeHost(host)
 	if es, found := rt.exact[host]; found {
-		if e, ok := matchPrefix(es, path); ok {
-			return e.name, e.h, true
+		if e := matchPrefix(es, path); e != nil {
+			return e
 		}
 	}
 	for h := host; ; {
@@ -64,24 +75,21 @@ func (rt *Router) Match(host, path string) (name string, h http.Handler, ok bool
 		}
 		h = h[i+1:]
 		if es, found := rt.wildcard[h]; found {
-			if e, ok := matchPrefix(es, path); ok {
-				return e.name, e.h, true
+			if e := matchPrefix(es, path); e != nil {
+				return e
 			}
 		}
 	}
-	if e, ok := matchPrefix(rt.any, path); ok {
-		return e.name, e.h, true
-	}
-	return "", nil, false
+	return matchPrefix(rt.any, path)
 }
 
-func matchPrefix(es []entry, path string) (entry, bool) {
-	for _, e := range es {
-		if strings.HasPrefix(path, e.prefix) {
-			return e, true
+func matchPrefix(es []entry, path string) *entry {
+	for i := range es {
+		if strings.HasPrefix(path, es[i].prefix) {
+			return &es[i]
 		}
 	}
-	return entry{}, false
+	return nil
 }
 
 // normalizeHost lowercases and drops the port and a trailing dot.

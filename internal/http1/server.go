@@ -493,9 +493,12 @@ func (c *conn) serve() {
 			raw, _ := c.br.Peek(n)
 			h, ok = parseHead(raw)
 		}
-		if ok && c.s.Passer != nil && h.contentLength == 0 && (h.method == http.MethodGet || h.method == http.MethodHead) &&
-			c.s.Passer.Takes(h.host, h.target, c.remote) {
-			if served, keep := c.pass(&h, start); served {
+		var token any
+		if ok && c.s.Passer != nil && h.contentLength == 0 && (h.method == http.MethodGet || h.method == http.MethodHead) {
+			token = c.s.Passer.Takes(h.host, h.target, c.remote)
+		}
+		if token != nil {
+			if served, keep := c.pass(&h, start, token); served {
 				c.br.Discard(n)
 				if !keep {
 					return
@@ -673,19 +676,21 @@ type Pass struct {
 }
 
 // A Passer serves requests on a lane of its own, without the handler.
-// Takes says, cheaply and without effect, whether a request is the lane's;
-// only then is Pass called, which either answers p through w and reports
-// true, or reports false having written nothing, and the request is served
-// by the handler as usual. Panics are the handler's: http.ErrAbortHandler
-// cuts the connection.
+// Takes says, cheaply and without effect, whether a request is the lane's:
+// nil if not, else a token of its choosing (a pointer, so that returning
+// it allocates nothing) that is handed to Pass. Pass either answers p
+// through w and reports true, or reports false having written nothing,
+// and the request is served by the handler as usual. Panics are the
+// handler's: http.ErrAbortHandler cuts the connection.
 type Passer interface {
-	Takes(host, target, remoteAddr string) bool
-	Pass(w http.ResponseWriter, p *Pass) bool
+	Takes(host, target, remoteAddr string) (token any)
+	Pass(w http.ResponseWriter, p *Pass, token any) bool
 }
 
-// pass offers h to the Passer. served reports whether it answered; keep,
-// whether the connection may carry another request.
-func (c *conn) pass(h *head, start time.Time) (served, keep bool) {
+// pass offers h to the Passer, with the token its Takes gave. served
+// reports whether it answered; keep, whether the connection may carry
+// another request.
+func (c *conn) pass(h *head, start time.Time, token any) (served, keep bool) {
 	std := c.s.Std
 	if std.WriteTimeout > 0 {
 		c.rwc.SetWriteDeadline(start.Add(std.WriteTimeout))
@@ -695,7 +700,7 @@ func (c *conn) pass(h *head, start time.Time) (served, keep bool) {
 	req := &http.Request{Method: h.method, Close: h.close, Body: http.NoBody}
 	w := &response{c: c, req: req, cl: -1, isHead: h.method == http.MethodHead}
 	p := Pass{Method: h.method, Target: h.target, Host: h.host, Header: h.header, RemoteAddr: c.remote, TLS: c.tls != nil, Conn: c.ctx}
-	if !c.s.Passer.Pass(w, &p) {
+	if !c.s.Passer.Pass(w, &p, token) {
 		return false, true
 	}
 	w.finish()

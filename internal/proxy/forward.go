@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/outpost-edge/outpost/internal/http1"
-	"github.com/outpost-edge/outpost/internal/httperr"
 	"github.com/outpost-edge/outpost/internal/httpwire"
 	"github.com/outpost-edge/outpost/internal/reqinfo"
 	"github.com/outpost-edge/outpost/lb"
@@ -333,13 +332,11 @@ func (f *forwarder) Pass(w http.ResponseWriter, p *http1.Pass, info *reqinfo.Inf
 	case errors.Is(err, lb.ErrNotPassable):
 		return false
 	}
-	status, code, msg := classify(context.Background(), err)
+	// No try answered: the JSON error the chain gives, from the same code,
+	// for a request made of what it reads.
 	path, _, _ := strings.Cut(p.Target, "?")
-	f.log.LogAttrs(context.Background(), slog.LevelWarn, "upstream error",
-		slog.String("request_id", info.ID), slog.String("host", p.Host),
-		slog.String("path", path), slog.Int("status", status), slog.String("error", err.Error()))
-	r := (&http.Request{Method: p.Method}).WithContext(reqinfo.With(context.Background(), info))
-	httperr.Write(w, r, status, code, msg)
+	r := &http.Request{Method: p.Method, Host: p.Host, URL: &url.URL{Path: path}}
+	f.onErr(w, r.WithContext(reqinfo.With(context.Background(), info)), err)
 	return true
 }
 
