@@ -85,7 +85,7 @@ func ParseFields(block string) (h http.Header, ok bool) {
 			}
 			name[i] = c
 		}
-		v := strings.Trim(line[colon+1:], " \t")
+		v := trimOWS(line[colon+1:])
 		for i := 0; i < len(v); i++ {
 			if c := v[i]; (c < ' ' && c != '\t') || c == 0x7f {
 				return nil, false
@@ -108,6 +108,18 @@ func ParseFields(block string) (h http.Header, ok bool) {
 		vals = vals[1:]
 	}
 	return h, true
+}
+
+// trimOWS is strings.Trim(v, " \t") without building a cutset per call
+// (a few percent of a small request's CPU when run on every field).
+func trimOWS(v string) string {
+	for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
+		v = v[1:]
+	}
+	for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
+		v = v[:len(v)-1]
+	}
+	return v
 }
 
 // IsTchar reports whether c is an RFC 9110 token character.
