@@ -121,6 +121,7 @@ func (l *Lane) Pass(w http.ResponseWriter, p *http1.Pass, token any) (served boo
 		if v == nil {
 			return
 		}
+		countPassed(h)
 		if v == http.ErrAbortHandler {
 			h.record(context.Background(), rec, p.Method, p.Host, path, info, start)
 			panic(v)
@@ -137,12 +138,17 @@ func (l *Lane) Pass(w http.ResponseWriter, p *http1.Pass, token any) (served boo
 		delete(w.Header(), "X-Request-Id")
 		return false
 	}
+	countPassed(h)
 	h.record(context.Background(), rec, p.Method, p.Host, path, info, start)
 	gw.end()
+	return true
+}
+
+// countPassed counts a request the lane served, whole, cut or panicked.
+func countPassed(h *Handler) {
 	if h.Metrics != nil {
 		h.Metrics.passed.Inc()
 	}
-	return true
 }
 
 // passFrame is one pass-lane request's own state in one allocation.

@@ -291,3 +291,67 @@ routes:
 		t.Fatalf("the edge did not cut the stalled body: %v", err)
 	}
 }
+
+// TestPassLaneSendTimeout: on the lane as in the chain, a client that
+// stops reading a large response is cut after edge.send_timeout, and the
+// backend connection it held is let go (the backend's writes fail) rather
+// than held for as long as the client likes.
+func TestPassLaneSendTimeout(t *testing.T) {
+	const size = 64 << 20
+	ended := make(chan error, 1)
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", fmt.Sprint(size))
+		chunk := make([]byte, 64<<10)
+		var err error
+		for n := 0; n < size && err == nil; n += len(chunk) {
+			_, err = w.Write(chunk)
+		}
+		ended <- err
+	}))
+	t.Cleanup(backend.Close)
+	reg := prometheus.NewRegistry()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, base := startNodeWith(t, fmt.Sprintf(`node: lane
+data_dir: %s
+edge: {listen: "127.0.0.1:0", send_timeout: 300ms}
+pools:
+  app: {backends: [{id: a, url: %q}]}
+routes:
+  - {name: app, pool: app}
+`, t.TempDir(), backend.URL), Options{EdgeListener: ln, Registerer: reg})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.(*net.TCPConn).SetReadBuffer(4 << 10)
+	fmt.Fprint(conn, "GET /big HTTP/1.1\r\nHost: app.test\r\n\r\n") // and never read
+	select {
+	case err := <-ended:
+		if err == nil {
+			t.Fatal("the backend wrote 64 MiB to a client that reads nothing")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the stalled client still holds the backend's response")
+	}
+	// Cut mid-body, it was still a lane request.
+	want := `
+# HELP outpost_http_pass_lane_requests_total Edge requests served on the pass lane (bodiless GET and HEAD to a route that is only a pool, without the handler chain); they are counted in requests_total too.
+# TYPE outpost_http_pass_lane_requests_total counter
+outpost_http_pass_lane_requests_total 1
+`
+	eventually := time.Now().Add(10 * time.Second)
+	for {
+		err := testutil.GatherAndCompare(reg, strings.NewReader(want), "outpost_http_pass_lane_requests_total")
+		if err == nil {
+			break
+		}
+		if time.Now().After(eventually) {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
