@@ -382,6 +382,7 @@ type h1Body struct {
 	reuse bool
 	eof   bool
 	done  bool
+	broke bool // a read failed: the backend broke the body off
 }
 
 func (b *h1Body) Read(p []byte) (int, error) {
@@ -396,6 +397,8 @@ func (b *h1Body) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	if err == io.EOF {
 		b.eof = true
+	} else if err != nil {
+		b.broke = true
 	}
 	return n, err
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"io"
 	"net/http"
 	"net/netip"
 	"net/textproto"
@@ -66,12 +65,12 @@ func (p *Pool) Passable() bool {
 	return !p.closedFlag.Load() && p.state.Load().pass
 }
 
-// passMethods are the requests readResponse parses responses for: only the
+// The requests readResponse parses pass-lane responses for: only the
 // method matters to it (a HEAD's response has no body).
-var passMethods = map[string]*http.Request{
-	http.MethodGet:  {Method: http.MethodGet},
-	http.MethodHead: {Method: http.MethodHead},
-}
+var (
+	passGET  = &http.Request{Method: http.MethodGet}
+	passHEAD = &http.Request{Method: http.MethodHead}
+)
 
 // Pass sends pr to a backend of the pool and hands the response to relay,
 // which copies it to the client; Pass closes the body after relay returns
@@ -83,7 +82,13 @@ var passMethods = map[string]*http.Request{
 // (*Error: 503, 504 or 502) without calling relay; ErrNotPassable when the
 // pool cannot take the request this way.
 func (p *Pool) Pass(pr *PassRequest, relay func(*http.Response) error) error {
-	req := passMethods[pr.Method]
+	var req *http.Request
+	switch pr.Method {
+	case http.MethodGet:
+		req = passGET
+	case http.MethodHead:
+		req = passHEAD
+	}
 	st := p.state.Load()
 	if p.closedFlag.Load() || !st.pass || req == nil {
 		return ErrNotPassable
@@ -91,10 +96,15 @@ func (p *Pool) Pass(pr *PassRequest, relay func(*http.Response) error) error {
 	start := p.now()
 	sel := &Selection{Backends: st.backends, ClientIP: pr.ClientIP, slowStart: st.slowStart, rand: p.rand, now: start.UnixNano()}
 	p.budget.deposit()
-	total := st.cfg.Timeouts.Total.D()
+	// timeouts.total, on the wall clock (the deadline of sockets and
+	// timers; p.now may be a test's).
+	deadline := time.Now().Add(st.cfg.Timeouts.Total.D())
 	var lastErr error
 	var lastKind int
 	var last *Backend
+	// Retries wait out their backoff within timeouts.total; the context
+	// for that is made only when a request is retried.
+	var retryCtx context.Context
 	for try := 0; try < st.cfg.Retries.MaxTries; try++ {
 		b := st.policy.Pick(sel)
 		if b == nil {
@@ -102,23 +112,23 @@ func (p *Pool) Pass(pr *PassRequest, relay func(*http.Response) error) error {
 		}
 		sent := start
 		if try > 0 {
-			if p.now().Sub(start) >= total {
-				lastErr, lastKind = errTotalTimeout, kindTimeout
+			if retryCtx == nil {
+				var cancel context.CancelFunc
+				retryCtx, cancel = context.WithDeadline(context.Background(), deadline)
+				defer cancel()
+			}
+			if !p.retry(retryCtx, st, b, try) {
+				if retryCtx.Err() != nil {
+					lastErr, lastKind = errTotalTimeout, kindTimeout
+				}
 				break
 			}
-			if !p.budget.withdraw() {
-				break
-			}
-			if !p.backoff(context.Background(), st.cfg.Retries, try) {
-				break
-			}
-			b.metrics.retries.Inc()
 			sent = p.now()
 		}
 		sel.exclude(b)
 		pr.Info.Set(reqinfo.FieldUpstream, b.url.Host)
 		b.begin()
-		resp, err := b.transport.Load().pass(b, pr, req, start.Add(total))
+		resp, err := b.transport.Load().pass(b, pr, req, deadline)
 		if err != nil {
 			b.inflight.Add(-1)
 			lastKind = p.tryFailed(st, b, err)
@@ -129,11 +139,12 @@ func (p *Pool) Pass(pr *PassRequest, relay func(*http.Response) error) error {
 		if failed {
 			p.recordOutcome(st, b, true)
 		}
-		body := &passBody{rc: resp.Body}
-		resp.Body = body
+		body := resp.Body.(*h1Body) // awaitResponse's
 		rerr := relay(resp)
 		body.Close()
 		b.inflight.Add(-1)
+		// A failed read is the backend's doing; a failed write to the
+		// client is not (relay stops reading then).
 		if body.broke {
 			b.metrics.errOther.Inc()
 		}
@@ -144,31 +155,6 @@ func (p *Pool) Pass(pr *PassRequest, relay func(*http.Response) error) error {
 		return rerr
 	}
 	return p.failure(lastErr, lastKind, last)
-}
-
-// passBody notes whether reading the backend's body failed (rather than
-// writing it to the client), which passive health counts against the
-// backend.
-type passBody struct {
-	rc     io.ReadCloser
-	broke  bool
-	closed bool
-}
-
-func (b *passBody) Read(p []byte) (int, error) {
-	n, err := b.rc.Read(p)
-	if err != nil && err != io.EOF && !b.closed {
-		b.broke = true
-	}
-	return n, err
-}
-
-func (b *passBody) Close() error {
-	if b.closed {
-		return nil
-	}
-	b.closed = true
-	return b.rc.Close()
 }
 
 // pass sends pr to backend b over a kept-alive connection, or a new one,

@@ -2,55 +2,11 @@ package lb
 
 import (
 	"errors"
-	"io"
-	"net/http"
 	"testing"
 	"time"
 
 	"github.com/outpost-edge/outpost/internal/units"
 )
-
-// TestPassDrainInFlight: on the pass lane as through RoundTrip, a request
-// in flight on a backend being drained completes, counted in flight until
-// its body is done, and no new request reaches that backend.
-func TestPassDrainInFlight(t *testing.T) {
-	release := make(chan struct{})
-	entered := make(chan struct{}, 1)
-	slow := startBackend(t, "slow", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/long" {
-			entered <- struct{}{}
-			<-release
-		}
-		_, _ = io.WriteString(w, "done")
-	})
-	other := startBackend(t, "other", nil)
-	p := newTestPool(t, poolConfig(PolicyRoundRobin, slow, other), Options{})
-	done := make(chan error, 1)
-	go func() { done <- passGet(p, "/long") }()
-	<-entered
-	if got := backendStatus(p, "slow").InFlight; got != 1 {
-		t.Fatalf("in-flight %d, want 1", got)
-	}
-	if err := p.Drain("slow"); err != nil {
-		t.Fatal(err)
-	}
-	before := slow.hits.Load()
-	for range 20 {
-		if err := passGet(p, "/short"); err != nil {
-			t.Fatalf("during drain: %v", err)
-		}
-	}
-	if slow.hits.Load() != before {
-		t.Errorf("the drained backend got new requests")
-	}
-	close(release)
-	if err := <-done; err != nil {
-		t.Fatalf("in-flight request: %v", err)
-	}
-	if got := backendStatus(p, "slow").InFlight; got != 0 {
-		t.Errorf("in-flight %d after the body, want 0", got)
-	}
-}
 
 // TestPassNotPassable: pools whose picks read the request (consistent
 // hashing, sticky cookies) or that reach a backend without the synchronous
@@ -80,7 +36,7 @@ func TestPassNotPassable(t *testing.T) {
 				t.Fatalf("Passable() = %v, want %v", got, tc.want)
 			}
 			hits := b.hits.Load()
-			err := passGet(p, "/x")
+			_, _, err := passFetch(p, "/x")
 			switch {
 			case tc.want && err != nil:
 				t.Fatalf("pass: %v", err)

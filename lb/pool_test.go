@@ -57,18 +57,21 @@ func TestKillBackendDuringLoad(t *testing.T) {
 	t.Run("Pass", func(t *testing.T) { killBackendDuringLoad(t, true) })
 }
 
-// passGet is a GET of path through p.Pass, its body read to the end.
-func passGet(p *Pool, path string) error {
+// passFetch is a GET of path through p.Pass: the backend that answered
+// (X-Backend) and the body, or why it was not a 200.
+func passFetch(p *Pool, path string) (backend, body string, err error) {
 	pr := &PassRequest{Method: http.MethodGet, Target: path, WriteFields: func(bw *bufio.Writer) {
 		bw.WriteString("Host: pool.test\r\n\r\n")
 	}}
-	return p.Pass(pr, func(res *http.Response) error {
-		_, err := io.Copy(io.Discard, res.Body)
+	err = p.Pass(pr, func(res *http.Response) error {
+		b, err := io.ReadAll(res.Body)
 		if err == nil && res.StatusCode != 200 {
 			err = errors.New(res.Status)
 		}
+		backend, body = res.Header.Get("X-Backend"), string(b)
 		return err
 	})
+	return backend, body, err
 }
 
 // killBackendDuringLoad: one of three backends dies under a load loop of
@@ -106,7 +109,7 @@ func killBackendDuringLoad(t *testing.T, pass bool) {
 				}
 				var err error
 				if pass {
-					err = passGet(p, "/item")
+					_, _, err = passFetch(p, "/item")
 				} else {
 					var resp *http.Response
 					resp, err = client.Get(fe.URL + "/item")
@@ -407,8 +410,24 @@ func TestStickySessions(t *testing.T) {
 }
 
 // TestDrainInFlight drains a backend holding a long request through the
-// admin API: the request completes and no new request reaches the backend.
+// admin API: the request completes, counted in flight until its body is
+// done, and no new request reaches the backend. Through RoundTrip and on
+// the pass lane.
 func TestDrainInFlight(t *testing.T) {
+	t.Run("RoundTrip", func(t *testing.T) {
+		drainInFlight(t, func(p *Pool, path string) (string, string, error) {
+			req, _ := http.NewRequest(http.MethodGet, "http://pool"+path, nil)
+			resp, body, err := send(t, p, req)
+			if err != nil {
+				return "", "", err
+			}
+			return resp.Header.Get("X-Backend"), body, nil
+		})
+	})
+	t.Run("Pass", func(t *testing.T) { drainInFlight(t, passFetch) })
+}
+
+func drainInFlight(t *testing.T, fetch func(p *Pool, path string) (backend, body string, err error)) {
 	release := make(chan struct{})
 	entered := make(chan struct{}, 1)
 	slow := startBackend(t, "slow", func(w http.ResponseWriter, r *http.Request) {
@@ -428,8 +447,7 @@ func TestDrainInFlight(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		req, _ := http.NewRequest(http.MethodGet, "http://pool/long", nil)
-		_, body, err := send(t, p, req)
+		_, body, err := fetch(p, "/long")
 		done <- result{body, err}
 	}()
 	<-entered
@@ -442,7 +460,7 @@ func TestDrainInFlight(t *testing.T) {
 	}
 	hitsBefore := slow.hits.Load()
 	for range 20 {
-		if b, err := get(t, p, "/short"); err != nil || b != "other" {
+		if b, _, err := fetch(p, "/short"); err != nil || b != "other" {
 			t.Fatalf("during drain: %q %v", b, err)
 		}
 	}
@@ -453,12 +471,15 @@ func TestDrainInFlight(t *testing.T) {
 	if r := <-done; r.err != nil || r.body != "done" {
 		t.Fatalf("in-flight request: %q %v", r.body, r.err)
 	}
+	if got := backendStatus(p, "slow").InFlight; got != 0 {
+		t.Errorf("in-flight %d after the body, want 0", got)
+	}
 	if rec := adminDo(t, admin, http.MethodPost, "/v1/pools/api/backends/slow/enable"); rec.Code != 200 {
 		t.Fatalf("enable: %d", rec.Code)
 	}
 	seen := map[string]bool{}
 	for range 4 {
-		b, _ := get(t, p, "/short")
+		b, _, _ := fetch(p, "/short")
 		seen[b] = true
 	}
 	if !seen["slow"] {

@@ -95,10 +95,7 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 				}
 				ctx = c.arm(parent, left)
 			}
-			if !p.budget.withdraw() {
-				break
-			}
-			if !p.backoff(ctx, st.cfg.Retries, try) {
+			if !p.retry(ctx, st, b, try) {
 				if context.Cause(ctx) == errTotalTimeout && parent.Err() == nil {
 					// timeouts.total ran out while waiting to retry: a
 					// timeout (504), whatever the last try said.
@@ -106,7 +103,6 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 				}
 				break
 			}
-			b.metrics.retries.Inc()
 		}
 		sel.exclude(b)
 
@@ -294,6 +290,16 @@ func (e *Error) HTTPStatus() int {
 		return http.StatusGatewayTimeout
 	}
 	return http.StatusBadGateway
+}
+
+// retry admits retry number try (1-based) to b: the retry budget allows
+// it and its backoff ran out before ctx ended.
+func (p *Pool) retry(ctx context.Context, st *poolState, b *Backend, try int) bool {
+	if !p.budget.withdraw() || !p.backoff(ctx, st.cfg.Retries, try) {
+		return false
+	}
+	b.metrics.retries.Inc()
+	return true
 }
 
 // backoff waits before retry number try (1-based) with full jitter. It
