@@ -62,9 +62,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f := &frame{}
 	info := &f.info
 	info.TLS = r.TLS != nil
-	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-		info.PeerIP = ap.Addr().Unmap()
-	}
+	info.PeerIP, _ = peerOf(r.RemoteAddr)
 	info.ClientIP = info.PeerIP
 	if info.PeerIP.IsValid() && h.trusted(info.PeerIP) {
 		info.Trusted = true

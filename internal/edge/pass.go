@@ -75,6 +75,8 @@ func (l *Lane) Takes(host, target, remoteAddr string) any {
 	return e
 }
 
+// peerOf is the address of a connection's peer, IPv4-mapped ones
+// unmapped; false for an address that does not parse.
 func peerOf(remoteAddr string) (netip.Addr, bool) {
 	ap, err := netip.ParseAddrPort(remoteAddr)
 	if err != nil {

@@ -303,7 +303,7 @@ func (f *forwarder) Passable() bool { return f.pool != nil && f.pool.Passable() 
 // ServeHTTP relays it. It reports false, having written nothing, when
 // the pool cannot take it.
 func (f *forwarder) Pass(w http.ResponseWriter, p *http1.Pass, info *reqinfo.Info) bool {
-	if f.pool == nil || !asciiHost(p.Host) {
+	if f.pool == nil {
 		return false
 	}
 	pr := lb.PassRequest{
@@ -342,19 +342,16 @@ func (f *forwarder) Pass(w http.ResponseWriter, p *http1.Pass, info *reqinfo.Inf
 
 // writePassFields writes the head's fields for p after its request line:
 // what outboundHeader and rewriteOut make of the client's header for a
-// request from an untrusted peer (the pass lane takes no other).
+// request from an untrusted peer (the pass lane takes no other). The head
+// parser took only a valid ASCII Host, so it goes out as it came.
 func writePassFields(bw *bufio.Writer, p *http1.Pass, info *reqinfo.Info, via string) {
 	bw.WriteString("Host: ")
 	bw.WriteString(p.Host)
 	bw.WriteString("\r\n")
-	var prior []string
 	for k, vv := range p.Header {
 		switch k {
-		case "Via":
-			prior = vv
-			continue
-		case "Content-Length", "X-Request-Id":
-			continue // a GET or HEAD without a body; the edge's id goes below
+		case "Via", "Content-Length", "X-Request-Id":
+			continue // joined below; a GET or HEAD without a body; the edge's id below
 		}
 		if isHop(k) || forwardingField(k) {
 			continue
@@ -371,22 +368,6 @@ func writePassFields(bw *bufio.Writer, p *http1.Pass, info *reqinfo.Info, via st
 	}
 	httpwire.WriteField(bw, "X-Forwarded-Host", p.Host)
 	httpwire.WriteField(bw, "X-Request-Id", info.ID)
-	bw.WriteString("Via: ")
-	for _, v := range prior {
-		bw.WriteString(v)
-		bw.WriteString(", ")
-	}
-	bw.WriteString(via)
-	bw.WriteString("\r\n\r\n")
-}
-
-// asciiHost reports whether host goes on the wire as it is (a name that
-// needs punycode takes the handler chain, whose transport converts it).
-func asciiHost(host string) bool {
-	for i := 0; i < len(host); i++ {
-		if host[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
+	httpwire.WriteField(bw, "Via", viaValue(p.Header, via))
+	bw.WriteString("\r\n")
 }
