@@ -85,7 +85,10 @@ func TestAdminAfterFailedRenewal(t *testing.T) {
 		challenges: []string{ChallengeHTTP01},
 		names:      []string{name},
 		dnsAddr:    dnsAddr,
-		validity:   60, // seconds; in the renewal window (90%) after 6s
+		// Seconds; in the renewal window (90%) after 12s: the A record
+		// that breaks validation must be in place before the first
+		// renewal, also on a loaded machine (6s was once not enough).
+		validity: 120,
 		mutate: func(c *Config) {
 			c.RenewalWindowRatio = 0.9
 			c.RenewCheckInterval = units.Duration(time.Second)
