@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"strconv"
@@ -201,6 +202,14 @@ func (w *response) ReadFrom(src io.Reader) (int64, error) {
 	if w.done {
 		return 0, errAfterHandler
 	}
+	if w.c.watching() && regularFile(src) {
+		// A body copied from a regular file waits on nothing but the
+		// client, and a client that leaves fails the copy's writes: the
+		// watch for hang-ups has nothing to add. Ended now, a request
+		// that runs past watchDelay (a large file to a slow client)
+		// costs no watch goroutine, read and deadline changes.
+		w.c.disarm()
+	}
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
 	}
@@ -234,6 +243,21 @@ func (w *response) ReadFrom(src io.Reader) (int64, error) {
 		w.setErr(err)
 	}
 	return n, err
+}
+
+// regularFile reports whether src is a regular file, or a limited read of
+// one (io.Copy hands a *os.File over in a wrapper of its own, which keeps
+// the file's methods).
+func regularFile(src io.Reader) bool {
+	if lr, ok := src.(*io.LimitedReader); ok {
+		src = lr.R
+	}
+	f, ok := src.(interface{ Stat() (fs.FileInfo, error) })
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode().IsRegular()
 }
 
 var copyPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}

@@ -803,6 +803,13 @@ func (c *conn) arm(cancel context.CancelCauseFunc) {
 	c.watchMu.Unlock()
 }
 
+// watching reports whether the current request is watched, or about to be.
+func (c *conn) watching() bool {
+	c.watchMu.Lock()
+	defer c.watchMu.Unlock()
+	return c.watchState != watchOff
+}
+
 // watch reads one byte while the handler runs: EOF or a reset means the
 // client left, and the request's context is canceled; a byte (the next
 // pipelined request) is kept for the reader.

@@ -372,6 +372,95 @@ func TestWatchKeepsPipelinedByte(t *testing.T) {
 	}
 }
 
+// A body copied from a regular file ends the watch — its writes notice a
+// client that leaves — also one already reading, and the connection
+// serves its next request as usual.
+func TestFileBodyEndsWatch(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	payload := strings.Repeat("0123456789abcdef", 64<<10/16)
+	if err := os.WriteFile(path, []byte(payload), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/file" {
+			io.WriteString(w, r.URL.Path)
+			return
+		}
+		rw := w.(*response)
+		time.Sleep(2 * watchDelay)
+		if !rw.c.watching() {
+			t.Error("no watch before the file body")
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer f.Close()
+		w.Header().Set("Content-Length", fmt.Sprint(len(payload)))
+		io.Copy(w, f)
+		if rw.c.watching() {
+			t.Error("still watched after a file body")
+		}
+	})
+	_, fast, _ := servers(t, h, nil)
+	c, err := net.Dial("tcp", fast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	for _, p := range []struct{ path, want string }{{"/file", payload}, {"/next", "/next"}} {
+		io.WriteString(c, "GET "+p.path+" HTTP/1.1\r\nHost: a\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if string(b) != p.want {
+			t.Fatalf("%s: body of %d bytes, want %d", p.path, len(b), len(p.want))
+		}
+	}
+}
+
+// Only a regular file, bare or limited, ends the watch: a pipe's reads
+// wait on whatever writes it.
+func TestRegularFile(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	defer pw.Close()
+	// io.Copy hands a file over in os's own wrapper, which keeps Stat.
+	wrapped := struct {
+		io.Reader
+		fs interface{ Stat() (os.FileInfo, error) }
+	}{f, f}
+	for _, tc := range []struct {
+		name string
+		src  io.Reader
+		want bool
+	}{
+		{"file", f, true},
+		{"limited file", io.LimitReader(f, 10), true},
+		{"pipe", pr, false},
+		{"limited pipe", io.LimitReader(pr, 10), false},
+		{"buffer", strings.NewReader("x"), false},
+		{"no Stat", wrapped, false},
+	} {
+		if got := regularFile(tc.src); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
 // An unread request body over 256KiB closes the connection instead of
 // being read through.
 func TestLargeUnreadBodyCloses(t *testing.T) {
