@@ -201,6 +201,9 @@ func (c *Config) Validate() error {
 	if c.Gateway.Redis.Enabled && c.Redis.Addr == "" {
 		l.Addf("gateway.redis.enabled", "global rate limits need a Redis server: set redis.addr")
 	}
+	if c.TLS.Enabled && c.TLS.Redis.Enabled && c.Redis.Addr == "" {
+		l.Addf("tls.redis.enabled", "shared certificate storage needs a Redis server: set redis.addr")
+	}
 	c.validateSections(&l)
 	return l.Err()
 }

@@ -129,6 +129,11 @@ func TestParseErrors(t *testing.T) {
 			want: []string{`outpost.yaml:`},
 		},
 		{
+			name: "shared certificate storage without redis",
+			src:  "tls:\n  enabled: true\n  names: [a.example.test]\n  redis: {enabled: true}\n",
+			want: []string{`tls.redis.enabled: shared certificate storage needs a Redis server: set redis.addr`},
+		},
+		{
 			name: "duplicate node",
 			src:  "nodes:\n  - {name: a, ipv4: 1.2.3.4}\n  - {name: a, ipv4: 1.2.3.5}\n",
 			want: []string{`outpost.yaml:3: nodes[1].name: duplicate node name "a"`},

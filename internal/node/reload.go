@@ -206,6 +206,7 @@ func (n *Node) warnRestartOnly(cfg *config.Config) {
 		{"cache", old.Cache, cfg.Cache},
 		{"tls.listen", old.TLS.Listen, cfg.TLS.Listen},
 		{"tls.http_listen", old.TLS.HTTPListen, cfg.TLS.HTTPListen},
+		{"tls.redis", old.TLS.Redis, cfg.TLS.Redis},
 	} {
 		if !reflect.DeepEqual(c.old, c.new) {
 			n.log.Warn("config changed in a section that takes effect on restart", "section", c.key)

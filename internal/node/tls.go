@@ -47,6 +47,10 @@ func (n *Node) openTLS(cfg *config.Config) error {
 	if n.sub.dns != nil {
 		o.TXT = tlsedge.RecordServerTXT(n.sub.dns)
 	}
+	if cfg.TLS.Redis.Enabled && n.sub.redis != nil {
+		r := cfg.TLS.Redis
+		o.Storage = tlsedge.NewRedisStorage(n.sub.redis, r.KeyPrefix, r.LockTTL.D())
+	}
 	mgr, err := tlsedge.New(cfg.TLS, o)
 	if err != nil {
 		return fmt.Errorf("tls: %w", err)

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/certmagic"
+
 	"github.com/outpost-edge/outpost/internal/acmetest"
 	"github.com/outpost-edge/outpost/internal/units"
 )
@@ -27,6 +29,8 @@ type acmeSetup struct {
 	mutate     func(*Config)
 	logger     *slog.Logger // default testLogger
 	dataDir    string       // default a fresh temporary directory
+	ca         *acmetest.CA // a Pebble shared with other nodes (default: one of its own)
+	storage    certmagic.Storage
 }
 
 // newACMENode starts Pebble and an edge node using it; listeners are up
@@ -35,7 +39,10 @@ func newACMENode(t *testing.T, s acmeSetup) (*testEdge, *acmetest.CA) {
 	t.Helper()
 	tlsLn, httpLn := reserveListeners(t)
 	port := func(ln net.Listener) int { return ln.Addr().(*net.TCPAddr).Port }
-	p := acmetest.Start(t, acmetest.Options{HTTPPort: port(httpLn), TLSPort: port(tlsLn), Resolver: s.dnsAddr, Validity: s.validity, EAB: s.eab})
+	p := s.ca
+	if p == nil {
+		p = acmetest.Start(t, acmetest.Options{HTTPPort: port(httpLn), TLSPort: port(tlsLn), Resolver: s.dnsAddr, Validity: s.validity, EAB: s.eab})
+	}
 	cfg := Config{
 		Enabled:    true,
 		Mode:       ModeACME,
@@ -63,7 +70,7 @@ func newACMENode(t *testing.T, s acmeSetup) (*testEdge, *acmetest.CA) {
 	if s.dataDir == "" {
 		s.dataDir = t.TempDir()
 	}
-	m, err := New(cfg, Options{Logger: s.logger, DataDir: s.dataDir, TXT: s.txt})
+	m, err := New(cfg, Options{Logger: s.logger, DataDir: s.dataDir, TXT: s.txt, Storage: s.storage})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -63,6 +63,11 @@ type Config struct {
 	// Storage is the certificate storage directory. Default
 	// "<data_dir>/tls".
 	Storage string `yaml:"storage"`
+	// Redis keeps certificates, the ACME account and challenge state in
+	// the top-level redis server instead of Storage: the storage a
+	// cluster shares, so one node orders each certificate and every node
+	// serves it. Mode acme only.
+	Redis RedisStorageConfig `yaml:"redis"`
 	// HSTS is the default Strict-Transport-Security policy for HTTPS
 	// responses; off unless enabled (routes may opt in with their own).
 	HSTS HSTSConfig `yaml:"hsts"`
@@ -132,6 +137,19 @@ type OnDemandConfig struct {
 	Ask string `yaml:"ask"`
 	// AskTimeout bounds one ask request. Default 5s.
 	AskTimeout units.Duration `yaml:"ask_timeout"`
+}
+
+// RedisStorageConfig puts the certificate storage in Redis (see
+// RedisStorage).
+type RedisStorageConfig struct {
+	// Enabled turns it on. Default false.
+	Enabled bool `yaml:"enabled"`
+	// KeyPrefix namespaces its keys; nodes with the same prefix share
+	// certificates. Default "{outpost-tls}:".
+	KeyPrefix string `yaml:"key_prefix"`
+	// LockTTL is how long the lock of a node that died while ordering
+	// holds the others off. Default 30s.
+	LockTTL units.Duration `yaml:"lock_ttl"`
 }
 
 // HSTSConfig is a Strict-Transport-Security policy. Routes may embed their
@@ -278,6 +296,14 @@ func (c *Config) Validate() error {
 	}
 	l.Merge("on_demand", c.OnDemand.validate())
 	l.Merge("hsts", c.HSTS.Validate())
+	if c.Redis.Enabled && c.Mode != ModeACME {
+		// The internal CA lives on each node's disk: a leaf another
+		// node's CA signed would not chain to this node's root.
+		l.Addf("redis.enabled", "shared storage is for mode acme, not %q", c.Mode)
+	}
+	if c.Redis.LockTTL != 0 && c.Redis.LockTTL < units.Duration(time.Second) {
+		l.Addf("redis.lock_ttl", "must be at least 1s, got %s", c.Redis.LockTTL)
+	}
 	if c.Internal.LeafLifetime < units.Duration(time.Minute) {
 		l.Addf("internal.leaf_lifetime", "must be at least 1m, got %s", c.Internal.LeafLifetime)
 	}

@@ -96,6 +96,8 @@ func TestConfigValidate(t *testing.T) {
 		}, "on_demand.ask", "want an http(s) URL"},
 		{"preload without subdomains", func(c *Config) { c.HSTS.Preload = true }, "hsts.preload", "needs include_subdomains"},
 		{"ratio out of range", func(c *Config) { c.RenewalWindowRatio = 1 }, "renewal_window_ratio", "must be within [0, 1)"},
+		{"shared storage in mode internal", func(c *Config) { c.Mode = ModeInternal; c.Redis.Enabled = true }, "redis.enabled", "for mode acme"},
+		{"lock ttl too short", func(c *Config) { c.Redis.LockTTL = units.Duration(time.Millisecond) }, "redis.lock_ttl", "at least 1s"},
 		{"renew check too often", func(c *Config) { c.RenewCheckInterval = units.Duration(time.Millisecond) }, "renew_check_interval", "at least 1s"},
 	}
 	for _, tc := range tests {
