@@ -202,16 +202,18 @@ func (w *response) ReadFrom(src io.Reader) (int64, error) {
 	if w.done {
 		return 0, errAfterHandler
 	}
-	if w.c.watching() && regularFile(src) {
-		// A body copied from a regular file waits on nothing but the
-		// client, and a client that leaves fails the copy's writes: the
-		// watch for hang-ups has nothing to add. Ended now, a request
-		// that runs past watchDelay (a large file to a slow client)
-		// costs no watch goroutine, read and deadline changes.
-		w.c.disarm()
-	}
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
+	}
+	if w.cl-w.written >= bigFileBody && w.c.watching() {
+		if f := fileOf(src); f != nil && regularFile(f) {
+			// A body copied from a regular file waits on nothing but
+			// the client, and a client that leaves fails the copy's
+			// writes: the watch — a goroutine, a read and two deadline
+			// changes once the request outlives watchDelay, as a large
+			// file to a slow client does — would add nothing.
+			w.c.disarm()
+		}
 	}
 	if w.deferred || w.noBody || w.isHead || w.chunked || w.cl < 0 || w.err != nil {
 		return copyBuffered(w, src)
@@ -245,17 +247,27 @@ func (w *response) ReadFrom(src io.Reader) (int64, error) {
 	return n, err
 }
 
-// regularFile reports whether src is a regular file, or a limited read of
-// one (io.Copy hands a *os.File over in a wrapper of its own, which keeps
-// the file's methods).
-func regularFile(src io.Reader) bool {
+// statter is a file, or os's wrapper of one (io.Copy hands a *os.File
+// over in a wrapper that keeps its methods).
+type statter interface{ Stat() (fs.FileInfo, error) }
+
+// fileOf is src's file, or that of a limited read of one; nil for other
+// sources.
+func fileOf(src io.Reader) statter {
 	if lr, ok := src.(*io.LimitedReader); ok {
 		src = lr.R
 	}
-	f, ok := src.(interface{ Stat() (fs.FileInfo, error) })
-	if !ok {
-		return false
-	}
+	f, _ := src.(statter)
+	return f
+}
+
+// bigFileBody is the body length from which a file body ends the watch.
+// Asking whether the file is a regular one costs a system call (fstat);
+// a smaller body is sent before the watch would start.
+const bigFileBody = 1 << 20
+
+// regularFile reports whether f is a regular file.
+func regularFile(f statter) bool {
 	fi, err := f.Stat()
 	return err == nil && fi.Mode().IsRegular()
 }

@@ -372,24 +372,20 @@ func TestWatchKeepsPipelinedByte(t *testing.T) {
 	}
 }
 
-// A body copied from a regular file ends the watch — its writes notice a
-// client that leaves — also one already reading, and the connection
-// serves its next request as usual.
-func TestFileBodyEndsWatch(t *testing.T) {
+// A large body copied from a regular file ends the watch — the copy's
+// writes notice a client that leaves — and the connection serves its next
+// request as usual. A client that leaves mid-copy fails the copy.
+func TestFileBodyNotWatched(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "f")
-	payload := strings.Repeat("0123456789abcdef", 64<<10/16)
+	payload := strings.Repeat("0123456789abcdef", 16<<20/16) // more than the socket buffers hold
 	if err := os.WriteFile(path, []byte(payload), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	copied := make(chan error, 1)
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/file" {
 			io.WriteString(w, r.URL.Path)
 			return
-		}
-		rw := w.(*response)
-		time.Sleep(2 * watchDelay)
-		if !rw.c.watching() {
-			t.Error("no watch before the file body")
 		}
 		f, err := os.Open(path)
 		if err != nil {
@@ -398,10 +394,11 @@ func TestFileBodyEndsWatch(t *testing.T) {
 		}
 		defer f.Close()
 		w.Header().Set("Content-Length", fmt.Sprint(len(payload)))
-		io.Copy(w, f)
-		if rw.c.watching() {
-			t.Error("still watched after a file body")
+		_, err = io.Copy(w, f)
+		if w.(*response).c.watching() {
+			t.Error("still watched after a large file body")
 		}
+		copied <- err
 	})
 	_, fast, _ := servers(t, h, nil)
 	c, err := net.Dial("tcp", fast)
@@ -411,8 +408,12 @@ func TestFileBodyEndsWatch(t *testing.T) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	br := bufio.NewReader(c)
+	io.WriteString(c, "GET /file HTTP/1.1\r\nHost: a\r\n\r\n")
+	time.Sleep(3 * watchDelay) // the copy waits for us past watchDelay
 	for _, p := range []struct{ path, want string }{{"/file", payload}, {"/next", "/next"}} {
-		io.WriteString(c, "GET "+p.path+" HTTP/1.1\r\nHost: a\r\n\r\n")
+		if p.path != "/file" {
+			io.WriteString(c, "GET "+p.path+" HTTP/1.1\r\nHost: a\r\n\r\n")
+		}
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -422,9 +423,29 @@ func TestFileBodyEndsWatch(t *testing.T) {
 			t.Fatalf("%s: body of %d bytes, want %d", p.path, len(b), len(p.want))
 		}
 	}
+	if err := <-copied; err != nil {
+		t.Fatalf("copy: %v", err)
+	}
+
+	// A client that hangs up mid-copy: the copy fails.
+	c2, err := net.Dial("tcp", fast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c2, "GET /file HTTP/1.1\r\nHost: a\r\n\r\n")
+	time.Sleep(2 * watchDelay)
+	c2.Close()
+	select {
+	case err := <-copied:
+		if err == nil {
+			t.Fatal("the copy to a client that left succeeded")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the copy to a client that left did not end")
+	}
 }
 
-// Only a regular file, bare or limited, ends the watch: a pipe's reads
+// Only a regular file, bare or limited, counts as one: a pipe's reads
 // wait on whatever writes it.
 func TestRegularFile(t *testing.T) {
 	f, err := os.Create(filepath.Join(t.TempDir(), "f"))
@@ -438,11 +459,6 @@ func TestRegularFile(t *testing.T) {
 	}
 	defer pr.Close()
 	defer pw.Close()
-	// io.Copy hands a file over in os's own wrapper, which keeps Stat.
-	wrapped := struct {
-		io.Reader
-		fs interface{ Stat() (os.FileInfo, error) }
-	}{f, f}
 	for _, tc := range []struct {
 		name string
 		src  io.Reader
@@ -453,9 +469,12 @@ func TestRegularFile(t *testing.T) {
 		{"pipe", pr, false},
 		{"limited pipe", io.LimitReader(pr, 10), false},
 		{"buffer", strings.NewReader("x"), false},
-		{"no Stat", wrapped, false},
 	} {
-		if got := regularFile(tc.src); got != tc.want {
+		got := false
+		if st := fileOf(tc.src); st != nil {
+			got = regularFile(st)
+		}
+		if got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
 		}
 	}
