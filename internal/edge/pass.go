@@ -46,6 +46,11 @@ type PassHandler interface {
 type Lane struct {
 	swap *Swapper
 	gc   guardConfig
+	// TLSFields are set on every response to a request over TLS: what
+	// the HTTPS listener's handler adds around the chain (Alt-Svc, the
+	// node-wide HSTS; see tlsedge.Manager.Fields). Shared, never
+	// modified.
+	TLSFields http.Header
 }
 
 // NewLane returns the pass lane for the handlers s holds, with cfg's
@@ -110,7 +115,13 @@ func (l *Lane) Pass(w http.ResponseWriter, p *http1.Pass, token any) (served boo
 	rec := &f.rec
 	rec.ResponseWriter = w
 	f.id[0] = info.ID
-	w.Header()["X-Request-Id"] = f.id[:]
+	hdr := w.Header()
+	if p.TLS {
+		for k, v := range l.TLSFields {
+			hdr[k] = v
+		}
+	}
+	hdr["X-Request-Id"] = f.id[:]
 	if h.Metrics != nil {
 		h.Metrics.inflight.Inc()
 	}
@@ -137,7 +148,7 @@ func (l *Lane) Pass(w http.ResponseWriter, p *http1.Pass, token any) (served boo
 		if h.Metrics != nil {
 			h.Metrics.inflight.Dec()
 		}
-		delete(w.Header(), "X-Request-Id")
+		clear(hdr)
 		return false
 	}
 	countPassed(h)

@@ -2,6 +2,8 @@ package node
 
 import (
 	"bufio"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,6 +13,7 @@ import (
 	"net/http/httptrace"
 	"net/textproto"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -67,7 +70,9 @@ func passBackend(t *testing.T) *httptest.Server {
 
 // passNodeConfig is a node with a pool route (the lane's) and a route to a
 // pool whose only backend is gone.
-func passNodeConfig(t *testing.T, backend, fastHTTP1 string) string {
+// With tlsOn, the node also serves HTTPS (internal CA, node-wide HSTS,
+// HTTP/3 advertised with Alt-Svc).
+func passNodeConfig(t *testing.T, backend, fastHTTP1 string, tlsOn bool) string {
 	dead, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -92,7 +97,37 @@ routes:
     pool: gone
   - name: app
     pool: app
-`, t.TempDir(), fastHTTP1, backend, deadAddr)
+%s`, t.TempDir(), fastHTTP1, backend, deadAddr, tlsBlock(tlsOn))
+}
+
+func tlsBlock(on bool) string {
+	if !on {
+		return ""
+	}
+	return `tls:
+  enabled: true
+  mode: internal
+  listen: 127.0.0.1:0
+  http_listen: "off"
+  names: [app.test]
+  hsts: {enabled: true}
+`
+}
+
+// laneClient is how a test reaches a node: its plain-HTTP base URL, or,
+// with tlsOn, its HTTPS one and a transport (HTTP/1.1 only, the lane's
+// protocol) that trusts the node's internal CA.
+func laneClient(t *testing.T, n *Node, plain string, tlsOn bool) (string, http.RoundTripper) {
+	if !tlsOn {
+		return plain, http.DefaultTransport
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(n.TLSManager().RootPEM()) {
+		t.Fatal("no internal root")
+	}
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "app.test"}}
+	t.Cleanup(tr.CloseIdleConnections)
+	return "https://" + n.HTTPSAddr().String(), tr
 }
 
 // exchange is what a client and the backend saw of one request.
@@ -105,7 +140,7 @@ type exchange struct {
 	trailer http.Header
 }
 
-func doExchange(t *testing.T, base, method, target string, hdr map[string]string) exchange {
+func doExchange(t *testing.T, rt http.RoundTripper, base, method, target string, hdr map[string]string) exchange {
 	t.Helper()
 	req, err := http.NewRequest(method, base+target, nil)
 	if err != nil {
@@ -126,7 +161,7 @@ func doExchange(t *testing.T, base, method, target string, hdr map[string]string
 		}
 		return nil
 	}}
-	resp, err := http.DefaultTransport.RoundTrip(req.WithContext(httptrace.WithClientTrace(req.Context(), trace)))
+	resp, err := rt.RoundTrip(req.WithContext(httptrace.WithClientTrace(req.Context(), trace)))
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, target, err)
 	}
@@ -142,6 +177,10 @@ func doExchange(t *testing.T, base, method, target string, hdr map[string]string
 	}
 	for _, k := range []string{"Date", "X-Request-Id"} {
 		ex.header.Del(k)
+	}
+	if v := ex.header.Get("Alt-Svc"); v != "" {
+		// Each node advertises its own HTTP/3 port.
+		ex.header.Set("Alt-Svc", altSvcPort.ReplaceAllString(v, `":PORT"`))
 	}
 	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") && resp.StatusCode == 200 && method == http.MethodGet {
 		if err := json.Unmarshal(b, &ex.sent); err != nil {
@@ -161,6 +200,8 @@ func doExchange(t *testing.T, base, method, target string, hdr map[string]string
 	}
 	return ex
 }
+
+var altSvcPort = regexp.MustCompile(`":[0-9]+"`)
 
 func errorCodeOf(b []byte) string {
 	var e struct {
@@ -183,14 +224,29 @@ func errorCodeOf(b []byte) string {
 // with the final response keeping its X-Request-Id, trailers relayed,
 // errors as the same JSON.
 func TestPassLaneMatchesChain(t *testing.T) {
+	for _, tlsOn := range []bool{false, true} {
+		name := "http"
+		if tlsOn {
+			name = "https"
+		}
+		t.Run(name, func(t *testing.T) { testPassLaneMatchesChain(t, tlsOn) })
+	}
+}
+
+// testPassLaneMatchesChain compares the lane with the chain over plain
+// HTTP, or over HTTPS, where the lane also sets what the HTTPS listener's
+// handler adds (Alt-Svc, HSTS) and the backend is told https.
+func testPassLaneMatchesChain(t *testing.T, tlsOn bool) {
 	backend := passBackend(t)
 	reg := prometheus.NewRegistry()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, lane := startNodeWith(t, passNodeConfig(t, backend.URL, "true"), Options{EdgeListener: ln, Registerer: reg})
-	_, chain := startNode(t, passNodeConfig(t, backend.URL, "false"))
+	laneNode, lanePlain := startNodeWith(t, passNodeConfig(t, backend.URL, "true", tlsOn), Options{EdgeListener: ln, Registerer: reg})
+	chainNode, chainPlain := startNode(t, passNodeConfig(t, backend.URL, "false", tlsOn))
+	lane, laneRT := laneClient(t, laneNode, lanePlain, tlsOn)
+	chain, chainRT := laneClient(t, chainNode, chainPlain, tlsOn)
 
 	hostile := map[string]string{
 		"X-Forwarded-For": "6.6.6.6", "X-Real-Ip": "6.6.6.6", "Forwarded": "for=6.6.6.6",
@@ -214,25 +270,32 @@ func TestPassLaneMatchesChain(t *testing.T) {
 		{"HEAD", "/gone/x", nil},
 	}
 	for _, tc := range cases {
-		got := doExchange(t, lane, tc.method, tc.target, tc.hdr)
-		want := doExchange(t, chain, tc.method, tc.target, tc.hdr)
+		got := doExchange(t, laneRT, lane, tc.method, tc.target, tc.hdr)
+		want := doExchange(t, chainRT, chain, tc.method, tc.target, tc.hdr)
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("%s %s:\n lane  %+v\n chain %+v", tc.method, tc.target, got, want)
 		}
 	}
 	// The echo shows the rewrite itself, not only the agreement.
-	ex := doExchange(t, lane, "GET", "/echo?x=1", hostile)
+	ex := doExchange(t, laneRT, lane, "GET", "/echo?x=1", hostile)
 	h := ex.sent["header"].(map[string]any)
 	for _, k := range []string{"X-Real-Ip", "Forwarded", "X_forwarded_host", "Keep-Alive", "Proxy-Authorization", "Connection"} {
 		if _, ok := h[textproto.CanonicalMIMEHeaderKey(k)]; ok {
 			t.Errorf("backend got %s", k)
 		}
 	}
-	if got := fmt.Sprintln(h["X-Forwarded-For"], h["X-Forwarded-Proto"], h["Via"], ex.sent["host"]); got != "[127.0.0.1] [http] [1.1 upstream-cdn, 1.1 edge] app.test\n" {
-		t.Errorf("forwarding fields %s", got)
+	proto := "http"
+	if tlsOn {
+		proto = "https"
+	}
+	if got, want := fmt.Sprintln(h["X-Forwarded-For"], h["X-Forwarded-Proto"], h["Via"], ex.sent["host"]), "[127.0.0.1] ["+proto+"] [1.1 upstream-cdn, 1.1 edge] app.test\n"; got != want {
+		t.Errorf("forwarding fields %s, want %s", got, want)
 	}
 	if ex.header.Get("X-Hop") != "" || ex.header.Get("Via") != "1.1 edge" {
 		t.Errorf("response fields %v", ex.header)
+	}
+	if tlsOn && (ex.header.Get("Strict-Transport-Security") == "" || !strings.HasPrefix(ex.header.Get("Alt-Svc"), "h3=")) {
+		t.Errorf("HTTPS response without HSTS or Alt-Svc: %v", ex.header)
 	}
 
 	// Every request the lane node served went through the lane.

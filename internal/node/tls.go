@@ -114,6 +114,9 @@ func (n *Node) startTLS(cfg *config.Config) (err error) {
 	if *cfg.Edge.FastHTTP1 {
 		t.front = http1.New(https)
 		t.front.OnHandOff = n.metrics.HandOff
+		lane := edge.NewLane(&cfg.Edge, n.swap)
+		lane.TLSFields = t.mgr.Fields()
+		t.front.Passer = lane
 		serve = t.front.ServeTLS
 	}
 	go func() {

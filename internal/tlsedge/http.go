@@ -126,6 +126,22 @@ func (m *Manager) Headers(next http.Handler) http.Handler {
 	})
 }
 
+// Fields are the fields Headers adds to an HTTP/1.1 or HTTP/2 response
+// over TLS (Alt-Svc, the node-wide Strict-Transport-Security), for a
+// server that answers without the handler Headers wraps: the edge's pass
+// lane. Like Headers, call it once the HTTPS address is set. The values
+// are shared and must not be modified.
+func (m *Manager) Fields() http.Header {
+	h := http.Header{}
+	if v := headerValue(m.altSvc); v != nil {
+		h["Alt-Svc"] = v
+	}
+	if v := headerValue(m.hsts); v != nil {
+		h["Strict-Transport-Security"] = v
+	}
+	return h
+}
+
 // HSTS wraps next with a per-route Strict-Transport-Security policy; it is
 // sent only over HTTPS (RFC 6797 §7.2). It replaces the node-wide value
 // Headers set; a disabled policy removes that value, so a route can opt
