@@ -141,6 +141,11 @@ func runProxy(o proxyOpts) int {
 			fmt.Fprintf(os.Stderr, "outpost proxy: admin API: %v\n", err)
 			return 1
 		}
+		if err := admin.CheckListener(ln, o.token); err != nil {
+			ln.Close()
+			fmt.Fprintf(os.Stderr, "outpost proxy: %v\n", err)
+			return 1
+		}
 		srv := newAdminServer(adm)
 		go srv.Serve(ln)
 		adminSrv = srv

@@ -165,6 +165,11 @@ func serve(path, nodeName string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "outpost: admin API: %v\n", err)
 		return 1
 	}
+	if err := admin.CheckListener(adminLn, cfg.Admin.Token); err != nil {
+		adminLn.Close()
+		fmt.Fprintf(stderr, "outpost: %v\n", err)
+		return 1
+	}
 	if err := n.Start(); err != nil {
 		adminLn.Close()
 		fmt.Fprintf(stderr, "outpost: %v\n", err)

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -305,6 +306,19 @@ func JSONHandler(f StatusFunc) http.Handler {
 // ErrNoToken is returned when the admin API would listen beyond loopback
 // without a token.
 var ErrNoToken = errors.New("admin: refusing to listen on a non-loopback address without a token")
+
+// CheckListener enforces the loopback rule on the address actually bound:
+// a name ("localhost") is judged by what it resolved to, so a hosts file
+// that maps it elsewhere cannot open a tokenless API beyond the machine.
+func CheckListener(ln net.Listener, token string) error {
+	if token != "" {
+		return nil
+	}
+	if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil && ap.Addr().Unmap().IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("%w (bound %s)", ErrNoToken, ln.Addr())
+}
 
 // CheckListen enforces the loopback rule at start, whatever validation said.
 func CheckListen(addr, token string) error {

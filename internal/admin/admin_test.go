@@ -5,8 +5,10 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -107,6 +109,44 @@ func TestReloadHandlerReportsErrors(t *testing.T) {
 		t.Errorf("status %d", rec.Code)
 	}
 }
+
+// TestCheckListener judges the address bound, not the name configured: a
+// tokenless admin API on anything but loopback is refused.
+func TestCheckListener(t *testing.T) {
+	for _, c := range []struct {
+		addr, token string
+		err         bool
+	}{
+		{"127.0.0.1:9090", "", false},
+		{"[::1]:9090", "", false},
+		{"[::ffff:127.0.0.1]:9090", "", false},
+		{"192.0.2.7:9090", "", true}, // what "localhost" resolved to, say
+		{"[2001:db8::1]:9090", "", true},
+		{"[::]:9090", "", true},
+		{"192.0.2.7:9090", "tok-0123456789abcdef", false},
+	} {
+		err := CheckListener(fixedAddr{netip.MustParseAddrPort(c.addr)}, c.token)
+		if (err != nil) != c.err || (err != nil && !errors.Is(err, ErrNoToken)) {
+			t.Errorf("CheckListener(%s, %q) = %v", c.addr, c.token, err)
+		}
+	}
+	// A real one: localhost binds loopback here.
+	ln, err := net.Listen("tcp", "localhost:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if err := CheckListener(ln, ""); err != nil {
+		t.Fatalf("localhost: %v", err)
+	}
+}
+
+// fixedAddr is a listener that only reports an address.
+type fixedAddr struct{ ap netip.AddrPort }
+
+func (f fixedAddr) Accept() (net.Conn, error) { return nil, net.ErrClosed }
+func (f fixedAddr) Close() error              { return nil }
+func (f fixedAddr) Addr() net.Addr            { return net.TCPAddrFromAddrPort(f.ap) }
 
 func TestCheckListen(t *testing.T) {
 	for _, c := range []struct {
