@@ -99,19 +99,27 @@ func (c *Config) SetDefaults() {
 	for i := range c.Routes {
 		c.Routes[i].Route.SetDefaults()
 	}
+	// The path other nodes' DNS probes: the edge's own endpoint, unless
+	// dns.health.path names another (one a route serves, say, so a node
+	// whose origin path fails leaves DNS). Read before the DNS section's
+	// defaults fill in theirs.
+	healthPath := edge.HealthPath
+	if c.DNS != nil && c.DNS.Health.Path != "" {
+		healthPath = c.DNS.Health.Path
+	}
 	c.sectionDefaults()
 	port := c.Edge.Listen[strings.LastIndexByte(c.Edge.Listen, ':')+1:]
 	for i := range c.Nodes {
 		n := &c.Nodes[i]
 		// An IPv6-only node gets the same URL on its IPv6 address: left
-		// empty, DNS would probe port 80 at dns.health.path, which the
-		// edge does not answer itself.
+		// empty, DNS would probe port 80, which the edge does not answer
+		// itself.
 		addr := n.IPv4
 		if !addr.IsValid() {
 			addr = n.IPv6
 		}
 		if n.Health == "" && addr.IsValid() {
-			n.Health = (&url.URL{Scheme: "http", Host: net.JoinHostPort(addr.String(), port), Path: edge.HealthPath}).String()
+			n.Health = (&url.URL{Scheme: "http", Host: net.JoinHostPort(addr.String(), port), Path: healthPath}).String()
 		}
 	}
 }

@@ -194,7 +194,8 @@ func TestUsesDataDir(t *testing.T) {
 
 // TestNodeHealthDefault checks the URL other nodes' DNS probes: the edge's
 // own endpoint on the edge port, for IPv6-only nodes too (they used to be
-// probed on port 80 at dns.health.path, which the edge does not answer).
+// probed on port 80, which the edge does not answer), or dns.health.path
+// there when it is set.
 func TestNodeHealthDefault(t *testing.T) {
 	for _, tc := range []struct {
 		name, node, listen, want string
@@ -203,11 +204,15 @@ func TestNodeHealthDefault(t *testing.T) {
 		{"ipv4 edge port", "{name: a, ipv4: 192.0.2.1, ipv6: \"2001:db8::1\"}", "127.0.0.1:8080", "http://192.0.2.1:8080/_outpost/healthz"},
 		{"ipv6 only", "{name: a, ipv6: \"2001:db8::1\"}", "[::]:8080", "http://[2001:db8::1]:8080/_outpost/healthz"},
 		{"explicit", "{name: a, ipv6: \"2001:db8::1\", health: \"http://[2001:db8::1]/up\"}", "", "http://[2001:db8::1]/up"},
+		{"dns.health.path", "{name: a, ipv4: 192.0.2.1}", "", "http://192.0.2.1:80/status"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src := "nodes: [" + tc.node + "]\n"
 			if tc.listen != "" {
 				src += "edge: {listen: \"" + tc.listen + "\"}\n"
+			}
+			if tc.name == "dns.health.path" {
+				src += "dns: {zones: [{origin: example.test, records: [\"@ 60 IN A 192.0.2.1\"]}], health: {path: /status}}\n"
 			}
 			cfg, err := Parse("outpost.yaml", []byte(src), "", env(nil))
 			if err != nil {
