@@ -49,7 +49,7 @@ func (n *Node) openTLS(cfg *config.Config) error {
 	}
 	if cfg.TLS.Redis.Enabled && n.sub.redis != nil {
 		r := cfg.TLS.Redis
-		o.Storage = tlsedge.NewRedisStorage(n.sub.redis, r.KeyPrefix, r.LockTTL.D())
+		o.Storage = tlsedge.NewMirrored(tlsedge.NewRedisStorage(n.sub.redis, r.KeyPrefix, r.LockTTL.D()), cfg.TLS.StorageDir(cfg.DataDir))
 	}
 	mgr, err := tlsedge.New(cfg.TLS, o)
 	if err != nil {

@@ -3,6 +3,7 @@ package tlsedge
 import (
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -139,8 +140,17 @@ type OnDemandConfig struct {
 	AskTimeout units.Duration `yaml:"ask_timeout"`
 }
 
+// StorageDir is the certificate storage directory: Storage, or
+// "<dataDir>/tls". With Redis storage it holds the node's copy.
+func (c *Config) StorageDir(dataDir string) string {
+	if c.Storage != "" {
+		return c.Storage
+	}
+	return filepath.Join(dataDir, "tls")
+}
+
 // RedisStorageConfig puts the certificate storage in Redis (see
-// RedisStorage).
+// RedisStorage); the node keeps a copy under StorageDir (see Mirrored).
 type RedisStorageConfig struct {
 	// Enabled turns it on. Default false.
 	Enabled bool `yaml:"enabled"`

@@ -115,13 +115,10 @@ func New(cfg Config, opts Options) (*Manager, error) {
 		rnd = rand.Reader
 	}
 
-	storageDir := cfg.Storage
-	if storageDir == "" {
-		if opts.DataDir == "" && opts.Storage == nil {
-			return nil, errors.New("tlsedge: no storage: set tls.storage or the data directory")
-		}
-		storageDir = filepath.Join(opts.DataDir, "tls")
+	if cfg.Storage == "" && opts.DataDir == "" && opts.Storage == nil {
+		return nil, errors.New("tlsedge: no storage: set tls.storage or the data directory")
 	}
+	storageDir := cfg.StorageDir(opts.DataDir)
 	storage := opts.Storage
 	if storage == nil {
 		storage = &certmagic.FileStorage{Path: storageDir}

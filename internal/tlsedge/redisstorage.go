@@ -166,12 +166,21 @@ func (s *RedisStorage) Delete(ctx context.Context, key string) error {
 // Exists implements certmagic.Storage: a stored key, or a directory of
 // them. An error counts as absent.
 func (s *RedisStorage) Exists(ctx context.Context, key string) bool {
+	ok, _ := s.exists(ctx, key)
+	return ok
+}
+
+// exists is Exists with the error that made it false, if any.
+func (s *RedisStorage) exists(ctx context.Context, key string) (bool, error) {
 	n, err := s.rdb.Exists(ctx, s.fileKey(key)).Result()
-	if err == nil && n > 0 {
-		return true
+	if err != nil {
+		return false, err
+	}
+	if n > 0 {
+		return true, nil
 	}
 	under, err := s.below(ctx, key, 1)
-	return err == nil && len(under) > 0
+	return len(under) > 0, err
 }
 
 // List implements certmagic.Storage as FileStorage lists a directory: the

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -319,5 +320,88 @@ func TestRedisStorageClusterOrdersOnce(t *testing.T) {
 	obtain(t, late, name)
 	if n := p.Orders(); n != 1 || !serials[serialOf(t, late.tlsAddr, name, p)] {
 		t.Fatalf("a late node ordered (%d orders) or serves another certificate", n)
+	}
+}
+
+// With Redis down, a node's copy answers its reads — what it stored and
+// what it loaded that another node stored — while writes and locks fail
+// and a key the copy lacks is an error, not "missing". When Redis is back
+// (empty: redistest keeps nothing), a key Redis lacks is missing again,
+// and its copy goes.
+func TestMirroredRedisDown(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := t.Context()
+	a := NewMirrored(NewRedisStorage(srv.Client(), "", time.Second), t.TempDir())
+	b := NewMirrored(NewRedisStorage(srv.Client(), "", time.Second), t.TempDir())
+	const cert = "certificates/acme/example.com/example.com.crt"
+	if err := a.Store(ctx, cert, []byte("CERT")); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := b.Load(ctx, cert); err != nil || string(v) != "CERT" {
+		t.Fatalf("b.Load: %q %v", v, err)
+	}
+
+	srv.Stop()
+	for name, s := range map[string]*Mirrored{"a (stored it)": a, "b (loaded it)": b} {
+		if v, err := s.Load(ctx, cert); err != nil || string(v) != "CERT" {
+			t.Errorf("%s: Load with Redis down: %q %v", name, v, err)
+		}
+		if !s.Exists(ctx, cert) {
+			t.Errorf("%s: Exists with Redis down: false", name)
+		}
+		if ki, err := s.Stat(ctx, cert); err != nil || !ki.IsTerminal || ki.Size != 4 {
+			t.Errorf("%s: Stat with Redis down: %+v %v", name, ki, err)
+		}
+		if l, err := s.List(ctx, "certificates", true); err != nil || !slices.Contains(l, cert) {
+			t.Errorf("%s: List with Redis down: %v %v", name, l, err)
+		}
+	}
+	if _, err := b.Load(ctx, "certificates/acme/other/other.crt"); err == nil || errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Load of a key the copy lacks, Redis down: %v, want Redis's error", err)
+	}
+	if err := b.Store(ctx, "x/y", []byte("z")); err == nil {
+		t.Error("Store with Redis down: no error")
+	}
+	if ok, err := b.TryLock(ctx, "issue_cert_example.com"); ok || err == nil {
+		t.Errorf("TryLock with Redis down: %v %v", ok, err)
+	}
+
+	srv.Restart()
+	if _, err := b.Load(ctx, cert); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("Load of a key Redis lacks: %v, want not-exist", err)
+	}
+	if b.Local.Exists(ctx, cert) {
+		t.Error("the copy of a key Redis lacks was kept")
+	}
+}
+
+// A node restarted while Redis is down serves the certificate it had,
+// from its copy, without ordering one.
+func TestMirroredRestartWithRedisDown(t *testing.T) {
+	srv := redistest.Start(t)
+	dns, dnsAddr := startOutpostDNS(t)
+	txt := RecordServerTXT(dns)
+	p := acmetest.Start(t, acmetest.Options{Resolver: dnsAddr})
+	const name = "mirror.example.test"
+	dataDir := t.TempDir()
+	node := func() *testEdge {
+		e, _ := newACMENode(t, acmeSetup{
+			challenges: []string{ChallengeDNS01}, names: []string{name}, txt: txt, dnsAddr: dnsAddr, ca: p,
+			dataDir: dataDir, storage: NewMirrored(NewRedisStorage(srv.Client(), "", 0), filepath.Join(dataDir, "tls")),
+		})
+		return e
+	}
+	first := node()
+	obtain(t, first, name)
+	serial := serialOf(t, first.tlsAddr, name, p)
+
+	srv.Stop()
+	again := node()
+	obtain(t, again, name)
+	if got := serialOf(t, again.tlsAddr, name, p); got != serial {
+		t.Fatalf("after a restart with Redis down: serial %s, want %s", got, serial)
+	}
+	if n := p.Orders(); n != 1 {
+		t.Fatalf("%d orders, want 1", n)
 	}
 }
