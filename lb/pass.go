@@ -28,6 +28,11 @@ type PassRequest struct {
 	WriteFields func(*bufio.Writer)
 	// ClientIP is the client as the edge established it (ip_hash).
 	ClientIP netip.Addr
+	// Field returns the values the named (canonical) field has in the
+	// request RoundTrip would be given for this one — after the proxy's
+	// rewrite; nil when it has none. consistent_hash on a header or a
+	// cookie reads it; may be nil otherwise.
+	Field func(name string) []string
 	// Info receives the upstream field; may be nil.
 	Info *reqinfo.Info
 	// BodyTimeout bounds each read of the response body that waits for
@@ -39,17 +44,18 @@ type PassRequest struct {
 }
 
 // ErrNotPassable is returned by Pass, before anything is sent, for a pool
-// whose policy or options need the whole request (consistent_hash, sticky
-// cookies), whose backends are not all plain-http HTTP/1.1 ones, or that
-// is closed: the caller serves the request the usual way.
+// whose options need the whole request (sticky cookies), whose backends
+// are not all plain-http HTTP/1.1 ones, or that is closed: the caller
+// serves the request the usual way.
 var ErrNotPassable = errors.New("lb: this pool takes no pass-lane requests")
 
-// passable reports whether a state can serve the pass lane: policies and
-// options that read the request (consistent_hash, sticky cookies) need an
-// http.Request, and only plain-http backends on the synchronous HTTP/1.1
-// transport are reached without one.
+// passable reports whether a state can serve the pass lane: sticky
+// cookies set a field on the response, which the lane does not, and only
+// plain-http backends on the synchronous HTTP/1.1 transport are reached
+// without an http.Request. consistent_hash is served: Pass gives it the
+// request's target and fields, which are all it reads.
 func (st *poolState) passable() bool {
-	if st.cfg.Policy == PolicyConsistentHash || st.sticky.enabled {
+	if st.sticky.enabled {
 		return false
 	}
 	for _, b := range st.backends {
@@ -95,6 +101,9 @@ func (p *Pool) Pass(pr *PassRequest, relay func(*http.Response) error) error {
 	}
 	start := p.now()
 	sel := &Selection{Backends: st.backends, ClientIP: pr.ClientIP, slowStart: st.slowStart, rand: p.rand, now: start.UnixNano()}
+	if ch, ok := st.policy.(*consistentHash); ok {
+		sel.Req = ch.passRequest(pr)
+	}
 	p.budget.deposit()
 	// timeouts.total, on the wall clock (the deadline of sockets and
 	// timers; p.now may be a test's).

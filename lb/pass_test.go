@@ -22,7 +22,7 @@ func TestPassNotPassable(t *testing.T) {
 	}{
 		{"round robin", func(*PoolConfig) {}, true},
 		{"ip_hash", func(c *PoolConfig) { c.Policy = PolicyIPHash }, true},
-		{"consistent_hash", func(c *PoolConfig) { c.Policy = PolicyConsistentHash }, false},
+		{"consistent_hash", func(c *PoolConfig) { c.Policy = PolicyConsistentHash }, true},
 		{"sticky", func(c *PoolConfig) {
 			c.Sticky = StickyConfig{Enabled: true, Cookie: "pin", Lifetime: units.Duration(time.Hour)}
 		}, false},

@@ -3,6 +3,7 @@ package lb
 import (
 	"net/http"
 	"net/textproto"
+	"net/url"
 	"strings"
 )
 
@@ -28,6 +29,25 @@ func newConsistentHash(backends []*Backend, cfg *PoolConfig) Policy {
 
 func (p *consistentHash) Pick(s *Selection) *Backend {
 	return p.ring.pick(s, p.requestKey(s))
+}
+
+// passRequest is what requestKey reads of the request RoundTrip would get
+// for pr: its URL (a pass-lane target is its own decoded form, so the
+// path is the target's) and the one field the key names. The same
+// request picks the same backend on either path.
+func (p *consistentHash) passRequest(pr *PassRequest) *http.Request {
+	path, query, _ := strings.Cut(pr.Target, "?")
+	r := &http.Request{Method: pr.Method, URL: &url.URL{Path: path, RawQuery: query}}
+	name := p.key.name
+	if p.key.kind == 'c' {
+		name = "Cookie"
+	}
+	if p.key.kind != 'u' && pr.Field != nil {
+		if v := pr.Field(name); len(v) > 0 {
+			r.Header = http.Header{name: v}
+		}
+	}
+	return r
 }
 
 func (p *consistentHash) requestKey(s *Selection) uint64 {

@@ -24,7 +24,8 @@ import (
 //   - its path is its own decoded form (no %-escapes, backslashes, dot
 //     segments or doubled slashes) and not the health path;
 //   - its peer is not a trusted proxy (X-Forwarded-For is not read);
-//   - the pool can pick a backend without the request (see lb.Pool.Pass).
+//   - the pool needs nothing of the response and reaches its backends
+//     without an http.Request (see lb.Pool.Pass).
 //
 // Everything else takes the handler chain, unchanged. What the lane does
 // is the chain's, shared with it: the request id, the route, Guard's

@@ -418,3 +418,84 @@ outpost_http_pass_lane_requests_total 1
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestPassLaneConsistentHash: a consistent_hash pool takes the lane, and
+// every request goes to the backend the chain picks for it — by URI, by a
+// header the client sends, by a cookie, and by a field the proxy rewrites
+// (X-Forwarded-For: the client's address on both paths, never what the
+// client claimed) — so cache affinity holds whichever path a request takes.
+func TestPassLaneConsistentHash(t *testing.T) {
+	var urls []string
+	for i := range 4 {
+		id := fmt.Sprint("b", i)
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, id) }))
+		t.Cleanup(s.Close)
+		urls = append(urls, fmt.Sprintf("{id: %s, url: %q}", id, s.URL))
+	}
+	for _, key := range []string{"uri", "header:X-Shard", "cookie:sid", "header:X-Forwarded-For"} {
+		t.Run(key, func(t *testing.T) {
+			cfg := func(fast string) string {
+				return fmt.Sprintf(`node: lane
+data_dir: %s
+edge: {listen: 127.0.0.1:0, fast_http1: %s, access_log: false}
+pools:
+  app:
+    policy: consistent_hash
+    hash_key: %q
+    backends: [%s]
+routes:
+  - name: app
+    pool: app
+`, t.TempDir(), fast, key, strings.Join(urls, ", "))
+			}
+			reg := prometheus.NewRegistry()
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, lane := startNodeWith(t, cfg("true"), Options{EdgeListener: ln, Registerer: reg})
+			_, chain := startNode(t, cfg("false"))
+			picked := map[string]bool{}
+			for i := range 40 {
+				target := fmt.Sprintf("/obj/%d?v=%d", i, i%3)
+				hdr := map[string]string{
+					"X-Shard":         fmt.Sprint("shard-", i),
+					"Cookie":          fmt.Sprintf("a=1; sid=s%d", i),
+					"X-Forwarded-For": fmt.Sprint("10.0.0.", i), // a stranger's claim: rewritten
+				}
+				got := doExchange(t, http.DefaultTransport, lane, "GET", target, hdr)
+				want := doExchange(t, http.DefaultTransport, chain, "GET", target, hdr)
+				if got.body != want.body {
+					t.Fatalf("%s: lane picked %s, chain %s", target, got.body, want.body)
+				}
+				picked[got.body] = true
+			}
+			spread := len(picked) > 1
+			if key == "header:X-Forwarded-For" {
+				spread = len(picked) == 1 // one client address: one backend
+			}
+			if !spread {
+				t.Errorf("backends picked: %v", picked)
+			}
+			if v := passLaneCount(t, reg); v != 40 {
+				t.Fatalf("%v requests on the lane, want 40", v)
+			}
+		})
+	}
+}
+
+// passLaneCount is the node's pass-lane request count.
+func passLaneCount(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "outpost_http_pass_lane_requests_total" {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatal("no pass-lane counter")
+	return 0
+}

@@ -310,6 +310,7 @@ func (f *forwarder) Pass(w http.ResponseWriter, p *http1.Pass, info *reqinfo.Inf
 		Method:      p.Method,
 		Target:      p.Target,
 		ClientIP:    info.ClientIP,
+		Field:       func(name string) []string { return passField(p, info, f.via, name) },
 		Info:        info,
 		BodyTimeout: f.bodyTimeout,
 		Got1xx: func(code int, h textproto.MIMEHeader) error {
@@ -338,6 +339,33 @@ func (f *forwarder) Pass(w http.ResponseWriter, p *http1.Pass, info *reqinfo.Inf
 	r := &http.Request{Method: p.Method, Host: p.Host, URL: &url.URL{Path: path}}
 	f.onErr(w, r.WithContext(reqinfo.With(context.Background(), info)), err)
 	return true
+}
+
+// passField is the named (canonical) field of the request the chain would
+// hand the pool for p, as writePassFields writes it: the client's, or what
+// the rewrite put in its place, or nil.
+func passField(p *http1.Pass, info *reqinfo.Info, via, name string) []string {
+	switch name {
+	case "Host", "Content-Length":
+		return nil // Host is the request's, not a field; a GET or HEAD has no body
+	case "X-Forwarded-For":
+		return []string{addrString(info.PeerIP, p.RemoteAddr)}
+	case "X-Forwarded-Proto":
+		if p.TLS {
+			return []string{"https"}
+		}
+		return []string{"http"}
+	case "X-Forwarded-Host":
+		return []string{p.Host}
+	case "X-Request-Id":
+		return []string{info.ID}
+	case "Via":
+		return []string{viaValue(p.Header, via)}
+	}
+	if isHop(name) || forwardingField(name) {
+		return nil
+	}
+	return p.Header[name]
 }
 
 // writePassFields writes the head's fields for p after its request line:
