@@ -31,7 +31,7 @@ type PassRequest struct {
 	// Field returns the values the named (canonical) field has in the
 	// request RoundTrip would be given for this one — after the proxy's
 	// rewrite; nil when it has none. consistent_hash on a header or a
-	// cookie reads it; may be nil otherwise.
+	// cookie and sticky cookies read it.
 	Field func(name string) []string
 	// Info receives the upstream field; may be nil.
 	Info *reqinfo.Info
@@ -44,20 +44,16 @@ type PassRequest struct {
 }
 
 // ErrNotPassable is returned by Pass, before anything is sent, for a pool
-// whose options need the whole request (sticky cookies), whose backends
-// are not all plain-http HTTP/1.1 ones, or that is closed: the caller
-// serves the request the usual way.
+// whose backends are not all plain-http HTTP/1.1 ones, or that is closed:
+// the caller serves the request the usual way.
 var ErrNotPassable = errors.New("lb: this pool takes no pass-lane requests")
 
-// passable reports whether a state can serve the pass lane: sticky
-// cookies set a field on the response, which the lane does not, and only
+// passable reports whether a state can serve the pass lane: only
 // plain-http backends on the synchronous HTTP/1.1 transport are reached
-// without an http.Request. consistent_hash is served: Pass gives it the
-// request's target and fields, which are all it reads.
+// without an http.Request. Policies and sticky cookies are served: Pass
+// gives them the request's target and fields, which are all they read,
+// and sets the sticky cookie on the response as RoundTrip does.
 func (st *poolState) passable() bool {
-	if st.sticky.enabled {
-		return false
-	}
 	for _, b := range st.backends {
 		if b.url.Scheme != "http" || b.transport.Load().off {
 			return false
@@ -104,6 +100,15 @@ func (p *Pool) Pass(pr *PassRequest, relay func(*http.Response) error) error {
 	if ch, ok := st.policy.(*consistentHash); ok {
 		sel.Req = ch.passRequest(pr)
 	}
+	var pinned *Backend
+	var refresh bool
+	if st.sticky.enabled {
+		r := &http.Request{Header: http.Header{}}
+		if pr.Field != nil {
+			r.Header["Cookie"] = pr.Field("Cookie")
+		}
+		pinned, refresh = st.sticky.lookup(r, st.byID, start.Unix())
+	}
 	p.budget.deposit()
 	// timeouts.total, on the wall clock (the deadline of sockets and
 	// timers; p.now may be a test's).
@@ -115,7 +120,12 @@ func (p *Pool) Pass(pr *PassRequest, relay func(*http.Response) error) error {
 	// for that is made only when a request is retried.
 	var retryCtx context.Context
 	for try := 0; try < st.cfg.Retries.MaxTries; try++ {
-		b := st.policy.Pick(sel)
+		var b *Backend
+		if try == 0 && pinned != nil && pinned.usable(sel.now) {
+			b = pinned
+		} else {
+			b = st.policy.Pick(sel)
+		}
 		if b == nil {
 			break
 		}
@@ -144,9 +154,13 @@ func (p *Pool) Pass(pr *PassRequest, relay func(*http.Response) error) error {
 			lastErr, last = err, b
 			continue
 		}
-		failed := b.gotHeaders(sent, p.now(), resp.StatusCode)
+		done := p.now()
+		failed := b.gotHeaders(sent, done, resp.StatusCode)
 		if failed {
 			p.recordOutcome(st, b, true)
+		}
+		if st.sticky.enabled && (b != pinned || refresh) {
+			resp.Header.Add("Set-Cookie", st.sticky.cookie(b, pr.Info != nil && pr.Info.TLS, done.Unix()))
 		}
 		body := resp.Body.(*h1Body) // awaitResponse's
 		rerr := relay(resp)

@@ -25,7 +25,7 @@ func TestPassNotPassable(t *testing.T) {
 		{"consistent_hash", func(c *PoolConfig) { c.Policy = PolicyConsistentHash }, true},
 		{"sticky", func(c *PoolConfig) {
 			c.Sticky = StickyConfig{Enabled: true, Cookie: "pin", Lifetime: units.Duration(time.Hour)}
-		}, false},
+		}, true},
 		{"connection limit", func(c *PoolConfig) { c.Transport.MaxConnsPerBackend = 4 }, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -47,13 +47,14 @@ func TestPassNotPassable(t *testing.T) {
 			}
 		})
 	}
-	// A reload to a sticky pool takes the lane away; back again, it returns.
+	// A reload to a connection limit takes the lane away; back again, it
+	// returns.
 	cfg := poolConfig(PolicyRoundRobin, b)
 	p := newTestPool(t, cfg, Options{})
-	sticky := cfg
-	sticky.Sticky = StickyConfig{Enabled: true, Cookie: "pin"}
-	if err := p.Update(sticky); err != nil || p.Passable() {
-		t.Fatalf("after a reload to sticky: passable %v, %v", p.Passable(), err)
+	limited := cfg
+	limited.Transport.MaxConnsPerBackend = 4
+	if err := p.Update(limited); err != nil || p.Passable() {
+		t.Fatalf("after a reload to a connection limit: passable %v, %v", p.Passable(), err)
 	}
 	if err := p.Update(cfg); err != nil || !p.Passable() {
 		t.Fatalf("after a reload back: passable %v, %v", p.Passable(), err)

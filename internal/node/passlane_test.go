@@ -499,3 +499,86 @@ func passLaneCount(t *testing.T, reg *prometheus.Registry) float64 {
 	t.Fatal("no pass-lane counter")
 	return 0
 }
+
+// TestPassLaneSticky: a pool with sticky cookies takes the lane, and the
+// lane pins, honours and re-pins as the chain does: the same backend and
+// the same Set-Cookie (Secure over HTTPS) for a client without a cookie,
+// with a valid one, with a forged one, and with one pinning each backend
+// in turn.
+func TestPassLaneSticky(t *testing.T) {
+	t.Run("http", func(t *testing.T) { testPassLaneSticky(t, false) })
+	t.Run("https", func(t *testing.T) { testPassLaneSticky(t, true) })
+}
+
+func testPassLaneSticky(t *testing.T, tlsOn bool) {
+	var urls []string
+	for i := range 3 {
+		id := fmt.Sprint("b", i)
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, id) }))
+		t.Cleanup(s.Close)
+		urls = append(urls, fmt.Sprintf("{id: %s, url: %q}", id, s.URL))
+	}
+	cfg := func(fast string) string {
+		return fmt.Sprintf(`node: lane
+data_dir: %s
+edge: {listen: 127.0.0.1:0, fast_http1: %s, access_log: false}
+pools:
+  app:
+    policy: round_robin
+    sticky: {enabled: true, cookie: pin, secret: "a-test-secret-of-32-bytes-length"}
+    backends: [%s]
+routes:
+  - name: app
+    pool: app
+%s`, t.TempDir(), fast, strings.Join(urls, ", "), tlsBlock(tlsOn))
+	}
+	reg := prometheus.NewRegistry()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	laneNode, lanePlain := startNodeWith(t, cfg("true"), Options{EdgeListener: ln, Registerer: reg})
+	chainNode, chainPlain := startNode(t, cfg("false"))
+	lane, laneRT := laneClient(t, laneNode, lanePlain, tlsOn)
+	chain, chainRT := laneClient(t, chainNode, chainPlain, tlsOn)
+	requests := 0
+	both := func(hdr map[string]string) exchange {
+		t.Helper()
+		requests++
+		got := doExchange(t, laneRT, lane, "GET", "/x", hdr)
+		want := doExchange(t, chainRT, chain, "GET", "/x", hdr)
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("cookie %q:\n lane  %+v\n chain %+v", hdr["Cookie"], got, want)
+		}
+		return got
+	}
+	pins := map[string]string{} // backend → its cookie
+	for range 3 {
+		ex := both(nil)
+		c := ex.header.Get("Set-Cookie")
+		if c == "" {
+			t.Fatal("no Set-Cookie for a client without a cookie")
+		}
+		if strings.Contains(c, "; Secure") != tlsOn {
+			t.Fatalf("Set-Cookie %q over TLS %v", c, tlsOn)
+		}
+		pins[ex.body], _, _ = strings.Cut(c, ";")
+	}
+	if len(pins) != 3 {
+		t.Fatalf("pins %v, want one per backend", pins)
+	}
+	for backend, cookie := range pins {
+		for range 3 {
+			if ex := both(map[string]string{"Cookie": "a=1; " + cookie}); ex.body != backend || ex.header.Get("Set-Cookie") != "" {
+				t.Fatalf("pinned to %s: served by %s, Set-Cookie %q", backend, ex.body, ex.header.Get("Set-Cookie"))
+			}
+		}
+	}
+	forged := strings.Replace(pins["b0"], "b0.", "b1.", 1)
+	if ex := both(map[string]string{"Cookie": forged}); ex.header.Get("Set-Cookie") == "" {
+		t.Fatal("a forged cookie was honoured")
+	}
+	if v := passLaneCount(t, reg); v != float64(requests) {
+		t.Fatalf("%v requests on the lane, want %d", v, requests)
+	}
+}
