@@ -102,12 +102,8 @@ func (p *Pool) Pass(pr *PassRequest, relay func(*http.Response) error) error {
 	}
 	var pinned *Backend
 	var refresh bool
-	if st.sticky.enabled {
-		r := &http.Request{Header: http.Header{}}
-		if pr.Field != nil {
-			r.Header["Cookie"] = pr.Field("Cookie")
-		}
-		pinned, refresh = st.sticky.lookup(r, st.byID, start.Unix())
+	if st.sticky.enabled && pr.Field != nil {
+		pinned, refresh = st.pinOf(&http.Request{Header: http.Header{"Cookie": pr.Field("Cookie")}}, start)
 	}
 	p.budget.deposit()
 	// timeouts.total, on the wall clock (the deadline of sockets and
@@ -120,12 +116,7 @@ func (p *Pool) Pass(pr *PassRequest, relay func(*http.Response) error) error {
 	// for that is made only when a request is retried.
 	var retryCtx context.Context
 	for try := 0; try < st.cfg.Retries.MaxTries; try++ {
-		var b *Backend
-		if try == 0 && pinned != nil && pinned.usable(sel.now) {
-			b = pinned
-		} else {
-			b = st.policy.Pick(sel)
-		}
+		b := st.pick(sel, try, pinned)
 		if b == nil {
 			break
 		}
@@ -159,9 +150,7 @@ func (p *Pool) Pass(pr *PassRequest, relay func(*http.Response) error) error {
 		if failed {
 			p.recordOutcome(st, b, true)
 		}
-		if st.sticky.enabled && (b != pinned || refresh) {
-			resp.Header.Add("Set-Cookie", st.sticky.cookie(b, pr.Info != nil && pr.Info.TLS, done.Unix()))
-		}
+		st.repin(resp, b, pinned, refresh, pr.Info != nil && pr.Info.TLS, done)
 		body := resp.Body.(*h1Body) // awaitResponse's
 		rerr := relay(resp)
 		body.Close()

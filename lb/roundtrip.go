@@ -52,11 +52,7 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 	if info != nil {
 		sel.ClientIP = info.ClientIP
 	}
-	var pinned *Backend
-	var refresh bool
-	if st.sticky.enabled {
-		pinned, refresh = st.sticky.lookup(req, st.byID, start.Unix())
-	}
+	pinned, refresh := st.pinOf(req, start)
 	p.budget.deposit()
 
 	// The first try is bounded by the connect and per-try timeouts; the
@@ -77,12 +73,7 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 	var last *Backend
 	tries := st.cfg.Retries.MaxTries
 	for try := 0; try < tries; try++ {
-		var b *Backend
-		if try == 0 && pinned != nil && pinned.usable(sel.now) {
-			b = pinned
-		} else {
-			b = st.policy.Pick(sel)
-		}
+		b := st.pick(sel, try, pinned)
 		if b == nil {
 			break
 		}
@@ -151,10 +142,7 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 			if rb != nil {
 				rb.release()
 			}
-			if st.sticky.enabled && (b != pinned || refresh) {
-				secure := req.TLS != nil || (info != nil && info.TLS)
-				resp.Header.Add("Set-Cookie", st.sticky.cookie(b, secure, done.Unix()))
-			}
+			st.repin(resp, b, pinned, refresh, req.TLS != nil || (info != nil && info.TLS), done)
 			c.backend = b
 			c.body = resp.Body
 			if resp.StatusCode == http.StatusSwitchingProtocols {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // sticky pins clients to a backend with a cookie "ID.SIG", where SIG is a
@@ -114,4 +115,30 @@ func (s *sticky) cookie(b *Backend, secure bool, now int64) string {
 		SameSite: http.SameSiteLaxMode,
 	}
 	return c.String()
+}
+
+// pinOf returns the backend r's sticky cookie pins and whether the cookie
+// is due to be re-issued (see sticky.lookup); nil without sticky cookies.
+func (st *poolState) pinOf(r *http.Request, now time.Time) (*Backend, bool) {
+	if !st.sticky.enabled {
+		return nil, false
+	}
+	return st.sticky.lookup(r, st.byID, now.Unix())
+}
+
+// pick is the backend for try: the pinned one first, if it may take the
+// request, else the policy's.
+func (st *poolState) pick(sel *Selection, try int, pinned *Backend) *Backend {
+	if try == 0 && pinned != nil && pinned.usable(sel.now) {
+		return pinned
+	}
+	return st.policy.Pick(sel)
+}
+
+// repin sets the sticky cookie on resp, answered by b, when the request
+// was not pinned to b or its cookie is due to be re-issued.
+func (st *poolState) repin(resp *http.Response, b, pinned *Backend, refresh, secure bool, now time.Time) {
+	if st.sticky.enabled && (b != pinned || refresh) {
+		resp.Header.Add("Set-Cookie", st.sticky.cookie(b, secure, now.Unix()))
+	}
 }
