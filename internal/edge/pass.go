@@ -109,7 +109,7 @@ func (l *Lane) Pass(w http.ResponseWriter, p *http1.Pass, token any) (served boo
 	info.PeerIP, info.ClientIP = peer, peer
 	info.ID = newRequestID()
 	info.SetRoute(name)
-	gw := l.gc.wrap(w, p.Conn, true)
+	gw := l.gc.wrap(w, p.Conn, !p.HTTP2)
 	if gw.g.guarded {
 		w = gw
 	}

@@ -671,8 +671,11 @@ type Pass struct {
 	RemoteAddr string
 	TLS        bool
 	// Conn is the connection's context (Std.ConnContext's, with the
-	// server and local address values).
+	// server and local address values); for HTTP/2, the stream's.
 	Conn context.Context
+	// HTTP2 is set for a stream of internal/http2's server, whose
+	// deadlines are the stream's, not the connection's.
+	HTTP2 bool
 }
 
 // A Passer serves requests on a lane of its own, without the handler.

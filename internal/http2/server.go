@@ -36,6 +36,7 @@ import (
 	xhttp2 "golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
+	"github.com/outpost-edge/outpost/internal/http1"
 	"github.com/outpost-edge/outpost/internal/httpwire"
 	"github.com/outpost-edge/outpost/internal/tlswrite"
 )
@@ -73,6 +74,10 @@ type Server struct {
 	// MaxConcurrentStreams advertised to clients; 0 means
 	// Std.HTTP2.MaxConcurrentStreams, or 250.
 	MaxConcurrentStreams uint32
+	// Passer, if set, is offered every GET and HEAD stream that ended
+	// with its HEADERS (no body) and carries no TE, before the handler:
+	// the edge's pass lane, as http1.Server offers its requests.
+	Passer http1.Passer
 
 	// work hands a new stream to a handler goroutine that has finished
 	// its last one. A fresh goroutine per stream would grow its stack
@@ -880,7 +885,7 @@ func (c *conn) processHeaders(f *xhttp2.MetaHeadersFrame) error {
 	if f.Truncated {
 		handler = http.HandlerFunc(headerTooLarge)
 	}
-	st.handler = handler
+	st.handler, st.truncated = handler, f.Truncated
 
 	c.mu.Lock()
 	if c.idle != nil {
@@ -1035,11 +1040,34 @@ func (c *conn) serveStream(st *stream) {
 		st.body.close()
 		c.resetStream(st.id, xhttp2.ErrCodeInternal)
 	}()
-	st.handler.ServeHTTP(rw, st.req)
-	removeForm(st.req)
+	if !c.pass(st) {
+		st.handler.ServeHTTP(rw, st.req)
+		removeForm(st.req)
+	}
 	rw.finish()
 	st.body.close()
 	handled = true
+}
+
+// pass offers st to the Passer and reports whether it answered. Only
+// bodiless GETs and HEADs without TE are offered: a "te: trailers" asks
+// for what only the handler chain forwards.
+func (c *conn) pass(st *stream) bool {
+	p, r := c.s.Passer, st.req
+	if p == nil || r.ContentLength != 0 || (r.Method != http.MethodGet && r.Method != http.MethodHead) || st.truncated {
+		return false
+	}
+	if _, te := r.Header["Te"]; te {
+		return false
+	}
+	token := p.Takes(r.Host, r.RequestURI, c.remote)
+	if token == nil {
+		return false
+	}
+	return p.Pass(&st.rw, &http1.Pass{
+		Method: r.Method, Target: r.RequestURI, Host: r.Host, Header: r.Header,
+		RemoteAddr: c.remote, TLS: r.TLS != nil, Conn: r.Context(), HTTP2: true,
+	}, token)
 }
 
 // removeForm deletes the temporary files of a multipart form the

@@ -33,6 +33,8 @@ type stream struct {
 	req     *http.Request
 	handler http.Handler
 	cancel  context.CancelFunc
+	// truncated: its header block was over the limit; handler answers 431.
+	truncated bool
 
 	// mu
 	state       streamState

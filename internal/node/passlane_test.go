@@ -115,19 +115,35 @@ func tlsBlock(on bool) string {
 }
 
 // laneClient is how a test reaches a node: its plain-HTTP base URL, or,
-// with tlsOn, its HTTPS one and a transport (HTTP/1.1 only, the lane's
-// protocol) that trusts the node's internal CA.
-func laneClient(t *testing.T, n *Node, plain string, tlsOn bool) (string, http.RoundTripper) {
-	if !tlsOn {
+// for "https" and "h2", its HTTPS one and a transport that trusts the
+// node's internal CA and speaks HTTP/1.1 or HTTP/2.
+func laneClient(t *testing.T, n *Node, plain string, proto string) (string, http.RoundTripper) {
+	if proto == "http" {
 		return plain, http.DefaultTransport
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(n.TLSManager().RootPEM()) {
 		t.Fatal("no internal root")
 	}
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "app.test"}}
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "app.test"}, ForceAttemptHTTP2: proto == "h2"}
 	t.Cleanup(tr.CloseIdleConnections)
-	return "https://" + n.HTTPSAddr().String(), tr
+	return "https://" + n.HTTPSAddr().String(), h2Check{tr, proto == "h2"}
+}
+
+// h2Check fails a round trip made with the wrong protocol, so a test
+// meant for HTTP/2 cannot pass over HTTP/1.1.
+type h2Check struct {
+	rt http.RoundTripper
+	h2 bool
+}
+
+func (c h2Check) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := c.rt.RoundTrip(r)
+	if err == nil && (resp.ProtoMajor == 2) != c.h2 {
+		resp.Body.Close()
+		return nil, fmt.Errorf("answered over %s", resp.Proto)
+	}
+	return resp, err
 }
 
 // exchange is what a client and the backend saw of one request.
@@ -224,19 +240,17 @@ func errorCodeOf(b []byte) string {
 // with the final response keeping its X-Request-Id, trailers relayed,
 // errors as the same JSON.
 func TestPassLaneMatchesChain(t *testing.T) {
-	for _, tlsOn := range []bool{false, true} {
-		name := "http"
-		if tlsOn {
-			name = "https"
-		}
-		t.Run(name, func(t *testing.T) { testPassLaneMatchesChain(t, tlsOn) })
+	for _, proto := range []string{"http", "https", "h2"} {
+		t.Run(proto, func(t *testing.T) { testPassLaneMatchesChain(t, proto) })
 	}
 }
 
 // testPassLaneMatchesChain compares the lane with the chain over plain
-// HTTP, or over HTTPS, where the lane also sets what the HTTPS listener's
-// handler adds (Alt-Svc, HSTS) and the backend is told https.
-func testPassLaneMatchesChain(t *testing.T, tlsOn bool) {
+// HTTP, or over HTTPS (HTTP/1.1 or HTTP/2), where the lane also sets what
+// the HTTPS listener's handler adds (Alt-Svc, HSTS) and the backend is
+// told https.
+func testPassLaneMatchesChain(t *testing.T, proto string) {
+	tlsOn := proto != "http"
 	backend := passBackend(t)
 	reg := prometheus.NewRegistry()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -245,8 +259,8 @@ func testPassLaneMatchesChain(t *testing.T, tlsOn bool) {
 	}
 	laneNode, lanePlain := startNodeWith(t, passNodeConfig(t, backend.URL, "true", tlsOn), Options{EdgeListener: ln, Registerer: reg})
 	chainNode, chainPlain := startNode(t, passNodeConfig(t, backend.URL, "false", tlsOn))
-	lane, laneRT := laneClient(t, laneNode, lanePlain, tlsOn)
-	chain, chainRT := laneClient(t, chainNode, chainPlain, tlsOn)
+	lane, laneRT := laneClient(t, laneNode, lanePlain, proto)
+	chain, chainRT := laneClient(t, chainNode, chainPlain, proto)
 
 	hostile := map[string]string{
 		"X-Forwarded-For": "6.6.6.6", "X-Real-Ip": "6.6.6.6", "Forwarded": "for=6.6.6.6",
@@ -284,11 +298,11 @@ func testPassLaneMatchesChain(t *testing.T, tlsOn bool) {
 			t.Errorf("backend got %s", k)
 		}
 	}
-	proto := "http"
+	scheme := "http"
 	if tlsOn {
-		proto = "https"
+		scheme = "https"
 	}
-	if got, want := fmt.Sprintln(h["X-Forwarded-For"], h["X-Forwarded-Proto"], h["Via"], ex.sent["host"]), "[127.0.0.1] ["+proto+"] [1.1 upstream-cdn, 1.1 edge] app.test\n"; got != want {
+	if got, want := fmt.Sprintln(h["X-Forwarded-For"], h["X-Forwarded-Proto"], h["Via"], ex.sent["host"]), "[127.0.0.1] ["+scheme+"] [1.1 upstream-cdn, 1.1 edge] app.test\n"; got != want {
 		t.Errorf("forwarding fields %s, want %s", got, want)
 	}
 	if ex.header.Get("X-Hop") != "" || ex.header.Get("Via") != "1.1 edge" {
@@ -506,11 +520,13 @@ func passLaneCount(t *testing.T, reg *prometheus.Registry) float64 {
 // with a valid one, with a forged one, and with one pinning each backend
 // in turn.
 func TestPassLaneSticky(t *testing.T) {
-	t.Run("http", func(t *testing.T) { testPassLaneSticky(t, false) })
-	t.Run("https", func(t *testing.T) { testPassLaneSticky(t, true) })
+	for _, proto := range []string{"http", "https", "h2"} {
+		t.Run(proto, func(t *testing.T) { testPassLaneSticky(t, proto) })
+	}
 }
 
-func testPassLaneSticky(t *testing.T, tlsOn bool) {
+func testPassLaneSticky(t *testing.T, proto string) {
+	tlsOn := proto != "http"
 	var urls []string
 	for i := range 3 {
 		id := fmt.Sprint("b", i)
@@ -539,8 +555,8 @@ routes:
 	}
 	laneNode, lanePlain := startNodeWith(t, cfg("true"), Options{EdgeListener: ln, Registerer: reg})
 	chainNode, chainPlain := startNode(t, cfg("false"))
-	lane, laneRT := laneClient(t, laneNode, lanePlain, tlsOn)
-	chain, chainRT := laneClient(t, chainNode, chainPlain, tlsOn)
+	lane, laneRT := laneClient(t, laneNode, lanePlain, proto)
+	chain, chainRT := laneClient(t, chainNode, chainPlain, proto)
 	requests := 0
 	both := func(hdr map[string]string) exchange {
 		t.Helper()

@@ -99,12 +99,22 @@ func (n *Node) startTLS(cfg *config.Config) (err error) {
 	https := edge.NewServer(&cfg.Edge, handler, n.base.With("component", "https"))
 	https.TLSConfig = t.mgr.TLSConfig()
 	t.https = https
+	// The pass lane of Outpost's own HTTP/1.1 server; with its HTTP/2
+	// server too, that is offered the same requests.
+	var lane *edge.Lane
+	if *cfg.Edge.FastHTTP1 {
+		lane = edge.NewLane(&cfg.Edge, n.swap)
+		lane.TLSFields = t.mgr.Fields()
+	}
 	if *cfg.Edge.FastHTTP2 {
 		// net/http dispatches connections that negotiated h2 (also
 		// those the HTTP/1.1 front hands it) to TLSNextProto, which
 		// also keeps its own HTTP/2 server out. Server.Close closes
 		// them with the rest; Shutdown sends them GOAWAY first.
 		h2 := http2.New(https)
+		if lane != nil {
+			h2.Passer = lane
+		}
 		https.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){
 			"h2": func(_ *http.Server, c *tls.Conn, _ http.Handler) { h2.ServeConn(c) },
 		}
@@ -114,8 +124,6 @@ func (n *Node) startTLS(cfg *config.Config) (err error) {
 	if *cfg.Edge.FastHTTP1 {
 		t.front = http1.New(https)
 		t.front.OnHandOff = n.metrics.HandOff
-		lane := edge.NewLane(&cfg.Edge, n.swap)
-		lane.TLSFields = t.mgr.Fields()
 		t.front.Passer = lane
 		serve = t.front.ServeTLS
 	}
