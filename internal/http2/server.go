@@ -1054,7 +1054,9 @@ func (c *conn) serveStream(st *stream) {
 // for what only the handler chain forwards.
 func (c *conn) pass(st *stream) bool {
 	p, r := c.s.Passer, st.req
-	if p == nil || r.ContentLength != 0 || (r.Method != http.MethodGet && r.Method != http.MethodHead) || st.truncated {
+	// A stream its HEADERS ended has no body (newRequest's NoBody); one
+	// that declared "content-length: 0" may still send DATA.
+	if p == nil || r.Body != http.NoBody || (r.Method != http.MethodGet && r.Method != http.MethodHead) || st.truncated {
 		return false
 	}
 	if _, te := r.Header["Te"]; te {
