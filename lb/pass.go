@@ -41,6 +41,11 @@ type PassRequest struct {
 	// Got1xx is told each informational response (103 Early Hints)
 	// before the final one; may be nil.
 	Got1xx func(code int, header textproto.MIMEHeader) error
+	// Ctx, when set, ends the request once done — an HTTP/2 stream the
+	// client reset — as a request's context ends RoundTrip's: the
+	// backend connection is aborted, and the backend is not blamed. Nil:
+	// only the timeouts end it.
+	Ctx context.Context
 }
 
 // ErrNotPassable is returned by Pass, before anything is sent, for a pool
@@ -141,6 +146,11 @@ func (p *Pool) Pass(pr *PassRequest, relay func(*http.Response) error) error {
 		resp, err := b.transport.Load().pass(b, pr, req, deadline)
 		if err != nil {
 			b.inflight.Add(-1)
+			if pr.gone() {
+				// The client went away; not the backend's fault.
+				lastErr, lastKind, last = pr.Ctx.Err(), kindOther, b
+				break
+			}
 			lastKind = p.tryFailed(st, b, err)
 			lastErr, last = err, b
 			continue
@@ -156,18 +166,26 @@ func (p *Pool) Pass(pr *PassRequest, relay func(*http.Response) error) error {
 		body.Close()
 		b.inflight.Add(-1)
 		// A failed read is the backend's doing; a failed write to the
-		// client is not (relay stops reading then).
-		if body.broke {
+		// client is not (relay stops reading then), nor a read the
+		// client's leaving aborted.
+		broke := body.broke && !pr.gone()
+		if broke {
 			b.metrics.errOther.Inc()
 		}
 		if !failed {
 			// A success is known only once the body arrived whole.
-			p.recordOutcome(st, b, body.broke)
+			p.recordOutcome(st, b, broke)
 		}
 		return rerr
 	}
+	if lastErr != nil && pr.gone() {
+		return pr.Ctx.Err()
+	}
 	return p.failure(lastErr, lastKind, last)
 }
+
+// gone reports whether the request's context ended: the client left.
+func (pr *PassRequest) gone() bool { return pr.Ctx != nil && pr.Ctx.Err() != nil }
 
 // pass sends pr to backend b over a kept-alive connection, or a new one,
 // and waits for the response headers no later than deadline (the pool's
@@ -181,6 +199,12 @@ func (t *h1Transport) pass(b *Backend, pr *PassRequest, req *http.Request, deadl
 			return nil, err
 		}
 		pc.armHeader(deadline)
+		stop := noStop
+		if pr.Ctx != nil {
+			// Cancellation unblocks the reads below, and the body's; a
+			// connection it touched is never reused.
+			stop = context.AfterFunc(pr.Ctx, pc.abort)
+		}
 		bw := pc.bw
 		bw.WriteString(pr.Method)
 		bw.WriteByte(' ')
@@ -194,12 +218,16 @@ func (t *h1Transport) pass(b *Backend, pr *PassRequest, req *http.Request, deadl
 			err = staleErr{err: err}
 		} else {
 			var resp *http.Response
-			resp, err = pc.awaitResponse(req, pr.Got1xx, noStop, pr.BodyTimeout)
+			resp, err = pc.awaitResponse(req, pr.Got1xx, stop, pr.BodyTimeout)
 			if err == nil {
 				return resp, nil
 			}
 		}
+		stop()
 		pc.c.Close()
+		if pr.gone() {
+			return nil, err
+		}
 		if err = afterFailure(err, reused && attempt == 0, true); err != nil {
 			return nil, err // a GET or HEAD may always be repeated
 		}

@@ -2,6 +2,7 @@ package node
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -596,5 +597,75 @@ routes:
 	}
 	if v := passLaneCount(t, reg); v != float64(requests) {
 		t.Fatalf("%v requests on the lane, want %d", v, requests)
+	}
+}
+
+// TestPassLaneHTTP2Reset: an HTTP/2 client that resets its stream while
+// the backend works ends the backend request at once, as in the chain —
+// the lane aborts the backend connection — and the backend is not blamed:
+// no error counted, and it serves the next request.
+func TestPassLaneHTTP2Reset(t *testing.T) {
+	started := make(chan struct{}, 1)
+	canceled := make(chan bool, 1)
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/slow" {
+			io.WriteString(w, "ok")
+			return
+		}
+		started <- struct{}{}
+		select {
+		case <-r.Context().Done():
+			canceled <- true
+		case <-time.After(20 * time.Second):
+			canceled <- false
+			io.WriteString(w, "late")
+		}
+	}))
+	t.Cleanup(backend.Close)
+	reg := prometheus.NewRegistry()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, plain := startNodeWith(t, passNodeConfig(t, backend.URL, "true", true), Options{EdgeListener: ln, Registerer: reg})
+	base, rt := laneClient(t, n, plain, "h2")
+
+	ctx, cancel := context.WithCancel(t.Context())
+	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/slow", nil)
+	req.Host = "app.test"
+	done := make(chan error, 1)
+	go func() {
+		resp, err := rt.RoundTrip(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	<-started
+	cancel() // the transport resets the stream
+	if err := <-done; err == nil {
+		t.Fatal("the reset request got a response")
+	}
+	if !<-canceled {
+		t.Fatal("the backend request ran on after the client reset its stream")
+	}
+	if ex := doExchange(t, rt, base, "GET", "/ok", nil); ex.status != 200 {
+		t.Fatalf("after a reset: status %d", ex.status)
+	}
+	if v := passLaneCount(t, reg); v != 2 {
+		t.Fatalf("%v requests on the lane, want 2", v)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "outpost_lb_errors_total" {
+			for _, m := range mf.GetMetric() {
+				if m.GetCounter().GetValue() != 0 {
+					t.Errorf("the backend was blamed for the reset: %v", m)
+				}
+			}
+		}
 	}
 }

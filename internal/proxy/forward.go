@@ -319,6 +319,12 @@ func (f *forwarder) Pass(w http.ResponseWriter, p *http1.Pass, info *reqinfo.Inf
 		},
 		WriteFields: func(bw *bufio.Writer) { writePassFields(bw, p, info, f.via) },
 	}
+	if p.HTTP2 {
+		// The stream's context: a client that resets it is gone at
+		// once, as in the chain. An HTTP/1.1 client's leaving is seen
+		// when the answer is written (see edge.Lane).
+		pr.Ctx = p.Conn
+	}
 	relayed := false
 	err := f.pool.Pass(&pr, func(res *http.Response) error {
 		relayed = true
@@ -337,7 +343,11 @@ func (f *forwarder) Pass(w http.ResponseWriter, p *http1.Pass, info *reqinfo.Inf
 	// for a request made of what it reads.
 	path, _, _ := strings.Cut(p.Target, "?")
 	r := &http.Request{Method: p.Method, Host: p.Host, URL: &url.URL{Path: path}}
-	f.onErr(w, r.WithContext(reqinfo.With(context.Background(), info)), err)
+	ctx := context.Background()
+	if pr.Ctx != nil {
+		ctx = pr.Ctx // ended: the client left, and is not answered
+	}
+	f.onErr(w, r.WithContext(reqinfo.With(ctx, info)), err)
 	return true
 }
 
