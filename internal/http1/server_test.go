@@ -348,12 +348,7 @@ func TestWatchKeepsPipelinedByte(t *testing.T) {
 		io.WriteString(w, r.URL.Path)
 	})
 	_, fast, _ := servers(t, h, nil)
-	c, err := net.Dial("tcp", fast)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := dialServer(t, fast)
 	io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
 	time.Sleep(2 * watchDelay) // let the watch start reading
 	io.WriteString(c, "GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -401,12 +396,7 @@ func TestFileBodyNotWatched(t *testing.T) {
 		copied <- err
 	})
 	_, fast, _ := servers(t, h, nil)
-	c, err := net.Dial("tcp", fast)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := dialServer(t, fast)
 	br := bufio.NewReader(c)
 	io.WriteString(c, "GET /file HTTP/1.1\r\nHost: a\r\n\r\n")
 	time.Sleep(3 * watchDelay) // the copy waits for us past watchDelay
@@ -720,4 +710,17 @@ func TestMaxHeaderBytesLeftToNetHTTP(t *testing.T) {
 			t.Errorf("%d-byte cookie (limit 1024): handed %v", size, h)
 		}
 	}
+}
+
+// dialServer connects to addr, with 10s to live, closed when the test
+// ends.
+func dialServer(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c
 }

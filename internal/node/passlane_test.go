@@ -253,15 +253,8 @@ func TestPassLaneMatchesChain(t *testing.T) {
 func testPassLaneMatchesChain(t *testing.T, proto string) {
 	tlsOn := proto != "http"
 	backend := passBackend(t)
-	reg := prometheus.NewRegistry()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	laneNode, lanePlain := startNodeWith(t, passNodeConfig(t, backend.URL, "true", tlsOn), Options{EdgeListener: ln, Registerer: reg})
-	chainNode, chainPlain := startNode(t, passNodeConfig(t, backend.URL, "false", tlsOn))
-	lane, laneRT := laneClient(t, laneNode, lanePlain, proto)
-	chain, chainRT := laneClient(t, chainNode, chainPlain, proto)
+	lp := startLanePair(t, func(fast string) string { return passNodeConfig(t, backend.URL, fast, tlsOn) }, proto)
+	lane, laneRT, chain, chainRT, reg := lp.lane, lp.laneRT, lp.chain, lp.chainRT, lp.reg
 
 	hostile := map[string]string{
 		"X-Forwarded-For": "6.6.6.6", "X-Real-Ip": "6.6.6.6", "Forwarded": "for=6.6.6.6",
@@ -434,42 +427,64 @@ outpost_http_pass_lane_requests_total 1
 	}
 }
 
+// lanePair starts a node with the lane (fast_http1: true) and one without,
+// from cfg(fast_http1), and returns how to reach each over proto and the
+// lane node's registry.
+type lanePair struct {
+	lane, chain     string
+	laneRT, chainRT http.RoundTripper
+	reg             *prometheus.Registry
+}
+
+func startLanePair(t *testing.T, cfg func(fast string) string, proto string) lanePair {
+	t.Helper()
+	lp := lanePair{reg: prometheus.NewRegistry()}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	laneNode, lanePlain := startNodeWith(t, cfg("true"), Options{EdgeListener: ln, Registerer: lp.reg})
+	chainNode, chainPlain := startNode(t, cfg("false"))
+	lp.lane, lp.laneRT = laneClient(t, laneNode, lanePlain, proto)
+	lp.chain, lp.chainRT = laneClient(t, chainNode, chainPlain, proto)
+	return lp
+}
+
+// idPool starts n backends that answer with their id (b0, b1, …) and
+// returns a node config with one route to pool app of them, the pool's
+// other settings being policy (YAML lines, indented for the pool).
+func idPool(t *testing.T, n int, policy string, tlsOn bool) func(fast string) string {
+	var urls []string
+	for i := range n {
+		id := fmt.Sprint("b", i)
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, id) }))
+		t.Cleanup(s.Close)
+		urls = append(urls, fmt.Sprintf("{id: %s, url: %q}", id, s.URL))
+	}
+	return func(fast string) string {
+		return fmt.Sprintf(`node: lane
+data_dir: %s
+edge: {listen: 127.0.0.1:0, fast_http1: %s, access_log: false}
+pools:
+  app:
+%s    backends: [%s]
+routes:
+  - name: app
+    pool: app
+%s`, t.TempDir(), fast, policy, strings.Join(urls, ", "), tlsBlock(tlsOn))
+	}
+}
+
 // TestPassLaneConsistentHash: a consistent_hash pool takes the lane, and
 // every request goes to the backend the chain picks for it — by URI, by a
 // header the client sends, by a cookie, and by a field the proxy rewrites
 // (X-Forwarded-For: the client's address on both paths, never what the
 // client claimed) — so cache affinity holds whichever path a request takes.
 func TestPassLaneConsistentHash(t *testing.T) {
-	var urls []string
-	for i := range 4 {
-		id := fmt.Sprint("b", i)
-		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, id) }))
-		t.Cleanup(s.Close)
-		urls = append(urls, fmt.Sprintf("{id: %s, url: %q}", id, s.URL))
-	}
 	for _, key := range []string{"uri", "header:X-Shard", "cookie:sid", "header:X-Forwarded-For"} {
 		t.Run(key, func(t *testing.T) {
-			cfg := func(fast string) string {
-				return fmt.Sprintf(`node: lane
-data_dir: %s
-edge: {listen: 127.0.0.1:0, fast_http1: %s, access_log: false}
-pools:
-  app:
-    policy: consistent_hash
-    hash_key: %q
-    backends: [%s]
-routes:
-  - name: app
-    pool: app
-`, t.TempDir(), fast, key, strings.Join(urls, ", "))
-			}
-			reg := prometheus.NewRegistry()
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, lane := startNodeWith(t, cfg("true"), Options{EdgeListener: ln, Registerer: reg})
-			_, chain := startNode(t, cfg("false"))
+			lp := startLanePair(t, idPool(t, 4, fmt.Sprintf("    policy: consistent_hash\n    hash_key: %q\n", key), false), "http")
+			lane, chain, reg := lp.lane, lp.chain, lp.reg
 			picked := map[string]bool{}
 			for i := range 40 {
 				target := fmt.Sprintf("/obj/%d?v=%d", i, i%3)
@@ -528,36 +543,8 @@ func TestPassLaneSticky(t *testing.T) {
 
 func testPassLaneSticky(t *testing.T, proto string) {
 	tlsOn := proto != "http"
-	var urls []string
-	for i := range 3 {
-		id := fmt.Sprint("b", i)
-		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, id) }))
-		t.Cleanup(s.Close)
-		urls = append(urls, fmt.Sprintf("{id: %s, url: %q}", id, s.URL))
-	}
-	cfg := func(fast string) string {
-		return fmt.Sprintf(`node: lane
-data_dir: %s
-edge: {listen: 127.0.0.1:0, fast_http1: %s, access_log: false}
-pools:
-  app:
-    policy: round_robin
-    sticky: {enabled: true, cookie: pin, secret: "a-test-secret-of-32-bytes-length"}
-    backends: [%s]
-routes:
-  - name: app
-    pool: app
-%s`, t.TempDir(), fast, strings.Join(urls, ", "), tlsBlock(tlsOn))
-	}
-	reg := prometheus.NewRegistry()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	laneNode, lanePlain := startNodeWith(t, cfg("true"), Options{EdgeListener: ln, Registerer: reg})
-	chainNode, chainPlain := startNode(t, cfg("false"))
-	lane, laneRT := laneClient(t, laneNode, lanePlain, proto)
-	chain, chainRT := laneClient(t, chainNode, chainPlain, proto)
+	lp := startLanePair(t, idPool(t, 3, "    policy: round_robin\n    sticky: {enabled: true, cookie: pin, secret: \"a-test-secret-of-32-bytes-length\"}\n", tlsOn), proto)
+	lane, laneRT, chain, chainRT, reg := lp.lane, lp.laneRT, lp.chain, lp.chainRT, lp.reg
 	requests := 0
 	both := func(hdr map[string]string) exchange {
 		t.Helper()

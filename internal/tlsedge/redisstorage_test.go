@@ -40,50 +40,33 @@ func TestRedisStorageMatchesFileStorage(t *testing.T) {
 		}
 		return "error"
 	}
-	ops := []struct {
+	type op struct {
 		name string
 		do   func(certmagic.Storage) result
-	}{}
+	}
+	var ops []op
+	add := func(name string, do func(certmagic.Storage) result) { ops = append(ops, op{name, do}) }
 	store := func(k, v string) {
-		ops = append(ops, struct {
-			name string
-			do   func(certmagic.Storage) result
-		}{"store " + k, func(s certmagic.Storage) result {
-			return result{err: errText(s.Store(ctx, k, []byte(v)))}
-		}})
+		add("store "+k, func(s certmagic.Storage) result { return result{err: errText(s.Store(ctx, k, []byte(v)))} })
 	}
 	load := func(k string) {
-		ops = append(ops, struct {
-			name string
-			do   func(certmagic.Storage) result
-		}{"load " + k, func(s certmagic.Storage) result {
+		add("load "+k, func(s certmagic.Storage) result {
 			v, err := s.Load(ctx, k)
 			return result{val: string(v), err: errText(err)}
-		}})
+		})
 	}
 	exists := func(k string) {
-		ops = append(ops, struct {
-			name string
-			do   func(certmagic.Storage) result
-		}{"exists " + k, func(s certmagic.Storage) result {
-			return result{val: fmt.Sprint(s.Exists(ctx, k))}
-		}})
+		add("exists "+k, func(s certmagic.Storage) result { return result{val: fmt.Sprint(s.Exists(ctx, k))} })
 	}
 	list := func(k string, rec bool) {
-		ops = append(ops, struct {
-			name string
-			do   func(certmagic.Storage) result
-		}{fmt.Sprintf("list %q recursive=%v", k, rec), func(s certmagic.Storage) result {
+		add(fmt.Sprintf("list %q recursive=%v", k, rec), func(s certmagic.Storage) result {
 			l, err := s.List(ctx, k, rec)
 			slices.Sort(l)
 			return result{list: l, err: errText(err)}
-		}})
+		})
 	}
 	stat := func(k string) {
-		ops = append(ops, struct {
-			name string
-			do   func(certmagic.Storage) result
-		}{"stat " + k, func(s certmagic.Storage) result {
+		add("stat "+k, func(s certmagic.Storage) result {
 			ki, err := s.Stat(ctx, k)
 			info := ""
 			if err == nil {
@@ -93,15 +76,10 @@ func TestRedisStorageMatchesFileStorage(t *testing.T) {
 				}
 			}
 			return result{info: info, err: errText(err)}
-		}})
+		})
 	}
 	del := func(k string) {
-		ops = append(ops, struct {
-			name string
-			do   func(certmagic.Storage) result
-		}{"delete " + k, func(s certmagic.Storage) result {
-			return result{err: errText(s.Delete(ctx, k))}
-		}})
+		add("delete "+k, func(s certmagic.Storage) result { return result{err: errText(s.Delete(ctx, k))} })
 	}
 
 	cert := "certificates/acme-v02/example.com/example.com.crt"
