@@ -378,21 +378,12 @@ func (lc *leaderClient) follow(h *handler, w http.ResponseWriter, r *http.Reques
 	if ok {
 		return // whole, or the client left
 	}
-	// The file holds what the fill wrote before it failed; the pipe has
-	// the rest.
-	n, _, _, _ := f.snapshot()
-	for off < n {
-		m, err := file.ReadAt(buf[:min(int64(len(buf)), n-off)], off)
-		if m > 0 {
-			if _, werr := w.Write(buf[:m]); werr != nil {
-				return
-			}
-			off += int64(m)
-		}
-		if err != nil && m == 0 {
-			lc.cut = true
-			return
-		}
+	// The fill failed. follow copied what it wrote to the file before;
+	// the pipe has the rest. A file that could not be read that far
+	// leaves a gap the pipe cannot fill.
+	if n, _, _, _ := f.snapshot(); off < n {
+		lc.cut = true
+		return
 	}
 	if _, err := io.CopyBuffer(struct{ io.Writer }{w}, lc.pr, buf); err != nil {
 		lc.cut = true

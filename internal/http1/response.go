@@ -34,10 +34,13 @@ var errAfterHandler = errors.New("http1: write after the handler returned")
 // cloning the header map for the common case of a head whose framing is
 // known when it is written.
 type response struct {
-	c      *conn
-	req    *http.Request
-	header http.Header
-	sent   http.Header // the head's fields when it waits (a snapshot at WriteHeader)
+	c *conn
+	// closeReq: the client asked to close; reqBody: the request's body
+	// (nil: none). All the writer reads of its request.
+	closeReq bool
+	reqBody  *body
+	header   http.Header
+	sent     http.Header // the head's fields when it waits (a snapshot at WriteHeader)
 
 	status     int   // final status; 0 until WriteHeader
 	cl         int64 // declared Content-Length; -1: none
@@ -389,10 +392,10 @@ func (w *response) sendHead(h http.Header, first []byte) {
 	default:
 		w.closeAfter = true // an encoding we do not frame: the end is the close
 	}
-	if w.req.Close || w.c.s.shutting.Load() || httpguts.HeaderValuesContainsToken(h["Connection"], "close") {
+	if w.closeReq || w.c.s.shutting.Load() || httpguts.HeaderValuesContainsToken(h["Connection"], "close") {
 		w.closeAfter = true
 	}
-	if b, ok := w.req.Body.(*body); ok && b.unread.Load() > maxDiscard {
+	if b := w.reqBody; b != nil && b.unread.Load() > maxDiscard {
 		w.closeAfter = true
 	}
 	bw.WriteString(statusLine(w.status))

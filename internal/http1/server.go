@@ -698,10 +698,7 @@ func (c *conn) pass(h *head, start time.Time, token any) (served, keep bool) {
 	if std.WriteTimeout > 0 {
 		c.rwc.SetWriteDeadline(start.Add(std.WriteTimeout))
 	}
-	// What the response writer reads of its request: the method and
-	// whether the client asked to close.
-	req := &http.Request{Method: h.method, Close: h.close, Body: http.NoBody}
-	w := &response{c: c, req: req, cl: -1, isHead: h.method == http.MethodHead}
+	w := &response{c: c, closeReq: h.close, cl: -1, isHead: h.method == http.MethodHead}
 	p := Pass{Method: h.method, Target: h.target, Host: h.host, Header: h.header, RemoteAddr: c.remote, TLS: c.tls != nil, Conn: c.ctx}
 	if !c.s.Passer.Pass(w, &p, token) {
 		return false, true
@@ -734,13 +731,14 @@ func (c *conn) serveRequest(tmpl *http.Request, start time.Time) bool {
 	tmpl.RemoteAddr = c.remote
 	tmpl.TLS = c.tls
 	req := tmpl.WithContext(ctx)
-	w := &response{c: c, req: req, status: 0, cl: -1, isHead: req.Method == http.MethodHead}
+	w := &response{c: c, closeReq: req.Close, cl: -1, isHead: req.Method == http.MethodHead}
 	var rb *body
 	if req.ContentLength > 0 {
 		rb = &body{SizedBody: httpwire.SizedBody{R: c.br, Left: req.ContentLength}}
 		rb.unread.Store(req.ContentLength)
 		req.Body = rb
 		c.body = rb
+		w.reqBody = rb
 	}
 	if rb == nil && c.br.Buffered() == 0 {
 		c.arm(cancel)

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 )
 
 // errNotAllowed is returned for names neither the allowlist nor the ask
@@ -34,23 +36,16 @@ type onDemandPolicy struct {
 	client  *http.Client
 	now     func() time.Time
 
+	flights singleflight.Group // concurrent asks for one name, shared
 	mu      sync.Mutex
 	answers map[string]askAnswer // the endpoint's recent verdicts, by name
-	flights map[string]*askFlight
-	slots   chan struct{} // one per ask request in flight
+	slots   chan struct{}        // one per ask request in flight
 }
 
 // askAnswer is a remembered verdict: nil (allowed) or the refusal.
 type askAnswer struct {
 	err   error
 	until time.Time
-}
-
-// askFlight is an ask request in progress that other handshakes for the
-// same name wait for.
-type askFlight struct {
-	done chan struct{}
-	err  error
 }
 
 // How long the ask endpoint's answers are kept, how many are kept, and how
@@ -68,7 +63,7 @@ const (
 func newOnDemandPolicy(c OnDemandConfig, client *http.Client) *onDemandPolicy {
 	return &onDemandPolicy{
 		allow: c.Allow, ask: c.Ask, timeout: c.AskTimeout.D(), client: client, now: time.Now,
-		answers: map[string]askAnswer{}, flights: map[string]*askFlight{}, slots: make(chan struct{}, maxAsks),
+		answers: map[string]askAnswer{}, slots: make(chan struct{}, maxAsks),
 	}
 }
 
@@ -90,7 +85,7 @@ func (p *onDemandPolicy) decide(ctx context.Context, name string) error {
 }
 
 // askShared answers from a remembered verdict, or joins the request in
-// flight for name, or makes one.
+// flight for name, or makes one (under the first asker's context).
 func (p *onDemandPolicy) askShared(ctx context.Context, name string) error {
 	p.mu.Lock()
 	if a, ok := p.answers[name]; ok {
@@ -100,29 +95,22 @@ func (p *onDemandPolicy) askShared(ctx context.Context, name string) error {
 		}
 		delete(p.answers, name)
 	}
-	if f, ok := p.flights[name]; ok {
-		p.mu.Unlock()
-		select {
-		case <-f.done:
-			return f.err
-		case <-ctx.Done():
-			return fmt.Errorf("on-demand ask: %w", ctx.Err())
+	p.mu.Unlock()
+	ch := p.flights.DoChan(name, func() (any, error) {
+		definitive, err := p.askSlot(ctx, name)
+		if definitive {
+			p.mu.Lock()
+			p.remember(name, err)
+			p.mu.Unlock()
 		}
+		return nil, err
+	})
+	select {
+	case r := <-ch:
+		return r.Err
+	case <-ctx.Done():
+		return fmt.Errorf("on-demand ask: %w", ctx.Err())
 	}
-	f := &askFlight{done: make(chan struct{})}
-	p.flights[name] = f
-	p.mu.Unlock()
-
-	definitive, err := p.askSlot(ctx, name)
-	f.err = err
-	p.mu.Lock()
-	delete(p.flights, name)
-	if definitive {
-		p.remember(name, f.err)
-	}
-	p.mu.Unlock()
-	close(f.done)
-	return f.err
 }
 
 // askSlot waits, within the ask timeout, for one of maxAsks slots and asks.
