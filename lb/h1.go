@@ -281,7 +281,7 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 	// Cancellation (client gone, try or total timeout) unblocks the reads
 	// and writes below; a connection it touched is never reused.
 	stop := context.AfterFunc(ctx, pc.abort)
-	pc.armHeader(time.Time{})
+	pc.armHeader(time.Time{}, nil)
 	if err := writeRequest(pc.bw, req); err != nil {
 		stop()
 		return nil, staleErr{err: err}
@@ -297,7 +297,8 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 	if trace := httptrace.ContextClientTrace(ctx); trace != nil {
 		got1xx = trace.Got1xxResponse
 	}
-	resp, err := pc.awaitResponse(req, got1xx, stop, 0)
+	w := headWait{stop: stop, ctx: ctx}
+	resp, err := pc.awaitResponse(req, got1xx, &w, 0)
 	if err != nil {
 		stop()
 		return nil, err
@@ -307,18 +308,57 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 
 // armHeader bounds the wait for a response header — the per-try timeout,
 // or until when that comes first (zero: no such bound) — and resets the
-// header budget, before a request is written.
-func (pc *h1Conn) armHeader(until time.Time) {
+// header budget, before a request is written. With w, the first wait is
+// cut at w.after if that comes sooner, and the bound kept in w.until for
+// awaitResponse.
+func (pc *h1Conn) armHeader(until time.Time, w *headWait) {
 	var d time.Time
+	now := time.Now()
 	if pc.t.hdrWait > 0 {
-		d = time.Now().Add(pc.t.hdrWait)
+		d = now.Add(pc.t.hdrWait)
 	}
 	if !until.IsZero() && (d.IsZero() || until.Before(d)) {
 		d = until
 	}
+	if w != nil && w.watch != nil {
+		if soon := now.Add(w.after); d.IsZero() || soon.Before(d) {
+			w.until, w.cut = d, true
+			d = soon
+		}
+	}
 	pc.c.SetReadDeadline(d)
 	pc.armed = !d.IsZero()
 	pc.lr.left = maxResponseHeader
+}
+
+// headWait is one request's wait for its response head.
+type headWait struct {
+	// stop ends the request's cancellation (see context.AfterFunc); the
+	// body calls it.
+	stop func() bool
+	// ctx is the request's; watch, when set, is called once the backend
+	// has not begun to answer after the duration after, and only then is
+	// ctx's cancellation arranged (see PassRequest.Watch).
+	ctx   context.Context
+	watch func()
+	after time.Duration
+	until time.Time // the wait's real bound, when cut; zero: none
+	cut   bool      // armHeader cut the first wait at after
+}
+
+// late is called when the wait for the head timed out: false if that was
+// its real bound; else the request is watched from now on, and the wait
+// goes on until the real bound.
+func (w *headWait) late(pc *h1Conn) bool {
+	if !w.cut {
+		return false
+	}
+	w.cut = false
+	w.stop = context.AfterFunc(w.ctx, pc.abort)
+	w.watch()
+	pc.c.SetReadDeadline(w.until)
+	pc.armed = !w.until.IsZero()
+	return true
 }
 
 // awaitResponse reads the response to req, just written on pc: the
@@ -326,9 +366,17 @@ func (pc *h1Conn) armHeader(until time.Time) {
 // then the final one, whose body returns pc to the pool when read to its
 // end. idle, when positive, bounds each read of the body that waits for
 // the backend. The caller closes pc on an error.
-func (pc *h1Conn) awaitResponse(req *http.Request, got1xx func(int, textproto.MIMEHeader) error, stop func() bool, idle time.Duration) (*http.Response, error) {
-	if _, err := pc.br.Peek(1); err != nil {
-		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+func (pc *h1Conn) awaitResponse(req *http.Request, got1xx func(int, textproto.MIMEHeader) error, w *headWait, idle time.Duration) (*http.Response, error) {
+	for {
+		_, err := pc.br.Peek(1)
+		if err == nil {
+			break
+		}
+		ne, ok := err.(net.Error)
+		if ok && ne.Timeout() && w.late(pc) {
+			continue
+		}
+		if ok && ne.Timeout() {
 			// The per-try timeout: the backend has the request and is
 			// slow, the connection was not stale. Like http.Transport's
 			// ResponseHeaderTimeout, this is not repeated here.
@@ -367,8 +415,11 @@ func (pc *h1Conn) awaitResponse(req *http.Request, got1xx func(int, textproto.MI
 	pc.lr.left = math.MaxInt64 // the body is the caller's to bound
 	if pc.armed {
 		pc.c.SetReadDeadline(time.Time{})
+		if w.ctx != nil && w.ctx.Err() != nil {
+			pc.abort() // canceled meanwhile: its deadline was just cleared
+		}
 	}
-	resp.Body = &h1Body{pc: pc, rc: resp.Body, stop: stop, eof: resp.Body == http.NoBody, reuse: !resp.Close, idle: idle}
+	resp.Body = &h1Body{pc: pc, rc: resp.Body, stop: w.stop, eof: resp.Body == http.NoBody, reuse: !resp.Close, idle: idle}
 	return resp, nil
 }
 

@@ -41,11 +41,18 @@ type PassRequest struct {
 	// Got1xx is told each informational response (103 Early Hints)
 	// before the final one; may be nil.
 	Got1xx func(code int, header textproto.MIMEHeader) error
-	// Ctx, when set, ends the request once done — an HTTP/2 stream the
-	// client reset — as a request's context ends RoundTrip's: the
+	// Ctx, when set, ends the request once done — the client reset its
+	// HTTP/2 stream or closed its connection — as a request's context
+	// ends RoundTrip's: the
 	// backend connection is aborted, and the backend is not blamed. Nil:
 	// only the timeouts end it.
 	Ctx context.Context
+	// Watch, when set with Ctx, is called once the backend has not begun
+	// to answer within 100 ms: the caller then watches for its client
+	// leaving, which ends Ctx; until then Ctx is not looked at. The
+	// HTTP/1.1 lane sets it (http1.Pass.Watch), so that a fast request
+	// costs no watch at all.
+	Watch func()
 }
 
 // ErrNotPassable is returned by Pass, before anything is sent, for a pool
@@ -198,13 +205,16 @@ func (t *h1Transport) pass(b *Backend, pr *PassRequest, req *http.Request, deadl
 		if err != nil {
 			return nil, err
 		}
-		pc.armHeader(deadline)
-		stop := noStop
-		if pr.Ctx != nil {
-			// Cancellation unblocks the reads below, and the body's; a
-			// connection it touched is never reused.
-			stop = context.AfterFunc(pr.Ctx, pc.abort)
+		// Cancellation unblocks the reads below, and the body's; a
+		// connection it touched is never reused.
+		w := headWait{stop: noStop}
+		switch {
+		case pr.Ctx != nil && pr.Watch != nil:
+			w.watch, w.ctx, w.after = pr.Watch, pr.Ctx, watchAfter
+		case pr.Ctx != nil:
+			w.ctx, w.stop = pr.Ctx, context.AfterFunc(pr.Ctx, pc.abort)
 		}
+		pc.armHeader(deadline, &w)
 		bw := pc.bw
 		bw.WriteString(pr.Method)
 		bw.WriteByte(' ')
@@ -218,12 +228,12 @@ func (t *h1Transport) pass(b *Backend, pr *PassRequest, req *http.Request, deadl
 			err = staleErr{err: err}
 		} else {
 			var resp *http.Response
-			resp, err = pc.awaitResponse(req, pr.Got1xx, stop, pr.BodyTimeout)
+			resp, err = pc.awaitResponse(req, pr.Got1xx, &w, pr.BodyTimeout)
 			if err == nil {
 				return resp, nil
 			}
 		}
-		stop()
+		w.stop()
 		pc.c.Close()
 		if pr.gone() {
 			return nil, err
@@ -233,6 +243,11 @@ func (t *h1Transport) pass(b *Backend, pr *PassRequest, req *http.Request, deadl
 		}
 	}
 }
+
+// watchAfter is how long a pass-lane request with a Watch waits for its
+// backend's answer before its client is watched: the HTTP/1.1 server's
+// delay for the handler's requests.
+const watchAfter = 100 * time.Millisecond
 
 // noStop is the stop of a request no context can cancel.
 func noStop() bool { return true }

@@ -1,9 +1,15 @@
 package lb
 
 import (
+	"bufio"
+	"context"
 	"errors"
+	"io"
+	"net/http"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outpost-edge/outpost/internal/units"
 )
@@ -58,5 +64,65 @@ func TestPassNotPassable(t *testing.T) {
 	}
 	if err := p.Update(cfg); err != nil || !p.Passable() {
 		t.Fatalf("after a reload back: passable %v, %v", p.Passable(), err)
+	}
+}
+
+// TestPassWatch: a pass request with a Watch is watched only once its
+// backend is slow to answer — never for a fast one — and then the end of
+// its context aborts the backend request without blaming the backend.
+func TestPassWatch(t *testing.T) {
+	gone := make(chan bool, 1)
+	b := startBackend(t, "b0", func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/pause":
+			time.Sleep(300 * time.Millisecond)
+		case "/hang":
+			select {
+			case <-r.Context().Done():
+				gone <- true
+			case <-time.After(20 * time.Second):
+				gone <- false
+			}
+			return
+		}
+		io.WriteString(w, "ok")
+	})
+	m := NewMetrics(prometheus.NewRegistry())
+	p := newTestPool(t, poolConfig(PolicyRoundRobin, b), Options{Metrics: m})
+	pass := func(path string, ctx context.Context) (watched int, err error) {
+		pr := &PassRequest{Method: http.MethodGet, Target: path, Ctx: ctx, Watch: func() { watched++ },
+			WriteFields: func(bw *bufio.Writer) { bw.WriteString("Host: pool.test\r\n\r\n") }}
+		err = p.Pass(pr, func(res *http.Response) error {
+			_, err := io.ReadAll(res.Body)
+			return err
+		})
+		return watched, err
+	}
+	for _, tc := range []struct {
+		path string
+		want int
+	}{{"/fast", 0}, {"/pause", 1}} {
+		if n, err := pass(tc.path, t.Context()); err != nil || n != tc.want {
+			t.Fatalf("%s: watched %d times (err %v), want %d", tc.path, n, err, tc.want)
+		}
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	watched := make(chan struct{})
+	go func() {
+		pr := &PassRequest{Method: http.MethodGet, Target: "/hang", Ctx: ctx, Watch: func() { close(watched) },
+			WriteFields: func(bw *bufio.Writer) { bw.WriteString("Host: pool.test\r\n\r\n") }}
+		done <- p.Pass(pr, func(*http.Response) error { return errors.New("relayed") })
+	}()
+	<-watched
+	cancel() // what the watch does when the client hangs up
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("pass: %v, want the context's end", err)
+	}
+	if !<-gone {
+		t.Fatal("the backend request ran on after the context ended")
+	}
+	if st := backendStatus(p, "b0"); st.Failures != 0 || st.Ejections != 0 {
+		t.Fatalf("the backend was blamed: %+v", st)
 	}
 }

@@ -338,6 +338,10 @@ type conn struct {
 	remote string
 	tls    *tls.ConnectionState // after the handshake; nil: plain
 	ctx    context.Context      // ConnContext's, with Std and the local address
+	// hangUp cancels ctx: when a pass-lane request's watch sees the
+	// client leave (the lane's backend request hangs off ctx, and the
+	// connection ends with it), and when serve returns.
+	hangUp context.CancelCauseFunc
 	cr     connReader
 	br     *bufio.Reader
 	bw     *bufio.Writer
@@ -380,7 +384,7 @@ func (s *Server) newConn(rwc net.Conn) *conn {
 	if s.Std.ConnContext != nil {
 		ctx = s.Std.ConnContext(ctx, rwc)
 	}
-	c.ctx = ctx
+	c.ctx, c.hangUp = context.WithCancelCause(ctx)
 	return c
 }
 
@@ -419,6 +423,7 @@ func (c *conn) serve() {
 		if !handed {
 			c.rwc.Close()
 		}
+		c.hangUp(net.ErrClosed)
 		if c.body != nil {
 			// A panicking handler's body: no goroutine it left may read
 			// from the reader the pool hands to another connection. The
@@ -498,11 +503,14 @@ func (c *conn) serve() {
 			token = c.s.Passer.Takes(h.host, h.target, c.remote)
 		}
 		if token != nil {
-			if served, keep := c.pass(&h, start, token); served {
+			served, keep := c.pass(&h, start, token, c.br.Buffered() > n)
+			if served {
 				c.br.Discard(n)
-				if !keep {
-					return
-				}
+			}
+			if !keep {
+				return
+			}
+			if served {
 				continue
 			}
 		}
@@ -671,11 +679,30 @@ type Pass struct {
 	RemoteAddr string
 	TLS        bool
 	// Conn is the connection's context (Std.ConnContext's, with the
-	// server and local address values); for HTTP/2, the stream's.
+	// server and local address values), canceled when the client is seen
+	// to hang up during the request; for HTTP/2, the stream's.
 	Conn context.Context
 	// HTTP2 is set for a stream of internal/http2's server, whose
 	// deadlines are the stream's, not the connection's.
 	HTTP2 bool
+
+	c         *conn // HTTP/1.1's
+	watchable bool
+}
+
+// Watch starts watching an HTTP/1.1 request's connection for the client
+// hanging up, as the handler's requests are watched once they have run
+// for watchDelay: a hang-up cancels Conn (cause: the client closed the
+// connection) and the connection is not reused. The lane calls it for a
+// request that turns out slow — its backend has not answered yet — so a
+// fast one costs no watch at all. It does nothing for HTTP/2 (Conn is the
+// stream's, which a reset ends) or when the client pipelined another
+// request (the watch would read it).
+func (p *Pass) Watch() {
+	if p.c != nil && p.watchable {
+		p.watchable = false // once: a retry's call finds it watched
+		p.c.arm(p.c.hangUp, 0)
+	}
 }
 
 // A Passer serves requests on a lane of its own, without the handler.
@@ -692,19 +719,23 @@ type Passer interface {
 
 // pass offers h to the Passer, with the token its Takes gave. served
 // reports whether it answered; keep, whether the connection may carry
-// another request.
-func (c *conn) pass(h *head, start time.Time, token any) (served, keep bool) {
+// another request. pipelined: the client sent more after h, so a watch
+// (see Pass.Watch) would read the next request, not a hang-up.
+func (c *conn) pass(h *head, start time.Time, token any, pipelined bool) (served, keep bool) {
 	std := c.s.Std
 	if std.WriteTimeout > 0 {
 		c.rwc.SetWriteDeadline(start.Add(std.WriteTimeout))
 	}
 	w := &response{c: c, closeReq: h.close, cl: -1, isHead: h.method == http.MethodHead}
-	p := Pass{Method: h.method, Target: h.target, Host: h.host, Header: h.header, RemoteAddr: c.remote, TLS: c.tls != nil, Conn: c.ctx}
+	p := Pass{Method: h.method, Target: h.target, Host: h.host, Header: h.header, RemoteAddr: c.remote, TLS: c.tls != nil, Conn: c.ctx,
+		c: c, watchable: !pipelined}
 	if !c.s.Passer.Pass(w, &p, token) {
-		return false, true
+		c.disarm()
+		return false, !c.gone
 	}
+	c.disarm()
 	w.finish()
-	if w.err != nil || w.closeAfter {
+	if w.err != nil || w.closeAfter || c.gone {
 		return true, false
 	}
 	if std.WriteTimeout > 0 {
@@ -741,12 +772,12 @@ func (c *conn) serveRequest(tmpl *http.Request, start time.Time) bool {
 		w.reqBody = rb
 	}
 	if rb == nil && c.br.Buffered() == 0 {
-		c.arm(cancel)
+		c.arm(cancel, watchDelay)
 	} else if rb != nil {
 		// As net/http: watch once the body has been read.
 		rb.atEOF = func() {
 			if c.br.Buffered() == 0 {
-				c.arm(cancel)
+				c.arm(cancel, watchDelay)
 			}
 		}
 	}
@@ -790,16 +821,17 @@ func (c *conn) serveRequest(tmpl *http.Request, start time.Time) bool {
 
 const maxDiscard = 256 << 10
 
-// arm starts the watch timer for the request whose context cancel ends.
-func (c *conn) arm(cancel context.CancelCauseFunc) {
+// arm starts the watch timer, to fire after delay, for the request whose
+// context cancel ends.
+func (c *conn) arm(cancel context.CancelCauseFunc, delay time.Duration) {
 	c.watchMu.Lock()
 	c.cancel = cancel
 	c.watchState = watchArmed
 	c.watchStop = false
 	if c.watchTimer == nil {
-		c.watchTimer = time.AfterFunc(watchDelay, c.watch)
+		c.watchTimer = time.AfterFunc(delay, c.watch)
 	} else {
-		c.watchTimer.Reset(watchDelay)
+		c.watchTimer.Reset(delay)
 	}
 	c.watchMu.Unlock()
 }

@@ -354,15 +354,21 @@ func TestWatchKeepsPipelinedByte(t *testing.T) {
 	io.WriteString(c, "GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
 	time.Sleep(watchDelay)
 	close(release)
+	expectBodies(t, c, "/slow", "/next")
+}
+
+// expectBodies reads responses from c, one per body in want, in order.
+func expectBodies(t *testing.T, c net.Conn, want ...string) {
+	t.Helper()
 	br := bufio.NewReader(c)
-	for _, want := range []string{"/slow", "/next"} {
+	for _, w := range want {
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		b, _ := io.ReadAll(resp.Body)
-		if string(b) != want {
-			t.Fatalf("body %q, want %q", b, want)
+		if string(b) != w {
+			t.Fatalf("body %q, want %q", b, w)
 		}
 	}
 }

@@ -587,14 +587,24 @@ func testPassLaneSticky(t *testing.T, proto string) {
 	}
 }
 
-// TestPassLaneHTTP2Reset: an HTTP/2 client that resets its stream while
-// the backend works ends the backend request at once, as in the chain —
-// the lane aborts the backend connection — and the backend is not blamed:
-// no error counted, and it serves the next request.
-func TestPassLaneHTTP2Reset(t *testing.T) {
+// TestPassLaneClientGone: a client that resets its HTTP/2 stream, or
+// closes its HTTP/1.1 connection, while the lane waits for the backend
+// ends the backend request, as the chain does — the lane aborts the
+// backend connection — and the backend is not blamed: no error counted,
+// and it serves the next request.
+func TestPassLaneClientGone(t *testing.T) {
+	for _, proto := range []string{"http", "https", "h2"} {
+		t.Run(proto, func(t *testing.T) { testPassLaneClientGone(t, proto) })
+	}
+}
+
+func testPassLaneClientGone(t *testing.T, proto string) {
 	started := make(chan struct{}, 1)
 	canceled := make(chan bool, 1)
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/pause" {
+			time.Sleep(300 * time.Millisecond) // past the lane's watch delay
+		}
 		if r.URL.Path != "/slow" {
 			io.WriteString(w, "ok")
 			return
@@ -615,8 +625,12 @@ func TestPassLaneHTTP2Reset(t *testing.T) {
 		t.Fatal(err)
 	}
 	n, plain := startNodeWith(t, passNodeConfig(t, backend.URL, "true", true), Options{EdgeListener: ln, Registerer: reg})
-	base, rt := laneClient(t, n, plain, "h2")
+	base, rt := laneClient(t, n, plain, proto)
 
+	// A slow answer to a client that stays is answered as usual.
+	if ex := doExchange(t, rt, base, "GET", "/pause", nil); ex.status != 200 || ex.body != "ok" {
+		t.Fatalf("a slow answer: status %d, body %q", ex.status, ex.body)
+	}
 	ctx, cancel := context.WithCancel(t.Context())
 	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/slow", nil)
 	req.Host = "app.test"
@@ -629,18 +643,18 @@ func TestPassLaneHTTP2Reset(t *testing.T) {
 		done <- err
 	}()
 	<-started
-	cancel() // the transport resets the stream
+	cancel() // the transport resets the stream, or closes the connection
 	if err := <-done; err == nil {
 		t.Fatal("the reset request got a response")
 	}
 	if !<-canceled {
-		t.Fatal("the backend request ran on after the client reset its stream")
+		t.Fatal("the backend request ran on after the client left")
 	}
 	if ex := doExchange(t, rt, base, "GET", "/ok", nil); ex.status != 200 {
-		t.Fatalf("after a reset: status %d", ex.status)
+		t.Fatalf("after the client left: status %d", ex.status)
 	}
-	if v := passLaneCount(t, reg); v != 2 {
-		t.Fatalf("%v requests on the lane, want 2", v)
+	if v := passLaneCount(t, reg); v != 3 {
+		t.Fatalf("%v requests on the lane, want 3", v)
 	}
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -650,7 +664,7 @@ func TestPassLaneHTTP2Reset(t *testing.T) {
 		if mf.GetName() == "outpost_lb_errors_total" {
 			for _, m := range mf.GetMetric() {
 				if m.GetCounter().GetValue() != 0 {
-					t.Errorf("the backend was blamed for the reset: %v", m)
+					t.Errorf("the backend was blamed for the client leaving: %v", m)
 				}
 			}
 		}

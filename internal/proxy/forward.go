@@ -318,12 +318,15 @@ func (f *forwarder) Pass(w http.ResponseWriter, p *http1.Pass, info *reqinfo.Inf
 			return nil
 		},
 		WriteFields: func(bw *bufio.Writer) { writePassFields(bw, p, info, f.via) },
+		// Ends when the client leaves, as the chain's request context
+		// does: an HTTP/2 stream it resets, at once; an HTTP/1.1
+		// connection it closes, once the server watches it — from when
+		// the backend has taken 100 ms to answer, as the chain's
+		// requests are watched from 100 ms on.
+		Ctx: p.Conn,
 	}
-	if p.HTTP2 {
-		// The stream's context: a client that resets it is gone at
-		// once, as in the chain. An HTTP/1.1 client's leaving is seen
-		// when the answer is written (see edge.Lane).
-		pr.Ctx = p.Conn
+	if !p.HTTP2 {
+		pr.Watch = p.Watch
 	}
 	relayed := false
 	err := f.pool.Pass(&pr, func(res *http.Response) error {

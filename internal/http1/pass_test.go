@@ -1,0 +1,107 @@
+package http1
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// testPasser takes targets under /lane/. /lane/slow, as the lane does
+// for a slow backend, watches its client, then waits for release or for
+// its connection's context to end, and tells ended why.
+type testPasser struct {
+	started chan struct{}
+	release chan struct{}
+	ended   chan error
+}
+
+func (tp *testPasser) Takes(host, target, remoteAddr string) any {
+	if strings.HasPrefix(target, "/lane/") {
+		return tp
+	}
+	return nil
+}
+
+func (tp *testPasser) Pass(w http.ResponseWriter, p *Pass, token any) bool {
+	if p.Target == "/lane/slow" {
+		p.Watch()
+		tp.started <- struct{}{}
+		select {
+		case <-tp.release:
+		case <-p.Conn.Done():
+			tp.ended <- context.Cause(p.Conn)
+			return true
+		case <-time.After(20 * time.Second):
+			tp.ended <- errors.New("not canceled")
+			return true
+		}
+	}
+	io.WriteString(w, p.Target)
+	return true
+}
+
+func passServer(t *testing.T) (*testPasser, string) {
+	t.Helper()
+	tp := &testPasser{started: make(chan struct{}, 2), release: make(chan struct{}), ended: make(chan error, 1)}
+	s := New(&http.Server{Handler: http.NotFoundHandler(), ReadHeaderTimeout: 5 * time.Second, ErrorLog: discardLog()})
+	s.Passer = tp
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	t.Cleanup(func() { s.Close() })
+	return tp, ln.Addr().String()
+}
+
+// A client that hangs up while a pass-lane request waits ends the
+// connection's context the lane hangs its backend request off, as the
+// handler's request context ends.
+func TestPassClientGone(t *testing.T) {
+	tp, addr := passServer(t)
+	c := dialServer(t, addr)
+	io.WriteString(c, "GET /lane/slow HTTP/1.1\r\nHost: a\r\n\r\n")
+	<-tp.started
+	c.Close()
+	if err := <-tp.ended; !errors.Is(err, errClientGone) {
+		t.Fatalf("cause %v, want client gone", err)
+	}
+}
+
+// Pipelined requests on the lane — sent with the first, or while the
+// watch reads — are no hang-up: both are answered, in order.
+func TestPassPipelined(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		apart bool // the second request comes once the watch reads
+	}{{"together", false}, {"while watched", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			tp, addr := passServer(t)
+			c := dialServer(t, addr)
+			first, second := "GET /lane/slow HTTP/1.1\r\nHost: a\r\n\r\n", "GET /lane/next HTTP/1.1\r\nHost: a\r\n\r\n"
+			if tc.apart {
+				io.WriteString(c, first)
+				<-tp.started
+				time.Sleep(2 * watchDelay) // let the watch start reading
+				io.WriteString(c, second)
+				time.Sleep(watchDelay)
+			} else {
+				io.WriteString(c, first+second)
+				<-tp.started
+				time.Sleep(2 * watchDelay)
+			}
+			close(tp.release)
+			expectBodies(t, c, "/lane/slow", "/lane/next")
+			select {
+			case err := <-tp.ended:
+				t.Fatalf("the lane request ended: %v", err)
+			default:
+			}
+		})
+	}
+}
