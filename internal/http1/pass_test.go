@@ -45,10 +45,10 @@ func (tp *testPasser) Pass(w http.ResponseWriter, p *Pass, token any) bool {
 	return true
 }
 
-func passServer(t *testing.T) (*testPasser, string) {
+func passServer(t *testing.T, headerTimeout time.Duration) (*testPasser, string) {
 	t.Helper()
 	tp := &testPasser{started: make(chan struct{}, 2), release: make(chan struct{}), ended: make(chan error, 1)}
-	s := New(&http.Server{Handler: http.NotFoundHandler(), ReadHeaderTimeout: 5 * time.Second, ErrorLog: discardLog()})
+	s := New(&http.Server{Handler: http.NotFoundHandler(), ReadHeaderTimeout: headerTimeout, ErrorLog: discardLog()})
 	s.Passer = tp
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -61,15 +61,24 @@ func passServer(t *testing.T) (*testPasser, string) {
 
 // A client that hangs up while a pass-lane request waits ends the
 // connection's context the lane hangs its backend request off, as the
-// handler's request context ends.
+// handler's request context ends — also once the header timeout, under
+// which the head was read, has passed.
 func TestPassClientGone(t *testing.T) {
-	tp, addr := passServer(t)
-	c := dialServer(t, addr)
-	io.WriteString(c, "GET /lane/slow HTTP/1.1\r\nHost: a\r\n\r\n")
-	<-tp.started
-	c.Close()
-	if err := <-tp.ended; !errors.Is(err, errClientGone) {
-		t.Fatalf("cause %v, want client gone", err)
+	for _, tc := range []struct {
+		name string
+		wait time.Duration // before the client hangs up
+	}{{"at once", 0}, {"after the header timeout", 3 * watchDelay}} {
+		t.Run(tc.name, func(t *testing.T) {
+			tp, addr := passServer(t, watchDelay)
+			c := dialServer(t, addr)
+			io.WriteString(c, "GET /lane/slow HTTP/1.1\r\nHost: a\r\n\r\n")
+			<-tp.started
+			time.Sleep(tc.wait)
+			c.Close()
+			if err := <-tp.ended; !errors.Is(err, errClientGone) {
+				t.Fatalf("cause %v, want client gone", err)
+			}
+		})
 	}
 }
 
@@ -81,7 +90,7 @@ func TestPassPipelined(t *testing.T) {
 		apart bool // the second request comes once the watch reads
 	}{{"together", false}, {"while watched", true}} {
 		t.Run(tc.name, func(t *testing.T) {
-			tp, addr := passServer(t)
+			tp, addr := passServer(t, 5*time.Second)
 			c := dialServer(t, addr)
 			first, second := "GET /lane/slow HTTP/1.1\r\nHost: a\r\n\r\n", "GET /lane/next HTTP/1.1\r\nHost: a\r\n\r\n"
 			if tc.apart {

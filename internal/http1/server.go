@@ -485,11 +485,16 @@ func (c *conn) serve() {
 			return
 		}
 		start := time.Now()
+		// The header timeout replaces the idle one once a request began
+		// (the first request's wait was already bounded by it), but only
+		// when the head must still be read: one that came whole in the
+		// first read, nearly all of them, reads nothing more.
+		var headEnd time.Time
 		if d := headerTimeout(std); d > 0 && !first {
-			c.rwc.SetReadDeadline(start.Add(d))
+			headEnd = start.Add(d)
 		}
 		first = false
-		n, ok := c.readHead()
+		n, ok := c.readHead(headEnd)
 		if n < 0 {
 			return // timeout, hang-up or I/O error mid-head: as net/http
 		}
@@ -590,10 +595,11 @@ func headerTimeout(s *http.Server) time.Duration {
 }
 
 // readHead waits until the buffer holds a complete head and returns its
-// length. ok is false for a head the fast path leaves to net/http: n is
-// sizeLimited for one too large, 0 for one not CRLF-delimited. n < 0: the
-// connection failed.
-func (c *conn) readHead() (n int, ok bool) {
+// length, reading from the connection no later than end (zero: under the
+// deadline set). ok is false for a head the fast path leaves to net/http:
+// n is sizeLimited for one too large, 0 for one not CRLF-delimited. n < 0:
+// the connection failed.
+func (c *conn) readHead(end time.Time) (n int, ok bool) {
 	from := 0
 	for {
 		buf, _ := c.br.Peek(c.br.Buffered())
@@ -613,6 +619,10 @@ func (c *conn) readHead() (n int, ok bool) {
 			return sizeLimited, false
 		}
 		from = max(len(buf)-3, 0)
+		if !end.IsZero() {
+			c.rwc.SetReadDeadline(end)
+			end = time.Time{}
+		}
 		if _, err := c.br.Peek(len(buf) + 1); err != nil {
 			if len(buf) > 0 && errors.Is(err, bufio.ErrBufferFull) {
 				return sizeLimited, false
@@ -687,6 +697,7 @@ type Pass struct {
 	HTTP2 bool
 
 	c         *conn // HTTP/1.1's
+	start     time.Time
 	watchable bool
 }
 
@@ -701,6 +712,14 @@ type Pass struct {
 func (p *Pass) Watch() {
 	if p.c != nil && p.watchable {
 		p.watchable = false // once: a retry's call finds it watched
+		// The watch reads under the deadline a handler's request has
+		// (read_timeout, or none), not the idle or header timeout that
+		// may still be set: a hang-up after those is noticed too.
+		var end time.Time
+		if d := p.c.s.Std.ReadTimeout; d > 0 {
+			end = p.start.Add(d)
+		}
+		p.c.rwc.SetReadDeadline(end)
 		p.c.arm(p.c.hangUp, 0)
 	}
 }
@@ -728,7 +747,7 @@ func (c *conn) pass(h *head, start time.Time, token any, pipelined bool) (served
 	}
 	w := &response{c: c, closeReq: h.close, cl: -1, isHead: h.method == http.MethodHead}
 	p := Pass{Method: h.method, Target: h.target, Host: h.host, Header: h.header, RemoteAddr: c.remote, TLS: c.tls != nil, Conn: c.ctx,
-		c: c, watchable: !pipelined}
+		c: c, start: start, watchable: !pipelined}
 	if !c.s.Passer.Pass(w, &p, token) {
 		c.disarm()
 		return false, !c.gone
