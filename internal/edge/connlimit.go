@@ -90,3 +90,7 @@ func (c *limitConn) CloseWrite() error {
 	}
 	return nil
 }
+
+// NetConn is the connection c wraps (as tls.Conn's NetConn): the HTTP/1.1
+// server writes a response's head and body to it in one writev.
+func (c *limitConn) NetConn() net.Conn { return c.Conn }

@@ -168,6 +168,20 @@ func (w *response) writeBody(p []byte) error {
 		w.setErr(err)
 		return w.err
 	}
+	if w.c.out.tcp != nil && bw.Buffered() > 0 && len(p) > bw.Available() {
+		// The buffered bytes and p in one writev (see vecWriter).
+		w.c.out.tail = p
+		err := bw.Flush()
+		w.c.out.tail = nil // when Flush had an error to return first
+		if err != nil {
+			w.setErr(err)
+			return w.err
+		}
+		p = p[w.c.out.sent:]
+		if len(p) == 0 {
+			return nil
+		}
+	}
 	_, err := bw.Write(p)
 	w.setErr(err)
 	return w.err

@@ -347,6 +347,7 @@ type conn struct {
 	bw     *bufio.Writer
 	state  atomic.Int32
 	pend   []byte // a response's first bytes while its head waits (see response)
+	out    vecWriter
 	body   *body  // the current request's, until detached
 
 	// The watch: a read that notices a client hanging up while a bodiless
@@ -450,6 +451,9 @@ func (c *conn) serve() {
 	if tc, ok := c.rwc.(*tls.Conn); ok {
 		// A body write of several records leaves in one system call.
 		c.bw.Reset(tlswrite.Writer(tc))
+	} else if tcp := plainTCP(c.rwc); tcp != nil {
+		c.out = vecWriter{tcp: tcp}
+		c.bw.Reset(&c.out)
 	} else {
 		c.bw.Reset(c.rwc)
 	}
