@@ -348,7 +348,7 @@ type conn struct {
 	state  atomic.Int32
 	pend   []byte // a response's first bytes while its head waits (see response)
 	out    vecWriter
-	body   *body  // the current request's, until detached
+	body   *body // the current request's, until detached
 
 	// The watch: a read that notices a client hanging up while a bodiless
 	// request is served, as net/http's background read does, but only
