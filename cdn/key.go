@@ -66,7 +66,13 @@ func normalizeHost(host string, tls bool) (string, bool) {
 	if (tls && port == "443") || (!tls && port == "80") {
 		port = ""
 	}
-	h = strings.TrimSuffix(strings.ToLower(h), ".")
+	// One trailing dot (the FQDN form) goes; empty labels make no host
+	// (and "a.." would otherwise normalize to "a.", then to "a").
+	h = strings.ToLower(h)
+	if strings.HasPrefix(h, ".") || strings.Contains(h, "..") {
+		return "", false
+	}
+	h = strings.TrimSuffix(h, ".")
 	if h == "" || len(h) > 255 {
 		return "", false
 	}

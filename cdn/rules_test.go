@@ -120,6 +120,13 @@ func TestCacheKey(t *testing.T) {
 		{"http://x/", "a/b", "", false},
 		{"http://x/", "a\x00b", "", false},
 		{"http://x/", "h:port", "", false},
+		// Empty labels make no host (found by FuzzCacheKey: ".." became
+		// ".", whose key was not its own normal form).
+		{"http://x/", "..", "", false},
+		{"http://x/", ".", "", false},
+		{"http://x/", ".example.com", "", false},
+		{"http://x/", "www..example.com", "", false},
+		{"http://x/", "www.example.com..", "", false},
 	}
 	for _, tc := range cases {
 		r := mustReq(t, tc.url)

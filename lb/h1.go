@@ -354,10 +354,12 @@ func (w *headWait) late(pc *h1Conn) bool {
 		return false
 	}
 	w.cut = false
-	w.stop = context.AfterFunc(w.ctx, pc.abort)
-	w.watch()
+	// The deadline first: an abort that comes once the cancellation is
+	// arranged sets its own, which must stay.
 	pc.c.SetReadDeadline(w.until)
 	pc.armed = !w.until.IsZero()
+	w.stop = context.AfterFunc(w.ctx, pc.abort)
+	w.watch()
 	return true
 }
 

@@ -43,9 +43,8 @@ type PassRequest struct {
 	Got1xx func(code int, header textproto.MIMEHeader) error
 	// Ctx, when set, ends the request once done — the client reset its
 	// HTTP/2 stream or closed its connection — as a request's context
-	// ends RoundTrip's: the
-	// backend connection is aborted, and the backend is not blamed. Nil:
-	// only the timeouts end it.
+	// ends RoundTrip's: the backend connection is aborted, and the
+	// backend is not blamed. Nil: only the timeouts end it.
 	Ctx context.Context
 	// Watch, when set with Ctx, is called once the backend has not begun
 	// to answer within 100 ms: the caller then watches for its client
