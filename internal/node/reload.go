@@ -199,6 +199,17 @@ func (n *Node) warnRestartOnly(cfg *config.Config) {
 		{"edge.listen", old.Edge.Listen, cfg.Edge.Listen},
 		{"edge.fast_http1", old.Edge.FastHTTP1, cfg.Edge.FastHTTP1},
 		{"edge.fast_http2", old.Edge.FastHTTP2, cfg.Edge.FastHTTP2},
+		// The server limits: net/http's http.Server fields, Guard's
+		// deadlines and the connection limit are set when the listeners
+		// start.
+		{"edge.read_header_timeout", old.Edge.ReadHeaderTimeout, cfg.Edge.ReadHeaderTimeout},
+		{"edge.read_timeout", old.Edge.ReadTimeout, cfg.Edge.ReadTimeout},
+		{"edge.write_timeout", old.Edge.WriteTimeout, cfg.Edge.WriteTimeout},
+		{"edge.client_body_timeout", old.Edge.ClientBodyTimeout, cfg.Edge.ClientBodyTimeout},
+		{"edge.send_timeout", old.Edge.SendTimeout, cfg.Edge.SendTimeout},
+		{"edge.idle_timeout", old.Edge.IdleTimeout, cfg.Edge.IdleTimeout},
+		{"edge.max_header_bytes", old.Edge.MaxHeaderBytes, cfg.Edge.MaxHeaderBytes},
+		{"edge.max_connections", old.Edge.MaxConnections, cfg.Edge.MaxConnections},
 		{"data_dir", old.DataDir, cfg.DataDir},
 		{"admin", old.Admin, cfg.Admin},
 		{"log", old.Log, cfg.Log},

@@ -3,6 +3,7 @@ package node
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -269,4 +271,57 @@ func TestApplyIsAllOrNothing(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestReloadWarnsAboutServerLimits: the edge's server limits are set when
+// the listeners start; a reload that changes them applies the rest and
+// says, naming each changed key, that they wait for a restart.
+func TestReloadWarnsAboutServerLimits(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer up.Close()
+	dir := t.TempDir()
+	yaml := func(send string, maxConns int) string {
+		return fmt.Sprintf("node: test\ndata_dir: %s\nedge:\n  listen: 127.0.0.1:0\n  send_timeout: %s\n  max_connections: %d\nroutes:\n  - {name: app, upstream: %q}\n",
+			dir, send, maxConns, up.URL)
+	}
+	var logs logBuffer
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := startNodeWith(t, yaml("60s", 100), Options{EdgeListener: ln, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	cfg, err := config.Parse("test.yaml", []byte(yaml("5s", 200)), "", func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(config.Format(err))
+	}
+	if _, err := n.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	out := logs.String()
+	for _, key := range []string{"edge.send_timeout", "edge.max_connections"} {
+		if !strings.Contains(out, `"section":"`+key+`"`) {
+			t.Errorf("no restart warning for %s in:\n%s", key, out)
+		}
+	}
+	if strings.Contains(out, `"section":"edge.idle_timeout"`) {
+		t.Errorf("a warning for an unchanged key:\n%s", out)
+	}
+}
+
+// logBuffer collects log output written from several goroutines.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
