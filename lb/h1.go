@@ -52,6 +52,8 @@ type h1Conn struct {
 	// unblocks the reads and writes of a cancelled request.
 	spoke func() bool
 	abort func()
+
+	passed reusedResponse // the pass lane's responses, one at a time
 }
 
 // maxResponseHeader bounds what a backend may send before the end of its
@@ -344,6 +346,9 @@ type headWait struct {
 	after time.Duration
 	until time.Time // the wait's real bound, when cut; zero: none
 	cut   bool      // armHeader cut the first wait at after
+	// reuse: the response is the pass lane's, which nothing keeps once
+	// relayed; it is parsed into the connection's reused one.
+	reuse bool
 }
 
 // late is called when the wait for the head timed out: false if that was
@@ -389,7 +394,11 @@ func (pc *h1Conn) awaitResponse(req *http.Request, got1xx func(int, textproto.MI
 		}
 		return nil, staleErr{err: err, written: true}
 	}
-	resp, err := readResponse(pc.br, req)
+	var reuse *reusedResponse
+	if w.reuse {
+		reuse = &pc.passed
+	}
+	resp, err := readResponse(pc.br, req, reuse)
 	// A real server sends one or two informational responses; past
 	// max1xx the backend is flooding the client through us.
 	for n1xx := 0; err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols; n1xx++ {
@@ -403,7 +412,7 @@ func (pc *h1Conn) awaitResponse(req *http.Request, got1xx func(int, textproto.MI
 				break
 			}
 		}
-		resp, err = readResponse(pc.br, req)
+		resp, err = readResponse(pc.br, req, reuse)
 	}
 	if err != nil {
 		return nil, err
@@ -421,7 +430,7 @@ func (pc *h1Conn) awaitResponse(req *http.Request, got1xx func(int, textproto.MI
 			pc.abort() // canceled meanwhile: its deadline was just cleared
 		}
 	}
-	resp.Body = &h1Body{pc: pc, rc: resp.Body, stop: w.stop, eof: resp.Body == http.NoBody, reuse: !resp.Close, idle: idle}
+	resp.Body = &h1Body{pc: pc, rc: resp.Body, stop: w.stop, eof: resp.Body == http.NoBody, reuse: !resp.Close, idle: idle, hold: reuse != nil}
 	return resp, nil
 }
 
@@ -436,6 +445,11 @@ type h1Body struct {
 	eof   bool
 	done  bool
 	broke bool // a read failed: the backend broke the body off
+	// hold: the response is the connection's reused one (see
+	// reusedResponse), which the caller reads after closing the body
+	// (for its trailers): Close only marks it, and release, once the
+	// caller is done with the response, gives the connection back.
+	hold bool
 }
 
 func (b *h1Body) Read(p []byte) (int, error) {
@@ -457,6 +471,15 @@ func (b *h1Body) Read(p []byte) (int, error) {
 }
 
 func (b *h1Body) Close() error {
+	if b.hold {
+		return nil
+	}
+	return b.release()
+}
+
+// release ends the body: the connection goes back to the pool if the
+// body was read to its end, else it is closed.
+func (b *h1Body) release() error {
 	if b.done {
 		return nil
 	}

@@ -105,20 +105,29 @@ func hasCTL(s string) bool {
 // kind — HTTP/1.1, a final status, a single Content-Length or no body by
 // rule, no Transfer-Encoding — is parsed here; anything else goes to
 // http.ReadResponse, which reads from the same untouched buffer.
-func readResponse(br *bufio.Reader, req *http.Request) (*http.Response, error) {
-	if resp := readPlainResponse(br, req); resp != nil {
+// A plain head is parsed into reuse when it is set: the pass lane's
+// response, which nothing keeps once relayed.
+func readResponse(br *bufio.Reader, req *http.Request, reuse *reusedResponse) (*http.Response, error) {
+	if resp := readPlainResponse(br, req, reuse); resp != nil {
 		return resp, nil
 	}
 	return http.ReadResponse(br, req)
 }
 
-func readPlainResponse(br *bufio.Reader, req *http.Request) *http.Response {
+// reusedResponse is a response and header map that one connection's pass
+// lane requests take in turn.
+type reusedResponse struct {
+	resp http.Response
+	hdr  http.Header
+}
+
+func readPlainResponse(br *bufio.Reader, req *http.Request, reuse *reusedResponse) *http.Response {
 	buf, _ := br.Peek(br.Buffered())
 	end := httpwire.HeadEnd(buf, 0)
 	if end <= 0 {
 		return nil
 	}
-	resp := parseResponseHead(buf[:end], req)
+	resp := parseResponseHead(buf[:end], req, reuse)
 	if resp == nil {
 		return nil
 	}
@@ -138,7 +147,7 @@ func bodyAllowed(code int) bool {
 
 // parseResponseHead parses a complete head, or returns nil when it is not
 // the plain kind.
-func parseResponseHead(raw []byte, req *http.Request) *http.Response {
+func parseResponseHead(raw []byte, req *http.Request, reuse *reusedResponse) *http.Response {
 	s := string(raw) // every string below is a piece of this one
 	eol := strings.IndexByte(s, '\r')
 	line := s[:eol]
@@ -155,11 +164,26 @@ func parseResponseHead(raw []byte, req *http.Request) *http.Response {
 	if code < 200 {
 		return nil // 1xx: http.ReadResponse, in the informational loop
 	}
-	h, ok := httpwire.ParseFields(s[eol+2 : len(s)-2])
-	if !ok {
-		return nil
+	var h http.Header
+	var resp *http.Response
+	if reuse != nil {
+		if reuse.hdr == nil {
+			reuse.hdr = make(http.Header, 16)
+		}
+		h = reuse.hdr
+		clear(h)
+		if !httpwire.ParseFieldsInto(h, s[eol+2:len(s)-2]) {
+			return nil
+		}
+		resp = &reuse.resp
+	} else {
+		var ok bool
+		if h, ok = httpwire.ParseFields(s[eol+2 : len(s)-2]); !ok {
+			return nil
+		}
+		resp = new(http.Response)
 	}
-	resp := &http.Response{
+	*resp = http.Response{
 		Status: line[9:], StatusCode: code, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: h, Request: req, ContentLength: -1,
 	}

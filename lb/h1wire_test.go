@@ -37,7 +37,7 @@ func FuzzReadResponse(f *testing.F) {
 		}
 		br := bufio.NewReaderSize(strings.NewReader(raw), 4096)
 		br.Peek(1)
-		got := readPlainResponse(br, req)
+		got := readPlainResponse(br, req, nil)
 		if got == nil {
 			return
 		}

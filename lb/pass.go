@@ -169,7 +169,7 @@ func (p *Pool) Pass(pr *PassRequest, relay func(*http.Response) error) error {
 		st.repin(resp, b, pinned, refresh, pr.Info != nil && pr.Info.TLS, done)
 		body := resp.Body.(*h1Body) // awaitResponse's
 		rerr := relay(resp)
-		body.Close()
+		body.release() // resp, the connection's reused one, is done with
 		b.inflight.Add(-1)
 		// A failed read is the backend's doing; a failed write to the
 		// client is not (relay stops reading then), nor a read the
@@ -206,7 +206,7 @@ func (t *h1Transport) pass(b *Backend, pr *PassRequest, req *http.Request, deadl
 		}
 		// Cancellation unblocks the reads below, and the body's; a
 		// connection it touched is never reused.
-		w := headWait{stop: noStop}
+		w := headWait{stop: noStop, reuse: true}
 		switch {
 		case pr.Ctx != nil && pr.Watch != nil:
 			w.watch, w.ctx, w.after = pr.Watch, pr.Ctx, watchAfter

@@ -6,6 +6,9 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"reflect"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -124,5 +127,57 @@ func TestPassWatch(t *testing.T) {
 	}
 	if st := backendStatus(p, "b0"); st.Failures != 0 || st.Ejections != 0 {
 		t.Fatalf("the backend was blamed: %+v", st)
+	}
+}
+
+// TestPassReusedResponse: a connection's pass-lane responses share one
+// response and header map, so nothing of one may show in the next: each
+// relay sees only its own response's fields.
+func TestPassReusedResponse(t *testing.T) {
+	var mu sync.Mutex
+	peers := map[string]bool{}
+	b := startBackend(t, "b0", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		peers[r.RemoteAddr] = true
+		mu.Unlock()
+		if r.URL.Path == "/one" {
+			w.Header().Set("X-One", "1")
+			w.Header().Add("X-Many", "a")
+			w.Header().Add("X-Many", "b")
+		}
+		io.WriteString(w, r.URL.Path)
+	})
+	cfg := poolConfig(PolicyRoundRobin, b)
+	p := newTestPool(t, cfg, Options{})
+	for i, want := range []struct {
+		path string
+		hdr  http.Header
+	}{
+		{"/one", http.Header{"X-One": {"1"}, "X-Many": {"a", "b"}}},
+		{"/two", http.Header{}},
+		{"/one", http.Header{"X-One": {"1"}, "X-Many": {"a", "b"}}},
+		{"/two", http.Header{}},
+	} {
+		pr := &PassRequest{Method: http.MethodGet, Target: want.path,
+			WriteFields: func(bw *bufio.Writer) { bw.WriteString("Host: pool.test\r\n\r\n") }}
+		var got http.Header
+		var body string
+		err := p.Pass(pr, func(res *http.Response) error {
+			got = http.Header{}
+			for _, k := range []string{"X-One", "X-Many"} {
+				if v := res.Header[k]; v != nil {
+					got[k] = slices.Clone(v)
+				}
+			}
+			bb, err := io.ReadAll(res.Body)
+			body = string(bb)
+			return err
+		})
+		if err != nil || body != want.path || !reflect.DeepEqual(got, want.hdr) {
+			t.Fatalf("request %d (%s): fields %v, body %q, err %v; want %v", i, want.path, got, body, err, want.hdr)
+		}
+	}
+	if len(peers) != 1 {
+		t.Fatalf("%d backend connections, want the one reused", len(peers))
 	}
 }

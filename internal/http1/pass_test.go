@@ -1,6 +1,7 @@
 package http1
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -40,6 +41,9 @@ func (tp *testPasser) Pass(w http.ResponseWriter, p *Pass, token any) bool {
 			tp.ended <- errors.New("not canceled")
 			return true
 		}
+	}
+	if p.Target == "/lane/mark" {
+		w.Header().Set("X-Mark", "1")
 	}
 	io.WriteString(w, p.Target)
 	return true
@@ -112,5 +116,25 @@ func TestPassPipelined(t *testing.T) {
 			default:
 			}
 		})
+	}
+}
+
+// The lane's response writer and header map are reused from one request
+// to the next on a connection: nothing of one response shows in the next.
+func TestPassReusedWriter(t *testing.T) {
+	_, addr := passServer(t, 5*time.Second)
+	c := dialServer(t, addr)
+	br := bufio.NewReader(c)
+	for i, target := range []string{"/lane/mark", "/lane/plain", "/lane/mark", "/lane/plain"} {
+		io.WriteString(c, "GET "+target+" HTTP/1.1\r\nHost: a\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		marked := resp.Header.Get("X-Mark") != ""
+		if string(b) != target || marked != (target == "/lane/mark") {
+			t.Fatalf("request %d (%s): body %q, X-Mark %q", i, target, b, resp.Header.Get("X-Mark"))
+		}
 	}
 }

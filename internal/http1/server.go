@@ -349,6 +349,11 @@ type conn struct {
 	pend   []byte // a response's first bytes while its head waits (see response)
 	out    vecWriter
 	body   *body // the current request's, until detached
+	// lane is the pass lane's response writer and laneHdr its header
+	// map, reused from one lane request to the next (one runs at a time,
+	// and nothing the lane runs keeps either past its request).
+	lane    response
+	laneHdr http.Header
 
 	// The watch: a read that notices a client hanging up while a bodiless
 	// request is served, as net/http's background read does, but only
@@ -749,7 +754,14 @@ func (c *conn) pass(h *head, start time.Time, token any, pipelined bool) (served
 	if std.WriteTimeout > 0 {
 		c.rwc.SetWriteDeadline(start.Add(std.WriteTimeout))
 	}
-	w := &response{c: c, closeReq: h.close, cl: -1, isHead: h.method == http.MethodHead}
+	if c.laneHdr == nil {
+		c.laneHdr = make(http.Header, responseFields)
+	}
+	c.lane = response{c: c, closeReq: h.close, cl: -1, isHead: h.method == http.MethodHead, header: c.laneHdr}
+	w := &c.lane
+	// Emptied as soon as the request is done: the map keeps its room,
+	// not the last response's values.
+	defer clear(c.laneHdr)
 	p := Pass{Method: h.method, Target: h.target, Host: h.host, Header: h.header, RemoteAddr: c.remote, TLS: c.tls != nil, Conn: c.ctx,
 		c: c, start: start, watchable: !pipelined}
 	if !c.s.Passer.Pass(w, &p, token) {

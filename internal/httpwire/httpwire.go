@@ -58,25 +58,34 @@ const maxName = 128
 // a name that is not a token (space before the colon, obs-fold) or a
 // value with a control byte other than HTAB.
 func ParseFields(block string) (h http.Header, ok bool) {
+	h = make(http.Header, strings.Count(block, "\n"))
+	if !ParseFieldsInto(h, block) {
+		return nil, false
+	}
+	return h, true
+}
+
+// ParseFieldsInto is ParseFields into h, an empty header the caller
+// reuses; on false h holds part of block.
+func ParseFieldsInto(h http.Header, block string) bool {
 	n := strings.Count(block, "\n")
-	h = make(http.Header, n)
 	vals := make([]string, n) // one allocation for every first value
 	var name [maxName]byte
 	for len(block) > 0 {
 		end := strings.IndexByte(block, '\r')
 		if end < 0 || end+1 >= len(block) || block[end+1] != '\n' {
-			return nil, false
+			return false
 		}
 		line := block[:end]
 		block = block[end+2:]
 		colon := strings.IndexByte(line, ':')
 		if colon <= 0 || colon > maxName {
-			return nil, false
+			return false
 		}
 		for i := 0; i < colon; i++ {
 			c := line[i]
 			if !IsTchar(c) {
-				return nil, false
+				return false
 			}
 			if 'a' <= c && c <= 'z' && (i == 0 || line[i-1] == '-') {
 				c -= 'a' - 'A'
@@ -88,7 +97,7 @@ func ParseFields(block string) (h http.Header, ok bool) {
 		v := trimOWS(line[colon+1:])
 		for i := 0; i < len(v); i++ {
 			if c := v[i]; (c < ' ' && c != '\t') || c == 0x7f {
-				return nil, false
+				return false
 			}
 		}
 		key, common := commonNames[string(name[:colon])]
@@ -107,7 +116,7 @@ func ParseFields(block string) (h http.Header, ok bool) {
 		h[key] = vals[:1:1]
 		vals = vals[1:]
 	}
-	return h, true
+	return true
 }
 
 // trimOWS is strings.Trim(v, " \t") without building a cutset per call
