@@ -42,7 +42,8 @@ func findEnd(buf []byte, from int) int {
 
 // parseHead parses a complete head (as findEnd delimits it). ok is false
 // when the request is not one the fast path takes.
-func parseHead(raw []byte) (h head, ok bool) {
+// The fields go into reuse, emptied first, when it is not nil.
+func parseHead(raw []byte, reuse http.Header) (h head, ok bool) {
 	// One string for the whole head: method, target and every value are
 	// substrings of it, so parsing allocates it, the header map and one
 	// slice of values.
@@ -73,7 +74,13 @@ func parseHead(raw []byte) (h head, ok bool) {
 			return h, false
 		}
 	}
-	fields, ok := httpwire.ParseFields(s[eol+2 : len(s)-2])
+	var fields http.Header
+	if reuse != nil {
+		clear(reuse)
+		fields, ok = reuse, httpwire.ParseFieldsInto(reuse, s[eol+2:len(s)-2])
+	} else {
+		fields, ok = httpwire.ParseFields(s[eol+2 : len(s)-2])
+	}
 	if !ok {
 		return h, false
 	}

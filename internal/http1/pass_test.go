@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -42,6 +44,10 @@ func (tp *testPasser) Pass(w http.ResponseWriter, p *Pass, token any) bool {
 			return true
 		}
 	}
+	if p.Target == "/lane/fields" {
+		io.WriteString(w, strings.Join(slices.Sorted(maps.Keys(p.Header)), ","))
+		return true
+	}
 	if p.Target == "/lane/mark" {
 		w.Header().Set("X-Mark", "1")
 	}
@@ -50,9 +56,13 @@ func (tp *testPasser) Pass(w http.ResponseWriter, p *Pass, token any) bool {
 }
 
 func passServer(t *testing.T, headerTimeout time.Duration) (*testPasser, string) {
+	return passServerWith(t, headerTimeout, http.NotFoundHandler())
+}
+
+func passServerWith(t *testing.T, headerTimeout time.Duration, h http.Handler) (*testPasser, string) {
 	t.Helper()
 	tp := &testPasser{started: make(chan struct{}, 2), release: make(chan struct{}), ended: make(chan error, 1)}
-	s := New(&http.Server{Handler: http.NotFoundHandler(), ReadHeaderTimeout: headerTimeout, ErrorLog: discardLog()})
+	s := New(&http.Server{Handler: h, ReadHeaderTimeout: headerTimeout, ErrorLog: discardLog()})
 	s.Passer = tp
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -136,5 +146,38 @@ func TestPassReusedWriter(t *testing.T) {
 		if string(b) != target || marked != (target == "/lane/mark") {
 			t.Fatalf("request %d (%s): body %q, X-Mark %q", i, target, b, resp.Header.Get("X-Mark"))
 		}
+	}
+}
+
+// A lane request's fields map is reused for the connection's next
+// request: the lane sees only its own request's fields, and a handler
+// keeps the map of the request it was given.
+func TestPassReusedFields(t *testing.T) {
+	kept := make(chan http.Header, 1)
+	_, addr := passServerWith(t, 5*time.Second, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		kept <- r.Header
+		io.WriteString(w, "chain")
+	}))
+	c := dialServer(t, addr)
+	br := bufio.NewReader(c)
+	for i, tc := range []struct{ target, fields, want string }{
+		{"/lane/fields", "X-A: 1\r\nX-B: 2\r\n", "X-A,X-B"},
+		{"/lane/fields", "X-C: 3\r\n", "X-C"},
+		{"/chain", "X-Kept: yes\r\n", "chain"},
+		{"/lane/fields", "X-D: 4\r\n", "X-D"},
+		{"/lane/fields", "", ""},
+	} {
+		io.WriteString(c, "GET "+tc.target+" HTTP/1.1\r\nHost: a\r\n"+tc.fields+"\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if string(b) != tc.want {
+			t.Fatalf("request %d (%s): %q, want %q", i, tc.target, b, tc.want)
+		}
+	}
+	if h := <-kept; h.Get("X-Kept") != "yes" || len(h) != 1 {
+		t.Fatalf("the handler's fields changed after it returned: %v", h)
 	}
 }

@@ -354,6 +354,10 @@ type conn struct {
 	// and nothing the lane runs keeps either past its request).
 	lane    response
 	laneHdr http.Header
+	passed  Pass // the lane's request, reused likewise
+	// reqHdr is the map the next request's fields are parsed into: the
+	// last one's, when the lane served it; nil: a new one.
+	reqHdr http.Header
 
 	// The watch: a read that notices a client hanging up while a bodiless
 	// request is served, as net/http's background read does, but only
@@ -510,7 +514,7 @@ func (c *conn) serve() {
 		var h head
 		if ok {
 			raw, _ := c.br.Peek(n)
-			h, ok = parseHead(raw)
+			h, ok = parseHead(raw, c.reqHdr)
 		}
 		var token any
 		if ok && c.s.Passer != nil && h.contentLength == 0 && (h.method == http.MethodGet || h.method == http.MethodHead) {
@@ -520,6 +524,9 @@ func (c *conn) serve() {
 			served, keep := c.pass(&h, start, token, c.br.Buffered() > n)
 			if served {
 				c.br.Discard(n)
+				// The lane keeps nothing of the fields once it answered:
+				// the next request's go into the same map.
+				c.reqHdr = h.header
 			}
 			if !keep {
 				return
@@ -528,6 +535,9 @@ func (c *conn) serve() {
 				continue
 			}
 		}
+		// The fields go with the request to the handler, which may keep
+		// them.
+		c.reqHdr = nil
 		var req http.Request
 		if ok {
 			req, ok = h.newRequest()
@@ -762,9 +772,9 @@ func (c *conn) pass(h *head, start time.Time, token any, pipelined bool) (served
 	// Emptied as soon as the request is done: the map keeps its room,
 	// not the last response's values.
 	defer clear(c.laneHdr)
-	p := Pass{Method: h.method, Target: h.target, Host: h.host, Header: h.header, RemoteAddr: c.remote, TLS: c.tls != nil, Conn: c.ctx,
+	c.passed = Pass{Method: h.method, Target: h.target, Host: h.host, Header: h.header, RemoteAddr: c.remote, TLS: c.tls != nil, Conn: c.ctx,
 		c: c, start: start, watchable: !pipelined}
-	if !c.s.Passer.Pass(w, &p, token) {
+	if !c.s.Passer.Pass(w, &c.passed, token) {
 		c.disarm()
 		return false, !c.gone
 	}
