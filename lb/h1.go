@@ -445,10 +445,10 @@ type h1Body struct {
 	eof   bool
 	done  bool
 	broke bool // a read failed: the backend broke the body off
-	// hold: the response is the connection's reused one (see
+	// hold: the response may be the connection's reused one (see
 	// reusedResponse), which the caller reads after closing the body
-	// (for its trailers): Close only marks it, and release, once the
-	// caller is done with the response, gives the connection back.
+	// (for its trailers): Close leaves the body be, and release, once
+	// the caller is done with the response, ends it.
 	hold bool
 }
 
