@@ -1,7 +1,6 @@
 package cdn
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outpost-edge/outpost/internal/logtest"
 	"github.com/outpost-edge/outpost/internal/reqinfo"
 	"github.com/outpost-edge/outpost/internal/testclock"
 	"github.com/outpost-edge/outpost/internal/units"
@@ -267,16 +267,7 @@ func unitsDuration(d time.Duration) units.Duration { return units.Duration(d) }
 
 // logCapture collects a cache's log records (as JSON lines) for tests that
 // check what was logged.
-type logCapture struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logCapture) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
+type logCapture struct{ logtest.Buffer }
 
 func (l *logCapture) logger() *slog.Logger {
 	return slog.New(slog.NewJSONHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -285,15 +276,13 @@ func (l *logCapture) logger() *slog.Logger {
 // records returns the records logged with message msg.
 func (l *logCapture) records(t testing.TB, msg string) []map[string]any {
 	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var out []map[string]any
-	for _, line := range bytes.Split(l.buf.Bytes(), []byte("\n")) {
+	for _, line := range strings.Split(l.String(), "\n") {
 		if len(line) == 0 {
 			continue
 		}
 		var rec map[string]any
-		if err := json.Unmarshal(line, &rec); err != nil {
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
 			t.Fatalf("log line %q: %v", line, err)
 		}
 		if rec["msg"] == msg {

@@ -1,7 +1,6 @@
 package dns
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -11,35 +10,17 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	mdns "github.com/miekg/dns"
+
+	"github.com/outpost-edge/outpost/internal/logtest"
 )
-
-// logBuffer collects a server's logs; the server logs from its own
-// goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // persistOptions saves runtime records to path and logs into the returned
 // buffer.
-func persistOptions(path string) (Options, *logBuffer) {
-	lb := &logBuffer{}
+func persistOptions(path string) (Options, *logtest.Buffer) {
+	lb := &logtest.Buffer{}
 	return Options{RecordsFile: path, Logger: slog.New(slog.NewTextHandler(lb, nil))}, lb
 }
 

@@ -12,12 +12,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/outpost-edge/outpost/internal/edge"
+	"github.com/outpost-edge/outpost/internal/logtest"
 )
 
 // TestMain lets tests run the real binary: the test executable re-execs
@@ -226,7 +226,7 @@ func startServe(t *testing.T, cfg string) *exec.Cmd {
 	cmd := outpost("serve", "--config", path)
 	// What the process said, for a test that fails (a port taken by a
 	// parallel package's test between freePort and the bind, say).
-	stderr := &lockedBuffer{}
+	stderr := &logtest.Buffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -237,25 +237,6 @@ func startServe(t *testing.T, cfg string) *exec.Cmd {
 		}
 	})
 	return cmd
-}
-
-// lockedBuffer is a bytes.Buffer a child process's output goroutine and
-// the test may use at once.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // waitForLock waits, polling every poll, until the lock file of data

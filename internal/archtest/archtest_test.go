@@ -128,10 +128,10 @@ func isCore(name string) bool {
 }
 
 // testSupport are packages that exist for tests (a real ACME server, a
-// tiny disk to fill, a Redis starter, a fake clock): non-test code never
+// tiny disk to fill, a log sink, a Redis starter, a fake clock): non-test code never
 // imports them, so what they pull in (Pebble) never reaches the outpost
 // binary.
-var testSupport = []string{"internal/acmetest", "internal/disktest", "internal/redistest", "internal/testclock"}
+var testSupport = []string{"internal/acmetest", "internal/disktest", "internal/logtest", "internal/redistest", "internal/testclock"}
 
 func TestTestSupportOnlyInTests(t *testing.T) {
 	for _, p := range packages(t) {

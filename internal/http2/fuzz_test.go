@@ -7,31 +7,14 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	xhttp2 "golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/outpost-edge/outpost/internal/logtest"
 )
-
-// lockedBuf is a log sink the server's goroutines share.
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // FuzzServeConn feeds arbitrary bytes after the client preface to a
 // connection: whatever frames they make, the read loop and the handlers
@@ -65,7 +48,7 @@ func FuzzServeConn(f *testing.F) {
 
 func fuzzOne(t *testing.T, data []byte) {
 	{
-		var logs lockedBuf
+		var logs logtest.Buffer
 		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			b, _ := io.ReadAll(r.Body)
 			w.Header().Set("Trailer", "X-T")

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 
 	"github.com/outpost-edge/outpost/dns"
 	"github.com/outpost-edge/outpost/internal/config"
+	"github.com/outpost-edge/outpost/internal/logtest"
 	"github.com/outpost-edge/outpost/internal/units"
 )
 
@@ -284,7 +284,7 @@ func TestReloadWarnsAboutServerLimits(t *testing.T) {
 		return fmt.Sprintf("node: test\ndata_dir: %s\nedge:\n  listen: 127.0.0.1:0\n  send_timeout: %s\n  max_connections: %d\nroutes:\n  - {name: app, upstream: %q}\n",
 			dir, send, maxConns, up.URL)
 	}
-	var logs logBuffer
+	var logs logtest.Buffer
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -306,22 +306,4 @@ func TestReloadWarnsAboutServerLimits(t *testing.T) {
 	if strings.Contains(out, `"section":"edge.idle_timeout"`) {
 		t.Errorf("a warning for an unchanged key:\n%s", out)
 	}
-}
-
-// logBuffer collects log output written from several goroutines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -1,7 +1,6 @@
 package tlsedge
 
 import (
-	"bytes"
 	"context"
 	"encoding/pem"
 	"fmt"
@@ -11,28 +10,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/outpost-edge/outpost/internal/logtest"
 )
-
-// lockedBuffer collects log output written from several goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer // mu guards buf
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // TestNoSecretsInLogs runs the paths that handle secrets with every log
 // line kept (debug, certmagic's included) and greps the output for them:
@@ -85,7 +67,7 @@ func TestNoSecretsInLogs(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			var out lockedBuffer
+			var out logtest.Buffer
 			log := slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug}))
 			dir := t.TempDir()
 			tc.run(t, log, dir)
