@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/outpost-edge/outpost/internal/http1"
 	"github.com/outpost-edge/outpost/internal/httperr"
 	"github.com/outpost-edge/outpost/internal/reqinfo"
 )
@@ -62,7 +63,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f := &frame{}
 	info := &f.info
 	info.TLS = r.TLS != nil
-	info.PeerIP, _ = peerOf(r.RemoteAddr)
+	info.PeerIP = http1.PeerAddr(r.RemoteAddr)
 	info.ClientIP = info.PeerIP
 	if info.PeerIP.IsValid() && h.trusted(info.PeerIP) {
 		info.Trusted = true

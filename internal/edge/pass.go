@@ -65,7 +65,7 @@ func NewLane(cfg *Config, s *Swapper) *Lane {
 // the route's entry in the router. Takes must be cheap for the requests it
 // declines, which the handler chain looks up again (cache hits), and is:
 // a route lookup.
-func (l *Lane) Takes(host, target, remoteAddr string) any {
+func (l *Lane) Takes(host, target string, peer netip.Addr) any {
 	h, ok := (*l.swap.h.Load()).(*Handler)
 	if !ok {
 		return nil
@@ -75,28 +75,18 @@ func (l *Lane) Takes(host, target, remoteAddr string) any {
 	if e == nil || e.lane == nil || !e.lane.Passable() || path == HealthPath || !plainPath(path) {
 		return nil
 	}
-	if peer, ok := peerOf(remoteAddr); !ok || h.trusted(peer) {
+	if !peer.IsValid() || h.trusted(peer) {
 		return nil
 	}
 	return e
-}
-
-// peerOf is the address of a connection's peer, IPv4-mapped ones
-// unmapped; false for an address that does not parse.
-func peerOf(remoteAddr string) (netip.Addr, bool) {
-	ap, err := netip.ParseAddrPort(remoteAddr)
-	if err != nil {
-		return netip.Addr{}, false
-	}
-	return ap.Addr().Unmap(), true
 }
 
 // Pass implements http1.Passer, for the route entry Takes returned.
 func (l *Lane) Pass(w http.ResponseWriter, p *http1.Pass, token any) (served bool) {
 	e, _ := token.(*entry)
 	h, _ := (*l.swap.h.Load()).(*Handler)
-	peer, ok := peerOf(p.RemoteAddr)
-	if e == nil || h == nil || !ok {
+	peer := p.Peer
+	if e == nil || h == nil || !peer.IsValid() {
 		return false
 	}
 	name, ph := e.name, e.lane

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -23,7 +24,7 @@ type testPasser struct {
 	ended   chan error
 }
 
-func (tp *testPasser) Takes(host, target, remoteAddr string) any {
+func (tp *testPasser) Takes(host, target string, peer netip.Addr) any {
 	if strings.HasPrefix(target, "/lane/") {
 		return tp
 	}
@@ -179,5 +180,19 @@ func TestPassReusedFields(t *testing.T) {
 	}
 	if h := <-kept; h.Get("X-Kept") != "yes" || len(h) != 1 {
 		t.Fatalf("the handler's fields changed after it returned: %v", h)
+	}
+}
+
+func TestPeerAddr(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"192.0.2.1:5000", "192.0.2.1"},
+		{"[2001:db8::1]:443", "2001:db8::1"},
+		{"[::ffff:192.0.2.1]:80", "192.0.2.1"}, // mapped: unmapped
+		{"pipe", "invalid IP"},
+		{"", "invalid IP"},
+	} {
+		if got := PeerAddr(tc.in).String(); got != tc.want {
+			t.Errorf("PeerAddr(%q) = %s, want %s", tc.in, got, tc.want)
+		}
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime"
 	"slices"
 	"sync"
@@ -336,6 +337,7 @@ type conn struct {
 	raw    net.Conn // as accepted: what Shutdown and Close close
 	rwc    net.Conn // what requests are read from: raw, or TLS over it
 	remote string
+	peer   netip.Addr           // remote's address
 	tls    *tls.ConnectionState // after the handshake; nil: plain
 	ctx    context.Context      // ConnContext's, with Std and the local address
 	// hangUp cancels ctx: when a pass-lane request's watch sees the
@@ -388,6 +390,7 @@ var errClientGone = errors.New("http1: client closed the connection")
 
 func (s *Server) newConn(rwc net.Conn) *conn {
 	c := &conn{s: s, raw: rwc, rwc: rwc, remote: rwc.RemoteAddr().String()}
+	c.peer = PeerAddr(c.remote)
 	c.cr.c = c
 	ctx := context.WithValue(context.Background(), http.ServerContextKey, s.Std)
 	ctx = context.WithValue(ctx, http.LocalAddrContextKey, rwc.LocalAddr())
@@ -518,7 +521,7 @@ func (c *conn) serve() {
 		}
 		var token any
 		if ok && c.s.Passer != nil && h.contentLength == 0 && (h.method == http.MethodGet || h.method == http.MethodHead) {
-			token = c.s.Passer.Takes(h.host, h.target, c.remote)
+			token = c.s.Passer.Takes(h.host, h.target, c.peer)
 		}
 		if token != nil {
 			served, keep := c.pass(&h, start, token, c.br.Buffered() > n)
@@ -706,7 +709,10 @@ type Pass struct {
 	// it belongs to this request alone.
 	Header     http.Header
 	RemoteAddr string
-	TLS        bool
+	// Peer is RemoteAddr's address (see PeerAddr), parsed once per
+	// connection.
+	Peer netip.Addr
+	TLS  bool
 	// Conn is the connection's context (Std.ConnContext's, with the
 	// server and local address values), canceled when the client is seen
 	// to hang up during the request; for HTTP/2, the stream's.
@@ -743,6 +749,17 @@ func (p *Pass) Watch() {
 	}
 }
 
+// PeerAddr is the address of a connection's peer, given as its
+// RemoteAddr string, IPv4-mapped ones unmapped; the zero Addr (not valid)
+// when it does not parse.
+func PeerAddr(remoteAddr string) netip.Addr {
+	ap, err := netip.ParseAddrPort(remoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
 // A Passer serves requests on a lane of its own, without the handler.
 // Takes says, cheaply and without effect, whether a request is the lane's:
 // nil if not, else a token of its choosing (a pointer, so that returning
@@ -751,7 +768,7 @@ func (p *Pass) Watch() {
 // and the request is served by the handler as usual. Panics are the
 // handler's: http.ErrAbortHandler cuts the connection.
 type Passer interface {
-	Takes(host, target, remoteAddr string) (token any)
+	Takes(host, target string, peer netip.Addr) (token any)
 	Pass(w http.ResponseWriter, p *Pass, token any) bool
 }
 
@@ -772,7 +789,7 @@ func (c *conn) pass(h *head, start time.Time, token any, pipelined bool) (served
 	// Emptied as soon as the request is done: the map keeps its room,
 	// not the last response's values.
 	defer clear(c.laneHdr)
-	c.passed = Pass{Method: h.method, Target: h.target, Host: h.host, Header: h.header, RemoteAddr: c.remote, TLS: c.tls != nil, Conn: c.ctx,
+	c.passed = Pass{Method: h.method, Target: h.target, Host: h.host, Header: h.header, RemoteAddr: c.remote, Peer: c.peer, TLS: c.tls != nil, Conn: c.ctx,
 		c: c, start: start, watchable: !pipelined}
 	if !c.s.Passer.Pass(w, &c.passed, token) {
 		c.disarm()

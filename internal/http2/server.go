@@ -24,6 +24,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"runtime"
 	"strconv"
@@ -249,6 +250,7 @@ type conn struct {
 	rwc    net.Conn
 	tls    *tls.ConnectionState
 	remote string
+	peer   netip.Addr // remote's address (http1.PeerAddr), for the pass lane
 	ctx    context.Context
 	cancel context.CancelFunc
 	fr     *xhttp2.Framer
@@ -332,6 +334,7 @@ func (s *Server) newConn(rwc net.Conn) *conn {
 	c.fr.MaxHeaderListSize = s.maxHeaderList()
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	c.fr.SetReuseFrames()
+	c.peer = http1.PeerAddr(c.remote)
 	return c
 }
 
@@ -1062,13 +1065,13 @@ func (c *conn) pass(st *stream) bool {
 	if _, te := r.Header["Te"]; te {
 		return false
 	}
-	token := p.Takes(r.Host, r.RequestURI, c.remote)
+	token := p.Takes(r.Host, r.RequestURI, c.peer)
 	if token == nil {
 		return false
 	}
 	return p.Pass(&st.rw, &http1.Pass{
 		Method: r.Method, Target: r.RequestURI, Host: r.Host, Header: r.Header,
-		RemoteAddr: c.remote, TLS: r.TLS != nil, Conn: r.Context(), HTTP2: true,
+		RemoteAddr: c.remote, Peer: c.peer, TLS: r.TLS != nil, Conn: r.Context(), HTTP2: true,
 	}, token)
 }
 
