@@ -15,6 +15,11 @@
 # Usage: bench/http/cache.sh              (from anywhere in the repo)
 # Knobs (env): DURATION=10s CONNS=64 THREADS=2 ROUNDS=3 SIZES="1k 100k 10m"
 #              PEERS="nginx varnish" BIG=0 BASE_PORT=18180 (uses +0..+3)
+#              SENDFILE=on|off: how Outpost and nginx send cached files —
+#              sendfile(2) (on, the default: nginx as Debian configures
+#              it) or copied through a buffer (off: Outpost's
+#              edge.sendfile false, nginx's `sendfile off`; Varnish always
+#              copies). Compare like with like.
 # Outpost runs without its access log, as nginx and Varnish run here without
 # logging. Needs: go, curl, wrk, nginx, varnish (Debian packages; installed
 # with apt-get when missing and running as root).
@@ -28,6 +33,12 @@ SIZES=${SIZES:-"1k 100k 10m"}
 PEERS=${PEERS-"nginx varnish"}
 BIG=${BIG:-0}
 BASE_PORT=${BASE_PORT:-18180}
+SENDFILE=${SENDFILE:-on}
+case $SENDFILE in
+on) OUTPOST_SENDFILE=true ;;
+off) OUTPOST_SENDFILE=false ;;
+*) echo "cache.sh: SENDFILE=on or off, got $SENDFILE" >&2; exit 2 ;;
+esac
 
 ORIGIN=127.0.0.1:$BASE_PORT
 declare -A ADDR=(
@@ -81,7 +92,7 @@ wait_port() { # addr
 wait_port "$ORIGIN"
 
 "$WORK/outpost" proxy --listen "${ADDR[outpost]}" --origin "http://$ORIGIN" \
-	--cache-dir "$WORK/outpost-cache" --cache-size 8GiB --access-log=false >"$WORK/outpost.log" 2>&1 & PIDS+=($!)
+	--cache-dir "$WORK/outpost-cache" --cache-size 8GiB --access-log=false --sendfile="$OUTPOST_SENDFILE" >"$WORK/outpost.log" 2>&1 & PIDS+=($!)
 OUTPOST_PID=$!
 declare -A PID=([outpost]=$OUTPOST_PID)
 
@@ -98,7 +109,7 @@ error_log $WORK/nginx/error.log warn;
 events { worker_connections 4096; }
 http {
 	access_log off;
-	sendfile on;
+	sendfile $SENDFILE;
 	keepalive_requests 1000000;
 	client_body_temp_path $WORK/nginx/body;
 	proxy_temp_path $WORK/nginx/proxy;

@@ -38,6 +38,7 @@ func proxyCommand() *command {
 			fs.StringVar(&o.token, "token", os.Getenv("OUTPOST_ADMIN_TOKEN"), "admin bearer `TOKEN` (default $OUTPOST_ADMIN_TOKEN; required off loopback)")
 			fs.BoolVar(&o.accessLog, "access-log", true, "write a JSON access log line per request to stderr")
 			fs.BoolVar(&o.fastHTTP1, "fast-http1", true, "serve HTTP/1.1 with Outpost's own server (false: net/http serves everything; config edge.fast_http1)")
+			fs.BoolVar(&o.sendfile, "sendfile", true, "send cached files with sendfile(2) (false: copy them through a buffer, as nginx's sendfile off; config edge.sendfile)")
 			return func([]string) int { return runProxy(o) }
 		},
 	}
@@ -46,7 +47,7 @@ func proxyCommand() *command {
 type proxyOpts struct {
 	listen, cacheDir, cacheSize, policy, healthPath, adminAddr, token string
 	origins                                                           stringList
-	noCache, accessLog, fastHTTP1                                     bool
+	noCache, accessLog, fastHTTP1, sendfile                           bool
 }
 
 // proxyConfig turns the flags into a regular config, so quick mode runs
@@ -67,7 +68,7 @@ func proxyConfig(o proxyOpts) ([]byte, error) {
 	doc := map[string]any{
 		"node":     "proxy",
 		"log":      map[string]any{"level": "info"},
-		"edge":     map[string]any{"listen": o.listen, "access_log": o.accessLog, "fast_http1": o.fastHTTP1},
+		"edge":     map[string]any{"listen": o.listen, "access_log": o.accessLog, "fast_http1": o.fastHTTP1, "sendfile": o.sendfile},
 		"pools":    map[string]any{"origin": pool},
 		"routes":   []any{route},
 		"data_dir": filepath.Join(os.TempDir(), "outpost-proxy"),

@@ -62,6 +62,11 @@ type Config struct {
 	// Outpost's own HTTP/2 server (internal/http2). false: net/http's.
 	// Default true.
 	FastHTTP2 *bool `yaml:"fast_http2"`
+	// Sendfile sends file bodies (cache hits) on plain-HTTP connections
+	// with sendfile(2), the kernel copying from the page cache to the
+	// socket. false copies them through a buffer instead (nginx's
+	// `sendfile off`; see CopyBodies). Default true.
+	Sendfile *bool `yaml:"sendfile"`
 }
 
 // SetDefaults fills unset fields.
@@ -98,6 +103,10 @@ func (c *Config) SetDefaults() {
 	if c.AccessLog == nil {
 		t := true
 		c.AccessLog = &t
+	}
+	if c.Sendfile == nil {
+		t := true
+		c.Sendfile = &t
 	}
 }
 

@@ -228,7 +228,7 @@ func (n *Node) Start() error {
 		n.ln.Close()
 		return err
 	}
-	ln := n.conns.Listener(n.ln)
+	ln := n.plainListener(n.ln, &n.Config().Edge)
 	go func() {
 		serve := n.srv.Serve
 		if n.front != nil {
@@ -303,4 +303,15 @@ func (n *Node) Status() map[string]any {
 	}
 	n.subsystemStatus(st)
 	return st
+}
+
+// plainListener is ln as a plain-HTTP listener of the edge serves it:
+// under the connection limit and, with edge.sendfile off, copying file
+// bodies instead of sending them with sendfile.
+func (n *Node) plainListener(ln net.Listener, cfg *edge.Config) net.Listener {
+	ln = n.conns.Listener(ln)
+	if !*cfg.Sendfile {
+		ln = edge.CopyBodies(ln)
+	}
+	return ln
 }

@@ -210,6 +210,7 @@ func (n *Node) warnRestartOnly(cfg *config.Config) {
 		{"edge.idle_timeout", old.Edge.IdleTimeout, cfg.Edge.IdleTimeout},
 		{"edge.max_header_bytes", old.Edge.MaxHeaderBytes, cfg.Edge.MaxHeaderBytes},
 		{"edge.max_connections", old.Edge.MaxConnections, cfg.Edge.MaxConnections},
+		{"edge.sendfile", old.Edge.Sendfile, cfg.Edge.Sendfile},
 		{"data_dir", old.DataDir, cfg.DataDir},
 		{"admin", old.Admin, cfg.Admin},
 		{"log", old.Log, cfg.Log},

@@ -149,7 +149,7 @@ func (n *Node) startTLS(cfg *config.Config) (err error) {
 			return fmt.Errorf("tls: %w", err)
 		}
 		t.plain = edge.NewServer(&cfg.Edge, n.plainHandler(), n.base.With("component", "http"))
-		go t.plain.Serve(n.conns.Listener(pl))
+		go t.plain.Serve(n.plainListener(pl, &cfg.Edge))
 	default:
 		// The edge listener itself becomes the redirecting port-80 side;
 		// its pass lane, which would forward instead, is off.
