@@ -314,3 +314,84 @@ func TestServeShutdownDelay(t *testing.T) {
 		t.Fatal("a second SIGTERM did not end the drain")
 	}
 }
+
+// The access log on a real process: request lines gathered for a minute
+// (log.access_flush) still all come out when the process stops, before
+// its "shutting down" line, as they were logged; with access_buffer 0
+// each comes out at once.
+func TestServeAccessLog(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer up.Close()
+	for _, tc := range []struct{ name, log string }{
+		{"gathered", "{access_flush: 1m}"},
+		{"unbuffered", "{access_buffer: 0}"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			edgeAddr := freePort(t)
+			path := filepath.Join(t.TempDir(), "outpost.yaml")
+			cfg := fmt.Sprintf("node: n1\nlog: %s\nedge: {listen: %q}\nroutes:\n  - {name: app, upstream: %q}\n", tc.log, edgeAddr, up.URL)
+			if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cmd := outpost("serve", "--config", path)
+			stderr, _ := cmd.StderrPipe()
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer cmd.Process.Kill()
+			lines := make(chan string, 1000)
+			go func() {
+				sc := bufio.NewScanner(stderr)
+				for sc.Scan() {
+					lines <- sc.Text()
+				}
+				close(lines)
+			}()
+			var seen []string
+			wait := func(what string) {
+				t.Helper()
+				timeout := time.After(15 * time.Second)
+				for {
+					select {
+					case l, ok := <-lines:
+						if !ok {
+							t.Fatalf("stderr ended before %s: %q", what, seen)
+						}
+						seen = append(seen, l)
+						if strings.Contains(l, what) {
+							return
+						}
+					case <-timeout:
+						t.Fatalf("no %s in %q", what, seen)
+					}
+				}
+			}
+			wait(`"msg":"outpost started"`)
+			for i := range 3 {
+				res, err := http.Get(fmt.Sprintf("http://%s/p%d", edgeAddr, i))
+				if err != nil {
+					t.Fatal(err)
+				}
+				io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+			}
+			if tc.name == "unbuffered" {
+				wait(`"path":"/p2"`) // before any shutdown
+			}
+			cmd.Process.Signal(syscall.SIGTERM)
+			wait(`"msg":"stopped"`)
+			var order []string
+			for _, l := range seen {
+				for _, k := range []string{`"path":"/p0"`, `"path":"/p1"`, `"path":"/p2"`, `"msg":"shutting down"`} {
+					if strings.Contains(l, k) {
+						order = append(order, k)
+					}
+				}
+			}
+			want := []string{`"path":"/p0"`, `"path":"/p1"`, `"path":"/p2"`, `"msg":"shutting down"`}
+			if fmt.Sprint(order) != fmt.Sprint(want) {
+				t.Fatalf("lines in order %q, want %q; stderr:\n%s", order, want, strings.Join(seen, "\n"))
+			}
+		})
+	}
+}

@@ -111,21 +111,24 @@ func runProxy(o proxyOpts) int {
 		fmt.Fprint(os.Stderr, flagErrors("outpost proxy", err, proxyFlagPaths))
 		return 2
 	}
-	log := telemetry.NewLogger(os.Stderr, cfg.Log.Level, cfg.Log.Format)
+	out := telemetry.NewOutput(os.Stderr, int(*cfg.Log.AccessBuffer), cfg.Log.AccessFlush.D())
+	defer out.Flush()
+	stderr := out.Direct() // in order with the log's lines
+	log, access := telemetry.NewLogs(out, cfg.Log.Level, cfg.Log.Format)
 	reg := telemetry.NewRegistry()
-	n, err := node.New(cfg, node.Options{Logger: log, Registerer: reg})
+	n, err := node.New(cfg, node.Options{Logger: log, AccessLog: access, Registerer: reg})
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "outpost proxy: %v\n", err)
+		fmt.Fprintf(stderr, "outpost proxy: %v\n", err)
 		return 1
 	}
 	if err := n.Start(); err != nil {
-		fmt.Fprintf(os.Stderr, "outpost proxy: %v\n", err)
+		fmt.Fprintf(stderr, "outpost proxy: %v\n", err)
 		return 1
 	}
 	var adminSrv interface{ Shutdown(context.Context) error }
 	if o.adminAddr != "" {
 		if err := admin.CheckListen(o.adminAddr, o.token); err != nil {
-			fmt.Fprintf(os.Stderr, "outpost proxy: %v\n", err)
+			fmt.Fprintf(stderr, "outpost proxy: %v\n", err)
 			return 1
 		}
 		// No /v1/reload: there is no file to re-read, and answering
@@ -139,12 +142,12 @@ func runProxy(o proxyOpts) int {
 		adm.Handle("POST /v1/purge", admin.PurgeHandler(targets, nil))
 		ln, err := edge.Listen(o.adminAddr)
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "outpost proxy: admin API: %v\n", err)
+			fmt.Fprintf(stderr, "outpost proxy: admin API: %v\n", err)
 			return 1
 		}
 		if err := admin.CheckListener(ln, o.token); err != nil {
 			ln.Close()
-			fmt.Fprintf(os.Stderr, "outpost proxy: %v\n", err)
+			fmt.Fprintf(stderr, "outpost proxy: %v\n", err)
 			return 1
 		}
 		srv := newAdminServer(adm)

@@ -102,7 +102,12 @@ func serve(path, nodeName string, stderr io.Writer) int {
 		fmt.Fprint(stderr, formatLoadError(path, err))
 		return 1
 	}
-	log := telemetry.NewLogger(stderr, cfg.Log.Level, cfg.Log.Format)
+	// From here on every line goes through out, which keeps them in order
+	// and gathers the access log's (log.access_buffer).
+	out := telemetry.NewOutput(stderr, int(*cfg.Log.AccessBuffer), cfg.Log.AccessFlush.D())
+	defer out.Flush()
+	stderr = out.Direct()
+	log, access := telemetry.NewLogs(out, cfg.Log.Level, cfg.Log.Format)
 	reg := telemetry.NewRegistry()
 	// One process per data directory: claimed before anything in it is
 	// opened, and only when this config keeps state there.
@@ -129,7 +134,7 @@ func serve(path, nodeName string, stderr io.Writer) int {
 		}
 		return err
 	}
-	n, err := node.New(cfg, node.Options{Logger: log, Registerer: reg})
+	n, err := node.New(cfg, node.Options{Logger: log, AccessLog: access, Registerer: reg})
 	if err != nil {
 		fmt.Fprintf(stderr, "outpost: %v\n", err)
 		return 1

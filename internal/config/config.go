@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -59,6 +60,13 @@ type LogConfig struct {
 	Level string `yaml:"level"`
 	// Format is json or text. Default json.
 	Format string `yaml:"format"`
+	// AccessBuffer gathers up to this much of the access log before
+	// writing it (see telemetry.Output); 0 writes each line at once.
+	// Default 64KiB.
+	AccessBuffer *units.Size `yaml:"access_buffer"`
+	// AccessFlush is the longest an access line waits in the buffer.
+	// Default 1s.
+	AccessFlush units.Duration `yaml:"access_flush"`
 }
 
 // RedisConfig points at an optional Redis server.
@@ -88,6 +96,13 @@ func (c *Config) SetDefaults() {
 	}
 	if c.Log.Format == "" {
 		c.Log.Format = "json"
+	}
+	if c.Log.AccessBuffer == nil {
+		b := units.Size(64 << 10)
+		c.Log.AccessBuffer = &b
+	}
+	if c.Log.AccessFlush == 0 {
+		c.Log.AccessFlush = units.Duration(time.Second)
 	}
 	c.Edge.SetDefaults()
 	c.Admin.SetDefaults()
@@ -136,6 +151,12 @@ func (c *Config) Validate() error {
 	case "json", "text":
 	default:
 		l.Addf("log.format", "unknown format %q (want json, text)", c.Log.Format)
+	}
+	if b := c.Log.AccessBuffer; b != nil && (*b < 0 || *b > 16<<20) {
+		l.Addf("log.access_buffer", "want 0 (off) to 16MiB, got %d", *b)
+	}
+	if f := c.Log.AccessFlush; f < 0 || f > units.Duration(time.Minute) {
+		l.Addf("log.access_flush", "want up to 1m, got %s", f)
 	}
 	names := map[string]bool{}
 	// Two nodes on one address would share a health URL and steered

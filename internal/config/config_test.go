@@ -114,6 +114,14 @@ func TestParseErrors(t *testing.T) {
 			},
 		},
 		{
+			name: "access log buffer and flush out of range",
+			src:  "log:\n  access_buffer: 64MiB\n  access_flush: 5m\n",
+			want: []string{
+				`outpost.yaml:2: log.access_buffer: want 0 (off) to 16MiB, got 67108864`,
+				`outpost.yaml:3: log.access_flush: want up to 1m, got 5m0s`,
+			},
+		},
+		{
 			name: "admin beyond loopback without token",
 			src:  "admin:\n  listen: 0.0.0.0:9090\n",
 			want: []string{`outpost.yaml:2: admin.listen: "0.0.0.0:9090" is not a loopback address, so admin.token is required`},

@@ -2,6 +2,7 @@
 package telemetry
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"strings"
@@ -36,4 +37,36 @@ func NewRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return reg
+}
+
+// NewLogs returns the process log and the access log (component=access),
+// both level and above in format, on out: the process log's lines and the
+// access log's warnings and errors at once, its request lines gathered.
+func NewLogs(out *Output, level, format string) (log, access *slog.Logger) {
+	log = NewLogger(out.Direct(), level, format)
+	gathered := NewLogger(out.Access(), level, format).Handler()
+	access = slog.New(splitHandler{info: gathered, warn: log.Handler()}).With("component", "access")
+	return log, access
+}
+
+// splitHandler hands records below warn to info, the rest to warn.
+type splitHandler struct{ info, warn slog.Handler }
+
+func (h splitHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.info.Enabled(ctx, l)
+}
+
+func (h splitHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelWarn {
+		return h.warn.Handle(ctx, r)
+	}
+	return h.info.Handle(ctx, r)
+}
+
+func (h splitHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return splitHandler{info: h.info.WithAttrs(as), warn: h.warn.WithAttrs(as)}
+}
+
+func (h splitHandler) WithGroup(name string) slog.Handler {
+	return splitHandler{info: h.info.WithGroup(name), warn: h.warn.WithGroup(name)}
 }
