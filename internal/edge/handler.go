@@ -160,7 +160,8 @@ func (h *Handler) finish(rec *recorder, r *http.Request, info *reqinfo.Info, sta
 // record ends a request's frame: the in-flight gauge, the route metrics,
 // the access log line.
 func (h *Handler) record(ctx context.Context, rec *recorder, method, host, path string, info *reqinfo.Info, start time.Time) {
-	d := time.Since(start)
+	end := time.Now()
+	d := end.Sub(start)
 	status := rec.status
 	if status == 0 {
 		status = http.StatusOK
@@ -171,6 +172,13 @@ func (h *Handler) record(ctx context.Context, rec *recorder, method, host, path 
 		h.Metrics.observe(route, status, d)
 	}
 	if h.AccessLog == nil {
+		return
+	}
+	// The handler directly, as Logger.LogAttrs would call it but without
+	// the caller's program counter, which it looks up on every call and
+	// no access line shows.
+	hd := h.AccessLog.Handler()
+	if !hd.Enabled(ctx, slog.LevelInfo) {
 		return
 	}
 	attrs := make([]slog.Attr, 0, 16)
@@ -189,7 +197,9 @@ func (h *Handler) record(ctx context.Context, rec *recorder, method, host, path 
 	for k, v := range info.Fields() {
 		attrs = append(attrs, slog.String(k, v))
 	}
-	h.AccessLog.LogAttrs(ctx, slog.LevelInfo, "request", attrs...)
+	r := slog.NewRecord(end, slog.LevelInfo, "request", 0)
+	r.AddAttrs(attrs...)
+	_ = hd.Handle(ctx, r)
 }
 
 // forwardedClient walks X-Forwarded-For from the right, skipping trusted

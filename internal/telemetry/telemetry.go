@@ -14,22 +14,23 @@ import (
 // NewLogger returns a slog logger writing level and above to w as JSON or
 // text.
 func NewLogger(w io.Writer, level, format string) *slog.Logger {
-	var lv slog.Level
-	switch strings.ToLower(level) {
-	case "debug":
-		lv = slog.LevelDebug
-	case "warn":
-		lv = slog.LevelWarn
-	case "error":
-		lv = slog.LevelError
-	default:
-		lv = slog.LevelInfo
-	}
-	opts := &slog.HandlerOptions{Level: lv}
+	opts := &slog.HandlerOptions{Level: parseLevel(level)}
 	if format == "text" {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+func parseLevel(level string) slog.Level {
+	switch strings.ToLower(level) {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
 }
 
 // NewRegistry returns a registry with the Go runtime and process collectors.
@@ -44,7 +45,10 @@ func NewRegistry() *prometheus.Registry {
 // access log's warnings and errors at once, its request lines gathered.
 func NewLogs(out *Output, level, format string) (log, access *slog.Logger) {
 	log = NewLogger(out.Direct(), level, format)
-	gathered := NewLogger(out.Access(), level, format).Handler()
+	var gathered slog.Handler = newJSONLines(out.Access(), &slog.HandlerOptions{Level: parseLevel(level)})
+	if format == "text" {
+		gathered = NewLogger(out.Access(), level, format).Handler()
+	}
 	access = slog.New(splitHandler{info: gathered, warn: log.Handler()}).With("component", "access")
 	return log, access
 }
