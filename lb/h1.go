@@ -74,6 +74,11 @@ var errTooMany1xx = errors.New("lb: backend sent too many informational (1xx) re
 type limitReader struct {
 	c    net.Conn
 	left int64
+	// late, when set, is told of a read that timed out: true if that was
+	// only a cut in the wait (see h1Body.late), and the read goes on.
+	// The readers above (bufio, a chunked body's) never see such a
+	// timeout, so none keeps it as its error.
+	late func() bool
 }
 
 func (l *limitReader) Read(p []byte) (int, error) {
@@ -84,8 +89,16 @@ func (l *limitReader) Read(p []byte) (int, error) {
 		p = p[:l.left]
 	}
 	n, err := l.c.Read(p)
+	for n == 0 && err != nil && l.late != nil && isTimeout(err) && l.late() {
+		n, err = l.c.Read(p)
+	}
 	l.left -= int64(n)
 	return n, err
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
 }
 
 func newH1Transport(base *http.Transport, dialer *net.Dialer, maxIdle int, idleFor, hdrWait time.Duration) *h1Transport {
@@ -324,7 +337,7 @@ func (pc *h1Conn) armHeader(until time.Time, w *headWait) {
 	}
 	if w != nil && w.watch != nil {
 		if soon := now.Add(w.after); d.IsZero() || soon.Before(d) {
-			w.until, w.cut = d, true
+			w.until, w.cut, w.soon = d, true, soon
 			d = soon
 		}
 	}
@@ -346,6 +359,7 @@ type headWait struct {
 	after time.Duration
 	until time.Time // the wait's real bound, when cut; zero: none
 	cut   bool      // armHeader cut the first wait at after
+	soon  time.Time // where it was cut
 	// reuse: the response is the pass lane's, which nothing keeps once
 	// relayed; it is parsed into the connection's reused one.
 	reuse bool
@@ -430,7 +444,13 @@ func (pc *h1Conn) awaitResponse(req *http.Request, got1xx func(int, textproto.MI
 			pc.abort() // canceled meanwhile: its deadline was just cleared
 		}
 	}
-	resp.Body = &h1Body{pc: pc, rc: resp.Body, stop: w.stop, eof: resp.Body == http.NoBody, reuse: !resp.Close, idle: idle, hold: reuse != nil}
+	body := &h1Body{pc: pc, rc: resp.Body, stop: w.stop, eof: resp.Body == http.NoBody, reuse: !resp.Close, idle: idle, hold: reuse != nil}
+	if w.cut {
+		// The head came before the watch was due; a body that keeps
+		// the request waiting past that is watched from then on.
+		body.watch, body.watchAt, body.ctx = w.watch, w.soon, w.ctx
+	}
+	resp.Body = body
 	return resp, nil
 }
 
@@ -450,17 +470,65 @@ type h1Body struct {
 	// (for its trailers): Close leaves the body be, and release, once
 	// the caller is done with the response, ends it.
 	hold bool
+	// watch, when set, is the head's watch, still due at watchAt: a
+	// read that waits for the backend past then starts it, and ctx's end
+	// aborts the body from then on (see PassRequest.Watch).
+	watch   func()
+	watchAt time.Time
+	ctx     context.Context
+	lateFn  func() bool // late, made once if needed
 }
 
 func (b *h1Body) Read(p []byte) (int, error) {
 	if b.done {
 		return 0, errors.New("lb: read on closed response body")
 	}
-	if b.idle > 0 && b.pc.br.Buffered() == 0 {
+	if b.pc.br.Buffered() == 0 {
 		// Only a read that goes to the socket can stall; a body already
-		// buffered (most small ones) costs no deadline.
-		b.pc.c.SetReadDeadline(time.Now().Add(b.idle))
+		// buffered (most small ones) costs no deadline and no watch.
+		if b.watch != nil {
+			return b.readCut(p)
+		}
+		if b.idle > 0 {
+			b.pc.c.SetReadDeadline(time.Now().Add(b.idle))
+			if b.ctx != nil && b.ctx.Err() != nil {
+				b.pc.abort() // ended meanwhile: its deadline was just replaced
+			}
+		}
 	}
+	return b.read(p)
+}
+
+// readCut is a read that goes to the socket while the watch is due at
+// watchAt: the wait is cut there (unless body_timeout ends it first), and
+// late starts the watch if the read is still waiting; a read once it is
+// due starts it at once.
+func (b *h1Body) readCut(p []byte) (int, error) {
+	now := time.Now()
+	if !now.Before(b.watchAt) {
+		b.late()
+		if b.ctx.Err() != nil {
+			b.pc.abort() // ended meanwhile: late just replaced its deadline
+		}
+		return b.read(p)
+	}
+	if b.idle > 0 && now.Add(b.idle).Before(b.watchAt) {
+		// body_timeout ends this wait first: no cut, and its timeout
+		// is a real one.
+		b.pc.c.SetReadDeadline(now.Add(b.idle))
+		return b.read(p)
+	}
+	b.pc.c.SetReadDeadline(b.watchAt)
+	if b.lateFn == nil {
+		b.lateFn = b.late // made here: most bodies never wait on the socket
+	}
+	b.pc.lr.late = b.lateFn
+	n, err := b.read(p)
+	b.pc.lr.late = nil
+	return n, err
+}
+
+func (b *h1Body) read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	if err == io.EOF {
 		b.eof = true
@@ -468,6 +536,27 @@ func (b *h1Body) Read(p []byte) (int, error) {
 		b.broke = true
 	}
 	return n, err
+}
+
+// late starts the watch that was due at watchAt, a read having waited
+// for the backend until then: the deadline first (as headWait.late: an
+// abort that comes once the cancellation is arranged sets its own, which
+// must stay), then ctx's abort, then the watch. False once started: the
+// timeout is then a real one.
+func (b *h1Body) late() bool {
+	if b.watch == nil {
+		return false
+	}
+	watch := b.watch
+	b.watch = nil
+	if b.idle > 0 {
+		b.pc.c.SetReadDeadline(time.Now().Add(b.idle))
+	} else {
+		b.pc.c.SetReadDeadline(time.Time{})
+	}
+	b.stop = context.AfterFunc(b.ctx, b.pc.abort)
+	watch()
+	return true
 }
 
 func (b *h1Body) Close() error {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"reflect"
@@ -80,12 +81,7 @@ func TestPassWatch(t *testing.T) {
 		case "/pause":
 			time.Sleep(300 * time.Millisecond)
 		case "/hang":
-			select {
-			case <-r.Context().Done():
-				gone <- true
-			case <-time.After(20 * time.Second):
-				gone <- false
-			}
+			reportGone(r, gone)
 			return
 		}
 		io.WriteString(w, "ok")
@@ -126,6 +122,104 @@ func TestPassWatch(t *testing.T) {
 		t.Fatal("the backend request ran on after the context ended")
 	}
 	if st := backendStatus(p, "b0"); st.Failures != 0 || st.Ejections != 0 {
+		t.Fatalf("the backend was blamed: %+v", st)
+	}
+}
+
+// TestPassWatchBody: the watch that a fast head left due starts when the
+// body keeps the request waiting past it — a stream paused for 300 ms —
+// and not for a body that comes in pieces quickly; the pause does not
+// break the body (the cut's timeout is not an error of the chunked
+// reader's), and the connection is reused after it. A body_timeout
+// shorter than the cut still ends a stalled body, unwatched. And a body
+// stalled for good is aborted by the context's end, the backend not
+// blamed.
+func TestPassWatchBody(t *testing.T) {
+	gone := make(chan bool, 1)
+	var mu sync.Mutex
+	peers := map[string]bool{}
+	b := startBackend(t, "b0", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		peers[r.RemoteAddr] = true
+		mu.Unlock()
+		f := w.(http.Flusher)
+		var pause time.Duration
+		switch r.URL.Path {
+		case "/pieces":
+			pause = 10 * time.Millisecond
+		case "/paused":
+			pause = 300 * time.Millisecond
+		case "/stalled":
+			io.WriteString(w, "first;")
+			f.Flush()
+			reportGone(r, gone)
+			return
+		}
+		for i := range 3 { // chunked: no Content-Length, flushed
+			fmt.Fprintf(w, "part%d;", i)
+			f.Flush()
+			if i < 2 {
+				time.Sleep(pause)
+			}
+		}
+	})
+	m := NewMetrics(prometheus.NewRegistry())
+	p := newTestPool(t, poolConfig(PolicyRoundRobin, b), Options{Metrics: m})
+	pass := func(path string, ctx context.Context, bodyTimeout time.Duration) (watched int, body string, err error) {
+		pr := &PassRequest{Method: http.MethodGet, Target: path, Ctx: ctx, Watch: func() { watched++ }, BodyTimeout: bodyTimeout,
+			WriteFields: func(bw *bufio.Writer) { bw.WriteString("Host: pool.test\r\n\r\n") }}
+		err = p.Pass(pr, func(res *http.Response) error {
+			b, err := io.ReadAll(res.Body)
+			body = string(b)
+			return err
+		})
+		return watched, body, err
+	}
+	for _, tc := range []struct {
+		path        string
+		bodyTimeout time.Duration
+		watched     int
+	}{{"/pieces", time.Minute, 0}, {"/paused", time.Minute, 1}, {"/paused", 0, 1}, {"/pieces", time.Minute, 0}} {
+		n, body, err := pass(tc.path, t.Context(), tc.bodyTimeout)
+		if err != nil || body != "part0;part1;part2;" || n != tc.watched {
+			t.Fatalf("%s (body_timeout %s): body %q, watched %d times, err %v; want the whole body, watched %d times",
+				tc.path, tc.bodyTimeout, body, n, err, tc.watched)
+		}
+	}
+	if len(peers) != 1 {
+		t.Errorf("%d backend connections for four requests in turn: a paused body cost its connection", len(peers))
+	}
+	if n, _, err := pass("/paused", t.Context(), 50*time.Millisecond); err == nil || n != 0 {
+		t.Fatalf("a 300 ms pause under a 50 ms body_timeout: watched %d times, err %v; want a timeout, unwatched", n, err)
+	}
+	before := backendStatus(p, "b0").Failures // the timeout above was the backend's
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	watched := make(chan struct{})
+	read := make(chan string, 1)
+	go func() {
+		pr := &PassRequest{Method: http.MethodGet, Target: "/stalled", Ctx: ctx, Watch: func() { close(watched) }, BodyTimeout: time.Minute,
+			WriteFields: func(bw *bufio.Writer) { bw.WriteString("Host: pool.test\r\n\r\n") }}
+		done <- p.Pass(pr, func(res *http.Response) error {
+			buf := make([]byte, 64)
+			n, _ := res.Body.Read(buf)
+			read <- string(buf[:n])
+			_, err := io.ReadAll(res.Body)
+			return err
+		})
+	}()
+	if got := <-read; got != "first;" {
+		t.Fatalf("first read %q", got)
+	}
+	<-watched
+	cancel() // what the watch does when the client hangs up
+	if err := <-done; err == nil {
+		t.Fatal("a body aborted mid-way relayed whole")
+	}
+	if !<-gone {
+		t.Fatal("the backend request ran on after the context ended")
+	}
+	if st := backendStatus(p, "b0"); st.Failures != before || st.Ejections != 0 {
 		t.Fatalf("the backend was blamed: %+v", st)
 	}
 }
@@ -179,5 +273,15 @@ func TestPassReusedResponse(t *testing.T) {
 	}
 	if len(peers) != 1 {
 		t.Fatalf("%d backend connections, want the one reused", len(peers))
+	}
+}
+
+// reportGone waits for r's end, up to 20 s, and says whether it came.
+func reportGone(r *http.Request, gone chan<- bool) {
+	select {
+	case <-r.Context().Done():
+		gone <- true
+	case <-time.After(20 * time.Second):
+		gone <- false
 	}
 }

@@ -656,6 +656,71 @@ func testPassLaneClientGone(t *testing.T, proto string) {
 	// The lane counts the abandoned request once it has unwound, which
 	// may be after the client's next request was answered.
 	waitFor(t, "3 requests counted on the lane", func() bool { return passLaneCount(t, reg) == 3 })
+	expectNotBlamed(t, reg)
+}
+
+// A client that leaves while the backend streams its body slowly (server-
+// sent events, a long poll answered in parts) ends the backend request,
+// as one that leaves before the head does: the lane watches a body that
+// has kept the request waiting from 100 ms on. The backend is not blamed.
+func TestPassLaneClientGoneMidBody(t *testing.T) {
+	for _, proto := range []string{"http", "https", "h2"} {
+		t.Run(proto, func(t *testing.T) { testPassLaneClientGoneMidBody(t, proto) })
+	}
+}
+
+func testPassLaneClientGoneMidBody(t *testing.T, proto string) {
+	canceled := make(chan bool, 1)
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/stream" {
+			io.WriteString(w, "ok")
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: first\n\n")
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+			canceled <- true
+		case <-time.After(20 * time.Second):
+			canceled <- false
+		}
+	}))
+	t.Cleanup(backend.Close)
+	reg := prometheus.NewRegistry()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, plain := startNodeWith(t, passNodeConfig(t, backend.URL, "true", true), Options{EdgeListener: ln, Registerer: reg})
+	base, rt := laneClient(t, n, plain, proto)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/stream", nil)
+	req.Host = "app.test"
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := make([]byte, len("data: first\n\n"))
+	if _, err := io.ReadFull(resp.Body, first); err != nil || string(first) != "data: first\n\n" {
+		t.Fatalf("first event %q, %v", first, err)
+	}
+	cancel() // the transport resets the stream, or closes the connection
+	resp.Body.Close()
+	if !<-canceled {
+		t.Fatal("the backend request ran on after the client left")
+	}
+	if ex := doExchange(t, rt, base, "GET", "/ok", nil); ex.status != 200 {
+		t.Fatalf("after the client left: status %d", ex.status)
+	}
+	waitFor(t, "2 requests counted on the lane", func() bool { return passLaneCount(t, reg) == 2 })
+	expectNotBlamed(t, reg)
+}
+
+// expectNotBlamed fails if the pool counted an error against a backend.
+func expectNotBlamed(t *testing.T, reg *prometheus.Registry) {
+	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
