@@ -323,9 +323,9 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 
 // armHeader bounds the wait for a response header — the per-try timeout,
 // or until when that comes first (zero: no such bound) — and resets the
-// header budget, before a request is written. With w, the first wait is
-// cut at w.after if that comes sooner, and the bound kept in w.until for
-// awaitResponse.
+// header budget, before a request is written. With a watch due in w, the
+// first wait is cut at watchAfter if that comes sooner (w.due.at), and
+// the bound kept in w.until for awaitResponse.
 func (pc *h1Conn) armHeader(until time.Time, w *headWait) {
 	var d time.Time
 	now := time.Now()
@@ -335,9 +335,9 @@ func (pc *h1Conn) armHeader(until time.Time, w *headWait) {
 	if !until.IsZero() && (d.IsZero() || until.Before(d)) {
 		d = until
 	}
-	if w != nil && w.watch != nil {
-		if soon := now.Add(w.after); d.IsZero() || soon.Before(d) {
-			w.until, w.cut, w.soon = d, true, soon
+	if w != nil && w.due.watch != nil {
+		if soon := now.Add(watchAfter); d.IsZero() || soon.Before(d) {
+			w.until, w.due.at = d, soon
 			d = soon
 		}
 	}
@@ -351,34 +351,52 @@ type headWait struct {
 	// stop ends the request's cancellation (see context.AfterFunc); the
 	// body calls it.
 	stop func() bool
-	// ctx is the request's; watch, when set, is called once the backend
-	// has not begun to answer after the duration after, and only then is
-	// ctx's cancellation arranged (see PassRequest.Watch).
-	ctx   context.Context
-	watch func()
-	after time.Duration
-	until time.Time // the wait's real bound, when cut; zero: none
-	cut   bool      // armHeader cut the first wait at after
-	soon  time.Time // where it was cut
+	ctx  context.Context // the request's
+	due  dueWatch        // a pass-lane request's watch, not started yet
+	// until is the wait's real bound when armHeader cut it at due.at;
+	// zero: none.
+	until time.Time
 	// reuse: the response is the pass lane's, which nothing keeps once
 	// relayed; it is parsed into the connection's reused one.
 	reuse bool
+}
+
+// dueWatch is a pass-lane request's watch (PassRequest.Watch) until it
+// starts: at watchAfter from the request's sending, if a read is still
+// waiting for the backend then — for the head (headWait) or, when the
+// head came sooner, for the body (h1Body). watch is nil once started, or
+// when the request has none; at is zero when the wait was not cut.
+type dueWatch struct {
+	watch func()
+	at    time.Time
+}
+
+// pending reports whether a wait is to be cut at d.at to start the watch.
+func (d *dueWatch) pending() bool { return d.watch != nil && !d.at.IsZero() }
+
+// start starts the watch: pc's read deadline becomes until (zero: none),
+// then ctx's end aborts pc, then the caller watches for its client
+// leaving. The deadline comes first: an abort that comes once the
+// cancellation is arranged sets its own, which must stay. It returns the
+// cancellation's stop.
+func (d *dueWatch) start(pc *h1Conn, ctx context.Context, until time.Time) (stop func() bool) {
+	watch := d.watch
+	d.watch = nil
+	pc.c.SetReadDeadline(until)
+	stop = context.AfterFunc(ctx, pc.abort)
+	watch()
+	return stop
 }
 
 // late is called when the wait for the head timed out: false if that was
 // its real bound; else the request is watched from now on, and the wait
 // goes on until the real bound.
 func (w *headWait) late(pc *h1Conn) bool {
-	if !w.cut {
+	if !w.due.pending() {
 		return false
 	}
-	w.cut = false
-	// The deadline first: an abort that comes once the cancellation is
-	// arranged sets its own, which must stay.
-	pc.c.SetReadDeadline(w.until)
 	pc.armed = !w.until.IsZero()
-	w.stop = context.AfterFunc(w.ctx, pc.abort)
-	w.watch()
+	w.stop = w.due.start(pc, w.ctx, w.until)
 	return true
 }
 
@@ -393,11 +411,10 @@ func (pc *h1Conn) awaitResponse(req *http.Request, got1xx func(int, textproto.MI
 		if err == nil {
 			break
 		}
-		ne, ok := err.(net.Error)
-		if ok && ne.Timeout() && w.late(pc) {
+		if isTimeout(err) && w.late(pc) {
 			continue
 		}
-		if ok && ne.Timeout() {
+		if isTimeout(err) {
 			// The per-try timeout: the backend has the request and is
 			// slow, the connection was not stale. Like http.Transport's
 			// ResponseHeaderTimeout, this is not repeated here.
@@ -444,13 +461,10 @@ func (pc *h1Conn) awaitResponse(req *http.Request, got1xx func(int, textproto.MI
 			pc.abort() // canceled meanwhile: its deadline was just cleared
 		}
 	}
-	body := &h1Body{pc: pc, rc: resp.Body, stop: w.stop, eof: resp.Body == http.NoBody, reuse: !resp.Close, idle: idle, hold: reuse != nil}
-	if w.cut {
-		// The head came before the watch was due; a body that keeps
-		// the request waiting past that is watched from then on.
-		body.watch, body.watchAt, body.ctx = w.watch, w.soon, w.ctx
-	}
-	resp.Body = body
+	// A watch still due goes to the body: the head came sooner, and a
+	// body that keeps the request waiting past then is watched.
+	resp.Body = &h1Body{pc: pc, rc: resp.Body, stop: w.stop, eof: resp.Body == http.NoBody, reuse: !resp.Close, idle: idle, hold: reuse != nil,
+		ctx: w.ctx, due: w.due}
 	return resp, nil
 }
 
@@ -469,14 +483,10 @@ type h1Body struct {
 	// reusedResponse), which the caller reads after closing the body
 	// (for its trailers): Close leaves the body be, and release, once
 	// the caller is done with the response, ends it.
-	hold bool
-	// watch, when set, is the head's watch, still due at watchAt: a
-	// read that waits for the backend past then starts it, and ctx's end
-	// aborts the body from then on (see PassRequest.Watch).
-	watch   func()
-	watchAt time.Time
-	ctx     context.Context
-	lateFn  func() bool // late, made once if needed
+	hold   bool
+	ctx    context.Context // the request's
+	due    dueWatch        // the head's watch, if still due
+	lateFn func() bool     // late, made once if needed
 }
 
 func (b *h1Body) Read(p []byte) (int, error) {
@@ -486,7 +496,7 @@ func (b *h1Body) Read(p []byte) (int, error) {
 	if b.pc.br.Buffered() == 0 {
 		// Only a read that goes to the socket can stall; a body already
 		// buffered (most small ones) costs no deadline and no watch.
-		if b.watch != nil {
+		if b.due.pending() {
 			return b.readCut(p)
 		}
 		if b.idle > 0 {
@@ -499,26 +509,26 @@ func (b *h1Body) Read(p []byte) (int, error) {
 	return b.read(p)
 }
 
-// readCut is a read that goes to the socket while the watch is due at
-// watchAt: the wait is cut there (unless body_timeout ends it first), and
-// late starts the watch if the read is still waiting; a read once it is
-// due starts it at once.
+// readCut is a read that goes to the socket while the watch is due: the
+// wait is cut at due.at (unless body_timeout ends it first), and late
+// starts the watch if the read is still waiting; a read once it is due
+// starts it at once.
 func (b *h1Body) readCut(p []byte) (int, error) {
 	now := time.Now()
-	if !now.Before(b.watchAt) {
+	if !now.Before(b.due.at) {
 		b.late()
 		if b.ctx.Err() != nil {
 			b.pc.abort() // ended meanwhile: late just replaced its deadline
 		}
 		return b.read(p)
 	}
-	if b.idle > 0 && now.Add(b.idle).Before(b.watchAt) {
+	if b.idle > 0 && now.Add(b.idle).Before(b.due.at) {
 		// body_timeout ends this wait first: no cut, and its timeout
 		// is a real one.
 		b.pc.c.SetReadDeadline(now.Add(b.idle))
 		return b.read(p)
 	}
-	b.pc.c.SetReadDeadline(b.watchAt)
+	b.pc.c.SetReadDeadline(b.due.at)
 	if b.lateFn == nil {
 		b.lateFn = b.late // made here: most bodies never wait on the socket
 	}
@@ -538,24 +548,18 @@ func (b *h1Body) read(p []byte) (int, error) {
 	return n, err
 }
 
-// late starts the watch that was due at watchAt, a read having waited
-// for the backend until then: the deadline first (as headWait.late: an
-// abort that comes once the cancellation is arranged sets its own, which
-// must stay), then ctx's abort, then the watch. False once started: the
-// timeout is then a real one.
+// late starts the watch that was due, a read having waited for the
+// backend until then; the read goes on under body_timeout. False once
+// started: the timeout is then a real one.
 func (b *h1Body) late() bool {
-	if b.watch == nil {
+	if !b.due.pending() {
 		return false
 	}
-	watch := b.watch
-	b.watch = nil
+	var until time.Time
 	if b.idle > 0 {
-		b.pc.c.SetReadDeadline(time.Now().Add(b.idle))
-	} else {
-		b.pc.c.SetReadDeadline(time.Time{})
+		until = time.Now().Add(b.idle)
 	}
-	b.stop = context.AfterFunc(b.ctx, b.pc.abort)
-	watch()
+	b.stop = b.due.start(b.pc, b.ctx, until)
 	return true
 }
 

@@ -206,12 +206,12 @@ func (t *h1Transport) pass(b *Backend, pr *PassRequest, req *http.Request, deadl
 		}
 		// Cancellation unblocks the reads below, and the body's; a
 		// connection it touched is never reused.
-		w := headWait{stop: noStop, reuse: true}
+		w := headWait{stop: noStop, reuse: true, ctx: pr.Ctx}
 		switch {
 		case pr.Ctx != nil && pr.Watch != nil:
-			w.watch, w.ctx, w.after = pr.Watch, pr.Ctx, watchAfter
+			w.due.watch = pr.Watch
 		case pr.Ctx != nil:
-			w.ctx, w.stop = pr.Ctx, context.AfterFunc(pr.Ctx, pc.abort)
+			w.stop = context.AfterFunc(pr.Ctx, pc.abort)
 		}
 		pc.armHeader(deadline, &w)
 		bw := pc.bw
