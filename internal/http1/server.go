@@ -525,16 +525,14 @@ func (c *conn) serve() {
 		}
 		if token != nil {
 			served, keep := c.pass(&h, start, token, c.br.Buffered() > n)
+			if !keep {
+				return
+			}
 			if served {
 				c.br.Discard(n)
 				// The lane keeps nothing of the fields once it answered:
 				// the next request's go into the same map.
 				c.reqHdr = h.header
-			}
-			if !keep {
-				return
-			}
-			if served {
 				continue
 			}
 		}
@@ -791,11 +789,11 @@ func (c *conn) pass(h *head, start time.Time, token any, pipelined bool) (served
 	defer clear(c.laneHdr)
 	c.passed = Pass{Method: h.method, Target: h.target, Host: h.host, Header: h.header, RemoteAddr: c.remote, Peer: c.peer, TLS: c.tls != nil, Conn: c.ctx,
 		c: c, start: start, watchable: !pipelined}
-	if !c.s.Passer.Pass(w, &c.passed, token) {
-		c.disarm()
+	served = c.s.Passer.Pass(w, &c.passed, token)
+	c.disarm()
+	if !served {
 		return false, !c.gone
 	}
-	c.disarm()
 	w.finish()
 	if w.err != nil || w.closeAfter || c.gone {
 		return true, false
