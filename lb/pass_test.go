@@ -136,12 +136,9 @@ func TestPassWatch(t *testing.T) {
 // blamed.
 func TestPassWatchBody(t *testing.T) {
 	gone := make(chan bool, 1)
-	var mu sync.Mutex
-	peers := map[string]bool{}
+	var peers connSet
 	b := startBackend(t, "b0", func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		peers[r.RemoteAddr] = true
-		mu.Unlock()
+		peers.add(r)
 		f := w.(http.Flusher)
 		var pause time.Duration
 		switch r.URL.Path {
@@ -186,8 +183,8 @@ func TestPassWatchBody(t *testing.T) {
 				tc.path, tc.bodyTimeout, body, n, err, tc.watched)
 		}
 	}
-	if len(peers) != 1 {
-		t.Errorf("%d backend connections for four requests in turn: a paused body cost its connection", len(peers))
+	if n := peers.len(); n != 1 {
+		t.Errorf("%d backend connections for four requests in turn: a paused body cost its connection", n)
 	}
 	if n, _, err := pass("/paused", t.Context(), 50*time.Millisecond); err == nil || n != 0 {
 		t.Fatalf("a 300 ms pause under a 50 ms body_timeout: watched %d times, err %v; want a timeout, unwatched", n, err)
@@ -228,12 +225,9 @@ func TestPassWatchBody(t *testing.T) {
 // response and header map, so nothing of one may show in the next: each
 // relay sees only its own response's fields.
 func TestPassReusedResponse(t *testing.T) {
-	var mu sync.Mutex
-	peers := map[string]bool{}
+	var peers connSet
 	b := startBackend(t, "b0", func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		peers[r.RemoteAddr] = true
-		mu.Unlock()
+		peers.add(r)
 		if r.URL.Path == "/one" {
 			w.Header().Set("X-One", "1")
 			w.Header().Add("X-Many", "a")
@@ -271,8 +265,8 @@ func TestPassReusedResponse(t *testing.T) {
 			t.Fatalf("request %d (%s): fields %v, body %q, err %v; want %v", i, want.path, got, body, err, want.hdr)
 		}
 	}
-	if len(peers) != 1 {
-		t.Fatalf("%d backend connections, want the one reused", len(peers))
+	if n := peers.len(); n != 1 {
+		t.Fatalf("%d backend connections, want the one reused", n)
 	}
 }
 
@@ -284,4 +278,25 @@ func reportGone(r *http.Request, gone chan<- bool) {
 	case <-time.After(20 * time.Second):
 		gone <- false
 	}
+}
+
+// connSet is the set of client connections a backend saw.
+type connSet struct {
+	mu sync.Mutex
+	m  map[string]bool
+}
+
+func (c *connSet) add(r *http.Request) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]bool{}
+	}
+	c.m[r.RemoteAddr] = true
+}
+
+func (c *connSet) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.m)
 }

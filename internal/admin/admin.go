@@ -16,7 +16,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"strings"
 	"time"
 
@@ -311,10 +310,8 @@ var ErrNoToken = errors.New("admin: refusing to listen on a non-loopback address
 // a name ("localhost") is judged by what it resolved to, so a hosts file
 // that maps it elsewhere cannot open a tokenless API beyond the machine.
 func CheckListener(ln net.Listener, token string) error {
-	if token != "" {
-		return nil
-	}
-	if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil && ap.Addr().Unmap().IsLoopback() {
+	host, _, err := net.SplitHostPort(ln.Addr().String())
+	if token != "" || err == nil && isLoopback(host) {
 		return nil
 	}
 	return fmt.Errorf("%w (bound %s)", ErrNoToken, ln.Addr())
