@@ -159,7 +159,26 @@ func serve(path, nodeName string, stderr io.Writer) int {
 	if c := n.Cache(); c != nil {
 		targets = append(targets, admin.PurgeTarget{Node: n.Name(), Cache: c})
 	}
-	adm.Handle("POST /v1/purge", admin.PurgeHandler(targets, fan))
+	var relay admin.Relay // nil: this node purges only itself
+	stopStream := func() {}
+	if fan != nil {
+		relay = fan
+	}
+	if cfg.UsesPurgeStream() {
+		stream := purgeStream(cfg, n, targets, fan, log)
+		if err := stream.Register(reg); err != nil {
+			fmt.Fprintf(stderr, "outpost: %v\n", err)
+			return 1
+		}
+		ctx, stop := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); stream.Run(ctx) }()
+		// Stopped before the node closes its Redis client.
+		stopStream = sync.OnceFunc(func() { stop(); <-done })
+		defer stopStream()
+		relay = stream
+	}
+	adm.Handle("POST /v1/purge", admin.PurgeHandler(targets, relay))
 
 	if err := admin.CheckListen(cfg.Admin.Listen, cfg.Admin.Token); err != nil {
 		fmt.Fprintf(stderr, "outpost: %v\n", err)
@@ -197,6 +216,7 @@ func serve(path, nodeName string, stderr io.Writer) int {
 		break
 	}
 	drain(n, sigs, log)
+	stopStream()
 	ctx, cancel := context.WithTimeout(context.Background(), n.Config().Edge.ShutdownTimeout.D())
 	defer cancel()
 	code := 0
@@ -304,6 +324,20 @@ func peerFanout(cfg *config.Config, log *slog.Logger) (*cluster.Fanout, error) {
 		return nil, err
 	}
 	return cluster.NewFanout(cfg.Node, peers, cfg.Admin.Token, filepath.Join(cfg.DataDir, "fanout.db"), log.With("component", "fanout"))
+}
+
+// purgeStream returns the Redis purge stream between cfg's nodes (see
+// cluster.PurgeStream), applying other nodes' purges to targets and
+// falling back to fan (which may be nil) when Redis cannot take one.
+func purgeStream(cfg *config.Config, n *node.Node, targets []admin.PurgeTarget, fan *cluster.Fanout, log *slog.Logger) *cluster.PurgeStream {
+	var peers []string
+	for _, nd := range cfg.Nodes {
+		if nd.Name != cfg.Node {
+			peers = append(peers, nd.Name)
+		}
+	}
+	return cluster.NewPurgeStream(n.Redis(), cfg.Node, peers, filepath.Join(cfg.DataDir, "purge-stream.pos"),
+		admin.ApplyPurge(targets), fan, log.With("component", "purge-stream"))
 }
 
 // newAdmin builds the admin API with the endpoints every process has, and

@@ -77,6 +77,25 @@ type RedisConfig struct {
 	Password string `yaml:"password"`
 	// DB number. Default 0.
 	DB int `yaml:"db"`
+	// PurgeStream carries purges between the nodes through a Redis stream
+	// (DESIGN §4), so a node that was offline catches up from Redis
+	// whether or not the node that took the purge is up. Default true;
+	// false keeps purges on the admin API fan-out. Only with addr set, a
+	// named node and other nodes listed.
+	PurgeStream *bool `yaml:"purge_stream"`
+}
+
+// UsesPurgeStream reports whether purges travel through the Redis stream.
+func (c *Config) UsesPurgeStream() bool {
+	if c.Redis.Addr == "" || c.Node == "" || (c.Redis.PurgeStream != nil && !*c.Redis.PurgeStream) {
+		return false
+	}
+	for _, n := range c.Nodes {
+		if n.Name != c.Node {
+			return true
+		}
+	}
+	return false
 }
 
 // Route is one `routes:` entry: the edge's match and upstream, plus the

@@ -66,7 +66,7 @@ func (c *Config) UsesGateway() bool {
 // key store, DNS runtime records, certificates, the purge fan-out queue,
 // or a cache stored under it.
 func (c *Config) UsesDataDir() bool {
-	if c.UsesGateway() || c.DNS != nil || c.TLS.Enabled {
+	if c.UsesGateway() || c.DNS != nil || c.TLS.Enabled || c.UsesPurgeStream() {
 		return true
 	}
 	if c.UsesCache() {

@@ -276,6 +276,9 @@ func (n *Node) Pools() map[string]*lb.Pool {
 // Cache returns the node's cache, or nil.
 func (n *Node) Cache() *cdn.Cache { return n.sub.cache }
 
+// Redis returns the node's Redis client, or nil without redis.addr.
+func (n *Node) Redis() redis.UniversalClient { return n.sub.redis }
+
 // DNS returns the node's DNS server, or nil.
 func (n *Node) DNS() *dns.Server { return n.sub.dns }
 
