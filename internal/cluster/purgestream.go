@@ -134,6 +134,9 @@ func (s *PurgeStream) Send(ctx context.Context, path string, body []byte) map[st
 		if left < time.Millisecond {
 			break
 		}
+		// BLPOP waits whole seconds (go-redis would log a shorter wait
+		// and round it up anyway).
+		left = max(left.Truncate(time.Second), time.Second)
 		v, err := s.rdb.BLPop(wait, left, s.Key+":ack:"+id).Result()
 		if err != nil {
 			if !errors.Is(err, redis.Nil) && wait.Err() == nil {
