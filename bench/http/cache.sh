@@ -20,6 +20,13 @@
 #              it) or copied through a buffer (off: Outpost's
 #              edge.sendfile false, nginx's `sendfile off`; Varnish always
 #              copies). Compare like with like.
+#              LOWAT=16KiB: Outpost's edge.notsent_lowat (TCP_NOTSENT_LOWAT
+#              on its client connections; 16KiB is its default, 0 the
+#              kernel's setting). nginx and Varnish cannot set it per
+#              socket; KERNEL_LOWAT=BYTES sets the system-wide
+#              net.ipv4.tcp_notsent_lowat for the run (root; restored at
+#              exit), which they then use — with LOWAT=0 Outpost too.
+#              Compare like with like: see docs/cache.md.
 # Outpost runs without its access log, as nginx and Varnish run here without
 # logging. Needs: go, curl, wrk, nginx, varnish (Debian packages; installed
 # with apt-get when missing and running as root).
@@ -34,6 +41,8 @@ PEERS=${PEERS-"nginx varnish"}
 BIG=${BIG:-0}
 BASE_PORT=${BASE_PORT:-18180}
 SENDFILE=${SENDFILE:-on}
+LOWAT=${LOWAT:-16KiB}
+KERNEL_LOWAT=${KERNEL_LOWAT:-}
 case $SENDFILE in
 on) OUTPOST_SENDFILE=true ;;
 off) OUTPOST_SENDFILE=false ;;
@@ -50,14 +59,24 @@ declare -A ADDR=(
 cd "$(dirname "$0")/../.."
 WORK=$(mktemp -d /tmp/outpost-cachebench.XXXXXX)
 PIDS=()
+OLD_LOWAT=
 cleanup() {
 	for pid in "${PIDS[@]}"; do
 		kill "$pid" 2>/dev/null || true
 	done
 	wait 2>/dev/null || true
 	rm -rf "$WORK"
+	if [ -n "$OLD_LOWAT" ]; then
+		sysctl -qw net.ipv4.tcp_notsent_lowat="$OLD_LOWAT" || true
+	fi
 }
 trap cleanup EXIT INT TERM
+
+if [ -n "$KERNEL_LOWAT" ]; then
+	OLD_LOWAT=$(sysctl -n net.ipv4.tcp_notsent_lowat)
+	sysctl -qw net.ipv4.tcp_notsent_lowat="$KERNEL_LOWAT"
+	echo "net.ipv4.tcp_notsent_lowat=$KERNEL_LOWAT for this run (was $OLD_LOWAT)" >&2
+fi
 
 . bench/lib.sh
 need wrk wrk
@@ -92,7 +111,7 @@ wait_port() { # addr
 wait_port "$ORIGIN"
 
 "$WORK/outpost" proxy --listen "${ADDR[outpost]}" --origin "http://$ORIGIN" \
-	--cache-dir "$WORK/outpost-cache" --cache-size 8GiB --access-log=false --sendfile="$OUTPOST_SENDFILE" >"$WORK/outpost.log" 2>&1 & PIDS+=($!)
+	--cache-dir "$WORK/outpost-cache" --cache-size 8GiB --access-log=false --sendfile="$OUTPOST_SENDFILE" --notsent-lowat="$LOWAT" >"$WORK/outpost.log" 2>&1 & PIDS+=($!)
 OUTPOST_PID=$!
 declare -A PID=([outpost]=$OUTPOST_PID)
 

@@ -39,6 +39,7 @@ func proxyCommand() *command {
 			fs.BoolVar(&o.accessLog, "access-log", true, "write a JSON access log line per request to stderr")
 			fs.BoolVar(&o.fastHTTP1, "fast-http1", true, "serve HTTP/1.1 with Outpost's own server (false: net/http serves everything; config edge.fast_http1)")
 			fs.BoolVar(&o.sendfile, "sendfile", true, "send cached files with sendfile(2) (false: copy them through a buffer, as nginx's sendfile off; config edge.sendfile)")
+			fs.StringVar(&o.notsentLowat, "notsent-lowat", "16KiB", "keep at most `SIZE` of a response queued in the kernel beyond what TCP sent (TCP_NOTSENT_LOWAT; 0: the kernel's setting; config edge.notsent_lowat)")
 			return func([]string) int { return runProxy(o) }
 		},
 	}
@@ -46,6 +47,7 @@ func proxyCommand() *command {
 
 type proxyOpts struct {
 	listen, cacheDir, cacheSize, policy, healthPath, adminAddr, token string
+	notsentLowat                                                      string
 	origins                                                           stringList
 	noCache, accessLog, fastHTTP1, sendfile                           bool
 }
@@ -68,7 +70,7 @@ func proxyConfig(o proxyOpts) ([]byte, error) {
 	doc := map[string]any{
 		"node":     "proxy",
 		"log":      map[string]any{"level": "info"},
-		"edge":     map[string]any{"listen": o.listen, "access_log": o.accessLog, "fast_http1": o.fastHTTP1, "sendfile": o.sendfile},
+		"edge":     map[string]any{"listen": o.listen, "access_log": o.accessLog, "fast_http1": o.fastHTTP1, "sendfile": o.sendfile, "notsent_lowat": o.notsentLowat},
 		"pools":    map[string]any{"origin": pool},
 		"routes":   []any{route},
 		"data_dir": filepath.Join(os.TempDir(), "outpost-proxy"),

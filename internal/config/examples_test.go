@@ -379,7 +379,7 @@ func TestExampleErrorsNameFileLineField(t *testing.T) {
 		want     string // "%d" is the line of old
 	}{
 		{"unknown key", "  access_log: true ", "  access_logs: true ",
-			`outpost.example.yaml:%d: edge.access_logs: unknown key "access_logs" (want one of access_log, client_body_timeout, fast_http1, fast_http2, idle_timeout, listen, max_connections, max_header_bytes, read_header_timeout, read_timeout, send_timeout, sendfile, shutdown_delay, shutdown_timeout, trusted_proxies, via, write_timeout)`},
+			`outpost.example.yaml:%d: edge.access_logs: unknown key "access_logs" (want one of access_log, client_body_timeout, fast_http1, fast_http2, idle_timeout, listen, max_connections, max_header_bytes, notsent_lowat, read_header_timeout, read_timeout, send_timeout, sendfile, shutdown_delay, shutdown_timeout, trusted_proxies, via, write_timeout)`},
 		{"duration without unit", "  idle_timeout: 120s ", "  idle_timeout: 120 ",
 			`outpost.example.yaml:%d: edge.idle_timeout: want a duration such as "30s" or "5m", got "120"`},
 		{"pool policy typo", "    policy: consistent_hash\n", "    policy: round-robbin\n",

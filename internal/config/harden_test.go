@@ -137,6 +137,11 @@ func TestHardenedParseErrors(t *testing.T) {
 			want: []string{`outpost.yaml:3: redis.db: must not be negative, got -1`},
 		},
 		{
+			name: "notsent_lowat over 1GiB",
+			src:  "edge:\n  notsent_lowat: 2GiB\n",
+			want: []string{`outpost.yaml:2: edge.notsent_lowat: want 0 (the kernel's setting) up to 1GiB, got 2147483648`},
+		},
+		{
 			name: "unquoted variable in a flow list",
 			src:  "edge:\n  trusted_proxies: [${S}]\n",
 			env:  map[string]string{"S": "10.0.0.0/8"},

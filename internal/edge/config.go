@@ -67,7 +67,19 @@ type Config struct {
 	// socket. false copies them through a buffer instead (nginx's
 	// `sendfile off`; see CopyBodies). Default true.
 	Sendfile *bool `yaml:"sendfile"`
+	// NotsentLowat bounds the bytes a client connection keeps queued in
+	// the kernel beyond what TCP has sent (TCP_NOTSENT_LOWAT, Linux):
+	// large bodies are written as the connection drains instead of
+	// filling its send buffer. "0" leaves the kernel's setting
+	// (net.ipv4.tcp_notsent_lowat). Default DefaultNotsentLowat.
+	NotsentLowat *units.Size `yaml:"notsent_lowat"`
 }
+
+// DefaultNotsentLowat is edge.notsent_lowat's default (see NotsentLowat).
+const DefaultNotsentLowat = 16 << 10
+
+// maxNotsentLowat bounds edge.notsent_lowat: the kernel takes an int.
+const maxNotsentLowat = 1 << 30
 
 // SetDefaults fills unset fields.
 func (c *Config) SetDefaults() {
@@ -108,6 +120,10 @@ func (c *Config) SetDefaults() {
 		t := true
 		c.Sendfile = &t
 	}
+	if c.NotsentLowat == nil {
+		v := units.Size(DefaultNotsentLowat)
+		c.NotsentLowat = &v
+	}
 }
 
 // Validate checks the section.
@@ -128,6 +144,9 @@ func (c *Config) Validate() error {
 		if d < 0 {
 			l.Addf(name, "must not be negative, got %s", d)
 		}
+	}
+	if c.NotsentLowat != nil && (*c.NotsentLowat < 0 || *c.NotsentLowat > maxNotsentLowat) {
+		l.Addf("notsent_lowat", "want 0 (the kernel's setting) up to 1GiB, got %d", int64(*c.NotsentLowat))
 	}
 	if c.ShutdownDelay > units.Duration(10*time.Minute) {
 		l.Addf("shutdown_delay", "at most 10m, got %s", c.ShutdownDelay)

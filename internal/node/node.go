@@ -305,11 +305,18 @@ func (n *Node) Status() map[string]any {
 	return st
 }
 
-// plainListener is ln as a plain-HTTP listener of the edge serves it:
-// under the connection limit and, with edge.sendfile off, copying file
-// bodies instead of sending them with sendfile.
+// clientListener is ln under what every edge listener of client
+// connections (plain and TLS) shares: edge.notsent_lowat and the
+// connection limit.
+func (n *Node) clientListener(ln net.Listener, cfg *edge.Config) net.Listener {
+	return n.conns.Listener(edge.NotsentLowat(ln, int(*cfg.NotsentLowat)))
+}
+
+// plainListener is ln as a plain-HTTP listener of the edge serves it: a
+// clientListener that, with edge.sendfile off, copies file bodies instead
+// of sending them with sendfile.
 func (n *Node) plainListener(ln net.Listener, cfg *edge.Config) net.Listener {
-	ln = n.conns.Listener(ln)
+	ln = n.clientListener(ln, cfg)
 	if !*cfg.Sendfile {
 		ln = edge.CopyBodies(ln)
 	}

@@ -211,6 +211,7 @@ func (n *Node) warnRestartOnly(cfg *config.Config) {
 		{"edge.max_header_bytes", old.Edge.MaxHeaderBytes, cfg.Edge.MaxHeaderBytes},
 		{"edge.max_connections", old.Edge.MaxConnections, cfg.Edge.MaxConnections},
 		{"edge.sendfile", old.Edge.Sendfile, cfg.Edge.Sendfile},
+		{"edge.notsent_lowat", old.Edge.NotsentLowat, cfg.Edge.NotsentLowat},
 		{"data_dir", old.DataDir, cfg.DataDir},
 		{"admin", old.Admin, cfg.Admin},
 		{"log", old.Log, cfg.Log},

@@ -280,17 +280,17 @@ func TestReloadWarnsAboutServerLimits(t *testing.T) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
 	defer up.Close()
 	dir := t.TempDir()
-	yaml := func(send string, maxConns int, sendfile bool) string {
-		return fmt.Sprintf("node: test\ndata_dir: %s\nedge:\n  listen: 127.0.0.1:0\n  send_timeout: %s\n  max_connections: %d\n  sendfile: %v\nroutes:\n  - {name: app, upstream: %q}\n",
-			dir, send, maxConns, sendfile, up.URL)
+	yaml := func(send string, maxConns int, sendfile bool, lowat string) string {
+		return fmt.Sprintf("node: test\ndata_dir: %s\nedge:\n  listen: 127.0.0.1:0\n  send_timeout: %s\n  max_connections: %d\n  sendfile: %v\n  notsent_lowat: %s\nroutes:\n  - {name: app, upstream: %q}\n",
+			dir, send, maxConns, sendfile, lowat, up.URL)
 	}
 	var logs logtest.Buffer
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, _ := startNodeWith(t, yaml("60s", 100, true), Options{EdgeListener: ln, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
-	cfg, err := config.Parse("test.yaml", []byte(yaml("5s", 200, false)), "", func(string) (string, bool) { return "", false })
+	n, _ := startNodeWith(t, yaml("60s", 100, true, "16KiB"), Options{EdgeListener: ln, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	cfg, err := config.Parse("test.yaml", []byte(yaml("5s", 200, false, "0")), "", func(string) (string, bool) { return "", false })
 	if err != nil {
 		t.Fatal(config.Format(err))
 	}
@@ -298,7 +298,7 @@ func TestReloadWarnsAboutServerLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := logs.String()
-	for _, key := range []string{"edge.send_timeout", "edge.max_connections", "edge.sendfile"} {
+	for _, key := range []string{"edge.send_timeout", "edge.max_connections", "edge.sendfile", "edge.notsent_lowat"} {
 		if !strings.Contains(out, `"section":"`+key+`"`) {
 			t.Errorf("no restart warning for %s in:\n%s", key, out)
 		}

@@ -128,7 +128,7 @@ func (n *Node) startTLS(cfg *config.Config) (err error) {
 		serve = t.front.ServeTLS
 	}
 	go func() {
-		if err := serve(n.conns.Listener(ln)); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := serve(n.clientListener(ln, &cfg.Edge)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("https listener stopped", "error", err)
 		}
 	}()

@@ -1,0 +1,9 @@
+//go:build !linux
+
+package edge
+
+import "net"
+
+const lowatSupported = false
+
+func setNotsentLowat(net.Conn, int) {}
