@@ -170,11 +170,14 @@ func (s *PurgeStream) Send(ctx context.Context, path string, body []byte) map[st
 	return out
 }
 
-// aliveKeys are the keys saying that nodes read the stream now.
+// aliveKey is the key saying that node reads the stream now.
+func (s *PurgeStream) aliveKey(node string) string { return s.Key + ":alive:" + node }
+
+// aliveKeys are the aliveKeys of nodes.
 func (s *PurgeStream) aliveKeys(nodes []string) []string {
 	keys := make([]string, len(nodes))
 	for i, n := range nodes {
-		keys[i] = s.Key + ":alive:" + n
+		keys[i] = s.aliveKey(n)
 	}
 	return keys
 }
@@ -208,7 +211,7 @@ func (s *PurgeStream) Run(ctx context.Context) {
 		// Stopped: publishers need not wait for this node's answers.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		s.rdb.Del(ctx, s.aliveKeys([]string{s.self})...)
+		s.rdb.Del(ctx, s.aliveKey(s.self))
 	}()
 	last, known := s.loadPosition()
 	backoff := time.Duration(0)
@@ -222,7 +225,7 @@ func (s *PurgeStream) Run(ctx context.Context) {
 			}
 		}
 		// Publishers wait for the answers of nodes that say they read.
-		err := s.rdb.Set(ctx, s.aliveKeys([]string{s.self})[0], "1", 2*s.Block+3*time.Second).Err()
+		err := s.rdb.Set(ctx, s.aliveKey(s.self), "1", 2*s.Block+3*time.Second).Err()
 		next := last
 		if err == nil {
 			next, err = s.position(ctx, last, known)
@@ -314,8 +317,12 @@ func (s *PurgeStream) read(ctx context.Context, last string) (string, error) {
 			}
 			from, _ := m.Values["from"].(string)
 			body, _ := m.Values["body"].(string)
-			if from != s.self {
-				s.answer(ctx, m.ID, body)
+			if from != s.self && !s.answer(ctx, m.ID, body) && ctx.Err() != nil {
+				// Stopping cut the purge short: read it again next time.
+				if moved {
+					s.savePosition(last)
+				}
+				return last, ctx.Err()
 			}
 			last, moved = m.ID, true
 		}
@@ -326,10 +333,14 @@ func (s *PurgeStream) read(ctx context.Context, last string) (string, error) {
 	return last, nil
 }
 
-// answer applies one entry and tells its publisher.
-func (s *PurgeStream) answer(ctx context.Context, id, body string) {
+// answer applies one entry and tells its publisher. It reports whether
+// the purge was applied.
+func (s *PurgeStream) answer(ctx context.Context, id, body string) bool {
 	a := ack{Node: s.self}
 	res, err := s.apply(ctx, []byte(body))
+	if err != nil && ctx.Err() != nil {
+		return false // not an answer: the node is stopping
+	}
 	if err != nil {
 		a.Error = err.Error()
 		s.log.Warn("purge stream: purge not applied", "id", id, "error", err)
@@ -348,6 +359,7 @@ func (s *PurgeStream) answer(ctx context.Context, id, body string) {
 		// The purge is applied; only its publisher's report misses it.
 		s.log.Warn("purge stream: cannot answer", "id", id, "error", err)
 	}
+	return a.Error == ""
 }
 
 func (s *PurgeStream) loadPosition() (string, bool) {

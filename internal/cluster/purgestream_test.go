@@ -26,6 +26,7 @@ type streamNode struct {
 	mu    sync.Mutex
 	got   []string
 	fail  error
+	hang  chan struct{} // when set, apply waits for its context to end, closing hang first
 	stop  context.CancelFunc
 	done  chan struct{}
 	rdb   redis.UniversalClient
@@ -40,8 +41,15 @@ func newStreamNode(t *testing.T, rdb redis.UniversalClient, name string, peers [
 }
 
 func (n *streamNode) build(fallback *Fanout) *PurgeStream {
-	s := NewPurgeStream(n.rdb, n.name, n.peers, n.pos, func(_ context.Context, body []byte) (json.RawMessage, error) {
+	s := NewPurgeStream(n.rdb, n.name, n.peers, n.pos, func(ctx context.Context, body []byte) (json.RawMessage, error) {
 		n.mu.Lock()
+		if h := n.hang; h != nil {
+			n.hang = nil
+			n.mu.Unlock()
+			close(h)
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}
 		defer n.mu.Unlock()
 		if n.fail != nil {
 			return nil, n.fail
@@ -63,7 +71,7 @@ func (n *streamNode) start(t *testing.T) {
 	// Running once it has a position and says it reads.
 	waitFor(t, func() bool {
 		_, err := os.Stat(n.pos)
-		return err == nil && n.rdb.Exists(context.Background(), n.s.aliveKeys([]string{n.name})[0]).Val() == 1
+		return err == nil && n.rdb.Exists(context.Background(), n.s.aliveKey(n.name)).Val() == 1
 	}, "node "+n.name+" to read the stream")
 }
 
@@ -178,6 +186,29 @@ func TestPurgeStreamCatchUp(t *testing.T) {
 	if got := c.applied(); len(got) != 0 {
 		t.Errorf("a new node applied purges from before it started: %q", got)
 	}
+}
+
+// A node stopped while it applies a purge applies it again when it is
+// back, rather than counting it as answered.
+func TestPurgeStreamStopMidPurge(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	dir := t.TempDir()
+	a := newStreamNode(t, rdb, "a", []string{"b"}, dir)
+	a.s.AckWait = 200 * time.Millisecond
+	b := newStreamNode(t, rdb, "b", []string{"a"}, dir)
+	applying := make(chan struct{})
+	b.hang = applying
+	b.start(t)
+	go a.s.Send(context.Background(), PurgePath, []byte(`{"tags":["t"]}`))
+	<-applying
+	b.halt()
+	if got := b.applied(); len(got) != 0 {
+		t.Fatalf("applied %q while stopping", got)
+	}
+	b.s = b.build(nil)
+	b.start(t)
+	waitFor(t, func() bool { return len(b.applied()) == 1 }, "b to apply the purge it was stopped in")
 }
 
 // A node whose unread purges were trimmed from the stream purges its
