@@ -39,7 +39,7 @@ func proxyCommand() *command {
 			fs.BoolVar(&o.accessLog, "access-log", true, "write a JSON access log line per request to stderr")
 			fs.BoolVar(&o.fastHTTP1, "fast-http1", true, "serve HTTP/1.1 with Outpost's own server (false: net/http serves everything; config edge.fast_http1)")
 			fs.BoolVar(&o.sendfile, "sendfile", true, "send cached files with sendfile(2) (false: copy them through a buffer, as nginx's sendfile off; config edge.sendfile)")
-			fs.StringVar(&o.notsentLowat, "notsent-lowat", "16KiB", "keep at most `SIZE` of a response queued in the kernel beyond what TCP sent (TCP_NOTSENT_LOWAT; 0: the kernel's setting; config edge.notsent_lowat)")
+			fs.StringVar(&o.notsentLowat, "notsent-lowat", fmt.Sprintf("%dKiB", edge.DefaultNotsentLowat>>10), "keep at most `SIZE` of a response queued in the kernel beyond what TCP sent (TCP_NOTSENT_LOWAT; 0: the kernel's setting; config edge.notsent_lowat)")
 			return func([]string) int { return runProxy(o) }
 		},
 	}
