@@ -75,6 +75,23 @@ func (n *streamNode) start(t *testing.T) {
 	}, "node "+n.name+" to read the stream")
 }
 
+// restart starts n again with a new PurgeStream; its position file stays.
+func (n *streamNode) restart(t *testing.T) {
+	t.Helper()
+	n.s = n.build(nil)
+	n.start(t)
+}
+
+// pairOnRedis returns nodes a and b, each the other's peer, on a new
+// redis-server.
+func pairOnRedis(t *testing.T) (*redistest.Server, *streamNode, *streamNode) {
+	t.Helper()
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	dir := t.TempDir()
+	return srv, newStreamNode(t, rdb, "a", []string{"b"}, dir), newStreamNode(t, rdb, "b", []string{"a"}, dir)
+}
+
 func (n *streamNode) halt() {
 	if n.stop != nil {
 		n.stop()
@@ -153,11 +170,7 @@ func TestPurgeStreamDelivers(t *testing.T) {
 // not apply it twice after another restart. A node with no saved position
 // starts at the stream's end.
 func TestPurgeStreamCatchUp(t *testing.T) {
-	srv := redistest.Start(t)
-	rdb := srv.Client()
-	dir := t.TempDir()
-	a := newStreamNode(t, rdb, "a", []string{"b"}, dir)
-	b := newStreamNode(t, rdb, "b", []string{"a"}, dir)
+	_, a, b := pairOnRedis(t)
 	b.start(t)
 	b.halt()
 
@@ -167,12 +180,10 @@ func TestPurgeStreamCatchUp(t *testing.T) {
 		t.Fatalf("b was down, answer %+v, want queued", r)
 	}
 	// The sender is gone too: b catches up from Redis alone.
-	b.s = b.build(nil)
-	b.start(t)
+	b.restart(t)
 	waitFor(t, func() bool { return len(b.applied()) == 1 }, "b to apply the purge it missed")
 	b.halt()
-	b.s = b.build(nil)
-	b.start(t)
+	b.restart(t)
 	a.s.AckWait = 3 * time.Second
 	a.s.Send(context.Background(), PurgePath, []byte(`{"all":true}`)) // answered: b read past the first
 	if got := b.applied(); len(got) != 2 || got[1] != `{"all":true}` {
@@ -180,7 +191,7 @@ func TestPurgeStreamCatchUp(t *testing.T) {
 	}
 
 	// A new node: what was purged before it existed is not for it.
-	c := newStreamNode(t, rdb, "c", []string{"a"}, dir)
+	c := newStreamNode(t, b.rdb, "c", []string{"a"}, t.TempDir())
 	c.start(t)
 	time.Sleep(3 * c.s.Block)
 	if got := c.applied(); len(got) != 0 {
@@ -191,12 +202,8 @@ func TestPurgeStreamCatchUp(t *testing.T) {
 // A node stopped while it applies a purge applies it again when it is
 // back, rather than counting it as answered.
 func TestPurgeStreamStopMidPurge(t *testing.T) {
-	srv := redistest.Start(t)
-	rdb := srv.Client()
-	dir := t.TempDir()
-	a := newStreamNode(t, rdb, "a", []string{"b"}, dir)
+	_, a, b := pairOnRedis(t)
 	a.s.AckWait = 200 * time.Millisecond
-	b := newStreamNode(t, rdb, "b", []string{"a"}, dir)
 	applying := make(chan struct{})
 	b.hang = applying
 	b.start(t)
@@ -206,8 +213,7 @@ func TestPurgeStreamStopMidPurge(t *testing.T) {
 	if got := b.applied(); len(got) != 0 {
 		t.Fatalf("applied %q while stopping", got)
 	}
-	b.s = b.build(nil)
-	b.start(t)
+	b.restart(t)
 	waitFor(t, func() bool { return len(b.applied()) == 1 }, "b to apply the purge it was stopped in")
 }
 
@@ -215,12 +221,9 @@ func TestPurgeStreamStopMidPurge(t *testing.T) {
 // caches whole, once, then reads on; a stream recreated behind its position
 // (Redis restarted without persistence) is read from its start.
 func TestPurgeStreamGapAndReset(t *testing.T) {
-	srv := redistest.Start(t)
-	rdb := srv.Client()
-	dir := t.TempDir()
-	a := newStreamNode(t, rdb, "a", []string{"b"}, dir)
+	srv, a, b := pairOnRedis(t)
+	rdb := a.rdb
 	a.s.AckWait = 50 * time.Millisecond
-	b := newStreamNode(t, rdb, "b", []string{"a"}, dir)
 	b.start(t)
 	b.halt()
 	for range 5 {
@@ -229,8 +232,7 @@ func TestPurgeStreamGapAndReset(t *testing.T) {
 	if err := rdb.XTrimMaxLen(context.Background(), a.s.Key, 2).Err(); err != nil {
 		t.Fatal(err)
 	}
-	b.s = b.build(nil)
-	b.start(t)
+	b.restart(t)
 	waitFor(t, func() bool { return b.s.gaps.Load() == 1 }, "b to notice the gap")
 	a.s.AckWait = 3 * time.Second
 	if r := a.s.Send(context.Background(), PurgePath, []byte(`{"urls":["http://x/new"]}`))["b"]; r.Error != "" {
@@ -259,13 +261,9 @@ func TestPurgeStreamGapAndReset(t *testing.T) {
 // An entry a node cannot apply is answered with the error; Redis down
 // sends the purge through the fallback fan-out, or reports it undelivered.
 func TestPurgeStreamFailures(t *testing.T) {
-	srv := redistest.Start(t)
-	rdb := srv.Client()
-	dir := t.TempDir()
-	b := newStreamNode(t, rdb, "b", []string{"a"}, dir)
+	srv, a, b := pairOnRedis(t)
 	b.fail = errors.New("disk on fire")
 	b.start(t)
-	a := newStreamNode(t, rdb, "a", []string{"b"}, dir)
 	if r := a.s.Send(context.Background(), PurgePath, []byte(`{"all":true}`))["b"]; r.Error != "disk on fire" || r.Queued {
 		t.Errorf("b could not apply: answer %+v", r)
 	}
