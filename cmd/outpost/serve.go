@@ -20,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/outpost-edge/outpost/internal/admin"
 	"github.com/outpost-edge/outpost/internal/buildinfo"
@@ -108,6 +109,8 @@ func serve(path, nodeName string, stderr io.Writer) int {
 	defer out.Flush()
 	stderr = out.Direct()
 	log, access := telemetry.NewLogs(out, cfg.Log.Level, cfg.Log.Format)
+	// go-redis logs through the process log, not its own lines on stderr.
+	redis.SetLogger(telemetry.PrintfLogger(log.With("component", "redis")))
 	reg := telemetry.NewRegistry()
 	// One process per data directory: claimed before anything in it is
 	// opened, and only when this config keeps state there.

@@ -111,7 +111,11 @@ func (s *PurgeStream) Send(ctx context.Context, path string, body []byte) map[st
 	}
 	id, err := appendScript.Run(ctx, s.rdb, []string{s.Key, s.Key + ":seq"}, s.MaxLen, s.self, body).Text()
 	if err != nil {
-		s.log.Warn("purge stream: Redis did not take the purge; sending it over the admin API", "error", err)
+		if s.fallback != nil {
+			s.log.Warn("purge stream: Redis did not take the purge; sending it over the admin API", "error", err)
+		} else {
+			s.log.Error("purge stream: Redis did not take the purge, and no node has an admin URL to send it to: the other nodes do not get it", "error", err)
+		}
 		return s.fail(ctx, path, body, fmt.Errorf("redis: %w", err))
 	}
 	out := make(map[string]Result, len(s.peers))

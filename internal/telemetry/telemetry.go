@@ -3,6 +3,7 @@ package telemetry
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -73,4 +74,23 @@ func (h splitHandler) WithAttrs(as []slog.Attr) slog.Handler {
 
 func (h splitHandler) WithGroup(name string) slog.Handler {
 	return splitHandler{info: h.info.WithGroup(name), warn: h.warn.WithGroup(name)}
+}
+
+// PrintfLogger adapts log to libraries that log with Printf (go-redis's
+// SetLogger), so their lines keep the process log's format instead of
+// writing their own to stderr. They go out at debug level: what such a
+// library reports (a failed dial, a dropped connection) reaches its
+// caller as an error too, which logs and counts it as its policy says;
+// at debug they are there for a deeper look without a line per retry.
+func PrintfLogger(log *slog.Logger) PrintfLog { return PrintfLog{log} }
+
+// PrintfLog is PrintfLogger's adapter.
+type PrintfLog struct{ log *slog.Logger }
+
+// Printf logs the formatted message at debug level.
+func (p PrintfLog) Printf(ctx context.Context, format string, v ...any) {
+	if !p.log.Enabled(ctx, slog.LevelDebug) {
+		return
+	}
+	p.log.DebugContext(ctx, strings.TrimSpace(fmt.Sprintf(format, v...)))
 }
