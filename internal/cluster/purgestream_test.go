@@ -69,10 +69,10 @@ func (n *streamNode) start(t *testing.T) {
 	go func() { defer close(n.done); n.s.Run(ctx) }()
 	t.Cleanup(n.halt)
 	// Running once it has a position and says it reads.
-	waitFor(t, func() bool {
+	waitFor(t, "node "+n.name+" to read the stream", func() bool {
 		_, err := os.Stat(n.pos)
 		return err == nil && n.rdb.Exists(context.Background(), n.s.aliveKey(n.name)).Val() == 1
-	}, "node "+n.name+" to read the stream")
+	})
 }
 
 // restart starts n again with a new PurgeStream; its position file stays.
@@ -106,7 +106,7 @@ func (n *streamNode) applied() []string {
 	return append([]string(nil), n.got...)
 }
 
-func waitFor(t *testing.T, cond func() bool, what string) {
+func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
@@ -181,7 +181,7 @@ func TestPurgeStreamCatchUp(t *testing.T) {
 	}
 	// The sender is gone too: b catches up from Redis alone.
 	b.restart(t)
-	waitFor(t, func() bool { return len(b.applied()) == 1 }, "b to apply the purge it missed")
+	waitFor(t, "b to apply the purge it missed", func() bool { return len(b.applied()) == 1 })
 	b.halt()
 	b.restart(t)
 	a.s.AckWait = 3 * time.Second
@@ -214,7 +214,7 @@ func TestPurgeStreamStopMidPurge(t *testing.T) {
 		t.Fatalf("applied %q while stopping", got)
 	}
 	b.restart(t)
-	waitFor(t, func() bool { return len(b.applied()) == 1 }, "b to apply the purge it was stopped in")
+	waitFor(t, "b to apply the purge it was stopped in", func() bool { return len(b.applied()) == 1 })
 }
 
 // A node whose unread purges were trimmed from the stream purges its
@@ -233,7 +233,7 @@ func TestPurgeStreamGapAndReset(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.restart(t)
-	waitFor(t, func() bool { return b.s.gaps.Load() == 1 }, "b to notice the gap")
+	waitFor(t, "b to notice the gap", func() bool { return b.s.gaps.Load() == 1 })
 	a.s.AckWait = 3 * time.Second
 	if r := a.s.Send(context.Background(), PurgePath, []byte(`{"urls":["http://x/new"]}`))["b"]; r.Error != "" {
 		t.Fatalf("after the gap: %+v", r)
@@ -248,10 +248,10 @@ func TestPurgeStreamGapAndReset(t *testing.T) {
 	srv.Stop()
 	srv.Restart()
 	before := len(b.applied())
-	waitFor(t, func() bool {
+	waitFor(t, "a purge to reach b through the new stream", func() bool {
 		r := a.s.Send(context.Background(), PurgePath, []byte(`{"tags":["after-restart"]}`))["b"]
 		return r.Error == ""
-	}, "a purge to reach b through the new stream")
+	})
 	got = b.applied()
 	if len(got) <= before || got[len(got)-1] != `{"tags":["after-restart"]}` {
 		t.Errorf("after the Redis restart b applied %q", got[before:])
@@ -283,7 +283,7 @@ func TestPurgeStreamFailures(t *testing.T) {
 	}
 	defer fan.Close()
 	srv.Stop()
-	waitFor(t, func() bool { return b.s.readErrors.Load() > 0 }, "b to count its failed reads")
+	waitFor(t, "b to count its failed reads", func() bool { return b.s.readErrors.Load() > 0 })
 	withFallback := a.build(fan)
 	if r := withFallback.Send(context.Background(), PurgePath, []byte(`{"all":true}`))["b"]; r.Error != "" || string(r.Result) != `{"purged":3}` {
 		t.Errorf("Redis down, fallback answer %+v", r)
