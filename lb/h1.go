@@ -117,7 +117,7 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	ctx := req.Context()
 	for attempt := 0; ; attempt++ {
-		pc, reused, err := t.get(ctx, dialAddr(req.URL))
+		pc, reused, err := t.get(ctx, dialAddr(req.URL), time.Now())
 		if err != nil {
 			return nil, err
 		}
@@ -194,8 +194,7 @@ type staleErr struct {
 func (e staleErr) Error() string { return e.err.Error() }
 func (e staleErr) Unwrap() error { return e.err }
 
-func (t *h1Transport) get(ctx context.Context, addr string) (*h1Conn, bool, error) {
-	now := time.Now()
+func (t *h1Transport) get(ctx context.Context, addr string, now time.Time) (*h1Conn, bool, error) {
 	for {
 		t.mu.Lock()
 		if len(t.idle) == 0 {
@@ -296,7 +295,7 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 	// Cancellation (client gone, try or total timeout) unblocks the reads
 	// and writes below; a connection it touched is never reused.
 	stop := context.AfterFunc(ctx, pc.abort)
-	pc.armHeader(time.Time{}, nil)
+	pc.armHeader(time.Time{}, nil, time.Now())
 	if err := writeRequest(pc.bw, req); err != nil {
 		stop()
 		return nil, staleErr{err: err}
@@ -326,9 +325,8 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 // header budget, before a request is written. With a watch due in w, the
 // first wait is cut at watchAfter if that comes sooner (w.due.at), and
 // the bound kept in w.until for awaitResponse.
-func (pc *h1Conn) armHeader(until time.Time, w *headWait) {
+func (pc *h1Conn) armHeader(until time.Time, w *headWait, now time.Time) {
 	var d time.Time
-	now := time.Now()
 	if pc.t.hdrWait > 0 {
 		d = now.Add(pc.t.hdrWait)
 	}
@@ -463,8 +461,15 @@ func (pc *h1Conn) awaitResponse(req *http.Request, got1xx func(int, textproto.MI
 	}
 	// A watch still due goes to the body: the head came sooner, and a
 	// body that keeps the request waiting past then is watched.
-	resp.Body = &h1Body{pc: pc, rc: resp.Body, stop: w.stop, eof: resp.Body == http.NoBody, reuse: !resp.Close, idle: idle, hold: reuse != nil,
+	body := h1Body{pc: pc, rc: resp.Body, stop: w.stop, eof: resp.Body == http.NoBody, reuse: !resp.Close, idle: idle, hold: reuse != nil,
 		ctx: w.ctx, due: w.due}
+	if reuse != nil {
+		// The pass lane's, which is done with it before release.
+		reuse.body = body
+		resp.Body = &reuse.body
+	} else {
+		resp.Body = &body
+	}
 	return resp, nil
 }
 

@@ -117,8 +117,10 @@ func readResponse(br *bufio.Reader, req *http.Request, reuse *reusedResponse) (*
 // reusedResponse is a response and header map that one connection's pass
 // lane requests take in turn.
 type reusedResponse struct {
-	resp http.Response
-	hdr  http.Header
+	resp  http.Response
+	hdr   http.Header
+	sized httpwire.SizedBody
+	body  h1Body
 }
 
 func readPlainResponse(br *bufio.Reader, req *http.Request, reuse *reusedResponse) *http.Response {
@@ -135,6 +137,9 @@ func readPlainResponse(br *bufio.Reader, req *http.Request, reuse *reusedRespons
 	switch n := resp.ContentLength; {
 	case req.Method == http.MethodHead, !bodyAllowed(resp.StatusCode), n == 0:
 		resp.Body = http.NoBody
+	case reuse != nil:
+		reuse.sized = httpwire.SizedBody{R: br, Left: n}
+		resp.Body = &reuse.sized
 	default:
 		resp.Body = &httpwire.SizedBody{R: br, Left: n}
 	}

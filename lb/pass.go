@@ -52,6 +52,10 @@ type PassRequest struct {
 	// HTTP/1.1 lane sets it (http1.Pass.Watch), so that a fast request
 	// costs no watch at all.
 	Watch func()
+
+	// sel is Pass's, here so that a PassRequest the caller reuses
+	// carries it from one request to the next without allocating it.
+	sel Selection
 }
 
 // ErrNotPassable is returned by Pass, before anything is sent, for a pool
@@ -107,7 +111,8 @@ func (p *Pool) Pass(pr *PassRequest, relay func(*http.Response) error) error {
 		return ErrNotPassable
 	}
 	start := p.now()
-	sel := &Selection{Backends: st.backends, ClientIP: pr.ClientIP, slowStart: st.slowStart, rand: p.rand, now: start.UnixNano()}
+	sel := &pr.sel
+	*sel = Selection{Backends: st.backends, ClientIP: pr.ClientIP, slowStart: st.slowStart, rand: p.rand, now: start.UnixNano()}
 	if ch, ok := st.policy.(*consistentHash); ok {
 		sel.Req = ch.passRequest(pr)
 	}
@@ -119,7 +124,11 @@ func (p *Pool) Pass(pr *PassRequest, relay func(*http.Response) error) error {
 	p.budget.deposit()
 	// timeouts.total, on the wall clock (the deadline of sockets and
 	// timers; p.now may be a test's).
-	deadline := time.Now().Add(st.cfg.Timeouts.Total.D())
+	wall := start
+	if !p.wallNow {
+		wall = time.Now()
+	}
+	deadline := wall.Add(st.cfg.Timeouts.Total.D())
 	var lastErr error
 	var lastKind int
 	var last *Backend
@@ -131,7 +140,7 @@ func (p *Pool) Pass(pr *PassRequest, relay func(*http.Response) error) error {
 		if b == nil {
 			break
 		}
-		sent := start
+		sent, sentWall := start, wall
 		if try > 0 {
 			if retryCtx == nil {
 				var cancel context.CancelFunc
@@ -145,11 +154,15 @@ func (p *Pool) Pass(pr *PassRequest, relay func(*http.Response) error) error {
 				break
 			}
 			sent = p.now()
+			sentWall = sent
+			if !p.wallNow {
+				sentWall = time.Now()
+			}
 		}
 		sel.exclude(b)
 		pr.Info.Set(reqinfo.FieldUpstream, b.url.Host)
 		b.begin()
-		resp, err := b.transport.Load().pass(b, pr, req, deadline)
+		resp, err := b.transport.Load().pass(b, pr, req, sentWall, deadline)
 		if err != nil {
 			b.inflight.Add(-1)
 			if pr.gone() {
@@ -169,12 +182,14 @@ func (p *Pool) Pass(pr *PassRequest, relay func(*http.Response) error) error {
 		st.repin(resp, b, pinned, refresh, pr.Info != nil && pr.Info.TLS, done)
 		body := resp.Body.(*h1Body) // awaitResponse's
 		rerr := relay(resp)
-		body.release() // resp, the connection's reused one, is done with
-		b.inflight.Add(-1)
 		// A failed read is the backend's doing; a failed write to the
 		// client is not (relay stops reading then), nor a read the
-		// client's leaving aborted.
+		// client's leaving aborted. Read before release: body, like
+		// resp, is the connection's, which release hands to the next
+		// request.
 		broke := body.broke && !pr.gone()
+		body.release() // resp, the connection's reused one, is done with
+		b.inflight.Add(-1)
 		if broke {
 			b.metrics.errOther.Inc()
 		}
@@ -195,12 +210,15 @@ func (pr *PassRequest) gone() bool { return pr.Ctx != nil && pr.Ctx.Err() != nil
 
 // pass sends pr to backend b over a kept-alive connection, or a new one,
 // and waits for the response headers no later than deadline (the pool's
-// total timeout). A kept-alive connection the backend had closed is
+// total timeout); now is the wall clock's reading as it begins. A kept-alive connection the backend had closed is
 // replaced once, as RoundTrip's transport does: a GET or HEAD may be sent
 // again.
-func (t *h1Transport) pass(b *Backend, pr *PassRequest, req *http.Request, deadline time.Time) (*http.Response, error) {
+func (t *h1Transport) pass(b *Backend, pr *PassRequest, req *http.Request, now, deadline time.Time) (*http.Response, error) {
 	for attempt := 0; ; attempt++ {
-		pc, reused, err := t.get(context.Background(), dialAddr(b.url))
+		if attempt > 0 {
+			now = time.Now()
+		}
+		pc, reused, err := t.get(context.Background(), dialAddr(b.url), now)
 		if err != nil {
 			return nil, err
 		}
@@ -213,7 +231,7 @@ func (t *h1Transport) pass(b *Backend, pr *PassRequest, req *http.Request, deadl
 		case pr.Ctx != nil:
 			w.stop = context.AfterFunc(pr.Ctx, pc.abort)
 		}
-		pc.armHeader(deadline, &w)
+		pc.armHeader(deadline, &w, now)
 		bw := pc.bw
 		bw.WriteString(pr.Method)
 		bw.WriteByte(' ')

@@ -58,6 +58,7 @@ type Pool struct {
 	log     *slog.Logger
 	metrics *Metrics
 	now     func() time.Time
+	wallNow bool // now is time.Now: its readings serve as the wall clock
 	rand    func() uint64
 	budget  *retryBudget
 	// stickyKey is the random HMAC key used when the config has no secret;
@@ -110,7 +111,7 @@ func New(name string, cfg PoolConfig, opts Options) (*Pool, error) {
 		p.metrics = NewMetrics(nil)
 	}
 	if p.now == nil {
-		p.now = time.Now
+		p.now, p.wallNow = time.Now, true
 	}
 	if p.rand == nil {
 		p.rand = mrand.Uint64

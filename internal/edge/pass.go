@@ -92,14 +92,26 @@ func (l *Lane) Pass(w http.ResponseWriter, p *http1.Pass, token any) (served boo
 	name, ph := e.name, e.lane
 	path, _, _ := strings.Cut(p.Target, "?")
 
-	start := time.Now()
-	f := &passFrame{}
+	start := p.Start()
+	if start.IsZero() {
+		start = time.Now()
+	}
+	// The frame is the connection's, one request at a time (see
+	// http1.Pass.Kept): nothing of it outlives the request.
+	f, _ := p.Kept.Lane.(*passFrame)
+	if f == nil {
+		f = new(passFrame)
+		p.Kept.Lane = f
+	} else {
+		*f = passFrame{}
+	}
 	info := &f.info
 	info.TLS = p.TLS
 	info.PeerIP, info.ClientIP = peer, peer
 	info.ID = newRequestID()
 	info.SetRoute(name)
-	gw := l.gc.wrap(w, p.Conn, !p.HTTP2)
+	gw := &f.gw
+	l.gc.wrapInto(gw, w, p.Conn, !p.HTTP2, start)
 	if gw.g.guarded {
 		w = gw
 	}
@@ -159,6 +171,7 @@ func countPassed(h *Handler) {
 type passFrame struct {
 	info reqinfo.Info
 	rec  recorder
+	gw   guardWriter
 	id   [1]string
 }
 

@@ -74,9 +74,16 @@ func newGuardConfig(cfg *Config) guardConfig {
 // connection's, which carries the deadline a connection of NewServer's
 // keeps between requests.
 func (gc *guardConfig) wrap(w http.ResponseWriter, ctx context.Context, h1 bool) *guardWriter {
-	start := time.Now()
 	// One allocation for the state and the writer wrapper.
-	gw := &guardWriter{ResponseWriter: w}
+	gw := new(guardWriter)
+	gc.wrapInto(gw, w, ctx, h1, time.Now())
+	return gw
+}
+
+// wrapInto is wrap into gw, which the caller reuses, for a request that
+// started at start.
+func (gc *guardConfig) wrapInto(gw *guardWriter, w http.ResponseWriter, ctx context.Context, h1 bool, start time.Time) {
+	*gw = guardWriter{ResponseWriter: w}
 	g := &gw.g
 	*g = guard{rc: deadliner(w), send: gc.send, body: gc.body, lazy: h1}
 	if gc.readAll > 0 {
@@ -86,7 +93,7 @@ func (gc *guardConfig) wrap(w http.ResponseWriter, ctx context.Context, h1 bool)
 		g.writeEnd = start.Add(gc.writeAll)
 	}
 	if gc.send <= 0 {
-		return gw
+		return
 	}
 	// Arming once also tells whether the writer has deadlines.
 	if g.lazy {
@@ -105,7 +112,6 @@ func (gc *guardConfig) wrap(w http.ResponseWriter, ctx context.Context, h1 bool)
 	} else {
 		g.guarded = g.rc.SetWriteDeadline(g.writeEnd) == nil
 	}
-	return gw
 }
 
 // end bounds what the server still writes after the handler returned:

@@ -718,6 +718,12 @@ type Pass struct {
 	// HTTP2 is set for a stream of internal/http2's server, whose
 	// deadlines are the stream's, not the connection's.
 	HTTP2 bool
+	// Kept is what the Passer, and the handler it hands the request to,
+	// keep for the next request: carried from one request to the next of
+	// an HTTP/1.1 connection (one at a time), never read by the server.
+	// A Passer reuses its per-request state through it instead of
+	// allocating it again; it starts empty on every HTTP/2 stream.
+	Kept PassKept
 
 	c         *conn // HTTP/1.1's
 	start     time.Time
@@ -746,6 +752,13 @@ func (p *Pass) Watch() {
 		p.c.arm(p.c.hangUp, 0)
 	}
 }
+
+// Start is when the server began to read an HTTP/1.1 request; zero for
+// HTTP/2.
+func (p *Pass) Start() time.Time { return p.start }
+
+// PassKept is Pass.Kept: one slot for the Passer, one for its handler.
+type PassKept struct{ Lane, Handler any }
 
 // PeerAddr is the address of a connection's peer, given as its
 // RemoteAddr string, IPv4-mapped ones unmapped; the zero Addr (not valid)
@@ -788,7 +801,7 @@ func (c *conn) pass(h *head, start time.Time, token any, pipelined bool) (served
 	// not the last response's values.
 	defer clear(c.laneHdr)
 	c.passed = Pass{Method: h.method, Target: h.target, Host: h.host, Header: h.header, RemoteAddr: c.remote, Peer: c.peer, TLS: c.tls != nil, Conn: c.ctx,
-		c: c, start: start, watchable: !pipelined}
+		Kept: c.passed.Kept, c: c, start: start, watchable: !pipelined}
 	served = c.s.Passer.Pass(w, &c.passed, token)
 	c.disarm()
 	if !served {

@@ -693,3 +693,113 @@ func expectNotBlamed(t *testing.T, reg *prometheus.Registry) {
 		}
 	}
 }
+
+// TestPassLaneKeptState: the lane keeps its per-request state with the
+// client connection (http1.Pass.Kept) and the parsed response with the
+// backend connection, one request at a time. On one keep-alive client
+// connection, requests that alternate between two pools and a dead one
+// each get their own pool's answer, their own request id and their own
+// error; and clients that share one backend connection between them (a
+// pool of one idle connection) never see another's response. Run with
+// -race, it also shows nothing of a request is touched after its
+// connections went on to the next.
+func TestPassLaneKeptState(t *testing.T) {
+	backend := func(name string) string {
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain")
+			fmt.Fprintf(w, "%s %s %s", name, r.URL.Path, r.Header.Get("X-Request-Id"))
+		}))
+		t.Cleanup(s.Close)
+		return s.URL
+	}
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	cfg := fmt.Sprintf(`node: lane
+data_dir: %s
+edge: {listen: 127.0.0.1:0, access_log: false}
+pools:
+  a:
+    backends: [{id: a, url: %q}]
+    transport: {max_idle_per_backend: 1}
+  b:
+    backends: [{id: b, url: %q}]
+  gone:
+    backends: [{id: g, url: "http://%s"}]
+    retries: {max_tries: 1}
+routes:
+  - {name: a, path_prefix: /a/, pool: a}
+  - {name: b, path_prefix: /b/, pool: b}
+  - {name: gone, path_prefix: /gone/, pool: gone}
+`, t.TempDir(), backend("A"), backend("B"), deadAddr)
+	reg := prometheus.NewRegistry()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, base := startNodeWith(t, cfg, Options{EdgeListener: ln, Registerer: reg})
+
+	one := &http.Transport{MaxConnsPerHost: 1}
+	t.Cleanup(one.CloseIdleConnections)
+	client := &http.Client{Transport: one}
+	seen := map[string]bool{}
+	for i := range 30 {
+		path := []string{"/a/", "/b/", "/gone/"}[i%3] + fmt.Sprint(i)
+		resp, err := client.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		id := resp.Header.Get("X-Request-Id")
+		if id == "" || seen[id] {
+			t.Fatalf("%s: request id %q (new on every request)", path, id)
+		}
+		seen[id] = true
+		switch path[1] {
+		case 'a', 'b':
+			want := fmt.Sprintf("%c %s %s", path[1]-'a'+'A', path, id)
+			if resp.StatusCode != 200 || string(b) != want {
+				t.Fatalf("%s: %d %q, want %q", path, resp.StatusCode, b, want)
+			}
+		default:
+			if resp.StatusCode != http.StatusBadGateway && resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(b), id) {
+				t.Fatalf("%s: %d %q, want the dead pool's error with id %s", path, resp.StatusCode, b, id)
+			}
+		}
+	}
+
+	errs := make(chan error, 8)
+	for c := range 8 {
+		go func() {
+			tr := &http.Transport{}
+			defer tr.CloseIdleConnections()
+			for i := range 40 {
+				path := fmt.Sprintf("/a/%d-%d", c, i)
+				resp, err := (&http.Client{Transport: tr}).Get(base + path)
+				if err != nil {
+					errs <- err
+					return
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if want := "A " + path + " " + resp.Header.Get("X-Request-Id"); string(b) != want {
+					errs <- fmt.Errorf("%s: %q, want %q", path, b, want)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v := passLaneCount(t, reg); v != 30+8*40 {
+		t.Fatalf("%v requests on the lane, want %d", v, 30+8*40)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"net/textproto"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/outpost-edge/outpost/internal/http1"
@@ -33,9 +34,13 @@ type forwarder struct {
 	rt     http.RoundTripper
 	target *url.URL
 	via    string
-	log    *slog.Logger
-	rp     *httputil.ReverseProxy
-	onErr  func(http.ResponseWriter, *http.Request, error)
+	// viaOnly is a response's Via when the backend sent none: shared by
+	// every response, never changed in place (its length is its
+	// capacity, so an append copies).
+	viaOnly []string
+	log     *slog.Logger
+	rp      *httputil.ReverseProxy
+	onErr   func(http.ResponseWriter, *http.Request, error)
 
 	// pool is the transport when it is a load-balancer pool, which can
 	// take pass-lane requests (see Pass); bodyTimeout is then the
@@ -152,7 +157,11 @@ func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // copy's error, after which the response is broken and must be cut.
 func (f *forwarder) relay(w http.ResponseWriter, res *http.Response) error {
 	removeHop(res.Header)
-	appendVia(res.Header, f.via)
+	if _, ok := res.Header["Via"]; ok || len(f.viaOnly) != 1 {
+		appendVia(res.Header, f.via)
+	} else {
+		res.Header["Via"] = f.viaOnly
+	}
 
 	// The response header becomes the client's: moved, not copied.
 	h := w.Header()
@@ -306,33 +315,26 @@ func (f *forwarder) Pass(w http.ResponseWriter, p *http1.Pass, info *reqinfo.Inf
 	if f.pool == nil {
 		return false
 	}
-	pr := lb.PassRequest{
-		Method:      p.Method,
-		Target:      p.Target,
-		ClientIP:    info.ClientIP,
-		Field:       func(name string) []string { return passField(p, info, f.via, name) },
-		Info:        info,
-		BodyTimeout: f.bodyTimeout,
-		Got1xx: func(code int, h textproto.MIMEHeader) error {
-			writeInterim(w, code, h)
-			return nil
-		},
-		WriteFields: func(bw *bufio.Writer) { writePassFields(bw, p, info, f.via) },
-		// Ends when the client leaves, as the chain's request context
-		// does: an HTTP/2 stream it resets, at once; an HTTP/1.1
-		// connection it closes, once the server watches it — from when
-		// the backend has taken 100 ms to answer, as the chain's
-		// requests are watched from 100 ms on.
-		Ctx: p.Conn,
+	c := passCallOf(p)
+	if p.HTTP2 {
+		defer passCalls.Put(c)
 	}
+	c.f, c.w, c.p, c.info, c.relayed = f, w, p, info, false
+	pr := &c.pr
+	pr.Method, pr.Target, pr.ClientIP, pr.Info, pr.BodyTimeout = p.Method, p.Target, info.ClientIP, info, f.bodyTimeout
+	// Ends when the client leaves, as the chain's request context does:
+	// an HTTP/2 stream it resets, at once; an HTTP/1.1 connection it
+	// closes, once the server watches it — from when the backend has
+	// taken 100 ms to answer, as the chain's requests are watched from
+	// 100 ms on.
+	pr.Ctx = p.Conn
+	pr.Watch = nil
 	if !p.HTTP2 {
-		pr.Watch = p.Watch
+		pr.Watch = c.watch
 	}
-	relayed := false
-	err := f.pool.Pass(&pr, func(res *http.Response) error {
-		relayed = true
-		return f.relay(w, res)
-	})
+	err := f.pool.Pass(pr, c.relay)
+	relayed := c.relayed
+	c.w, c.p, c.info, pr.Info, pr.Ctx = nil, nil, nil, nil, nil // nothing of this request is kept
 	switch {
 	case err == nil:
 		return true
@@ -347,11 +349,61 @@ func (f *forwarder) Pass(w http.ResponseWriter, p *http1.Pass, info *reqinfo.Inf
 	path, _, _ := strings.Cut(p.Target, "?")
 	r := &http.Request{Method: p.Method, Host: p.Host, URL: &url.URL{Path: path}}
 	ctx := context.Background()
-	if pr.Ctx != nil {
-		ctx = pr.Ctx // ended: the client left, and is not answered
+	if p.Conn != nil {
+		ctx = p.Conn // ended: the client left, and is not answered
 	}
 	f.onErr(w, r.WithContext(reqinfo.With(ctx, info)), err)
 	return true
+}
+
+// passCall is a pass-lane request's state in the forwarder: its
+// lb.PassRequest and the functions the pool calls back, made once per
+// HTTP/1.1 connection (http1.Pass.Kept) and bound to the fields each
+// request sets, so that a request allocates none of them.
+type passCall struct {
+	f       *forwarder
+	w       http.ResponseWriter
+	p       *http1.Pass
+	info    *reqinfo.Info
+	relayed bool
+
+	pr    lb.PassRequest
+	relay func(*http.Response) error
+	watch func()
+}
+
+// passCalls holds HTTP/2 streams' passCalls, which no connection keeps
+// (its streams run at once).
+var passCalls = sync.Pool{New: func() any { return newPassCall() }}
+
+// passCallOf is p's connection's passCall, or for HTTP/2 one from
+// passCalls, which the caller puts back.
+func passCallOf(p *http1.Pass) *passCall {
+	if p.HTTP2 {
+		return passCalls.Get().(*passCall)
+	}
+	if c, ok := p.Kept.Handler.(*passCall); ok {
+		return c
+	}
+	c := newPassCall()
+	p.Kept.Handler = c
+	return c
+}
+
+func newPassCall() *passCall {
+	c := new(passCall)
+	c.pr.Field = func(name string) []string { return passField(c.p, c.info, c.f.via, name) }
+	c.pr.Got1xx = func(code int, h textproto.MIMEHeader) error {
+		writeInterim(c.w, code, h)
+		return nil
+	}
+	c.pr.WriteFields = func(bw *bufio.Writer) { writePassFields(bw, c.p, c.info, c.f.via) }
+	c.relay = func(res *http.Response) error {
+		c.relayed = true
+		return c.f.relay(c.w, res)
+	}
+	c.watch = func() { c.p.Watch() }
+	return c
 }
 
 // passField is the named (canonical) field of the request the chain would

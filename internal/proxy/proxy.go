@@ -93,7 +93,7 @@ func New(o Options) http.Handler {
 		ErrorHandler: onErr,
 		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
-	f := &forwarder{rt: transport, target: target, via: via, log: log, rp: rp, onErr: onErr}
+	f := &forwarder{rt: transport, target: target, via: via, viaOnly: []string{via}, log: log, rp: rp, onErr: onErr}
 	if p, ok := o.Transport.(*lb.Pool); ok && target == nil {
 		f.pool, f.bodyTimeout = p, o.BodyTimeout
 	}
