@@ -121,6 +121,10 @@ type reusedResponse struct {
 	hdr   http.Header
 	sized httpwire.SizedBody
 	body  h1Body
+	// raw: a plain head is parsed into fields, in order, not into hdr;
+	// the response's Header is then nil (PassRequest.RawHead).
+	raw    bool
+	fields []httpwire.Field
 }
 
 func readPlainResponse(br *bufio.Reader, req *http.Request, reuse *reusedResponse) *http.Response {
@@ -169,11 +173,14 @@ func parseResponseHead(raw []byte, req *http.Request, reuse *reusedResponse) *ht
 	if code < 200 {
 		return nil // 1xx: http.ReadResponse, in the informational loop
 	}
+	if reuse != nil && reuse.raw {
+		return parseRawHead(s[eol+2:len(s)-2], line, code, req, reuse)
+	}
 	var h http.Header
 	var resp *http.Response
 	if reuse != nil {
 		if reuse.hdr == nil {
-			reuse.hdr = make(http.Header, 16)
+			reuse.hdr = make(http.Header, 8)
 		}
 		h = reuse.hdr
 		clear(h)
@@ -222,4 +229,76 @@ func parseResponseHead(raw []byte, req *http.Request, reuse *reusedResponse) *ht
 		}
 	}
 	return resp
+}
+
+// parseRawHead is parseResponseHead into reuse.fields, for a relay that
+// writes them as they came (PassRequest.RawHead): the same checks, the
+// same response but for its nil Header, and the same changes to the
+// fields — a Connection field that says close goes (resp.Close), a
+// Pragma: no-cache without Cache-Control brings one.
+func parseRawHead(block, line string, code int, req *http.Request, reuse *reusedResponse) *http.Response {
+	fields, ok := httpwire.AppendFields(reuse.fields[:0], block)
+	reuse.fields = fields
+	if !ok {
+		return nil
+	}
+	resp := &reuse.resp
+	*resp = http.Response{
+		Status: line[9:], StatusCode: code, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Request: req, ContentLength: -1,
+	}
+	ncl, pragma, cacheControl, closing := 0, false, false, false
+	for i, f := range fields {
+		switch f.Name {
+		case "Transfer-Encoding", "Trailer":
+			return nil
+		case "Content-Length":
+			n, err := strconv.ParseUint(f.Value, 10, 63)
+			if ncl++; ncl > 1 || err != nil {
+				return nil
+			}
+			resp.ContentLength = int64(n)
+		case "Connection":
+			closing = closing || httpguts.HeaderValuesContainsToken([]string{f.Value}, "close")
+		case "Pragma":
+			// As the header map's first Pragma value.
+			pragma = pragma || firstNamed(fields[:i], "Pragma") && f.Value == "no-cache"
+		case "Cache-Control":
+			cacheControl = true
+		}
+	}
+	if req.Method != http.MethodHead {
+		if !bodyAllowed(code) {
+			resp.ContentLength = 0
+		} else if resp.ContentLength < 0 {
+			return nil // delimited by the close
+		}
+	}
+	if closing {
+		resp.Close = true
+		kept := fields[:0]
+		for _, f := range fields {
+			if f.Name != "Connection" {
+				kept = append(kept, f)
+			}
+		}
+		clear(fields[len(kept):])
+		fields = kept
+	}
+	if pragma && !cacheControl {
+		fields = append(fields, httpwire.Field{Name: "Cache-Control", Value: "no-cache"})
+	}
+	reuse.fields = fields
+	return resp
+}
+
+// firstNamed reports whether no field in fields is named name: the next
+// one is the first.
+func firstNamed(fields []httpwire.Field, name string) bool {
+	for _, f := range fields {
+		if f.Name == name {
+			return false
+		}
+	}
+	return true
 }

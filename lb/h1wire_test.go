@@ -9,6 +9,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/outpost-edge/outpost/internal/httpwire"
 )
 
 // FuzzReadResponse: a head the synchronous path parses itself reads as
@@ -26,6 +28,10 @@ func FuzzReadResponse(f *testing.F) {
 		"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nx",
 		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nab",
 		"HTTP/1.1 200 OK\r\nX: \xff\t\r\nContent-Length: 1\r\n\r\nx",
+		"HTTP/1.1 200 OK\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nPragma: x\r\nPragma: no-cache\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nPragma: no-cache\r\nCache-Control: max-age=1\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTrailer: X\r\n\r\nx",
 	} {
 		f.Add(s, false)
 		f.Add(s, true)
@@ -38,6 +44,35 @@ func FuzzReadResponse(f *testing.F) {
 		br := bufio.NewReaderSize(strings.NewReader(raw), 4096)
 		br.Peek(1)
 		got := readPlainResponse(br, req, nil)
+		// The pass lane's list of fields (PassRequest.RawHead) is the
+		// same head: taken or left alike, the same response, and the
+		// same fields in the order they came.
+		rawBR := bufio.NewReaderSize(strings.NewReader(raw), 4096)
+		rawBR.Peek(1)
+		reuse := &reusedResponse{raw: true, fields: make([]httpwire.Field, 1, 4)}
+		if rawGot := readPlainResponse(rawBR, req, reuse); (rawGot == nil) != (got == nil) {
+			t.Fatalf("%q: parsed as a list %v, as a map %v", raw, rawGot != nil, got != nil)
+		} else if got != nil {
+			if rawGot.Header != nil || rawGot.Status != got.Status || rawGot.StatusCode != got.StatusCode ||
+				rawGot.ContentLength != got.ContentLength || rawGot.Close != got.Close {
+				t.Fatalf("%q: as a list %+v; as a map %+v", raw, rawGot, got)
+			}
+			h := http.Header{}
+			for _, f := range reuse.fields {
+				h[f.Name] = append(h[f.Name], f.Value)
+			}
+			if !reflect.DeepEqual(h, got.Header) {
+				t.Fatalf("%q: fields %v; header %v", raw, reuse.fields, got.Header)
+			}
+			rb, _ := io.ReadAll(rawGot.Body)
+			gb, _ := io.ReadAll(got.Body)
+			if !bytes.Equal(rb, gb) {
+				t.Fatalf("%q: body as a list %q; as a map %q", raw, rb, gb)
+			}
+			br = bufio.NewReaderSize(strings.NewReader(raw), 4096)
+			br.Peek(1)
+			got = readPlainResponse(br, req, nil)
+		}
 		if got == nil {
 			return
 		}

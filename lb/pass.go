@@ -9,6 +9,7 @@ import (
 	"net/textproto"
 	"time"
 
+	"github.com/outpost-edge/outpost/internal/httpwire"
 	"github.com/outpost-edge/outpost/internal/reqinfo"
 )
 
@@ -52,6 +53,21 @@ type PassRequest struct {
 	// HTTP/1.1 lane sets it (http1.Pass.Watch), so that a fast request
 	// costs no watch at all.
 	Watch func()
+
+	// RawHead asks for a response head of the plain kind — HTTP/1.1, a
+	// final status, framed by one Content-Length or by rule, without
+	// Transfer-Encoding or Trailer: nearly all — as its fields in the
+	// order they came (names canonical) instead of a header map, for a
+	// relay that writes them out itself: relay's response then has a nil
+	// Header, and Head the fields. The changes a header map's reader
+	// makes are made to them (a Connection field with close goes, and
+	// Resp.Close says so; Pragma: no-cache brings Cache-Control), and a
+	// sticky pool's Set-Cookie is appended.
+	RawHead bool
+	// Head is the fields of the response relay is given when RawHead
+	// brought them, which its nil Header tells. Set by Pass; valid until
+	// relay returns.
+	Head []httpwire.Field
 
 	// sel is Pass's, here so that a PassRequest the caller reuses
 	// carries it from one request to the next without allocating it.
@@ -179,8 +195,13 @@ func (p *Pool) Pass(pr *PassRequest, relay func(*http.Response) error) error {
 		if failed {
 			p.recordOutcome(st, b, true)
 		}
-		st.repin(resp, b, pinned, refresh, pr.Info != nil && pr.Info.TLS, done)
 		body := resp.Body.(*h1Body) // awaitResponse's
+		raw := resp.Header == nil   // RawHead's
+		pr.Head = nil
+		if raw {
+			pr.Head = body.pc.passed.fields
+		}
+		st.repin(resp, &pr.Head, b, pinned, refresh, pr.Info != nil && pr.Info.TLS, done)
 		rerr := relay(resp)
 		// A failed read is the backend's doing; a failed write to the
 		// client is not (relay stops reading then), nor a read the
@@ -188,6 +209,10 @@ func (p *Pool) Pass(pr *PassRequest, relay func(*http.Response) error) error {
 		// resp, is the connection's, which release hands to the next
 		// request.
 		broke := body.broke && !pr.gone()
+		if raw {
+			body.pc.passed.fields = pr.Head[:0] // with the room a cookie took
+			pr.Head = nil
+		}
 		body.release() // resp, the connection's reused one, is done with
 		b.inflight.Add(-1)
 		if broke {
@@ -224,7 +249,7 @@ func (t *h1Transport) pass(b *Backend, pr *PassRequest, req *http.Request, now, 
 		}
 		// Cancellation unblocks the reads below, and the body's; a
 		// connection it touched is never reused.
-		w := headWait{stop: noStop, reuse: true, ctx: pr.Ctx}
+		w := headWait{stop: noStop, reuse: true, raw: pr.RawHead, ctx: pr.Ctx}
 		switch {
 		case pr.Ctx != nil && pr.Watch != nil:
 			w.due.watch = pr.Watch

@@ -142,7 +142,7 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 			if rb != nil {
 				rb.release()
 			}
-			st.repin(resp, b, pinned, refresh, req.TLS != nil || (info != nil && info.TLS), done)
+			st.repin(resp, nil, b, pinned, refresh, req.TLS != nil || (info != nil && info.TLS), done)
 			c.backend = b
 			c.body = resp.Body
 			if resp.StatusCode == http.StatusSwitchingProtocols {

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/outpost-edge/outpost/internal/httpwire"
 )
 
 // sticky pins clients to a backend with a cookie "ID.SIG", where SIG is a
@@ -137,8 +139,14 @@ func (st *poolState) pick(sel *Selection, try int, pinned *Backend) *Backend {
 
 // repin sets the sticky cookie on resp, answered by b, when the request
 // was not pinned to b or its cookie is due to be re-issued.
-func (st *poolState) repin(resp *http.Response, b, pinned *Backend, refresh, secure bool, now time.Time) {
-	if st.sticky.enabled && (b != pinned || refresh) {
-		resp.Header.Add("Set-Cookie", st.sticky.cookie(b, secure, now.Unix()))
+func (st *poolState) repin(resp *http.Response, head *[]httpwire.Field, b, pinned *Backend, refresh, secure bool, now time.Time) {
+	if !st.sticky.enabled || b == pinned && !refresh {
+		return
 	}
+	c := st.sticky.cookie(b, secure, now.Unix())
+	if resp.Header == nil {
+		*head = append(*head, httpwire.Field{Name: "Set-Cookie", Value: c})
+		return
+	}
+	resp.Header.Add("Set-Cookie", c)
 }

@@ -327,9 +327,12 @@ func TestServeAccessLog(t *testing.T) {
 		{"unbuffered", "{access_buffer: 0}"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			edgeAddr := freePort(t)
+			// The admin API on a port of its own: the default one may be
+			// another test's, or another program's, just now.
+			edgeAddr, adminAddr := freePort(t), freePort(t)
 			path := filepath.Join(t.TempDir(), "outpost.yaml")
-			cfg := fmt.Sprintf("node: n1\nlog: %s\nedge: {listen: %q}\nroutes:\n  - {name: app, upstream: %q}\n", tc.log, edgeAddr, up.URL)
+			cfg := fmt.Sprintf("node: n1\nlog: %s\nedge: {listen: %q}\nadmin: {listen: %q, token: %q}\nroutes:\n  - {name: app, upstream: %q}\n",
+				tc.log, edgeAddr, adminAddr, "test-token-0123456789", up.URL)
 			if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 				t.Fatal(err)
 			}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/outpost-edge/outpost/internal/http1"
 	"github.com/outpost-edge/outpost/internal/httperr"
+	"github.com/outpost-edge/outpost/internal/httpwire"
 	"github.com/outpost-edge/outpost/internal/reqinfo"
 )
 
@@ -296,6 +297,20 @@ func (r *recorder) WriteHeader(code int) {
 		r.wroteHeader = true
 	}
 	r.ResponseWriter.WriteHeader(code)
+}
+
+// WriteHeaderFields passes a head's field list through (the pass lane's,
+// see http1.FieldsWriter), recording its status as WriteHeader would.
+func (r *recorder) WriteHeaderFields(code int, fields []httpwire.Field) bool {
+	fw, ok := r.ResponseWriter.(http1.FieldsWriter)
+	if !ok || !fw.WriteHeaderFields(code, fields) {
+		return false
+	}
+	if !r.wroteHeader {
+		r.status = code
+		r.wroteHeader = true
+	}
+	return true
 }
 
 func (r *recorder) Write(b []byte) (int, error) {

@@ -7,6 +7,9 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/outpost-edge/outpost/internal/http1"
+	"github.com/outpost-edge/outpost/internal/httpwire"
 )
 
 // A file body goes out by sendfile in chunks, each under a fresh
@@ -224,6 +227,13 @@ func (w *guardWriter) WriteHeader(code int) {
 	if armed {
 		w.g.disarm(nil)
 	}
+}
+
+// WriteHeaderFields passes an HTTP/1.1 head's field list through, which
+// is buffered as WriteHeader's final head is (see http1.FieldsWriter).
+func (w *guardWriter) WriteHeaderFields(code int, fields []httpwire.Field) bool {
+	fw, ok := w.ResponseWriter.(http1.FieldsWriter)
+	return ok && w.g.lazy && fw.WriteHeaderFields(code, fields)
 }
 
 func (w *guardWriter) Write(p []byte) (int, error) {

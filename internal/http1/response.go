@@ -450,6 +450,91 @@ func (w *response) sendHead(h http.Header, first []byte) {
 	w.setErr(err)
 }
 
+// FieldsWriter is a response writer that takes a final head's fields as
+// a list (a head relayed as it came, see lb.PassRequest.RawHead) rather
+// than in its header map: WriteHeaderFields sends the head for code with
+// the fields already in Header() and then fields, as WriteHeader would
+// send them all from Header() — the same framing, Date, Connection — and
+// reports true; or reports false having done nothing, and the caller puts
+// the fields in Header() and calls WriteHeader. It reports false for a
+// head WriteHeader would hold back (a Content-Type to sniff or a length
+// to compute), for framing fields in Header(), and for a status that is
+// not a final one. Names in fields are canonical, values valid.
+type FieldsWriter interface {
+	WriteHeaderFields(code int, fields []httpwire.Field) bool
+}
+
+// WriteHeaderFields implements FieldsWriter.
+func (w *response) WriteHeaderFields(code int, fields []httpwire.Field) bool {
+	if w.done || w.status != 0 || code < 200 || code > 999 {
+		return false
+	}
+	h := w.Header()
+	for k := range h {
+		switch k {
+		case "Content-Length", "Content-Type", "Transfer-Encoding", "Connection", "Date":
+			return false
+		}
+	}
+	cl, hasType, hasDate := int64(-1), false, false
+	for _, f := range fields {
+		switch f.Name {
+		case "Content-Length":
+			n, err := strconv.ParseUint(strings.TrimSpace(f.Value), 10, 63)
+			if cl >= 0 || err != nil {
+				return false // more than one, or one WriteHeader drops
+			}
+			cl = int64(n)
+		case "Content-Type":
+			hasType = true
+		case "Date":
+			hasDate = true
+		case "Transfer-Encoding", "Connection":
+			return false
+		}
+	}
+	noBody := code == http.StatusNoContent || code == http.StatusNotModified
+	if !noBody && (cl < 0 || !hasType) {
+		return false
+	}
+	w.status, w.noBody, w.cl = code, noBody, cl
+	w.headSent = true
+	// sendHead's rules for a head without Transfer-Encoding or Connection
+	// whose framing is known: no body, or a Content-Length.
+	dropCL := noBody
+	dropType := code == http.StatusNotModified
+	if w.closeReq || w.c.s.shutting.Load() {
+		w.closeAfter = true
+	}
+	bw := w.c.bw
+	bw.WriteString(statusLine(code))
+	for k, vs := range h {
+		if !httpguts.ValidHeaderFieldName(k) || strings.HasPrefix(k, http.TrailerPrefix) {
+			continue
+		}
+		for _, v := range vs {
+			httpwire.WriteField(bw, k, v)
+		}
+	}
+	for _, f := range fields {
+		if f.Name == "Content-Length" && dropCL || f.Name == "Content-Type" && dropType {
+			continue
+		}
+		httpwire.WriteField(bw, f.Name, f.Value)
+	}
+	if w.closeAfter {
+		bw.WriteString("Connection: close\r\n")
+	}
+	if !hasDate {
+		bw.WriteString("Date: ")
+		bw.WriteString(httpwire.Date())
+		bw.WriteString("\r\n")
+	}
+	_, err := bw.WriteString("\r\n")
+	w.setErr(err)
+	return true
+}
+
 // writeInterim sends a 1xx response (103 Early Hints, mostly) at once.
 func (w *response) writeInterim(code int, h http.Header) {
 	bw := w.c.bw

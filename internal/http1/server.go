@@ -793,7 +793,7 @@ func (c *conn) pass(h *head, start time.Time, token any, pipelined bool) (served
 		c.rwc.SetWriteDeadline(start.Add(std.WriteTimeout))
 	}
 	if c.laneHdr == nil {
-		c.laneHdr = make(http.Header, responseFields)
+		c.laneHdr = make(http.Header, 8)
 	}
 	c.lane = response{c: c, closeReq: h.close, cl: -1, isHead: h.method == http.MethodHead, header: c.laneHdr}
 	w := &c.lane

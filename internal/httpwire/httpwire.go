@@ -72,41 +72,10 @@ func ParseFieldsInto(h http.Header, block string) bool {
 	vals := make([]string, n) // one allocation for every first value
 	var name [maxName]byte
 	for len(block) > 0 {
-		end := strings.IndexByte(block, '\r')
-		if end < 0 || end+1 >= len(block) || block[end+1] != '\n' {
+		var key, v string
+		var ok bool
+		if key, v, block, ok = nextField(block, &name); !ok {
 			return false
-		}
-		line := block[:end]
-		block = block[end+2:]
-		colon := strings.IndexByte(line, ':')
-		if colon <= 0 || colon > maxName {
-			return false
-		}
-		for i := 0; i < colon; i++ {
-			c := line[i]
-			if !IsTchar(c) {
-				return false
-			}
-			if 'a' <= c && c <= 'z' && (i == 0 || line[i-1] == '-') {
-				c -= 'a' - 'A'
-			} else if 'A' <= c && c <= 'Z' && i > 0 && line[i-1] != '-' {
-				c += 'a' - 'A'
-			}
-			name[i] = c
-		}
-		v := trimOWS(line[colon+1:])
-		for i := 0; i < len(v); i++ {
-			if c := v[i]; (c < ' ' && c != '\t') || c == 0x7f {
-				return false
-			}
-		}
-		key, common := commonNames[string(name[:colon])]
-		if !common {
-			if string(name[:colon]) == line[:colon] {
-				key = line[:colon]
-			} else {
-				key = string(name[:colon])
-			}
 		}
 		if prev := h[key]; prev != nil {
 			h[key] = append(prev, v)
@@ -117,6 +86,68 @@ func ParseFieldsInto(h http.Header, block string) bool {
 		vals = vals[1:]
 	}
 	return true
+}
+
+// Field is one field line of a head: its name, canonical, and its value.
+type Field struct{ Name, Value string }
+
+// AppendFields is ParseFields into a list: block's fields appended to
+// dst in the order they came, one per line, names canonical. Where the
+// header map costs more than it gives — a head relayed as it came — it
+// costs no allocation of its own once dst has room.
+func AppendFields(dst []Field, block string) ([]Field, bool) {
+	var name [maxName]byte
+	for len(block) > 0 {
+		var key, v string
+		var ok bool
+		if key, v, block, ok = nextField(block, &name); !ok {
+			return dst, false
+		}
+		dst = append(dst, Field{key, v})
+	}
+	return dst, true
+}
+
+// nextField parses the first field line of block: its canonical name
+// (built in name, interned when common), its value, the lines after it.
+func nextField(block string, name *[maxName]byte) (key, v, rest string, ok bool) {
+	end := strings.IndexByte(block, '\r')
+	if end < 0 || end+1 >= len(block) || block[end+1] != '\n' {
+		return "", "", "", false
+	}
+	line := block[:end]
+	rest = block[end+2:]
+	colon := strings.IndexByte(line, ':')
+	if colon <= 0 || colon > maxName {
+		return "", "", "", false
+	}
+	for i := 0; i < colon; i++ {
+		c := line[i]
+		if !IsTchar(c) {
+			return "", "", "", false
+		}
+		if 'a' <= c && c <= 'z' && (i == 0 || line[i-1] == '-') {
+			c -= 'a' - 'A'
+		} else if 'A' <= c && c <= 'Z' && i > 0 && line[i-1] != '-' {
+			c += 'a' - 'A'
+		}
+		name[i] = c
+	}
+	v = trimOWS(line[colon+1:])
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; (c < ' ' && c != '\t') || c == 0x7f {
+			return "", "", "", false
+		}
+	}
+	key, common := commonNames[string(name[:colon])]
+	if !common {
+		if string(name[:colon]) == line[:colon] {
+			key = line[:colon]
+		} else {
+			key = string(name[:colon])
+		}
+	}
+	return key, v, rest, true
 }
 
 // trimOWS is strings.Trim(v, " \t") without building a cutset per call

@@ -51,6 +51,20 @@ func TestParseFields(t *testing.T) {
 		if ok != tc.ok || (ok && !reflect.DeepEqual(got, tc.want)) {
 			t.Errorf("ParseFields(%q) = %v, %v; want %v, %v", tc.in, got, ok, tc.want, tc.ok)
 		}
+		// AppendFields: the same fields, as a list in the order they
+		// came, after what dst held.
+		list, lok := AppendFields([]Field{{"Keep", "me"}}, tc.in)
+		if lok != tc.ok {
+			t.Errorf("AppendFields(%q) ok %v, want %v", tc.in, lok, tc.ok)
+		} else if ok {
+			h := http.Header{}
+			for _, f := range list[1:] {
+				h[f.Name] = append(h[f.Name], f.Value)
+			}
+			if list[0] != (Field{"Keep", "me"}) || !reflect.DeepEqual(h, got) {
+				t.Errorf("AppendFields(%q) = %v; ParseFields %v", tc.in, list, got)
+			}
+		}
 		if ok {
 			// net/textproto reads the same fields.
 			want, err := http.ReadRequest(bufio.NewReader(strings.NewReader("GET / HTTP/1.1\r\n" + tc.in + "\r\n")))

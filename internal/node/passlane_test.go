@@ -54,6 +54,43 @@ func passBackend(t *testing.T) *httptest.Server {
 			w.Header().Set("ETag", `"v1"`)
 			w.WriteHeader(http.StatusNotModified)
 			return
+		case "/fields":
+			// Names the lane's field list must relay as the chain's
+			// header map does: repeated, the edge's own, hop-by-hop.
+			h := w.Header()
+			h["X-Request-Id"] = []string{"backend-id"}
+			h["Via"] = []string{"1.0 origin-a", "1.1 origin-b"}
+			h["Set-Cookie"] = []string{"a=1", "b=2"}
+			h.Set("Pragma", "no-cache")
+			h.Set("Content-Type", "text/plain")
+			h.Set("Keep-Alive", "timeout=3")
+			io.WriteString(w, "fields")
+			return
+		case "/named":
+			w.Header().Set("Connection", "X-Secret, Via")
+			w.Header().Set("X-Secret", "s3cret")
+			w.Header().Set("Via", "1.0 hidden")
+			w.Header().Set("Content-Type", "text/plain")
+			io.WriteString(w, "named")
+			return
+		case "/close":
+			w.Header().Set("Connection", "close")
+			w.Header().Set("Content-Type", "text/plain")
+			io.WriteString(w, "closing")
+			return
+		case "/sniff":
+			w.Header()["Content-Type"] = nil // sent without one
+			io.WriteString(w, "<html><body>untyped</body></html>")
+			return
+		case "/events":
+			w.Header().Set("Content-Type", "text/event-stream")
+			w.Header().Set("Content-Length", "11")
+			io.WriteString(w, "data: one\n\n")
+			return
+		case "/no-content":
+			w.Header().Set("X-A", "1")
+			w.WriteHeader(http.StatusNoContent)
+			return
 		}
 		h := map[string][]string{}
 		for k, v := range r.Header {
@@ -274,6 +311,13 @@ func testPassLaneMatchesChain(t *testing.T, proto string) {
 		{"GET", "/chunked", nil},
 		{"GET", "/unavailable", nil},
 		{"GET", "/not-modified", map[string]string{"If-None-Match": `"v1"`}},
+		{"GET", "/fields", nil},
+		{"HEAD", "/fields", nil},
+		{"GET", "/named", nil},
+		{"GET", "/close", nil},
+		{"GET", "/sniff", nil},
+		{"GET", "/events", nil},
+		{"GET", "/no-content", nil},
 		{"GET", "/gone/x", nil},
 		{"HEAD", "/gone/x", nil},
 	}

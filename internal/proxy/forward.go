@@ -204,6 +204,92 @@ func (f *forwarder) relay(w http.ResponseWriter, res *http.Response) error {
 	return nil
 }
 
+// relayFields is relay for a response whose fields came as a list, in
+// the order the backend sent them (lb.PassRequest.RawHead; res.Header is
+// nil): the same head goes out — hop-by-hop fields and those Connection
+// names dropped, Via joined — written from the list by a writer that
+// can (http1.FieldsWriter), else put in w's header map as relay puts
+// them; then the body. A head of this kind has no trailers. scratch is
+// the caller's room for the list that goes out.
+func (f *forwarder) relayFields(w http.ResponseWriter, res *http.Response, in []httpwire.Field, scratch *[]httpwire.Field) error {
+	out := (*scratch)[:0]
+	via := f.via
+	if !connectionNames(in, "Via") {
+		var prior []string
+		for _, fl := range in {
+			if fl.Name == "Via" {
+				prior = append(prior, fl.Value)
+			}
+		}
+		if len(prior) > 0 {
+			via = strings.Join(prior, ", ") + ", " + f.via
+		}
+	}
+	contentType, typed := "", false
+	for _, fl := range in {
+		if fl.Name == "Via" || isHop(fl.Name) || connectionNames(in, fl.Name) {
+			continue
+		}
+		if fl.Name == "Content-Type" && !typed {
+			contentType, typed = fl.Value, true
+		}
+		out = append(out, fl)
+	}
+	out = append(out, httpwire.Field{Name: "Via", Value: via})
+	*scratch = out
+	if fw, ok := w.(http1.FieldsWriter); !ok || !fw.WriteHeaderFields(res.StatusCode, out) {
+		h := w.Header()
+		for _, fl := range out {
+			h[fl.Name] = append(h[fl.Name], fl.Value)
+		}
+		w.WriteHeader(res.StatusCode)
+	}
+	err := copyBodyFlushing(w, res, res.ContentLength == -1 || isEventStream(contentType), f.log)
+	res.Body.Close()
+	return err
+}
+
+// connectionNames reports whether a Connection field in fields lists
+// name (canonical), as removeHop reads them: each comma-separated token,
+// trimmed, compared as the canonical name it stands for.
+func connectionNames(fields []httpwire.Field, name string) bool {
+	for _, fl := range fields {
+		if fl.Name != "Connection" {
+			continue
+		}
+		for v := fl.Value; v != ""; {
+			var tok string
+			tok, v, _ = strings.Cut(v, ",")
+			if tok = textproto.TrimString(tok); tok != "" && asciiEqualFold(tok, name) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// asciiEqualFold is strings.EqualFold for ASCII only: a field name is a
+// token, and textproto's canonical form changes only the case of ASCII
+// letters, never folds other runes.
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
 // outboundHeader is in's header without hop-by-hop fields (those named in
 // Connection too) and without X-Forwarded-For/-Host/-Proto, which
 // rewriteOut sets — ReverseProxy's Rewrite mode removes the same. Values
@@ -254,7 +340,11 @@ func removeHop(h http.Header) {
 // of a response whose end is unknown or that is an event stream, as
 // ReverseProxy does (with FlushInterval 0).
 func copyBody(w http.ResponseWriter, res *http.Response, log *slog.Logger) error {
-	flush := res.ContentLength == -1 || isEventStream(res.Header.Get("Content-Type"))
+	return copyBodyFlushing(w, res, res.ContentLength == -1 || isEventStream(res.Header.Get("Content-Type")), log)
+}
+
+// copyBodyFlushing is copyBody, told whether to flush each write.
+func copyBodyFlushing(w http.ResponseWriter, res *http.Response, flush bool, log *slog.Logger) error {
 	bp := pool.Get().(*[]byte)
 	defer pool.Put(bp)
 	buf := *bp
@@ -328,9 +418,11 @@ func (f *forwarder) Pass(w http.ResponseWriter, p *http1.Pass, info *reqinfo.Inf
 	// taken 100 ms to answer, as the chain's requests are watched from
 	// 100 ms on.
 	pr.Ctx = p.Conn
-	pr.Watch = nil
+	pr.Watch, pr.RawHead = nil, false
 	if !p.HTTP2 {
-		pr.Watch = c.watch
+		// HTTP/1.1: the response head is written from the backend's
+		// field list (relayFields), without header maps.
+		pr.Watch, pr.RawHead = c.watch, true
 	}
 	err := f.pool.Pass(pr, c.relay)
 	relayed := c.relayed
@@ -370,6 +462,7 @@ type passCall struct {
 	pr    lb.PassRequest
 	relay func(*http.Response) error
 	watch func()
+	out   []httpwire.Field // relayFields' scratch
 }
 
 // passCalls holds HTTP/2 streams' passCalls, which no connection keeps
@@ -400,6 +493,9 @@ func newPassCall() *passCall {
 	c.pr.WriteFields = func(bw *bufio.Writer) { writePassFields(bw, c.p, c.info, c.f.via) }
 	c.relay = func(res *http.Response) error {
 		c.relayed = true
+		if res.Header == nil {
+			return c.f.relayFields(c.w, res, c.pr.Head, &c.out)
+		}
 		return c.f.relay(c.w, res)
 	}
 	c.watch = func() { c.p.Watch() }
