@@ -426,7 +426,7 @@ func (f *forwarder) Pass(w http.ResponseWriter, p *http1.Pass, info *reqinfo.Inf
 	}
 	err := f.pool.Pass(pr, c.relay)
 	relayed := c.relayed
-	c.w, c.p, c.info, pr.Info, pr.Ctx = nil, nil, nil, nil, nil // nothing of this request is kept
+	c.f, c.w, c.p, c.info, pr.Info, pr.Ctx = nil, nil, nil, nil, nil, nil // nothing of this request (or config) is kept
 	switch {
 	case err == nil:
 		return true
