@@ -2,6 +2,7 @@ package lb
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -111,7 +112,40 @@ func readResponse(br *bufio.Reader, req *http.Request, reuse *reusedResponse) (*
 	if resp := readPlainResponse(br, req, reuse); resp != nil {
 		return resp, nil
 	}
-	return http.ReadResponse(br, req)
+	// http.ReadResponse drops a Connection field that says close, and
+	// with it the names of the other fields it makes hop-by-hop, which a
+	// proxy must then remove (RFC 9110, 7.6.1): kept, as the plain path
+	// keeps it, for the relay's rule to see.
+	var conn []string
+	if buf, _ := br.Peek(br.Buffered()); len(buf) > 0 {
+		if end := httpwire.HeadEnd(buf, 0); end > 0 {
+			conn = connectionFields(buf[:end])
+		}
+	}
+	resp, err := http.ReadResponse(br, req)
+	if err == nil && conn != nil && resp.Header["Connection"] == nil {
+		resp.Header["Connection"] = conn
+	}
+	return resp, err
+}
+
+// connectionFields is the values of the Connection fields of a head,
+// trimmed; nil when it has none.
+func connectionFields(head []byte) []string {
+	var vals []string
+	for len(head) > 0 {
+		line := head
+		if i := bytes.IndexByte(head, '\n'); i >= 0 {
+			line, head = head[:i], head[i+1:]
+		} else {
+			head = nil
+		}
+		const name = "connection:"
+		if len(line) > len(name) && strings.EqualFold(string(line[:len(name)]), name) {
+			vals = append(vals, strings.Trim(string(line[len(name):]), " \t\r"))
+		}
+	}
+	return vals
 }
 
 // reusedResponse is a response and header map that one connection's pass
@@ -219,9 +253,11 @@ func parseResponseHead(raw []byte, req *http.Request, reuse *reusedResponse) *ht
 			return nil // delimited by the close
 		}
 	}
+	// A Connection field that says close stays (http.ReadResponse drops
+	// it): the other fields it names are hop-by-hop too, for the relay
+	// to remove.
 	if conn := h["Connection"]; conn != nil && httpguts.HeaderValuesContainsToken(conn, "close") {
 		resp.Close = true
-		delete(h, "Connection")
 	}
 	if p := h["Pragma"]; len(p) > 0 && p[0] == "no-cache" {
 		if _, ok := h["Cache-Control"]; !ok {
@@ -233,9 +269,8 @@ func parseResponseHead(raw []byte, req *http.Request, reuse *reusedResponse) *ht
 
 // parseRawHead is parseResponseHead into reuse.fields, for a relay that
 // writes them as they came (PassRequest.RawHead): the same checks, the
-// same response but for its nil Header, and the same changes to the
-// fields — a Connection field that says close goes (resp.Close), a
-// Pragma: no-cache without Cache-Control brings one.
+// same response but for its nil Header, and the same change to the
+// fields — a Pragma: no-cache without Cache-Control brings one.
 func parseRawHead(block, line string, code int, req *http.Request, reuse *reusedResponse) *http.Response {
 	fields, ok := httpwire.AppendFields(reuse.fields[:0], block)
 	reuse.fields = fields
@@ -274,17 +309,7 @@ func parseRawHead(block, line string, code int, req *http.Request, reuse *reused
 			return nil // delimited by the close
 		}
 	}
-	if closing {
-		resp.Close = true
-		kept := fields[:0]
-		for _, f := range fields {
-			if f.Name != "Connection" {
-				kept = append(kept, f)
-			}
-		}
-		clear(fields[len(kept):])
-		fields = kept
-	}
+	resp.Close = closing
 	if pragma && !cacheControl {
 		fields = append(fields, httpwire.Field{Name: "Cache-Control", Value: "no-cache"})
 	}

@@ -59,10 +59,9 @@ type PassRequest struct {
 	// Transfer-Encoding or Trailer: nearly all — as its fields in the
 	// order they came (names canonical) instead of a header map, for a
 	// relay that writes them out itself: relay's response then has a nil
-	// Header, and Head the fields. The changes a header map's reader
-	// makes are made to them (a Connection field with close goes, and
-	// Resp.Close says so; Pragma: no-cache brings Cache-Control), and a
-	// sticky pool's Set-Cookie is appended.
+	// Header, and Head the fields. The change the header map's reader
+	// makes is made to them (Pragma: no-cache brings Cache-Control), and
+	// a sticky pool's Set-Cookie is appended.
 	RawHead bool
 	// Head is the fields of the response relay is given when RawHead
 	// brought them, which its nil Header tells. Set by Pass; valid until

@@ -78,6 +78,18 @@ func passBackend(t *testing.T) *httptest.Server {
 			w.Header().Set("Content-Type", "text/plain")
 			io.WriteString(w, "closing")
 			return
+		case "/close-named", "/close-named-chunked":
+			// A Connection field that says close and names a field:
+			// the field is the connection's, as any it names.
+			w.Header().Set("Connection", "close, X-Secret")
+			w.Header().Set("X-Secret", "hop-only")
+			w.Header().Set("Content-Type", "text/plain")
+			io.WriteString(w, "closing, ")
+			if r.URL.Path == "/close-named-chunked" {
+				w.(http.Flusher).Flush()
+			}
+			io.WriteString(w, "named")
+			return
 		case "/sniff":
 			w.Header()["Content-Type"] = nil // sent without one
 			io.WriteString(w, "<html><body>untyped</body></html>")
@@ -315,6 +327,8 @@ func testPassLaneMatchesChain(t *testing.T, proto string) {
 		{"HEAD", "/fields", nil},
 		{"GET", "/named", nil},
 		{"GET", "/close", nil},
+		{"GET", "/close-named", nil},
+		{"GET", "/close-named-chunked", nil},
 		{"GET", "/sniff", nil},
 		{"GET", "/events", nil},
 		{"GET", "/no-content", nil},
@@ -346,6 +360,11 @@ func testPassLaneMatchesChain(t *testing.T, proto string) {
 	if ex.header.Get("X-Hop") != "" || ex.header.Get("Via") != "1.1 edge" {
 		t.Errorf("response fields %v", ex.header)
 	}
+	for _, target := range []string{"/close-named", "/close-named-chunked"} {
+		if ex := doExchange(t, laneRT, lane, "GET", target, nil); ex.header.Get("X-Secret") != "" || ex.body != "closing, named" {
+			t.Errorf("%s: client got %v %q; want no field the backend's Connection named", target, ex.header, ex.body)
+		}
+	}
 	if tlsOn && (ex.header.Get("Strict-Transport-Security") == "" || !strings.HasPrefix(ex.header.Get("Alt-Svc"), "h3=")) {
 		t.Errorf("HTTPS response without HSTS or Alt-Svc: %v", ex.header)
 	}
@@ -355,7 +374,7 @@ func testPassLaneMatchesChain(t *testing.T, proto string) {
 # HELP outpost_http_pass_lane_requests_total Edge requests served on the pass lane (bodiless GET and HEAD to a route that is only a pool, without the handler chain); they are counted in requests_total too.
 # TYPE outpost_http_pass_lane_requests_total counter
 outpost_http_pass_lane_requests_total %d
-`, len(cases)+1)
+`, len(cases)+3)
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "outpost_http_pass_lane_requests_total"); err != nil {
 		t.Fatal(err)
 	}
