@@ -463,15 +463,17 @@ func (pc *h1Conn) awaitResponse(req *http.Request, got1xx func(int, textproto.MI
 	}
 	// A watch still due goes to the body: the head came sooner, and a
 	// body that keeps the request waiting past then is watched.
-	body := h1Body{pc: pc, rc: resp.Body, stop: w.stop, eof: resp.Body == http.NoBody, reuse: !resp.Close, idle: idle, hold: reuse != nil,
-		ctx: w.ctx, due: w.due}
+	// The pass lane's reader is the connection's, which the lane is done
+	// with before release.
+	var body *h1Body
 	if reuse != nil {
-		// The pass lane's, which is done with it before release.
-		reuse.body = body
-		resp.Body = &reuse.body
+		body = &reuse.body
 	} else {
-		resp.Body = &body
+		body = new(h1Body)
 	}
+	*body = h1Body{pc: pc, rc: resp.Body, stop: w.stop, eof: resp.Body == http.NoBody, reuse: !resp.Close, idle: idle, hold: reuse != nil,
+		ctx: w.ctx, due: w.due}
+	resp.Body = body
 	return resp, nil
 }
 

@@ -21,6 +21,7 @@ import (
 type head struct {
 	method, target, host string
 	header               http.Header
+	vals                 []string // the header's value slots (see ParseFieldsReusing)
 	contentLength        int64
 	close                bool
 }
@@ -42,8 +43,9 @@ func findEnd(buf []byte, from int) int {
 
 // parseHead parses a complete head (as findEnd delimits it). ok is false
 // when the request is not one the fast path takes.
-// The fields go into reuse, emptied first, when it is not nil.
-func parseHead(raw []byte, reuse http.Header) (h head, ok bool) {
+// The fields go into reuse, emptied first, when it is not nil, their
+// values into the slots of vals when it has room.
+func parseHead(raw []byte, reuse http.Header, vals []string) (h head, ok bool) {
 	// One string for the whole head: method, target and every value are
 	// substrings of it, so parsing allocates it, the header map and one
 	// slice of values.
@@ -77,7 +79,8 @@ func parseHead(raw []byte, reuse http.Header) (h head, ok bool) {
 	var fields http.Header
 	if reuse != nil {
 		clear(reuse)
-		fields, ok = reuse, httpwire.ParseFieldsInto(reuse, s[eol+2:len(s)-2])
+		fields = reuse
+		h.vals, ok = httpwire.ParseFieldsReusing(reuse, s[eol+2:len(s)-2], vals)
 	} else {
 		fields, ok = httpwire.ParseFields(s[eol+2 : len(s)-2])
 	}

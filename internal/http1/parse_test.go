@@ -33,7 +33,7 @@ func FuzzParseHead(f *testing.F) {
 		if end <= 0 {
 			return
 		}
-		h, ok := parseHead([]byte(raw[:end]), nil)
+		h, ok := parseHead([]byte(raw[:end]), nil, nil)
 		if !ok {
 			return
 		}

@@ -358,8 +358,10 @@ type conn struct {
 	laneHdr http.Header
 	passed  Pass // the lane's request, reused likewise
 	// reqHdr is the map the next request's fields are parsed into: the
-	// last one's, when the lane served it; nil: a new one.
-	reqHdr http.Header
+	// last one's, when the lane served it; nil: a new one. reqVals, the
+	// slots of its values, likewise.
+	reqHdr  http.Header
+	reqVals []string
 
 	// The watch: a read that notices a client hanging up while a bodiless
 	// request is served, as net/http's background read does, but only
@@ -517,7 +519,7 @@ func (c *conn) serve() {
 		var h head
 		if ok {
 			raw, _ := c.br.Peek(n)
-			h, ok = parseHead(raw, c.reqHdr)
+			h, ok = parseHead(raw, c.reqHdr, c.reqVals)
 		}
 		var token any
 		if ok && c.s.Passer != nil && h.contentLength == 0 && (h.method == http.MethodGet || h.method == http.MethodHead) {
@@ -532,13 +534,13 @@ func (c *conn) serve() {
 				c.br.Discard(n)
 				// The lane keeps nothing of the fields once it answered:
 				// the next request's go into the same map.
-				c.reqHdr = h.header
+				c.reqHdr, c.reqVals = h.header, h.vals
 				continue
 			}
 		}
 		// The fields go with the request to the handler, which may keep
 		// them.
-		c.reqHdr = nil
+		c.reqHdr, c.reqVals = nil, nil
 		var req http.Request
 		if ok {
 			req, ok = h.newRequest()

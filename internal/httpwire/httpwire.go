@@ -68,14 +68,27 @@ func ParseFields(block string) (h http.Header, ok bool) {
 // ParseFieldsInto is ParseFields into h, an empty header the caller
 // reuses; on false h holds part of block.
 func ParseFieldsInto(h http.Header, block string) bool {
+	_, ok := ParseFieldsReusing(h, block, nil)
+	return ok
+}
+
+// ParseFieldsReusing is ParseFieldsInto that takes each field's first
+// value slot from vals, when it has room, instead of one new allocation
+// for them all; it returns the slots used, for the caller to reuse once
+// nothing holds h's values any more.
+func ParseFieldsReusing(h http.Header, block string, vals []string) ([]string, bool) {
 	n := strings.Count(block, "\n")
-	vals := make([]string, n) // one allocation for every first value
+	if cap(vals) < n {
+		vals = make([]string, n) // one allocation for every first value
+	}
+	vals = vals[:n]
+	all := vals
 	var name [maxName]byte
 	for len(block) > 0 {
 		var key, v string
 		var ok bool
 		if key, v, block, ok = nextField(block, &name); !ok {
-			return false
+			return all, false
 		}
 		if prev := h[key]; prev != nil {
 			h[key] = append(prev, v)
@@ -85,7 +98,7 @@ func ParseFieldsInto(h http.Header, block string) bool {
 		h[key] = vals[:1:1]
 		vals = vals[1:]
 	}
-	return true
+	return all, true
 }
 
 // Field is one field line of a head: its name, canonical, and its value.
