@@ -1,6 +1,7 @@
 package http1
 
 import (
+	"bufio"
 	"fmt"
 	"net/http"
 	"reflect"
@@ -124,4 +125,77 @@ func TestWriteHeaderFields(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzWriteHeaderFields: whatever field list WriteHeaderFields takes, the
+// head it writes reads back as the one WriteHeader writes for the same
+// fields in the header map (status, fields, framing), and it leaves the
+// writer in the same state (length, no body, close after).
+func FuzzWriteHeaderFields(f *testing.F) {
+	f.Add(200, "Content-Type: text/plain\r\nContent-Length: 5\r\nVia: 1.1 edge\r\n", "X-Request-Id: id\r\n", false, false)
+	f.Add(304, "Content-Length: 7\r\nContent-Type: a/b\r\nEtag: \"v\"\r\n", "", false, true)
+	f.Add(204, "X-A: 1\r\nX-A: 2\r\n", "", true, false)
+	f.Add(200, "Content-Type: t\r\nContent-Length:  12 \r\nDate: Mon, 02 Jan 2006 15:04:05 GMT\r\n", "", true, true)
+	f.Fuzz(func(t *testing.T, code int, block, preset string, isHead, closeReq bool) {
+		fields, ok := httpwire.AppendFields(nil, block)
+		if !ok {
+			return
+		}
+		pre, ok := httpwire.ParseFields(preset)
+		if !ok {
+			return
+		}
+		write := func(list bool) (string, *response, bool) {
+			var buf strings.Builder
+			c := &conn{s: &Server{}, bw: bufio.NewWriter(&buf)}
+			w := &response{c: c, closeReq: closeReq, isHead: isHead, cl: -1}
+			for k, v := range pre {
+				w.Header()[k] = append([]string(nil), v...)
+			}
+			if list {
+				if !w.WriteHeaderFields(code, fields) {
+					return "", w, false
+				}
+			} else {
+				for _, fl := range fields {
+					w.Header()[fl.Name] = append(w.Header()[fl.Name], fl.Value)
+				}
+				w.WriteHeader(code)
+				if !w.headSent {
+					return "", w, false // held back: not the list's case
+				}
+			}
+			c.bw.Flush()
+			return buf.String(), w, true
+		}
+		got, gw, ok := write(true)
+		if !ok {
+			return
+		}
+		want, ww, ok := write(false)
+		if !ok {
+			t.Fatalf("the list wrote a head WriteHeader holds back: %q", got)
+		}
+		if gw.cl != ww.cl || gw.noBody != ww.noBody || gw.closeAfter != ww.closeAfter || gw.chunked != ww.chunked || gw.status != ww.status {
+			t.Fatalf("state from the list %+v; from the map %+v", *gw, *ww)
+		}
+		read := func(s string) *http.Response {
+			req := &http.Request{Method: "GET"}
+			if isHead {
+				req.Method = "HEAD"
+			}
+			r, err := http.ReadResponse(bufio.NewReader(strings.NewReader(s)), req)
+			if err != nil {
+				t.Fatalf("%q: %v", s, err)
+			}
+			if !strings.HasPrefix(r.Header.Get("Date"), "Mon, 02 Jan 2006") {
+				r.Header.Del("Date") // the clock's
+			}
+			return r
+		}
+		g, w := read(got), read(want)
+		if g.StatusCode != w.StatusCode || !reflect.DeepEqual(g.Header, w.Header) || g.ContentLength != w.ContentLength || g.Close != w.Close {
+			t.Fatalf("from the list %q\nfrom the map  %q", got, want)
+		}
+	})
 }
