@@ -229,11 +229,23 @@ func (w *guardWriter) WriteHeader(code int) {
 	}
 }
 
-// WriteHeaderFields passes an HTTP/1.1 head's field list through, which
-// is buffered as WriteHeader's final head is (see http1.FieldsWriter).
+// WriteHeaderFields passes a head's field list through (see
+// http1.FieldsWriter), under the deadline WriteHeader would have.
 func (w *guardWriter) WriteHeaderFields(code int, fields []httpwire.Field) bool {
 	fw, ok := w.ResponseWriter.(http1.FieldsWriter)
-	return ok && w.g.lazy && fw.WriteHeaderFields(code, fields)
+	if !ok {
+		return false
+	}
+	if w.g.lazy {
+		// HTTP/1.1 buffers a final header: the write that sends it arms.
+		return fw.WriteHeaderFields(code, fields)
+	}
+	armed := w.g.arm()
+	took := fw.WriteHeaderFields(code, fields)
+	if armed {
+		w.g.disarm(nil)
+	}
+	return took
 }
 
 func (w *guardWriter) Write(p []byte) (int, error) {

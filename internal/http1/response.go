@@ -452,7 +452,8 @@ func (w *response) sendHead(h http.Header, first []byte) {
 
 // FieldsWriter is a response writer that takes a final head's fields as
 // a list (a head relayed as it came, see lb.PassRequest.RawHead) rather
-// than in its header map: WriteHeaderFields sends the head for code with
+// than in its header map — this package's, and internal/http2's, whose
+// rules for the list are its own WriteHeader's: WriteHeaderFields sends the head for code with
 // the fields already in Header() and then fields, as WriteHeader would
 // send them all from Header() — the same framing, Date, Connection — and
 // reports true; or reports false having done nothing, and the caller puts

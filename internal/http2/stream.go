@@ -383,6 +383,66 @@ func (rw *responseWriter) snapshot() {
 	}
 }
 
+// WriteHeaderFields is WriteHeader for a final head whose fields come as
+// a list (a head relayed as it came; see http1.FieldsWriter): the fields
+// in Header() and then fields are taken as WriteHeader takes the map with
+// them all in it, and it reports true; or it reports false having done
+// nothing — for a status that is not a final one, for a field it would
+// have to merge with the map's to read (framing, Date) and for a
+// hop-by-hop field (the relay removes those) — and the caller uses the
+// map. Names in fields are canonical.
+func (rw *responseWriter) WriteHeaderFields(code int, fields []httpwire.Field) bool {
+	if rw.wroteHeader || rw.done || code < 200 || code > 999 {
+		return false
+	}
+	for k := range rw.header {
+		switch k {
+		case "Content-Length", "Content-Type", "Content-Encoding", "Date", "Connection", "Keep-Alive",
+			"Proxy-Connection", "Upgrade", "Transfer-Encoding", "Trailer":
+			return false
+		}
+	}
+	for _, f := range fields {
+		switch f.Name {
+		case "Connection", "Keep-Alive", "Proxy-Connection", "Upgrade", "Transfer-Encoding", "Trailer":
+			return false
+		}
+	}
+	rw.wroteHeader = true
+	rw.status = code
+	rw.snapshot()
+	// snapshot's rules, per line: a name's first value decides where
+	// the map's would.
+	seenCL, seenCE := false, false
+	for _, f := range fields {
+		switch f.Name {
+		case "Content-Length":
+			if !seenCL {
+				seenCL = true
+				if n, err := strconv.ParseUint(f.Value, 10, 63); err == nil {
+					rw.declared = int64(n)
+				}
+			}
+			continue
+		case "Content-Type":
+			rw.hasCT = true
+		case "Content-Encoding":
+			if !seenCE {
+				seenCE = true
+				rw.hasCE = f.Value != ""
+			}
+		case "Date":
+			rw.hasDate = true
+		}
+		name, ok := httpwire.LowerName(f.Name)
+		if !ok || !httpguts.ValidHeaderFieldValue(f.Value) {
+			continue
+		}
+		rw.fields = append(rw.fields, hpack.HeaderField{Name: name, Value: f.Value})
+	}
+	return true
+}
+
 func (rw *responseWriter) bodyAllowed() bool {
 	s := rw.status
 	return !(s >= 100 && s <= 199 || s == 204 || s == 304)

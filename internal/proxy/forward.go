@@ -418,11 +418,11 @@ func (f *forwarder) Pass(w http.ResponseWriter, p *http1.Pass, info *reqinfo.Inf
 	// taken 100 ms to answer, as the chain's requests are watched from
 	// 100 ms on.
 	pr.Ctx = p.Conn
-	pr.Watch, pr.RawHead = nil, false
+	// The response head is written from the backend's field list
+	// (relayFields), without header maps.
+	pr.Watch, pr.RawHead = nil, true
 	if !p.HTTP2 {
-		// HTTP/1.1: the response head is written from the backend's
-		// field list (relayFields), without header maps.
-		pr.Watch, pr.RawHead = c.watch, true
+		pr.Watch = c.watch
 	}
 	err := f.pool.Pass(pr, c.relay)
 	relayed := c.relayed
