@@ -355,9 +355,9 @@ type headWait struct {
 	// zero: none.
 	until time.Time
 	// reuse: the response is the pass lane's, which nothing keeps once
-	// relayed; it is parsed into the connection's reused one. raw: its
-	// fields into a list (PassRequest.RawHead).
-	reuse, raw bool
+	// relayed; it is parsed into the connection's reused one, a plain
+	// head's fields into a list (see PassRequest.Head).
+	reuse bool
 }
 
 // dueWatch is a pass-lane request's watch (PassRequest.Watch) until it
@@ -427,7 +427,6 @@ func (pc *h1Conn) awaitResponse(req *http.Request, got1xx func(int, textproto.MI
 	var reuse *reusedResponse
 	if w.reuse {
 		reuse = &pc.passed
-		reuse.raw = w.raw
 	}
 	resp, err := readResponse(pc.br, req, reuse)
 	// A real server sends one or two informational responses; past

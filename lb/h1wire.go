@@ -148,17 +148,13 @@ func connectionFields(head []byte) []string {
 	return vals
 }
 
-// reusedResponse is a response and header map that one connection's pass
-// lane requests take in turn.
+// reusedResponse is a response, its fields and its body readers, which
+// one connection's pass-lane requests take in turn.
 type reusedResponse struct {
-	resp  http.Response
-	hdr   http.Header
-	sized httpwire.SizedBody
-	body  h1Body
-	// raw: a plain head is parsed into fields, in order, not into hdr;
-	// the response's Header is then nil (PassRequest.RawHead).
-	raw    bool
-	fields []httpwire.Field
+	resp   http.Response
+	fields []httpwire.Field // the head's, when it was the plain kind (resp.Header is nil)
+	sized  httpwire.SizedBody
+	body   h1Body
 }
 
 func readPlainResponse(br *bufio.Reader, req *http.Request, reuse *reusedResponse) *http.Response {
@@ -189,7 +185,13 @@ func bodyAllowed(code int) bool {
 }
 
 // parseResponseHead parses a complete head, or returns nil when it is not
-// the plain kind.
+// the plain kind. Into reuse, when it is set (the pass lane's), the
+// fields go as the list they came in, and the response's Header is nil;
+// else into a new response and its header map. Either way the one change
+// a header map's reader makes is made: Pragma: no-cache without
+// Cache-Control brings one. A Connection field that says close stays
+// (http.ReadResponse drops it): the other fields it names are hop-by-hop
+// too, for the relay to remove.
 func parseResponseHead(raw []byte, req *http.Request, reuse *reusedResponse) *http.Response {
 	s := string(raw) // every string below is a piece of this one
 	eol := strings.IndexByte(s, '\r')
@@ -207,94 +209,54 @@ func parseResponseHead(raw []byte, req *http.Request, reuse *reusedResponse) *ht
 	if code < 200 {
 		return nil // 1xx: http.ReadResponse, in the informational loop
 	}
-	if reuse != nil && reuse.raw {
-		return parseRawHead(s[eol+2:len(s)-2], line, code, req, reuse)
-	}
-	var h http.Header
-	var resp *http.Response
+	block := s[eol+2 : len(s)-2]
+	status := line[9:]
 	if reuse != nil {
-		if reuse.hdr == nil {
-			reuse.hdr = make(http.Header, 8)
+		fields, ok := httpwire.AppendFields(reuse.fields[:0], block)
+		resp := &reuse.resp
+		if ok {
+			fields, ok = plainHead(resp, fields, status, code, req)
 		}
-		h = reuse.hdr
-		clear(h)
-		if !httpwire.ParseFieldsInto(h, s[eol+2:len(s)-2]) {
+		reuse.fields = fields
+		if !ok {
 			return nil
 		}
-		resp = &reuse.resp
-	} else {
-		var ok bool
-		if h, ok = httpwire.ParseFields(s[eol+2 : len(s)-2]); !ok {
-			return nil
-		}
-		resp = new(http.Response)
+		return resp
 	}
-	*resp = http.Response{
-		Status: line[9:], StatusCode: code, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header: h, Request: req, ContentLength: -1,
+	var local [32]httpwire.Field // the list, on the stack, for the map
+	fields, ok := httpwire.AppendFields(local[:0], block)
+	resp := new(http.Response)
+	if ok {
+		fields, ok = plainHead(resp, fields, status, code, req)
 	}
-	if _, ok := h["Transfer-Encoding"]; ok {
-		return nil
-	}
-	if _, ok := h["Trailer"]; ok {
-		return nil
-	}
-	if cl, ok := h["Content-Length"]; ok {
-		n, err := strconv.ParseUint(cl[0], 10, 63)
-		if len(cl) > 1 || err != nil {
-			return nil
-		}
-		resp.ContentLength = int64(n)
-	}
-	if req.Method != http.MethodHead {
-		if !bodyAllowed(code) {
-			resp.ContentLength = 0
-		} else if resp.ContentLength < 0 {
-			return nil // delimited by the close
-		}
-	}
-	// A Connection field that says close stays (http.ReadResponse drops
-	// it): the other fields it names are hop-by-hop too, for the relay
-	// to remove.
-	if conn := h["Connection"]; conn != nil && httpguts.HeaderValuesContainsToken(conn, "close") {
-		resp.Close = true
-	}
-	if p := h["Pragma"]; len(p) > 0 && p[0] == "no-cache" {
-		if _, ok := h["Cache-Control"]; !ok {
-			h["Cache-Control"] = []string{"no-cache"}
-		}
-	}
-	return resp
-}
-
-// parseRawHead is parseResponseHead into reuse.fields, for a relay that
-// writes them as they came (PassRequest.RawHead): the same checks, the
-// same response but for its nil Header, and the same change to the
-// fields — a Pragma: no-cache without Cache-Control brings one.
-func parseRawHead(block, line string, code int, req *http.Request, reuse *reusedResponse) *http.Response {
-	fields, ok := httpwire.AppendFields(reuse.fields[:0], block)
-	reuse.fields = fields
 	if !ok {
 		return nil
 	}
-	resp := &reuse.resp
+	resp.Header = httpwire.Header(fields)
+	return resp
+}
+
+// plainHead sets resp from a head's status and fields, and reports
+// whether the head is the plain kind; the fields come back with the
+// Cache-Control a lone Pragma: no-cache brings.
+func plainHead(resp *http.Response, fields []httpwire.Field, status string, code int, req *http.Request) ([]httpwire.Field, bool) {
 	*resp = http.Response{
-		Status: line[9:], StatusCode: code, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Status: status, StatusCode: code, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Request: req, ContentLength: -1,
 	}
-	ncl, pragma, cacheControl, closing := 0, false, false, false
+	ncl, pragma, cacheControl := 0, false, false
 	for i, f := range fields {
 		switch f.Name {
 		case "Transfer-Encoding", "Trailer":
-			return nil
+			return fields, false
 		case "Content-Length":
 			n, err := strconv.ParseUint(f.Value, 10, 63)
 			if ncl++; ncl > 1 || err != nil {
-				return nil
+				return fields, false
 			}
 			resp.ContentLength = int64(n)
 		case "Connection":
-			closing = closing || httpguts.HeaderValuesContainsToken([]string{f.Value}, "close")
+			resp.Close = resp.Close || httpguts.HeaderValuesContainsToken([]string{f.Value}, "close")
 		case "Pragma":
 			// As the header map's first Pragma value.
 			pragma = pragma || firstNamed(fields[:i], "Pragma") && f.Value == "no-cache"
@@ -306,15 +268,13 @@ func parseRawHead(block, line string, code int, req *http.Request, reuse *reused
 		if !bodyAllowed(code) {
 			resp.ContentLength = 0
 		} else if resp.ContentLength < 0 {
-			return nil // delimited by the close
+			return fields, false // delimited by the close
 		}
 	}
-	resp.Close = closing
 	if pragma && !cacheControl {
 		fields = append(fields, httpwire.Field{Name: "Cache-Control", Value: "no-cache"})
 	}
-	reuse.fields = fields
-	return resp
+	return fields, true
 }
 
 // firstNamed reports whether no field in fields is named name: the next

@@ -46,12 +46,12 @@ func FuzzReadResponse(f *testing.F) {
 		br := bufio.NewReaderSize(strings.NewReader(raw), 4096)
 		br.Peek(1)
 		got := readPlainResponse(br, req, nil)
-		// The pass lane's list of fields (PassRequest.RawHead) is the
+		// The pass lane's list of fields (PassRequest.Head) is the
 		// same head: taken or left alike, the same response, and the
 		// same fields in the order they came.
 		rawBR := bufio.NewReaderSize(strings.NewReader(raw), 4096)
 		rawBR.Peek(1)
-		reuse := &reusedResponse{raw: true, fields: make([]httpwire.Field, 1, 4)}
+		reuse := &reusedResponse{fields: make([]httpwire.Field, 1, 4)}
 		if rawGot := readPlainResponse(rawBR, req, reuse); (rawGot == nil) != (got == nil) {
 			t.Fatalf("%q: parsed as a list %v, as a map %v", raw, rawGot != nil, got != nil)
 		} else if got != nil {

@@ -54,18 +54,14 @@ type PassRequest struct {
 	// costs no watch at all.
 	Watch func()
 
-	// RawHead asks for a response head of the plain kind — HTTP/1.1, a
-	// final status, framed by one Content-Length or by rule, without
-	// Transfer-Encoding or Trailer: nearly all — as its fields in the
-	// order they came (names canonical) instead of a header map, for a
-	// relay that writes them out itself: relay's response then has a nil
-	// Header, and Head the fields. The change the header map's reader
-	// makes is made to them (Pragma: no-cache brings Cache-Control), and
-	// a sticky pool's Set-Cookie is appended.
-	RawHead bool
-	// Head is the fields of the response relay is given when RawHead
-	// brought them, which its nil Header tells. Set by Pass; valid until
-	// relay returns.
+	// Head is the fields of the response relay is given when its head
+	// was of the plain kind — HTTP/1.1, a final status, framed by one
+	// Content-Length or by rule, without Transfer-Encoding or Trailer:
+	// nearly all — in the order they came (names canonical), with a
+	// sticky pool's Set-Cookie appended; the response's Header is then
+	// nil, which tells the relay to write them itself, with no header
+	// map. Any other head comes in Header, and Head is nil. Set by Pass;
+	// valid until relay returns.
 	Head []httpwire.Field
 
 	// sel is Pass's, here so that a PassRequest the caller reuses
@@ -195,7 +191,7 @@ func (p *Pool) Pass(pr *PassRequest, relay func(*http.Response) error) error {
 			p.recordOutcome(st, b, true)
 		}
 		body := resp.Body.(*h1Body) // awaitResponse's
-		raw := resp.Header == nil   // RawHead's
+		raw := resp.Header == nil   // a plain head: its fields are the connection's list
 		pr.Head = nil
 		if raw {
 			pr.Head = body.pc.passed.fields
@@ -248,7 +244,7 @@ func (t *h1Transport) pass(b *Backend, pr *PassRequest, req *http.Request, now, 
 		}
 		// Cancellation unblocks the reads below, and the body's; a
 		// connection it touched is never reused.
-		w := headWait{stop: noStop, reuse: true, raw: pr.RawHead, ctx: pr.Ctx}
+		w := headWait{stop: noStop, reuse: true, ctx: pr.Ctx}
 		switch {
 		case pr.Ctx != nil && pr.Watch != nil:
 			w.due.watch = pr.Watch

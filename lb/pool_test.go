@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/outpost-edge/outpost/internal/httpwire"
 	"github.com/outpost-edge/outpost/internal/reqinfo"
 	"github.com/outpost-edge/outpost/internal/units"
 )
@@ -68,10 +69,19 @@ func passFetch(p *Pool, path string) (backend, body string, err error) {
 		if err == nil && res.StatusCode != 200 {
 			err = errors.New(res.Status)
 		}
-		backend, body = res.Header.Get("X-Backend"), string(b)
+		backend, body = passHeader(pr, res).Get("X-Backend"), string(b)
 		return err
 	})
 	return backend, body, err
+}
+
+// passHeader is the header of a response Pass relays: its map, or the
+// fields a plain head came with (PassRequest.Head).
+func passHeader(pr *PassRequest, res *http.Response) http.Header {
+	if res.Header != nil {
+		return res.Header
+	}
+	return httpwire.Header(pr.Head)
 }
 
 // killBackendDuringLoad: one of three backends dies under a load loop of

@@ -91,7 +91,7 @@ func (w *response) WriteHeader(code int) {
 	}
 	_, hasType := h["Content-Type"]
 	if w.noBody || (w.cl >= 0 && hasType) {
-		w.sendHead(h, nil)
+		w.sendHead(h, nil, nil)
 		return
 	}
 	// A sniffed type or a computed length may still be needed: the head
@@ -146,7 +146,7 @@ func (w *response) commit(next []byte) error {
 		first = append(make([]byte, 0, sniffLen), pend...)
 		first = append(first, next[:min(len(next), sniffLen-len(pend))]...)
 	}
-	w.sendHead(w.sent, first)
+	w.sendHead(w.sent, first, nil)
 	w.c.pend = pend[:0]
 	if len(pend) > 0 {
 		w.writeBody(pend)
@@ -371,9 +371,10 @@ func (w *response) writeTrailers() {
 	})
 }
 
-// sendHead writes the status line and fields of h into the connection's
-// buffer. first is the start of the body, for sniffing.
-func (w *response) sendHead(h http.Header, first []byte) {
+// sendHead writes the status line and fields of h, then those of list,
+// into the connection's buffer. first is the start of the body, for
+// sniffing. list holds no framing field (see WriteHeaderFields).
+func (w *response) sendHead(h http.Header, first []byte, list []httpwire.Field) {
 	w.headSent = true
 	bw := w.c.bw
 	// The framing fields the handler set go out by net/http's rules
@@ -412,19 +413,27 @@ func (w *response) sendHead(h http.Header, first []byte) {
 	if b := w.reqBody; b != nil && b.unread.Load() > maxDiscard {
 		w.closeAfter = true
 	}
-	bw.WriteString(statusLine(w.status))
-	for k, vs := range h {
+	omit := func(k string) bool {
 		switch {
 		case k == "Transfer-Encoding" && dropTE, k == "Content-Length" && (dropCL || w.chunked),
 			k == "Content-Type" && dropType,
 			k == "Connection" && w.closeAfter, strings.HasPrefix(k, http.TrailerPrefix):
-			continue
+			return true
 		}
-		if !httpguts.ValidHeaderFieldName(k) {
-			continue // net/http drops these too
+		return !httpguts.ValidHeaderFieldName(k) // net/http drops these too
+	}
+	bw.WriteString(statusLine(w.status))
+	for k, vs := range h {
+		if omit(k) {
+			continue
 		}
 		for _, v := range vs {
 			httpwire.WriteField(bw, k, v)
+		}
+	}
+	for _, f := range list {
+		if !omit(f.Name) {
+			httpwire.WriteField(bw, f.Name, f.Value)
 		}
 	}
 	if ownTE {
@@ -433,12 +442,13 @@ func (w *response) sendHead(h http.Header, first []byte) {
 	if w.closeAfter {
 		bw.WriteString("Connection: close\r\n")
 	}
-	if _, ok := h["Date"]; !ok {
+	if _, ok := h["Date"]; !ok && !listed(list, "Date") {
 		bw.WriteString("Date: ")
 		bw.WriteString(httpwire.Date())
 		bw.WriteString("\r\n")
 	}
 	// No sniffing of an encoded body either (net/http's issue 31753).
+	// (A list comes with its type, or with no body: never sniffed.)
 	if _, ok := h["Content-Type"]; !ok && !w.noBody && len(first) > 0 && len(h.Get("Content-Encoding")) == 0 {
 		if _, te := h["Transfer-Encoding"]; !te {
 			bw.WriteString("Content-Type: ")
@@ -451,21 +461,25 @@ func (w *response) sendHead(h http.Header, first []byte) {
 }
 
 // FieldsWriter is a response writer that takes a final head's fields as
-// a list (a head relayed as it came, see lb.PassRequest.RawHead) rather
-// than in its header map — this package's, and internal/http2's, whose
-// rules for the list are its own WriteHeader's: WriteHeaderFields sends the head for code with
-// the fields already in Header() and then fields, as WriteHeader would
-// send them all from Header() — the same framing, Date, Connection — and
-// reports true; or reports false having done nothing, and the caller puts
-// the fields in Header() and calls WriteHeader. It reports false for a
-// head WriteHeader would hold back (a Content-Type to sniff or a length
-// to compute), for framing fields in Header(), and for a status that is
-// not a final one. Names in fields are canonical, values valid.
+// a list (a head relayed as it came, see lb.PassRequest.Head) rather than
+// in its header map; this package's writer and internal/http2's implement
+// it, each by its own WriteHeader's rules. WriteHeaderFields sends the
+// head for code with the fields already in Header() and then fields, as
+// WriteHeader would send them all from Header() — the same framing, Date,
+// Connection — and reports true; or it reports false having done
+// nothing, and the caller puts the fields in Header() and calls
+// WriteHeader. It reports false for a head WriteHeader would hold back (a
+// Content-Type to sniff or a length to compute), for framing fields
+// (Content-Length, Transfer-Encoding, Connection) in Header(), and for a
+// status that is not a final one. Names in fields are canonical, values
+// valid.
 type FieldsWriter interface {
 	WriteHeaderFields(code int, fields []httpwire.Field) bool
 }
 
-// WriteHeaderFields implements FieldsWriter.
+// WriteHeaderFields implements FieldsWriter: WriteHeader's checks and
+// sendHead, for the one case a list takes — no framing field but a
+// single Content-Length, and a head that need not wait.
 func (w *response) WriteHeaderFields(code int, fields []httpwire.Field) bool {
 	if w.done || w.status != 0 || code < 200 || code > 999 {
 		return false
@@ -473,11 +487,12 @@ func (w *response) WriteHeaderFields(code int, fields []httpwire.Field) bool {
 	h := w.Header()
 	for k := range h {
 		switch k {
-		case "Content-Length", "Content-Type", "Transfer-Encoding", "Connection", "Date":
+		case "Content-Length", "Transfer-Encoding", "Connection":
 			return false
 		}
 	}
-	cl, hasType, hasDate := int64(-1), false, false
+	cl := int64(-1)
+	_, hasType := h["Content-Type"]
 	for _, f := range fields {
 		switch f.Name {
 		case "Content-Length":
@@ -488,52 +503,27 @@ func (w *response) WriteHeaderFields(code int, fields []httpwire.Field) bool {
 			cl = int64(n)
 		case "Content-Type":
 			hasType = true
-		case "Date":
-			hasDate = true
 		case "Transfer-Encoding", "Connection":
 			return false
 		}
 	}
 	noBody := code == http.StatusNoContent || code == http.StatusNotModified
 	if !noBody && (cl < 0 || !hasType) {
-		return false
+		return false // WriteHeader would hold the head back
 	}
 	w.status, w.noBody, w.cl = code, noBody, cl
-	w.headSent = true
-	// sendHead's rules for a head without Transfer-Encoding or Connection
-	// whose framing is known: no body, or a Content-Length.
-	dropCL := noBody
-	dropType := code == http.StatusNotModified
-	if w.closeReq || w.c.s.shutting.Load() {
-		w.closeAfter = true
-	}
-	bw := w.c.bw
-	bw.WriteString(statusLine(code))
-	for k, vs := range h {
-		if !httpguts.ValidHeaderFieldName(k) || strings.HasPrefix(k, http.TrailerPrefix) {
-			continue
-		}
-		for _, v := range vs {
-			httpwire.WriteField(bw, k, v)
-		}
-	}
-	for _, f := range fields {
-		if f.Name == "Content-Length" && dropCL || f.Name == "Content-Type" && dropType {
-			continue
-		}
-		httpwire.WriteField(bw, f.Name, f.Value)
-	}
-	if w.closeAfter {
-		bw.WriteString("Connection: close\r\n")
-	}
-	if !hasDate {
-		bw.WriteString("Date: ")
-		bw.WriteString(httpwire.Date())
-		bw.WriteString("\r\n")
-	}
-	_, err := bw.WriteString("\r\n")
-	w.setErr(err)
+	w.sendHead(h, nil, fields)
 	return true
+}
+
+// listed reports whether a field of list is named name.
+func listed(list []httpwire.Field, name string) bool {
+	for _, f := range list {
+		if f.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // writeInterim sends a 1xx response (103 Early Hints, mostly) at once.

@@ -13,7 +13,7 @@ import (
 // TestWriteHeaderFields: a final head given as a field list (the pass
 // lane's relay) reaches the client as WriteHeader's with the same fields
 // in the map — names lowered, the length as declared or computed, Date,
-// no body where none is allowed — and a head it refuses (framing in the
+// no body where none is allowed — and a head it refuses (a length in the
 // map, hop-by-hop fields, an interim status) is left to the map
 // untouched.
 func TestWriteHeaderFields(t *testing.T) {
@@ -35,7 +35,8 @@ func TestWriteHeaderFields(t *testing.T) {
 		{"untyped: sniffed", 200, nil, []F{{"Content-Length", "6"}}, "<html>", true},
 		{"backend date", 200, nil, []F{{"Date", "Mon, 02 Jan 2006 15:04:05 GMT"}, {"Content-Type", "text/plain"}}, "", true},
 		{"304", 304, nil, []F{{"Etag", `"v1"`}, {"Content-Length", "7"}}, "", true},
-		{"framing in the map", 200, http.Header{"Content-Type": {"text/html"}}, []F{{"Content-Length", "1"}}, "x", false},
+		{"type in the map", 200, http.Header{"Content-Type": {"text/html"}}, []F{{"Content-Length", "1"}}, "x", true},
+		{"length in the map", 200, http.Header{"Content-Length": {"1"}}, []F{{"Content-Type", "text/plain"}}, "x", false},
 		{"hop-by-hop in the list", 200, nil, []F{{"Content-Type", "text/plain"}, {"Keep-Alive", "timeout=5"}}, "x", false},
 		{"interim", 103, nil, []F{{"Link", "</a>"}}, "", false},
 	}

@@ -342,54 +342,65 @@ func (rw *responseWriter) snapshot() {
 	}
 	rw.fields = rw.fields[:0]
 	for k, vv := range rw.header {
-		switch k {
-		case "Content-Length":
-			if len(vv) > 0 {
-				if n, err := strconv.ParseUint(vv[0], 10, 63); err == nil {
-					rw.declared = int64(n)
-				}
-			}
-			continue
-		case "Connection":
-			if len(vv) > 0 && vv[0] == "close" {
-				rw.closeConn = true
-			}
-			continue
-		case "Keep-Alive", "Proxy-Connection", "Upgrade":
-			continue
-		case "Transfer-Encoding":
-			// Only "trailers" is meaningful in HTTP/2 (as net/http).
-		case "Trailer":
-			// The names as the head declared them; the values are
-			// taken at the end (http1's rule too).
-			rw.trailerDecl = append(rw.trailerDecl[:0], vv...)
-		case "Content-Type":
-			rw.hasCT = true
-		case "Content-Encoding":
-			rw.hasCE = len(vv) > 0 && vv[0] != ""
-		case "Date":
-			rw.hasDate = true
-		}
-		name, ok := httpwire.LowerName(k)
-		if !ok {
-			continue
-		}
-		for _, v := range vv {
-			if !httpguts.ValidHeaderFieldValue(v) || k == "Transfer-Encoding" && v != "trailers" {
-				continue
-			}
-			rw.fields = append(rw.fields, hpack.HeaderField{Name: name, Value: v})
+		for i, v := range vv {
+			rw.take(k, v, i == 0)
 		}
 	}
+}
+
+// take is snapshot's rule for one value of field k; first: the name's
+// first value, which is the one read where one is.
+func (rw *responseWriter) take(k, v string, first bool) {
+	switch k {
+	case "Content-Length":
+		if first {
+			if n, err := strconv.ParseUint(v, 10, 63); err == nil {
+				rw.declared = int64(n)
+			}
+		}
+		return
+	case "Connection":
+		if first && v == "close" {
+			rw.closeConn = true
+		}
+		return
+	case "Keep-Alive", "Proxy-Connection", "Upgrade":
+		return
+	case "Transfer-Encoding":
+		// Only "trailers" is meaningful in HTTP/2 (as net/http).
+		if v != "trailers" {
+			return
+		}
+	case "Trailer":
+		// The names as the head declared them; the values are taken at
+		// the end (http1's rule too).
+		if first {
+			rw.trailerDecl = rw.trailerDecl[:0]
+		}
+		rw.trailerDecl = append(rw.trailerDecl, v)
+	case "Content-Type":
+		rw.hasCT = true
+	case "Content-Encoding":
+		if first {
+			rw.hasCE = v != ""
+		}
+	case "Date":
+		rw.hasDate = true
+	}
+	name, ok := httpwire.LowerName(k)
+	if !ok || !httpguts.ValidHeaderFieldValue(v) {
+		return
+	}
+	rw.fields = append(rw.fields, hpack.HeaderField{Name: name, Value: v})
 }
 
 // WriteHeaderFields is WriteHeader for a final head whose fields come as
 // a list (a head relayed as it came; see http1.FieldsWriter): the fields
 // in Header() and then fields are taken as WriteHeader takes the map with
-// them all in it, and it reports true; or it reports false having done
-// nothing — for a status that is not a final one, for a field it would
-// have to merge with the map's to read (framing, Date) and for a
-// hop-by-hop field (the relay removes those) — and the caller uses the
+// them all in it (take), and it reports true; or it reports false having
+// done nothing — for a status that is not a final one, for a field whose
+// first value would have to be read across the map and the list, and for
+// a hop-by-hop field (the relay removes those) — and the caller uses the
 // map. Names in fields are canonical.
 func (rw *responseWriter) WriteHeaderFields(code int, fields []httpwire.Field) bool {
 	if rw.wroteHeader || rw.done || code < 200 || code > 999 {
@@ -397,8 +408,8 @@ func (rw *responseWriter) WriteHeaderFields(code int, fields []httpwire.Field) b
 	}
 	for k := range rw.header {
 		switch k {
-		case "Content-Length", "Content-Type", "Content-Encoding", "Date", "Connection", "Keep-Alive",
-			"Proxy-Connection", "Upgrade", "Transfer-Encoding", "Trailer":
+		case "Content-Length", "Content-Encoding", "Connection", "Keep-Alive", "Proxy-Connection",
+			"Upgrade", "Transfer-Encoding", "Trailer":
 			return false
 		}
 	}
@@ -411,34 +422,16 @@ func (rw *responseWriter) WriteHeaderFields(code int, fields []httpwire.Field) b
 	rw.wroteHeader = true
 	rw.status = code
 	rw.snapshot()
-	// snapshot's rules, per line: a name's first value decides where
-	// the map's would.
 	seenCL, seenCE := false, false
 	for _, f := range fields {
+		first := true
 		switch f.Name {
 		case "Content-Length":
-			if !seenCL {
-				seenCL = true
-				if n, err := strconv.ParseUint(f.Value, 10, 63); err == nil {
-					rw.declared = int64(n)
-				}
-			}
-			continue
-		case "Content-Type":
-			rw.hasCT = true
+			first, seenCL = !seenCL, true
 		case "Content-Encoding":
-			if !seenCE {
-				seenCE = true
-				rw.hasCE = f.Value != ""
-			}
-		case "Date":
-			rw.hasDate = true
+			first, seenCE = !seenCE, true
 		}
-		name, ok := httpwire.LowerName(f.Name)
-		if !ok || !httpguts.ValidHeaderFieldValue(f.Value) {
-			continue
-		}
-		rw.fields = append(rw.fields, hpack.HeaderField{Name: name, Value: f.Value})
+		rw.take(f.Name, f.Value, first)
 	}
 	return true
 }

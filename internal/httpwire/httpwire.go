@@ -121,6 +121,24 @@ func AppendFields(dst []Field, block string) ([]Field, bool) {
 	return dst, true
 }
 
+// Header is a new header map of fields, as ParseFields makes it: each
+// name's values in the order they came, one allocation for every first
+// value.
+func Header(fields []Field) http.Header {
+	h := make(http.Header, len(fields))
+	vals := make([]string, len(fields))
+	for _, f := range fields {
+		if prev := h[f.Name]; prev != nil {
+			h[f.Name] = append(prev, f.Value)
+			continue
+		}
+		vals[0] = f.Value
+		h[f.Name] = vals[:1:1]
+		vals = vals[1:]
+	}
+	return h
+}
+
 // nextField parses the first field line of block: its canonical name
 // (built in name, interned when common), its value, the lines after it.
 func nextField(block string, name *[maxName]byte) (key, v, rest string, ok bool) {

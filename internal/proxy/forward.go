@@ -205,7 +205,7 @@ func (f *forwarder) relay(w http.ResponseWriter, res *http.Response) error {
 }
 
 // relayFields is relay for a response whose fields came as a list, in
-// the order the backend sent them (lb.PassRequest.RawHead; res.Header is
+// the order the backend sent them (lb.PassRequest.Head; res.Header is
 // nil): the same head goes out — hop-by-hop fields and those Connection
 // names dropped, Via joined — written from the list by a writer that
 // can (http1.FieldsWriter), else put in w's header map as relay puts
@@ -213,8 +213,13 @@ func (f *forwarder) relay(w http.ResponseWriter, res *http.Response) error {
 // the caller's room for the list that goes out.
 func (f *forwarder) relayFields(w http.ResponseWriter, res *http.Response, in []httpwire.Field, scratch *[]httpwire.Field) error {
 	out := (*scratch)[:0]
+	// Most heads have no Connection field: then no name is one it lists.
+	conn := false
+	for _, fl := range in {
+		conn = conn || fl.Name == "Connection"
+	}
 	via := f.via
-	if !connectionNames(in, "Via") {
+	if !conn || !connectionNames(in, "Via") {
 		var prior []string
 		for _, fl := range in {
 			if fl.Name == "Via" {
@@ -227,7 +232,7 @@ func (f *forwarder) relayFields(w http.ResponseWriter, res *http.Response, in []
 	}
 	contentType, typed := "", false
 	for _, fl := range in {
-		if fl.Name == "Via" || isHop(fl.Name) || connectionNames(in, fl.Name) {
+		if fl.Name == "Via" || isHop(fl.Name) || conn && connectionNames(in, fl.Name) {
 			continue
 		}
 		if fl.Name == "Content-Type" && !typed {
@@ -259,8 +264,7 @@ func connectionNames(fields []httpwire.Field, name string) bool {
 		}
 		for v := fl.Value; v != ""; {
 			var tok string
-			tok, v, _ = strings.Cut(v, ",")
-			if tok = textproto.TrimString(tok); tok != "" && asciiEqualFold(tok, name) {
+			if tok, v = nextOption(v); tok != "" && asciiEqualFold(tok, name) {
 				return true
 			}
 		}
@@ -313,8 +317,9 @@ func outboundHeader(in http.Header) http.Header {
 // named reports whether a Connection field lists k.
 func named(conn []string, k string) bool {
 	for _, v := range conn {
-		for _, tok := range strings.Split(v, ",") {
-			if tok = textproto.TrimString(tok); tok != "" && textproto.CanonicalMIMEHeaderKey(tok) == k {
+		for v != "" {
+			var tok string
+			if tok, v = nextOption(v); tok != "" && textproto.CanonicalMIMEHeaderKey(tok) == k {
 				return true
 			}
 		}
@@ -322,11 +327,19 @@ func named(conn []string, k string) bool {
 	return false
 }
 
+// nextOption splits the first option off a Connection field value: tok,
+// trimmed ("" for an empty one), and the rest of the list.
+func nextOption(v string) (tok, rest string) {
+	tok, rest, _ = strings.Cut(v, ",")
+	return textproto.TrimString(tok), rest
+}
+
 // removeHop removes the hop-by-hop fields from a response header.
 func removeHop(h http.Header) {
 	for _, v := range h["Connection"] {
-		for _, tok := range strings.Split(v, ",") {
-			if tok = textproto.TrimString(tok); tok != "" {
+		for v != "" {
+			var tok string
+			if tok, v = nextOption(v); tok != "" {
 				h.Del(tok)
 			}
 		}
@@ -418,9 +431,7 @@ func (f *forwarder) Pass(w http.ResponseWriter, p *http1.Pass, info *reqinfo.Inf
 	// taken 100 ms to answer, as the chain's requests are watched from
 	// 100 ms on.
 	pr.Ctx = p.Conn
-	// The response head is written from the backend's field list
-	// (relayFields), without header maps.
-	pr.Watch, pr.RawHead = nil, true
+	pr.Watch = nil
 	if !p.HTTP2 {
 		pr.Watch = c.watch
 	}
