@@ -13,6 +13,8 @@ import (
 	"net/url"
 	"sync"
 	"time"
+
+	"github.com/outpost-edge/outpost/internal/rawsock"
 )
 
 // h1Transport is one backend's connection pool. Bodiless requests to a
@@ -220,6 +222,7 @@ func (t *h1Transport) get(ctx context.Context, addr string, now time.Time) (*h1C
 	if err != nil {
 		return nil, false, err
 	}
+	c = rawsock.Wrap(c)
 	lr := &limitReader{c: c}
 	pc := &h1Conn{t: t, c: c, lr: lr, br: bufio.NewReaderSize(lr, 4096), bw: bufio.NewWriterSize(c, 4096), spoke: idleCheck(c)}
 	pc.abort = func() { c.SetDeadline(time.Unix(1, 0)) }

@@ -5,6 +5,8 @@ package lb
 import (
 	"net"
 	"syscall"
+
+	"github.com/outpost-edge/outpost/internal/rawsock"
 )
 
 // idleCheck returns a check of whether the backend sent anything (bytes,
@@ -22,15 +24,15 @@ func idleCheck(c net.Conn) func() bool {
 		return nil
 	}
 	var b [1]byte
-	var rerr error
+	var errno syscall.Errno
 	peek := func(fd uintptr) bool {
-		_, _, rerr = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		_, errno = rawsock.Peek(fd, b[:])
 		return true // never wait: EAGAIN is the answer "nothing"
 	}
 	return func() bool {
-		rerr = nil
+		errno = 0
 		err := rc.Read(peek)
-		// Data (n > 0) and EOF (n == 0) both leave rerr nil.
-		return err == nil && rerr == nil
+		// Data (n > 0) and EOF (n == 0) both leave errno 0.
+		return err == nil && errno == 0
 	}
 }

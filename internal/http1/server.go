@@ -465,8 +465,8 @@ func (c *conn) serve() {
 	if tc, ok := c.rwc.(*tls.Conn); ok {
 		// A body write of several records leaves in one system call.
 		c.bw.Reset(tlswrite.Writer(tc))
-	} else if tcp := plainTCP(c.rwc); tcp != nil {
-		c.out = vecWriter{tcp: tcp}
+	} else if out, ok := plainTCP(c.rwc); ok {
+		c.out = out
 		c.bw.Reset(&c.out)
 	} else {
 		c.bw.Reset(c.rwc)

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/outpost-edge/outpost/internal/rawsock"
 )
 
 // testHandler answers by path, covering the ways handlers write.
@@ -97,6 +99,10 @@ func testHandler() http.Handler {
 
 // servers starts the same handler behind net/http alone and behind the
 // fast path; handed counts connections the fast path gave to net/http.
+// fastListener is what the fast server's listener is wrapped in: raw
+// system calls, as the node's edge listeners are (rawsock.Listener).
+var fastListener = rawsock.Listener
+
 func servers(t *testing.T, h http.Handler, tune func(*http.Server)) (std, fast string, handed *atomic.Int32) {
 	t.Helper()
 	handed = new(atomic.Int32)
@@ -126,7 +132,7 @@ func servers(t *testing.T, h http.Handler, tune func(*http.Server)) (std, fast s
 	s1 := mk(false)
 	s2 := New(mk(true))
 	go s1.Serve(l1)
-	go s2.Serve(l2)
+	go s2.Serve(fastListener(l2))
 	t.Cleanup(func() { s1.Close(); s2.Close() })
 	return l1.Addr().String(), l2.Addr().String(), handed
 }

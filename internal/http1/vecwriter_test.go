@@ -8,13 +8,26 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
+
+	"github.com/outpost-edge/outpost/internal/rawsock"
 )
 
 // Bodies written after a buffered head in pieces larger and smaller than
 // the buffer's room (the head and the piece leave in one writev) arrive
-// whole and in order, framed by Content-Length or chunked.
+// whole and in order, framed by Content-Length or chunked, over a
+// connection with raw system calls (as the node's) and a plain one.
 func TestVectoredBodyWrites(t *testing.T) {
+	t.Run("raw", testVectoredBodyWrites)
+	t.Run("plain", func(t *testing.T) {
+		fastListener = func(ln net.Listener) net.Listener { return ln }
+		defer func() { fastListener = rawsock.Listener }()
+		testVectoredBodyWrites(t)
+	})
+}
+
+func testVectoredBodyWrites(t *testing.T) {
 	pieces := []int{100 << 10, 10, 3 << 10, 200 << 10, 5 << 10, 64 << 10}
 	var want bytes.Buffer
 	for _, n := range pieces {
@@ -65,19 +78,27 @@ func TestPlainTCP(t *testing.T) {
 	}
 	defer c.Close()
 	tcp := c.(*net.TCPConn)
+	raw, _ := rawsock.Wrap(tcp).(*rawsock.Conn) // nil off Linux
 	for _, tc := range []struct {
 		name string
 		c    net.Conn
-		want *net.TCPConn
+		want vecWriter
+		ok   bool
 	}{
-		{"tcp", tcp, tcp},
-		{"wrapped", wrapped{tcp}, tcp},
-		{"tls", tls.Client(tcp, &tls.Config{}), nil},
-		{"wrapped tls", wrapped{tls.Client(tcp, &tls.Config{})}, nil},
-		{"pipe", func() net.Conn { a, _ := net.Pipe(); return a }(), nil},
+		{"tcp", tcp, vecWriter{tcp: tcp}, true},
+		{"wrapped", wrapped{tcp}, vecWriter{tcp: tcp}, true},
+		{"raw", raw, vecWriter{raw: raw}, raw != nil},
+		{"wrapped raw", wrapped{raw}, vecWriter{raw: raw}, raw != nil},
+		{"tls", tls.Client(tcp, &tls.Config{}), vecWriter{}, false},
+		{"wrapped tls", wrapped{tls.Client(tcp, &tls.Config{})}, vecWriter{}, false},
+		{"pipe", func() net.Conn { a, _ := net.Pipe(); return a }(), vecWriter{}, false},
 	} {
-		if got := plainTCP(tc.c); got != tc.want {
-			t.Errorf("%s: plainTCP = %v, want %v", tc.name, got, tc.want)
+		if raw == nil && strings.Contains(tc.name, "raw") {
+			continue
+		}
+		got, ok := plainTCP(tc.c)
+		if ok != tc.ok || ok && (got.tcp != tc.want.tcp || got.raw != tc.want.raw) {
+			t.Errorf("%s: plainTCP = %+v, %v; want %+v, %v", tc.name, got, ok, tc.want, tc.ok)
 		}
 	}
 }

@@ -3,8 +3,10 @@ package node
 import (
 	"fmt"
 	"net"
+	"syscall"
 	"testing"
 
+	"github.com/outpost-edge/outpost/internal/rawsock"
 	"golang.org/x/sys/unix"
 )
 
@@ -47,6 +49,9 @@ func TestNotsentLowatListeners(t *testing.T) {
 			if got := lowatOf(t, conn); got != want {
 				t.Errorf("%q, %s listener: TCP_NOTSENT_LOWAT %d, want %d", c.yaml, name, got, want)
 			}
+			if _, ok := innermost(conn).(*rawsock.Conn); !ok {
+				t.Errorf("%q, %s listener: a %T, want reads and writes by raw system calls (*rawsock.Conn)", c.yaml, name, innermost(conn))
+			}
 			conn.Close()
 			d.Close()
 			raw.Close()
@@ -54,17 +59,21 @@ func TestNotsentLowatListeners(t *testing.T) {
 	}
 }
 
-// lowatOf reads TCP_NOTSENT_LOWAT of the TCP connection c wraps.
-func lowatOf(t *testing.T, c net.Conn) int {
-	t.Helper()
+// innermost is the connection c wraps (through NetConn methods).
+func innermost(c net.Conn) net.Conn {
 	for {
 		w, ok := c.(interface{ NetConn() net.Conn })
 		if !ok {
-			break
+			return c
 		}
 		c = w.NetConn()
 	}
-	tc, ok := c.(*net.TCPConn)
+}
+
+// lowatOf reads TCP_NOTSENT_LOWAT of the TCP connection c wraps.
+func lowatOf(t *testing.T, c net.Conn) int {
+	t.Helper()
+	tc, ok := innermost(c).(syscall.Conn)
 	if !ok {
 		t.Fatalf("%T does not wrap a TCP connection", c)
 	}

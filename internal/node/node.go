@@ -26,6 +26,7 @@ import (
 	"github.com/outpost-edge/outpost/internal/edge"
 	"github.com/outpost-edge/outpost/internal/http1"
 	"github.com/outpost-edge/outpost/internal/proxy"
+	"github.com/outpost-edge/outpost/internal/rawsock"
 	"github.com/outpost-edge/outpost/lb"
 )
 
@@ -306,10 +307,10 @@ func (n *Node) Status() map[string]any {
 }
 
 // clientListener is ln under what every edge listener of client
-// connections (plain and TLS) shares: edge.notsent_lowat and the
-// connection limit.
+// connections (plain and TLS) shares: reads and writes as raw system calls
+// (rawsock), edge.notsent_lowat and the connection limit.
 func (n *Node) clientListener(ln net.Listener, cfg *edge.Config) net.Listener {
-	return n.conns.Listener(edge.NotsentLowat(ln, int(*cfg.NotsentLowat)))
+	return n.conns.Listener(edge.NotsentLowat(rawsock.Listener(ln), int(*cfg.NotsentLowat)))
 }
 
 // plainListener is ln as a plain-HTTP listener of the edge serves it: a
