@@ -168,7 +168,7 @@ func (w *response) writeBody(p []byte) error {
 		w.setErr(err)
 		return w.err
 	}
-	if w.c.out.tcp != nil && bw.Buffered() > 0 && len(p) > bw.Available() {
+	if (w.c.out.tcp != nil || w.c.out.raw != nil) && bw.Buffered() > 0 && len(p) > bw.Available() {
 		// The buffered bytes and p in one writev (see vecWriter).
 		w.c.out.tail = p
 		err := bw.Flush()

@@ -17,6 +17,9 @@ type vecWriter struct {
 	raw  *rawsock.Conn // instead of tcp
 	tail []byte        // sent after the flushed bytes by the next Write; then nil
 	sent int           // how much of the last tail went out
+	// tailWrites counts the Writes with a tail (for tests: the head and
+	// body left together).
+	tailWrites int
 }
 
 func (v *vecWriter) Write(b []byte) (int, error) {
@@ -34,6 +37,7 @@ func (v *vecWriter) Write(b []byte) (int, error) {
 	if v.tail == nil {
 		return int(n), err
 	}
+	v.tailWrites++
 	v.sent = int(max(n-int64(len(b)), 0))
 	v.tail = nil
 	return int(min(n, int64(len(b)))), err

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/outpost-edge/outpost/internal/rawsock"
@@ -35,16 +36,20 @@ func testVectoredBodyWrites(t *testing.T) {
 			want.WriteByte(byte(want.Len() % 251)) // a shifted byte shows
 		}
 	}
+	var vectored atomic.Int32 // writes of buffered bytes and a piece together
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain") // the head is not held back to sniff one
 		if r.URL.Path == "/sized" {
 			w.Header().Set("Content-Length", strconv.Itoa(want.Len()))
 		}
+		out := &w.(*response).c.out
+		before := out.tailWrites
 		b := want.Bytes()
 		for _, n := range pieces {
 			w.Write(b[:n])
 			b = b[n:]
 		}
+		vectored.Add(int32(out.tailWrites - before))
 	})
 	_, fast, _ := servers(t, h, nil)
 	c := dialServer(t, fast)
@@ -59,6 +64,11 @@ func testVectoredBodyWrites(t *testing.T) {
 		if err != nil || !bytes.Equal(got, want.Bytes()) {
 			t.Fatalf("%s: %d bytes (err %v), want the %d written", path, len(got), err, want.Len())
 		}
+	}
+	// The head and the first large piece, and the small pieces buffered
+	// before each later large one, leave together.
+	if n := vectored.Load(); n == 0 {
+		t.Errorf("no write sent buffered bytes and a piece together")
 	}
 }
 
