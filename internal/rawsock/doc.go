@@ -20,4 +20,10 @@
 // unchanged) and only the book-keeping of calls that cannot block is gone.
 // Everything else — deadlines, options, sendfile through ReadFrom,
 // CloseWrite — is the *net.TCPConn's it wraps.
+//
+// One thing is lost with the book-keeping: syscall.Read and Write tell the
+// race detector that the kernel read or wrote the buffer, and raw calls
+// do not, so a race on a buffer while a Conn fills or sends it goes
+// unreported. Buffers handed to a Conn here are the callers' own for the
+// call, as with any io.Reader or io.Writer.
 package rawsock
