@@ -34,6 +34,7 @@ type Conn struct {
 	wbufs   [2][]byte
 	wn      int64
 	werrno  syscall.Errno
+	wshort  bool // a write took nothing and said nothing
 	writeFn func(fd uintptr) bool
 }
 
@@ -126,6 +127,11 @@ func (c *Conn) write(fd uintptr) bool {
 			c.werrno = e
 			return true
 		}
+		if n == 0 {
+			// Not for a socket with room; as internal/poll, never loop.
+			c.wshort = true
+			return true
+		}
 		c.wn += int64(n)
 		for i := range c.wbufs {
 			k := min(int(n), len(c.wbufs[i]))
@@ -149,9 +155,9 @@ func (c *Conn) WriteBuffers(a, b []byte) (int64, error) {
 		return 0, nil
 	}
 	c.wmu.Lock()
-	c.wbufs, c.wn, c.werrno = [2][]byte{a, b}, 0, 0
+	c.wbufs, c.wn, c.werrno, c.wshort = [2][]byte{a, b}, 0, 0, false
 	err := c.rc.Write(c.writeFn)
-	n, errno := c.wn, c.werrno
+	n, errno, short := c.wn, c.werrno, c.wshort
 	c.wbufs = [2][]byte{}
 	c.wiov = [2]syscall.Iovec{}
 	c.wmu.Unlock()
@@ -160,6 +166,8 @@ func (c *Conn) WriteBuffers(a, b []byte) (int64, error) {
 		return n, c.opError("write", err)
 	case errno != 0:
 		return n, c.opError("write", os.NewSyscallError("write", errno))
+	case short:
+		return n, c.opError("write", io.ErrUnexpectedEOF)
 	}
 	return n, nil
 }
