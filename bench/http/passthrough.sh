@@ -8,7 +8,7 @@
 #
 # Usage: bench/http/passthrough.sh            (from anywhere in the repo)
 # Knobs (env): DURATION=10s CONNS=64 THREADS=2 ROUNDS=3 WARMUP=2s
-#              BASE_PORT=18080 (uses BASE_PORT..BASE_PORT+4)
+#              BASE_PORT=18080 (uses BASE_PORT..BASE_PORT+3; CEILING=1 up to +6)
 #              HAPROXY_HEADERS=same|none (see the HAProxy config below)
 #              CEILING=1 also runs bench/http/rawproxy, the least pass-through
 #              Go can do (no HTTP semantics at all): a measuring stick that
@@ -16,7 +16,9 @@
 #              and rawproxy --shared ("rawpool"): the same plus what a real
 #              proxy cannot leave out (a backend pool shared by all clients,
 #              per-request deadlines, X-Forwarded-For and Via added).
-#              BASE_PORT+5 for it.
+#              BASE_PORT+5 for it. And bench/http/evproxy ("evloop", on
+#              BASE_PORT+6): rawpool's work (no deadlines) done by one
+#              epoll loop per core instead of a goroutine per connection.
 # Outpost runs without its access log (--access-log=false), as HAProxy runs
 # here without logging.
 # Needs: go, wrk and haproxy (Debian packages; installed with apt-get when
@@ -38,6 +40,7 @@ B1=127.0.0.1:$((BASE_PORT + 2))
 B2=127.0.0.1:$((BASE_PORT + 3))
 RAW_ADDR=127.0.0.1:$((BASE_PORT + 4))
 RAWPOOL_ADDR=127.0.0.1:$((BASE_PORT + 5))
+EVLOOP_ADDR=127.0.0.1:$((BASE_PORT + 6))
 
 cd "$(dirname "$0")/../.."
 WORK=$(mktemp -d /tmp/outpost-passthrough.XXXXXX)
@@ -59,6 +62,7 @@ echo "building ..." >&2
 go build -o /tmp/outpost ./cmd/outpost
 go build -o "$WORK/backend" ./bench/http/backend
 [ "$CEILING" = 1 ] && go build -o "$WORK/rawproxy" ./bench/http/rawproxy
+[ "$CEILING" = 1 ] && go build -o "$WORK/evproxy" ./bench/http/evproxy
 if ! /tmp/outpost help proxy >/dev/null 2>&1; then
 	echo "passthrough: 'outpost proxy' is not available in this build" >&2
 	exit 1
@@ -140,7 +144,10 @@ if [ "$CEILING" = 1 ]; then
 	"$WORK/rawproxy" --shared --listen "$RAWPOOL_ADDR" --b1 "$B1" --b2 "$B2" 2>"$WORK/rawpool.log" & PIDS+=($!)
 	RAWPOOL_PID=$!
 	wait_port "$RAWPOOL_ADDR"
-	TARGETS="outpost haproxy raw rawpool"
+	"$WORK/evproxy" --listen "$EVLOOP_ADDR" --b1 "$B1" --b2 "$B2" 2>"$WORK/evloop.log" & PIDS+=($!)
+	EVLOOP_PID=$!
+	wait_port "$EVLOOP_ADDR"
+	TARGETS="outpost haproxy raw rawpool evloop"
 fi
 
 # run_wrk URL -> "rps p99_ms requests"
@@ -171,12 +178,13 @@ wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" "http://$HAPROXY_ADDR/" >/dev/null
 if [ "$CEILING" = 1 ]; then
 	wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" "http://$RAW_ADDR/" >/dev/null
 	wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" "http://$RAWPOOL_ADDR/" >/dev/null
+	wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" "http://$EVLOOP_ADDR/" >/dev/null
 fi
 
 # CPU per request (user + system, from /proc): the proxy's own cost, and
 # what the backends spend per request behind it.
 printf '%-6s %-8s %12s %10s %14s %16s\n' round target 'requests/s' 'p99 ms' 'proxy us/req' 'backends us/req'
-o_rps=0 o_p99=0 h_rps=0 h_p99=0 o_cpu=0 h_cpu=0 o_bcpu=0 h_bcpu=0 r_rps=0 r_p99=0 r_cpu=0 s_rps=0 s_p99=0 s_cpu=0
+o_rps=0 o_p99=0 h_rps=0 h_p99=0 o_cpu=0 h_cpu=0 o_bcpu=0 h_bcpu=0 r_rps=0 r_p99=0 r_cpu=0 s_rps=0 s_p99=0 s_cpu=0 e_rps=0 e_p99=0 e_cpu=0
 for r in $(seq 1 "$ROUNDS"); do
 	for target in $TARGETS; do
 		case $target in
@@ -184,6 +192,7 @@ for r in $(seq 1 "$ROUNDS"); do
 		haproxy) addr=$HAPROXY_ADDR pid=$HAPROXY_PID ;;
 		raw) addr=$RAW_ADDR pid=$RAW_PID ;;
 		rawpool) addr=$RAWPOOL_ADDR pid=$RAWPOOL_PID ;;
+		evloop) addr=$EVLOOP_ADDR pid=$EVLOOP_PID ;;
 		esac
 		p0=$(cpu_ms "$pid") b0=$(cpu_ms "${BACKEND_PIDS[@]}")
 		read -r rps p99 n < <(run_wrk "http://$addr/")
@@ -202,6 +211,10 @@ for r in $(seq 1 "$ROUNDS"); do
 			s_rps=$(awk -v a="$s_rps" -v b="$rps" 'BEGIN{print a+b}')
 			s_p99=$(awk -v a="$s_p99" -v b="$p99" 'BEGIN{print a+b}')
 			s_cpu=$(awk -v a="$s_cpu" -v b="$cpu" 'BEGIN{print a+b}')
+		elif [ "$target" = evloop ]; then
+			e_rps=$(awk -v a="$e_rps" -v b="$rps" 'BEGIN{print a+b}')
+			e_p99=$(awk -v a="$e_p99" -v b="$p99" 'BEGIN{print a+b}')
+			e_cpu=$(awk -v a="$e_cpu" -v b="$cpu" 'BEGIN{print a+b}')
 		else
 			h_rps=$(awk -v a="$h_rps" -v b="$rps" 'BEGIN{print a+b}')
 			h_p99=$(awk -v a="$h_p99" -v b="$p99" 'BEGIN{print a+b}')
@@ -214,11 +227,13 @@ done
 awk -v or="$o_rps" -v op="$o_p99" -v hr="$h_rps" -v hp="$h_p99" -v n="$ROUNDS" \
 	-v oc="$o_cpu" -v hc="$h_cpu" -v ob="$o_bcpu" -v hb="$h_bcpu" \
 	-v rr="$r_rps" -v rp="$r_p99" -v rc="$r_cpu" -v sr="$s_rps" -v sp="$s_p99" -v sc="$s_cpu" \
+	-v er="$e_rps" -v ep="$e_p99" -v ec="$e_cpu" \
 	-v d="$DURATION" -v c="$CONNS" -v t="$THREADS" -v hh="$HAPROXY_HEADERS" 'BEGIN {
 	printf "\nmean of %d interleaved runs (wrk -t%s -c%s -d%s, keep-alive, 1 KiB bodies, 2 backends, round robin, HAProxy forwarding headers: %s)\n", n, t, c, d, hh
 	printf "outpost: %10.0f requests/s   p99 %8.3f ms   CPU %5.1f us/request (backends %5.1f)\n", or/n, op/n, oc/n, ob/n
 	printf "haproxy: %10.0f requests/s   p99 %8.3f ms   CPU %5.1f us/request (backends %5.1f)\n", hr/n, hp/n, hc/n, hb/n
 	if (rr > 0) printf "raw Go:  %10.0f requests/s   p99 %8.3f ms   CPU %5.1f us/request (bench/http/rawproxy: no HTTP semantics, a measuring stick)\n", rr/n, rp/n, rc/n
 	if (sr > 0) printf "rawpool: %10.0f requests/s   p99 %8.3f ms   CPU %5.1f us/request (rawproxy --shared: + shared backend pool, deadlines, XFF and Via)\n", sr/n, sp/n, sc/n
+	if (er > 0) printf "evloop:  %10.0f requests/s   p99 %8.3f ms   CPU %5.1f us/request (bench/http/evproxy: rawpool without deadlines, one epoll loop per core)\n", er/n, ep/n, ec/n
 	printf "ratio outpost/haproxy: requests/s %.2f (target >= 1.00), p99 %.2f (target <= 1.20)\n", or/hr, op/hp
 }'
