@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -240,5 +241,79 @@ func TestH1InformationalFlood(t *testing.T) {
 				t.Fatalf("got %q, %v; want errTooMany1xx", body, err)
 			}
 		})
+	}
+}
+
+// A backend that restarted left every idle connection of the pool dead:
+// the idle check puts each aside before a request is written on it, so
+// no request fails for them — one that may be repeated (GET, HEAD) or not
+// (DELETE) — and the backend is not blamed.
+func TestH1IdleConnectionsDeadAfterRestart(t *testing.T) {
+	const conns = 4
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var mu sync.Mutex
+	var open []net.Conn
+	gate := make(chan struct{})
+	var arrived atomic.Int32
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			open = append(open, c)
+			mu.Unlock()
+			go func() {
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						c.Close()
+						return
+					}
+					req.Body.Close()
+					if arrived.Add(1) == conns {
+						close(gate) // all in flight at once: one connection each
+					}
+					<-gate
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				}
+			}()
+		}
+	}()
+	p := onePool(t, "http://"+ln.Addr().String())
+	var wg sync.WaitGroup
+	for range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest(http.MethodGet, "http://pool/", nil)
+			if _, body, err := send(t, p, req); err != nil || body != "ok" {
+				t.Errorf("warming request: %q, %v", body, err)
+			}
+		}()
+	}
+	wg.Wait()
+	// The restart: every connection closed from the backend's side.
+	mu.Lock()
+	for _, c := range open {
+		c.Close()
+	}
+	open = nil
+	mu.Unlock()
+	for _, method := range []string{http.MethodGet, http.MethodGet, http.MethodDelete, http.MethodHead} {
+		req, _ := http.NewRequest(method, "http://pool/", nil)
+		resp, _, err := send(t, p, req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s after the restart: %v", method, err)
+		}
+	}
+	if st := backendStatus(p, "a"); st.Failures != 0 {
+		t.Errorf("backend failures %d after its restart, want 0 (dead idle connections are not its fault)", st.Failures)
 	}
 }
