@@ -141,7 +141,7 @@ func connectionFields(head []byte) []string {
 			head = nil
 		}
 		const name = "connection:"
-		if len(line) > len(name) && strings.EqualFold(string(line[:len(name)]), name) {
+		if len(line) > len(name) && bytes.EqualFold(line[:len(name)], []byte(name)) {
 			vals = append(vals, strings.Trim(string(line[len(name):]), " \t\r"))
 		}
 	}
@@ -244,8 +244,8 @@ func plainHead(resp *http.Response, fields []httpwire.Field, status string, code
 		Status: status, StatusCode: code, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Request: req, ContentLength: -1,
 	}
-	ncl, pragma, cacheControl := 0, false, false
-	for i, f := range fields {
+	ncl, pragma, seenPragma, cacheControl := 0, false, false, false
+	for _, f := range fields {
 		switch f.Name {
 		case "Transfer-Encoding", "Trailer":
 			return fields, false
@@ -259,7 +259,9 @@ func plainHead(resp *http.Response, fields []httpwire.Field, status string, code
 			resp.Close = resp.Close || httpguts.HeaderValuesContainsToken([]string{f.Value}, "close")
 		case "Pragma":
 			// As the header map's first Pragma value.
-			pragma = pragma || firstNamed(fields[:i], "Pragma") && f.Value == "no-cache"
+			if !seenPragma {
+				pragma, seenPragma = f.Value == "no-cache", true
+			}
 		case "Cache-Control":
 			cacheControl = true
 		}
@@ -275,15 +277,4 @@ func plainHead(resp *http.Response, fields []httpwire.Field, status string, code
 		fields = append(fields, httpwire.Field{Name: "Cache-Control", Value: "no-cache"})
 	}
 	return fields, true
-}
-
-// firstNamed reports whether no field in fields is named name: the next
-// one is the first.
-func firstNamed(fields []httpwire.Field, name string) bool {
-	for _, f := range fields {
-		if f.Name == name {
-			return false
-		}
-	}
-	return true
 }

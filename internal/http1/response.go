@@ -442,7 +442,7 @@ func (w *response) sendHead(h http.Header, first []byte, list []httpwire.Field) 
 	if w.closeAfter {
 		bw.WriteString("Connection: close\r\n")
 	}
-	if _, ok := h["Date"]; !ok && !listed(list, "Date") {
+	if _, ok := h["Date"]; !ok && !httpwire.Has(list, "Date") {
 		bw.WriteString("Date: ")
 		bw.WriteString(httpwire.Date())
 		bw.WriteString("\r\n")
@@ -514,16 +514,6 @@ func (w *response) WriteHeaderFields(code int, fields []httpwire.Field) bool {
 	w.status, w.noBody, w.cl = code, noBody, cl
 	w.sendHead(h, nil, fields)
 	return true
-}
-
-// listed reports whether a field of list is named name.
-func listed(list []httpwire.Field, name string) bool {
-	for _, f := range list {
-		if f.Name == name {
-			return true
-		}
-	}
-	return false
 }
 
 // writeInterim sends a 1xx response (103 Early Hints, mostly) at once.

@@ -90,15 +90,32 @@ func ParseFieldsReusing(h http.Header, block string, vals []string) ([]string, b
 		if key, v, block, ok = nextField(block, &name); !ok {
 			return all, false
 		}
-		if prev := h[key]; prev != nil {
-			h[key] = append(prev, v)
-			continue
-		}
-		vals[0] = v
-		h[key] = vals[:1:1]
-		vals = vals[1:]
+		vals = add(h, key, v, vals)
 	}
 	return all, true
+}
+
+// add puts v under key in h: after its other values, or as its first in
+// the first of vals, a slot of one allocation shared by every first
+// value. It returns the slots left.
+func add(h http.Header, key, v string, vals []string) []string {
+	if prev := h[key]; prev != nil {
+		h[key] = append(prev, v)
+		return vals
+	}
+	vals[0] = v
+	h[key] = vals[:1:1]
+	return vals[1:]
+}
+
+// Has reports whether a field of fields is named name (canonical).
+func Has(fields []Field, name string) bool {
+	for _, f := range fields {
+		if f.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // Field is one field line of a head: its name, canonical, and its value.
@@ -128,13 +145,7 @@ func Header(fields []Field) http.Header {
 	h := make(http.Header, len(fields))
 	vals := make([]string, len(fields))
 	for _, f := range fields {
-		if prev := h[f.Name]; prev != nil {
-			h[f.Name] = append(prev, f.Value)
-			continue
-		}
-		vals[0] = f.Value
-		h[f.Name] = vals[:1:1]
-		vals = vals[1:]
+		vals = add(h, f.Name, f.Value, vals)
 	}
 	return h
 }

@@ -214,10 +214,7 @@ func (f *forwarder) relay(w http.ResponseWriter, res *http.Response) error {
 func (f *forwarder) relayFields(w http.ResponseWriter, res *http.Response, in []httpwire.Field, scratch *[]httpwire.Field) error {
 	out := (*scratch)[:0]
 	// Most heads have no Connection field: then no name is one it lists.
-	conn := false
-	for _, fl := range in {
-		conn = conn || fl.Name == "Connection"
-	}
+	conn := httpwire.Has(in, "Connection")
 	via := f.via
 	if !conn || !connectionNames(in, "Via") {
 		var prior []string
@@ -255,18 +252,24 @@ func (f *forwarder) relayFields(w http.ResponseWriter, res *http.Response, in []
 }
 
 // connectionNames reports whether a Connection field in fields lists
-// name (canonical), as removeHop reads them: each comma-separated token,
-// trimmed, compared as the canonical name it stands for.
+// name (canonical).
 func connectionNames(fields []httpwire.Field, name string) bool {
 	for _, fl := range fields {
-		if fl.Name != "Connection" {
-			continue
+		if fl.Name == "Connection" && lists(fl.Value, name) {
+			return true
 		}
-		for v := fl.Value; v != ""; {
-			var tok string
-			if tok, v = nextOption(v); tok != "" && asciiEqualFold(tok, name) {
-				return true
-			}
+	}
+	return false
+}
+
+// lists reports whether the Connection field value v lists name
+// (canonical), as removeHop reads it: each comma-separated option,
+// trimmed, compared as the canonical name it stands for.
+func lists(v, name string) bool {
+	for v != "" {
+		var tok string
+		if tok, v = nextOption(v); tok != "" && asciiEqualFold(tok, name) {
+			return true
 		}
 	}
 	return false
@@ -317,11 +320,8 @@ func outboundHeader(in http.Header) http.Header {
 // named reports whether a Connection field lists k.
 func named(conn []string, k string) bool {
 	for _, v := range conn {
-		for v != "" {
-			var tok string
-			if tok, v = nextOption(v); tok != "" && textproto.CanonicalMIMEHeaderKey(tok) == k {
-				return true
-			}
+		if lists(v, k) {
+			return true
 		}
 	}
 	return false

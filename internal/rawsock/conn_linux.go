@@ -189,6 +189,9 @@ func (c *Conn) opError(op string, err error) error {
 // pool's check that an idle connection holds nothing. EAGAIN: nothing
 // there; n == 0 and no error: the peer closed.
 func Peek(fd uintptr, b []byte) (int, syscall.Errno) {
+	if len(b) == 0 {
+		return 0, syscall.EINVAL
+	}
 	n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
 		syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
 	return int(n), e
