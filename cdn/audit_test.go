@@ -43,12 +43,13 @@ func verbatim(t *testing.T, originURL string) http.Handler {
 // never stored, so no later hit replays them.
 func TestConnectionListedNotStoredOverSocket(t *testing.T) {
 	org := newOrigin(t, static("x", "Cache-Control: max-age=60", "Connection: X-Secret", "X-Secret: v"))
-	var reached atomic.Bool
+	var reached, checked atomic.Bool
 	e := newEnv(t, nil, withUpstream(func(http.Handler) http.Handler {
 		up := verbatim(t, org.srv.URL)
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			up.ServeHTTP(w, r)
 			reached.Store(w.Header().Get("X-Secret") == "v" && w.Header().Get("Connection") == "X-Secret")
+			checked.Store(true)
 		})
 	}))
 	first := e.get("/conn")
@@ -57,6 +58,8 @@ func TestConnectionListedNotStoredOverSocket(t *testing.T) {
 	}
 	// The MISS is forwarded as clean as the HIT will be.
 	hdrAbsent("X-Secret")(t, first)
+	// The client may have the whole body before the upstream returns.
+	waitFor(t, "the upstream to return", checked.Load)
 	if !reached.Load() {
 		t.Fatal("Connection and X-Secret did not reach the cache")
 	}
