@@ -41,6 +41,8 @@ func TestBrokenBodyFileRefetched(t *testing.T) {
 			if r := e.get("/x"); r.body != body {
 				t.Fatal("first response wrong")
 			}
+			// The object is committed after the client's last byte.
+			waitFor(t, "stored", func() bool { return e.cache.Objects() == 1 })
 			all := e.cache.store.Select(func(*store.Entry) bool { return true })
 			if len(all) != 1 {
 				t.Fatalf("%d entries stored", len(all))
