@@ -62,7 +62,7 @@ type Node struct {
 	mu         sync.Mutex
 	cfg        *config.Config
 	gen        uint64
-	transports map[string]*http.Transport
+	transports map[string]*lb.Transport
 
 	sub subsystems
 }
@@ -86,7 +86,7 @@ func New(cfg *config.Config, o Options) (*Node, error) {
 		reg:        o.Registerer,
 		metrics:    edge.NewMetrics(o.Registerer),
 		started:    time.Now(),
-		transports: map[string]*http.Transport{},
+		transports: map[string]*lb.Transport{},
 		ln:         o.EdgeListener,
 	}
 	if err := n.openSubsystems(cfg, o); err != nil {
@@ -205,7 +205,7 @@ func (n *Node) routeHandler(gw *gateway.Gateway, pools map[string]*lb.Pool, r *c
 
 // transport returns the shared transport for an upstream host and timeout,
 // so reloads reuse warm connections instead of leaking idle ones.
-func (n *Node) transport(u *url.URL, timeout time.Duration) *http.Transport {
+func (n *Node) transport(u *url.URL, timeout time.Duration) *lb.Transport {
 	key := u.Scheme + "://" + u.Host + "|" + timeout.String()
 	if t, ok := n.transports[key]; ok {
 		return t

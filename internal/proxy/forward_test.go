@@ -190,3 +190,37 @@ func rawOriginEdge(t *testing.T, reply string) *httptest.Server {
 	t.Cleanup(edge.Close)
 	return edge
 }
+
+// The fields an origin's Connection field names belong to the connection,
+// also when the same field says close (net/http's client drops such a
+// Connection field, names and all, so single-upstream routes read bodiless
+// requests' responses themselves, as pools do).
+func TestSingleUpstreamConnectionNamedFields(t *testing.T) {
+	cases := []struct{ name, reply string }{
+		{"close and a name", "HTTP/1.1 200 OK\r\nConnection: close, X-Secret\r\nX-Secret: hop-only\r\nContent-Length: 4\r\n\r\nbody"},
+		{"a name, then close", "HTTP/1.1 200 OK\r\nConnection: X-Secret\r\nConnection: close\r\nX-Secret: hop-only\r\nContent-Length: 4\r\n\r\nbody"},
+		{"chunked", "HTTP/1.1 200 OK\r\nConnection: close, X-Secret\r\nX-Secret: hop-only\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nbody\r\n0\r\n\r\n"},
+		{"until close", "HTTP/1.1 200 OK\r\nConnection: X-Secret, close\r\nX-Secret: hop-only\r\n\r\nbody"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			edge := rawOriginEdge(t, tc.reply)
+			for _, method := range []string{"GET", "HEAD"} {
+				req, _ := http.NewRequest(method, edge.URL+"/", nil)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				want := "body"
+				if method == "HEAD" {
+					want = ""
+				}
+				if resp.StatusCode != 200 || resp.Header.Get("X-Secret") != "" || string(b) != want {
+					t.Errorf("%s: %d %v %q; want 200, %q and no X-Secret", method, resp.StatusCode, resp.Header, b, want)
+				}
+			}
+		})
+	}
+}

@@ -314,10 +314,13 @@ const MaxResponseHeaderBytes = 1 << 20
 
 // NewTransport returns the transport for single-upstream routes: pooled
 // keep-alive connections and a bound on waiting for response headers.
-func NewTransport(responseHeaderTimeout time.Duration) *http.Transport {
-	return &http.Transport{
+// Bodiless requests to plain-http origins take the pools' synchronous
+// path (lb.NewTransport); the rest goes to net/http's transport.
+func NewTransport(responseHeaderTimeout time.Duration) *lb.Transport {
+	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	return lb.NewTransport(&http.Transport{
 		Proxy:                 nil, // never an environment proxy between edge and origin
-		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           d.DialContext,
 		MaxIdleConns:          1024,
 		MaxIdleConnsPerHost:   256,
 		IdleConnTimeout:       90 * time.Second,
@@ -330,5 +333,5 @@ func NewTransport(responseHeaderTimeout time.Duration) *http.Transport {
 		// Pass Accept-Encoding through untouched: otherwise Go asks the
 		// origin for gzip and inflates it again on the way in.
 		DisableCompression: true,
-	}
+	}, d)
 }
