@@ -17,14 +17,15 @@ import (
 	"github.com/outpost-edge/outpost/internal/rawsock"
 )
 
-// h1Transport is one backend's connection pool. Bodiless requests to a
-// plain-http backend — nearly all proxied GETs — are written and their
-// responses read on the calling goroutine over a kept-alive connection.
+// h1Transport is one backend's connection pool. Requests to a plain-http
+// backend without a body or with a small one (maxInlineBody) — nearly all
+// proxied GETs and most API calls — are written and their responses read
+// on the calling goroutine over a kept-alive connection.
 // http.Transport hands every request to two goroutines of its own
 // (writeLoop, readLoop) and back through channels; for small responses
 // those hand-offs cost more than the system calls (measured on the
 // pass-through benchmark: +20% requests/s, see docs/lb.md). Everything
-// else — request bodies, TLS, HTTP/2, upgrades, Expect, a connection
+// else — larger or chunked bodies, TLS, HTTP/2, upgrades, Expect, a connection
 // limit — goes to the wrapped http.Transport, which stays the reference.
 type h1Transport struct {
 	base    *http.Transport
@@ -139,6 +140,7 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	for attempt := 0; ; attempt++ {
 		pc, reused, err := t.get(ctx, dialAddr(req.URL), time.Now())
 		if err != nil {
+			closeBody(req.Body) // as http.Transport does
 			return nil, err
 		}
 		resp, err := pc.roundTrip(req)
@@ -147,12 +149,37 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		pc.c.Close()
 		if ctx.Err() != nil {
+			closeBody(req.Body)
 			return nil, ctx.Err()
 		}
 		if err = afterFailure(err, reused && attempt == 0, replayable(req)); err != nil {
+			closeBody(req.Body)
+			return nil, err
+		}
+		if req, err = rewound(req, err); err != nil {
 			return nil, err
 		}
 	}
+}
+
+// rewound is req with a fresh copy of its body for another try (from
+// GetBody, as http.Transport does); failed is the first try's error,
+// reported if there is no way to send the body again.
+func rewound(req *http.Request, failed error) (*http.Request, error) {
+	if req.ContentLength <= 0 {
+		return req, nil
+	}
+	closeBody(req.Body)
+	if req.GetBody == nil {
+		return nil, failed
+	}
+	body, err := req.GetBody()
+	if err != nil {
+		return nil, err
+	}
+	r := *req
+	r.Body = body
+	return &r, nil
 }
 
 // afterFailure is http.Transport's rule after a request failed on a
@@ -182,11 +209,18 @@ func dialAddr(u *url.URL) string {
 	return net.JoinHostPort(u.Hostname(), "80")
 }
 
+// maxInlineBody bounds the request bodies the synchronous path takes. It
+// writes a body whole before it reads the response, and a backend that
+// answers early without reading must not stall that write: a body this
+// small fits the sockets' buffers. Larger bodies, and those of unknown
+// length, go to http.Transport, which writes and reads at once.
+const maxInlineBody = 64 << 10
+
 // fast reports whether req can take the synchronous path.
 func (t *h1Transport) fast(req *http.Request) bool {
-	if t.off || req.URL.Scheme != "http" || req.Close ||
-		(req.Body != nil && req.Body != http.NoBody) || req.ContentLength != 0 ||
-		len(req.TransferEncoding) > 0 {
+	body := req.Body != nil && req.Body != http.NoBody
+	if t.off || req.URL.Scheme != "http" || req.Close || len(req.TransferEncoding) > 0 || req.Trailer != nil ||
+		body != (req.ContentLength != 0) || req.ContentLength < 0 || req.ContentLength > maxInlineBody {
 		return false
 	}
 	h := req.Header
@@ -319,6 +353,10 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 	pc.armHeader(time.Time{}, nil, time.Now())
 	if err := writeRequest(pc.bw, req); err != nil {
 		stop()
+		var be bodyErr
+		if errors.As(err, &be) {
+			return nil, err // the client's body failed, not the connection
+		}
 		return nil, staleErr{err: err}
 	}
 	if err := pc.bw.Flush(); err != nil {

@@ -2,6 +2,7 @@ package lb
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -104,10 +105,67 @@ func TestH1KeepAliveAndPaths(t *testing.T) {
 		t.Errorf("bodiless requests used %d connections, want 1 kept alive", n)
 	}
 
-	// A request body takes http.Transport's path and arrives intact.
-	_, got, err := h1Do(t, rt, "POST", backend.URL+"/p", strings.NewReader("payload"))
-	if err != nil || got != "POST /p payload" {
-		t.Fatalf("POST with body: %q, %v", got, err)
+	// Bodies of known length up to maxInlineBody take the same path (the
+	// same kept-alive connection) and arrive intact, including one longer
+	// than the connection's write buffer; a larger body, or one of
+	// unknown length, takes http.Transport's (a connection of its own).
+	bodies := []struct {
+		body  io.Reader
+		conns int64
+	}{
+		{strings.NewReader("payload"), 1},
+		{strings.NewReader(strings.Repeat("b", 10<<10)), 1},
+		{strings.NewReader(strings.Repeat("c", maxInlineBody)), 1},
+		{strings.NewReader(strings.Repeat("d", maxInlineBody+1)), 2},
+		{io.MultiReader(strings.NewReader("unknown length")), 2},
+		{strings.NewReader("payload again"), 2},
+	}
+	for _, b := range bodies {
+		req, _ := http.NewRequest("POST", backend.URL+"/p", b.body)
+		want, _ := io.ReadAll(req.Body)
+		req, _ = http.NewRequest("POST", backend.URL+"/p", bytes.NewReader(want))
+		if _, ok := b.body.(*strings.Reader); !ok {
+			req.ContentLength = -1
+		}
+		resp, err := rt.RoundTrip(req)
+		if err != nil {
+			t.Fatalf("POST of %d bytes: %v", len(want), err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(got) != "POST /p "+string(want) {
+			t.Fatalf("POST of %d bytes: backend echoed %d bytes", len(want), len(got))
+		}
+		if n := backend.conns.Load(); n != b.conns {
+			t.Errorf("after a POST of %d bytes: %d connections, want %d", len(want), n, b.conns)
+		}
+	}
+}
+
+// A request body that ends before its Content-Length is the client's
+// failure: reported as such (not a stale connection to retry on), and the
+// connection that carried the partial request is not reused.
+func TestH1ShortRequestBody(t *testing.T) {
+	backend := newConnCounter(t, func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(w, "ok")
+	})
+	rt := testH1(8, time.Minute, 0)
+	defer rt.retire()
+	if _, got, err := h1Do(t, rt, "GET", backend.URL, nil); err != nil || got != "ok" {
+		t.Fatalf("GET: %q %v", got, err)
+	}
+	req, _ := http.NewRequest("PUT", backend.URL, io.NopCloser(strings.NewReader("abc")))
+	req.ContentLength = 10
+	req.Header.Set("Idempotency-Key", "k") // replayable, were it the connection's fault
+	if _, err := rt.RoundTrip(req); err == nil || !errors.As(err, new(bodyErr)) {
+		t.Fatalf("short body: err = %v, want the body's", err)
+	}
+	if _, got, err := h1Do(t, rt, "GET", backend.URL, nil); err != nil || got != "ok" {
+		t.Fatalf("GET after: %q %v", got, err)
+	}
+	if n := backend.conns.Load(); n != 2 {
+		t.Errorf("%d connections, want 2 (the one with a partial request closed)", n)
 	}
 }
 
@@ -183,6 +241,11 @@ func TestH1StaleConnectionRetry(t *testing.T) {
 		{"GET", "", false, 3},                 // retried on a fresh connection
 		{"POST", "", true, 2},                 // non-idempotent, it was sent: not repeated
 		{"POST", "Idempotency-Key", false, 3}, // declared safe to repeat
+		// With a body: sent again from GetBody (a truncated or missing
+		// body would leave the backend reading, or the next request
+		// unparsable).
+		{"POST", "body", true, 2},
+		{"POST", "body Idempotency-Key", false, 3},
 	}
 	for _, c := range cases {
 		t.Run(c.method+c.header, func(t *testing.T) {
@@ -192,9 +255,13 @@ func TestH1StaleConnectionRetry(t *testing.T) {
 			if _, got, err := h1Do(t, rt, "GET", url, nil); err != nil || got != "ok" {
 				t.Fatalf("first request: %q %v", got, err)
 			}
-			req, _ := http.NewRequest(c.method, url, nil)
-			if c.header != "" {
-				req.Header.Set(c.header, "k1")
+			var body io.Reader
+			if strings.HasPrefix(c.header, "body") {
+				body = strings.NewReader("the body")
+			}
+			req, _ := http.NewRequest(c.method, url, body)
+			if h := strings.TrimPrefix(strings.TrimPrefix(c.header, "body"), " "); h != "" {
+				req.Header.Set(h, "k1")
 			}
 			resp, err := rt.RoundTrip(req)
 			if err == nil {

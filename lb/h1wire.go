@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -19,9 +20,11 @@ import (
 // sorted header writes and per-field allocations; anything else is left
 // to them (see writeRequest and readResponse).
 
-// writeRequest writes a bodiless request as req.Write would. It falls
-// back to req.Write for a host that needs punycode or is invalid, an
-// opaque URL, or a control byte in the target.
+// writeRequest writes a request as req.Write would: bodiless, or with a
+// body of known length (ContentLength > 0), which it reads to that length
+// and closes. It falls back to req.Write for a host that needs punycode
+// or is invalid, an opaque URL, or a control byte in the target. A
+// failure to read the body is a bodyErr; any other error is the writer's.
 func writeRequest(bw *bufio.Writer, req *http.Request) error {
 	host := req.Host
 	if host == "" {
@@ -31,6 +34,16 @@ func writeRequest(bw *bufio.Writer, req *http.Request) error {
 	path := u.EscapedPath()
 	if !asciiHost(host) || !httpguts.ValidHostHeader(host) || u.Opaque != "" || strings.IndexByte(host, '%') >= 0 ||
 		hasCTL(path) || hasCTL(u.RawQuery) {
+		if req.ContentLength > 0 {
+			// req.Write reads and closes the body; which of its errors
+			// were the body's it does not say.
+			req.Body = &bodyReader{rc: req.Body}
+			err := req.Write(bw)
+			if be := req.Body.(*bodyReader).err; be != nil {
+				return bodyErr{be}
+			}
+			return err
+		}
 		return req.Write(bw)
 	}
 	for k := range req.Header {
@@ -65,9 +78,13 @@ func writeRequest(bw *bufio.Writer, req *http.Request) error {
 	if ua != "" {
 		httpwire.WriteField(bw, "User-Agent", ua)
 	}
-	// Request.Write's rule for an empty body: a zero length for the
-	// methods servers expect a body with.
-	if method == http.MethodPost || method == http.MethodPut || method == http.MethodPatch {
+	if req.ContentLength > 0 {
+		bw.WriteString("Content-Length: ")
+		bw.Write(strconv.AppendInt(bw.AvailableBuffer(), req.ContentLength, 10))
+		bw.WriteString("\r\n")
+	} else if method == http.MethodPost || method == http.MethodPut || method == http.MethodPatch {
+		// Request.Write's rule for an empty body: a zero length for the
+		// methods servers expect a body with.
 		bw.WriteString("Content-Length: 0\r\n")
 	}
 	for k, vs := range req.Header {
@@ -80,8 +97,46 @@ func writeRequest(bw *bufio.Writer, req *http.Request) error {
 		}
 	}
 	_, err := bw.WriteString("\r\n")
-	return err
+	if err != nil || req.ContentLength <= 0 {
+		return err
+	}
+	body := bodyReader{rc: req.Body}
+	n, err := bw.ReadFrom(io.LimitReader(&body, req.ContentLength))
+	req.Body.Close()
+	switch {
+	case body.err != nil:
+		return bodyErr{body.err}
+	case err != nil:
+		return err
+	case n < req.ContentLength:
+		return bodyErr{fmt.Errorf("lb: request body of %d bytes, not its Content-Length %d", n, req.ContentLength)}
+	}
+	return nil
 }
+
+// bodyReader keeps the error reading a request body, so that it is not
+// taken for the connection's (the request is then not the backend's
+// fault, nor one to repeat on another connection).
+type bodyReader struct {
+	rc  io.ReadCloser
+	err error
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if err != nil && err != io.EOF {
+		b.err = err
+	}
+	return n, err
+}
+
+func (b *bodyReader) Close() error { return b.rc.Close() }
+
+// bodyErr is a failure to read the request body being sent.
+type bodyErr struct{ err error }
+
+func (e bodyErr) Error() string { return e.err.Error() }
+func (e bodyErr) Unwrap() error { return e.err }
 
 func asciiHost(h string) bool {
 	for i := 0; i < len(h); i++ {

@@ -193,8 +193,9 @@ func rawOriginEdge(t *testing.T, reply string) *httptest.Server {
 
 // The fields an origin's Connection field names belong to the connection,
 // also when the same field says close (net/http's client drops such a
-// Connection field, names and all, so single-upstream routes read bodiless
-// requests' responses themselves, as pools do).
+// Connection field, names and all, so single-upstream routes read the
+// responses to requests without a body or with a small one themselves, as
+// pools do).
 func TestSingleUpstreamConnectionNamedFields(t *testing.T) {
 	cases := []struct{ name, reply string }{
 		{"close and a name", "HTTP/1.1 200 OK\r\nConnection: close, X-Secret\r\nX-Secret: hop-only\r\nContent-Length: 4\r\n\r\nbody"},
@@ -205,8 +206,12 @@ func TestSingleUpstreamConnectionNamedFields(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			edge := rawOriginEdge(t, tc.reply)
-			for _, method := range []string{"GET", "HEAD"} {
-				req, _ := http.NewRequest(method, edge.URL+"/", nil)
+			for _, method := range []string{"GET", "HEAD", "POST"} {
+				var body io.Reader
+				if method == "POST" {
+					body = strings.NewReader("a small body")
+				}
+				req, _ := http.NewRequest(method, edge.URL+"/", body)
 				resp, err := http.DefaultClient.Do(req)
 				if err != nil {
 					t.Fatal(err)

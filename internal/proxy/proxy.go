@@ -314,8 +314,9 @@ const MaxResponseHeaderBytes = 1 << 20
 
 // NewTransport returns the transport for single-upstream routes: pooled
 // keep-alive connections and a bound on waiting for response headers.
-// Bodiless requests to plain-http origins take the pools' synchronous
-// path (lb.NewTransport); the rest goes to net/http's transport.
+// Requests to plain-http origins without a body or with a small one take
+// the pools' synchronous path (lb.NewTransport); the rest goes to
+// net/http's transport.
 func NewTransport(responseHeaderTimeout time.Duration) *lb.Transport {
 	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	return lb.NewTransport(&http.Transport{
