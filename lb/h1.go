@@ -351,18 +351,6 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 	// and writes below; a connection it touched is never reused.
 	stop := context.AfterFunc(ctx, pc.abort)
 	pc.armHeader(time.Time{}, nil, time.Now())
-	if err := writeRequest(pc.bw, req); err != nil {
-		stop()
-		var be bodyErr
-		if errors.As(err, &be) {
-			return nil, err // the client's body failed, not the connection
-		}
-		return nil, staleErr{err: err}
-	}
-	if err := pc.bw.Flush(); err != nil {
-		stop()
-		return nil, staleErr{err: err}
-	}
 	// Informational responses (100, 102, 103 Early Hints) precede the
 	// real one; report them as http.Transport does, so the reverse proxy
 	// can pass Early Hints on.
@@ -371,6 +359,30 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 		got1xx = trace.Got1xxResponse
 	}
 	w := headWait{stop: stop, ctx: ctx}
+	err := writeRequest(pc.bw, req)
+	if err == nil {
+		err = pc.bw.Flush()
+	}
+	if err != nil {
+		if errors.As(err, new(bodyErr)) {
+			stop()
+			return nil, err // the client's body failed, not the connection
+		}
+		if req.ContentLength > 0 {
+			// A backend may answer before it reads the body (413, 401,
+			// a redirect) and close the connection, which resets it
+			// under the rest of the body: its answer is still there to
+			// read, as http.Transport, which reads while it writes,
+			// would have it.
+			if resp, rerr := pc.awaitResponse(req, got1xx, &w, 0); rerr == nil {
+				resp.Close = true
+				resp.Body.(*h1Body).reuse = false
+				return resp, nil
+			}
+		}
+		stop()
+		return nil, staleErr{err: err}
+	}
 	resp, err := pc.awaitResponse(req, got1xx, &w, 0)
 	if err != nil {
 		stop()
