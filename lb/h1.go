@@ -133,7 +133,19 @@ func NewTransport(base *http.Transport, dialer *net.Dialer) *Transport {
 
 // RoundTrip implements http.RoundTripper.
 func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	return t.RoundTripIdle(req, 0)
+}
+
+// RoundTripIdle is RoundTrip with each read of the response body that
+// waits for the backend bounded by idle (a route's body_timeout; 0:
+// none). On the synchronous path the connection's read deadline does it,
+// set only for a read that goes to the socket; on http.Transport's, a
+// timer per read and a cancellable request (idleBody).
+func (t *h1Transport) RoundTripIdle(req *http.Request, idle time.Duration) (*http.Response, error) {
 	if !t.fast(req) {
+		if idle > 0 {
+			return IdleRoundTrip(t.base, req, idle)
+		}
 		return t.base.RoundTrip(req)
 	}
 	ctx := req.Context()
@@ -143,7 +155,7 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			closeBody(req.Body) // as http.Transport does
 			return nil, err
 		}
-		resp, err := pc.roundTrip(req)
+		resp, err := pc.roundTrip(req, idle)
 		if err == nil {
 			return resp, nil
 		}
@@ -345,7 +357,7 @@ func (t *h1Transport) retire() {
 	t.CloseIdleConnections()
 }
 
-func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
+func (pc *h1Conn) roundTrip(req *http.Request, idle time.Duration) (*http.Response, error) {
 	ctx := req.Context()
 	// Cancellation (client gone, try or total timeout) unblocks the reads
 	// and writes below; a connection it touched is never reused.
@@ -374,7 +386,7 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 			// under the rest of the body: its answer is still there to
 			// read, as http.Transport, which reads while it writes,
 			// would have it.
-			if resp, rerr := pc.awaitResponse(req, got1xx, &w, 0); rerr == nil {
+			if resp, rerr := pc.awaitResponse(req, got1xx, &w, idle); rerr == nil {
 				resp.Close = true
 				resp.Body.(*h1Body).reuse = false
 				return resp, nil
@@ -383,7 +395,7 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 		stop()
 		return nil, staleErr{err: err}
 	}
-	resp, err := pc.awaitResponse(req, got1xx, &w, 0)
+	resp, err := pc.awaitResponse(req, got1xx, &w, idle)
 	if err != nil {
 		stop()
 		return nil, err

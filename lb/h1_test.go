@@ -192,33 +192,19 @@ func TestH1UnreadBodyIsNotReused(t *testing.T) {
 // rawBackend accepts connections and runs serve on each.
 func rawBackend(t *testing.T, serve func(c net.Conn, n int64)) (string, *atomic.Int64) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	var requests atomic.Int64
-	go func() {
+	addr := serveEach(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			req, err := http.ReadRequest(br)
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					req.Body.Close()
-					serve(c, requests.Add(1))
-				}
-			}()
+			req.Body.Close()
+			serve(c, requests.Add(1))
 		}
-	}()
-	return "http://" + ln.Addr().String(), &requests
+	})
+	return "http://" + addr, &requests
 }
 
 func TestH1StaleConnectionRetry(t *testing.T) {

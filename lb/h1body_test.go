@@ -17,6 +17,83 @@ import (
 // counts the failed write. (http.Transport, which reads while it writes,
 // loses that race about once in 25 runs of this test.)
 func TestH1EarlyAnswerToUnreadBody(t *testing.T) {
+	addr := serveEach(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil || line == "\r\n" {
+				break
+			}
+		}
+		io.WriteString(c, "HTTP/1.1 413 Content Too Large\r\nContent-Length: 8\r\nConnection: close\r\n\r\ntoo long")
+	})
+	rt := testH1(8, time.Minute, 0)
+	defer rt.retire()
+	for _, size := range []int{10, 8 << 10, maxInlineBody} {
+		req, _ := http.NewRequest("POST", "http://"+addr+"/upload", strings.NewReader(strings.Repeat("u", size)))
+		resp, err := rt.RoundTrip(req)
+		if err != nil {
+			t.Fatalf("%d-byte body: %v", size, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge || string(b) != "too long" {
+			t.Fatalf("%d-byte body: %d %q, want the backend's 413", size, resp.StatusCode, b)
+		}
+	}
+}
+
+// RoundTripIdle cuts a response body that stalls longer than idle, on
+// both paths (the synchronous one by the connection's read deadline, the
+// http.Transport one — a body too large to send inline — by IdleRoundTrip),
+// and leaves a slow but steady body alone.
+func TestH1RoundTripIdle(t *testing.T) {
+	const idle = 150 * time.Millisecond
+	addr := serveEach(t, func(c net.Conn) {
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
+		}
+		io.Copy(io.Discard, req.Body)
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\n")
+		for _, b := range []byte("abcd") {
+			if req.URL.Path == "/stall" && b == 'c' {
+				time.Sleep(10 * idle)
+			}
+			time.Sleep(idle / 3)
+			c.Write([]byte{b})
+		}
+	})
+	base := "http://" + addr
+	rt := testH1(8, time.Minute, 0)
+	defer rt.retire()
+	for _, size := range []int{0, maxInlineBody + 1} {
+		for _, path := range []string{"/steady", "/stall"} {
+			var body io.Reader
+			if size > 0 {
+				body = strings.NewReader(strings.Repeat("x", size))
+			}
+			req, _ := http.NewRequest("POST", base+path, body)
+			resp, err := rt.RoundTripIdle(req, idle)
+			if err != nil {
+				t.Fatalf("%d-byte body, %s: %v", size, path, err)
+			}
+			got, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if path == "/steady" && (err != nil || string(got) != "abcd") {
+				t.Errorf("%d-byte body, steady: %q %v; want it whole", size, got, err)
+			}
+			if path == "/stall" && (err == nil || string(got) != "ab") {
+				t.Errorf("%d-byte body, stalled: %q %v; want it cut after ab", size, got, err)
+			}
+		}
+	}
+}
+
+// serveEach accepts connections on a loopback port and runs serve on each
+// (then closes it); it returns the address.
+func serveEach(t *testing.T, serve func(c net.Conn)) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -30,29 +107,9 @@ func TestH1EarlyAnswerToUnreadBody(t *testing.T) {
 			}
 			go func() {
 				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					line, err := br.ReadString('\n')
-					if err != nil || line == "\r\n" {
-						break
-					}
-				}
-				io.WriteString(c, "HTTP/1.1 413 Content Too Large\r\nContent-Length: 8\r\nConnection: close\r\n\r\ntoo long")
+				serve(c)
 			}()
 		}
 	}()
-	rt := testH1(8, time.Minute, 0)
-	defer rt.retire()
-	for _, size := range []int{10, 8 << 10, maxInlineBody} {
-		req, _ := http.NewRequest("POST", "http://"+ln.Addr().String()+"/upload", strings.NewReader(strings.Repeat("u", size)))
-		resp, err := rt.RoundTrip(req)
-		if err != nil {
-			t.Fatalf("%d-byte body: %v", size, err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusRequestEntityTooLarge || string(b) != "too long" {
-			t.Fatalf("%d-byte body: %d %q, want the backend's 413", size, resp.StatusCode, b)
-		}
-	}
+	return ln.Addr().String()
 }

@@ -32,6 +32,14 @@ var errBodyDetached = errors.New("lb: request body moved to a retry")
 // Errors: ErrNoBackend (answer 503), timeouts that match
 // context.DeadlineExceeded (504), or the last try's error (502).
 func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
+	return p.RoundTripIdle(req, 0)
+}
+
+// RoundTripIdle is RoundTrip with each read of the response body that
+// waits for the backend bounded by idle (a route's body_timeout; 0: none;
+// see h1Transport.RoundTripIdle). A body cut short that way counts against
+// its backend, as any body the backend breaks off.
+func (p *Pool) RoundTripIdle(req *http.Request, idle time.Duration) (*http.Response, error) {
 	if p.closedFlag.Load() {
 		closeBody(req.Body)
 		return nil, ErrClosed
@@ -123,7 +131,7 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 		if try > 0 {
 			sent = p.now()
 		}
-		resp, err := b.transport.Load().RoundTrip(out)
+		resp, err := b.transport.Load().RoundTripIdle(out, idle)
 		if err == nil {
 			c.headers.Store(true)
 			if c.timer != nil {

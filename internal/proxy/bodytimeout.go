@@ -1,91 +1,28 @@
 package proxy
 
 import (
-	"context"
-	"errors"
-	"io"
 	"net/http"
-	"sync"
 	"time"
+
+	"github.com/outpost-edge/outpost/lb"
 )
 
-// errBodyTimeout ends an upstream response whose body stalled.
-var errBodyTimeout = errors.New("proxy: the upstream sent nothing within the body timeout")
-
-// bodyTimeout bounds each read of an upstream response body, as nginx's
-// proxy_read_timeout does: an origin that sends its header and then
-// stalls (or trickles nothing) would otherwise hold the client, the
-// upstream connection and any cache fill waiting on it forever. The
-// deadline runs only while the proxy waits for the origin, not while it
-// writes to a slow client.
+// bodyTimeout bounds each read of an upstream response body (a route's
+// body_timeout): lb's transports do it themselves (RoundTripIdle), any
+// other through lb.IdleRoundTrip.
 type bodyTimeout struct {
 	rt http.RoundTripper
 	d  time.Duration
 }
 
+// idleRoundTripper is implemented by lb.Pool and lb.Transport.
+type idleRoundTripper interface {
+	RoundTripIdle(req *http.Request, idle time.Duration) (*http.Response, error)
+}
+
 func (t bodyTimeout) RoundTrip(req *http.Request) (*http.Response, error) {
-	ctx, cancel := context.WithCancelCause(req.Context())
-	// The request copy with ctx lives in the body wrapper, allocated
-	// with it (WithContext's copy is only copied from, so it stays on
-	// the stack).
-	b := &idleBody{d: t.d, cancel: cancel}
-	b.req = *req.WithContext(ctx)
-	resp, err := t.rt.RoundTrip(&b.req)
-	if err != nil {
-		cancel(nil)
-		return nil, err
+	if it, ok := t.rt.(idleRoundTripper); ok {
+		return it.RoundTripIdle(req, t.d)
 	}
-	if rwc, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
-		// An upgraded connection is the client's and origin's to keep
-		// quiet as long as they like.
-		resp.Body = upgraded{ReadWriteCloser: rwc, cancel: cancel}
-		return resp, nil
-	}
-	b.ReadCloser = resp.Body
-	resp.Body = b
-	return resp, nil
-}
-
-// upgraded is a switched-protocols body, still an io.ReadWriteCloser as
-// ReverseProxy requires.
-type upgraded struct {
-	io.ReadWriteCloser
-	cancel context.CancelCauseFunc
-}
-
-func (u upgraded) Close() error {
-	err := u.ReadWriteCloser.Close()
-	u.cancel(nil)
-	return err
-}
-
-type idleBody struct {
-	io.ReadCloser
-	req    http.Request // the request sent, with the cancellable context
-	d      time.Duration
-	cancel context.CancelCauseFunc
-	timer  *time.Timer
-	once   sync.Once
-}
-
-func (b *idleBody) fire() { b.cancel(errBodyTimeout) }
-
-func (b *idleBody) Read(p []byte) (int, error) {
-	b.once.Do(func() { b.timer = time.AfterFunc(b.d, b.fire) })
-	b.timer.Reset(b.d)
-	n, err := b.ReadCloser.Read(p)
-	b.timer.Stop()
-	return n, err
-}
-
-// Close cancels the request context only after the body is closed, so a
-// transport that reuses a connection read to its end still does.
-func (b *idleBody) Close() error {
-	b.once.Do(func() {})
-	if b.timer != nil {
-		b.timer.Stop()
-	}
-	err := b.ReadCloser.Close()
-	b.cancel(nil)
-	return err
+	return lb.IdleRoundTrip(t.rt, req, t.d)
 }
