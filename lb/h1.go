@@ -360,9 +360,18 @@ func (t *h1Transport) retire() {
 func (pc *h1Conn) roundTrip(req *http.Request, idle time.Duration) (*http.Response, error) {
 	ctx := req.Context()
 	// Cancellation (client gone, try or total timeout) unblocks the reads
-	// and writes below; a connection it touched is never reused.
-	stop := context.AfterFunc(ctx, pc.abort)
-	pc.armHeader(time.Time{}, nil, time.Now())
+	// and writes below; a connection it touched is never reused. A
+	// bodiless request goes out in one write that cannot stall, so its
+	// cancellation is arranged only once the answer has taken watchAfter,
+	// as on the pass lane: most answers come sooner, and arranging it
+	// costs each request allocations and the context's lock.
+	w := headWait{stop: noStop, ctx: ctx}
+	if req.ContentLength == 0 {
+		w.due.watch = noWatch
+	} else {
+		w.stop = context.AfterFunc(ctx, pc.abort)
+	}
+	pc.armHeader(time.Time{}, &w, time.Now())
 	// Informational responses (100, 102, 103 Early Hints) precede the
 	// real one; report them as http.Transport does, so the reverse proxy
 	// can pass Early Hints on.
@@ -370,14 +379,13 @@ func (pc *h1Conn) roundTrip(req *http.Request, idle time.Duration) (*http.Respon
 	if trace := httptrace.ContextClientTrace(ctx); trace != nil {
 		got1xx = trace.Got1xxResponse
 	}
-	w := headWait{stop: stop, ctx: ctx}
 	err := writeRequest(pc.bw, req)
 	if err == nil {
 		err = pc.bw.Flush()
 	}
 	if err != nil {
 		if errors.As(err, new(bodyErr)) {
-			stop()
+			w.stop()
 			return nil, err // the client's body failed, not the connection
 		}
 		if req.ContentLength > 0 {
@@ -392,12 +400,12 @@ func (pc *h1Conn) roundTrip(req *http.Request, idle time.Duration) (*http.Respon
 				return resp, nil
 			}
 		}
-		stop()
+		w.stop()
 		return nil, staleErr{err: err}
 	}
 	resp, err := pc.awaitResponse(req, got1xx, &w, idle)
 	if err != nil {
-		stop()
+		w.stop()
 		return nil, err
 	}
 	return resp, nil

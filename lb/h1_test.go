@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -288,16 +289,28 @@ func TestH1CancelAndHeaderTimeout(t *testing.T) {
 			t.Fatalf("err = %v, want a timeout", err)
 		}
 	})
-	t.Run("cancel before headers", func(t *testing.T) {
-		rt := testH1(8, time.Minute, 0)
-		defer rt.retire()
-		ctx, cancel := context.WithCancel(context.Background())
-		time.AfterFunc(50*time.Millisecond, cancel)
-		req, _ := http.NewRequestWithContext(ctx, "GET", backend.URL+"/hang", nil)
-		if _, err := rt.RoundTrip(req); !errors.Is(err, context.Canceled) {
-			t.Fatalf("err = %v, want context.Canceled", err)
-		}
-	})
+	// A bodiless request's cancellation is arranged once its answer has
+	// taken watchAfter (before, it is noticed then); one with a body's at
+	// once.
+	for _, c := range []struct {
+		method string
+		after  time.Duration
+	}{{"GET", watchAfter / 2}, {"GET", 3 * watchAfter}, {"POST", watchAfter / 2}} {
+		t.Run(fmt.Sprintf("cancel before headers, %s after %v", c.method, c.after), func(t *testing.T) {
+			rt := testH1(8, time.Minute, 0)
+			defer rt.retire()
+			ctx, cancel := context.WithCancel(context.Background())
+			time.AfterFunc(c.after, cancel)
+			var body io.Reader
+			if c.method == "POST" {
+				body = strings.NewReader("a body")
+			}
+			req, _ := http.NewRequestWithContext(ctx, c.method, backend.URL+"/hang", body)
+			if _, err := rt.RoundTrip(req); !errors.Is(err, context.Canceled) {
+				t.Fatalf("err = %v, want context.Canceled", err)
+			}
+		})
+	}
 	t.Run("cancel during body", func(t *testing.T) {
 		rt := testH1(8, time.Minute, 0)
 		defer rt.retire()

@@ -286,5 +286,10 @@ func (t *h1Transport) pass(b *Backend, pr *PassRequest, req *http.Request, now, 
 // delay for the handler's requests.
 const watchAfter = 100 * time.Millisecond
 
-// noStop is the stop of a request no context can cancel.
+// noStop is the stop of a request no context can cancel, or whose
+// cancellation is not arranged yet.
 func noStop() bool { return true }
+
+// noWatch is the watch of a request that has nothing to start but its
+// cancellation (RoundTrip's, as opposed to the pass lane's).
+func noWatch() {}
