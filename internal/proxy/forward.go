@@ -83,6 +83,9 @@ func isHop(k string) bool {
 type fwd struct {
 	trace httptrace.ClientTrace
 	w     http.ResponseWriter
+	// The outbound request and its URL, allocated with the rest.
+	out http.Request
+	url url.URL
 }
 
 // got1xx passes an informational response (103 Early Hints) on, as
@@ -118,7 +121,9 @@ func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s := &fwd{w: w}
 	s.trace.Got1xxResponse = s.got1xx
-	out := r.WithContext(httptrace.WithClientTrace(r.Context(), &s.trace))
+	// (WithContext's copy is only copied from, so it stays on the stack.)
+	s.out = *r.WithContext(httptrace.WithClientTrace(r.Context(), &s.trace))
+	out := &s.out
 	// ReverseProxy: no body for a zero length; never Close; a URL of our
 	// own to rewrite.
 	if r.ContentLength == 0 {
@@ -128,8 +133,8 @@ func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer out.Body.Close()
 	}
 	out.Close = false
-	u := *r.URL
-	out.URL = &u
+	s.url = *r.URL
+	out.URL = &s.url
 	out.RequestURI = ""
 	out.Header = outboundHeader(r.Header)
 	rewriteOut(r, out, f.target, f.via)
