@@ -49,6 +49,7 @@ type h1Conn struct {
 	bw    *bufio.Writer
 	used  time.Time // when it went idle
 	armed bool      // a read deadline bounds the response header
+	rd    time.Time // the read deadline last set (setRead, setCut)
 
 	// Built once per connection, not on every request: spoke is
 	// idleCheck's (nil when the connection cannot be checked), abort
@@ -77,11 +78,13 @@ var errTooMany1xx = errors.New("lb: backend sent too many informational (1xx) re
 type limitReader struct {
 	c    net.Conn
 	left int64
-	// late, when set, is told of a read that timed out: true if that was
-	// only a cut in the wait (see h1Body.late), and the read goes on.
-	// The readers above (bufio, a chunked body's) never see such a
-	// timeout, so none keeps it as its error.
-	late func() bool
+	// body, when set, is the response body a read is for, which bounds
+	// each read that goes to the socket (h1Body.bound) — reads the
+	// readers above make for it (bufio, a chunked body's) included — and
+	// is told of one that timed out at a cut (h1Body.late), which then
+	// goes on: those readers never see such a timeout, so none keeps it
+	// as its error.
+	body *h1Body
 }
 
 func (l *limitReader) Read(p []byte) (int, error) {
@@ -91,8 +94,12 @@ func (l *limitReader) Read(p []byte) (int, error) {
 	if int64(len(p)) > l.left {
 		p = p[:l.left]
 	}
+	b := l.body
+	if b != nil {
+		b.bound()
+	}
 	n, err := l.c.Read(p)
-	for n == 0 && err != nil && l.late != nil && isTimeout(err) && l.late() {
+	for n == 0 && err != nil && b != nil && b.cut && isTimeout(err) && b.late() {
 		n, err = l.c.Read(p)
 	}
 	l.left -= int64(n)
@@ -424,15 +431,43 @@ func (pc *h1Conn) armHeader(until time.Time, w *headWait, now time.Time) {
 	if !until.IsZero() && (d.IsZero() || until.Before(d)) {
 		d = until
 	}
+	pc.lr.left = maxResponseHeader
 	if w != nil && w.due.watch != nil {
 		if soon := now.Add(watchAfter); d.IsZero() || soon.Before(d) {
 			w.until, w.due.at = d, soon
-			d = soon
+			pc.setCut(soon)
+			pc.armed = true
+			return
 		}
 	}
-	pc.c.SetReadDeadline(d)
+	pc.setRead(d)
 	pc.armed = !d.IsZero()
-	pc.lr.left = maxResponseHeader
+}
+
+// cutSlack is how much sooner than asked a cut (a wait cut at due.at,
+// which only starts the watch) may come. A connection reused request
+// after request keeps the cut it has when it is that close: its read
+// deadline — a runtime timer — then moves about once per cutSlack instead
+// of twice per request.
+const cutSlack = 10 * time.Millisecond
+
+// setRead sets the connection's read deadline to t (zero: none).
+func (pc *h1Conn) setRead(t time.Time) {
+	if !t.Equal(pc.rd) {
+		pc.c.SetReadDeadline(t)
+		pc.rd = t
+	}
+}
+
+// setCut sets the read deadline for a cut at t, or keeps the one set if
+// it comes at most cutSlack sooner (and not later). Whatever it was set
+// for, it is this request's cut now: the request's real bound is set when
+// the cut comes (dueWatch.start).
+func (pc *h1Conn) setCut(t time.Time) {
+	if !pc.rd.After(t) && t.Sub(pc.rd) <= cutSlack {
+		return
+	}
+	pc.setRead(t)
 }
 
 // headWait is one request's wait for its response head.
@@ -472,7 +507,7 @@ func (d *dueWatch) pending() bool { return d.watch != nil && !d.at.IsZero() }
 func (d *dueWatch) start(pc *h1Conn, ctx context.Context, until time.Time) (stop func() bool) {
 	watch := d.watch
 	d.watch = nil
-	pc.c.SetReadDeadline(until)
+	pc.setRead(until)
 	stop = context.AfterFunc(ctx, pc.abort)
 	watch()
 	return stop
@@ -545,8 +580,9 @@ func (pc *h1Conn) awaitResponse(req *http.Request, got1xx func(int, textproto.MI
 		return nil, errors.New("lb: backend switched protocols without an Upgrade request")
 	}
 	pc.lr.left = math.MaxInt64 // the body is the caller's to bound
-	if pc.armed {
-		pc.c.SetReadDeadline(time.Time{})
+	if pc.armed && !w.due.pending() {
+		// (A cut still due stays: the body's reads would set it again.)
+		pc.setRead(time.Time{})
 		if w.ctx != nil && w.ctx.Err() != nil {
 			pc.abort() // canceled meanwhile: its deadline was just cleared
 		}
@@ -582,59 +618,57 @@ type h1Body struct {
 	// reusedResponse), which the caller reads after closing the body
 	// (for its trailers): Close leaves the body be, and release, once
 	// the caller is done with the response, ends it.
-	hold   bool
-	ctx    context.Context // the request's
-	due    dueWatch        // the head's watch, if still due
-	lateFn func() bool     // late, made once if needed
+	hold bool
+	ctx  context.Context // the request's
+	due  dueWatch        // the head's watch, if still due
+	cut  bool            // the socket read under way waits until a cut
 }
 
 func (b *h1Body) Read(p []byte) (int, error) {
 	if b.done {
 		return 0, errors.New("lb: read on closed response body")
 	}
-	if b.pc.br.Buffered() == 0 {
-		// Only a read that goes to the socket can stall; a body already
-		// buffered (most small ones) costs no deadline and no watch.
-		if b.due.pending() {
-			return b.readCut(p)
-		}
-		if b.idle > 0 {
-			b.pc.c.SetReadDeadline(time.Now().Add(b.idle))
-			if b.ctx != nil && b.ctx.Err() != nil {
-				b.pc.abort() // ended meanwhile: its deadline was just replaced
-			}
-		}
+	if b.idle <= 0 && !b.due.pending() {
+		return b.read(p)
 	}
-	return b.read(p)
+	// Only a read that goes to the socket can stall: the connection's
+	// reader bounds those (bound), so a body already buffered (most small
+	// ones) costs no deadline and no watch.
+	b.pc.lr.body = b
+	n, err := b.read(p)
+	b.pc.lr.body = nil
+	return n, err
 }
 
-// readCut is a read that goes to the socket while the watch is due: the
-// wait is cut at due.at (unless body_timeout ends it first), and late
-// starts the watch if the read is still waiting; a read once it is due
-// starts it at once.
-func (b *h1Body) readCut(p []byte) (int, error) {
+// bound sets the read deadline for a read of the body that goes to the
+// socket. While the watch is due, the wait is cut at due.at (unless
+// body_timeout ends it first) and late starts the watch if the read is
+// still waiting then; a read once it is due starts it at once. Else each
+// such read has body_timeout.
+func (b *h1Body) bound() {
+	b.cut = false
 	now := time.Now()
-	if !now.Before(b.due.at) {
-		b.late()
-		if b.ctx.Err() != nil {
-			b.pc.abort() // ended meanwhile: late just replaced its deadline
+	if b.due.pending() {
+		if now.Before(b.due.at) {
+			if b.idle <= 0 || !now.Add(b.idle).Before(b.due.at) {
+				b.pc.setCut(b.due.at)
+				b.cut = true
+				return
+			}
+			// body_timeout ends this wait first: no cut, and its
+			// timeout is a real one.
+			b.pc.setRead(now.Add(b.idle))
+			return
 		}
-		return b.read(p)
+		b.late()
+	} else if b.idle > 0 {
+		b.pc.setRead(now.Add(b.idle))
+	} else {
+		return // the watch started during this read: no bound
 	}
-	if b.idle > 0 && now.Add(b.idle).Before(b.due.at) {
-		// body_timeout ends this wait first: no cut, and its timeout
-		// is a real one.
-		b.pc.c.SetReadDeadline(now.Add(b.idle))
-		return b.read(p)
+	if b.ctx != nil && b.ctx.Err() != nil {
+		b.pc.abort() // ended meanwhile: its deadline was just replaced
 	}
-	b.pc.c.SetReadDeadline(b.due.at)
-	if b.lateFn == nil {
-		b.lateFn = b.late // made here: most bodies never wait on the socket
-	}
-	b.pc.lr.late = b.lateFn
-	n, err := b.read(p)
-	b.pc.lr.late = nil
-	return n, err
 }
 
 func (b *h1Body) read(p []byte) (int, error) {
@@ -658,6 +692,7 @@ func (b *h1Body) late() bool {
 	if b.idle > 0 {
 		until = time.Now().Add(b.idle)
 	}
+	b.cut = false
 	b.stop = b.due.start(b.pc, b.ctx, until)
 	return true
 }
@@ -676,6 +711,16 @@ func (b *h1Body) release() error {
 		return nil
 	}
 	b.done = true
+	if !b.eof {
+		// What is left of the body is unknown and the connection goes:
+		// closed first, so that a body reader that reads the rest when
+		// closed (net/http's, for a head the plain path did not take)
+		// does not wait for it.
+		err := b.pc.c.Close()
+		b.rc.Close()
+		b.stop()
+		return err
+	}
 	b.rc.Close()
 	fired := !b.stop() // cancellation poisoned the deadline
 	// Bytes already buffered past the end of the response (a body on a

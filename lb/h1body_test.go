@@ -113,3 +113,76 @@ func serveEach(t *testing.T, serve func(c net.Conn)) string {
 	}()
 	return ln.Addr().String()
 }
+
+// Closing a response body before its end closes the connection at once,
+// also for a head the plain path leaves to net/http (chunked here), whose
+// body reader would read what is left — of an endless stream, forever.
+func TestH1EarlyCloseDoesNotDrain(t *testing.T) {
+	addr := serveEach(t, func(c net.Conn) {
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+		for {
+			if _, err := io.WriteString(c, "5\r\nchunk\r\n"); err != nil {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+	rt := testH1(8, time.Minute, 0)
+	defer rt.retire()
+	req, _ := http.NewRequest("GET", "http://"+addr+"/stream", nil)
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Read past the cut, so that no deadline bounds the reads any more.
+	for range 2 {
+		if _, err := io.ReadFull(resp.Body, make([]byte, 10)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * watchAfter)
+	}
+	closed := make(chan struct{})
+	go func() {
+		resp.Body.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close still reading the rest of an endless body after 10s")
+	}
+}
+
+// body_timeout bounds each read that goes to the socket, also one that a
+// read served partly from the buffer makes (a chunk's end split from its
+// data here): a steady stream lasting many times body_timeout is not cut.
+func TestH1IdleBoundsEverySocketRead(t *testing.T) {
+	const idle = 150 * time.Millisecond
+	addr := serveEach(t, func(c net.Conn) {
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r")
+		for range 8 {
+			time.Sleep(idle * 2 / 5)
+			io.WriteString(c, "\n5\r\nhello\r")
+		}
+		time.Sleep(idle * 2 / 5)
+		io.WriteString(c, "\n0\r\n\r\n")
+	})
+	rt := testH1(8, time.Minute, 0)
+	defer rt.retire()
+	req, _ := http.NewRequest("GET", "http://"+addr+"/stream", nil)
+	resp, err := rt.RoundTripIdle(req, idle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || string(got) != strings.Repeat("hello", 9) {
+		t.Fatalf("%q, %v; want the whole steady stream", got, err)
+	}
+}
