@@ -36,11 +36,14 @@ func writeRequest(bw *bufio.Writer, req *http.Request) error {
 		hasCTL(path) || hasCTL(u.RawQuery) {
 		if req.ContentLength > 0 {
 			// req.Write reads and closes the body; which of its errors
-			// were the body's it does not say.
-			req.Body = &bodyReader{rc: req.Body}
-			err := req.Write(bw)
-			if be := req.Body.(*bodyReader).err; be != nil {
-				return bodyErr{be}
+			// were the body's it does not say. (On a copy: the caller's
+			// request is not ours to change.)
+			body := &bodyReader{rc: req.Body}
+			r := *req
+			r.Body = body
+			err := r.Write(bw)
+			if body.err != nil {
+				return bodyErr{body.err}
 			}
 			return err
 		}
