@@ -10,6 +10,8 @@ import (
 	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/outpost-edge/outpost/internal/httpwire"
 )
 
 // encoder is a pooled compressor.
@@ -94,16 +96,29 @@ func negotiate(accept string, prefs []string) string {
 	if accept == "" {
 		return ""
 	}
-	best, bestQ := "", 0.0
+	// The q the client gave each of prefs (-1: not named; the last
+	// mention counts), without allocating: this runs on every hit of a
+	// compressible object.
+	var qbuf [4]float64
+	q := qbuf[:0]
+	if len(prefs) > len(qbuf) {
+		q = make([]float64, 0, len(prefs))
+	}
+	for range prefs {
+		q = append(q, -1)
+	}
 	star := -1.0
-	q := make(map[string]float64, 4)
-	for _, part := range strings.Split(accept, ",") {
+	for rest := accept; rest != ""; {
+		var part string
+		part, rest, _ = strings.Cut(rest, ",")
 		name, params, _ := strings.Cut(part, ";")
-		name = strings.ToLower(strings.TrimSpace(name))
+		name = strings.TrimSpace(name)
 		v := 1.0
-		for _, p := range strings.Split(params, ";") {
+		for params != "" {
+			var p string
+			p, params, _ = strings.Cut(params, ";")
 			k, val, ok := strings.Cut(strings.TrimSpace(p), "=")
-			if ok && strings.EqualFold(strings.TrimSpace(k), "q") {
+			if ok && httpwire.EqualFold(strings.TrimSpace(k), "q") {
 				f, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
 				if err != nil || f < 0 || f > 1 {
 					f = 0
@@ -115,13 +130,16 @@ func negotiate(accept string, prefs []string) string {
 			star = v
 			continue
 		}
-		if name != "" {
-			q[name] = v
+		for i, p := range prefs {
+			if httpwire.EqualFold(name, p) {
+				q[i] = v
+			}
 		}
 	}
-	for _, p := range prefs {
-		v, ok := q[p]
-		if !ok {
+	best, bestQ := "", 0.0
+	for i, p := range prefs {
+		v := q[i]
+		if v < 0 {
 			if star < 0 {
 				continue
 			}
@@ -146,16 +164,25 @@ func suffixETag(etag, enc string) string {
 // addVary adds name to the Vary field of h unless present.
 func addVary(h http.Header, name string) {
 	for _, v := range h["Vary"] {
-		for _, f := range strings.Split(v, ",") {
-			f = strings.TrimSpace(f)
-			if f == "*" || strings.EqualFold(f, name) {
+		for v != "" {
+			var f string
+			f, v, _ = strings.Cut(v, ",")
+			if f = strings.TrimSpace(f); f == "*" || strings.EqualFold(f, name) {
 				return
 			}
 		}
 	}
 	if len(h["Vary"]) == 0 {
-		h["Vary"] = []string{name}
+		if name == "Accept-Encoding" {
+			h["Vary"] = varyAcceptEncoding // on every hit of a compressible object
+		} else {
+			h["Vary"] = []string{name}
+		}
 		return
 	}
 	h["Vary"] = []string{strings.Join(h["Vary"], ", ") + ", " + name}
 }
+
+// varyAcceptEncoding is shared and clipped: a handler appending gets a
+// copy.
+var varyAcceptEncoding = []string{"Accept-Encoding"}[:1:1]

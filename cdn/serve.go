@@ -114,14 +114,18 @@ func (h *handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 			}
 		}
 	}
-	path, size := e.Path(), e.Size
+	size := e.Size
 	if enc != "" {
 		rend, _ := e.Encoding(enc)
-		path, size = e.EncodingPath(enc), rend.Size
+		size = rend.Size
 	}
 	var file *os.File // nil when the body is in memory
 	mem := c.store.Body(e, enc)
 	if mem == nil {
+		path := e.Path()
+		if enc != "" {
+			path = e.EncodingPath(enc)
+		}
 		f, err := openBody(path, size)
 		if err != nil {
 			// Evicted or purged between lookup and open, or the file was
@@ -218,7 +222,11 @@ func (h *handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	hdr["Content-Length"] = []string{strconv.FormatInt(size, 10)}
+	if cl := e.Header["Content-Length"]; enc == "" && len(cl) == 1 && parsesTo(cl[0], size) {
+		hdr["Content-Length"] = cl // the stored value, shared and clipped as the rest
+	} else {
+		hdr["Content-Length"] = []string{strconv.FormatInt(size, 10)}
+	}
 	w.WriteHeader(e.Status)
 	if r.Method == http.MethodHead || e.Status == http.StatusNoContent {
 		return
@@ -298,4 +306,10 @@ func (c *fileCountingWriter) ReadFrom(r io.Reader) (int64, error) {
 	}
 	c.n += n
 	return n, err
+}
+
+// parsesTo reports whether the decimal v is n, without allocating.
+func parsesTo(v string, n int64) bool {
+	m, err := strconv.ParseInt(v, 10, 64)
+	return err == nil && m == n
 }

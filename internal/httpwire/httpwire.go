@@ -400,3 +400,26 @@ type cachedDate struct {
 }
 
 var dateCache atomic.Pointer[cachedDate]
+
+// EqualFold is strings.EqualFold for ASCII only: field names and the
+// other tokens of HTTP are ASCII, and textproto's canonical form changes
+// only the case of ASCII letters, never folds other runes (strings.EqualFold
+// would take "zſtd" for "zstd").
+func EqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}

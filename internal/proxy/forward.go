@@ -273,33 +273,11 @@ func connectionNames(fields []httpwire.Field, name string) bool {
 func lists(v, name string) bool {
 	for v != "" {
 		var tok string
-		if tok, v = nextOption(v); tok != "" && asciiEqualFold(tok, name) {
+		if tok, v = nextOption(v); tok != "" && httpwire.EqualFold(tok, name) {
 			return true
 		}
 	}
 	return false
-}
-
-// asciiEqualFold is strings.EqualFold for ASCII only: a field name is a
-// token, and textproto's canonical form changes only the case of ASCII
-// letters, never folds other runes.
-func asciiEqualFold(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
 
 // outboundHeader is in's header without hop-by-hop fields (those named in
