@@ -196,3 +196,31 @@ func TestPeerAddr(t *testing.T) {
 		}
 	}
 }
+
+// The handlers' response header map is reused for the connection's next
+// handler response (as the lane's is): cleared, so that no field of one
+// response reaches the next, on a kept-alive connection or pipelined.
+func TestReusedResponseHeader(t *testing.T) {
+	_, fast, _ := servers(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/mark" {
+			w.Header().Set("X-Mark", "1")
+			w.Header()["Set-Cookie"] = []string{"a=1", "b=2"}
+		}
+		io.WriteString(w, r.URL.Path)
+	}), nil)
+	targets := []string{"/mark", "/plain", "/mark", "/plain", "/plain"}
+	var raw strings.Builder
+	for _, target := range targets {
+		raw.WriteString("GET " + target + " HTTP/1.1\r\nHost: a\r\n\r\n")
+	}
+	resps, bodies, _ := exchange(t, fast, raw.String(), len(targets))
+	if len(resps) != len(targets) {
+		t.Fatalf("%d responses, want %d", len(resps), len(targets))
+	}
+	for i, target := range targets {
+		marked := resps[i].Header.Get("X-Mark") != "" || len(resps[i].Header["Set-Cookie"]) > 0
+		if bodies[i] != target || marked != (target == "/mark") {
+			t.Errorf("response %d (%s): body %q, header %v", i, target, bodies[i], resps[i].Header)
+		}
+	}
+}

@@ -56,10 +56,21 @@ type response struct {
 }
 
 func (w *response) Header() http.Header {
-	// Sized for a cache hit's dozen fields: a map that grows past
-	// eight entries is rebuilt as a table on the way.
 	if w.header == nil {
-		w.header = make(http.Header, responseFields)
+		// The map the connection's last handler response had, cleared:
+		// one request is served at a time, and a handler is done with its
+		// response writer — the header map with it — when ServeHTTP
+		// returns (or it hijacked the connection, which then serves no
+		// more requests). A new one is sized for a cache hit's dozen
+		// fields: a map that grows past eight entries is rebuilt as a
+		// table on the way, four allocations each time.
+		if h := w.c.hdr; h != nil {
+			clear(h)
+			w.header = h
+		} else {
+			w.header = make(http.Header, responseFields)
+			w.c.hdr = w.header
+		}
 	}
 	return w.header
 }

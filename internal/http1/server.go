@@ -356,7 +356,10 @@ type conn struct {
 	// and nothing the lane runs keeps either past its request).
 	lane    response
 	laneHdr http.Header
-	passed  Pass // the lane's request, reused likewise
+	// hdr is the header map of the handlers' responses, reused likewise
+	// (see response.Header).
+	hdr    http.Header
+	passed Pass // the lane's request, reused likewise
 	// reqHdr is the map the next request's fields are parsed into: the
 	// last one's, when the lane served it; nil: a new one. reqVals, the
 	// slots of its values, likewise.
