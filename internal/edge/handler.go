@@ -49,13 +49,14 @@ func (h *Handler) trusted(a netip.Addr) bool {
 }
 
 // frame is one request's own state in one allocation: its Info, the
-// recorder around its writer, and the request and context carrying the
-// Info.
+// recorder around its writer, the request and context carrying the Info,
+// and the X-Request-Id values of the request and the response.
 type frame struct {
 	info reqinfo.Info
 	rec  recorder
 	ctx  reqinfo.Context
 	req  http.Request
+	ids  [2]string
 }
 
 // ServeHTTP implements http.Handler.
@@ -80,7 +81,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if v := r.Header["X-Request-Id"]; len(v) > 0 {
 		id = v[0]
 	}
-	ids := make([]string, 2)
+	ids := f.ids[:]
 	if info.Trusted && validRequestID(id) {
 		info.ID = id
 	} else {
