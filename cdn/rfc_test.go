@@ -361,6 +361,9 @@ func TestFollowerGetsNoPrivateFields(t *testing.T) {
 			t.Errorf("follower got %s: %q", f, v)
 		}
 	}
+	// The object is committed after the leader's client had its last
+	// byte: wait for the index, do not race it.
+	waitFor(t, "stored", func() bool { return e.cache.Objects() == 1 })
 	if r := e.get("/p"); r.Header.Get("X-Cache") != "HIT" || r.Header.Get("X-User") != "" {
 		t.Errorf("hit: %q X-User %q", r.Header.Get("X-Cache"), r.Header.Get("X-User"))
 	}
