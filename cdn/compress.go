@@ -161,28 +161,26 @@ func suffixETag(etag, enc string) string {
 	return etag
 }
 
-// addVary adds name to the Vary field of h unless present.
-func addVary(h http.Header, name string) {
+// varyOnEncoding adds Accept-Encoding to the Vary field of h unless it is
+// there (or Vary is "*"): on every hit of a compressible object, so
+// without allocating for the common case.
+func varyOnEncoding(h http.Header) {
 	for _, v := range h["Vary"] {
 		for v != "" {
 			var f string
 			f, v, _ = strings.Cut(v, ",")
-			if f = strings.TrimSpace(f); f == "*" || strings.EqualFold(f, name) {
+			if f = strings.TrimSpace(f); f == "*" || httpwire.EqualFold(f, "Accept-Encoding") {
 				return
 			}
 		}
 	}
 	if len(h["Vary"]) == 0 {
-		if name == "Accept-Encoding" {
-			h["Vary"] = varyAcceptEncoding // on every hit of a compressible object
-		} else {
-			h["Vary"] = []string{name}
-		}
+		h["Vary"] = varyAcceptEncoding
 		return
 	}
-	h["Vary"] = []string{strings.Join(h["Vary"], ", ") + ", " + name}
+	h["Vary"] = []string{strings.Join(h["Vary"], ", ") + ", Accept-Encoding"}
 }
 
-// varyAcceptEncoding is shared and clipped: a handler appending gets a
-// copy.
-var varyAcceptEncoding = []string{"Accept-Encoding"}[:1:1]
+// varyAcceptEncoding is shared: its length is its capacity, so a handler
+// appending gets a copy.
+var varyAcceptEncoding = []string{"Accept-Encoding"}

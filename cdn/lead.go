@@ -192,7 +192,7 @@ func (h *handler) lead(w http.ResponseWriter, r *http.Request, f *fill, key stri
 			ch.Set("Age", strconv.FormatInt(int64(dec.meta.InitialAge/time.Second), 10))
 		}
 		if dec.meta.Compressible {
-			addVary(ch, "Accept-Encoding")
+			varyOnEncoding(ch)
 		}
 		if _, ok := parseHTTPDate(hd.Get("Date")); !ok {
 			ch["Date"] = dec.meta.Header["Date"] // as stored: when it arrived

@@ -173,7 +173,7 @@ func (h *handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 		hdr["Cache-Status"] = append(cs, "Outpost; "+status)
 	}
 	if e.Compressible {
-		addVary(hdr, "Accept-Encoding")
+		varyOnEncoding(hdr)
 	}
 	if enc != "" {
 		hdr["Content-Encoding"] = []string{enc}
@@ -222,7 +222,7 @@ func (h *handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	if cl := e.Header["Content-Length"]; enc == "" && len(cl) == 1 && parsesTo(cl[0], size) {
+	if cl := e.Header["Content-Length"]; enc == "" && len(cl) == 1 && sameLength(cl[0], size) {
 		hdr["Content-Length"] = cl // the stored value, shared and clipped as the rest
 	} else {
 		hdr["Content-Length"] = []string{strconv.FormatInt(size, 10)}
@@ -308,8 +308,8 @@ func (c *fileCountingWriter) ReadFrom(r io.Reader) (int64, error) {
 	return n, err
 }
 
-// parsesTo reports whether the decimal v is n, without allocating.
-func parsesTo(v string, n int64) bool {
-	m, err := strconv.ParseInt(v, 10, 64)
-	return err == nil && m == n
+// sameLength reports whether a stored Content-Length value is n.
+func sameLength(v string, n int64) bool {
+	m, ok := parseContentLength(v)
+	return ok && m == n
 }

@@ -42,14 +42,13 @@ type h1Transport struct {
 }
 
 type h1Conn struct {
-	t     *h1Transport
-	c     net.Conn
-	lr    *limitReader // under br: bounds the response header
-	br    *bufio.Reader
-	bw    *bufio.Writer
-	used  time.Time // when it went idle
-	armed bool      // a read deadline bounds the response header
-	rd    time.Time // the read deadline last set (setRead, setCut)
+	t    *h1Transport
+	c    net.Conn
+	lr   *limitReader // under br: bounds the response header
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	used time.Time // when it went idle
+	rd   time.Time // the read deadline last set (setRead, setCut); zero: none
 
 	// Built once per connection, not on every request: spoke is
 	// idleCheck's (nil when the connection cannot be checked), abort
@@ -171,9 +170,9 @@ func (t *h1Transport) RoundTripIdle(req *http.Request, idle time.Duration) (*htt
 			closeBody(req.Body)
 			return nil, ctx.Err()
 		}
-		if err = afterFailure(err, reused && attempt == 0, replayable(req)); err != nil {
+		if ferr := afterFailure(err, reused && attempt == 0, replayable(req)); ferr != nil {
 			closeBody(req.Body)
-			return nil, err
+			return nil, ferr
 		}
 		if req, err = rewound(req, err); err != nil {
 			return nil, err
@@ -183,7 +182,8 @@ func (t *h1Transport) RoundTripIdle(req *http.Request, idle time.Duration) (*htt
 
 // rewound is req with a fresh copy of its body for another try (from
 // GetBody, as http.Transport does); failed is the first try's error,
-// reported if there is no way to send the body again.
+// reported if there is no way to send the body again. The body sent is
+// closed either way.
 func rewound(req *http.Request, failed error) (*http.Request, error) {
 	if req.ContentLength <= 0 {
 		return req, nil
@@ -436,12 +436,10 @@ func (pc *h1Conn) armHeader(until time.Time, w *headWait, now time.Time) {
 		if soon := now.Add(watchAfter); d.IsZero() || soon.Before(d) {
 			w.until, w.due.at = d, soon
 			pc.setCut(soon)
-			pc.armed = true
 			return
 		}
 	}
 	pc.setRead(d)
-	pc.armed = !d.IsZero()
 }
 
 // cutSlack is how much sooner than asked a cut (a wait cut at due.at,
@@ -520,7 +518,6 @@ func (w *headWait) late(pc *h1Conn) bool {
 	if !w.due.pending() {
 		return false
 	}
-	pc.armed = !w.until.IsZero()
 	w.stop = w.due.start(pc, w.ctx, w.until)
 	return true
 }
@@ -580,7 +577,7 @@ func (pc *h1Conn) awaitResponse(req *http.Request, got1xx func(int, textproto.MI
 		return nil, errors.New("lb: backend switched protocols without an Upgrade request")
 	}
 	pc.lr.left = math.MaxInt64 // the body is the caller's to bound
-	if pc.armed && !w.due.pending() {
+	if !pc.rd.IsZero() && !w.due.pending() {
 		// (A cut still due stays: the body's reads would set it again.)
 		pc.setRead(time.Time{})
 		if w.ctx != nil && w.ctx.Err() != nil {

@@ -3,10 +3,12 @@ package lb
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -222,3 +224,87 @@ type closeCounter struct {
 }
 
 func (c *closeCounter) Close() error { c.closed++; return nil }
+
+// rewound gives a request for another try: the same one without a body,
+// a copy with a fresh body from GetBody, and else the first try's error —
+// never a nil request without one (RoundTripIdle would go on with it).
+func TestH1Rewound(t *testing.T) {
+	failed := errors.New("first try failed")
+	bodiless, _ := http.NewRequest("GET", "http://backend/", nil)
+	withGet, _ := http.NewRequest("POST", "http://backend/", strings.NewReader("body"))
+	noGet, _ := http.NewRequest("POST", "http://backend/", io.NopCloser(strings.NewReader("body")))
+	noGet.ContentLength = 4
+	if r, err := rewound(bodiless, failed); r != bodiless || err != nil {
+		t.Errorf("bodiless: %v %v, want the same request", r, err)
+	}
+	r, err := rewound(withGet, failed)
+	if err != nil || r == withGet {
+		t.Fatalf("GetBody: %v %v, want a copy", r, err)
+	}
+	if b, _ := io.ReadAll(r.Body); string(b) != "body" {
+		t.Errorf("GetBody: body %q", b)
+	}
+	if r, err := rewound(noGet, failed); r != nil || err != failed {
+		t.Errorf("no GetBody: %v %v, want the first try's error", r, err)
+	}
+}
+
+// A kept-alive connection the backend reset while it was idle fails the
+// next request's write before any of it left: a request with a body goes
+// again on a fresh connection only when GetBody can give the body again,
+// and otherwise fails with the write's error (the idle check, which would
+// have caught the reset, is off here to reach that path).
+func TestH1ResetIdleConnectionWithBody(t *testing.T) {
+	var conns atomic.Int32
+	reset := make(chan struct{}, 4)
+	addr := serveEach(t, func(c net.Conn) {
+		first := conns.Add(1) == 1
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, req.Body)
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			if first {
+				c.(*net.TCPConn).SetLinger(0) // close with a reset
+				c.Close()
+				reset <- struct{}{}
+				return
+			}
+		}
+	})
+	for _, replayable := range []bool{false, true} {
+		conns.Store(0)
+		rt := testH1(8, time.Minute, 0)
+		if _, got, err := h1Do(t, rt, "GET", "http://"+addr+"/", nil); err != nil || got != "ok" {
+			t.Fatalf("first request: %q %v", got, err)
+		}
+		<-reset
+		time.Sleep(20 * time.Millisecond) // the reset reaches the idle connection
+		rt.mu.Lock()
+		for _, pc := range rt.idle {
+			pc.spoke = nil
+		}
+		rt.mu.Unlock()
+		var body io.Reader = strings.NewReader("the body")
+		if !replayable {
+			body = io.NopCloser(body) // no GetBody
+		}
+		req, _ := http.NewRequest("POST", "http://"+addr+"/", body)
+		req.ContentLength = 8
+		resp, err := rt.RoundTrip(req)
+		if err == nil {
+			io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+		if replayable && err != nil {
+			t.Errorf("with GetBody: %v, want it sent again on a fresh connection", err)
+		}
+		if !replayable && err == nil {
+			t.Errorf("without GetBody: sent again, want the write's error")
+		}
+		rt.retire()
+	}
+}

@@ -57,8 +57,8 @@ type response struct {
 
 func (w *response) Header() http.Header {
 	if w.header == nil {
-		// The map the connection's last handler response had, cleared:
-		// one request is served at a time, and a handler is done with its
+		// The map the connection's last response had, cleared: one
+		// request is served at a time, and a handler (or the lane) is done with its
 		// response writer — the header map with it — when ServeHTTP
 		// returns (or it hijacked the connection, which then serves no
 		// more requests). A new one is sized for a cache hit's dozen

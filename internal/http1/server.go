@@ -351,13 +351,13 @@ type conn struct {
 	pend   []byte // a response's first bytes while its head waits (see response)
 	out    vecWriter
 	body   *body // the current request's, until detached
-	// lane is the pass lane's response writer and laneHdr its header
-	// map, reused from one lane request to the next (one runs at a time,
-	// and nothing the lane runs keeps either past its request).
-	lane    response
-	laneHdr http.Header
-	// hdr is the header map of the handlers' responses, reused likewise
-	// (see response.Header).
+	// lane is the pass lane's response writer, reused from one lane
+	// request to the next (one runs at a time, and nothing the lane runs
+	// keeps it past its request).
+	lane response
+	// hdr is the header map of every response, the lane's and the
+	// handlers', reused from one request to the next (see
+	// response.Header).
 	hdr    http.Header
 	passed Pass // the lane's request, reused likewise
 	// reqHdr is the map the next request's fields are parsed into: the
@@ -797,14 +797,8 @@ func (c *conn) pass(h *head, start time.Time, token any, pipelined bool) (served
 	if std.WriteTimeout > 0 {
 		c.rwc.SetWriteDeadline(start.Add(std.WriteTimeout))
 	}
-	if c.laneHdr == nil {
-		c.laneHdr = make(http.Header, 8)
-	}
-	c.lane = response{c: c, closeReq: h.close, cl: -1, isHead: h.method == http.MethodHead, header: c.laneHdr}
+	c.lane = response{c: c, closeReq: h.close, cl: -1, isHead: h.method == http.MethodHead}
 	w := &c.lane
-	// Emptied as soon as the request is done: the map keeps its room,
-	// not the last response's values.
-	defer clear(c.laneHdr)
 	c.passed = Pass{Method: h.method, Target: h.target, Host: h.host, Header: h.header, RemoteAddr: c.remote, Peer: c.peer, TLS: c.tls != nil, Conn: c.ctx,
 		Kept: c.passed.Kept, c: c, start: start, watchable: !pipelined}
 	served = c.s.Passer.Pass(w, &c.passed, token)
